@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine with Python 3.10+:
+#   make demo   - the main job on its embedded default (bundled model, phantom scanner, emulated display)
+#   make test   - the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test venv-runtime venv-dev demo-bundle clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Device runtime only: no TensorFlow.
+$(VENV)/.runtime: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Runtime plus the host-side converter (TensorFlow) and the test tools.
+$(VENV)/.dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e ".[convert,dev]"
+	touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	$(BIN)/tlf-edge run
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Rebuilds the committed demo bundle from phantom data (host PC, takes about half an hour on 2 cores).
+demo-bundle: $(VENV)/.dev
+	$(BIN)/tlf-convert demo-bundle --out edge/models/demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
