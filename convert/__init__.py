@@ -1,0 +1,1 @@
+"""Host-side model conversion: train the U-Net, quantize it to int8 and package a model bundle."""

@@ -1,0 +1,110 @@
+"""Training the U-Net: categorical cross-entropy on logits, Adam, batch 16 (the study's defaults)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convert.data import phantom_batch
+from convert.unet import build_unet
+from edge.preprocess import PreprocessSpec, to_float
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 200
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    patience: int = 20  # early stopping on validation loss
+    seed: int = 0
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.0
+    classes: int = 3
+
+
+class PhantomStream(keras.utils.PyDataset):
+    """Fresh phantom batches every step (seeds never repeat across steps or epochs)."""
+
+    def __init__(self, spec: PreprocessSpec, steps: int, batch_size: int, classes: int, seed: int):
+        super().__init__()
+        self.spec, self.steps, self.batch_size, self.classes, self.seed = spec, steps, batch_size, classes, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def __getitem__(self, i):
+        first = self.seed + (self.epoch * self.steps + i) * self.batch_size
+        x, y = phantom_batch(range(first, first + self.batch_size), self.spec)
+        return to_float(x, self.spec), keras.utils.to_categorical(y, self.classes)
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train(
+    out_dir: Path,
+    spec: PreprocessSpec,
+    options: TrainOptions,
+    train_data=None,
+    val_data=None,
+    phantom_steps: int = 25,
+    verbose: int = 1,
+) -> Path:
+    """Train and write `out_dir/model.keras` (best validation loss), `history.csv`, `train.json`.
+
+    train_data/val_data: (uint8 images NxHxWxC, uint8 labels NxHxW); without train_data the
+    model trains on a fresh phantom stream of `phantom_steps` batches per epoch.
+    Returns the path of the best model.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(options.seed)
+    model = build_unet(
+        input_size=spec.height,
+        channels=spec.channels,
+        classes=options.classes,
+        base_filters=options.base_filters,
+        depth=options.depth,
+        dropout=options.dropout,
+        batch_size=None,
+    )
+    compile_model(model, options.learning_rate)
+    if val_data is None:
+        val_data = phantom_batch(range(10_000_000 + options.seed, 10_000_000 + options.seed + 32), spec)
+    val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
+    if train_data is None:
+        fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed)
+        fit_kwargs = {}
+    else:
+        fit_data = to_float(train_data[0], spec)
+        fit_kwargs = {"y": keras.utils.to_categorical(train_data[1], options.classes), "batch_size": options.batch_size}
+    best = out_dir / "model.keras"
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
+    ]
+    model.fit(fit_data, validation_data=val, epochs=options.epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    (out_dir / "train.json").write_text(json.dumps({"options": asdict(options), "preprocess": spec.to_dict()}, indent=2))
+    return best
+
+
+def read_history(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -1,0 +1,55 @@
+"""The typed, timestamped objects that cross each stage boundary of the runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One B-mode image as delivered by a source.
+
+    image: uint8, HxW (grayscale) or HxWx3 (BGR), already cropped to the B-mode region.
+    t_capture: time.monotonic() when the source produced it; every latency is measured from here.
+    spacing_mm: (row, column) pixel spacing of `image` in mm, or None when not calibrated.
+    truth: ground truth when the source knows it (the phantom), else None.
+    """
+
+    image: np.ndarray
+    t_capture: float
+    seq: int
+    spacing_mm: tuple[float, float] | None = None
+    truth: dict | None = None
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The model's answer for one frame, in model-input pixels.
+
+    labels: uint8 HxW class indices. logits: int8 HxWxK raw model output (argmax of these is
+    `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
+    pixel in mm, or None.
+    """
+
+    frame: Frame
+    labels: np.ndarray
+    logits: np.ndarray | None
+    spacing_mm: tuple[float, float] | None
+    t_done: float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """TLF thickness for one frame, with its quality flags and timing."""
+
+    seq: int
+    t_capture: float
+    thickness: float  # mm when `unit` is "mm", model pixels when "px"; NaN when not measurable
+    spread: float  # interquartile range over the measured columns, same unit
+    unit: str
+    flags: int
+    columns: int  # how many columns contributed
+    latency_s: float
+    extra: dict = field(default_factory=dict)
