@@ -38,6 +38,7 @@ class Segmentation:
     logits: np.ndarray | None
     spacing_mm: tuple[float, float] | None
     t_done: float
+    logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
 
 
 @dataclass(frozen=True)

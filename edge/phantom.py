@@ -82,6 +82,7 @@ class Scan:
 def random_anatomy(rng: np.random.Generator, depth_mm: float = 40.0, width_mm: float = 40.0) -> Anatomy:
     """A plausible low-back scene (TLF 0.6-2.5 mm, fat 4-18 mm, tilt within +-8 degrees)."""
     fat_max = min(18.0, depth_mm * 0.5)
+    wave_len = float(rng.uniform(20.0, 60.0))  # waviness kept gentle: local slope under about 10 degrees
     return Anatomy(
         depth_mm=depth_mm,
         width_mm=width_mm,
@@ -92,8 +93,8 @@ def random_anatomy(rng: np.random.Generator, depth_mm: float = 40.0, width_mm: f
         gap_mm=float(rng.uniform(0.25, 0.9)),
         epimysium_mm=float(rng.uniform(0.2, 0.5)),
         tilt_deg=float(rng.uniform(-8.0, 8.0)),
-        wave_amp_mm=float(rng.uniform(0.0, 1.2)),
-        wave_len_mm=float(rng.uniform(20.0, 60.0)),
+        wave_amp_mm=float(rng.uniform(0.0, 1.0)) * min(1.0, wave_len / 35.0),
+        wave_len_mm=wave_len,
         wave_phase=float(rng.uniform(0, 2 * math.pi)),
         thickness_var=float(rng.uniform(0.0, 0.15)),
     )

@@ -1,0 +1,163 @@
+"""`tlf-convert`: train the U-Net, quantize it to an int8 bundle, validate, and make phantom data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
+CALIBRATION_SEEDS = 20_000_000
+VALIDATION_SEEDS = 30_000_000
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="tlf-convert", description="Host-side training and int8 conversion for tlf-edge.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the U-Net on a labelled folder or on phantom data")
+    t.add_argument("--data", help="folder with images/ and masks/ (class-index PNGs); default: phantom stream")
+    t.add_argument("--out", required=True, help="output folder (model.keras, history.csv)")
+    t.add_argument("--epochs", type=int, default=200)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--steps", type=int, default=25, help="phantom batches per epoch")
+    t.add_argument("--base-filters", type=int, default=16)
+    t.add_argument("--depth", type=int, default=4)
+    t.add_argument("--size", type=int, default=256)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--patience", type=int, default=20)
+
+    q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
+    q.add_argument("model", help=".keras or .h5 model")
+    q.add_argument("--calib", default="phantom", help="'phantom' or a folder of images (preprocessed like the device)")
+    q.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
+    q.add_argument("--out", required=True, help="bundle folder to write")
+    q.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
+
+    d = sub.add_parser("demo-bundle", help="train, quantize and validate the bundled demo model on phantom data")
+    d.add_argument("--out", default="edge/models/demo")
+    d.add_argument("--work", default="build/demo-train", help="folder for the float model and training history")
+    d.add_argument("--epochs", type=int, default=12)
+    d.add_argument("--steps", type=int, default=25)
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--validate-n", type=int, default=64)
+    d.add_argument("--model", help="reuse this trained float model (.keras) instead of training")
+
+    ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/ and masks/)")
+    ph.add_argument("--out", required=True)
+    ph.add_argument("--n", type=int, default=100)
+    ph.add_argument("--seed", type=int, default=0)
+
+    args = p.parse_args(argv)
+    from convert.quantize import QuantizeError
+
+    try:
+        return {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle, "phantom": cmd_phantom}[args.command](args)
+    except (QuantizeError, ValueError, OSError) as e:
+        print(f"tlf-convert: error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args) -> int:
+    from convert.data import read_labelled_folder
+    from convert.train import TrainOptions, train
+    from edge.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(height=args.size, width=args.size)
+    train_data = val_data = None
+    if args.data:
+        x, y = read_labelled_folder(Path(args.data), spec)
+        rng = np.random.default_rng(args.seed)
+        order = rng.permutation(len(x))
+        n_val = max(1, len(x) // 5)
+        val_data = (x[order[:n_val]], y[order[:n_val]])
+        train_data = (x[order[n_val:]], y[order[n_val:]])
+    classes = int(max(train_data[1].max(), val_data[1].max()) + 1) if train_data else 3
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch, seed=args.seed, base_filters=args.base_filters,
+                        depth=args.depth, patience=args.patience, classes=classes)
+    best = train(Path(args.out), spec, opts, train_data, val_data, phantom_steps=args.steps)
+    print(f"trained model: {best}")
+    return 0
+
+
+def calibration_images(source: str, n: int, spec) -> np.ndarray:
+    from convert.data import IMAGE_SUFFIXES, phantom_batch
+    from edge.preprocess import to_model_image
+
+    if source == "phantom":
+        return phantom_batch(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + n), spec)[0]
+    import cv2
+
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ValueError(f"calibration source {source!r} is neither 'phantom' nor a folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+    images = []
+    for path in paths:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR if spec.channels == 3 else cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise ValueError(f"cannot read calibration image {str(path)!r}")
+        images.append(to_model_image(img, spec))
+    if not images:
+        raise ValueError(f"no images in calibration folder {source!r}")
+    return np.stack(images)
+
+
+def cmd_quantize(args) -> int:
+    from convert.quantize import load_keras_model, quantize_to_bundle
+    from edge.preprocess import PreprocessSpec
+
+    model = load_keras_model(args.model)
+    _, h, w, c = model.input_shape
+    size = args.size or h
+    spec = PreprocessSpec(height=size, width=args.size or w, channels=c)
+    calib = calibration_images(args.calib, args.calib_n, spec)
+    bundle = quantize_to_bundle(model, calib, spec, args.out)
+    print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_demo_bundle(args) -> int:
+    from convert.data import phantom_sample
+    from convert.quantize import load_keras_model, quantize_to_bundle
+    from convert.train import TrainOptions, read_history, train
+    from convert.validate import compare
+    from edge.bundle import update_manifest
+    from edge.preprocess import PreprocessSpec, model_spacing
+
+    spec = PreprocessSpec()
+    opts = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs)
+    work = Path(args.model).parent if args.model else Path(args.work)
+    best = Path(args.model) if args.model else train(work, spec, opts, phantom_steps=args.steps, verbose=2)
+    model = load_keras_model(best)
+    calib = calibration_images("phantom", 200, spec)
+    training = {"phantom_images": args.epochs * args.steps * opts.batch_size, **{k: v for k, v in vars(opts).items()}}
+    history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []
+    training["final"] = history[-1] if history else {}
+    bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"})
+    samples = [phantom_sample(VALIDATION_SEEDS + i, spec) for i in range(args.validate_n)]
+    images = np.stack([s[0] for s in samples])
+    labels = np.stack([s[1] for s in samples])
+    spacings = [model_spacing(s[2].spacing_mm, s[2].image.shape, spec) for s in samples]
+    report = compare(bundle, model, images, labels, spacings)
+    bundle = update_manifest(bundle, validation={"set": f"phantom seeds {VALIDATION_SEEDS}+{args.validate_n}", **report})
+    print(json.dumps(report, indent=2))
+    print(f"demo bundle written: {bundle.path}")
+    return 0
+
+
+def cmd_phantom(args) -> int:
+    from convert.data import write_labelled_folder
+    from edge import phantom
+
+    scans = [phantom.scan(args.seed + i) for i in range(args.n)]
+    write_labelled_folder(Path(args.out), [s.image for s in scans], [s.labels for s in scans])
+    print(f"{args.n} phantom images with masks written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

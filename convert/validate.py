@@ -1,0 +1,60 @@
+"""Float versus int8 agreement on a labelled set, computed with the device's own kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.bundle import Bundle
+from edge.metrics import scores
+from edge.preprocess import to_float
+from edge.segmenter import Segmenter
+from edge.thickness import measure_thickness
+
+
+def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2) -> dict:
+    """Scores of the float model and of the bundle's int8 model against the labels, and thickness errors.
+
+    images: uint8 (N,H,W,C) model images; labels: (N,H,W); spacings: per-image (row, col) mm per
+    model pixel, or None for pixel units.
+    """
+    seg = Segmenter(bundle, threads)
+    classes = seg.classes
+    f_pred, q_pred, f_th, q_th, t_th = [], [], [], [], []
+    for img, lab, sp in zip(images, labels, spacings):
+        logits_f = float_model(to_float(img, bundle.spec)[None], training=False)
+        logits_f = np.asarray(logits_f)[0]
+        logits_q = seg.infer(img)
+        f_pred.append(np.argmax(logits_f, -1))
+        q_pred.append(np.argmax(logits_q, -1))
+        tlf = bundle.tlf_class
+        f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf).value)
+        q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf).value)
+        t_th.append(measure_thickness(lab, None, sp, tlf=tlf).value)
+    f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)
+    f_th, q_th, t_th = map(np.asarray, (f_th, q_th, t_th))
+    return {
+        "images": int(len(images)),
+        "float": scores(labels, f_pred, classes),
+        "int8": scores(labels, q_pred, classes),
+        "int8_vs_float_pixel_agreement": float((f_pred == q_pred).mean()),
+        "thickness": {
+            "float_vs_truth": _errors(f_th, t_th),
+            "int8_vs_truth": _errors(q_th, t_th),
+            "int8_vs_float": _errors(q_th, f_th),
+        },
+    }
+
+
+def _errors(measured: np.ndarray, reference: np.ndarray) -> dict:
+    ok = ~(np.isnan(measured) | np.isnan(reference))
+    d = measured[ok] - reference[ok]
+    if d.size == 0:
+        return {"n": 0}
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    bias = float(d.mean())
+    return {
+        "n": int(d.size),
+        "bias": round(bias, 4),
+        "mae": round(float(np.abs(d).mean()), 4),
+        "loa": [round(bias - 1.96 * sd, 4), round(bias + 1.96 * sd, 4)],
+    }

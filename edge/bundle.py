@@ -1,0 +1,112 @@
+"""Model bundles: `model.tflite` plus `manifest.json`, verified before anything is loaded.
+
+The manifest states the tensor contract (input and output shape, dtype, scale, zero point),
+the class names, the preprocessing spec and the tools that made it. The device refuses a
+bundle whose schema it does not know or whose model file does not match its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import BundleError
+from edge.preprocess import PreprocessSpec
+
+SCHEMA = "tlf-edge.bundle/1"
+MODEL_FILE = "model.tflite"
+MANIFEST_FILE = "manifest.json"
+REQUIRED = ("schema", "model_file", "sha256", "input", "output", "classes", "tlf_class", "preprocess", "created_by")
+TENSOR_KEYS = ("shape", "dtype", "scale", "zero_point")
+
+DEMO_BUNDLE = Path(__file__).resolve().parent / "models" / "demo"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict
+    spec: PreprocessSpec
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest["model_file"]
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+    @property
+    def model_id(self) -> int:
+        """A 32-bit id of the model (first 8 hex digits of its sha256), for displays and logs."""
+        return int(self.sha256[:8], 16)
+
+    @property
+    def tlf_class(self) -> int:
+        return int(self.manifest["tlf_class"])
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and verify a bundle folder; raise BundleError with one clear line otherwise."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"not a model bundle: {str(path)!r} has no {MANIFEST_FILE}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"unreadable manifest {str(manifest_path)!r}: {e}") from e
+    if not isinstance(manifest, dict):
+        raise BundleError(f"manifest {str(manifest_path)!r} is not a JSON object")
+    if manifest.get("schema") != SCHEMA:
+        raise BundleError(f"unsupported bundle schema {manifest.get('schema')!r} in {str(path)!r} (expected {SCHEMA!r})")
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise BundleError(f"manifest {str(manifest_path)!r} lacks {missing}")
+    for side in ("input", "output"):
+        absent = [k for k in TENSOR_KEYS if k not in manifest[side]]
+        if absent:
+            raise BundleError(f"manifest {str(manifest_path)!r}: {side} lacks {absent}")
+    model_path = path / manifest["model_file"]
+    if Path(manifest["model_file"]).name != manifest["model_file"]:
+        raise BundleError(f"model_file {manifest['model_file']!r} must be a plain file name inside the bundle")
+    if not model_path.is_file():
+        raise BundleError(f"bundle {str(path)!r} lacks its model file {manifest['model_file']!r}")
+    actual = file_sha256(model_path)
+    if actual != manifest["sha256"]:
+        raise BundleError(
+            f"model file {str(model_path)!r} does not match its manifest (sha256 {actual[:12]}..., "
+            f"expected {str(manifest['sha256'])[:12]}...): refusing a modified or wrong model"
+        )
+    try:
+        spec = PreprocessSpec.from_dict(manifest["preprocess"])
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"bad preprocessing spec in {str(manifest_path)!r}: {e}") from e
+    return Bundle(path=path, manifest=manifest, spec=spec)
+
+
+def write_bundle(path: str | Path, model_bytes: bytes, manifest: dict) -> Bundle:
+    """Write `model.tflite` and its manifest (adding schema, model_file and sha256), then verify."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MODEL_FILE).write_bytes(model_bytes)
+    full = {"schema": SCHEMA, "model_file": MODEL_FILE, "sha256": hashlib.sha256(model_bytes).hexdigest(), **manifest}
+    (path / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    return load_bundle(path)
+
+
+def update_manifest(bundle: Bundle, **entries) -> Bundle:
+    """Add or replace top-level manifest entries (e.g. validation results) of a verified bundle."""
+    manifest = dict(bundle.manifest, **entries)
+    (bundle.path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return load_bundle(bundle.path)

@@ -1,0 +1,148 @@
+"""`tlf-edge`: the device runtime's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.errors import EdgeError
+from edge.quality import REJECTING, names
+
+DEFAULT_SOURCE = "phantom://clip?seed=7&frames=90&size=400x400"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)")
+    run.add_argument("--bundle", default=str(DEMO_BUNDLE), help="model bundle folder (default: the bundled demo model)")
+    run.add_argument("--source", default=DEFAULT_SOURCE, help=f"frame source URL (default: {DEFAULT_SOURCE})")
+    run.add_argument("--display", default="emulate", help="serial port URL of the display, 'emulate' or 'none'")
+    run.add_argument("--baud", type=int, default=115200)
+    run.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: physical cores)")
+    run.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    run.add_argument("--out", default="runs", help="folder under which the run folder is made")
+    run.add_argument("--quiet", action="store_true", help="no live status line")
+    info = sub.add_parser("info", help="verify a bundle and print its manifest")
+    info.add_argument("bundle", nargs="?", default=str(DEMO_BUNDLE))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "info":
+            print(json.dumps(load_bundle(args.bundle).manifest, indent=2))
+            return 0
+    except EdgeError as e:
+        print(f"tlf-edge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+def cmd_run(args) -> int:
+    from edge.pipeline import Pipeline
+    from edge.segmenter import Segmenter, SegmenterOptions
+    from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
+    from edge.sources import open_source
+
+    segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
+    source = open_source(args.source)
+    run_dir = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    while run_dir.exists():
+        run_dir = run_dir.with_name(run_dir.name + "+")
+    run_dir.mkdir(parents=True)
+    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256)]
+    emulator = None
+    if args.display == "emulate":
+        from firmware_bridge.emulator import DisplayEmulator
+
+        emulator = DisplayEmulator().start()
+        sinks.append(DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+    elif args.display != "none":
+        sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+    if not args.quiet:
+        sinks.append(ConsoleStatus())
+    try:
+        stats = Pipeline(source, segmenter, sinks).run(max_frames=args.frames)
+        display = None
+        if emulator is not None:
+            emulator.wait_idle(timeout=2.0) if hasattr(emulator, "wait_idle") else None
+            emulator.render_png(run_dir / "display.png")
+            display = {"frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
+    finally:
+        if emulator is not None:
+            emulator.stop()
+    summary = summarize(stats, segmenter, args, display)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(summary, run_dir)
+    return 0
+
+
+def summarize(stats, segmenter, args, display) -> dict:
+    ms = stats.measurements
+    accepted = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
+    flagged: dict[str, int] = {}
+    for m in ms:
+        for n in names(m.flags & REJECTING):
+            flagged[n] = flagged.get(n, 0) + 1
+    lat = np.array([m.latency_s for m in ms]) * 1000 if ms else np.array([np.nan])
+    values = np.array([m.thickness for m in accepted])
+    truths = np.array([m.extra["truth_mm"] for m in accepted if "truth_mm" in m.extra])
+    out = {
+        "bundle": str(args.bundle),
+        "model_sha256": segmenter.bundle.sha256,
+        "runtime": segmenter.runtime,
+        "threads": segmenter.num_threads,
+        "source": args.source,
+        "frames": len(ms),
+        "accepted": len(accepted),
+        "flagged": flagged,
+        "fps": round(stats.fps, 2),
+        "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p90": round(float(np.percentile(lat, 90)), 2)},
+        "start_to_first_measurement_s": round(stats.t_first_measurement - stats.t_start, 3) if stats.t_first_measurement else None,
+        "unit": ms[0].unit if ms else None,
+        "thickness_median": round(float(np.median(values)), 3) if values.size else None,
+        "thickness_iqr": round(float(np.subtract(*np.percentile(values, [75, 25]))), 3) if values.size else None,
+        "dead_outputs": stats.dead_sinks,
+        "display": display,
+    }
+    if truths.size:
+        out["truth_median_mm"] = round(float(np.median(truths)), 3)
+        out["error_median_mm"] = round(out["thickness_median"] - out["truth_median_mm"], 3)
+        out["abs_error_mean_mm"] = round(float(np.mean(np.abs(values[: truths.size] - truths))), 3)
+    return out
+
+
+def print_summary(s: dict, run_dir: Path) -> None:
+    unit = s["unit"] or ""
+    print("tlf-edge run summary")
+    print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
+    print(f"  source     {s['source']}")
+    flagged = ", ".join(f"{k} x{v}" for k, v in s["flagged"].items()) or "none"
+    print(f"  frames     {s['frames']} measured, {s['accepted']} accepted; rejected: {flagged}")
+    print(f"  speed      {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} ms, p90 {s['latency_ms']['p90']:.1f} ms")
+    if s["thickness_median"] is None:
+        print("  thickness  no accepted frame")
+    else:
+        line = f"  thickness  median {s['thickness_median']:.2f} {unit} (IQR {s['thickness_iqr']:.2f})"
+        if "truth_median_mm" in s:
+            line += f" | phantom truth {s['truth_median_mm']:.2f} mm | error {s['error_median_mm']:+.2f} mm"
+        print(line)
+    if s["display"] is not None:
+        print(f"  display    {s['display']['frames_received']} frames decoded by the emulated display, "
+              f"{s['display']['crc_errors']} CRC errors")
+    for name, why in s["dead_outputs"].items():
+        print(f"  stopped    {name}: {why}")
+    print(f"  outputs    {run_dir}/")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

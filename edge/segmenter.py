@@ -1,0 +1,150 @@
+"""The LiteRT int8 segmenter: a thin adapter around the interpreter.
+
+Tensor contract (checked when the segmenter is created against the bundle manifest):
+  input  int8 [1, H, W, C]  filled straight from uint8 pixels through a 256-entry lookup table
+         (code = round(pixel * spec.scale / input_scale) + input_zero_point), no float round trip;
+  output int8 [1, H, W, K]  per-class logits (or scores) with a positive scale; the label map is
+         their argmax, which equals the argmax of the dequantized values.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import DEMO_BUNDLE, Bundle, load_bundle
+from edge.errors import BundleError, EdgeError
+from edge.frame import Frame, Segmentation
+from edge.preprocess import int8_lookup, model_spacing, to_model_image
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyper-threads not counted)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cores = set()
+        phys = core = None
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    phys = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                elif not line.strip() and core is not None:
+                    cores.add((phys, core))
+                    phys = core = None
+        if core is not None:
+            cores.add((phys, core))
+        if cores:
+            return max(1, min(logical, len(cores)))
+    except OSError:
+        pass
+    return max(1, logical)
+
+
+def interpreter_class():
+    """The LiteRT Interpreter class: ai-edge-litert, else tflite_runtime, else an already loaded tf.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        pass
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        return tf.lite.Interpreter, "tensorflow"
+    raise EdgeError("no LiteRT interpreter installed: pip install ai-edge-litert")
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    bundle: str | Path = DEMO_BUNDLE
+    num_threads: int | None = None  # None: the physical cores
+
+
+class Segmenter:
+    """Runs one bundle's int8 model on B-mode frames; see the module docstring for the contract."""
+
+    def __init__(self, bundle: Bundle, num_threads: int):
+        self.bundle = bundle
+        self.spec = bundle.spec
+        self.num_threads = num_threads
+        cls, self.runtime = interpreter_class()
+        try:
+            self._interp = cls(model_path=str(bundle.model_path), num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise BundleError(f"LiteRT cannot load {str(bundle.model_path)!r}: {e}") from e
+        inp = self._interp.get_input_details()
+        out = self._interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise BundleError(f"model must have one input and one output, has {len(inp)} and {len(out)}")
+        self._in, self._out = inp[0], out[0]
+        self._check_contract()
+        in_scale, in_zero = self._in["quantization"]
+        if self._in["dtype"] == np.int8:
+            self._lut = int8_lookup(self.spec, in_scale, in_zero)
+        else:
+            self._lut = None
+        out_scale, _ = self._out["quantization"]
+        self.logit_scale = float(out_scale) if out_scale else 1.0
+
+    @classmethod
+    def create(cls, options: SegmenterOptions = SegmenterOptions()) -> "Segmenter":
+        threads = options.num_threads if options.num_threads is not None else physical_cores()
+        if threads < 1:
+            raise EdgeError(f"num_threads must be at least 1, not {threads!r}")
+        return cls(load_bundle(options.bundle), threads)
+
+    def _check_contract(self) -> None:
+        m = self.bundle.manifest
+        got_in = [int(v) for v in self._in["shape"]]
+        got_out = [int(v) for v in self._out["shape"]]
+        if got_in != list(m["input"]["shape"]) or got_out != list(m["output"]["shape"]):
+            raise BundleError(
+                f"model tensors {got_in} -> {got_out} do not match the manifest "
+                f"{m['input']['shape']} -> {m['output']['shape']}"
+            )
+        want = [1, self.spec.height, self.spec.width, self.spec.channels]
+        if got_in != want:
+            raise BundleError(f"model input {got_in} does not match its preprocessing {want}")
+        if np.dtype(self._in["dtype"]).name != m["input"]["dtype"]:
+            raise BundleError(f"model input dtype {np.dtype(self._in['dtype']).name} != manifest {m['input']['dtype']!r}")
+        scale, _ = self._out["quantization"]
+        if self._out["dtype"] in (np.int8, np.uint8) and not scale > 0:
+            raise BundleError(f"quantized output needs a positive scale, has {scale!r}")
+
+    @property
+    def classes(self) -> int:
+        return int(self._out["shape"][-1])
+
+    def infer(self, model_image: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, C) model image -> raw output (H, W, K) in the model's output dtype."""
+        if self._lut is not None:
+            tensor = self._lut[model_image]
+        else:
+            tensor = (model_image.astype(np.float32) * np.float32(self.spec.scale)).astype(self._in["dtype"])
+        self._interp.set_tensor(self._in["index"], tensor[None])
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out["index"])[0]
+
+    def segment(self, frame: Frame) -> Segmentation:
+        """Preprocess the frame's B-mode image, run the model and take the argmax."""
+        model_image = to_model_image(frame.image, self.spec)
+        logits = self.infer(model_image)
+        labels = np.argmax(logits, axis=-1).astype(np.uint8)
+        spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
+        return Segmentation(frame, labels, logits, spacing, time.monotonic(), self.logit_scale)

@@ -1,0 +1,139 @@
+"""Outputs of the runtime. A sink has open/write/close; a failing sink marks itself dead, reports
+once, and the pipeline carries on with the others."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from edge.frame import Measurement, Segmentation
+from edge.quality import names
+
+
+class Sink:
+    """Base sink; `dead` holds the reason once it has failed."""
+
+    name = "sink"
+    dead: str | None = None
+
+    def open(self) -> "Sink":
+        return self
+
+    def write(self, measurement: Measurement, segmentation: Segmentation) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _num(v: float):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
+
+
+class JsonLinesLog(Sink):
+    """One JSON object per frame: time, thickness and spread, flags, latency, model hash."""
+
+    name = "log"
+
+    def __init__(self, path: Path, model_sha256: str):
+        self.path, self.model_sha256 = Path(path), model_sha256
+        self._f = None
+
+    def open(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", buffering=1)
+        return self
+
+    def write(self, m: Measurement, seg: Segmentation) -> None:
+        record = {
+            "seq": m.seq,
+            "t_capture": round(m.t_capture, 6),
+            "wall_time": round(time.time(), 3),
+            "thickness": _num(m.thickness),
+            "spread": _num(m.spread),
+            "unit": m.unit,
+            "flags": m.flags,
+            "flag_names": names(m.flags),
+            "columns": m.columns,
+            "latency_ms": round(m.latency_s * 1000, 2),
+            "model_sha256": self.model_sha256,
+            **{k: _num(v) if isinstance(v, float) else v for k, v in m.extra.items()},
+        }
+        self._f.write(json.dumps(record) + "\n")
+
+    def close(self):
+        if self._f:
+            self._f.close()
+            self._f = None
+
+
+class ConsoleStatus(Sink):
+    """A one-line live status (fps, latency, thickness), redrawn at most `hz` times a second."""
+
+    name = "console"
+
+    def __init__(self, stream=sys.stdout, hz: float = 4.0):
+        self.stream, self.period = stream, 1.0 / hz
+        self._last = 0.0
+        self._count = 0
+        self._t0 = None
+
+    def write(self, m: Measurement, seg: Segmentation) -> None:
+        now = time.monotonic()
+        self._t0 = self._t0 or now
+        self._count += 1
+        if now - self._last < self.period:
+            return
+        self._last = now
+        fps = (self._count - 1) / (now - self._t0) if now > self._t0 else 0.0
+        value = "  --  " if math.isnan(m.thickness) else f"{m.thickness:5.2f} {m.unit}"
+        flags = ",".join(names(m.flags)) or "ok"
+        self.stream.write(f"\rframe {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
+        self.stream.flush()
+
+    def close(self):
+        if self._count:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class DisplaySink(Sink):
+    """Sends each measurement and the TLF band to the cart display over the serial bridge."""
+
+    name = "display"
+
+    def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1):
+        self.url, self.model_id, self.baudrate, self.tlf_class = url, model_id, baudrate, tlf_class
+        self.link = None
+
+    def open(self):
+        from firmware_bridge.link import DisplayLink
+
+        self.link = DisplayLink(self.url, baudrate=self.baudrate)
+        self.link.open()
+        return self
+
+    def write(self, m: Measurement, seg: Segmentation) -> None:
+        from firmware_bridge.messages import Measurement as WireMeasurement
+
+        wire = WireMeasurement(
+            thickness=float(m.thickness),
+            spread=float(m.spread),
+            uncertainty=float(m.extra.get("uncertainty", float("nan"))),
+            flags=int(m.flags),
+            unit_mm=m.unit == "mm",
+            model_id=self.model_id,
+            t_capture_us=int(m.t_capture * 1e6) & 0xFFFFFFFF,
+        )
+        self.link.offer(wire, labels=seg.labels)
+        self.link.pump(timeout=0)
+
+    def close(self):
+        if self.link is not None:
+            try:
+                self.link.pump(timeout=0.2)
+            finally:
+                self.link.close()

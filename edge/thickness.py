@@ -1,0 +1,155 @@
+"""TLF thickness from a label map: band edges per column (sub-pixel when logits are given),
+thickness perpendicular to the band's local direction, median and spread over a central window.
+
+Coordinates: rows grow downwards; pixel i covers rows [i, i+1), so an edge between pixels
+i-1 and i lies at row i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.quality import REJECTING, Quality
+
+
+@dataclass(frozen=True)
+class ThicknessOptions:
+    window: tuple[float, float] = (0.25, 0.75)  # lateral window, as fractions of the width
+    min_coverage: float = 0.6  # fraction of window columns that must hold a valid band
+    max_order_errors: float = 0.2  # fraction of window columns allowed out of anatomical order
+    min_margin: float = 1.0  # mean logit margin (real units) on the band, when logits are given
+    slope_window: int = 9  # columns over which the band direction is estimated
+
+
+@dataclass(frozen=True)
+class BandEdges:
+    top: np.ndarray  # (W,) float rows, NaN where the column has no valid band
+    bottom: np.ndarray
+    valid: np.ndarray  # (W,) bool: one contiguous band with classes in anatomical order
+    present: np.ndarray  # (W,) bool: any band pixel
+    order_error: np.ndarray  # (W,) bool
+    fragmented: np.ndarray  # (W,) bool
+
+
+@dataclass(frozen=True)
+class ThicknessResult:
+    value: float  # median over the window's valid columns (mm, or px when uncalibrated); NaN if rejected
+    spread: float  # interquartile range, same unit
+    unit: str
+    flags: int
+    columns: int
+    coverage: float
+    per_column: np.ndarray  # (W,) thickness per column, NaN where invalid
+    edges: BandEdges
+
+
+def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 1, above: int = 0, below: int = 2) -> BandEdges:
+    h, w = labels.shape
+    is_t = labels == tlf
+    present = is_t.any(axis=0)
+    first = np.argmax(is_t, axis=0)
+    last = h - 1 - np.argmax(is_t[::-1], axis=0)
+    count = is_t.sum(axis=0)
+    fragmented = present & (count != last - first + 1)
+    rows = np.arange(h)[:, None]
+    order_error = present & (
+        ((labels != above) & (rows < first)).any(axis=0) | ((labels != below) & (rows > last)).any(axis=0)
+    )
+    valid = present & ~fragmented & ~order_error
+    top = first.astype(np.float64)
+    bottom = last.astype(np.float64) + 1.0
+    if logits is not None:
+        top, bottom = _subpixel(logits.astype(np.float32), first, last, top, bottom, tlf, above, below)
+    top = np.where(valid, top, np.nan)
+    bottom = np.where(valid, bottom, np.nan)
+    return BandEdges(top, bottom, valid, present, order_error, fragmented)
+
+
+def _subpixel(logits, first, last, top, bottom, tlf, above, below):
+    """Move each edge to where the two neighbouring classes' logits cross (linear interpolation)."""
+    h, w = logits.shape[:2]
+    cols = np.arange(w)
+    # Top edge: between row first-1 (above wins) and row first (TLF wins).
+    r0 = np.clip(first - 1, 0, h - 1)
+    d0 = logits[r0, cols, above] - logits[r0, cols, tlf]
+    d1 = logits[first, cols, above] - logits[first, cols, tlf]
+    ok = (first >= 1) & (d0 > 0) & (d1 <= 0)
+    frac = np.divide(d0, d0 - d1, out=np.full(w, 0.5, np.float32), where=ok)
+    top = np.where(ok, r0 + 0.5 + frac, top)
+    # Bottom edge: between row last (TLF wins) and row last+1 (below wins).
+    r1 = np.clip(last + 1, 0, h - 1)
+    e0 = logits[last, cols, tlf] - logits[last, cols, below]
+    e1 = logits[r1, cols, tlf] - logits[r1, cols, below]
+    ok = (last + 1 < h) & (e0 > 0) & (e1 <= 0)
+    frac = np.divide(e0, e0 - e1, out=np.full(w, 0.5, np.float32), where=ok)
+    bottom = np.where(ok, last + 0.5 + frac, bottom)
+    return top, bottom
+
+
+def _local_slope(centre: np.ndarray, valid: np.ndarray, span: int) -> np.ndarray:
+    """d(row)/d(column) of the band's centre line, from a smoothed, gap-filled centre line."""
+    idx = np.flatnonzero(valid)
+    if idx.size < 2:
+        return np.zeros_like(centre)
+    filled = np.interp(np.arange(centre.size), idx, centre[idx])
+    smooth = cv2.blur(filled.reshape(1, -1).astype(np.float32), (span, 1), borderType=cv2.BORDER_REPLICATE).ravel()
+    return np.gradient(smooth)
+
+
+def measure_thickness(
+    labels: np.ndarray,
+    logits: np.ndarray | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    options: ThicknessOptions = ThicknessOptions(),
+    logit_scale: float = 1.0,
+    tlf: int = 1,
+) -> ThicknessResult:
+    """Thickness of the TLF band, perpendicular to its local direction.
+
+    spacing_mm: (row, column) mm per pixel of `labels` (anisotropic allowed); without it the
+    result is in pixels and flagged UNCALIBRATED.
+    """
+    edges = band_edges(labels, logits, tlf=tlf)
+    h, w = labels.shape
+    sy, sx = spacing_mm if spacing_mm is not None else (1.0, 1.0)
+    vertical = edges.bottom - edges.top
+    slope = _local_slope((edges.top + edges.bottom) / 2, edges.valid, options.slope_window) * (sy / sx)
+    per_column = vertical * sy * np.cos(np.arctan(slope))
+
+    a, b = int(round(options.window[0] * w)), int(round(options.window[1] * w))
+    win = slice(a, max(b, a + 1))
+    n_win = win.stop - win.start
+    valid_win = edges.valid[win]
+    coverage = float(valid_win.mean())
+    flags = Quality.OK if spacing_mm is not None else Quality.UNCALIBRATED
+    if coverage < options.min_coverage:
+        flags |= Quality.NO_BAND
+    if edges.order_error[win].sum() > options.max_order_errors * n_win:
+        flags |= Quality.ORDER
+    if edges.fragmented[win].sum() > options.max_order_errors * n_win:
+        flags |= Quality.FRAGMENTED
+    if logits is not None and valid_win.any():
+        band = labels[:, win] == tlf
+        srt = np.sort(logits[:, win].astype(np.float32), axis=-1)
+        margin = (srt[..., -1] - srt[..., -2])[band].mean() * logit_scale
+        if margin < options.min_margin:
+            flags |= Quality.LOW_CONFIDENCE
+    values = per_column[win][valid_win]
+    if flags & REJECTING or values.size == 0:
+        value = spread = float("nan")
+    else:
+        q1, med, q3 = np.percentile(values, [25, 50, 75])
+        value, spread = float(med), float(q3 - q1)
+    return ThicknessResult(
+        value=value,
+        spread=spread,
+        unit="mm" if spacing_mm is not None else "px",
+        flags=int(flags),
+        columns=int(values.size),
+        coverage=coverage,
+        per_column=per_column,
+        edges=edges,
+    )

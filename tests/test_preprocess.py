@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from edge.preprocess import PreprocessSpec, int8_lookup, model_spacing, resize_labels, to_float, to_model_image
+
+
+def test_model_image_shape_gray_and_colour():
+    spec = PreprocessSpec(height=64, width=48)
+    gray = np.random.default_rng(0).integers(0, 256, (100, 80), dtype=np.uint8)
+    bgr = np.dstack([gray] * 3)
+    a, b = to_model_image(gray, spec), to_model_image(bgr, spec)
+    assert a.shape == (64, 48, 1) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_int8_lookup_equals_quantizing_the_float_input():
+    spec = PreprocessSpec()
+    scale, zero = 1 / 255.0, -128
+    pixels = np.arange(256, dtype=np.uint8)
+    expected = np.clip(np.round(to_float(pixels, spec) / scale) + zero, -128, 127).astype(np.int8)
+    assert np.array_equal(int8_lookup(spec, scale, zero)[pixels], expected)
+
+
+def test_labels_resize_keeps_class_values():
+    labels = np.zeros((100, 100), np.uint8)
+    labels[40:50] = 1
+    labels[50:] = 2
+    out = resize_labels(labels, PreprocessSpec(height=64, width=64))
+    assert set(np.unique(out)) == {0, 1, 2}
+
+
+def test_model_spacing_handles_anisotropic_resize():
+    assert model_spacing((0.1, 0.2), (512, 128), PreprocessSpec()) == pytest.approx((0.2, 0.1))
+    assert model_spacing(None, (10, 10), PreprocessSpec()) is None
+
+
+def test_spec_round_trip_and_unknown_key():
+    spec = PreprocessSpec(height=128, width=128, channels=3)
+    assert PreprocessSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown"):
+        PreprocessSpec.from_dict({**spec.to_dict(), "mean": 0.5})
+    with pytest.raises(ValueError):
+        PreprocessSpec(interpolation="cubic-ish")

@@ -1,0 +1,51 @@
+"""`tlf-edge run` end to end on the bundled model, the phantom scanner and the emulated display."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(args, tmp_path, timeout=180):
+    code = (
+        "import sys; from edge.cli import main; rc = main(sys.argv[1:]);"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow'];"
+        "print('TENSORFLOW LOADED' if bad else 'no tensorflow'); sys.exit(rc)"
+    )
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+
+def test_run_writes_log_summary_and_display_and_loads_no_tensorflow(tmp_path):
+    r = run_cli(["run", "--frames", "12", "--out", str(tmp_path / "runs"), "--source", "phantom://clip?seed=3&frames=30&size=320x320"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no tensorflow" in r.stdout
+    assert "tlf-edge run summary" in r.stdout and "phantom truth" in r.stdout
+    run_dir = next((tmp_path / "runs").iterdir())
+    lines = (run_dir / "frames.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+    rec = json.loads(lines[0])
+    assert {"seq", "t_capture", "thickness", "spread", "flags", "latency_ms", "model_sha256", "truth_mm"} <= set(rec)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["frames"] == 12
+    assert summary["display"]["frames_received"] >= 1 and summary["display"]["crc_errors"] == 0
+    assert (run_dir / "display.png").stat().st_size > 0
+    assert abs(summary["error_median_mm"]) <= 0.3
+
+
+def test_bad_bundle_is_one_clear_line(tmp_path):
+    r = run_cli(["run", "--bundle", str(tmp_path), "--out", str(tmp_path / "runs")], tmp_path)
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tlf-edge: error: not a model bundle")
+
+
+def test_unknown_source_is_one_clear_line(tmp_path):
+    r = run_cli(["run", "--source", "nonsense://x", "--out", str(tmp_path / "runs"), "--display", "none"], tmp_path)
+    assert r.returncode == 2 and "unknown source 'nonsense://x'" in r.stderr
+
+
+@pytest.mark.parametrize("url", ["phantom://clip?preset=martian", "phantom://clip?frames=ten", "phantom://clip?colour=1"])
+def test_bad_phantom_options_are_clear_errors(url, tmp_path):
+    r = run_cli(["run", "--source", url, "--out", str(tmp_path / "runs"), "--display", "none"], tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("tlf-edge: error:")
