@@ -34,6 +34,16 @@ def load_keras_model(path: str | Path) -> keras.Model:
         raise QuantizeError(f"cannot load Keras model {str(path)!r}: {e}") from e
 
 
+def with_fixed_batch(model: keras.Model) -> keras.Model:
+    """The same model and weights with its batch fixed to 1 (no dynamic-shape ops after export)."""
+    if model.input_shape[0] == 1:
+        return model
+    inp = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
+    clone = keras.models.clone_model(model, input_tensors=inp)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec) -> bytes:
     """int8 TFLite bytes (int8 input and output, per-channel weights) with a fixed batch of 1.
 
@@ -41,10 +51,7 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
     """
     if len(calibration) < MIN_CALIBRATION:
         raise QuantizeError(f"calibration set has {len(calibration)} images; at least {MIN_CALIBRATION} are needed")
-    shape = [1, spec.height, spec.width, spec.channels]
-    fn = tf.function(lambda x: model(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_fixed_batch(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def representative():
