@@ -46,6 +46,16 @@ def main(argv=None) -> int:
     d.add_argument("--validate-n", type=int, default=64)
     d.add_argument("--model", help="reuse this trained float model (.keras) instead of training")
 
+    v = sub.add_parser("validate", help="compare float and int8 on a labelled set; non-zero exit when the gate fails")
+    v.add_argument("bundle")
+    v.add_argument("--float", dest="float_model", required=True, help="the float .keras model the bundle came from")
+    v.add_argument("--data", default="phantom", help="'phantom' or a folder with images/ and masks/")
+    v.add_argument("--n", type=int, default=64, help="phantom images to validate on")
+    v.add_argument("--spacing-mm", help="ROW,COL mm per model-input pixel of the data folder (default: pixels)")
+    v.add_argument("--out", help="report folder (default: BUNDLE/validation)")
+    v.add_argument("--max-miou-drop", type=float, default=0.01)
+    v.add_argument("--max-bias", type=float, default=0.05)
+
     ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/ and masks/)")
     ph.add_argument("--out", required=True)
     ph.add_argument("--n", type=int, default=100)
@@ -55,7 +65,8 @@ def main(argv=None) -> int:
     from convert.quantize import QuantizeError
 
     try:
-        return {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle, "phantom": cmd_phantom}[args.command](args)
+        return {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
+                "validate": cmd_validate, "phantom": cmd_phantom}[args.command](args)
     except (QuantizeError, ValueError, OSError) as e:
         print(f"tlf-convert: error: {e}", file=sys.stderr)
         return 2
@@ -121,12 +132,10 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_demo_bundle(args) -> int:
-    from convert.data import phantom_sample
     from convert.quantize import load_keras_model, quantize_to_bundle
     from convert.train import TrainOptions, read_history, train
-    from convert.validate import compare
-    from edge.bundle import update_manifest
-    from edge.preprocess import PreprocessSpec, model_spacing
+    from convert.validate import GateLimits
+    from edge.preprocess import PreprocessSpec
 
     spec = PreprocessSpec()
     opts = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs)
@@ -138,15 +147,67 @@ def cmd_demo_bundle(args) -> int:
     history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []
     training["final"] = history[-1] if history else {}
     bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"})
-    samples = [phantom_sample(VALIDATION_SEEDS + i, spec) for i in range(args.validate_n)]
+    images, labels, spacings = phantom_validation_set(args.validate_n, spec)
+    passed = validate_and_record(bundle, model, images, labels, spacings, bundle.path / "validation",
+                                 f"phantom seeds {VALIDATION_SEEDS}+{args.validate_n}", GateLimits())
+    print(f"demo bundle written: {bundle.path}")
+    return 0 if passed else 3
+
+
+def phantom_validation_set(n: int, spec):
+    from convert.data import phantom_sample
+    from edge.preprocess import model_spacing
+
+    samples = [phantom_sample(VALIDATION_SEEDS + i, spec) for i in range(n)]
     images = np.stack([s[0] for s in samples])
     labels = np.stack([s[1] for s in samples])
     spacings = [model_spacing(s[2].spacing_mm, s[2].image.shape, spec) for s in samples]
+    return images, labels, spacings
+
+
+def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits) -> bool:
+    """Run the float-versus-int8 gate, write its reports and record the result in the manifest."""
+    from convert.report import write_report
+    from convert.validate import compare, gate
+    from edge.bundle import update_manifest
+
     report = compare(bundle, model, images, labels, spacings)
-    bundle = update_manifest(bundle, validation={"set": f"phantom seeds {VALIDATION_SEEDS}+{args.validate_n}", **report})
-    print(json.dumps(report, indent=2))
-    print(f"demo bundle written: {bundle.path}")
-    return 0
+    failures = gate(report, limits)
+    summary = write_report(report, images, labels, Path(out_dir), failures)
+    update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **summary})
+    f, q = summary["float"], summary["int8"]
+    th = summary["thickness"]
+    print(f"float mean IoU {f['mean_iou']:.4f}, int8 {q['mean_iou']:.4f}; TLF Dice int8 {q['dice'][bundle.tlf_class]:.4f}; "
+          f"int8-float thickness bias {th['int8_vs_float'].get('bias')} {summary['unit']}, "
+          f"int8-truth MAE {th['int8_vs_truth'].get('mae')} {summary['unit']}")
+    print(("gate PASSED" if not failures else "gate FAILED: " + "; ".join(failures)) + f" (report: {out_dir}/validation.md)")
+    return not failures
+
+
+def cmd_validate(args) -> int:
+    from convert.data import read_labelled_folder
+    from convert.quantize import load_keras_model
+    from convert.validate import GateLimits
+    from edge.bundle import load_bundle
+    from edge.errors import BundleError
+
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as e:
+        raise ValueError(str(e)) from e
+    model = load_keras_model(args.float_model)
+    spec = bundle.spec
+    if args.data == "phantom":
+        images, labels, spacings = phantom_validation_set(args.n, spec)
+        set_name = f"phantom seeds {VALIDATION_SEEDS}+{args.n}"
+    else:
+        images, labels = read_labelled_folder(Path(args.data), spec)
+        spacing = tuple(float(v) for v in args.spacing_mm.split(",")) if args.spacing_mm else None
+        spacings = [spacing] * len(images)
+        set_name = str(args.data)
+    limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
+    out = Path(args.out) if args.out else bundle.path / "validation"
+    return 0 if validate_and_record(bundle, model, images, labels, spacings, out, set_name, limits) else 3
 
 
 def cmd_phantom(args) -> int:

@@ -65,18 +65,56 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
     return converter.convert()
 
 
-def tensor_contract(model_bytes: bytes) -> tuple[dict, dict, list[str]]:
-    """Input and output details of a TFLite model as manifest entries, plus its op names."""
+# Ops that XNNPACK runs in int8 (the subset a U-Net of this family uses).
+XNNPACK_INT8_OPS = {
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+    "MAX_POOL_2D", "MUL", "PAD", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SUB",
+    "TRANSPOSE_CONV", "LEAKY_RELU", "HARD_SWISH", "TANH", "LOGISTIC", "ELU",
+}
+# Ops that mean the graph kept dynamic shapes or float islands.
+DYNAMIC_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "UNPACK", "GATHER", "FILL", "RANGE", "DEQUANTIZE", "QUANTIZE"}
+
+
+def output_kind_of(model: keras.Model) -> str:
+    """'softmax' when the model ends in a softmax, else 'logits'."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    is_softmax = isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
+    return "softmax" if is_softmax else "logits"
+
+
+def graph_report(model_bytes: bytes) -> dict:
+    """Input/output tensor contract, op names and XNNPACK delegation of a TFLite model."""
     cls, _ = interpreter_class()
-    interp = cls(model_content=model_bytes)
+    interp = cls(model_content=model_bytes, num_threads=1)
     interp.allocate_tensors()
 
     def entry(d):
         scale, zero = d["quantization"]
         return {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
 
-    ops = sorted({op["op_name"] for op in interp._get_ops_details()} - {"DELEGATE"})
-    return entry(interp.get_input_details()[0]), entry(interp.get_output_details()[0]), ops
+    names = [op["op_name"] for op in interp._get_ops_details()]
+    ops = [n for n in names if n != "DELEGATE"]
+    return {
+        "input": entry(interp.get_input_details()[0]),
+        "output": entry(interp.get_output_details()[0]),
+        "ops": sorted(set(ops)),
+        "delegate_partitions": names.count("DELEGATE"),
+        "undelegated_ops": sorted(set(ops) - XNNPACK_INT8_OPS),
+    }
+
+
+def check_graph(report: dict, allow: set[str] = frozenset()) -> None:
+    """Refuse a graph with dynamic-shape ops or one that XNNPACK does not take whole."""
+    dynamic = sorted(set(report["ops"]) & DYNAMIC_OPS)
+    if dynamic:
+        raise QuantizeError(f"converted graph keeps dynamic-shape or float ops {dynamic}: fix the batch to 1 and the input to int8")
+    outside = sorted(set(report["undelegated_ops"]) - set(allow))
+    if report["delegate_partitions"] != 1 or outside:
+        raise QuantizeError(
+            f"XNNPACK takes the graph in {report['delegate_partitions']} partition(s), ops outside it: {outside}; "
+            "export logits (no softmax or argmax layer) to keep one partition"
+        )
 
 
 def tool_versions() -> dict:
@@ -96,12 +134,15 @@ def quantize_to_bundle(
     out_dir: str | Path,
     classes: list[str] | None = None,
     tlf_class: int = 1,
-    output_kind: str = "logits",
+    output_kind: str | None = None,
     extra: dict | None = None,
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`."""
+    output_kind = output_kind or output_kind_of(model)
     model_bytes = convert_int8(model, calibration, spec)
-    inp, out, ops = tensor_contract(model_bytes)
+    graph = graph_report(model_bytes)
+    check_graph(graph, allow={"SOFTMAX"} if output_kind == "softmax" else set())
+    inp, out = graph["input"], graph["output"]
     n_classes = out["shape"][-1]
     classes = classes or (DEFAULT_CLASSES if n_classes == 3 else [f"class{i}" for i in range(n_classes)])
     if len(classes) != n_classes:
@@ -112,7 +153,8 @@ def quantize_to_bundle(
         "classes": classes,
         "tlf_class": tlf_class,
         "preprocess": spec.to_dict(),
-        "ops": ops,
+        "ops": graph["ops"],
+        "delegate_partitions": graph["delegate_partitions"],
         "calibration": {"images": int(len(calibration))},
         "created_by": tool_versions(),
         **(extra or {}),

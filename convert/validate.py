@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from edge.bundle import Bundle
@@ -32,6 +34,9 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
         t_th.append(measure_thickness(lab, None, sp, tlf=tlf).value)
     f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)
     f_th, q_th, t_th = map(np.asarray, (f_th, q_th, t_th))
+    per_frame_iou = [scores(lab, q, classes)["mean_iou"] for lab, q in zip(labels, q_pred)]
+    frames = {"int8_mean_iou": per_frame_iou, "thickness_float": f_th.tolist(), "thickness_int8": q_th.tolist(),
+              "thickness_truth": t_th.tolist(), "int8_pred": q_pred}
     return {
         "images": int(len(images)),
         "float": scores(labels, f_pred, classes),
@@ -42,6 +47,8 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             "int8_vs_truth": _errors(q_th, t_th),
             "int8_vs_float": _errors(q_th, f_th),
         },
+        "unit": "mm" if spacings and spacings[0] is not None else "px",
+        "frames": frames,
     }
 
 
@@ -58,3 +65,23 @@ def _errors(measured: np.ndarray, reference: np.ndarray) -> dict:
         "mae": round(float(np.abs(d).mean()), 4),
         "loa": [round(bias - 1.96 * sd, 4), round(bias + 1.96 * sd, 4)],
     }
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    max_miou_drop: float = 0.01  # int8 mean IoU may be at most this much below float
+    max_thickness_bias: float = 0.05  # |mean int8 - float thickness|, in the thickness unit
+
+
+def gate(report: dict, limits: GateLimits = GateLimits()) -> list[str]:
+    """The reasons the int8 model fails the gate (empty when it passes)."""
+    failures = []
+    drop = report["float"]["mean_iou"] - report["int8"]["mean_iou"]
+    if drop > limits.max_miou_drop:
+        failures.append(f"int8 mean IoU is {drop:.4f} below float (limit {limits.max_miou_drop})")
+    bias = report["thickness"]["int8_vs_float"].get("bias")
+    if bias is None:
+        failures.append("no frame where both float and int8 measured a thickness")
+    elif abs(bias) > limits.max_thickness_bias:
+        failures.append(f"int8 thickness bias against float is {bias:+.4f} (limit {limits.max_thickness_bias})")
+    return failures

@@ -1,17 +1,36 @@
-"""Shared fixtures: a tiny U-Net trained for a few seconds on phantom data and converted to a
-real int8 bundle, used wherever a test needs a model of its own."""
+"""Shared fixtures: a tiny U-Net trained for a few seconds on small-field phantom scans (where the
+TLF spans several pixels even at 64x64) and converted to a real int8 bundle."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
+TINY_FIELD_MM = 16.0
+TINY_SPACING = (TINY_FIELD_MM / 64, TINY_FIELD_MM / 64)
+
+
+def small_field_set(n: int, seed: int):
+    """n phantom scans of a 16 mm field at 64x64 with a 1.6-2.5 mm TLF: (images NxHxWx1, labels, spacings)."""
+    from edge import phantom
+
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        a = phantom.Anatomy(depth_mm=TINY_FIELD_MM, width_mm=TINY_FIELD_MM, skin_mm=0.8, fat_mm=float(rng.uniform(3, 7)),
+                            tlf_mm=float(rng.uniform(1.6, 2.5)), sublayers=int(rng.integers(1, 4)),
+                            tilt_deg=float(rng.uniform(-6, 6)), wave_amp_mm=0.3, wave_phase=float(rng.uniform(0, 6.28)))
+        s = phantom.render(a, phantom.random_machine(rng), (64, 64), seed=seed * 10_000 + i)
+        images.append(s.image[..., None])
+        labels.append(s.labels)
+    return np.stack(images), np.stack(labels), [TINY_SPACING] * n
 
 
 @pytest.fixture(scope="session")
@@ -22,20 +41,25 @@ def tiny_spec():
 
 
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory, tiny_spec):
+def tiny_val():
+    return small_field_set(16, seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, tiny_spec, tiny_val):
     pytest.importorskip("tensorflow")
     from convert.train import TrainOptions, train
 
+    x, y, _ = small_field_set(320, seed=1)
     out = tmp_path_factory.mktemp("tiny_train")
-    opts = TrainOptions(epochs=4, batch_size=8, base_filters=4, depth=2, seed=3, patience=4, learning_rate=3e-3)
-    return train(out, tiny_spec, opts, phantom_steps=12, verbose=0)
+    opts = TrainOptions(epochs=8, batch_size=16, base_filters=8, depth=2, seed=3, patience=8, learning_rate=3e-3)
+    return train(out, tiny_spec, opts, train_data=(x, y), val_data=tiny_val[:2], verbose=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_model_path, tiny_spec):
-    from convert.data import phantom_batch
     from convert.quantize import load_keras_model, quantize_to_bundle
 
     model = load_keras_model(tiny_model_path)
-    calib = phantom_batch(range(500, 532), tiny_spec)[0]
+    calib = small_field_set(32, seed=5)[0]
     return quantize_to_bundle(model, calib, tiny_spec, tmp_path_factory.mktemp("tiny_bundle"))
