@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     t.add_argument("--size", type=int, default=256)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--patience", type=int, default=20)
+    t.add_argument("--resume", action="store_true", help="continue a training in --out from its last epoch")
 
     q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
     q.add_argument("model", help=".keras or .h5 model")
@@ -89,7 +90,7 @@ def cmd_train(args) -> int:
     classes = int(max(train_data[1].max(), val_data[1].max()) + 1) if train_data else 3
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch, seed=args.seed, base_filters=args.base_filters,
                         depth=args.depth, patience=args.patience, classes=classes)
-    best = train(Path(args.out), spec, opts, train_data, val_data, phantom_steps=args.steps)
+    best = train(Path(args.out), spec, opts, train_data, val_data, phantom_steps=args.steps, resume=args.resume)
     print(f"trained model: {best}")
     return 0
 

@@ -65,16 +65,20 @@ def train(
     val_data=None,
     phantom_steps: int = 25,
     verbose: int = 1,
+    resume: bool = False,
 ) -> Path:
     """Train and write `out_dir/model.keras` (best validation loss), `history.csv`, `train.json`.
 
     train_data/val_data: (uint8 images NxHxWxC, uint8 labels NxHxW); without train_data the
     model trains on a fresh phantom stream of `phantom_steps` batches per epoch.
-    Returns the path of the best model.
+    With `resume`, training continues from `out_dir/last.keras` after the epochs already in
+    `history.csv`. Returns the path of the best model.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(options.seed)
+    history_csv = out_dir / "history.csv"
+    done = len(read_history(history_csv)) if resume and history_csv.is_file() else 0
     model = build_unet(
         input_size=spec.height,
         channels=spec.channels,
@@ -85,24 +89,59 @@ def train(
         batch_size=None,
     )
     compile_model(model, options.learning_rate)
+    if done:
+        last = keras.models.load_model(out_dir / "last.keras", compile=False, safe_mode=True)
+        model.set_weights(last.get_weights())
     if val_data is None:
         val_data = phantom_batch(range(10_000_000 + options.seed, 10_000_000 + options.seed + 32), spec)
     val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
     if train_data is None:
         fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed)
+        fit_data.epoch = done
         fit_kwargs = {}
     else:
         fit_data = to_float(train_data[0], spec)
         fit_kwargs = {"y": keras.utils.to_categorical(train_data[1], options.classes), "batch_size": options.batch_size}
     best = out_dir / "model.keras"
     callbacks = [
-        keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True, initial_value_threshold=_best_val_loss(history_csv) if done else None),
+        keras.callbacks.ModelCheckpoint(out_dir / "last.keras"),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
+        keras.callbacks.CSVLogger(str(history_csv), append=bool(done)),
     ]
-    model.fit(fit_data, validation_data=val, epochs=options.epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    model.fit(fit_data, validation_data=val, epochs=options.epochs, initial_epoch=done, callbacks=callbacks,
+              verbose=verbose, **fit_kwargs)
+    plot_history(history_csv, out_dir / "history.png")
     (out_dir / "train.json").write_text(json.dumps({"options": asdict(options), "preprocess": spec.to_dict()}, indent=2))
     return best
+
+
+def _best_val_loss(history_csv: Path) -> float | None:
+    losses = [row["val_loss"] for row in read_history(history_csv) if "val_loss" in row]
+    return min(losses) if losses else None
+
+
+def plot_history(history_csv: Path, png: Path) -> None:
+    """Training and validation accuracy and loss per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_history(history_csv)
+    if not rows:
+        return
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("accuracy", "loss")):
+        ax.plot(epochs, [r.get(key) for r in rows], label="training")
+        ax.plot(epochs, [r.get("val_" + key) for r in rows], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
 
 
 def read_history(path: Path) -> list[dict]:

@@ -132,3 +132,18 @@ def test_validate_fails_a_broken_int8_model(tiny_model_path, tiny_spec, tiny_val
                "--out", str(tmp_path / "rep")])
     assert rc == 3
     assert "FAILED" in (tmp_path / "rep" / "validation.md").read_text()
+
+
+def test_training_writes_history_and_resumes(tmp_path, tiny_spec):
+    from conftest import small_field_set
+    from convert.train import TrainOptions, read_history, train
+
+    x, y, _ = small_field_set(16, seed=9)
+    opts = TrainOptions(epochs=1, batch_size=8, base_filters=4, depth=2, seed=1)
+    train(tmp_path, tiny_spec, opts, train_data=(x, y), val_data=(x[:4], y[:4]), verbose=0)
+    assert len(read_history(tmp_path / "history.csv")) == 1
+    train(tmp_path, tiny_spec, TrainOptions(**{**vars(opts), "epochs": 2}), train_data=(x, y), val_data=(x[:4], y[:4]),
+          verbose=0, resume=True)
+    rows = read_history(tmp_path / "history.csv")
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert (tmp_path / "history.png").stat().st_size > 0 and (tmp_path / "model.keras").is_file()
