@@ -37,6 +37,11 @@ def main(argv=None) -> int:
     q.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
     q.add_argument("--out", required=True, help="bundle folder to write")
     q.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
+    q.add_argument("--data", help="labelled folder (images/, masks/): the calibration set must resemble it, "
+                                  "and the float-versus-int8 gate runs on it")
+    q.add_argument("--spacing-mm", help="ROW,COL mm per model-input pixel of --data (default: pixels)")
+    q.add_argument("--max-miou-drop", type=float, default=0.01)
+    q.add_argument("--max-bias", type=float, default=0.05)
 
     d = sub.add_parser("demo-bundle", help="train, quantize and validate the bundled demo model on phantom data")
     d.add_argument("--out", default="edge/models/demo")
@@ -119,7 +124,9 @@ def calibration_images(source: str, n: int, spec) -> np.ndarray:
 
 
 def cmd_quantize(args) -> int:
+    from convert.data import read_labelled_folder
     from convert.quantize import load_keras_model, quantize_to_bundle
+    from convert.validate import GateLimits
     from edge.preprocess import PreprocessSpec
 
     model = load_keras_model(args.model)
@@ -127,9 +134,16 @@ def cmd_quantize(args) -> int:
     size = args.size or h
     spec = PreprocessSpec(height=size, width=args.size or w, channels=c)
     calib = calibration_images(args.calib, args.calib_n, spec)
-    bundle = quantize_to_bundle(model, calib, spec, args.out)
+    data = read_labelled_folder(Path(args.data), spec) if args.data else None
+    bundle = quantize_to_bundle(model, calib, spec, args.out, reference=data[0] if data else None)
     print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes)")
-    return 0
+    if data is None:
+        return 0
+    spacing = tuple(float(v) for v in args.spacing_mm.split(",")) if args.spacing_mm else None
+    limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
+    passed = validate_and_record(bundle, model, data[0], data[1], [spacing] * len(data[0]), bundle.path / "validation",
+                                 str(args.data), limits)
+    return 0 if passed else 3
 
 
 def cmd_demo_bundle(args) -> int:

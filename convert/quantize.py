@@ -11,12 +11,12 @@ import tensorflow as tf
 import keras
 
 import edge
+from convert.calibration import check_calibration
 from edge.bundle import Bundle, write_bundle
 from edge.preprocess import PreprocessSpec, to_float
 from edge.segmenter import interpreter_class
 
 DEFAULT_CLASSES = ["above", "tlf", "below"]
-MIN_CALIBRATION = 8
 
 
 class QuantizeError(Exception):
@@ -49,8 +49,8 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
 
     calibration: uint8 (N, H, W, C) model images, preprocessed by the device's code.
     """
-    if len(calibration) < MIN_CALIBRATION:
-        raise QuantizeError(f"calibration set has {len(calibration)} images; at least {MIN_CALIBRATION} are needed")
+    if len(calibration) == 0:
+        raise QuantizeError("calibration set is empty")
     converter = tf.lite.TFLiteConverter.from_keras_model(with_fixed_batch(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -136,9 +136,17 @@ def quantize_to_bundle(
     tlf_class: int = 1,
     output_kind: str | None = None,
     extra: dict | None = None,
+    reference: np.ndarray | None = None,
+    check_calibration_set: bool = True,
 ) -> Bundle:
-    """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`."""
+    """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
+
+    The calibration set is checked first (see convert.calibration); `reference` is validation
+    data it must resemble. `check_calibration_set=False` exists only to build deliberately bad
+    models for testing the validation gate.
+    """
     output_kind = output_kind or output_kind_of(model)
+    calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
     model_bytes = convert_int8(model, calibration, spec)
     graph = graph_report(model_bytes)
     check_graph(graph, allow={"SOFTMAX"} if output_kind == "softmax" else set())
@@ -155,7 +163,7 @@ def quantize_to_bundle(
         "preprocess": spec.to_dict(),
         "ops": graph["ops"],
         "delegate_partitions": graph["delegate_partitions"],
-        "calibration": {"images": int(len(calibration))},
+        "calibration": calib_stats,
         "created_by": tool_versions(),
         **(extra or {}),
     }

@@ -5,8 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from convert.data import phantom_batch  # noqa: E402
-from convert.quantize import QuantizeError, convert_int8, load_keras_model, quantize_to_bundle  # noqa: E402
+from convert.quantize import QuantizeError, load_keras_model, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet  # noqa: E402
 from edge.preprocess import PreprocessSpec, to_float  # noqa: E402
 
@@ -67,10 +66,39 @@ def test_int8_agrees_with_float_on_unseen_phantoms(tiny_bundle, tiny_model_path,
     assert scores(labels, q_all, 3)["dice"][1] > 0.5
 
 
-def test_too_small_calibration_set_is_refused(tiny_model_path, tiny_spec, tmp_path):
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("too_few", "at least 8"),
+        ("constant", "constant"),
+        ("noise", "looks like noise"),
+        ("unlike", "unlike the validation data"),
+    ],
+)
+def test_degenerate_calibration_sets_are_refused(case, match, tiny_model_path, tiny_spec, tiny_val, tmp_path):
+    from conftest import small_field_set
+    from convert.calibration import CalibrationError
+
+    good = small_field_set(16, seed=7)[0]
+    rng = np.random.default_rng(0)
+    calib, reference = {
+        "too_few": (good[:3], None),
+        "constant": (np.full_like(good, 90), None),
+        "noise": (rng.integers(0, 256, good.shape, dtype=np.uint8), None),
+        "unlike": ((good // 4).astype(np.uint8), tiny_val[0]),
+    }[case]
     model = load_keras_model(tiny_model_path)
-    with pytest.raises(QuantizeError, match="at least"):
-        convert_int8(model, phantom_batch(range(3), tiny_spec)[0], tiny_spec)
+    with pytest.raises(CalibrationError, match=match):
+        quantize_to_bundle(model, calib, tiny_spec, tmp_path / "b", reference=reference)
+    assert not (tmp_path / "b").exists()
+
+
+def test_calibration_set_like_the_validation_data_is_accepted(tiny_val):
+    from conftest import small_field_set
+    from convert.calibration import check_calibration
+
+    stats = check_calibration(small_field_set(16, seed=7)[0], reference=tiny_val[0])
+    assert stats["images"] == 16 and stats["histogram_distance_to_validation"] < 0.2
 
 
 def test_missing_or_bad_model_file_is_a_clear_error(tmp_path):
@@ -127,7 +155,7 @@ def test_validate_fails_a_broken_int8_model(tiny_model_path, tiny_spec, tiny_val
     model = load_keras_model(tiny_model_path)
     black = np.zeros((16, 64, 64, 1), np.uint8)
     black[:, 0, 0] = 1  # not quite constant, so it passes the size check only
-    broken = quantize_to_bundle(model, black, tiny_spec, tmp_path / "broken")
+    broken = quantize_to_bundle(model, black, tiny_spec, tmp_path / "broken", check_calibration_set=False)
     rc = main(["validate", str(broken.path), "--float", str(tiny_model_path), "--data", labelled_folder(tmp_path, tiny_val),
                "--out", str(tmp_path / "rep")])
     assert rc == 3
