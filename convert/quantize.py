@@ -12,6 +12,7 @@ import keras
 
 import edge
 from convert.calibration import check_calibration
+from convert.unet import split_skip_connections
 from edge.bundle import Bundle, write_bundle
 from edge.preprocess import PreprocessSpec, to_float
 from edge.segmenter import interpreter_class
@@ -44,11 +45,8 @@ def with_fixed_batch(model: keras.Model) -> keras.Model:
     return clone
 
 
-def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec) -> bytes:
-    """int8 TFLite bytes (int8 input and output, per-channel weights) with a fixed batch of 1.
-
-    calibration: uint8 (N, H, W, C) model images, preprocessed by the device's code.
-    """
+def int8_converter(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True):
+    """A TFLite converter set for full-integer int8 with per-channel weights and a fixed batch of 1."""
     if len(calibration) == 0:
         raise QuantizeError("calibration set is empty")
     converter = tf.lite.TFLiteConverter.from_keras_model(with_fixed_batch(model))
@@ -60,9 +58,61 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
 
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
+def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec) -> bytes:
+    """int8 TFLite bytes (int8 input and output, per-channel weights) with a fixed batch of 1.
+
+    calibration: uint8 (N, H, W, C) model images, preprocessed by the device's code.
+    """
+    return int8_converter(model, calibration, spec).convert()
+
+
+def _snr_db(f, q, scale, zero_point) -> float:
+    f = np.asarray(f[0], np.float64)
+    deq = (np.asarray(q[0]).astype(np.int32) - zero_point) * scale
+    noise = ((f - deq) ** 2).sum()
+    return float(10 * np.log10((f**2).sum() / noise)) if noise > 0 else float("inf")
+
+
+def _levels_used(f, q, scale, zero_point) -> float:
+    return float(np.unique(np.asarray(q[0])).size)
+
+
+def layer_report(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, samples: int = 8) -> list[dict]:
+    """Per-layer int8 error: signal-to-quantization-noise ratio (dB) and int8 levels used, worst first.
+
+    A layer whose output uses only a few of the 256 levels, or whose SNR is low, is where int8
+    loses precision (typically a concatenation that forces a small branch onto a large scale).
+    """
+    converter = int8_converter(model, calibration, spec, int8_io=False)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"snr_db": _snr_db, "levels_used": _levels_used}
+    )
+
+    def dataset():
+        for image in calibration[:samples]:
+            yield [to_float(image, spec)[None]]
+
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
+    debugger.run()
+    rows = [
+        {"tensor": name, "snr_db": round(float(st["snr_db"]), 2), "levels_used": int(st["levels_used"])}
+        for name, st in debugger.layer_statistics.items()
+    ]
+    return sorted(rows, key=lambda r: r["snr_db"])
+
+
+def output_kind_of(model: keras.Model) -> str:
+    """'softmax' when the model ends in a softmax, else 'logits'."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    is_softmax = isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
+    return "softmax" if is_softmax else "logits"
 
 
 # Ops that XNNPACK runs in int8 (the subset a U-Net of this family uses).
@@ -73,14 +123,6 @@ XNNPACK_INT8_OPS = {
 }
 # Ops that mean the graph kept dynamic shapes or float islands.
 DYNAMIC_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "UNPACK", "GATHER", "FILL", "RANGE", "DEQUANTIZE", "QUANTIZE"}
-
-
-def output_kind_of(model: keras.Model) -> str:
-    """'softmax' when the model ends in a softmax, else 'logits'."""
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    is_softmax = isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
-    return "softmax" if is_softmax else "logits"
 
 
 def graph_report(model_bytes: bytes) -> dict:
@@ -146,6 +188,7 @@ def quantize_to_bundle(
     models for testing the validation gate.
     """
     output_kind = output_kind or output_kind_of(model)
+    model = split_skip_connections(model)
     calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
     model_bytes = convert_int8(model, calibration, spec)
     graph = graph_report(model_bytes)

@@ -65,3 +65,44 @@ def _conv_block(x, filters: int, dropout: float, name: str):
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_drop")(x)
     return layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_b")(x)
+
+
+def split_skip_connections(model: keras.Model) -> keras.Model:
+    """The same U-Net with each conv(concat(up, skip)) rewritten as conv_a(up) + conv_b(skip).
+
+    Exact in float (the kernel is split along its input channels); in int8 each branch keeps its
+    own scale. Works on models of this builder's family (layers named as `build_unet` names
+    them); a model without concatenations is returned unchanged.
+    """
+    concats = [layer for layer in model.layers if isinstance(layer, layers.Concatenate)]
+    if not concats:
+        return model
+    names = {layer.name for layer in model.layers}
+    depth = sum(1 for n in names if n.startswith("pool"))
+    if not depth or any(f"dec{level}_concat" not in names for level in range(depth)):
+        raise ValueError("cannot split the skip connections of a model not built by build_unet")
+    dropouts = [layer.rate for layer in model.layers if isinstance(layer, layers.Dropout)]
+    _, size, _, channels = model.input_shape
+    split = build_unet(
+        input_size=size,
+        channels=channels,
+        classes=model.output_shape[-1],
+        base_filters=model.get_layer("enc0_a").filters,
+        depth=depth,
+        dropout=dropouts[0] if dropouts else 0.0,
+        batch_size=model.input_shape[0],
+        split_skip=True,
+        output="softmax" if "softmax" in names else "logits",
+    )
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if layer.name.startswith("dec") and layer.name.endswith("_a"):
+            kernel, bias = weights
+            n_up = split.get_layer(layer.name + "_up").get_weights()[0].shape[2]
+            split.get_layer(layer.name + "_up").set_weights([kernel[:, :, :n_up], bias])
+            split.get_layer(layer.name + "_skip").set_weights([kernel[:, :, n_up:]])
+        else:
+            split.get_layer(layer.name).set_weights(weights)
+    return split

@@ -19,22 +19,31 @@ def test_paper_size_unet_has_the_study_shape():
 
 
 def test_split_skip_equals_concatenation_in_float():
-    a = build_unet(input_size=32, base_filters=4, depth=2, split_skip=False)
-    b = build_unet(input_size=32, base_filters=4, depth=2, split_skip=True)
-    # copy weights: split the kernel of each conv that follows a concatenation along input channels
-    for la in a.layers:
-        w = la.get_weights()
-        if not w:
-            continue
-        if la.name.endswith("_a") and la.name.startswith("dec"):
-            k, bias = w
-            n_up = k.shape[2] // 2
-            b.get_layer(la.name + "_up").set_weights([k[:, :, :n_up], bias])
-            b.get_layer(la.name + "_skip").set_weights([k[:, :, n_up:]])
-        else:
-            b.get_layer(la.name).set_weights(w)
+    from convert.unet import split_skip_connections
+
+    a = build_unet(input_size=32, base_filters=4, depth=2, split_skip=False, dropout=0.1)
+    b = split_skip_connections(a)
+    assert not any(layer.name.endswith("_concat") for layer in b.layers)
     x = np.random.default_rng(0).random((1, 32, 32, 1)).astype(np.float32)
     assert np.allclose(a(x).numpy(), b(x).numpy(), atol=1e-5)
+    assert split_skip_connections(b) is b
+
+
+def test_layer_report_lists_snr_and_levels_worst_first(tiny_spec, tiny_val):
+    from convert.quantize import layer_report
+
+    model = build_unet(input_size=64, base_filters=4, depth=2, split_skip=False, batch_size=None)
+    rows = layer_report(model, tiny_val[0], tiny_spec, samples=4)
+    assert len(rows) >= 10
+    snr = [r["snr_db"] for r in rows]
+    assert snr == sorted(snr) and all(np.isfinite(snr))
+    assert all(1 <= r["levels_used"] <= 256 for r in rows)
+
+
+def test_quantize_splits_concatenations_of_a_concat_unet(tiny_spec, tiny_val, tmp_path):
+    model = build_unet(input_size=64, base_filters=4, depth=2, split_skip=False, batch_size=None)
+    bundle = quantize_to_bundle(model, tiny_val[0], tiny_spec, tmp_path / "b")
+    assert "CONCATENATION" not in bundle.manifest["ops"] and "ADD" in bundle.manifest["ops"]
 
 
 def test_tiny_bundle_is_full_integer_with_fixed_batch(tiny_bundle, tiny_spec):

@@ -1,0 +1,216 @@
+"""ROI detection on phantom screens (exact truth), real screenshots and real DICOM frames
+(plausibility), the layout tracker, manual override and the crop that keeps only ROI pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import phantom_screen as ps
+from edge.errors import ConfigError
+from edge.frame import Frame
+from edge.roi import Roi, RoiTracker, crop, crop_frame, detect_roi, manual_roi
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+APO = REALDATA / "dltrack_apo"
+DICOM = REALDATA / "dicom_us"
+needs_apo = pytest.mark.skipif(not APO.is_dir(), reason=f"real screenshots not found at {APO}")
+needs_dicom = pytest.mark.skipif(not DICOM.is_dir(), reason=f"real DICOM files not found at {DICOM}")
+
+
+
+def edge_error(found: Roi, truth: tuple[int, int, int, int]) -> int:
+    x, y, w, h = truth
+    return int(np.abs(np.array([found.x, found.y, found.x + found.w, found.y + found.h]) - [x, y, x + w, y + h]).max())
+
+
+@pytest.mark.parametrize("size", ps.SIZES)
+@pytest.mark.parametrize("seed,depth,machine", [(1, 40.0, "default"), (2, 50.0, None), (3, 30.0, "noisy")])
+def test_detects_the_phantom_bmode_within_2_px(size, seed, depth, machine):
+    shot = ps.screen(seed, size, depth_mm=depth, machine=machine)
+    roi = detect_roi(shot.image)
+    assert roi is not None and roi.source == "detected"
+    assert edge_error(roi, shot.roi) <= 2
+    assert roi.mask.shape == (roi.h, roi.w) and roi.fill > 0.99  # a rectangle
+
+
+@pytest.mark.parametrize("name", ["screen.avi", "screen.mp4"])
+def test_detects_the_bmode_after_video_compression(tmp_path, name):
+    path = tmp_path / name
+    truth = ps.write_clip(path, 9, frames=1, size=(1280, 720), depths=(45.0,))
+    ok, img = cv2.VideoCapture(str(path)).read()
+    assert ok
+    assert edge_error(detect_roi(img), truth[0]["roi"]) <= 2
+
+
+def test_gray_screen_works_too():
+    shot = ps.screen(4, (640, 480))
+    roi = detect_roi(cv2.cvtColor(shot.image, cv2.COLOR_BGR2GRAY))
+    assert edge_error(roi, shot.roi) <= 2
+
+
+def test_a_screen_without_image_gives_none():
+    blank = np.full((480, 640, 3), 20, np.uint8)
+    cv2.putText(blank, "NO SIGNAL", (200, 240), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    assert detect_roi(blank) is None
+
+
+def test_detect_rejects_a_float_image():
+    with pytest.raises(ConfigError, match="shape"):
+        detect_roi(np.zeros((100, 100), np.float32))
+
+
+def _apo_sample():
+    names = sorted(p.name for p in (APO / "images").glob("*.tif"))
+    return names[::3] + ["img_00002.tif", "img_00003.tif", "img_00519.tif"]
+
+
+@needs_apo
+def test_real_screenshots_roi_covers_the_expert_bands_and_leaves_the_chrome_out():
+    trapezoids, outside_flat = 0, []
+    for name in _apo_sample():
+        img = cv2.imread(str(APO / "images" / name), cv2.IMREAD_COLOR)
+        bands = cv2.imread(str(APO / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
+        roi = detect_roi(img)
+        assert roi is not None, name
+        valid = np.zeros(bands.shape, bool)
+        valid[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w] = roi.mask
+        assert (valid & bands).sum() >= 0.95 * bands.sum(), name  # the experts' bands are inside
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        flat = cv2.blur((gray - cv2.blur(gray, (5, 5))) ** 2, (5, 5)) < 0.25
+        if img.shape[:2] == (512, 512):
+            assert roi.rect == (0, 0, 512, 512), name  # these are already cropped: all image
+            continue
+        # The chrome (dark margins, panels) is flat and stays outside; the ROI is mostly speckle.
+        # Where an echo-free band at the bottom is as flat as the chrome, it is left out too
+        # (img_00344: about a third of the image), hence the looser bound for single images.
+        outside_flat.append(flat[~valid].mean())
+        assert outside_flat[-1] > 0.5, name
+        assert flat[valid].mean() < 0.15, name
+        assert roi.x > 0 and roi.x + roi.w < img.shape[1], name
+        trapezoids += roi.fill < 0.95
+    assert np.median(outside_flat) > 0.8
+    assert trapezoids >= 1  # the slanted (steered) images are found as such, not as rectangles
+
+
+@needs_apo
+def test_real_trapezoid_mask_follows_the_slanted_edges():
+    img = cv2.imread(str(APO / "images" / "img_00002.tif"), cv2.IMREAD_COLOR)
+    roi = detect_roi(img)
+    assert 0.8 < roi.fill < 0.95
+    # Bottom-left corner of the rectangle is outside the parallelogram, top-left inside.
+    assert not roi.mask[-5, 5] and roi.mask[5, 5]
+    cropped = crop(img, roi)
+    assert cropped[-5, 5].max() == 0
+
+
+@needs_dicom
+@pytest.mark.parametrize("name", ["JPGLosslessP14SV1_1s_1f_8b.dcm", "gdcm-US-ALOKA-16.dcm"])
+def test_detection_on_real_dicom_lies_inside_the_stated_regions(name):
+    pytest.importorskip("pydicom")
+    from edge.sources.dicom import DicomSource
+
+    src = DicomSource(DICOM / name, crop=False).open()
+    frame = src.read()
+    roi = detect_roi(frame.image)
+    regions = [
+        (int(r.RegionLocationMinX0), int(r.RegionLocationMinY0), int(r.RegionLocationMaxX1), int(r.RegionLocationMaxY1))
+        for r in src._ds.SequenceOfUltrasoundRegions
+        if r.RegionSpatialFormat == 1
+    ]
+    x0, y0 = min(r[0] for r in regions), min(r[1] for r in regions)
+    x1, y1 = max(r[2] for r in regions), max(r[3] for r in regions)
+    assert roi.x >= x0 - 2 and roi.y >= y0 - 2 and roi.x + roi.w <= x1 + 3 and roi.y + roi.h <= y1 + 3
+    assert roi.w * roi.h > 0.3 * (x1 - x0) * (y1 - y0)
+
+
+@needs_dicom
+def test_detection_on_a_real_dicom_without_regions_drops_the_text_above():
+    pytest.importorskip("pydicom")
+    from edge.sources.dicom import DicomSource
+
+    frame = DicomSource(DICOM / "US1_UNCR.dcm").open().read()
+    roi = detect_roi(frame.image)
+    # The image area starts below four lines of patient and scanner text (rows 20-100).
+    assert 100 <= roi.y <= 115 and roi.h > 200 and roi.w > 550
+
+
+def test_manual_roi_is_checked():
+    roi = manual_roi(10, 20, 100, 80, shape=(480, 640, 3))
+    assert roi.rect == (10, 20, 100, 80) and roi.mask.all() and roi.source == "manual"
+    with pytest.raises(ConfigError, match="does not fit"):
+        manual_roi(600, 20, 100, 80, shape=(480, 640))
+    with pytest.raises(ConfigError, match="w, h >= 8"):
+        manual_roi(0, 0, 0, 80)
+    with pytest.raises(ConfigError, match="four integers"):
+        manual_roi("a", 0, 10, 10)
+
+
+def test_crop_frame_keeps_only_roi_pixels_as_a_copy():
+    shot = ps.screen(2, (640, 480))
+    frame = Frame(shot.image, 1.5, 7)
+    roi = detect_roi(shot.image)
+    out = crop_frame(frame, roi, spacing_mm=shot.spacing_mm)
+    x, y, w, h = shot.roi
+    assert out.image.shape == (h, w, 3) and out.seq == 7 and out.t_capture == 1.5
+    assert out.spacing_mm == shot.spacing_mm
+    assert np.array_equal(out.image, shot.image[y : y + h, x : x + w])
+    assert not np.shares_memory(out.image, shot.image)  # no path back to the patient fields
+    assert crop_frame(frame, roi).spacing_mm is None  # default: the frame's own spacing
+
+
+def test_crop_rejects_a_roi_that_does_not_fit():
+    with pytest.raises(ConfigError):
+        crop(np.zeros((50, 50), np.uint8), manual_roi(40, 40, 20, 20))
+
+
+def test_tracker_follows_a_depth_change_and_ignores_the_ticking_clock():
+    events = []
+    tracker = RoiTracker(redetect_every=0, on_change=events.append)
+    clip = ps.screen_clip(4, frames=70, size=(640, 480), depths=(40.0, 50.0), change_at=35, fps=30)
+    for shot in clip:  # the clock on screen ticks at frames 30 and 60
+        roi, event = tracker.update(shot.image, shot.index)
+        assert edge_error(roi, shot.roi) <= 2, shot.index
+        assert (event is not None) == (shot.index in (0, 35)), shot.index
+    assert [e.reason for e in events] == ["first frame", "chrome changed"] or events[1].reason == "ROI edge changed"
+    assert events[1].old.rect != events[1].new.rect and events[1].seq == 35
+    assert tracker.detections == 2
+
+
+def test_tracker_checks_periodically_without_reporting_an_unchanged_layout():
+    calls = []
+
+    def counting(img):
+        calls.append(1)
+        return detect_roi(img)
+
+    tracker = RoiTracker(redetect_every=5, detector=counting)
+    shot = ps.screen(5, (640, 480))
+    events = [tracker.update(shot.image, i)[1] for i in range(12)]
+    assert len(calls) == 3 and sum(e is not None for e in events) == 1
+
+
+def test_tracker_keeps_the_last_roi_when_the_image_goes_away():
+    shot = ps.screen(5, (640, 480))
+    tracker = RoiTracker(min_gap=1)
+    first, _ = tracker.update(shot.image, 0)
+    blank = shot.image.copy()
+    x, y, w, h = shot.roi
+    blank[y : y + h, x : x + w] = 10  # probe lifted: a black image in the same layout
+    for i in range(1, 4):
+        roi, event = tracker.update(blank, i)
+        assert roi is first and event is None
+    assert tracker.detections >= 2  # it looked again, found nothing better, kept the ROI
+
+
+def test_manual_tracker_never_detects():
+    def fail(img):
+        raise AssertionError("manual ROI must not be detected")
+
+    tracker = RoiTracker(manual=manual_roi(5, 5, 50, 50), detector=fail)
+    roi, event = tracker.update(np.zeros((100, 100), np.uint8), 0)
+    assert roi.rect == (5, 5, 50, 50) and event.reason == "manual"
+    assert tracker.update(np.zeros((100, 100), np.uint8), 1) == (roi, None)
