@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     q.add_argument("--spacing-mm", help="ROW,COL mm per model-input pixel of --data (default: pixels)")
     q.add_argument("--max-miou-drop", type=float, default=0.01)
     q.add_argument("--max-bias", type=float, default=0.05)
+    q.add_argument("--layer-report", help="also write a per-layer int8 error report (SNR, levels used) to this CSV")
 
     d = sub.add_parser("demo-bundle", help="train, quantize and validate the bundled demo model on phantom data")
     d.add_argument("--out", default="edge/models/demo")
@@ -135,7 +136,9 @@ def cmd_quantize(args) -> int:
     spec = PreprocessSpec(height=size, width=args.size or w, channels=c)
     calib = calibration_images(args.calib, args.calib_n, spec)
     data = read_labelled_folder(Path(args.data), spec) if args.data else None
-    bundle = quantize_to_bundle(model, calib, spec, args.out, reference=data[0] if data else None)
+    bundle = quantize_to_bundle(model, calib, spec, args.out, reference=data[0] if data else None, progress=True)
+    if args.layer_report:
+        write_layer_report(model, calib, spec, Path(args.layer_report))
     print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes)")
     if data is None:
         return 0
@@ -144,6 +147,23 @@ def cmd_quantize(args) -> int:
     passed = validate_and_record(bundle, model, data[0], data[1], [spacing] * len(data[0]), bundle.path / "validation",
                                  str(args.data), limits)
     return 0 if passed else 3
+
+
+def write_layer_report(model, calib, spec, path: Path) -> None:
+    import csv
+
+    from convert.quantize import layer_report
+    from convert.unet import split_skip_connections
+
+    rows = layer_report(split_skip_connections(model), calib, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["tensor", "snr_db", "levels_used"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print("worst int8 layers (SNR dB, levels used):")
+    for r in rows[:5]:
+        print(f"  {r['snr_db']:7.2f}  {r['levels_used']:4d}  {r['tensor']}")
 
 
 def cmd_demo_bundle(args) -> int:
@@ -161,7 +181,7 @@ def cmd_demo_bundle(args) -> int:
     training = {"phantom_images": args.epochs * args.steps * opts.batch_size, **{k: v for k, v in vars(opts).items()}}
     history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []
     training["final"] = history[-1] if history else {}
-    bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"})
+    bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"}, progress=True)
     images, labels, spacings = phantom_validation_set(args.validate_n, spec)
     passed = validate_and_record(bundle, model, images, labels, spacings, bundle.path / "validation",
                                  f"phantom seeds {VALIDATION_SEEDS}+{args.validate_n}", GateLimits())

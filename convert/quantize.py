@@ -45,7 +45,7 @@ def with_fixed_batch(model: keras.Model) -> keras.Model:
     return clone
 
 
-def int8_converter(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True):
+def int8_converter(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True, progress: bool = False):
     """A TFLite converter set for full-integer int8 with per-channel weights and a fixed batch of 1."""
     if len(calibration) == 0:
         raise QuantizeError("calibration set is empty")
@@ -53,8 +53,11 @@ def int8_converter(model: keras.Model, calibration: np.ndarray, spec: Preprocess
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def representative():
-        for image in calibration:
+        bar = keras.utils.Progbar(len(calibration), unit_name="calibration image") if progress else None
+        for i, image in enumerate(calibration):
             yield [to_float(image, spec)[None]]
+            if bar:
+                bar.update(i + 1)
 
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -64,12 +67,12 @@ def int8_converter(model: keras.Model, calibration: np.ndarray, spec: Preprocess
     return converter
 
 
-def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec) -> bytes:
+def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, progress: bool = False) -> bytes:
     """int8 TFLite bytes (int8 input and output, per-channel weights) with a fixed batch of 1.
 
     calibration: uint8 (N, H, W, C) model images, preprocessed by the device's code.
     """
-    return int8_converter(model, calibration, spec).convert()
+    return int8_converter(model, calibration, spec, progress=progress).convert()
 
 
 def _snr_db(f, q, scale, zero_point) -> float:
@@ -180,6 +183,7 @@ def quantize_to_bundle(
     extra: dict | None = None,
     reference: np.ndarray | None = None,
     check_calibration_set: bool = True,
+    progress: bool = False,
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
@@ -190,7 +194,7 @@ def quantize_to_bundle(
     output_kind = output_kind or output_kind_of(model)
     model = split_skip_connections(model)
     calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
-    model_bytes = convert_int8(model, calibration, spec)
+    model_bytes = convert_int8(model, calibration, spec, progress=progress)
     graph = graph_report(model_bytes)
     check_graph(graph, allow={"SOFTMAX"} if output_kind == "softmax" else set())
     inp, out = graph["input"], graph["output"]

@@ -3,6 +3,7 @@ and the live Calibrator that notices a depth change."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -92,19 +93,20 @@ def test_calibrator_reports_a_depth_change_and_recalibrates():
 
 
 def test_calibrator_notices_a_scale_change_with_the_same_roi():
-    lay40 = ps.layout((640, 480), 40.0, seed=1, lateral_scale=False)
     shot = ps.screen(1, (640, 480), depth_mm=40.0, lateral_scale=False)
     cal = Calibrator()
     first, _ = cal.update(shot.image, shot.roi, seq=0)
     assert cal.update(shot.image, shot.roi, seq=1) == (first, None)
-    # Zoom: same rectangle, the scale redrawn for 30 mm (ticks further apart).
-    lay30 = ps.layout((640, 480), 30.0, seed=1, lateral_scale=False)
-    zoomed = ps.chrome(lay30, 1)
-    x, y, w, h = lay40.roi
+    # Zoom to 30 mm in the same rectangle: the scale is redrawn with its ticks further apart.
+    lay = ps.layout((640, 480), 40.0, seed=1, lateral_scale=False)
+    x, y, w, h = lay.roi
+    row_mm = 30.0 / h
+    ticks = tuple((y + int(k * 5.0 / row_mm), k % 2 == 0) for k in range(7))
+    zoomed = ps.chrome(replace(lay, depth_mm=30.0, spacing_mm=(row_mm, 30.0 / w), depth_ticks=ticks), 1)
     zoomed[y : y + h, x : x + w] = shot.image[y : y + h, x : x + w]
-    new, change = cal.update(zoomed, lay40.roi, seq=2)
-    assert change is not None and change.reason == "scale changed"
-    assert new.spacing_mm[0] == pytest.approx(first.spacing_mm[0] * 30 / 40, rel=0.02)
+    new, change = cal.update(zoomed, lay.roi, seq=2)
+    assert change is not None and change.reason == "scale changed" and change.old == first
+    assert new.spacing_mm[0] == pytest.approx(row_mm, rel=0.01)
 
 
 def test_fixed_calibration_is_used_as_is():

@@ -124,8 +124,12 @@ def test_quantize_cli_writes_a_bundle(tiny_model_path, tmp_path):
     from edge.bundle import load_bundle
 
     out = tmp_path / "b"
-    assert main(["quantize", str(tiny_model_path), "--calib", "phantom", "--calib-n", "12", "--out", str(out)]) == 0
+    report = tmp_path / "layers.csv"
+    assert main(["quantize", str(tiny_model_path), "--calib", "phantom", "--calib-n", "12", "--out", str(out),
+                 "--layer-report", str(report)]) == 0
     assert load_bundle(out).manifest["calibration"]["images"] == 12
+    lines = report.read_text().splitlines()
+    assert lines[0] == "tensor,snr_db,levels_used" and len(lines) > 5
 
 
 def labelled_folder(tmp_path, tiny_val):

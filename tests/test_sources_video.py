@@ -1,0 +1,116 @@
+"""Video file source: real files written by OpenCV, damaged files, pacing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import phantom_screen as ps
+from edge.errors import SourceError
+from edge.sources import open_source
+from edge.sources.video import VideoSource
+
+
+def numbered_clip(path, n=12, size=(160, 120), fourcc="MJPG", fps=30.0):
+    """A small clip whose frame i is uniformly gray at level 10*i (easy to recognise)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    assert w.isOpened()
+    for i in range(n):
+        img = np.full((size[1], size[0], 3), 10 * i, np.uint8)
+        img[40:80, 40:120] = np.random.default_rng(i).integers(0, 255, (40, 80, 3), dtype=np.uint8)
+        w.write(img)
+    w.release()
+    return path
+
+
+def level(frame) -> int:
+    return int(round(float(frame.image[5:30, 5:30].mean()) / 10))
+
+
+@pytest.fixture(scope="module")
+def screen_avi(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "screens.avi"
+    truth = ps.write_clip(path, 2, frames=6, size=(640, 480), depths=(40.0, 50.0), change_at=4)
+    return path, truth
+
+
+def test_reads_every_frame_of_a_screen_recording(screen_avi):
+    path, truth = screen_avi
+    src = open_source(str(path)).open()
+    assert isinstance(src, VideoSource) and not src.live and src.fps == pytest.approx(30.0)
+    frames = list(src)
+    src.close()
+    assert len(frames) == len(truth) == src.frame_count and src.corrupt == 0
+    assert [f.seq for f in frames] == list(range(6))
+    assert frames[0].image.shape == (480, 640, 3) and frames[0].image.dtype == np.uint8
+    assert frames[0].spacing_mm is None  # a screen recording is not calibrated by the source
+    assert all(b.t_capture >= a.t_capture for a, b in zip(frames, frames[1:]))
+
+
+def test_file_url_with_pace_option(screen_avi):
+    path, _ = screen_avi
+    src = open_source(f"file://{path}?pace=1")
+    assert isinstance(src, VideoSource) and src.pace
+
+
+def test_pacing_waits_for_each_frame_time(tmp_path):
+    path = numbered_clip(tmp_path / "n.avi", n=6, fps=25.0)
+    now = [100.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    src = VideoSource(path, pace=True, clock=lambda: now[0], sleep=sleep).open()
+    frames = list(src)
+    assert len(frames) == 6
+    assert sum(slept) == pytest.approx(5 / 25.0)  # frame k is due k/fps after the start
+    assert [f.t_capture for f in frames] == pytest.approx([100.0 + k / 25.0 for k in range(6)])
+
+
+def test_a_corrupt_frame_is_skipped_and_counted(tmp_path):
+    path = numbered_clip(tmp_path / "n.avi")
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG starts
+    assert len(starts) == 12
+    data[starts[5] : starts[5] + 400] = bytes(400)  # frame 5 loses its header
+    path.write_bytes(bytes(data))
+    src = VideoSource(path).open()
+    frames = list(src)
+    assert src.corrupt == 1 and len(frames) == 11
+    assert [level(f) for f in frames] == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
+
+
+def test_a_truncated_file_ends_early_and_counts_the_lost_frames(tmp_path):
+    path = numbered_clip(tmp_path / "n.avi")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    src = VideoSource(path).open()
+    frames = list(src)
+    assert 4 <= len(frames) < 12
+    assert len(frames) + src.corrupt == 12
+
+
+def test_missing_file_is_one_clear_error(tmp_path):
+    with pytest.raises(SourceError, match="no such video file .*nothing.mp4"):
+        VideoSource(tmp_path / "nothing.mp4").open()
+
+
+def test_a_file_that_is_not_a_video_is_one_clear_error(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(SourceError, match="cannot open video .*notes.mp4"):
+        VideoSource(bad).open()
+
+
+def test_unknown_video_option_is_rejected(screen_avi):
+    path, _ = screen_avi
+    with pytest.raises(SourceError, match="unknown video option"):
+        open_source(f"file://{path}?speed=2")
+
+
+def test_read_before_open_is_an_error(screen_avi):
+    with pytest.raises(SourceError, match="before open"):
+        VideoSource(screen_avi[0]).read()
