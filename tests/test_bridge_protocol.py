@@ -88,10 +88,10 @@ def test_cobs_round_trips_and_never_emits_zero(data):
 
 
 def test_cobs_decode_rejects_bad_input():
-    with pytest.raises(ProtocolError, match="past the frame"):
-        cobs.decode(b"\x05\x01")
-    with pytest.raises(ProtocolError, match="zero byte"):
-        cobs.decode(b"\x02\x01\x00")
+    with pytest.raises(ProtocolError, match="invalid COBS frame of 2 bytes"):
+        cobs.decode(b"\x05\x01")  # a block that runs past the frame
+    with pytest.raises(ProtocolError, match="invalid COBS frame of 3 bytes"):
+        cobs.decode(b"\x02\x01\x00")  # a zero inside the frame
 
 
 # -- messages -----------------------------------------------------------------------------------

@@ -1,0 +1,21 @@
+"""The bridge's exception family: each message is one line naming the bad value."""
+
+
+class BridgeError(Exception):
+    """Base of every error the serial bridge reports."""
+
+
+class LinkError(BridgeError):
+    """A display port cannot be found, opened, written or read."""
+
+
+class ProtocolError(BridgeError):
+    """Bytes or a payload that break the wire protocol."""
+
+
+class MaskError(BridgeError):
+    """A label map or boundary array that cannot be encoded, or mask data that cannot be decoded."""
+
+
+class ConfigError(BridgeError):
+    """A bridge option is out of range or a combination of options is inconsistent."""

@@ -1,0 +1,120 @@
+"""Opening display ports by URL, finding USB devices by VID:PID, and writing without blocking.
+
+Every port is opened with ``serial.serial_for_url``, so ``loop://``, ``spy://``, ``socket://``
+and ``hwgrep://`` work as well as a device path. A stable path such as
+``/dev/serial/by-id/usb-...`` survives USB re-enumeration by itself; ``usb:VID:PID[:SERIAL]``
+is looked up in ``serial.tools.list_ports`` each time the port is (re)opened.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+
+import serial
+import serial.tools.list_ports
+
+from firmware_bridge.errors import LinkError
+
+_USB = re.compile(r"^usb:([0-9a-fA-F]{1,4}):([0-9a-fA-F]{1,4})(?::(.+))?$")
+
+
+def resolve_port(url: str) -> str:
+    """The URL or device path to open for ``url``; ``usb:VID:PID[:SERIAL]`` becomes the matching device."""
+    m = _USB.match(url)
+    if not m:
+        return url
+    vid, pid, serial_number = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+    found = sorted(
+        p.device for p in serial.tools.list_ports.comports()
+        if p.vid == vid and p.pid == pid and (serial_number is None or p.serial_number == serial_number)
+    )
+    if not found:
+        raise LinkError(f"no serial port with USB id {url!r} is connected")
+    if len(found) > 1:
+        raise LinkError(f"USB id {url!r} matches several ports {found!r}; add the serial number: usb:VID:PID:SERIAL")
+    return found[0]
+
+
+def open_port(url: str, baudrate: int):
+    """An open pyserial port for ``url`` with non-blocking reads; LinkError naming the port if it fails."""
+    target = resolve_port(url)
+    try:
+        port = serial.serial_for_url(target, baudrate=baudrate, timeout=0, do_not_open=True)
+        port.open()
+    except (serial.SerialException, OSError, ValueError) as e:
+        raise LinkError(f"cannot open display port {url!r}: {e}") from e
+    fd = _fd(port)
+    if fd is not None:
+        os.set_blocking(fd, False)
+    return port
+
+
+def _fd(port):
+    """The file descriptor of a plain device port; None for URL handlers (loop://, spy://, ...),
+    which are written through their own methods so that they keep working as designed."""
+    if type(port).__module__ != "serial.serialposix":
+        return None
+    try:
+        fd = port.fileno()
+    except (AttributeError, NotImplementedError, serial.SerialException, OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+def write_some(port, data: bytes) -> int:
+    """Write what the port accepts now and return how many bytes that was; never blocks on a
+    device port (the OS write buffer being full returns 0). Raises LinkError if the port is gone."""
+    fd = _fd(port)
+    try:
+        if fd is not None:
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:
+                return 0
+            except InterruptedError:
+                return 0
+        n = port.write(data)
+        return len(data) if n is None else n
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return 0
+        raise LinkError(f"display port write failed: {e}") from e
+    except serial.SerialException as e:
+        raise LinkError(f"display port write failed: {e}") from e
+
+
+def read_available(port) -> bytes:
+    """Whatever the port has received, without waiting; LinkError if the port is gone."""
+    try:
+        fd = _fd(port)
+        if fd is not None:
+            # A tty in raw mode reads b"" both when idle and after a hang-up; poll tells them apart.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+            events = poller.poll(0)
+            if not events:
+                return b""
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return b""
+            if not data:  # readable but empty: the device hung up
+                raise LinkError("display port hung up (device disconnected)")
+            return data
+        n = port.in_waiting
+        return port.read(n) if n else b""
+    except (OSError, serial.SerialException) as e:
+        raise LinkError(f"display port read failed: {e}") from e
+
+
+def out_waiting(port) -> int | None:
+    """Bytes still in the OS output buffer, if the port can tell (0 on a pty, so not conclusive)."""
+    if _fd(port) is None:
+        return None
+    try:
+        return int(port.out_waiting)
+    except (OSError, serial.SerialException, AttributeError, NotImplementedError):
+        return None
