@@ -152,3 +152,13 @@ def test_spacing_from_a_real_dicom_region():
     ds2 = pydicom.dcmread(DICOM / "OBXXXX1A.dcm", stop_before_pixels=True)
     doppler = ds2.SequenceOfUltrasoundRegions[1]  # a spectral region: seconds and cm/s, not cm
     assert from_dicom_region(doppler).spacing_mm is None
+
+
+def test_calibrator_without_a_roi_knows_no_spacing():
+    shot = ps.screen(3, (640, 480))
+    cal = Calibrator()
+    none, change = cal.update(shot.image, None, seq=0)
+    assert none.spacing_mm is None and change.reason == "no ROI"
+    assert cal.update(shot.image, None, seq=1) == (none, None)
+    found, change = cal.update(shot.image, shot.roi, roi_changed=True, seq=2)
+    assert change.reason == "ROI changed" and rel_err(found.spacing_mm, shot.spacing_mm) < 0.01

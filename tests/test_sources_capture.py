@@ -41,7 +41,8 @@ class SimCard:
         return True
 
     def get(self, prop):
-        return {cv2.CAP_PROP_FPS: 1.0 / self.period, cv2.CAP_PROP_FRAME_WIDTH: 64, cv2.CAP_PROP_FRAME_HEIGHT: 48}.get(prop, 0)
+        known = {cv2.CAP_PROP_FPS: 1.0 / self.period, cv2.CAP_PROP_FRAME_WIDTH: 64, cv2.CAP_PROP_FRAME_HEIGHT: 48}
+        return known.get(prop, 0)
 
     def grab(self):
         if self.fail:

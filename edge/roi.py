@@ -1,0 +1,423 @@
+"""The B-mode region of a scanner screen: detect it, follow layout changes, crop to it.
+
+A capture card delivers the whole screen: patient fields, text, scales, the B-mode. Only the
+B-mode region may reach later stages. `detect_roi` finds it without knowing the scanner: the
+B-mode is the large textured (speckled) area; the chrome around it is flat colour with sparse
+text and lines. The result is the bounding rectangle plus a mask of the valid pixels inside it
+(a steered linear image is a parallelogram, a curved or phased array a sector; the mask is the
+convex outline of the image area). `RoiTracker` checks every frame, cheaply, whether the layout
+changed (operator changed depth or zoom) and then detects again. `crop_frame` turns a
+full-screen Frame into a ROI Frame whose pixels outside the mask are blanked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.frame import Frame
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A B-mode region in screen pixels. mask: bool (h, w), True on image pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    mask: np.ndarray
+    source: str = "detected"  # "detected", "manual" or "dicom"
+
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.w, self.h)
+
+    @property
+    def fill(self) -> float:
+        """Fraction of the rectangle that is image."""
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def near(self, other: "Roi | None", tol: int = 2) -> bool:
+        """True when `other` is the same rectangle within `tol` pixels on every edge."""
+        if other is None:
+            return False
+        a = np.array([self.x, self.y, self.x + self.w, self.y + self.h])
+        b = np.array([other.x, other.y, other.x + other.w, other.y + other.h])
+        return bool(np.abs(a - b).max() <= tol)
+
+
+def manual_roi(x: int, y: int, w: int, h: int, shape: tuple[int, ...] | None = None) -> Roi:
+    """A fixed rectangle given by the user; checked against the frame shape when known."""
+    try:
+        x, y, w, h = (int(v) for v in (x, y, w, h))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"ROI {(x, y, w, h)!r} is not four integers") from e
+    if x < 0 or y < 0 or w < 8 or h < 8:
+        raise ConfigError(f"ROI {(x, y, w, h)!r} must have x, y >= 0 and w, h >= 8")
+    if shape is not None and (x + w > shape[1] or y + h > shape[0]):
+        raise ConfigError(f"ROI {(x, y, w, h)!r} does not fit a {shape[1]}x{shape[0]} frame")
+    return Roi(x, y, w, h, np.ones((h, w), bool), "manual")
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _local_std(gray: np.ndarray, k: int) -> np.ndarray:
+    g = gray.astype(np.float32)
+    m = cv2.blur(g, (k, k))
+    m2 = cv2.blur(g * g, (k, k))
+    return np.sqrt(np.maximum(m2 - m * m, 0.0))
+
+
+def _largest(mask: np.ndarray, prefer: np.ndarray | None = None) -> np.ndarray | None:
+    """The largest 8-connected component of `mask` (largest overlap with `prefer` if given)."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return None
+    if prefer is None:
+        best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    else:
+        overlap = np.bincount(lab[prefer], minlength=n)
+        overlap[0] = 0
+        if overlap.max() == 0:
+            return None
+        best = int(np.argmax(overlap))
+    return lab == best
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """The filled convex outline of a mask (from each row's end pixels: fast on large masks)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    out = np.zeros(mask.shape, np.uint8)
+    if len(rows) == 0:
+        return out.astype(bool)
+    sub = mask[rows]
+    left = sub.argmax(axis=1)
+    right = sub.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
+    pts = np.concatenate([np.stack([left, rows], 1), np.stack([right, rows], 1)]).astype(np.int32)
+    cv2.fillConvexPoly(out, cv2.convexHull(pts), 1)
+    return out.astype(bool)
+
+
+def _chrome_colours(image: np.ndarray, flat: np.ndarray, share: float = 0.01) -> np.ndarray:
+    """The colours of the chrome: flat colours covering at least `share` of the screen each.
+
+    Returns an (n, channels) int array; n is 0 for a screen without chrome (all image).
+    """
+    ch = image.shape[2] if image.ndim == 3 else 1
+    px = image[flat].reshape(-1, ch).astype(np.int32)
+    q = px >> 3  # tolerate small shading differences
+    keys = q[:, 0] if ch == 1 else (q[:, 0] << 10) | (q[:, 1] << 5) | q[:, 2]
+    if len(keys) == 0:
+        return np.zeros((0, ch), np.int32)
+    counts = np.bincount(keys)
+    keep = np.flatnonzero(counts >= share * flat.size)[:6]
+    means = [np.bincount(keys, weights=px[:, c])[keep] / counts[keep] for c in range(ch)]
+    return np.round(np.stack(means, axis=1)).astype(np.int32).reshape(len(keep), ch)
+
+
+def _differs(image: np.ndarray, colours: np.ndarray, tol: int) -> np.ndarray:
+    """True where a pixel is further than `tol` levels (any channel) from every chrome colour."""
+    out = np.ones(image.shape[:2], bool)
+    for c in colours:
+        lo = np.clip(c - tol, 0, 255).astype(np.uint8)
+        hi = np.clip(c + tol, 0, 255).astype(np.uint8)
+        if image.ndim == 2:
+            lo, hi = lo[:1], hi[:1]
+        out &= cv2.inRange(image, lo, hi) == 0
+    return out
+
+
+def _up(mask: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """A reduced-size mask brought back to full size (`shape`)."""
+    if f == 1:
+        return mask
+    big = cv2.resize(mask.astype(np.uint8), (mask.shape[1] * f, mask.shape[0] * f), interpolation=cv2.INTER_NEAREST)
+    out = np.zeros(shape, np.uint8)
+    h, w = min(shape[0], big.shape[0]), min(shape[1], big.shape[1])
+    out[:h, :w] = big[:h, :w]
+    return out > 0
+
+
+def _stacked(lab: np.ndarray, stats: np.ndarray, main: int, min_area: float) -> np.ndarray:
+    """The main piece plus pieces above or below it that span most of its width."""
+    mx, my, mw, mh = stats[main, :4]
+    keep = [main]
+    for i in range(1, len(stats)):
+        x, y, w, h, area = stats[i]
+        if i == main or area < min_area or w < 0.6 * mw:
+            continue
+        overlap = min(x + w, mx + mw) - max(x, mx)
+        gap = max(y - (my + mh), my - (y + h), 0)
+        if overlap >= 0.8 * w and gap <= 0.3 * mh:
+            keep.append(i)
+    return np.isin(lab, keep)
+
+
+def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> Roi | None:
+    """Find the B-mode region of a screen, or None when there is no image area.
+
+    image: uint8 gray or BGR screen. min_fraction: smallest image area accepted, as a fraction of
+    the screen. tol: colour difference (levels) that separates image pixels from flat chrome.
+
+    Steps: (1) at reduced size, the speckled area, stripped of text and thin lines by a wide
+    opening (with the wide pieces stacked on it: a dark band may split it); (2) the chrome
+    colours: flat colours covering a good share of the screen outside that area (a saturated
+    black band inside the B-mode is flat too, but lies inside); (3) again with "unlike the chrome
+    colours" added, which brings in dark image parts; (4) at full size near that area, the pixels
+    unlike the chrome, whose convex outline is the mask. The rectangle is exact wherever the
+    image edge differs from the chrome; an echo-free edge band exactly as flat as the chrome
+    (and as dark) may be left out.
+    """
+    if image.ndim not in (2, 3) or image.dtype != np.uint8 or min(image.shape[:2]) < 32:
+        raise ConfigError(f"cannot look for a ROI in an image of shape {image.shape!r} and dtype {image.dtype}")
+    H, W = image.shape[:2]
+    f = 2 if min(H, W) >= 600 else 1
+    small = cv2.resize(image, (W // f, H // f), interpolation=cv2.INTER_AREA) if f > 1 else image
+    gsmall = _gray(small)
+    k = max(9, round(min(gsmall.shape) / 24)) | 1
+    box = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+
+    def opened(candidate: np.ndarray) -> np.ndarray:
+        return cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, box)
+
+    textured = _local_std(gsmall, 7) > 2.0
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(opened(textured), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if n <= 1 or areas.max() < min_fraction * gsmall.size / 2:
+        return None
+    # A dark band may split the B-mode: wide pieces stacked on the largest belong to it.
+    main = 1 + int(np.argmax(areas))
+    comp0 = _stacked(lab, stats, main, min_fraction * gsmall.size / 4)
+    hull0 = _hull(comp0)
+    outside = ~(cv2.dilate(hull0.astype(np.uint8), box) > 0)
+    colours = _chrome_colours(small, (_local_std(gsmall, 5) < 1.0) & outside)
+    comp = _largest(opened(textured | _differs(small, colours, tol)) > 0, prefer=hull0)
+    if comp is None or comp.sum() < min_fraction * gsmall.size:
+        return None
+    hull1 = _hull(comp | comp0)
+
+    # Full size, inside the bounding box of the coarse outline (plus a margin).
+    pad = 6 + f
+    ys, xs = np.nonzero(hull1)
+    x0, y0 = max(0, xs.min() * f - pad), max(0, ys.min() * f - pad)
+    x1, y1 = min(W, (xs.max() + 1) * f + pad), min(H, (ys.max() + 1) * f + pad)
+    inside = _up(hull1, f, (H, W))[y0:y1, x0:x1]
+    near = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (2 * pad + 1, 2 * pad + 1)))
+    fine = (_differs(image[y0:y1, x0:x1], colours, tol) & (near > 0)).astype(np.uint8)
+    fine = cv2.morphologyEx(fine, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    fine = cv2.morphologyEx(fine, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    # The speckle area, shrunk by the opening size (textured chrome close to the image, such as
+    # a scale, can stick to it that far): it holds dark image parts that match a chrome colour.
+    r = (k + 4) * f
+    shrink = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    core = cv2.erode(_up(comp0, f, (H, W))[y0:y1, x0:x1].astype(np.uint8), shrink) > 0
+    # Image pieces reach into that core, or are large and mostly inside the coarse outline; a
+    # scale line beside the image (thickened by compression rings) is neither.
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(fine, connectivity=8)
+    area = stats[:, cv2.CC_STAT_AREA]
+    within = np.bincount(lab[inside], minlength=n)
+    deep = np.bincount(lab[core], minlength=n) > 0
+    keep = deep | ((within >= 0.5 * area) & (area >= 0.05 * area[1:].max(initial=0)))
+    keep[0] = False
+    region = keep[lab] | core
+    if region.sum() < min_fraction * H * W:
+        return None
+    mask = _hull(region)
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    return Roi(int(x + x0), int(y + y0), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
+
+
+def crop(image: np.ndarray, roi: Roi) -> np.ndarray:
+    """A new array holding only the ROI pixels, those outside its mask set to 0."""
+    out = image[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w].copy()
+    if out.shape[:2] != roi.mask.shape:
+        raise ConfigError(f"ROI {roi.rect!r} does not fit a frame of shape {image.shape!r}")
+    if not roi.mask.all():
+        out[~roi.mask] = 0
+    return out
+
+
+_KEEP = object()
+
+
+def crop_frame(frame: Frame, roi: Roi, spacing_mm=_KEEP) -> Frame:
+    """The ROI Frame for a full-screen Frame: only the ROI pixels (a copy, blank outside the
+    mask). spacing_mm: the calibrated (row, column) spacing, or None; by default the frame's own
+    (cropping does not change the spacing)."""
+    spacing = frame.spacing_mm if spacing_mm is _KEEP else spacing_mm
+    return replace(frame, image=crop(frame.image, roi), spacing_mm=spacing)
+
+
+@dataclass(frozen=True)
+class LayoutChange:
+    """The B-mode region moved or changed size (depth, zoom, layout), appeared, or was set."""
+
+    seq: int | None
+    old: Roi | None
+    new: Roi | None
+    reason: str
+
+
+class RoiTracker:
+    """Follows the B-mode region of a live screen, detecting it again only when needed.
+
+    Every frame costs two cheap checks: (1) a coarse signature of the chrome outside the ROI
+    (the screen shrunk 8x; a changed label, a moved scale), and (2) thin strips just inside and
+    just outside the ROI edges: image pixels must stay inside, chrome outside. A check that
+    fails for `persist` frames in a row, or every `redetect_every` frames, triggers detection;
+    a new rectangle (more than `tol` px off on any edge) is adopted and reported. Detections are
+    at least `min_gap` frames apart, so a dark image (probe lifted) cannot make it thrash; when
+    detection finds nothing the last ROI is kept.
+
+    manual: a fixed Roi (see manual_roi): never detected, never changed.
+    """
+
+    def __init__(
+        self,
+        manual: Roi | None = None,
+        redetect_every: int = 300,
+        persist: int = 1,
+        min_gap: int = 15,
+        tol: int = 2,
+        on_change: Callable[[LayoutChange], None] | None = None,
+        detector: Callable[[np.ndarray], Roi | None] = detect_roi,
+    ):
+        self.manual, self.redetect_every, self.persist = manual, int(redetect_every), int(persist)
+        self.min_gap, self.tol, self.on_change, self.detector = int(min_gap), int(tol), on_change, detector
+        self.roi: Roi | None = None
+        self.detections = 0
+        self._frames = 0
+        self._last_detect = -(10**9)
+        self._suspect = 0
+        self._sig: np.ndarray | None = None
+        self._sig_mask: np.ndarray | None = None
+        self._strips: list | None = None
+
+    def update(self, image: np.ndarray, seq: int | None = None) -> tuple[Roi | None, LayoutChange | None]:
+        """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change)."""
+        self._frames += 1
+        if self.manual is not None:
+            if self.roi is None:
+                self.roi = self.manual
+                return self.roi, self._report(LayoutChange(seq, None, self.manual, "manual"))
+            return self.roi, None
+        gray = _gray(image)
+        if self.roi is None:
+            reason = "first frame" if self.detections == 0 else "no ROI yet"
+            if self._frames - self._last_detect < self.min_gap and self.detections:
+                return None, None
+        else:
+            reason = self._check(gray)
+            if reason is None:
+                return self.roi, None
+        return self._detect(image, gray, seq, reason)
+
+    def _check(self, gray: np.ndarray) -> str | None:
+        moved = self._moved(gray)
+        self._suspect = self._suspect + 1 if moved else 0
+        due = self._frames - self._last_detect
+        if moved and self._suspect >= self.persist and due >= self.min_gap:
+            return moved
+        if self.redetect_every > 0 and due >= self.redetect_every:
+            return "periodic check"
+        return None
+
+    def _detect(self, image, gray, seq, reason):
+        self._last_detect = self._frames
+        self._suspect = 0
+        self.detections += 1
+        new = self.detector(image)
+        old = self.roi
+        if new is None:
+            if old is not None:  # keep the last one; the references follow the screen
+                self._remember(gray, old)
+            return old, None
+        self._remember(gray, new)
+        if new.near(old, self.tol):
+            return old, None
+        self.roi = new
+        return new, self._report(LayoutChange(seq, old, new, reason))
+
+    # -- the cheap checks ------------------------------------------------------------------
+
+    def _signature(self, gray: np.ndarray) -> np.ndarray:
+        h, w = gray.shape
+        return cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+    def _strip_boxes(self, gray: np.ndarray, roi: Roi):
+        """(inside box, outside box) pairs, one per ROI edge, each 3 px thick, 2 px off the edge."""
+        H, W = gray.shape
+        x, y, w, h = roi.rect
+        boxes = []
+        for inside, outside in (
+            ((x + 2, y + 5, 3, h - 10), (x - 5, y + 5, 3, h - 10)),  # left
+            ((x + w - 5, y + 5, 3, h - 10), (x + w + 2, y + 5, 3, h - 10)),  # right
+            ((x + 5, y + 2, w - 10, 3), (x + 5, y - 5, w - 10, 3)),  # top
+            ((x + 5, y + h - 5, w - 10, 3), (x + 5, y + h + 2, w - 10, 3)),  # bottom
+        ):
+            ox, oy, ow, oh = outside
+            if ox < 0 or oy < 0 or ox + ow > W or oy + oh > H or ow <= 0 or oh <= 0:
+                continue
+            ix, iy, iw, ih = inside
+            valid = roi.mask[iy - y : iy - y + ih, ix - x : ix - x + iw]
+            if valid.mean() < 0.8:
+                continue  # a slanted edge: the strip would cross the blank corner
+            boxes.append((inside, outside))
+        return boxes
+
+    @staticmethod
+    def _cut(gray, box):
+        x, y, w, h = box
+        return gray[y : y + h, x : x + w]
+
+    def _strip_scores(self, gray: np.ndarray) -> list[tuple[float, float]]:
+        out = []
+        for inside, outside, level in self._strips:
+            out.append(
+                (
+                    float((np.abs(self._cut(gray, inside).astype(np.int16) - level) > 12).mean()),
+                    float((np.abs(self._cut(gray, outside).astype(np.int16) - level) > 12).mean()),
+                )
+            )
+        return out
+
+    def _remember(self, gray: np.ndarray, roi: Roi) -> None:
+        sig = self._signature(gray)
+        sh, sw = sig.shape
+        keep = np.ones((sh, sw), bool)
+        x, y, w, h = roi.rect
+        keep[max(0, y // 8 - 1) : (y + h) // 8 + 2, max(0, x // 8 - 1) : (x + w) // 8 + 2] = False
+        self._sig, self._sig_mask = sig, keep
+        self._strips = []
+        for inside, outside in self._strip_boxes(gray, roi):
+            level = int(np.median(self._cut(gray, outside)))
+            self._strips.append((inside, outside, level))
+        self._strip_base = self._strip_scores(gray)
+
+    def _moved(self, gray: np.ndarray) -> str | None:
+        sig = self._signature(gray)
+        if sig.shape != self._sig.shape:
+            return "screen size changed"
+        cells = self._sig_mask.sum()
+        if cells:
+            changed = (np.abs(sig - self._sig) > 20) & self._sig_mask
+            if changed.sum() > max(6, 0.003 * cells):
+                return "chrome changed"
+        for (i0, o0), (i1, o1) in zip(self._strip_base, self._strip_scores(gray)):
+            if i1 < 0.5 * i0 - 0.05 or o1 > o0 + 0.3:
+                return "ROI edge changed"
+        return None
+
+    def _report(self, change: LayoutChange) -> LayoutChange:
+        if self.on_change is not None:
+            self.on_change(change)
+        return change

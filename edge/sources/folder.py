@@ -1,0 +1,92 @@
+"""Frames from image files: a folder, a glob pattern or one file, in natural name order."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import SourceError
+from edge.frame import Frame
+from edge.sources.base import Source
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+
+
+def to_uint8_image(img: np.ndarray | None) -> np.ndarray | None:
+    """A decoded picture as the runtime wants it: uint8 gray HxW or BGR HxWx3; None if unusable.
+
+    16-bit pictures are scaled by their bit depth (the top byte), BGRA loses alpha, a single
+    channel in 3-D is squeezed, float pictures in 0-1 are scaled to 0-255.
+    """
+    if img is None or img.size == 0 or img.ndim not in (2, 3):
+        return None
+    if img.ndim == 3:
+        if img.shape[2] == 1:
+            img = img[:, :, 0]
+        elif img.shape[2] == 4:
+            img = img[:, :, :3]
+        elif img.shape[2] != 3:
+            return None
+    if img.dtype == np.uint8:
+        return np.ascontiguousarray(img)
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        scale = 255.0 if float(np.nanmax(img)) <= 1.0 else 1.0
+        return np.clip(np.nan_to_num(img) * scale, 0, 255).astype(np.uint8)
+    return None
+
+
+def _natural_key(path: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", os.path.basename(path))]
+
+
+class FolderSource(Source):
+    """Every image of a folder (or glob pattern, or a single file), once, not paced.
+
+    An unreadable or corrupt file is skipped and counted in `corrupt`.
+    """
+
+    def __init__(self, pattern: str, fps: float | None = None):
+        self.pattern = str(pattern)
+        self.fps = fps
+        self.corrupt = 0
+        self.files: list[str] = []
+        self._i = 0
+        self._seq = 0
+
+    def open(self) -> "FolderSource":
+        p = Path(self.pattern)
+        if p.is_dir():
+            files = [str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+        elif p.is_file():
+            files = [str(p)]
+        elif glob.has_magic(self.pattern):
+            files = [f for f in glob.glob(self.pattern) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            raise SourceError(f"no such image file or folder {self.pattern!r}")
+        if not files:
+            raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.pattern!r}")
+        self.files = sorted(files, key=_natural_key)
+        self._i = self._seq = 0
+        self.corrupt = 0
+        return self
+
+    def read(self) -> Frame | None:
+        while self._i < len(self.files):
+            path = self.files[self._i]
+            self._i += 1
+            img = to_uint8_image(cv2.imread(path, cv2.IMREAD_UNCHANGED))
+            if img is None:
+                self.corrupt += 1
+                continue
+            frame = Frame(img, time.monotonic(), self._seq)
+            self._seq += 1
+            return frame
+        return None

@@ -1,0 +1,103 @@
+"""Frames from a video file (a recorded capture): every frame, optionally paced at its fps."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import cv2
+
+from edge.errors import SourceError
+from edge.frame import Frame
+from edge.sources.base import Source
+from edge.sources.folder import to_uint8_image
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".mjpg", ".mjpeg")
+
+
+class VideoSource(Source):
+    """Every frame of a video file, in order; not live (nothing is dropped).
+
+    pace: deliver frames at the file's frame rate (as a replay of a live session would); by
+    default frames come as fast as they decode. A frame that fails to decode is skipped and
+    counted in `corrupt`; frames missing at the end of a truncated file are counted too.
+    `max_bad` failures in a row end the clip.
+    """
+
+    def __init__(
+        self,
+        path,
+        pace: bool = False,
+        max_bad: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.path = str(path)
+        self.pace, self.max_bad = bool(pace), int(max_bad)
+        self._clock, self._sleep = clock, sleep
+        self.corrupt = 0
+        self.frame_count = 0  # from the container; 0 when unknown
+        self._cap = None
+        self._seq = 0
+        self._t0 = 0.0
+        self._shape = None
+
+    @classmethod
+    def from_url(cls, path: str, options: dict[str, str]) -> "VideoSource":
+        unknown = set(options) - {"pace"}
+        if unknown:
+            raise SourceError(f"unknown video option(s) {sorted(unknown)} (known: ['pace'])")
+        return cls(path, pace=options.get("pace", "0").lower() in ("1", "true", "yes"))
+
+    def open(self) -> "VideoSource":
+        if not Path(self.path).is_file():
+            raise SourceError(f"no such video file {self.path!r}")
+        cap = cv2.VideoCapture(self.path)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open video {self.path!r} (unknown format, or the file is damaged)")
+        self._cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        self._seq = 0
+        self.corrupt = 0
+        self._shape = None
+        self._t0 = self._clock()
+        return self
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            raise SourceError(f"video {self.path!r} read before open()")
+        bad = 0  # failures since the last good frame
+        while True:
+            ok, img = self._cap.read()
+            img = to_uint8_image(img) if ok else None
+            if img is not None and self._shape is not None and img.shape != self._shape:
+                img = None  # a broken frame decoded at another size
+            if img is not None:
+                self.corrupt += bad
+                break
+            if self.frame_count and self._seq + self.corrupt + bad >= self.frame_count:
+                self.corrupt += bad  # the container's count is reached: the end
+                return None
+            bad += 1
+            if bad > self.max_bad:
+                if self.frame_count:  # truncated: what the container promised is lost
+                    self.corrupt += self.frame_count - self._seq - self.corrupt
+                return None  # (with no count known, failures at the end are just the end)
+        self._shape = img.shape
+        if self.pace and self.fps:
+            due = self._t0 + self._seq / self.fps
+            wait = due - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+        frame = Frame(img, self._clock(), self._seq)
+        self._seq += 1
+        return frame
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
