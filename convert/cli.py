@@ -12,6 +12,7 @@ import numpy as np
 # Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
 CALIBRATION_SEEDS = 20_000_000
 VALIDATION_SEEDS = 30_000_000
+DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
 
 
 def main(argv=None) -> int:
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--patience", type=int, default=20)
     t.add_argument("--resume", action="store_true", help="continue a training in --out from its last epoch")
+    t.add_argument("--class-weights", help="comma-separated cross-entropy weight per class, e.g. 1,6,1")
 
     q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
     q.add_argument("model", help=".keras or .h5 model")
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
     d = sub.add_parser("demo-bundle", help="train, quantize and validate the bundled demo model on phantom data")
     d.add_argument("--out", default="edge/models/demo")
     d.add_argument("--work", default="build/demo-train", help="folder for the float model and training history")
-    d.add_argument("--epochs", type=int, default=12)
+    d.add_argument("--epochs", type=int, default=14)
     d.add_argument("--steps", type=int, default=25)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--validate-n", type=int, default=64)
@@ -95,7 +97,8 @@ def cmd_train(args) -> int:
         train_data = (x[order[n_val:]], y[order[n_val:]])
     classes = int(max(train_data[1].max(), val_data[1].max()) + 1) if train_data else 3
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch, seed=args.seed, base_filters=args.base_filters,
-                        depth=args.depth, patience=args.patience, classes=classes)
+                        depth=args.depth, patience=args.patience, classes=classes,
+                        class_weights=tuple(float(v) for v in args.class_weights.split(",")) if args.class_weights else None)
     best = train(Path(args.out), spec, opts, train_data, val_data, phantom_steps=args.steps, resume=args.resume)
     print(f"trained model: {best}")
     return 0
@@ -173,7 +176,7 @@ def cmd_demo_bundle(args) -> int:
     from edge.preprocess import PreprocessSpec
 
     spec = PreprocessSpec()
-    opts = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs)
+    opts = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS)
     work = Path(args.model).parent if args.model else Path(args.work)
     best = Path(args.model) if args.model else train(work, spec, opts, phantom_steps=args.steps, verbose=2)
     model = load_keras_model(best)

@@ -26,6 +26,7 @@ class TrainOptions:
     depth: int = 4
     dropout: float = 0.0
     classes: int = 3
+    class_weights: tuple[float, ...] | None = None  # per-class weights of the cross-entropy; None: all 1
 
 
 class PhantomStream(keras.utils.PyDataset):
@@ -48,12 +49,27 @@ class PhantomStream(keras.utils.PyDataset):
         return to_float(x, self.spec), keras.utils.to_categorical(y, self.classes)
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+def weighted_crossentropy(class_weights):
+    """Categorical cross-entropy on logits, each pixel weighted by its true class's weight.
+
+    The TLF is a thin band (a few percent of the pixels); without a weight the model first
+    learns to ignore it.
+    """
+    weights = keras.ops.convert_to_tensor(np.asarray(class_weights, np.float32))
+
+    def loss(y_true, y_pred):
+        ce = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=True)
+        return ce * keras.ops.sum(y_true * weights, axis=-1)
+
+    return loss
+
+
+def compile_model(model: keras.Model, learning_rate: float, class_weights=None) -> keras.Model:
+    loss = (weighted_crossentropy(class_weights) if class_weights is not None
+            else keras.losses.CategoricalCrossentropy(from_logits=True))
+    classes = model.output_shape[-1]
+    metrics = ["accuracy", keras.metrics.OneHotMeanIoU(num_classes=classes, name="mean_iou")]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     return model
 
 
@@ -88,7 +104,9 @@ def train(
         dropout=options.dropout,
         batch_size=None,
     )
-    compile_model(model, options.learning_rate)
+    if options.class_weights is not None and len(options.class_weights) != options.classes:
+        raise ValueError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
+    compile_model(model, options.learning_rate, options.class_weights)
     if done:
         last = keras.models.load_model(out_dir / "last.keras", compile=False, safe_mode=True)
         model.set_weights(last.get_weights())
