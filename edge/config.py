@@ -1,0 +1,307 @@
+"""The runtime's configuration: one TOML file, one section per component, checked on load.
+
+    version = 1          # first line: the file format (an unknown version is refused)
+    [display]
+    baud = 921600        # every key is optional; a missing one keeps its default
+
+Each section becomes a frozen dataclass of options (`Config.display` is a `DisplayOptions`,
+`Config.measurement` is the `ThicknessOptions` the measurement takes as is). An unknown
+section, an unknown key or a value of the wrong type is a ConfigError naming the file and the
+key, e.g. `tlf-edge.toml: [display] baud: expected int, got 'fast'`. Command-line overrides are
+dotted keys applied on top of the file: `display.baud=921600`. deploy/tlf-edge.example.toml
+lists every key with its default.
+
+Empty and zero values stand for "not set" where TOML has no null: `roi.rect = []` detects the
+B-mode region, `calibration.spacing_mm = []` takes the spacing from the source or the screen,
+`model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the physical cores.
+The config holds options only, never runtime state.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Iterable
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from edge.errors import ConfigError
+from edge.temporal import TemporalOptions
+from edge.thickness import ThicknessOptions
+
+VERSION = 1
+
+
+def _require(section: str, key: str, value, ok: bool, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"[{section}] {key}: {why}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    url: str = "phantom://clip?seed=7&frames=90&size=400x400"  # see edge.sources.open_source
+
+    def __post_init__(self):
+        _require("source", "url", self.url, bool(self.url.strip()), "must not be empty")
+
+
+@dataclass(frozen=True)
+class RoiOptions:
+    rect: tuple[int, ...] = ()  # [x, y, w, h] in screen pixels; empty: detect the B-mode region
+    redetect_every: int = 300  # frames between routine re-detections (0: only on a layout change)
+    persist: int = 1  # frames a layout check must fail in a row before detecting again
+    min_gap: int = 15  # frames at least between two detections
+    tol: int = 2  # pixels an edge may move before the region counts as changed
+
+    def __post_init__(self):
+        r = self.rect
+        _require("roi", "rect", list(r), len(r) == 0 or (len(r) == 4 and min(r[:2]) >= 0 and min(r[2:]) >= 8),
+                 "expected [] or [x, y, w, h] with x, y >= 0 and w, h >= 8")
+        _require("roi", "redetect_every", self.redetect_every, self.redetect_every >= 0, "must be 0 or more")
+        _require("roi", "persist", self.persist, self.persist >= 1, "must be at least 1")
+        _require("roi", "min_gap", self.min_gap, self.min_gap >= 0, "must be 0 or more")
+        _require("roi", "tol", self.tol, self.tol >= 0, "must be 0 or more")
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    spacing_mm: tuple[float, ...] = ()  # [row, column] or [both] mm per pixel; empty: source or screen
+    tick_mm: float = 0.0  # distance between alike ticks of the screen scale, 5 or 10; 0: automatic
+    square_pixels: bool = True  # with only a depth scale on screen, take the pixels as square
+    retry_every: int = 30  # frames between attempts to read the scale while none is known
+
+    def __post_init__(self):
+        s = self.spacing_mm
+        _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(0.001 <= v <= 10.0 for v in s),
+                 "expected [], [mm] or [row_mm, column_mm], each 0.001-10 mm")
+        _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 5, 10), "must be 0 (automatic), 5 or 10")
+        _require("calibration", "retry_every", self.retry_every, self.retry_every >= 1, "must be at least 1")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    bundle: str = ""  # model bundle folder; empty: the bundled demo model
+    num_threads: int = 0  # LiteRT threads; 0: the physical cores
+
+    def __post_init__(self):
+        _require("model", "num_threads", self.num_threads, self.num_threads >= 0, "must be 0 (physical cores) or more")
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    url: str = "emulate"  # serial port URL, "emulate" (a pseudo-terminal emulator) or "none"
+    baud: int = 115200
+    enabled: bool = True
+
+    def __post_init__(self):
+        _require("display", "url", self.url, bool(self.url.strip()), "must not be empty (use 'none')")
+        _require("display", "baud", self.baud, self.baud > 0, "must be more than 0")
+
+
+@dataclass(frozen=True)
+class RecordingOptions:
+    enabled: bool = False
+    path: str = "recordings"  # folder for recordings
+    include_full_screen: bool = False  # the whole screen, patient fields included, not only the B-mode
+
+    def __post_init__(self):
+        _require("recording", "path", self.path, bool(self.path.strip()), "must not be empty")
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    jsonl: bool = True  # one JSON object per frame
+    csv: bool = False  # one CSV row per frame
+    directory: str = "runs"  # each run makes a folder under this one
+
+    def __post_init__(self):
+        _require("log", "directory", self.directory, bool(self.directory.strip()), "must not be empty")
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    enabled: bool = True  # a live status line on the terminal
+    hz: float = 4.0  # redraws per second at most
+
+    def __post_init__(self):
+        _require("console", "hz", self.hz, self.hz > 0, "must be more than 0")
+
+
+def _check_measurement(o: ThicknessOptions) -> None:
+    a, b = o.window
+    _require("measurement", "window", list(o.window), 0 <= a < b <= 1, "expected [start, end] with 0 <= start < end <= 1")
+    _require("measurement", "min_coverage", o.min_coverage, 0 <= o.min_coverage <= 1, "must be between 0 and 1")
+    _require("measurement", "max_order_errors", o.max_order_errors, 0 <= o.max_order_errors <= 1, "must be between 0 and 1")
+    _require("measurement", "min_margin", o.min_margin, o.min_margin >= 0, "must be 0 or more")
+    _require("measurement", "slope_window", o.slope_window, o.slope_window >= 1, "must be at least 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceOptions = field(default_factory=SourceOptions)
+    roi: RoiOptions = field(default_factory=RoiOptions)
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    measurement: ThicknessOptions = field(default_factory=ThicknessOptions)
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)
+    display: DisplayOptions = field(default_factory=DisplayOptions)
+    recording: RecordingOptions = field(default_factory=RecordingOptions)
+    log: LogOptions = field(default_factory=LogOptions)
+    console: ConsoleOptions = field(default_factory=ConsoleOptions)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}
+_EXTRA_CHECKS = {"measurement": _check_measurement}
+
+
+class _WrongType(Exception):
+    pass
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"array of {args[0].__name__}s"
+        return f"array of {len(args)} {args[0].__name__}s"
+    return hint.__name__
+
+
+def _scalar(value, hint):
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # a field type this loader does not know: a programming error, not a user's
+        raise TypeError(f"unsupported option type {hint!r}")
+    if not ok:
+        raise _WrongType
+    return value
+
+
+def _coerce(value, hint):
+    """`value` as read from TOML, as the option type `hint` wants it; _WrongType if it cannot be."""
+    if typing.get_origin(hint) is not tuple:
+        return _scalar(value, hint)
+    if not isinstance(value, (list, tuple)):
+        raise _WrongType
+    args = typing.get_args(hint)
+    if not (len(args) == 2 and args[1] is Ellipsis) and len(value) != len(args):
+        raise _WrongType
+    return tuple(_scalar(v, args[0]) for v in value)
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+
+
+def _options(section: str, values: dict, base=None):
+    """Build the options dataclass of `section` from raw TOML `values` (on top of `base`)."""
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"[{section}] {key}: unknown key ({_suggest(key, hints)})")
+        try:
+            checked[key] = _coerce(value, hints[key])
+        except _WrongType:
+            raise ConfigError(f"[{section}] {key}: expected {_type_name(hints[key])}, got {value!r}") from None
+    options = replace(base, **checked) if base is not None else cls(**checked)
+    if section in _EXTRA_CHECKS:
+        _EXTRA_CHECKS[section](options)
+    return options
+
+
+def parse_config(data: dict) -> Config:
+    """A Config from an already parsed TOML document (a dict); ConfigError names what is wrong."""
+    if "version" not in data:
+        raise ConfigError(f"version: missing (put version = {VERSION} at the top of the file)")
+    version = data["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version != VERSION:
+        raise ConfigError(f"version: unsupported config version {version!r} (this tlf-edge reads version {VERSION})")
+    sections = {}
+    for name, values in data.items():
+        if name == "version":
+            continue
+        if name not in SECTIONS:
+            if not isinstance(values, dict):
+                raise ConfigError(f"{name}: unknown top-level key (only version and sections)")
+            raise ConfigError(f"[{name}]: unknown section ({_suggest(name, SECTIONS)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}]: expected a section ([{name}] on a line of its own), got {values!r}")
+        sections[name] = _options(name, values)
+    return Config(**sections)
+
+
+_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """The config in the TOML file `path` (None: the defaults), with `overrides` applied on top.
+
+    Every problem is a ConfigError with one line naming the file (and line) or the override.
+    """
+    config = Config()
+    if path is not None:
+        origin = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"{origin}: cannot read the config file: {e.strerror or e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{origin}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
+        except tomllib.TOMLDecodeError as e:
+            message = str(e)
+            m = _POSITION.search(message)
+            where = f"{origin}:{m.group(1)}:{m.group(2)}" if m else origin
+            raise ConfigError(f"{where}: malformed TOML: {_POSITION.sub('', message)}") from e
+        try:
+            config = parse_config(data)
+        except ConfigError as e:
+            raise ConfigError(f"{origin}: {e}") from e
+    return apply_overrides(config, overrides)
+
+
+def _override_value(text: str, hint):
+    """The value of a command-line override: a TOML value (921600, true, [0.3, 0.7], "x"), or
+    the text as it is when it is not one; a string option always takes the text itself."""
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+    if hint is str and not isinstance(value, str):
+        return text
+    return value
+
+
+def apply_overrides(config: Config, overrides: Iterable[str], origin: str = "command line") -> Config:
+    """`config` with each `section.key=value` of `overrides` set, checked like the file."""
+    for item in overrides:
+        name, eq, text = str(item).partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not eq or not dot or not section or not key:
+            raise ConfigError(f"{origin}: {item!r}: expected section.key=value, e.g. display.baud=921600")
+        if section not in SECTIONS:
+            raise ConfigError(f"{origin}: [{section}]: unknown section ({_suggest(section, SECTIONS)})")
+        hints = typing.get_type_hints(SECTIONS[section])
+        value = _override_value(text.strip(), hints.get(key))
+        try:
+            options = _options(section, {key: value}, getattr(config, section))
+        except ConfigError as e:
+            raise ConfigError(f"{origin}: {e}") from e
+        config = replace(config, **{section: options})
+    return config
