@@ -15,20 +15,24 @@ from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 from edge.quality import REJECTING, names
 
-DEFAULT_SOURCE = "phantom://clip?seed=7&frames=90&size=400x400"
+from edge.config import SourceOptions
+
+DEFAULT_SOURCE = SourceOptions.url
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)")
-    run.add_argument("--bundle", default=str(DEMO_BUNDLE), help="model bundle folder (default: the bundled demo model)")
-    run.add_argument("--source", default=DEFAULT_SOURCE, help=f"frame source URL (default: {DEFAULT_SOURCE})")
-    run.add_argument("--display", default="emulate", help="serial port URL of the display, 'emulate' or 'none'")
-    run.add_argument("--baud", type=int, default=115200)
-    run.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: physical cores)")
+    run.add_argument("--config", help="TOML config file (see deploy/tlf-edge.example.toml); flags override it")
+    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config key")
+    run.add_argument("--bundle", help="model bundle folder (default: the bundled demo model)")
+    run.add_argument("--source", help=f"frame source URL (default: {DEFAULT_SOURCE})")
+    run.add_argument("--display", help="serial port URL of the display, 'emulate' (default) or 'none'")
+    run.add_argument("--baud", type=int, help="display link baud rate (default 115200)")
+    run.add_argument("--threads", type=int, help="LiteRT threads (default: physical cores)")
     run.add_argument("--frames", type=int, default=None, help="stop after this many frames")
-    run.add_argument("--out", default="runs", help="folder under which the run folder is made")
+    run.add_argument("--out", help="folder under which the run folder is made (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no live status line")
     info = sub.add_parser("info", help="verify a bundle and print its manifest")
     info.add_argument("bundle", nargs="?", default=str(DEMO_BUNDLE))
@@ -47,19 +51,38 @@ def main(argv=None) -> int:
     return 1
 
 
+def resolve_options(args):
+    """The config file, then --set overrides, then the dedicated flags; returns the Config."""
+    from edge.config import load_config
+
+    flags = {"source.url": args.source, "model.bundle": args.bundle, "display.url": args.display,
+             "display.baud": args.baud, "model.num_threads": args.threads, "log.directory": args.out}
+    overrides = list(args.set) + [f"{k}={v}" for k, v in flags.items() if v is not None]
+    cfg = load_config(args.config, overrides)
+    args.bundle = cfg.model.bundle or str(DEMO_BUNDLE)
+    args.source = cfg.source.url
+    args.display = cfg.display.url if cfg.display.enabled else "none"
+    args.baud = cfg.display.baud
+    args.threads = cfg.model.num_threads or None
+    args.out = cfg.log.directory
+    args.quiet = args.quiet or not cfg.console.enabled
+    return cfg
+
+
 def cmd_run(args) -> int:
     from edge.pipeline import Pipeline
     from edge.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
     from edge.sources import open_source
 
+    cfg = resolve_options(args)
     segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
     source = open_source(args.source)
     run_dir = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     while run_dir.exists():
         run_dir = run_dir.with_name(run_dir.name + "+")
     run_dir.mkdir(parents=True)
-    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256)]
+    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256)] if cfg.log.jsonl else []
     emulator = None
     if args.display == "emulate":
         from firmware_bridge.emulator import DisplayEmulator
@@ -69,9 +92,9 @@ def cmd_run(args) -> int:
     elif args.display != "none":
         sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
     if not args.quiet:
-        sinks.append(ConsoleStatus())
+        sinks.append(ConsoleStatus(hz=cfg.console.hz))
     try:
-        stats = Pipeline(source, segmenter, sinks).run(max_frames=args.frames)
+        stats = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal).run(max_frames=args.frames)
         display = None
         if emulator is not None:
             emulator.wait_idle(timeout=2.0) if hasattr(emulator, "wait_idle") else None

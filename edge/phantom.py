@@ -6,6 +6,19 @@ the label map and the true TLF thickness per column are exact, not estimated.
 Layers, top to bottom: skin, subcutaneous fat with bright septa, the TLF (a bright band of 1-3
 sublayers), a thin dark gap, the thin epimysial fascia line (class 2, below the TLF), fibrillar
 muscle. Classes: 0 above the TLF, 1 the TLF, 2 below.
+
+Everything added after the first demo model is opt-in and off by default, so `scan`, `render` and
+`clip` with their default arguments give exactly the pictures that model was trained on
+(tests/test_phantom_pinned.py pins them bit for bit). The options:
+- Machine: a focal zone (`focus_mm`: the lateral PSF widens away from the focal depth) and an RF
+  line (`rf_mhz`: a carrier-modulated pulse, then envelope detection); `probe(mhz)` sets the
+  resolution and attenuation of a probe frequency; more named PRESETS.
+- Anatomy: `random_anatomy(rng, wide=True)` draws a wider range of scenes (fat 3-25 mm, tilt up
+  to +-10 degrees, a second ripple, varied echogenicity); `Artefacts` adds an acoustic shadow,
+  reverberation lines or a washed-out frame (`random_artefacts(rng, p)`, `scan(..., artefacts=p)`).
+- Video: `extension_clip` moves the scene like a trunk extension (layers slide against each
+  other, the TLF thickens and thins smoothly), decorrelates the speckle with the motion and
+  holds the picture during freeze segments (Scan.frozen is set on those frames).
 """
 
 from __future__ import annotations
@@ -37,6 +50,13 @@ class Anatomy:
     wave_phase: float = 0.0
     thickness_var: float = 0.08  # relative lateral variation of the TLF thickness
     slide_mm: float = 0.0  # lateral displacement of the tissue (for clips)
+    # Opt-in detail; the defaults leave the scene exactly as without these fields.
+    ripple_amp_mm: float = 0.0  # a second, shorter undulation of the band (deformation)
+    ripple_len_mm: float = 9.0
+    ripple_phase: float = 0.0
+    muscle_slide_mm: float = 0.0  # extra lateral glide of the muscle under the fascia
+    tlf_echo: float | None = None  # TLF brightness, 0-1 scale (None: 0.97)
+    epimysium_echo: float | None = None  # epimysial fascia brightness (None: 0.72)
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,29 @@ class Machine:
     tgc: float = 0.85  # fraction of the attenuation the time-gain compensation removes
     noise: float = 0.001  # electronic noise amplitude, relative to the brightest reflector
     contrast: float = 1.0  # scales the log-domain contrast between tissues
+    # Opt-in beam physics; None keeps the original depth-invariant baseband model.
+    focus_mm: float | None = None  # focal depth: the lateral PSF is lateral_psf_mm there, wider elsewhere
+    focal_range_mm: float = 12.0  # depth from the focus where the lateral PSF has widened by sqrt(2)
+    rf_mhz: float | None = None  # simulate the RF line at this centre frequency and detect its envelope
+
+
+SPEED_OF_SOUND_MM_US = 1.54
+
+
+def probe(mhz: float, rf: bool = False, **fields) -> Machine:
+    """A Machine whose resolution and attenuation follow a probe's centre frequency.
+
+    The axial PSF (Gaussian sigma of the pulse envelope) is 0.8 wavelengths, the lateral one 2
+    wavelengths and the round-trip attenuation 0.01 dB/mm per MHz: at 10 MHz this is the default
+    Machine. rf=True also simulates the carrier (see Machine.rf_mhz). Other fields as keywords.
+    """
+    if not 1.0 <= mhz <= 30.0:
+        raise ValueError(f"probe frequency {mhz!r} MHz is out of range (1-30)")
+    lam = SPEED_OF_SOUND_MM_US / mhz
+    base = dict(axial_psf_mm=0.8 * lam, lateral_psf_mm=2.0 * lam, attenuation_db_mm=0.01 * mhz)
+    if rf:
+        base["rf_mhz"] = float(mhz)
+    return Machine(**{**base, **fields})
 
 
 PRESETS: dict[str, Machine] = {
@@ -59,7 +102,41 @@ PRESETS: dict[str, Machine] = {
     "soft": Machine(gain_db=-4.0, dynamic_range_db=65.0, axial_psf_mm=0.16, lateral_psf_mm=0.40, contrast=0.8),
     "lowfreq": Machine(axial_psf_mm=0.22, lateral_psf_mm=0.50, attenuation_db_mm=0.07, noise=0.002),
     "noisy": Machine(gain_db=3.0, noise=0.004, dynamic_range_db=45.0),
+    # Added later (the five above are frozen): probe frequencies with a focal zone, gain, contrast.
+    "l15_fine": probe(15.0, focus_mm=15.0, dynamic_range_db=60.0, noise=0.0015),
+    "l6_deep": probe(6.0, focus_mm=25.0, gain_db=2.0, contrast=0.9),
+    "rf_10mhz": probe(10.0, rf=True, focus_mm=18.0),
+    "low_gain": Machine(gain_db=-9.0, dynamic_range_db=48.0, noise=0.003),
+    "high_contrast": Machine(gain_db=1.0, dynamic_range_db=42.0, contrast=1.3, focus_mm=20.0),
+    "washed_out": Machine(gain_db=3.0, dynamic_range_db=72.0, contrast=0.7, noise=0.002),
 }
+
+
+@dataclass(frozen=True)
+class Artefacts:
+    """Things real scans show that are not anatomy. The labels ignore them (the tissue is still there).
+
+    shadow: a vertical band below shadow_from_mm loses shadow_db of echo (soft lateral edges); with
+    shadow_from_mm > 0 a bright small object sits at its top (a calcification, an air pocket), at 0
+    it is lost probe contact. reverb: the echo of a strong reflector at reverb_mm bounces between it
+    and the probe face and repeats at 2x, 3x... that depth, each time weaker; with reverb_follow_tlf
+    the reflector is the TLF itself (a ghost band in the muscle). low_contrast < 1: a washed-out
+    frame (log contrast scaled down, a haze floor added).
+    """
+
+    shadow_x_mm: float | None = None
+    shadow_width_mm: float = 3.0
+    shadow_from_mm: float = 0.0
+    shadow_db: float = 25.0
+    reverb_mm: float | None = None
+    reverb_follow_tlf: bool = False
+    reverb_lines: int = 3
+    reverb_level: float = 0.75  # brightness (0-1 scale) of the first repeat
+    low_contrast: float = 1.0
+
+    @property
+    def any(self) -> bool:
+        return self.shadow_x_mm is not None or self.reverb_mm is not None or self.low_contrast < 1.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +154,21 @@ class Scan:
     spacing_mm: tuple[float, float]
     top_px: np.ndarray
     bottom_px: np.ndarray
+    # Opt-in extras (extension_clip, artefacts); defaults for everything else.
+    frozen: bool = False  # the scanner's picture is held (freeze): this frame repeats the previous one
+    artefacts: Artefacts | None = None
+    extension: float | None = None  # trunk-extension level 0-1 when the frame was acquired
 
 
-def random_anatomy(rng: np.random.Generator, depth_mm: float = 40.0, width_mm: float = 40.0) -> Anatomy:
-    """A plausible low-back scene (TLF 0.6-2.5 mm, fat 4-18 mm, tilt within +-8 degrees)."""
+def random_anatomy(
+    rng: np.random.Generator, depth_mm: float = 40.0, width_mm: float = 40.0, wide: bool = False
+) -> Anatomy:
+    """A plausible low-back scene (TLF 0.6-2.5 mm, fat 4-18 mm, tilt within +-8 degrees).
+
+    wide=True: the wider range of `wide_anatomy` (a different draw from the same rng).
+    """
+    if wide:
+        return wide_anatomy(rng, depth_mm, width_mm)
     fat_max = min(18.0, depth_mm * 0.5)
     wave_len = float(rng.uniform(20.0, 60.0))  # waviness kept gentle: local slope under about 10 degrees
     return Anatomy(
@@ -100,8 +188,107 @@ def random_anatomy(rng: np.random.Generator, depth_mm: float = 40.0, width_mm: f
     )
 
 
-def random_machine(rng: np.random.Generator) -> Machine:
-    """A scanner look drawn around the presets, so a model cannot rely on one look."""
+def wide_anatomy(rng: np.random.Generator, depth_mm: float = 40.0, width_mm: float = 40.0) -> Anatomy:
+    """A scene from a wider population: fat 3-25 mm, TLF 0.6-2.5 mm in 1-3 sublayers, a 0.2-1 mm gap,
+    a 0.2-0.5 mm epimysial fascia, tilt up to +-10 degrees, waviness with a second ripple and
+    varied echogenicity.
+
+    Fat and tilt are limited so that the whole stack stays inside the field: the band never
+    reaches the skin at either edge and at least 3 mm of muscle shows below the epimysium.
+    """
+    skin = float(rng.uniform(0.8, 2.4))
+    tlf = float(rng.uniform(0.6, 2.5))
+    sublayers = int(rng.integers(1, 4))
+    gap = float(rng.uniform(0.2, 1.0))
+    epi = float(rng.uniform(0.2, 0.5))
+    wave_len = float(rng.uniform(15.0, 60.0))
+    wave_amp = float(rng.uniform(0.0, 1.0)) * min(1.2, math.tan(math.radians(5.0)) * wave_len / (2 * math.pi))
+    ripple_len = float(rng.uniform(5.0, 14.0))
+    ripple_amp = float(rng.uniform(0.0, 1.0)) * math.tan(math.radians(3.0)) * ripple_len / (2 * math.pi)
+    wav = wave_amp + ripple_amp
+    half = width_mm / 2
+    stack = tlf * 1.25 / math.cos(math.radians(18.0)) + gap + epi  # below the band top, worst case
+    fat_hi = max(0.5, min(25.0, depth_mm - skin - stack - wav - 3.0 - 0.4 * half * math.tan(math.radians(10.0))))
+    fat = float(rng.uniform(min(3.0, fat_hi), fat_hi))
+    room_up = fat - 1.0 - wav  # the band stays 1 mm below the skin
+    room_down = depth_mm - skin - fat - stack - wav - 3.0
+    tilt_max = max(0.0, min(10.0, math.degrees(math.atan(max(0.0, min(room_up, room_down)) / half))))
+    return Anatomy(
+        depth_mm=depth_mm,
+        width_mm=width_mm,
+        skin_mm=skin,
+        fat_mm=fat,
+        tlf_mm=tlf,
+        sublayers=sublayers,
+        gap_mm=gap,
+        epimysium_mm=epi,
+        tilt_deg=float(rng.uniform(-tilt_max, tilt_max)),
+        wave_amp_mm=wave_amp,
+        wave_len_mm=wave_len,
+        wave_phase=float(rng.uniform(0, 2 * math.pi)),
+        thickness_var=float(rng.uniform(0.0, 0.2)),
+        ripple_amp_mm=ripple_amp,
+        ripple_len_mm=ripple_len,
+        ripple_phase=float(rng.uniform(0, 2 * math.pi)),
+        tlf_echo=float(rng.uniform(0.86, 1.0)),
+        epimysium_echo=float(rng.uniform(0.58, 0.8)),
+    )
+
+
+def random_artefacts(rng: np.random.Generator, p: float, anatomy: Anatomy | None = None) -> Artefacts | None:
+    """Each artefact (shadow, reverberation, washed-out frame) present with probability p; None if none."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"artefact probability {p!r} is not in 0-1")
+    a = anatomy or Anatomy()
+    shadow, reverb, washed = rng.random(3) < p
+    fields: dict = {}
+    if shadow:
+        contact = rng.random() < 0.5  # lost contact at an edge, or an object in the fat
+        fields.update(
+            shadow_x_mm=float(rng.choice([0.0, a.width_mm])) if contact else float(rng.uniform(0.2, 0.8) * a.width_mm),
+            shadow_width_mm=float(rng.uniform(2.0, 7.0)),
+            shadow_from_mm=0.0 if contact else float(rng.uniform(a.skin_mm + 0.5, a.skin_mm + 0.7 * a.fat_mm)),
+            shadow_db=float(rng.uniform(12.0, 30.0)),
+        )
+    if reverb:
+        follow = bool(rng.random() < 0.5)
+        fields.update(
+            reverb_mm=a.skin_mm + a.fat_mm if follow else float(rng.uniform(0.8, 3.0)),
+            reverb_follow_tlf=follow,
+            reverb_lines=int(rng.integers(2, 5)),
+            reverb_level=float(rng.uniform(0.6, 0.85)),
+        )
+    if washed:
+        fields.update(low_contrast=float(rng.uniform(0.45, 0.75)))
+    return Artefacts(**fields) if fields else None
+
+
+def random_machine(rng: np.random.Generator, wide: bool = False) -> Machine:
+    """A scanner look drawn around the presets, so a model cannot rely on one look.
+
+    wide=True: a probe frequency of 6-15 MHz sets the resolution, with a focal zone, sometimes
+    the RF model, and wider gain, dynamic range, noise and contrast (a different draw).
+    """
+    if wide:
+        mhz = float(rng.uniform(6.0, 15.0))
+        dr = float(rng.uniform(40, 72))
+        contrast = float(rng.uniform(0.7, 1.3))
+        # An operator sets the gain so that muscle looks mid-dark grey: pick that grey (0-1) and
+        # solve for the gain (muscle echoes sit about 33 dB under the brightest reflector).
+        muscle_grey = float(rng.uniform(0.2, 0.55))
+        gain = float(np.clip(muscle_grey * dr + 33.0 * contrast - dr, -12.0, 12.0))
+        return probe(
+            mhz,
+            rf=bool(rng.random() < 0.3),
+            focus_mm=float(rng.uniform(8.0, 30.0)),
+            focal_range_mm=float(rng.uniform(6.0, 20.0)),
+            gain_db=gain,
+            dynamic_range_db=dr,
+            attenuation_db_mm=0.01 * mhz * float(rng.uniform(0.7, 1.4)),
+            tgc=float(rng.uniform(0.6, 1.0)),
+            noise=float(rng.uniform(0.0, 0.005)),
+            contrast=contrast,
+        )
     return Machine(
         gain_db=float(rng.uniform(-6, 8)),
         dynamic_range_db=float(rng.uniform(42, 68)),
@@ -121,6 +308,10 @@ def _geometry(a: Anatomy, x_mm: np.ndarray):
     tilt = math.tan(math.radians(a.tilt_deg))
     top = a.skin_mm + a.fat_mm + tilt * xc + a.wave_amp_mm * np.sin(k * xc + a.wave_phase)
     slope = tilt + a.wave_amp_mm * k * np.cos(k * xc + a.wave_phase)
+    if a.ripple_amp_mm:
+        k2 = 2 * math.pi / a.ripple_len_mm
+        top = top + a.ripple_amp_mm * np.sin(k2 * xc + a.ripple_phase)
+        slope = slope + a.ripple_amp_mm * k2 * np.cos(k2 * xc + a.ripple_phase)
     thick = a.tlf_mm * (1 + a.thickness_var * np.sin(k * 0.6 * xc + 1.3 * a.wave_phase))
     cos_t = np.cos(np.arctan(slope))
     return top, thick / cos_t, thick, cos_t
@@ -146,6 +337,16 @@ class _Texture:
             np.complex64
         )
 
+    def rf_phase(self, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """cos and sin of random scatterer phases at k sub-rows per pixel (RF model): (k, H, W+2*pad)
+        each, drawn once per texture and k from their own stream (the texture's draws are untouched)."""
+        cache = self.__dict__.setdefault("_rf_phases", {})
+        if k not in cache:
+            h, wp = self.scatter.shape
+            phi = np.random.default_rng([seed, 7927, k]).random((k, h, wp), dtype=np.float32) * np.float32(2 * math.pi)
+            cache[k] = (np.cos(phi), np.sin(phi))
+        return cache[k]
+
     def window(self, field: np.ndarray, slide_px: float) -> np.ndarray:
         s = int(round(slide_px))
         w = field.shape[1] - 2 * self.pad
@@ -164,7 +365,10 @@ def _echogenicity(a: Anatomy, y: np.ndarray, x: np.ndarray, tex: _Texture, slide
     y = np.broadcast_to(y, fibres.shape)
     # Brightness on a 0-1 scale (1 = the brightest reflector); turned into amplitude below.
     # Muscle: dark, fibrillar; perimysium streaks where the fibre field peaks.
-    e = 0.32 + 0.06 * np.clip(fibres, -2, 2) + 0.25 * np.clip(fibres - 1.5, 0, 1)
+    mf = fibres
+    if a.muscle_slide_mm:
+        mf = tex.window(tex.fibres, slide_px + a.muscle_slide_mm * x.shape[1] / a.width_mm)
+    e = 0.32 + 0.06 * np.clip(mf, -2, 2) + 0.25 * np.clip(mf - 1.5, 0, 1)
     # Fat: dark with thin, fragmented, oblique septa.
     fat = y < top
     fat_e = np.full(e.shape, 0.16, np.float32)
@@ -180,15 +384,124 @@ def _echogenicity(a: Anatomy, y: np.ndarray, x: np.ndarray, tex: _Texture, slide
     band = (u >= 0) & (u < 1)
     n = max(a.sublayers, 1)
     sub = 0.82 + 0.18 * np.cos(math.pi * n * u) ** 2 if n > 1 else np.ones_like(u)
-    e = np.where(band, 0.97 * sub, e)
+    e = np.where(band, (0.97 if a.tlf_echo is None else a.tlf_echo) * sub, e)
     e[(y >= bottom) & (y < epi_top)] = 0.12  # loose connective gap
-    e[(y >= epi_top) & (y < epi_bot)] = 0.72  # epimysial fascia
+    e[(y >= epi_top) & (y < epi_bot)] = 0.72 if a.epimysium_echo is None else a.epimysium_echo  # epimysial fascia
     e = np.power(10.0, (e.astype(np.float32) - 1.0) * (48.0 / 20.0))
 
     labels = np.full(e.shape, BELOW, np.uint8)
     labels[y < bottom] = TLF
     labels[y < top] = ABOVE
     return e, labels, top, bottom, thick
+
+
+def _artefact_reflectivity(e: np.ndarray, art: Artefacts, a: Anatomy, y: np.ndarray, x: np.ndarray, top: np.ndarray):
+    """Add reverberation lines and an acoustic shadow to a reflectivity (linear amplitude) map."""
+    e = e.copy()
+    yy = np.broadcast_to(y, e.shape)
+    if art.reverb_mm is not None:
+        base = top if art.reverb_follow_tlf else np.full_like(x, art.reverb_mm)
+        for n in range(2, 2 + art.reverb_lines):
+            level = art.reverb_level - 0.12 * (n - 2)  # each bounce weaker (brightness scale)
+            amp = 10.0 ** ((level - 1.0) * 48.0 / 20.0)
+            line = np.exp(-(((yy - n * base) / 0.12) ** 2)).astype(np.float32)
+            e = np.maximum(e, amp * line)
+    if art.shadow_x_mm is not None:
+        half = art.shadow_width_mm / 2
+        dx = np.abs(x - art.shadow_x_mm)
+        edge = np.clip((half + 0.6 - dx) / 1.2, 0.0, 1.0)  # soft edges 1.2 mm wide
+        below = np.clip((yy - art.shadow_from_mm) / 0.3, 0.0, 1.0)
+        loss = 10.0 ** (-art.shadow_db / 20.0)
+        e = e * (1.0 - (1.0 - loss) * edge * below).astype(np.float32)
+        if art.shadow_from_mm > 0:  # the object casting it: a bright curved cap
+            cap = np.exp(-(((yy - art.shadow_from_mm + 0.25) / 0.15) ** 2)) * edge
+            e = np.maximum(e, cap.astype(np.float32))
+    return e
+
+
+def _gauss(sigma_px: float) -> np.ndarray:
+    """A normalised 1-D Gaussian kernel (column vector, float32) reaching 4 sigma."""
+    r = max(1, int(math.ceil(4.0 * sigma_px)))
+    return cv2.getGaussianKernel(2 * r + 1, max(sigma_px, 1e-3), cv2.CV_32F)
+
+
+_ONE = np.ones((1, 1), np.float32)
+
+
+def _lateral(img: np.ndarray, sigma_rows: np.ndarray) -> np.ndarray:
+    """Blur each row laterally with its own Gaussian sigma (px), scaled so that uncorrelated
+    scatterers keep unit variance; rows whose sigmas differ by under 3% share a kernel."""
+    q = np.round(np.log(np.maximum(sigma_rows, 1e-3)) / math.log(1.03)).astype(int)
+    out = np.empty_like(img)
+    for v in np.unique(q):
+        rows = np.nonzero(q == v)[0]
+        k = _gauss(1.03 ** float(v))
+        k = k / math.sqrt(float((k**2).sum()))
+        out[rows] = cv2.sepFilter2D(img[rows], -1, k, _ONE, borderType=cv2.BORDER_REFLECT_101)
+    return out
+
+
+def _lateral_sigma_mm(m: Machine, depth_mm: np.ndarray) -> np.ndarray:
+    if m.focus_mm is None:
+        return np.full(depth_mm.shape, m.lateral_psf_mm, np.float64)
+    return m.lateral_psf_mm * np.sqrt(1.0 + ((depth_mm - m.focus_mm) / m.focal_range_mm) ** 2)
+
+
+def _rf_pulse(m: Machine, fy: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two-way RF pulse sampled every fy mm and its Hilbert transform (the quadrature filter of
+    envelope detection), scaled so that unit scatterers give unit RF power."""
+    lam = SPEED_OF_SOUND_MM_US / m.rf_mhz
+    r = int(math.ceil(4.0 * m.axial_psf_mm / fy))
+    z = np.arange(-r, r + 1) * fy
+    pulse = np.exp(-0.5 * (z / m.axial_psf_mm) ** 2) * np.cos(4 * math.pi * z / lam)  # half a wavelength per cycle
+    n = cv2.getOptimalDFTSize(8 * len(z))
+    spec = np.fft.fft(np.roll(np.pad(pulse, (0, n - len(z))), -r))
+    spec *= -1j * np.sign(np.fft.fftfreq(n))
+    quad = np.roll(np.fft.ifft(spec).real, r)[: len(z)]
+    norm = math.sqrt(float((pulse**2).sum()))
+    return pulse / norm, quad / norm
+
+
+def _beamform(field: np.ndarray, m: Machine, sy: float, sx: float, seed: int, tex: _Texture, slide_px: float):
+    """Envelope of the echo field with a depth-dependent lateral PSF and, optionally, an RF pulse.
+
+    Speckle statistics match the original baseband model: uncorrelated unit scatterers give the
+    same mean envelope power whatever the PSF, so only the texture and resolution change.
+    """
+    h, w = field.shape
+    y_mm = (np.arange(h) + 0.5) * sy
+    if m.rf_mhz is None:
+        ky = _gauss(m.axial_psf_mm / sy)
+        ky = ky / math.sqrt(float((ky**2).sum()))
+        iq = [cv2.sepFilter2D(part, -1, _ONE, ky, borderType=cv2.BORDER_REFLECT_101) for part in (field.real, field.imag)]
+        sig = _lateral_sigma_mm(m, y_mm) / sx
+        i_part, q_part = (_lateral(part, sig) for part in iq)
+    else:
+        # RF: real scatterers on a depth grid k times finer than the pixels (at least 4 samples per
+        # carrier cycle); each pixel's complex scatterer is seen at k random sub-pixel phases. The
+        # RF line is the scatterers convolved with the carrier-modulated pulse; envelope detection
+        # is |RF + i * Hilbert(RF)|, and Hilbert(pulse * s) = Hilbert(pulse) * s. Only the samples at
+        # pixel centres are needed, so each sub-row m is filtered on the pixel grid with the taps
+        # that reach the centres from it: the same sums as on the fine grid, k times fewer.
+        lam = SPEED_OF_SOUND_MM_US / m.rf_mhz
+        k = max(1, int(math.ceil(sy / (lam / 8.0)))) | 1  # odd: a fine sample sits on each pixel centre
+        pulse, quad = _rf_pulse(m, sy / k)
+        r = len(pulse) // 2
+        cos_t, sin_t = tex.rf_phase(k, seed)
+        c = k // 2
+        reach = (r + k) // k + 1
+        i_part = np.zeros((h, w), np.float32)
+        q_part = np.zeros((h, w), np.float32)
+        for sub_row in range(k):
+            s = field.real * tex.window(cos_t[sub_row], slide_px) - field.imag * tex.window(sin_t[sub_row], slide_px)
+            d = np.arange(reach, -reach - 1, -1) * k + c - sub_row  # fine offset from a sub-row to a centre
+            ok = np.abs(d) <= r
+            for kern, acc in ((pulse, i_part), (quad, q_part)):
+                taps = np.where(ok, kern[np.clip(d + r, 0, 2 * r)], 0.0).astype(np.float32)[:, None]
+                acc += cv2.sepFilter2D(s, -1, _ONE, taps, borderType=cv2.BORDER_REFLECT_101)
+        sig = _lateral_sigma_mm(m, y_mm) / sx
+        i_part, q_part = _lateral(i_part, sig), _lateral(q_part, sig)
+    return i_part, q_part
 
 
 def render(
@@ -198,8 +511,12 @@ def render(
     seed: int = 0,
     _texture: _Texture | None = None,
     _speckle: np.ndarray | None = None,
+    artefacts: Artefacts | None = None,
 ) -> Scan:
-    """Render one scene through the simplified B-mode chain."""
+    """Render one scene through the simplified B-mode chain.
+
+    artefacts: optional non-anatomical effects (see Artefacts); the labels and truth ignore them.
+    """
     h, w = shape
     sy, sx = anatomy.depth_mm / h, anatomy.width_mm / w
     tex = _texture or _Texture(np.random.default_rng(seed), shape, (sy, sx))
@@ -207,6 +524,14 @@ def render(
     x = ((np.arange(w, dtype=np.float32) + 0.5) * sx)[None, :]
     slide_px = anatomy.slide_mm / sx
     e, labels, top, bottom, thick = _echogenicity(anatomy, y, x, tex, slide_px)
+    if artefacts is not None:
+        e = _artefact_reflectivity(e, artefacts, anatomy, y, x, top)
+    if machine.focus_mm is not None or machine.rf_mhz is not None:
+        scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
+        i_part, q_part = _beamform(scat * e, machine, sy, sx, seed, tex, slide_px)
+        noise = machine.noise * np.random.default_rng(seed + 7919).standard_normal((2, h, w)).astype(np.float32)
+        env = np.hypot(i_part + noise[0], q_part + noise[1])
+        return _finish(env, machine, artefacts, y, labels, top, bottom, thick, sy, sx)
 
     # Scatterers weighted by reflectivity, blurred by the point-spread function: speckle.
     scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
@@ -217,6 +542,8 @@ def render(
     noise_rng = np.random.default_rng(seed + 7919)
     noise = machine.noise * noise_rng.standard_normal((2, h, w)).astype(np.float32)
     env = np.hypot(rf * psf_gain + noise[0], rf_i * psf_gain + noise[1])
+    if artefacts is not None:
+        return _finish(env, machine, artefacts, y, labels, top, bottom, thick, sy, sx)
     # Depth attenuation, partly undone by time-gain compensation; then log compression.
     att_db = -machine.attenuation_db_mm * (1 - machine.tgc) * y
     db = 20 * np.log10(env + 1e-6) * machine.contrast + att_db + machine.gain_db
@@ -233,23 +560,58 @@ def render(
     )
 
 
+def _finish(env, machine: Machine, artefacts, y, labels, top, bottom, thick, sy, sx) -> Scan:
+    """Log compression of an envelope into the Scan (the opt-in paths; same steps as render's own)."""
+    contrast, gain = machine.contrast, machine.gain_db
+    if artefacts is not None and artefacts.low_contrast < 1.0:
+        lc = artefacts.low_contrast
+        env = np.sqrt(env**2 + np.float32((0.04 * (1.0 - lc)) ** 2))  # haze: clutter over everything
+        # Less contrast around the muscle level (about -33 dB), which stays where it was, a bit lighter.
+        contrast, gain = contrast * lc, gain - (33.0 * contrast - 6.0) * (1.0 - lc)
+    att_db = -machine.attenuation_db_mm * (1 - machine.tgc) * y
+    db = 20 * np.log10(env + 1e-6) * contrast + att_db + gain
+    img = (db + machine.dynamic_range_db) / machine.dynamic_range_db * 255.0
+    return Scan(
+        image=np.clip(img, 0, 255).astype(np.uint8),
+        labels=labels,
+        thickness_mm=thick.ravel().astype(np.float64),
+        spacing_mm=(sy, sx),
+        top_px=(top.ravel() / sy).astype(np.float64),
+        bottom_px=(bottom.ravel() / sy).astype(np.float64),
+        artefacts=artefacts,
+    )
+
+
 def scan(
     seed: int,
     shape: tuple[int, int] = (256, 256),
     machine: Machine | str | None = None,
     field_mm: tuple[float, float] = (40.0, 40.0),
+    wide: bool = False,
+    artefacts: float = 0.0,
 ) -> Scan:
     """A random scene and scanner look for `seed` (a preset name or Machine fixes the look).
 
     field_mm: (depth, width) of the imaged region; with `shape` it sets the pixel spacing.
+    wide: draw the scene (and a random look) from the wider ranges (`wide_anatomy`).
+    artefacts: probability of each artefact kind (shadow, reverberation, washed-out frame).
     """
     rng = np.random.default_rng(seed)
-    anatomy = random_anatomy(rng, depth_mm=field_mm[0], width_mm=field_mm[1])
+    anatomy = random_anatomy(rng, depth_mm=field_mm[0], width_mm=field_mm[1], wide=wide)
     if machine is None:
-        machine = random_machine(rng)
+        machine = random_machine(rng, wide=wide)
     elif isinstance(machine, str):
-        machine = PRESETS[machine]
-    return render(anatomy, machine, shape, seed=seed)
+        machine = preset(machine)
+    art = random_artefacts(np.random.default_rng([seed, 4099]), artefacts, anatomy) if artefacts else None
+    return render(anatomy, machine, shape, seed=seed, artefacts=art)
+
+
+def preset(name: str) -> Machine:
+    """The Machine of a named preset; an unknown name is a ValueError listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown phantom preset {name!r} (one of {sorted(PRESETS)})") from None
 
 
 def clip(
@@ -286,3 +648,165 @@ def clip(
         fresh = (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w))).astype(np.complex64)
         speckle = (0.95 * speckle + math.sqrt(1 - 0.95**2) * fresh).astype(np.complex64)
         yield render(a, machine, shape, seed=seed * 1000 + i, _texture=tex, _speckle=speckle)
+
+
+def _smoothstep(u: float) -> float:
+    u = min(1.0, max(0.0, u))
+    return u * u * (3.0 - 2.0 * u)
+
+
+def extension_level(rng: np.random.Generator, duration_s: float) -> "callable":
+    """A random trunk-extension schedule: rest, rise, hold, return, repeated; E(t) in 0-1, smooth (C1).
+
+    Returns E as a function of time in seconds.
+    """
+    keys = [(0.0, 0.0)]
+    t, level = float(rng.uniform(0.2, 0.8)), 0.0
+    keys.append((t, 0.0))
+    while t < duration_s + 3.0:
+        target = float(rng.uniform(0.6, 1.0)) if level < 0.5 else float(rng.uniform(0.0, 0.15))
+        t += float(rng.uniform(0.8, 2.0))  # move
+        keys.append((t, target))
+        t += float(rng.uniform(0.3, 1.2))  # hold
+        keys.append((t, target))
+        level = target
+    times = np.array([k[0] for k in keys])
+    levels = [k[1] for k in keys]
+
+    def level_at(time_s: float) -> float:
+        i = int(np.searchsorted(times, time_s, side="right")) - 1
+        i = min(max(i, 0), len(times) - 2)
+        u = (time_s - times[i]) / (times[i + 1] - times[i])
+        return levels[i] + (levels[i + 1] - levels[i]) * _smoothstep(u)
+
+    return level_at
+
+
+def freeze_segments(rng: np.random.Generator, frames: int, count: int, length=(8, 30)) -> list[tuple[int, int]]:
+    """`count` non-overlapping (start, length) freeze segments, each after at least one live frame."""
+    segments: list[tuple[int, int]] = []
+    for _ in range(50 * max(count, 1)):
+        if len(segments) == count:
+            break
+        n = int(rng.integers(length[0], length[1] + 1))
+        if frames - n - 1 < 1:
+            break
+        start = int(rng.integers(1, frames - n))
+        if all(start + n + 1 <= s0 or s0 + n0 + 1 <= start for s0, n0 in segments):  # a live frame between
+            segments.append((start, n))
+    return sorted(segments)
+
+
+_SPECKLE_KEEP = 0.7  # share of the speckle amplitude that moves with the tissue; the rest decorrelates
+
+
+def extension_clip(
+    seed: int,
+    frames: int = 150,
+    fps: float = 30.0,
+    shape: tuple[int, int] = (256, 256),
+    machine: Machine | str = "default",
+    anatomy: Anatomy | None = None,
+    wide: bool = False,
+    freeze: int | list[tuple[int, int]] = 0,
+    freeze_frames: tuple[int, int] = (8, 30),
+    artefacts: float = 0.0,
+    slide_mm: float | None = None,
+    thickness_change: float | None = None,
+    decorrelation: float = 1.0,
+):
+    """Yield `frames` Scans of one scene during trunk extensions, with ground truth on every frame.
+
+    Motion: an extension level E(t) in 0-1 rises, holds and returns (smoothly, at random times).
+    With E the tissue slides laterally (up to `slide_mm`, default 1.5-4 mm), the muscle glides
+    under the fascia, the TLF thickens by `thickness_change` (relative, default 8-25 %, kept
+    within 0.5-3.0 mm) and tilts and ripples a little; the fat is pressed slightly. Everything
+    is a smooth function of time, so the true thickness changes smoothly.
+
+    Speckle: most of it moves with the tissue; the rest decorrelates frame to frame, faster
+    while the tissue moves (`decorrelation` scales that; 0 keeps the speckle fixed to the tissue).
+
+    freeze: a number of random freeze segments, or explicit (start frame, length) pairs. A frozen
+    frame repeats the last live frame exactly (image, labels, truth) with `frozen=True`, as when
+    the operator presses freeze; time goes on, so the first live frame after it may jump.
+
+    artefacts: probability of each artefact kind for the clip (a shadow or reverberation stays
+    for the whole clip; a washed-out stretch lasts a few frames).
+    """
+    rng = np.random.default_rng([seed, 5003])
+    base = anatomy or random_anatomy(rng, wide=wide)
+    m = preset(machine) if isinstance(machine, str) else machine
+    h, w = shape
+    sy, sx = base.depth_mm / h, base.width_mm / w
+    tex = _Texture(rng, shape, (sy, sx))
+    level_at = extension_level(rng, frames / fps)
+    slide = float(rng.uniform(1.5, 4.0)) if slide_mm is None else float(slide_mm)
+    dthick = float(rng.uniform(0.08, 0.25)) if thickness_change is None else float(thickness_change)
+    glide = float(rng.uniform(0.3, 2.0))
+    dtilt = float(rng.uniform(-2.0, 2.0))
+    breath_s = float(rng.uniform(3.5, 5.5))
+    if isinstance(freeze, int):
+        segments = freeze_segments(rng, frames, freeze, freeze_frames)
+    else:
+        segments = sorted((int(a), int(n)) for a, n in freeze)
+    frozen = np.zeros(frames, bool)
+    for start, n in segments:
+        if start < 1 or n < 1:
+            raise ValueError(f"freeze segment {(start, n)!r} must start after frame 0 and last a frame or more")
+        frozen[start : start + n] = True
+    arte_rng = np.random.default_rng([seed, 4099])
+    art = random_artefacts(arte_rng, artefacts, base) if artefacts else None
+    washed = None
+    if art is not None and art.low_contrast < 1.0:
+        n = int(arte_rng.integers(4, 16))
+        s0 = int(arte_rng.integers(0, max(1, frames - n)))
+        washed = (range(s0, s0 + n), art.low_contrast)
+        art = replace(art, low_contrast=1.0)
+
+    drift = (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w))).astype(np.complex64)
+    keep = _SPECKLE_KEEP if decorrelation > 0 else 1.0
+    x = ((np.arange(w) + 0.5) * sx)
+    last: Scan | None = None
+    prev_e = level_at(0.0)
+    for i in range(frames):
+        t = i / fps
+        e = level_at(t)
+        breath = math.sin(2 * math.pi * t / breath_s)
+        a = replace(
+            base,
+            slide_mm=slide * e + 0.2 * breath,
+            muscle_slide_mm=glide * e,
+            fat_mm=base.fat_mm * (1 - 0.04 * e + 0.01 * breath),
+            tlf_mm=float(np.clip(base.tlf_mm * (1 + dthick * e + 0.015 * breath), 0.5, 3.0)),
+            tilt_deg=base.tilt_deg + dtilt * e,
+            wave_phase=base.wave_phase + 0.35 * e,
+            wave_amp_mm=base.wave_amp_mm * (1 + 0.25 * e),
+        )
+        # Speckle: the part that belongs to the tissue slides with it (the muscle with its glide),
+        # the rest is an AR(1) field that decorrelates more while the tissue moves.
+        # about 1/e per second at rest, faster in proportion to the motion since the last frame
+        rho = math.exp(-decorrelation * (1.0 / fps + 4.0 * abs(e - prev_e))) if decorrelation > 0 else 1.0
+        prev_e = e
+        fresh = (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w))).astype(np.complex64)
+        drift = (rho * drift + math.sqrt(max(0.0, 1 - rho * rho)) * fresh).astype(np.complex64)
+        if frozen[i] and last is not None:
+            yield replace(
+                last, image=last.image.copy(), labels=last.labels.copy(), thickness_mm=last.thickness_mm.copy(),
+                top_px=last.top_px.copy(), bottom_px=last.bottom_px.copy(), frozen=True,
+            )
+            continue
+        slide_px = a.slide_mm / sx
+        tissue = tex.window(tex.scatter, slide_px)
+        if a.muscle_slide_mm:
+            top, vert, _, cos_t = _geometry(a, x)
+            below = (np.arange(h)[:, None] + 0.5) * sy >= (top + vert + a.gap_mm / cos_t)[None, :]
+            tissue = np.where(below, tex.window(tex.scatter, slide_px + a.muscle_slide_mm / sx), tissue)
+        speckle = (keep * tissue + math.sqrt(1 - keep * keep) * drift).astype(np.complex64)
+        frame_art = art
+        if washed is not None and i in washed[0]:
+            frame_art = replace(art, low_contrast=washed[1])
+        scan_i = render(a, m, shape, seed=seed * 1000 + i, _texture=tex, _speckle=speckle,
+                        artefacts=frame_art if frame_art is not None and frame_art.any else None)
+        last = replace(scan_i, extension=float(e), artefacts=frame_art)
+        yield last
+

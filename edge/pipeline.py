@@ -9,18 +9,21 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edge.frame import Measurement, Segmentation
+from edge.freeze import FreezeDetector
+from edge.quality import Quality
 from edge.segmenter import Segmenter
 from edge.sinks import Sink
 from edge.sources.base import Source
+from edge.temporal import TemporalFilter, TemporalOptions
 from edge.thickness import ThicknessOptions, measure_thickness
 
 
-def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1) -> Measurement:
+def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False) -> Measurement:
     """Thickness and quality for one segmentation; truth is attached when the frame carries it."""
     result = measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class)
     extra = {"coverage": round(result.coverage, 3), "t_invoke_done": seg.t_done}
@@ -36,7 +39,7 @@ def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1) ->
         thickness=result.value,
         spread=result.spread,
         unit=result.unit,
-        flags=result.flags,
+        flags=result.flags | (Quality.FROZEN if frozen else 0),
         columns=result.columns,
         latency_s=now - seg.frame.t_capture,
         extra=extra,
@@ -61,9 +64,19 @@ class RunStats:
         return self.frames / dt if dt > 0 else 0.0
 
 
+def smooth(m: Measurement, temporal: TemporalFilter, spacing_mm) -> Measurement:
+    """Add the temporal filter's estimate and its 95 % band to a measurement (OUTLIER when rejected)."""
+    est = temporal(m, scale=spacing_mm)
+    extra = {**m.extra, "filtered": est.value, "low": est.low, "high": est.high, "uncertainty": est.uncertainty}
+    return replace(m, flags=est.flags, extra=extra)
+
+
 class Pipeline:
-    def __init__(self, source: Source, segmenter: Segmenter, sinks: list[Sink], options: ThicknessOptions = ThicknessOptions(), err=sys.stderr):
+    def __init__(self, source: Source, segmenter: Segmenter, sinks: list[Sink], options: ThicknessOptions = ThicknessOptions(),
+                 temporal: TemporalOptions = TemporalOptions(), err=sys.stderr):
         self.source, self.segmenter, self.sinks, self.options, self.err = source, segmenter, list(sinks), options, err
+        self.temporal = TemporalFilter(temporal)
+        self.freeze = FreezeDetector()
         self.stop_event = threading.Event()
 
     def _emit(self, live: list[Sink], m: Measurement, seg: Segmentation, stats: RunStats) -> list[Sink]:
@@ -97,8 +110,10 @@ class Pipeline:
                     frame = self.source.read()
                     if frame is None:
                         break
+                    frozen = self.freeze(frame.image)
                     seg = self.segmenter.segment(frame)
-                    m = measure(seg, self.options, self.segmenter.bundle.tlf_class)
+                    m = measure(seg, self.options, self.segmenter.bundle.tlf_class, frozen)
+                    m = smooth(m, self.temporal, seg.spacing_mm)
                     if stats.t_first_measurement is None:
                         stats.t_first_measurement = time.monotonic()
                     stats.measurements.append(m)

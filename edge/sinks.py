@@ -89,7 +89,11 @@ class ConsoleStatus(Sink):
             return
         self._last = now
         fps = (self._count - 1) / (now - self._t0) if now > self._t0 else 0.0
-        value = "  --  " if math.isnan(m.thickness) else f"{m.thickness:5.2f} {m.unit}"
+        filtered = m.extra.get("filtered", m.thickness)
+        half = (m.extra.get("high", math.nan) - m.extra.get("low", math.nan)) / 2
+        value = "  --  " if math.isnan(filtered) else f"{filtered:5.2f} {m.unit}"
+        if not math.isnan(filtered) and not math.isnan(half):
+            value += f" +-{half:.2f}"
         flags = ",".join(names(m.flags)) or "ok"
         self.stream.write(f"\rframe {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
         self.stream.flush()

@@ -49,3 +49,30 @@ def test_unknown_source_is_one_clear_line(tmp_path):
 def test_bad_phantom_options_are_clear_errors(url, tmp_path):
     r = run_cli(["run", "--source", url, "--out", str(tmp_path / "runs"), "--display", "none"], tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("tlf-edge: error:")
+
+
+def test_malformed_config_is_one_clear_line(tmp_path):
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text("version = 1\n[display]\nbaud = 'fast'\n")
+    r = run_cli(["run", "--config", str(cfg), "--out", str(tmp_path / "runs")], tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "baud" in lines[0] and "cart.toml" in lines[0]
+
+
+def test_unknown_override_key_is_refused(tmp_path):
+    r = run_cli(["run", "--set", "display.speed=9600", "--out", str(tmp_path / "runs")], tmp_path)
+    assert r.returncode == 2 and "speed" in r.stderr
+
+
+def test_config_file_drives_the_run(tmp_path):
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text(
+        "version = 1\n[source]\nurl = 'phantom://clip?seed=5&frames=6&size=256x256'\n"
+        "[display]\nurl = 'none'\n[console]\nenabled = false\n[log]\ndirectory = '%s'\n" % (tmp_path / "logs")
+    )
+    r = run_cli(["run", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    run_dir = next((tmp_path / "logs").iterdir())
+    assert len((run_dir / "frames.jsonl").read_text().splitlines()) == 6
+    assert "frame " not in r.stdout  # no live status line
