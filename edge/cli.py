@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.config import SourceOptions
 from edge.errors import EdgeError
 from edge.quality import REJECTING, names
-
-from edge.config import SourceOptions
 
 DEFAULT_SOURCE = SourceOptions.url
 
@@ -76,8 +75,8 @@ def cmd_run(args) -> int:
     from edge.sources import open_source
 
     cfg = resolve_options(args)
-    segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
     source = open_source(args.source)
+    segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
     run_dir = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     while run_dir.exists():
         run_dir = run_dir.with_name(run_dir.name + "+")

@@ -395,7 +395,7 @@ def _echogenicity(a: Anatomy, y: np.ndarray, x: np.ndarray, tex: _Texture, slide
     return e, labels, top, bottom, thick
 
 
-def _artefact_reflectivity(e: np.ndarray, art: Artefacts, a: Anatomy, y: np.ndarray, x: np.ndarray, top: np.ndarray):
+def _artefact_reflectivity(e: np.ndarray, art: Artefacts, y: np.ndarray, x: np.ndarray, top: np.ndarray):
     """Add reverberation lines and an acoustic shadow to a reflectivity (linear amplitude) map."""
     e = e.copy()
     yy = np.broadcast_to(y, e.shape)
@@ -473,7 +473,7 @@ def _beamform(field: np.ndarray, m: Machine, sy: float, sx: float, seed: int, te
     if m.rf_mhz is None:
         ky = _gauss(m.axial_psf_mm / sy)
         ky = ky / math.sqrt(float((ky**2).sum()))
-        iq = [cv2.sepFilter2D(part, -1, _ONE, ky, borderType=cv2.BORDER_REFLECT_101) for part in (field.real, field.imag)]
+        iq = [cv2.sepFilter2D(v, -1, _ONE, ky, borderType=cv2.BORDER_REFLECT_101) for v in (field.real, field.imag)]
         sig = _lateral_sigma_mm(m, y_mm) / sx
         i_part, q_part = (_lateral(part, sig) for part in iq)
     else:
@@ -525,7 +525,7 @@ def render(
     slide_px = anatomy.slide_mm / sx
     e, labels, top, bottom, thick = _echogenicity(anatomy, y, x, tex, slide_px)
     if artefacts is not None:
-        e = _artefact_reflectivity(e, artefacts, anatomy, y, x, top)
+        e = _artefact_reflectivity(e, artefacts, y, x, top)
     if machine.focus_mm is not None or machine.rf_mhz is not None:
         scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
         i_part, q_part = _beamform(scat * e, machine, sy, sx, seed, tex, slide_px)
