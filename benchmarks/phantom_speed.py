@@ -2,6 +2,9 @@
 
     python benchmarks/phantom_speed.py [--seconds 2]
 
+The first rows are the phantom as the demo model sees it (default options); the rows marked
+opt-in measure the optional realism (wide scenes, artefacts, focal zone, RF line, extension clips).
+
 Single-threaded numbers on whatever else the machine is doing; run it on a quiet machine for
 figures to quote. Each line: what, items per second, milliseconds per item.
 """
@@ -57,6 +60,12 @@ def main(argv=None) -> int:
     rows = [
         ("phantom.scan 256x256 (new scene each)", endless(lambda i: phantom.scan(i, (256, 256)))),
         ("phantom.clip 256x256 (moving scene)", clips(lambda: phantom.clip(1, frames=60, shape=(256, 256)))),
+        # opt-in realism (off in the rows above)
+        ("phantom.scan 256x256 wide + artefacts 0.3", endless(lambda i: phantom.scan(i, (256, 256), wide=True, artefacts=0.3))),
+        ("phantom.scan 256x256 preset l15_fine (focus)", endless(lambda i: phantom.scan(i, (256, 256), "l15_fine"))),
+        ("phantom.scan 256x256 preset rf_10mhz (RF + focus)", endless(lambda i: phantom.scan(i, (256, 256), "rf_10mhz"))),
+        ("phantom.extension_clip 256x256 (freezes)", clips(lambda: phantom.extension_clip(1, frames=60, freeze=1))),
+        ("phantom.extension_clip 256x256 rf_10mhz", clips(lambda: phantom.extension_clip(1, frames=60, machine="rf_10mhz"))),
         ("phantom_screen.screen 1280x720 (new scene each)", endless(lambda i: phantom_screen.screen(i, (1280, 720)))),
         (
             "phantom_screen.screen_clip 1280x720 (moving scene)",
@@ -65,7 +74,7 @@ def main(argv=None) -> int:
     ]
     for name, make in rows:
         r = rate(make, args.seconds)
-        print(f"{name:52s} {r:7.1f} /s  {1000 / r:6.1f} ms")
+        print(f"{name:52s} {r:7.1f} /s  {1000 / r:6.1f} ms", flush=True)
     return 0
 
 

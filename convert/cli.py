@@ -65,17 +65,36 @@ def main(argv=None) -> int:
     v.add_argument("--max-miou-drop", type=float, default=0.01)
     v.add_argument("--max-bias", type=float, default=0.05)
 
-    ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/ and masks/)")
+    ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/, masks/ and dataset.json)")
     ph.add_argument("--out", required=True)
     ph.add_argument("--n", type=int, default=100)
     ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--mask", choices=("index", "palette", "binary"), default="index",
+                    help="class-index masks, colour (palette PNG) masks, or 0/255 masks of the TLF alone")
+    ph.add_argument("--base", type=int, choices=(0, 1), default=0, help="index masks: value of the first class")
+    ph.add_argument("--image-format", choices=("png", "tif", "jpg"), default="png")
+    ph.add_argument("--preset", help="scanner preset for every image (default: a random look per image)")
+    ph.add_argument("--size", default="256x256", help="HxW pixels")
+    ph.add_argument("--field-mm", default="40x40", help="DEPTHxWIDTH of the imaged region in mm")
+    ph.add_argument("--wide", action="store_true", help="draw scenes (and looks) from the wider ranges")
+    ph.add_argument("--artefacts", type=float, default=0.0, help="probability of each artefact kind per image")
+
+    cs = sub.add_parser("contact-sheet", help="a PNG of phantom samples beside their masks and one scanner screen")
+    cs.add_argument("--out", required=True, help="PNG file to write")
+    cs.add_argument("--seed", type=int, default=0)
+    cs.add_argument("--presets", default="default,l15_fine,l6_deep,rf_10mhz,low_gain,washed_out",
+                    help="comma-separated scanner presets, one row each")
+    cs.add_argument("--per-row", type=int, default=2, help="image/mask pairs per row")
+    cs.add_argument("--tile", type=int, default=140, help="tile size in pixels")
+    cs.add_argument("--wide", action="store_true", help="scenes from the wider ranges")
+    cs.add_argument("--artefacts", type=float, default=0.0, help="probability of each artefact kind per image")
 
     args = p.parse_args(argv)
     from convert.quantize import QuantizeError
 
     try:
         return {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
-                "validate": cmd_validate, "phantom": cmd_phantom}[args.command](args)
+                "validate": cmd_validate, "phantom": cmd_phantom, "contact-sheet": cmd_contact_sheet}[args.command](args)
     except (QuantizeError, ValueError, OSError) as e:
         print(f"tlf-convert: error: {e}", file=sys.stderr)
         return 2
@@ -248,13 +267,124 @@ def cmd_validate(args) -> int:
     return 0 if validate_and_record(bundle, model, images, labels, spacings, out, set_name, limits) else 3
 
 
+def _pair(text: str, what: str, kind=float) -> tuple:
+    try:
+        a, b = (kind(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not AxB (e.g. 256x256)") from None
+    if a <= 0 or b <= 0:
+        raise ValueError(f"{what} {text!r} must be positive")
+    return a, b
+
+
 def cmd_phantom(args) -> int:
-    from convert.data import write_labelled_folder
+    import itertools
+
+    from convert.data import phantom_dataset_config, write_dataset
     from edge import phantom
 
-    scans = [phantom.scan(args.seed + i) for i in range(args.n)]
-    write_labelled_folder(Path(args.out), [s.image for s in scans], [s.labels for s in scans])
-    print(f"{args.n} phantom images with masks written to {args.out}")
+    shape = _pair(args.size, "--size", int)
+    field = _pair(args.field_mm, "--field-mm", float)
+    machine = phantom.preset(args.preset) if args.preset else None
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, not {args.n}")
+    config = phantom_dataset_config(args.mask, args.base, spacing_mm=(field[0] / shape[0], field[1] / shape[1]))
+    scans = (phantom.scan(args.seed + i, shape, machine, field, wide=args.wide, artefacts=args.artefacts)
+             for i in range(args.n))
+    a, b = itertools.tee(scans)  # consumed in lockstep: one scan in memory at a time
+    images = (s.image for s in a)
+    labels = ((s.labels == phantom.TLF).astype(np.uint8) if args.mask == "binary" else s.labels for s in b)
+    path = write_dataset(Path(args.out), images, labels, config, stems=[f"{args.seed + i:06d}" for i in range(args.n)],
+                         image_format=args.image_format)
+    print(f"{args.n} phantom images with {args.mask} masks written to {args.out} (config {path.name})")
+    return 0
+
+
+MASK_COLOURS_BGR = np.array([(70, 40, 20), (40, 200, 255), (60, 120, 40)], np.uint8)  # above, TLF, below
+
+
+def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_10mhz", "low_gain", "washed_out"),
+                  per_row: int = 2, tile: int = 140, wide: bool = False, artefacts: float = 0.0) -> np.ndarray:
+    """A BGR picture: per preset a row of phantom B-modes beside their label maps, a strip of an
+    extension clip (with a freeze) and one whole scanner screen. For looking, not for measuring."""
+    import cv2
+
+    from edge import phantom, phantom_screen
+
+    font, label_w = cv2.FONT_HERSHEY_SIMPLEX, 112
+
+    def text(img, s, org, scale=0.42, colour=(235, 235, 235)):
+        cv2.putText(img, s, org, font, scale, (0, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(img, s, org, font, scale, colour, 1, cv2.LINE_AA)
+
+    def as_tile(scan_):
+        img = cv2.resize(scan_.image, (tile, tile), interpolation=cv2.INTER_AREA)
+        lab = cv2.resize(scan_.labels, (tile, tile), interpolation=cv2.INTER_NEAREST)
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), MASK_COLOURS_BGR[lab]
+
+    width = label_w + per_row * 2 * tile
+    rows = []
+    for r, name in enumerate(presets):
+        m = phantom.preset(name)
+        row = np.full((tile, width, 3), 24, np.uint8)
+        text(row, name, (6, 20), 0.5)
+        desc = [f"{m.dynamic_range_db:.0f} dB DR", f"gain {m.gain_db:+.0f}"]
+        desc.append(f"focus {m.focus_mm:.0f} mm" if m.focus_mm else "no focus")
+        desc.append(f"RF {m.rf_mhz:.0f} MHz" if m.rf_mhz else f"PSF {m.axial_psf_mm:.2f} mm")
+        for j, d in enumerate(desc):
+            text(row, d, (6, 44 + 18 * j), 0.36, (190, 190, 190))
+        for k in range(per_row):
+            sc = phantom.scan(seed + 100 * r + k, machine=m, wide=wide, artefacts=artefacts)
+            img, mask = as_tile(sc)
+            x0 = label_w + 2 * k * tile
+            row[:, x0 : x0 + tile], row[:, x0 + tile : x0 + 2 * tile] = img, mask
+            text(row, f"TLF {np.median(sc.thickness_mm):.2f} mm", (x0 + tile + 4, tile - 8), 0.38)
+            if sc.artefacts is not None:
+                kinds = [n for n, on in (("shadow", sc.artefacts.shadow_x_mm is not None),
+                                         ("reverb", sc.artefacts.reverb_mm is not None),
+                                         ("washed", sc.artefacts.low_contrast < 1.0)) if on]
+                text(row, "+".join(kinds), (x0 + 4, tile - 8), 0.36, (120, 220, 255))
+        rows.append(row)
+
+    # A trunk-extension clip: a few frames (every 20th), one inside a freeze.
+    frames = list(phantom.extension_clip(seed, frames=100, shape=(256, 256), freeze=[(61, 20)], wide=wide))
+    row = np.full((tile, width, 3), 24, np.uint8)
+    text(row, "extension", (6, 20), 0.5)
+    text(row, "clip, 30 fps", (6, 44), 0.36, (190, 190, 190))
+    n_show = 2 * per_row
+    for k, i in enumerate(np.linspace(0, 80, n_show).round().astype(int)):
+        f = frames[i]
+        img, _ = as_tile(f)
+        x0 = label_w + k * tile
+        row[:, x0 : x0 + tile] = img
+        text(row, f"#{i} E {f.extension:.2f}", (x0 + 4, 16), 0.36)
+        text(row, f"TLF {np.median(f.thickness_mm):.2f} mm", (x0 + 4, tile - 8), 0.36)
+        if f.frozen:
+            text(row, "FROZEN", (x0 + tile - 62, 16), 0.38, (80, 80, 255))
+    rows.append(row)
+
+    scr = phantom_screen.screen(seed, (1280, 720), machine=presets[0] if presets else None)
+    h = round(720 * width / 1280)
+    rows.append(cv2.resize(scr.image, (width, h), interpolation=cv2.INTER_AREA))
+    sep = np.full((4, width, 3), 60, np.uint8)
+    out = [rows[0]]
+    for r in rows[1:]:
+        out += [sep, r]
+    return np.vstack(out)
+
+
+def cmd_contact_sheet(args) -> int:
+    import cv2
+
+    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    if not presets or args.per_row < 1 or not 64 <= args.tile <= 512:
+        raise ValueError("need at least one preset, --per-row >= 1 and --tile in 64-512")
+    sheet = contact_sheet(args.seed, presets, args.per_row, args.tile, args.wide, args.artefacts)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OSError(f"cannot write {str(out)!r}")
+    print(f"contact sheet {sheet.shape[1]}x{sheet.shape[0]} written to {out} ({out.stat().st_size // 1024} KB)")
     return 0
 
 
