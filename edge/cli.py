@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -92,14 +93,18 @@ def cmd_run(args) -> int:
         sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz))
+    pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal)
+    previous = {sig: signal.signal(sig, lambda *_: pipeline.stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stats = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal).run(max_frames=args.frames)
+        stats = pipeline.run(max_frames=args.frames)
         display = None
         if emulator is not None:
             emulator.wait_idle(timeout=2.0) if hasattr(emulator, "wait_idle") else None
             emulator.render_png(run_dir / "display.png")
             display = {"frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if emulator is not None:
             emulator.stop()
     summary = summarize(stats, segmenter, args, display)
@@ -128,6 +133,7 @@ def summarize(stats, segmenter, args, display) -> dict:
         "accepted": len(accepted),
         "flagged": flagged,
         "fps": round(stats.fps, 2),
+        "dropped_frames": stats.dropped_frames,
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p90": round(float(np.percentile(lat, 90)), 2)},
         "start_to_first_measurement_s": round(stats.t_first_measurement - stats.t_start, 3) if stats.t_first_measurement else None,
         "unit": ms[0].unit if ms else None,

@@ -1,7 +1,7 @@
 """The runtime's pipeline: source -> segmenter -> measurement -> sinks.
 
-This first pipeline runs the stages in sequence on the caller's thread; sinks that fail are
-reported once and dropped while the others go on.
+The pipeline owns the threads (capture, inference, output); sources, the segmenter and sinks
+start none of their own. Sinks that fail are reported once and dropped while the others go on.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from edge.frame import Measurement, Segmentation
 from edge.freeze import FreezeDetector
 from edge.quality import Quality
+from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.segmenter import Segmenter
 from edge.sinks import Sink
 from edge.sources.base import Source
@@ -53,6 +54,7 @@ class RunStats:
     t_start: float = 0.0
     t_end: float = 0.0
     t_first_measurement: float | None = None
+    dropped_frames: int = 0
 
     @property
     def frames(self) -> int:
@@ -93,6 +95,12 @@ class Pipeline:
         return alive
 
     def run(self, max_frames: int | None = None) -> RunStats:
+        """Run until the source ends, `max_frames` are done or `stop_event` is set.
+
+        Three threads overlap capture, inference and output. Frames wait in a queue that keeps
+        the newest for live sources and blocks for files; measurements wait in a blocking queue
+        so that every one reaches the log. An exception in any stage is re-raised here.
+        """
         stats = RunStats(t_start=time.monotonic())
         live: list[Sink] = []
         for sink in self.sinks:
@@ -102,27 +110,80 @@ class Pipeline:
                 sink.dead = f"{type(e).__name__}: {e}"
                 stats.dead_sinks[sink.name] = sink.dead
                 self.err.write(f"{sink.name} output not started: {sink.dead}\n")
-        try:
-            with self.source:
-                while not self.stop_event.is_set():
-                    if max_frames is not None and stats.frames >= max_frames:
-                        break
-                    frame = self.source.read()
-                    if frame is None:
-                        break
+        frames = BoundedQueue(2, KEEP_NEWEST if self.source.live else BLOCK, "frames")
+        results = BoundedQueue(16, BLOCK, "measurements")
+        self.queues = (frames, results)
+        errors: list[BaseException] = []
+        stop = self.stop_event
+
+        def capture():
+            n = 0
+            try:
+                with self.source:
+                    while not stop.is_set() and (max_frames is None or n < max_frames):
+                        frame = self.source.read()
+                        if frame is None:
+                            break
+                        if frames.put(frame, stop):
+                            n += 1
+            finally:
+                frames.put(_END, force=True)
+
+        def infer():
+            try:
+                while (frame := frames.get()) is not _END:
                     frozen = self.freeze(frame.image)
+                    t0 = time.monotonic()
                     seg = self.segmenter.segment(frame)
                     m = measure(seg, self.options, self.segmenter.bundle.tlf_class, frozen)
                     m = smooth(m, self.temporal, seg.spacing_mm)
-                    if stats.t_first_measurement is None:
-                        stats.t_first_measurement = time.monotonic()
-                    stats.measurements.append(m)
-                    live = self._emit(live, m, seg, stats)
+                    m = replace(m, extra={**m.extra, "wait_ms": (t0 - frame.t_capture) * 1000,
+                                          "infer_ms": (seg.t_done - t0) * 1000})
+                    results.put((m, seg))
+            finally:
+                results.put(_END, force=True)
+
+        def output():
+            nonlocal live
+            while (item := results.get()) is not _END:
+                m, seg = item
+                if stats.t_first_measurement is None:
+                    stats.t_first_measurement = time.monotonic()
+                stats.measurements.append(m)
+                live = self._emit(live, m, seg, stats)
+
+        def guarded(fn):
+            def body():
+                try:
+                    fn()
+                except BaseException as e:  # handed to the caller of run()
+                    errors.append(e)
+                    stop.set()
+            return body
+
+        threads = [threading.Thread(target=guarded(fn), name=f"tlf-{fn.__name__}", daemon=True) for fn in (capture, infer, output)]
+        try:
+            for t in threads:
+                t.start()
+            while threads[2].is_alive():
+                threads[2].join(0.1)
+                if stop.is_set() and threads[0].is_alive():
+                    threads[0].join(0.5)  # a source stuck in read() must not hold up the stop
+                    frames.put(_END, force=True)
         finally:
+            stop.set()
+            for t in threads:
+                t.join(1.0)
             for sink in live:
                 _close_quietly(sink)
             stats.t_end = time.monotonic()
+            stats.dropped_frames = frames.dropped + getattr(self.source, "dropped", 0)
+        if errors:
+            raise errors[0]
         return stats
+
+
+_END = object()  # end of stream between the pipeline's threads
 
 
 def _close_quietly(sink: Sink) -> None:

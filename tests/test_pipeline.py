@@ -82,3 +82,75 @@ def test_measurements_carry_capture_time_latency_and_filter_band():
     if not math.isnan(last.extra["filtered"]):
         assert last.extra["low"] <= last.extra["filtered"] <= last.extra["high"]
     assert np.isfinite([m.thickness for m in keep.seen]).sum() >= 4
+
+
+class Exploding(Source):
+    def __init__(self, after):
+        self.after, self.n = after, 0
+
+    def read(self):
+        self.n += 1
+        if self.n > self.after:
+            raise RuntimeError("capture card vanished")
+        s = phantom.scan(self.n)
+        return Frame(s.image, float(self.n), self.n, spacing_mm=s.spacing_mm)
+
+
+def test_an_exception_in_the_capture_thread_reaches_the_caller():
+    import pytest
+
+    keep = Collect()
+    seg = Segmenter.create(SegmenterOptions(num_threads=1))
+    pipeline = Pipeline(Exploding(after=2), seg, [keep], err=io.StringIO())
+    with pytest.raises(RuntimeError, match="capture card vanished"):
+        pipeline.run()
+    assert len(keep.seen) == 2  # what was captured before the fault still reached the sinks
+
+
+def test_an_exception_in_the_inference_thread_reaches_the_caller():
+    import pytest
+
+    class BadSegmenter:
+        bundle = Segmenter.create(SegmenterOptions(num_threads=1)).bundle
+
+        def segment(self, frame):
+            raise ValueError("model exploded")
+
+    images, spacing = clip_images(3)
+    with pytest.raises(ValueError, match="model exploded"):
+        Pipeline(ListSource(images, spacing), BadSegmenter(), [Collect()], err=io.StringIO()).run()
+
+
+def test_stop_event_ends_an_endless_live_source_promptly():
+    import threading
+    import time
+
+    class Endless(Source):
+        live = True
+
+        def __init__(self):
+            self.s = phantom.scan(1)
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            return Frame(self.s.image, time.monotonic(), self.n, spacing_mm=self.s.spacing_mm)
+
+    seen = threading.Event()
+
+    class Notify(Collect):
+        def write(self, m, seg):
+            super().write(m, seg)
+            seen.set()
+
+    keep = Notify()
+    pipeline = Pipeline(Endless(), Segmenter.create(SegmenterOptions(num_threads=1)), [keep], err=io.StringIO())
+    worker = threading.Thread(target=pipeline.run)
+    worker.start()
+    assert seen.wait(30)
+    t0 = time.monotonic()
+    pipeline.stop_event.set()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - t0 < 2.0
+    frames_q, _ = pipeline.queues
+    assert frames_q.policy == "keep-newest" and frames_q.high_water <= 2

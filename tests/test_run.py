@@ -76,3 +76,26 @@ def test_config_file_drives_the_run(tmp_path):
     run_dir = next((tmp_path / "logs").iterdir())
     assert len((run_dir / "frames.jsonl").read_text().splitlines()) == 6
     assert "frame " not in r.stdout  # no live status line
+
+
+def test_sigterm_stops_cleanly_with_the_log_complete(tmp_path):
+    import signal
+
+    code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["run", "--source", "phantom://clip?seed=2&frames=100000&size=256x256", "--display", "none",
+            "--out", str(tmp_path / "runs")]
+    p = subprocess.Popen([sys.executable, "-u", "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd=tmp_path, text=True)
+    try:
+        assert p.stdout.read(6).strip() == "frame"  # the first status line: frames are flowing
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=10)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "tlf-edge run summary" in out
+    run_dir = next((tmp_path / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = (run_dir / "frames.jsonl").read_text().splitlines()
+    assert summary["frames"] == len(lines) >= 1
+    json.loads(lines[-1])  # the last line is whole
