@@ -1,0 +1,131 @@
+"""`tlf-edge doctor`: checks what a cart needs, one pass/fail line each."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.errors import EdgeError
+
+MIN_FREE_BYTES = 1 << 30  # recordings need room: at least 1 GiB free
+# Instruction-set features that make int8 inference fast (x86: VNNI/AVX2; Arm: dot product).
+FAST_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "avx2", "asimddp"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'}  {self.name:<10} {self.detail}"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def check_config(path: str | None) -> tuple[Check, object | None]:
+    from edge.config import load_config
+
+    try:
+        cfg = load_config(path)
+    except EdgeError as e:
+        return Check("config", False, str(e)), None
+    return Check("config", True, f"{path or 'defaults'} is valid"), cfg
+
+
+def check_bundle(path: str) -> Check:
+    from edge.segmenter import Segmenter
+
+    try:
+        bundle = load_bundle(path)
+        seg = Segmenter(bundle, 1)
+    except EdgeError as e:
+        return Check("model", False, str(e))
+    return Check("model", True, f"{path}: sha256 {bundle.sha256[:12]} verified, loads in {seg.runtime}")
+
+
+def check_source(url: str) -> Check:
+    from edge.sources import open_source
+
+    try:
+        with open_source(url) as source:
+            frame = source.read()
+    except EdgeError as e:
+        return Check("capture", False, str(e))
+    except Exception as e:  # a driver can fail in many ways; the cart needs one line
+        return Check("capture", False, f"{url!r}: {type(e).__name__}: {e}")
+    if frame is None:
+        return Check("capture", False, f"{url!r} opened but delivered no frame")
+    h, w = frame.image.shape[:2]
+    return Check("capture", True, f"{url!r} delivers {w}x{h} frames")
+
+
+def check_display(url: str, baud: int) -> Check:
+    if url in ("none", "emulate"):
+        return Check("display", True, f"{url!r}: no serial port to check")
+    import serial
+
+    try:
+        port = serial.serial_for_url(url, baudrate=baud, timeout=0.1, do_not_open=False)
+        port.close()
+    except (serial.SerialException, OSError, ValueError) as e:
+        return Check("display", False, f"cannot open {url!r}: {e}")
+    return Check("display", True, f"{url!r} opens at {baud} baud")
+
+
+def check_cpu() -> Check:
+    from edge.segmenter import physical_cores
+
+    flags = cpu_flags()
+    fast = sorted(flags & FAST_INT8_FLAGS)
+    machine = platform.machine()
+    cores = physical_cores()
+    detail = f"{machine}, {cores} physical core(s), int8 features: {', '.join(fast) or 'none'}"
+    return Check("cpu", cores >= 2 and bool(fast), detail)
+
+
+def check_disk(directory: str) -> Check:
+    path = Path(directory)
+    probe = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    ok = free >= MIN_FREE_BYTES and os.access(probe, os.W_OK)
+    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if os.access(probe, os.W_OK) else " (not writable)"))
+
+
+def run_checks(config_path: str | None = None) -> list[Check]:
+    config_check, cfg = check_config(config_path)
+    checks = [config_check]
+    if cfg is not None:
+        checks += [
+            check_source(cfg.source.url),
+            check_display(cfg.display.url, cfg.display.baud),
+            check_bundle(cfg.model.bundle or str(DEMO_BUNDLE)),
+            check_disk(cfg.log.directory),
+        ]
+    checks.append(check_cpu())
+    return checks
+
+
+def main(config_path: str | None = None, out=sys.stdout) -> int:
+    checks = run_checks(config_path)
+    for c in checks:
+        out.write(c.line() + "\n")
+    failed = [c.name for c in checks if not c.ok]
+    out.write(("all checks passed" if not failed else f"{len(failed)} check(s) failed: {', '.join(failed)}") + "\n")
+    return 0 if not failed else 1

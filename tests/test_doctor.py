@@ -1,0 +1,37 @@
+import io
+import shutil
+
+from edge import doctor
+from edge.bundle import DEMO_BUNDLE
+
+
+def test_doctor_passes_on_the_embedded_default_apart_from_the_machine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    doctor.main(None, out)
+    lines = out.getvalue().splitlines()
+    names = [line.split()[1] for line in lines[:-1]]
+    assert names == ["config", "capture", "display", "model", "disk", "cpu"]
+    status = {line.split()[1]: line.split()[0] for line in lines[:-1]}
+    assert all(status[n] == "PASS" for n in ("config", "capture", "display", "model")), lines
+    assert set(status.values()) <= {"PASS", "FAIL"}
+
+
+def test_doctor_fails_a_tampered_bundle_a_bad_port_and_a_bad_config(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, bundle)
+    (bundle / "model.tflite").write_bytes(b"\0" * 100)
+    assert not doctor.check_bundle(str(bundle)).ok
+    bad_port = doctor.check_display(str(tmp_path / "ttyNONE"), 115200)
+    assert not bad_port.ok and "cannot open" in bad_port.detail
+    assert doctor.check_display("loop://", 115200).ok
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("version = 1\n[display]\nbaud = 'fast'\n")
+    out = io.StringIO()
+    assert doctor.main(str(cfg), out) == 1
+    assert out.getvalue().splitlines()[0].startswith("FAIL  config")
+
+
+def test_doctor_reports_an_unopenable_capture_device():
+    c = doctor.check_source("/dev/video99")
+    assert not c.ok and "video99" in c.detail
