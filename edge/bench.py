@@ -1,0 +1,234 @@
+"""`tlf-edge bench`: qualify a cart with one command.
+
+Per-stage latency (capture and decode, preprocessing, invoke, postprocessing and measurement,
+sinks) at p50/p90/p99 from a sequential pass; end-to-end frames/s and latency from capture to the
+display write from the threaded pipeline; peak resident memory, CPU use, model size, start to
+first measurement, on-device accuracy against phantom truth, and a device fingerprint. Writes
+bench.json, bench.md and latency_hist.png.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import math
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.doctor import FAST_INT8_FLAGS, cpu_flags
+from edge.frame import Segmentation
+from edge.metrics import scores
+from edge.pipeline import Pipeline, measure, smooth
+from edge.preprocess import model_spacing, resize_labels, to_model_image
+from edge.segmenter import Segmenter, physical_cores
+from edge.sinks import DisplaySink, JsonLinesLog, Sink
+from edge.sources import open_source
+from edge.temporal import TemporalFilter
+from edge.thickness import ThicknessOptions
+
+STAGES = ("capture", "preprocess", "invoke", "postprocess", "sinks")
+DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"
+
+
+def fingerprint() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model", "Hardware")):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    try:
+        litert = importlib.metadata.version("ai-edge-litert")
+    except importlib.metadata.PackageNotFoundError:
+        litert = None
+    return {
+        "cpu": model,
+        "machine": platform.machine(),
+        "physical_cores": physical_cores(),
+        "logical_cpus": os.cpu_count(),
+        "int8_features": sorted(cpu_flags() & FAST_INT8_FLAGS),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "ai_edge_litert": litert,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def percentiles(values_ms) -> dict:
+    v = np.asarray(values_ms, float)
+    if v.size == 0:
+        return {"p50": None, "p90": None, "p99": None}
+    return {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (50, 90, 99)}
+
+
+def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[Sink]) -> tuple[dict, dict]:
+    """Times each stage one after the other; also scores the model against phantom truth."""
+    times = {s: [] for s in STAGES}
+    spec, options = segmenter.spec, ThicknessOptions()
+    temporal = TemporalFilter()
+    ious, thick_err = [], []
+    for sink in sinks:
+        sink.open()
+    with open_source(source_url) as source:
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            frame = source.read()
+            if frame is None:
+                break
+            t1 = time.perf_counter()
+            model_image = to_model_image(frame.image, spec)
+            t2 = time.perf_counter()
+            logits = segmenter.infer(model_image)
+            t3 = time.perf_counter()
+            labels = np.argmax(logits, axis=-1).astype(np.uint8)
+            seg = Segmentation(frame, labels, logits, model_spacing(frame.spacing_mm, frame.image.shape, spec),
+                               time.monotonic(), segmenter.logit_scale)
+            m = smooth(measure(seg, options, segmenter.bundle.tlf_class), temporal, seg.spacing_mm)
+            t4 = time.perf_counter()
+            for sink in sinks:
+                sink.write(m, seg)
+            t5 = time.perf_counter()
+            for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+                times[name].append((b - a) * 1000)
+            if frame.truth is not None and "labels" in frame.truth:
+                ious.append(scores(resize_labels(frame.truth["labels"], spec), labels, segmenter.classes)["mean_iou"])
+                if "truth_mm" in m.extra and not math.isnan(m.thickness):
+                    thick_err.append(abs(m.thickness - m.extra["truth_mm"]))
+    for sink in sinks:
+        sink.close()
+    accuracy = {}
+    if ious:
+        accuracy = {"frames": len(ious), "mean_iou": round(float(np.mean(ious)), 4),
+                    "thickness_mae_mm": round(float(np.mean(thick_err)), 4) if thick_err else None,
+                    "measured_frames": len(thick_err)}
+    return times, accuracy
+
+
+class _Latency(Sink):
+    """Records the time from capture to the moment the display sink has written the frame."""
+
+    name = "latency"
+
+    def __init__(self):
+        self.ms = []
+
+    def write(self, m, seg):
+        self.ms.append((time.monotonic() - m.t_capture) * 1000)
+
+
+def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work: Path) -> dict:
+    t_start = time.monotonic()
+    cpu0 = os.times()
+    segmenter = Segmenter(load_bundle(bundle_path), threads)
+    times, accuracy = stage_pass(segmenter, source_url, frames, [DisplaySink("loop://", segmenter.bundle.model_id)])
+    latency = _Latency()
+    sinks = [JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
+             DisplaySink("loop://", segmenter.bundle.model_id), latency]
+    pipeline = Pipeline(open_source(source_url), segmenter, sinks, err=io.StringIO())
+    t_run = time.monotonic()
+    stats = pipeline.run(max_frames=frames)
+    cpu1 = os.times()
+    wall = time.monotonic() - t_start
+    invoke_fps = 1000.0 / np.median(times["invoke"]) if times["invoke"] else None
+    return {
+        "threads": threads,
+        "frames": stats.frames,
+        "stage_ms": {name: percentiles(v) for name, v in times.items()},
+        "invoke_fps": round(invoke_fps, 2) if invoke_fps else None,
+        "pipeline_fps": round(stats.fps, 2),
+        "pipeline_vs_invoke": round(stats.fps / invoke_fps, 3) if invoke_fps else None,
+        "capture_to_display_ms": percentiles(latency.ms),
+        "start_to_first_measurement_s": round(stats.t_first_measurement - t_run, 3) if stats.t_first_measurement else None,
+        "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 1),
+        "dropped_frames": stats.dropped_frames,
+        "accuracy": accuracy,
+        "_invoke_ms": times["invoke"],
+    }
+
+
+def histogram_png(results: list[dict], path: Path, width: int = 640, height: int = 320) -> None:
+    """Invoke-latency histograms, one colour per thread count (drawn with OpenCV: no plotting library on the cart)."""
+    img = np.full((height, width, 3), 255, np.uint8)
+    all_ms = np.concatenate([r["_invoke_ms"] for r in results if r["_invoke_ms"]]) if results else np.array([])
+    if all_ms.size == 0:
+        cv2.imwrite(str(path), img)
+        return
+    lo, hi = 0.0, float(np.percentile(all_ms, 99.5)) * 1.1
+    bins = np.linspace(lo, hi, 41)
+    colours = [(200, 80, 0), (0, 140, 255), (0, 160, 0), (160, 0, 160)]
+    counts = [np.histogram(r["_invoke_ms"], bins)[0] for r in results]
+    top = max(c.max() for c in counts) or 1
+    left, bottom, plot_h = 50, height - 40, height - 80
+    bar_w = (width - left - 20) / (len(bins) - 1)
+    for k, (r, c) in enumerate(zip(results, counts)):
+        for i, n in enumerate(c):
+            x0 = int(left + i * bar_w + k * bar_w / len(results))
+            x1 = int(x0 + bar_w / len(results)) - 1
+            cv2.rectangle(img, (x0, bottom), (x1, int(bottom - n / top * plot_h)), colours[k % 4], -1)
+        cv2.putText(img, f"{r['threads']} thread(s)", (left + 10, 20 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colours[k % 4], 1)
+    cv2.line(img, (left, bottom), (width - 20, bottom), (0, 0, 0), 1)
+    for frac in (0, 0.25, 0.5, 0.75, 1.0):
+        x = int(left + frac * (width - left - 20))
+        cv2.putText(img, f"{lo + frac * (hi - lo):.1f}", (x - 10, bottom + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, "invoke latency (ms)", (width // 2 - 70, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img)
+
+
+def markdown(report: dict) -> str:
+    fp = report["device"]
+    lines = [
+        "# tlf-edge bench",
+        "",
+        f"Device: {fp['cpu']} ({fp['machine']}), {fp['physical_cores']} physical cores, int8 features: "
+        f"{', '.join(fp['int8_features']) or 'none'}; {fp['os']}; Python {fp['python']}, ai-edge-litert {fp['ai_edge_litert']}.",
+        f"Model: {report['bundle']} ({report['model_bytes']} bytes, sha256 {report['model_sha256'][:12]}). "
+        f"Source: `{report['source']}`, {report['frames']} frames. Peak resident memory {report['peak_rss_mb']} MB.",
+        "",
+        "| threads | " + " | ".join(f"{s} p50/p90/p99 ms" for s in STAGES) + " | invoke fps | pipeline fps | capture to display p50/p90 ms | first measurement s | CPU % |",
+        "|" + " --- |" * (len(STAGES) + 6),
+    ]
+    for r in report["runs"]:
+        st = " | ".join("/".join(str(r["stage_ms"][s][p]) for p in ("p50", "p90", "p99")) for s in STAGES)
+        lat = r["capture_to_display_ms"]
+        lines.append(f"| {r['threads']} | {st} | {r['invoke_fps']} | {r['pipeline_fps']} | {lat['p50']}/{lat['p90']} | "
+                     f"{r['start_to_first_measurement_s']} | {r['cpu_percent']} |")
+    acc = report["runs"][0]["accuracy"] if report["runs"] else {}
+    if acc:
+        lines += ["", f"On-device accuracy against phantom truth ({acc['frames']} frames): mean IoU {acc['mean_iou']}, "
+                      f"thickness MAE {acc['thickness_mae_mm']} mm over {acc['measured_frames']} measured frames."]
+    lines += ["", "![invoke latency](latency_hist.png)", ""]
+    return "\n".join(lines)
+
+
+def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, threads=(1, 2), out: Path = Path("bench")) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    b = load_bundle(bundle)
+    runs = [bench_threads(bundle, source, frames, t, out) for t in threads]
+    report = {
+        "device": fingerprint(),
+        "bundle": str(bundle),
+        "model_sha256": b.sha256,
+        "model_bytes": b.model_path.stat().st_size,
+        "source": source,
+        "frames": frames,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "runs": runs,
+    }
+    histogram_png(runs, out / "latency_hist.png")
+    for r in runs:
+        r.pop("_invoke_ms")
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "bench.md").write_text(markdown(report))
+    return report
