@@ -1,0 +1,198 @@
+"""Recording sink: the B-mode region (ROI) as a video, with the TLF band and the reading drawn on it.
+
+Only `segmentation.frame.image` (the ROI the model saw) is ever written, at its own size; the
+full screen, with its patient fields, never reaches the file.
+
+Container and codec: Motion-JPEG in AVI, written by OpenCV's built-in encoder
+(`cv2.CAP_OPENCV_MJPEG`), because
+- it is part of OpenCV itself, so every cart writes the same file whatever FFmpeg or GStreamer
+  build is installed (no H.264 licence or plugin needed);
+- it keeps the exact ROI size (the FFmpeg writer rounds odd widths and heights down to even);
+- every frame is a complete JPEG with no reference to its neighbours, and the AVI chunks follow
+  one another in file order, so a file cut short still holds every whole frame before the cut;
+- it costs little CPU next to the model.
+
+Clean close: `close()` releases the writer, which appends the AVI index and fixes the header
+counts; the file then plays anywhere. Abrupt stop (power cut, kill): the index and counts are
+missing. OpenCV's own AVI reader refuses such a file, but FFmpeg-based readers (OpenCV's
+default reader, ffplay, VLC) scan the chunks and play every frame that reached the disk; the
+writer keeps up to about 64 KB in memory, so the last frame or few are lost. (An MP4, whose
+index is written only at the end, would be unreadable.)
+
+Full disk: OpenCV's writer reports no write errors. Before each frame the free space of the
+recording's folder is checked against `min_free_bytes`, and the file is checked to keep
+growing; when either fails, `write()` raises a one-line SinkError, the pipeline reports
+"recording output stopped: ..." and closes this sink (the margin leaves room for the index, so
+the part written stays playable) while measurement goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edge.errors import SinkError
+from edge.frame import Measurement, Segmentation
+from edge.quality import names
+from edge.sinks import Sink
+
+DEFAULT_FPS = 30.0
+BAND_COLOUR = (0, 255, 0)  # BGR green: the TLF band contour
+TEXT_COLOUR = (0, 255, 255)  # BGR yellow: the reading
+FLAG_COLOUR = (0, 0, 255)  # BGR red: quality flags when any is raised
+OK_COLOUR = (255, 255, 255)
+
+
+def _fmt(v) -> str | None:
+    return None if v is None or not math.isfinite(float(v)) else f"{float(v):.2f}"
+
+
+def overlay_text(m: Measurement) -> tuple[str, str]:
+    """The two overlay lines: the reading (with the filtered value and band when known) and the flags."""
+    value = _fmt(m.thickness)
+    line = f"TLF {value if value else '--'} {m.unit}"
+    filtered, low, high = (_fmt(m.extra.get(k)) for k in ("filtered", "low", "high"))
+    if filtered:
+        line += f"  filt {filtered}"
+        if low and high:
+            line += f" [{low}-{high}]"
+    return line, "|".join(names(m.flags)) or "ok"
+
+
+def draw_overlay(image: np.ndarray, m: Measurement, labels: np.ndarray, tlf_class: int = 1) -> np.ndarray:
+    """A BGR copy of the ROI `image` with the TLF band contour (from model-grid `labels`, scaled to
+    the image) and the reading drawn on it. `image` itself is left untouched."""
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3].copy()
+    h, w = out.shape[:2]
+    band = (labels == tlf_class).astype(np.uint8)
+    if band.shape != (h, w):
+        band = cv2.resize(band, (w, h), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(band, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    line_w = max(1, round(min(h, w) / 200))
+    cv2.drawContours(out, contours, -1, BAND_COLOUR, line_w + 1, cv2.LINE_8)
+
+    reading, flags = overlay_text(m)
+    scale = max(0.35, w / 900)
+    thick = max(1, round(scale * 2))
+    (_, th), base = cv2.getTextSize(reading, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    y = th + base + 2
+    for text, colour in ((reading, TEXT_COLOUR), (flags, OK_COLOUR if flags == "ok" else FLAG_COLOUR)):
+        # a dark outline keeps the text legible on bright tissue
+        cv2.putText(out, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(out, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+        y += th + base + 4
+    return out
+
+
+class RecordingSink(Sink):
+    """Writes the ROI of every frame, with the overlay, to an MJPG AVI at `path`.
+
+    fps: the source's nominal frame rate, or a callable returning it (asked when the first
+    frame arrives, i.e. after the source has opened), or None; 30 when unknown.
+    min_free_bytes: recording stops when the folder's free space falls below this.
+    stall_frames: recording stops when the file has not grown over this many frames (a write
+    failing silently); a JPEG frame is at least ~600 bytes and the writer buffers ~64 KB.
+    If the ROI changes size mid-run, the current file is closed and a new part
+    `<stem>-part2.avi`, `-part3`, ... is started at the new size; `files` lists every part.
+    """
+
+    name = "recording"
+
+    def __init__(self, path: str | Path, fps: float | Callable[[], float | None] | None = None, tlf_class: int = 1,
+                 min_free_bytes: int = 100 * 2**20, quality: int = 90, stall_frames: int = 256):
+        self.path = Path(path)
+        self.fps, self.tlf_class = fps, tlf_class
+        self.min_free_bytes, self.quality, self.stall_frames = int(min_free_bytes), int(quality), int(stall_frames)
+        self.files: list[Path] = []
+        self.frames = 0  # written to all parts
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None  # (width, height) of the open part
+        self._last_bytes = 0
+        self._stalled = 0
+
+    @classmethod
+    def in_folder(cls, folder: str | Path, **kwargs) -> "RecordingSink":
+        """A sink recording to `folder/tlf-YYYYmmdd-HHMMSS.avi` (local time of creation)."""
+        return cls(Path(folder) / time.strftime("tlf-%Y%m%d-%H%M%S.avi"), **kwargs)
+
+    def open(self) -> "RecordingSink":
+        # the writer is made on the first frame, when the ROI size is known
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"cannot make the recording folder {str(self.path.parent)!r}: {e.strerror or e}") from e
+        return self
+
+    def _nominal_fps(self) -> float:
+        fps = self.fps() if callable(self.fps) else self.fps
+        return float(fps) if fps and math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+
+    def _start_part(self, size: tuple[int, int]) -> None:
+        part = self.path if not self.files else self.path.with_name(f"{self.path.stem}-part{len(self.files) + 1}{self.path.suffix}")
+        self._check_space(part)
+        writer = cv2.VideoWriter(str(part), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), self._nominal_fps(),
+                                 size, [cv2.VIDEOWRITER_PROP_QUALITY, self.quality])
+        if not writer.isOpened():
+            raise SinkError(f"cannot open {str(part)!r} for writing an MJPG video of {size[0]}x{size[1]}")
+        self._writer, self._size = writer, size
+        self.files.append(part)
+        self._last_bytes, self._stalled = 0, 0
+
+    def _release(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def _check_space(self, target: Path) -> None:
+        try:
+            free = shutil.disk_usage(target.parent).free
+        except OSError as e:
+            raise SinkError(f"cannot check free space for {str(target)!r}: {e.strerror or e}") from e
+        if free < self.min_free_bytes:
+            raise SinkError(f"disk nearly full ({free / 2**20:.0f} MB free, {self.min_free_bytes / 2**20:.0f} MB kept in reserve);"
+                            f" {self.frames} frames kept in {str(target)!r}")
+
+    def _check_growth(self) -> None:
+        part = self.files[-1]
+        try:
+            size = os.path.getsize(part)
+        except OSError as e:
+            raise SinkError(f"recording file {str(part)!r} is gone: {e.strerror or e}") from e
+        self._stalled = 0 if size > self._last_bytes else self._stalled + 1
+        self._last_bytes = max(size, self._last_bytes)
+        if self._stalled >= self.stall_frames:
+            raise SinkError(f"{str(part)!r} stopped growing over {self._stalled} frames (write failing?);"
+                            f" {self.frames} frames kept")
+
+    def write(self, m: Measurement, seg: Segmentation) -> None:
+        if self.dead:
+            return
+        try:
+            image = seg.frame.image
+            size = (image.shape[1], image.shape[0])
+            if self._writer is None or size != self._size:
+                self._release()
+                self._start_part(size)
+            else:
+                self._check_space(self.files[-1])
+            self._writer.write(draw_overlay(image, m, seg.labels, self.tlf_class))
+            self.frames += 1
+            self._check_growth()
+        except SinkError as e:
+            self.dead = str(e)
+            raise
+        except (cv2.error, OSError) as e:
+            detail = (str(e).strip().splitlines() or [""])[-1]
+            self.dead = f"recording failed: {type(e).__name__}: {detail}"
+            raise SinkError(self.dead) from e
+
+    def close(self) -> None:
+        # release() writes the AVI index: after it the part written so far plays anywhere
+        self._release()
