@@ -190,7 +190,7 @@ def write_layer_report(model, calib, spec, path: Path) -> None:
 
 def cmd_demo_bundle(args) -> int:
     from convert.quantize import load_keras_model, quantize_to_bundle
-    from convert.train import TrainOptions, read_history, train
+    from convert.train import TrainOptions, read_history, remove_class_weight_prior, train
     from convert.validate import GateLimits
     from edge.preprocess import PreprocessSpec
 
@@ -199,6 +199,9 @@ def cmd_demo_bundle(args) -> int:
     work = Path(args.model).parent if args.model else Path(args.work)
     best = Path(args.model) if args.model else train(work, spec, opts, phantom_steps=args.steps, verbose=2)
     model = load_keras_model(best)
+    info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
+    if not info.get("prior_corrected"):
+        remove_class_weight_prior(model, DEMO_CLASS_WEIGHTS)
     calib = calibration_images("phantom", 200, spec)
     training = {"phantom_images": args.epochs * args.steps * opts.batch_size, **{k: v for k, v in vars(opts).items()}}
     history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []

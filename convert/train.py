@@ -64,6 +64,17 @@ def weighted_crossentropy(class_weights):
     return loss
 
 
+def remove_class_weight_prior(model: keras.Model, class_weights, layer: str = "logits") -> None:
+    """Undo the shift that class weights give the decision boundaries, in place.
+
+    A cross-entropy weighted by w_c is minimised by logits that equal log(w_c * p_c) up to a
+    constant, so the up-weighted TLF grows by a pixel at each edge. Subtracting log(w_c) from
+    the final layer's bias restores the unweighted posterior: exact, and free at inference.
+    """
+    kernel, bias = model.get_layer(layer).get_weights()
+    model.get_layer(layer).set_weights([kernel, bias - np.log(np.asarray(class_weights, np.float32))])
+
+
 def compile_model(model: keras.Model, learning_rate: float, class_weights=None) -> keras.Model:
     loss = (weighted_crossentropy(class_weights) if class_weights is not None
             else keras.losses.CategoricalCrossentropy(from_logits=True))
@@ -130,7 +141,12 @@ def train(
     model.fit(fit_data, validation_data=val, epochs=options.epochs, initial_epoch=done, callbacks=callbacks,
               verbose=verbose, **fit_kwargs)
     plot_history(history_csv, out_dir / "history.png")
-    (out_dir / "train.json").write_text(json.dumps({"options": asdict(options), "preprocess": spec.to_dict()}, indent=2))
+    if options.class_weights is not None:
+        best_model = keras.models.load_model(best, compile=False, safe_mode=True)
+        remove_class_weight_prior(best_model, options.class_weights)
+        best_model.save(best)
+    info = {"options": asdict(options), "preprocess": spec.to_dict(), "prior_corrected": options.class_weights is not None}
+    (out_dir / "train.json").write_text(json.dumps(info, indent=2))
     return best
 
 

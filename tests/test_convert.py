@@ -188,3 +188,29 @@ def test_training_writes_history_and_resumes(tmp_path, tiny_spec):
     rows = read_history(tmp_path / "history.csv")
     assert [r["epoch"] for r in rows] == [0, 1]
     assert (tmp_path / "history.png").stat().st_size > 0 and (tmp_path / "model.keras").is_file()
+
+
+def test_class_weight_prior_is_removed_from_the_logits():
+    from convert.train import remove_class_weight_prior
+
+    model = build_unet(input_size=32, base_filters=4, depth=2, batch_size=None)
+    x = np.random.default_rng(1).random((1, 32, 32, 1)).astype(np.float32)
+    before = model(x).numpy()
+    remove_class_weight_prior(model, (1.0, 6.0, 1.0))
+    after = model(x).numpy()
+    assert np.allclose(after - before, [0.0, -np.log(6.0), 0.0], atol=1e-5)
+
+
+def test_weighted_training_saves_a_prior_corrected_model(tmp_path, tiny_spec):
+    import json
+
+    from conftest import small_field_set
+    from convert.train import TrainOptions, train
+
+    x, y, _ = small_field_set(16, seed=9)
+    opts = TrainOptions(epochs=1, batch_size=8, base_filters=4, depth=2, seed=1, class_weights=(1.0, 4.0, 1.0))
+    train(tmp_path, tiny_spec, opts, train_data=(x, y), val_data=(x[:4], y[:4]), verbose=0)
+    assert json.loads((tmp_path / "train.json").read_text())["prior_corrected"] is True
+    last = load_keras_model(tmp_path / "last.keras").get_layer("logits").get_weights()[1]
+    best = load_keras_model(tmp_path / "model.keras").get_layer("logits").get_weights()[1]
+    assert np.allclose(last - best, np.log([1.0, 4.0, 1.0]), atol=1e-5)  # one epoch: best is the last, corrected
