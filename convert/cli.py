@@ -207,6 +207,12 @@ def cmd_demo_bundle(args) -> int:
     history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []
     training["final"] = history[-1] if history else {}
     bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"}, progress=True)
+    import shutil
+
+    (bundle.path / "training").mkdir(exist_ok=True)
+    for name in ("history.csv", "history.png"):
+        if (work / name).is_file():
+            shutil.copy(work / name, bundle.path / "training" / name)
     images, labels, spacings = phantom_validation_set(args.validate_n, spec)
     passed = validate_and_record(bundle, model, images, labels, spacings, bundle.path / "validation",
                                  f"phantom seeds {VALIDATION_SEEDS}+{args.validate_n}", GateLimits())
