@@ -22,7 +22,7 @@ def write_report(report: dict, images: np.ndarray, labels: np.ndarray, out_dir: 
     summary = {**summary_of(report), "gate": {"passed": not failures, "failures": failures}}
     (out_dir / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
     bland_altman_png(report, out_dir / "bland_altman.png")
-    worst_gallery(report, images, labels, out_dir / "worst_frames.png")
+    worst_gallery(report, images, labels, out_dir / "worst_frames.jpg")
     (out_dir / "validation.md").write_text(markdown(summary))
     return summary
 
@@ -49,7 +49,7 @@ def markdown(s: dict) -> str:
     verdict = "PASSED" if gate["passed"] else "FAILED: " + "; ".join(gate["failures"])
     return "\n".join([f"# Validation: float versus int8 on {s['images']} images", "", *rows, *th, "",
                       f"int8 versus float pixel agreement: {s['int8_vs_float_pixel_agreement']:.4f}", "",
-                      f"Gate: {verdict}", "", "![Bland-Altman](bland_altman.png)", "", "![Worst frames](worst_frames.png)", ""])
+                      f"Gate: {verdict}", "", "![Bland-Altman](bland_altman.png)", "", "![Worst frames](worst_frames.jpg)", ""])
 
 
 def bland_altman_png(report: dict, path: Path) -> None:
@@ -97,4 +97,4 @@ def worst_gallery(report: dict, images: np.ndarray, labels: np.ndarray, path: Pa
         pair = np.hstack([overlay(images[i], labels[i]), overlay(images[i], pred[i])])
         cv2.putText(pair, f"#{i} mIoU {iou[i]:.3f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
         tiles.append(pair)
-    cv2.imwrite(str(path), np.vstack(tiles))
+    cv2.imwrite(str(path), np.vstack(tiles), [cv2.IMWRITE_JPEG_QUALITY, 85])  # speckle makes PNGs large

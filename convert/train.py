@@ -27,6 +27,7 @@ class TrainOptions:
     dropout: float = 0.0
     classes: int = 3
     class_weights: tuple[float, ...] | None = None  # per-class weights of the cross-entropy; None: all 1
+    label_smoothing: float = 0.0  # bounds the logits, so that int8 keeps their small differences
 
 
 class PhantomStream(keras.utils.PyDataset):
@@ -49,7 +50,7 @@ class PhantomStream(keras.utils.PyDataset):
         return to_float(x, self.spec), keras.utils.to_categorical(y, self.classes)
 
 
-def weighted_crossentropy(class_weights):
+def weighted_crossentropy(class_weights, label_smoothing: float = 0.0):
     """Categorical cross-entropy on logits, each pixel weighted by its true class's weight.
 
     The TLF is a thin band (a few percent of the pixels); without a weight the model first
@@ -58,7 +59,7 @@ def weighted_crossentropy(class_weights):
     weights = keras.ops.convert_to_tensor(np.asarray(class_weights, np.float32))
 
     def loss(y_true, y_pred):
-        ce = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=True)
+        ce = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=True, label_smoothing=label_smoothing)
         return ce * keras.ops.sum(y_true * weights, axis=-1)
 
     return loss
@@ -75,9 +76,9 @@ def remove_class_weight_prior(model: keras.Model, class_weights, layer: str = "l
     model.get_layer(layer).set_weights([kernel, bias - np.log(np.asarray(class_weights, np.float32))])
 
 
-def compile_model(model: keras.Model, learning_rate: float, class_weights=None) -> keras.Model:
-    loss = (weighted_crossentropy(class_weights) if class_weights is not None
-            else keras.losses.CategoricalCrossentropy(from_logits=True))
+def compile_model(model: keras.Model, learning_rate: float, class_weights=None, label_smoothing: float = 0.0) -> keras.Model:
+    loss = (weighted_crossentropy(class_weights, label_smoothing) if class_weights is not None
+            else keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing))
     classes = model.output_shape[-1]
     metrics = ["accuracy", keras.metrics.OneHotMeanIoU(num_classes=classes, name="mean_iou")]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
@@ -93,13 +94,15 @@ def train(
     phantom_steps: int = 25,
     verbose: int = 1,
     resume: bool = False,
+    init_weights: Path | None = None,
 ) -> Path:
     """Train and write `out_dir/model.keras` (best validation loss), `history.csv`, `train.json`.
 
     train_data/val_data: (uint8 images NxHxWxC, uint8 labels NxHxW); without train_data the
     model trains on a fresh phantom stream of `phantom_steps` batches per epoch.
     With `resume`, training continues from `out_dir/last.keras` after the epochs already in
-    `history.csv`. Returns the path of the best model.
+    `history.csv`; `init_weights` starts a new training from a model's weights (fine-tuning,
+    which must not have been prior-corrected). Returns the path of the best model.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,10 +120,10 @@ def train(
     )
     if options.class_weights is not None and len(options.class_weights) != options.classes:
         raise ValueError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
-    compile_model(model, options.learning_rate, options.class_weights)
-    if done:
-        last = keras.models.load_model(out_dir / "last.keras", compile=False, safe_mode=True)
-        model.set_weights(last.get_weights())
+    compile_model(model, options.learning_rate, options.class_weights, options.label_smoothing)
+    start_from = out_dir / "last.keras" if done else init_weights
+    if start_from is not None:
+        model.set_weights(keras.models.load_model(start_from, compile=False, safe_mode=True).get_weights())
     if val_data is None:
         val_data = phantom_batch(range(10_000_000 + options.seed, 10_000_000 + options.seed + 32), spec)
     val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))

@@ -47,6 +47,12 @@ class Bundle:
     def tlf_class(self) -> int:
         return int(self.manifest["tlf_class"])
 
+    @property
+    def gate_failures(self) -> list[str]:
+        """Why the int8 model failed its float-versus-int8 validation, as recorded when it was made."""
+        gate = (self.manifest.get("validation") or {}).get("gate") or {}
+        return [] if gate.get("passed", True) else list(gate.get("failures", ["failed"]))
+
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()

@@ -107,7 +107,11 @@ class Segmenter:
         threads = options.num_threads if options.num_threads is not None else physical_cores()
         if threads < 1:
             raise EdgeError(f"num_threads must be at least 1, not {threads!r}")
-        return cls(load_bundle(options.bundle), threads)
+        bundle = load_bundle(options.bundle)
+        if bundle.gate_failures:
+            print(f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "
+                  f"{'; '.join(bundle.gate_failures)}", file=sys.stderr)
+        return cls(bundle, threads)
 
     def _check_contract(self) -> None:
         m = self.bundle.manifest

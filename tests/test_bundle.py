@@ -83,3 +83,18 @@ def test_wrong_model_file_is_refused_by_the_segmenter(bundle_copy):
     path.write_text(json.dumps(m))
     with pytest.raises(BundleError, match="LiteRT cannot load"):
         Segmenter.create(SegmenterOptions(bundle=bundle_copy, num_threads=1))
+
+
+def test_a_failed_validation_gate_is_reported_when_the_model_is_loaded(bundle_copy, capsys):
+    from edge.segmenter import Segmenter, SegmenterOptions
+
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m["validation"] = {"gate": {"passed": False, "failures": ["int8 mean IoU is 0.0900 below float"]}}
+    path.write_text(json.dumps(m))
+    assert load_bundle(bundle_copy).gate_failures == ["int8 mean IoU is 0.0900 below float"]
+    Segmenter.create(SegmenterOptions(bundle=bundle_copy, num_threads=1))
+    assert "failed its int8 validation: int8 mean IoU is 0.0900 below float" in capsys.readouterr().err
+    m["validation"]["gate"] = {"passed": True, "failures": []}
+    path.write_text(json.dumps(m))
+    assert load_bundle(bundle_copy).gate_failures == []

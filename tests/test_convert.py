@@ -154,7 +154,7 @@ def test_validate_passes_a_good_bundle_and_records_it(tiny_bundle, tiny_model_pa
     assert rc == 0
     summary = json.loads((tmp_path / "rep" / "validation.json").read_text())
     assert summary["gate"]["passed"] and summary["images"] == 16 and summary["unit"] == "mm"
-    for name in ("validation.md", "bland_altman.png", "worst_frames.png"):
+    for name in ("validation.md", "bland_altman.png", "worst_frames.jpg"):
         assert (tmp_path / "rep" / name).stat().st_size > 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["validation"]["gate"]["passed"] is True
