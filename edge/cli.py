@@ -93,7 +93,7 @@ def cmd_run(args) -> int:
         sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz))
-    pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal)
+    pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)
     previous = {sig: signal.signal(sig, lambda *_: pipeline.stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = pipeline.run(max_frames=args.frames)
@@ -141,12 +141,23 @@ def summarize(stats, segmenter, args, display) -> dict:
         "thickness_iqr": round(float(np.subtract(*np.percentile(values, [75, 25]))), 3) if values.size else None,
         "dead_outputs": stats.dead_sinks,
         "display": display,
+        "layout": _layout_summary(stats),
     }
     if truths.size:
         out["truth_median_mm"] = round(float(np.median(truths)), 3)
         out["error_median_mm"] = round(out["thickness_median"] - out["truth_median_mm"], 3)
         out["abs_error_mean_mm"] = round(float(np.mean(np.abs(values[: truths.size] - truths))), 3)
     return out
+
+
+def _layout_summary(stats) -> dict | None:
+    """The B-mode region and spacing the run ended with, how it got them, how often they changed."""
+    events = getattr(stats, "layout_events", [])
+    if not events:
+        return None
+    last = events[-1].as_dict()
+    return {"roi": last["roi"], "spacing_mm": last["spacing_mm"], "calibration": last["calibration"],
+            "changes": stats.layout_changes, "frames_without_roi": stats.frames_without_roi}
 
 
 def print_summary(s: dict, run_dir: Path) -> None:
@@ -164,6 +175,13 @@ def print_summary(s: dict, run_dir: Path) -> None:
         if "truth_median_mm" in s:
             line += f" | phantom truth {s['truth_median_mm']:.2f} mm | error {s['error_median_mm']:+.2f} mm"
         print(line)
+    lay = s.get("layout")
+    if lay is not None:
+        x, y, w, h = lay["roi"]
+        spacing = "no scale (thickness in px)" if lay["spacing_mm"] is None else \
+            f"{lay['spacing_mm'][0]:.4f} x {lay['spacing_mm'][1]:.4f} mm/px ({lay['calibration']})"
+        print(f"  b-mode     {w}x{h} at ({x}, {y}), {spacing}; {lay['changes']} layout changes"
+              + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else ""))
     if s["display"] is not None:
         print(f"  display    {s['display']['frames_received']} frames decoded by the emulated display, "
               f"{s['display']['crc_errors']} CRC errors")

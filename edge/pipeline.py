@@ -1,7 +1,10 @@
-"""The runtime's pipeline: source -> segmenter -> measurement -> sinks.
+"""The runtime's pipeline: source -> ROI + calibration -> segmenter -> measurement -> sinks.
 
 The pipeline owns the threads (capture, inference, output); sources, the segmenter and sinks
 start none of their own. Sinks that fail are reported once and dropped while the others go on.
+Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
+(edge.prepare) before anything else sees it; a change of layout is noted on the first
+measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from edge.config import CalibrationOptions, RoiOptions
 from edge.frame import Measurement, Segmentation
 from edge.freeze import FreezeDetector
+from edge.prepare import LayoutEvent, Prepare
 from edge.quality import Quality
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.segmenter import Segmenter
@@ -55,6 +60,13 @@ class RunStats:
     t_end: float = 0.0
     t_first_measurement: float | None = None
     dropped_frames: int = 0
+    layout_events: list[LayoutEvent] = field(default_factory=list)  # the first layout, then each change
+    frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
+
+    @property
+    def layout_changes(self) -> int:
+        """How often the B-mode region or its spacing changed after the first layout."""
+        return sum(not e.initial for e in self.layout_events)
 
     @property
     def frames(self) -> int:
@@ -74,9 +86,21 @@ def smooth(m: Measurement, temporal: TemporalFilter, spacing_mm) -> Measurement:
 
 
 class Pipeline:
+    """source -> [prepare] -> segmenter -> measure -> temporal filter -> sinks, on three threads.
+
+    roi, calibration: the config's [roi] and [calibration] sections. Given either (tlf-edge run
+    always gives both), each frame goes through `Prepare` first: a full screen is cut down to its
+    B-mode region and calibrated, and only that region travels on. Without them frames reach the
+    model as the source delivers them (sources that deliver the B-mode region only).
+    """
+
     def __init__(self, source: Source, segmenter: Segmenter, sinks: list[Sink], options: ThicknessOptions = ThicknessOptions(),
-                 temporal: TemporalOptions = TemporalOptions(), err=sys.stderr):
+                 temporal: TemporalOptions = TemporalOptions(), err=sys.stderr, roi: RoiOptions | None = None,
+                 calibration: CalibrationOptions | None = None):
         self.source, self.segmenter, self.sinks, self.options, self.err = source, segmenter, list(sinks), options, err
+        self.prepare: Prepare | None = None
+        if roi is not None or calibration is not None:
+            self.prepare = Prepare(roi or RoiOptions(), calibration or CalibrationOptions())
         self.temporal = TemporalFilter(temporal)
         self.freeze = FreezeDetector()
         self.stop_event = threading.Event()
@@ -115,19 +139,39 @@ class Pipeline:
         self.queues = (frames, results)
         errors: list[BaseException] = []
         stop = self.stop_event
+        # Layout events wait here until the first measured frame at or after them: the frames
+        # queue may drop the very frame that carried one.
+        pending: list[LayoutEvent] = []
+        pending_lock = threading.Lock()
 
         def capture():
             n = 0
             try:
                 with self.source:
+                    cropped = bool(getattr(self.source, "cropped", False))  # known once open
                     while not stop.is_set() and (max_frames is None or n < max_frames):
                         frame = self.source.read()
                         if frame is None:
                             break
+                        if self.prepare is not None:
+                            frame, event = self.prepare(frame, cropped)
+                            if event is not None:
+                                with pending_lock:
+                                    pending.append(event)
+                                    stats.layout_events.append(event)
+                            if frame is None:  # no B-mode region on this screen (yet)
+                                stats.frames_without_roi += 1
+                                continue
                         if frames.put(frame, stop):
                             n += 1
             finally:
                 frames.put(_END, force=True)
+
+        def due_events(seq: int) -> dict:
+            with pending_lock:
+                due = [e for e in pending if e.seq <= seq]
+                pending[:] = [e for e in pending if e.seq > seq]
+            return {("layout" if e.initial else "layout_event"): e.as_dict() for e in due}
 
         def infer():
             try:
@@ -138,7 +182,7 @@ class Pipeline:
                     m = measure(seg, self.options, self.segmenter.bundle.tlf_class, frozen)
                     m = smooth(m, self.temporal, seg.spacing_mm)
                     m = replace(m, extra={**m.extra, "wait_ms": (t0 - frame.t_capture) * 1000,
-                                          "infer_ms": (seg.t_done - t0) * 1000})
+                                          "infer_ms": (seg.t_done - t0) * 1000, **due_events(frame.seq)})
                     results.put((m, seg))
             finally:
                 results.put(_END, force=True)

@@ -4,6 +4,7 @@ import io
 import math
 
 import numpy as np
+import pytest
 
 from edge import phantom
 from edge.frame import Frame
@@ -154,3 +155,101 @@ def test_stop_event_ends_an_endless_live_source_promptly():
     assert not worker.is_alive() and time.monotonic() - t0 < 2.0
     frames_q, _ = pipeline.queues
     assert frames_q.policy == "keep-newest" and frames_q.high_water <= 2
+
+
+# -- full scanner screens: only the B-mode region travels on ----------------------------------
+
+
+class RoiOnly(Collect):
+    """Receives what the model saw; refuses (and so dies) on anything but the B-mode region."""
+
+    name = "roi-only"
+
+    def __init__(self, truth, screen_shape):
+        super().__init__()
+        self.truth, self.screen_shape, self.segs = truth, screen_shape, []
+
+    def write(self, m, seg):
+        x, y, w, h = self.truth[m.seq]["roi"]
+        got = seg.frame.image.shape[:2]
+        if got == self.screen_shape[:2] or abs(got[0] - h) > 4 or abs(got[1] - w) > 4:
+            raise AssertionError(f"frame {m.seq}: image {got} is not the {w}x{h} B-mode region")
+        super().write(m, seg)
+        self.segs.append(seg)
+
+
+def screen_pipeline(source, sinks, **kw):
+    from edge.config import CalibrationOptions, RoiOptions
+
+    seg = Segmenter.create(SegmenterOptions(num_threads=1))
+    return Pipeline(source, seg, sinks, err=io.StringIO(), roi=RoiOptions(min_gap=1, **kw), calibration=CalibrationOptions())
+
+
+def edge_error(rect, truth):
+    (x, y, w, h), (tx, ty, tw, th) = rect, truth
+    return int(np.abs(np.array([x, y, x + w, y + h]) - [tx, ty, tx + tw, ty + th]).max())
+
+
+def test_a_screen_video_is_cropped_calibrated_and_follows_a_depth_change(tmp_path):
+    from edge import phantom_screen as ps
+    from edge.sources import open_source
+
+    path = tmp_path / "screen.avi"  # MJPEG, as a capture card recording holds it
+    truth = ps.write_clip(path, 11, frames=8, size=(640, 480), depths=(40.0, 50.0), change_at=4)
+    sink = RoiOnly(truth, (480, 640))
+    pipeline = screen_pipeline(open_source(str(path)), [sink])
+    stats = pipeline.run()
+    assert stats.dead_sinks == {} and len(sink.seen) == 8
+    assert stats.layout_changes == 1 and stats.frames_without_roi == 0
+    change = [m.extra["layout_event"] for m in sink.seen if "layout_event" in m.extra]
+    assert len(change) == 1 and change[0]["seq"] == 4 and "layout" in sink.seen[0].extra
+    for m, seg in zip(sink.seen, sink.segs):
+        t = truth[m.seq]
+        assert m.unit == "mm" and not m.flags & Quality.UNCALIBRATED
+        spacing = seg.frame.spacing_mm
+        assert max(abs(a / b - 1) for a, b in zip(spacing, t["spacing_mm"])) < 0.01, m.seq
+    for e in stats.layout_events:
+        assert edge_error(e.roi, truth[e.seq]["roi"]) <= 2
+    new, old = change[0]["spacing_mm"][0], change[0]["old_spacing_mm"][0]
+    assert new / old == pytest.approx(50 / 40, rel=0.01)
+
+
+def test_a_screen_without_a_scale_is_measured_in_px_and_flagged_uncalibrated():
+    from edge import phantom_screen as ps
+
+    screens, truth = [], []
+    for shot in ps.screen_clip(6, frames=4, size=(640, 480)):
+        x, y, w, h = shot.roi
+        img = np.full_like(shot.image, 18)  # flat chrome: no scale, no text
+        img[y : y + h, x : x + w] = shot.image[y : y + h, x : x + w]
+        screens.append(img)
+        truth.append({"roi": shot.roi})
+    sink = RoiOnly(truth, (480, 640))
+    stats = screen_pipeline(ListSource(screens, None), [sink]).run()
+    assert stats.dead_sinks == {} and len(sink.seen) == 4 and stats.layout_changes == 0
+    assert all(m.unit == "px" and m.flags & Quality.UNCALIBRATED for m in sink.seen)
+    assert sink.seen[0].extra["layout"]["spacing_mm"] is None
+
+
+def test_phantom_screen_thickness_is_near_the_truth():
+    """A loose bound (the issue's target is 0.1 mm; see benchmarks/screen_accuracy.py)."""
+    from edge.quality import REJECTING
+    from edge.sources import open_source
+
+    sink = Collect()
+    stats = screen_pipeline(open_source("phantom://screen?seed=21&frames=8&size=640x480"), [sink]).run()
+    ok = [m for m in sink.seen if not m.flags & REJECTING and math.isfinite(m.thickness)]
+    assert stats.frames == 8 and len(ok) >= 4
+    err = np.median([m.thickness for m in ok]) - np.median([m.extra["truth_mm"] for m in ok])
+    assert abs(err) <= 0.3
+
+
+def test_screens_without_a_bmode_region_are_counted_not_measured():
+    from edge import phantom_screen as ps
+
+    shot = ps.screen(7, (640, 480))
+    blank = np.full_like(shot.image, 20)  # "no signal" before the scanner's picture arrives
+    sink = RoiOnly({i: {"roi": shot.roi} for i in range(4)}, (480, 640))
+    stats = screen_pipeline(ListSource([blank, blank, shot.image, shot.image], None), [sink]).run()
+    assert stats.frames_without_roi == 2 and [m.seq for m in sink.seen] == [2, 3]
+    assert stats.dead_sinks == {} and sink.seen[0].extra["layout"]["seq"] == 2

@@ -48,6 +48,7 @@ def open_source(url: str) -> Source:
     """Build the source named by `url` (not yet opened).
 
     phantom://clip?seed=7&frames=90&fps=30&size=400x400&preset=default  the built-in phantom
+    phantom://screen?seed=7&frames=90&size=1280x720&depth=40,50&change_at=45  its whole screen
     0, /dev/video0, v4l2:///dev/video0?width=1280&height=720&fps=30&fourcc=MJPG  a capture card
     gst://videotestsrc ! videoconvert ! appsink  an OpenCV GStreamer pipeline
     file:///data/clip.mp4?pace=1, /data/clip.avi                        a video file
@@ -58,9 +59,12 @@ def open_source(url: str) -> Source:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "phantom":
-        from edge.sources.phantom import PhantomSource
+        from edge.sources.phantom import PhantomScreenSource, PhantomSource
 
-        return PhantomSource.from_url(parts.netloc or parts.path, parse_options(parts.query))
+        kind = parts.netloc or parts.path
+        if kind == "screen":
+            return PhantomScreenSource.from_url(parse_options(parts.query))
+        return PhantomSource.from_url(kind, parse_options(parts.query))
     if scheme == "gst":
         from edge.sources.capture import CaptureSource
 

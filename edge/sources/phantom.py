@@ -1,8 +1,14 @@
-"""The built-in phantom scanner as a frame source, with ground truth on every frame."""
+"""The built-in phantom scanner as a frame source, with ground truth on every frame.
+
+phantom://clip    the B-mode region alone, calibrated (as a DICOM file cropped to its region)
+phantom://screen  the whole scanner screen around it, uncalibrated (as a capture card delivers it)
+"""
 
 from __future__ import annotations
 
 import time
+
+import numpy as np
 
 from edge import phantom
 from edge.errors import SourceError
@@ -11,7 +17,12 @@ from edge.sources.base import Source
 
 
 class PhantomSource(Source):
-    """A phantom clip: `frames` frames of one slowly moving scene at `fps` (not paced)."""
+    """A phantom clip: `frames` frames of one slowly moving scene at `fps` (not paced).
+
+    Its frames are the B-mode region already (`cropped`), with their pixel spacing.
+    """
+
+    cropped = True
 
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(400, 400), preset: str = "default"):
         if preset not in phantom.PRESETS:
@@ -23,7 +34,7 @@ class PhantomSource(Source):
     @classmethod
     def from_url(cls, kind: str, options: dict[str, str]) -> "PhantomSource":
         if kind not in ("", "clip"):
-            raise SourceError(f"unknown phantom kind {kind!r} (expected phantom://clip)")
+            raise SourceError(f"unknown phantom kind {kind!r} (expected phantom://clip or phantom://screen)")
         known = {"seed", "frames", "fps", "size", "preset"}
         unknown = set(options) - known
         if unknown:
@@ -56,3 +67,103 @@ class PhantomSource(Source):
         self._seq += 1
         truth = {"thickness_mm": scan.thickness_mm, "labels": scan.labels}
         return Frame(scan.image, time.monotonic(), self._seq - 1, spacing_mm=scan.spacing_mm, truth=truth)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def column_truth(thickness_mm: np.ndarray, width: int) -> np.ndarray:
+    """Per-column thickness of an acquisition-size scan, resampled to `width` screen columns
+    (the scan is stretched over the ROI, so ROI column j sees scan column (j + 0.5) * n / width - 0.5)."""
+    n = len(thickness_mm)
+    at = (np.arange(width) + 0.5) * n / width - 0.5
+    return np.interp(at, np.arange(n), np.asarray(thickness_mm, np.float64))
+
+
+class PhantomScreenSource(Source):
+    """Whole scanner screens around a phantom clip (see edge.phantom_screen), not paced.
+
+    Frames are the full screen (BGR) without a spacing, as from a capture card (`cropped` is
+    False): ROI and scale must be found on the screen. Each frame's truth holds the B-mode
+    rectangle ("roi", x, y, w, h), the screen's mm per pixel ("spacing_mm"), the depth
+    ("depth_mm") and the thickness per ROI column ("thickness_mm"). depths / change_at: the
+    depth steps through `depths`, the next one starting at each frame of `change_at`.
+    """
+
+    cropped = False
+
+    def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(1280, 720),
+                 depths=(40.0,), change_at=(), width_mm: float = 40.0, preset: str = "default",
+                 lateral_scale: bool = True):
+        if preset not in phantom.PRESETS:
+            raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
+        steps = list(change_at)
+        if len(steps) != len(depths) - 1 or sorted(steps) != steps or any(s <= 0 for s in steps):
+            raise SourceError(f"phantom screen: change_at {tuple(steps)!r} does not fit depths {tuple(depths)!r} "
+                              "(one increasing frame index per depth after the first)")
+        self.seed, self.frames, self.fps, self.size = seed, frames, fps, tuple(size)
+        self.depths, self.change_at, self.width_mm = tuple(depths), tuple(steps), width_mm
+        self.preset, self.lateral_scale = preset, lateral_scale
+        self._clip = None
+        self._seq = 0
+
+    @classmethod
+    def from_url(cls, options: dict[str, str]) -> "PhantomScreenSource":
+        """phantom://screen?seed=7&frames=90&fps=30&size=1280x720&depth=40,50&change_at=45
+        &width=40&preset=default&lateral=1"""
+        known = {"seed", "frames", "fps", "size", "depth", "change_at", "width", "preset", "lateral"}
+        unknown = set(options) - known
+        if unknown:
+            raise SourceError(f"unknown phantom screen option(s) {sorted(unknown)} (known: {sorted(known)})")
+        try:
+            size = tuple(int(v) for v in options.get("size", "1280x720").lower().split("x"))
+            if len(size) != 2:
+                raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
+            return cls(
+                seed=int(options.get("seed", 7)),
+                frames=int(options.get("frames", 90)),
+                fps=float(options.get("fps", 30.0)),
+                size=size,
+                depths=_floats(options.get("depth", "40")),
+                change_at=_ints(options.get("change_at", "")),
+                width_mm=float(options.get("width", 40.0)),
+                preset=options.get("preset", "default"),
+                lateral_scale=options.get("lateral", "1").lower() not in ("0", "false", "no"),
+            )
+        except ValueError as e:
+            raise SourceError(f"bad phantom screen option in {options!r}: {e}") from e
+
+    def open(self) -> "PhantomScreenSource":
+        from edge import phantom_screen
+        from edge.errors import ConfigError
+
+        try:
+            phantom_screen.layout(self.size, self.depths[0], self.width_mm)  # checks size and field early
+        except ConfigError as e:
+            raise SourceError(f"phantom screen: {e}") from e
+        self._clip = phantom_screen.screen_clip(
+            self.seed, self.frames, self.size, self.depths, self.change_at, self.fps, self.width_mm,
+            self.preset, lateral_scale=self.lateral_scale,
+        )
+        self._seq = 0
+        return self
+
+    def read(self) -> Frame | None:
+        if self._clip is None:
+            raise SourceError("phantom screen source read before open()")
+        shot = next(self._clip, None)
+        if shot is None:
+            return None
+        self._seq += 1
+        truth = {
+            "roi": tuple(shot.roi),
+            "spacing_mm": tuple(shot.spacing_mm),
+            "depth_mm": shot.depth_mm,
+            "thickness_mm": column_truth(shot.scan.thickness_mm, shot.roi[2]),
+        }
+        return Frame(shot.image, time.monotonic(), self._seq - 1, spacing_mm=None, truth=truth)

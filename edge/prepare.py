@@ -1,0 +1,140 @@
+"""The stage between a source and the model: cut the B-mode region out of the screen and give
+it a pixel spacing.
+
+A capture card or a screen recording delivers the whole scanner screen, patient fields
+included. `Prepare` turns each such frame into a frame holding the B-mode region only (found by
+`RoiTracker`, or the `[roi] rect` of the config) with the spacing of its pixels: the config's
+`[calibration] spacing_mm` when set, else the spacing the source states, else the depth scale
+read off the screen (read again whenever the layout changes). With none of these the spacing is
+None and the thickness is reported in pixels, flagged UNCALIBRATED.
+
+A source that already delivers the B-mode region (the phantom clip; a DICOM file cropped to its
+ultrasound region) says so with a true `cropped` attribute; its frames pass through with their
+own spacing (the config's spacing, when set, wins; `[roi] rect` is about screens and is not
+applied to them).
+
+Whenever the region or the spacing changes (the operator changed depth or zoom) the stage
+returns a `LayoutEvent`; the first frame's layout comes as an event marked `initial`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edge.calibration import Calibration, Calibrator, from_config
+from edge.config import CalibrationOptions, RoiOptions
+from edge.frame import Frame
+from edge.roi import RoiTracker, crop_frame, detect_roi, manual_roi
+
+
+@dataclass(frozen=True)
+class LayoutEvent:
+    """The B-mode region or its spacing changed at frame `seq` (or was set, when `initial`).
+
+    roi: (x, y, w, h) in source pixels; the whole frame for a source that delivers it cropped.
+    spacing_mm: (row, column) mm per ROI pixel, or None. calibration: where the spacing comes
+    from ("config", "source", "screen" or "none"). reason: what the trackers noticed.
+    """
+
+    seq: int
+    roi: tuple[int, int, int, int]
+    spacing_mm: tuple[float, float] | None
+    calibration: str
+    reason: str
+    initial: bool
+    old_roi: tuple[int, int, int, int] | None = None
+    old_spacing_mm: tuple[float, float] | None = None
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values, for the measurement log."""
+
+        def spacing(s):
+            return None if s is None else [round(float(v), 6) for v in s]
+
+        return {
+            "seq": int(self.seq),
+            "roi": [int(v) for v in self.roi],
+            "spacing_mm": spacing(self.spacing_mm),
+            "calibration": self.calibration,
+            "reason": self.reason,
+            "initial": bool(self.initial),
+            "old_roi": None if self.old_roi is None else [int(v) for v in self.old_roi],
+            "old_spacing_mm": spacing(self.old_spacing_mm),
+        }
+
+
+class Prepare:
+    """Callable: `prepare(frame, cropped)` -> (ROI frame or None, LayoutEvent or None).
+
+    frame: as delivered by a source. cropped: the source already delivers the B-mode region.
+    Returns None instead of a frame while no B-mode region has been found on the screen (the
+    frame is counted in `frames_without_roi`); the returned frame's image is a copy of the ROI
+    pixels only, never a view into the screen. `roi` and `calibration` hold the current state.
+    """
+
+    def __init__(self, roi: RoiOptions = RoiOptions(), calibration: CalibrationOptions = CalibrationOptions(),
+                 detector=detect_roi):
+        manual = manual_roi(*roi.rect) if roi.rect else None
+        self.fixed: Calibration | None = from_config(*calibration.spacing_mm) if calibration.spacing_mm else None
+        self.tracker = RoiTracker(manual, roi.redetect_every, roi.persist, roi.min_gap, roi.tol, detector=detector)
+        self.calibrator = Calibrator(self.fixed, calibration.tick_mm or None, calibration.square_pixels,
+                                     calibration.retry_every)
+        self.roi: tuple[int, int, int, int] | None = None
+        self.calibration: Calibration | None = None
+        self.frames_without_roi = 0
+
+    def __call__(self, frame: Frame, cropped: bool = False) -> tuple[Frame | None, LayoutEvent | None]:
+        if cropped:
+            return self._pass_through(frame)
+        roi, roi_change = self.tracker.update(frame.image, frame.seq)
+        if roi is None:
+            self.frames_without_roi += 1
+            return None, None
+        if self.fixed is not None or frame.spacing_mm is None:
+            # The config's spacing, or the scale on the screen (read again on a layout change).
+            cal, scale_change = self.calibrator.update(frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq)
+            why = scale_change.reason if scale_change is not None else "spacing changed"
+        else:  # the source knows the spacing of its whole frame (a DICOM file not cropped)
+            cal, why = Calibration(tuple(frame.spacing_mm), "source", "stated by the source"), "source spacing changed"
+        reasons = [f"ROI: {roi_change.reason}"] if roi_change is not None else []
+        if self.calibration is not None and not cal.close_to(self.calibration):
+            reasons.append(f"scale: {why}")
+        event = self._event(frame.seq, roi.rect, cal, reasons)
+        return crop_frame(frame, roi, self.calibration.spacing_mm), event
+
+    def _pass_through(self, frame: Frame) -> tuple[Frame, LayoutEvent | None]:
+        h, w = frame.image.shape[:2]
+        if self.fixed is not None:
+            cal = self.fixed
+        elif frame.spacing_mm is not None:
+            cal = Calibration(tuple(frame.spacing_mm), "source", "stated by the source")
+        else:
+            cal = Calibration(None, "none", "the source states no spacing")
+        reasons = []
+        if self.roi is not None and self.roi != (0, 0, w, h):
+            reasons.append("ROI: frame size changed")
+        if self.calibration is not None and not cal.close_to(self.calibration):
+            reasons.append("scale: source spacing changed")
+        event = self._event(frame.seq, (0, 0, w, h), cal, reasons)
+        spacing = self.calibration.spacing_mm
+        return (frame if spacing == frame.spacing_mm else replace(frame, spacing_mm=spacing)), event
+
+    def _event(self, seq: int, rect, cal: Calibration, reasons: list[str]) -> LayoutEvent | None:
+        """Update the state; an event when this is the first layout or something changed."""
+        initial = self.roi is None
+        if not initial and not reasons:
+            return None
+        old_roi = self.roi
+        old_spacing = None if self.calibration is None else self.calibration.spacing_mm
+        self.roi, self.calibration = tuple(int(v) for v in rect), cal
+        return LayoutEvent(
+            seq=int(seq),
+            roi=self.roi,
+            spacing_mm=None if cal.spacing_mm is None else tuple(float(v) for v in cal.spacing_mm),
+            calibration=cal.source,
+            reason="; ".join(reasons) if reasons else "first frame",
+            initial=initial,
+            old_roi=old_roi,
+            old_spacing_mm=old_spacing,
+        )
+

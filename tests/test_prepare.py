@@ -1,0 +1,162 @@
+"""The stage that cuts a scanner screen down to its B-mode region and calibrates it, and the
+phantom://screen source that exercises it with exact truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge import phantom_screen as ps
+from edge.config import CalibrationOptions, RoiOptions
+from edge.errors import SourceError
+from edge.frame import Frame
+from edge.prepare import Prepare
+from edge.sources import open_source
+from edge.sources.phantom import PhantomScreenSource, column_truth
+
+SCREEN = "phantom://screen?seed={seed}&frames={frames}&size=640x480&depth=40,50&change_at={at}"
+
+
+def edge_error(rect, truth) -> int:
+    (x, y, w, h), (tx, ty, tw, th) = rect, truth
+    return int(np.abs(np.array([x, y, x + w, y + h]) - [tx, ty, tx + tw, ty + th]).max())
+
+
+def rel_error(found, truth) -> float:
+    return float(np.max(np.abs(np.asarray(found) / np.asarray(truth) - 1.0)))
+
+
+def frames_of(url: str) -> list[Frame]:
+    with open_source(url) as src:
+        return list(src)
+
+
+def no_scale_screen(seed: int = 6) -> tuple[np.ndarray, tuple]:
+    """A screen with the B-mode on flat chrome and nothing else: no scale, no text."""
+    shot = ps.screen(seed, (640, 480))
+    x, y, w, h = shot.roi
+    img = np.full_like(shot.image, 18)
+    img[y : y + h, x : x + w] = shot.image[y : y + h, x : x + w]
+    return img, shot.roi
+
+
+def test_screen_frames_are_cropped_and_calibrated_and_a_depth_change_is_one_event():
+    frames = frames_of(SCREEN.format(seed=4, frames=8, at=4))
+    prepare = Prepare(RoiOptions(min_gap=1), CalibrationOptions())
+    events = []
+    for f in frames:
+        out, event = prepare(f, cropped=False)
+        events += [event] if event else []
+        truth = f.truth
+        assert edge_error(prepare.roi, truth["roi"]) <= 2, f.seq
+        assert out.image.shape[:2] == (prepare.roi[3], prepare.roi[2])  # the ROI, not the screen
+        assert rel_error(out.spacing_mm, truth["spacing_mm"]) < 0.01, f.seq
+        assert out.truth is f.truth and out.seq == f.seq
+    first, change = events
+    assert first.initial and first.seq == 0 and first.calibration == "screen"
+    assert not change.initial and change.seq == 4
+    assert "ROI" in change.reason and "scale" in change.reason
+    assert change.spacing_mm[0] == pytest.approx(change.old_spacing_mm[0] * 50 / 40, rel=0.01)
+    json.dumps(change.as_dict())  # goes to the measurement log as is
+
+
+def test_a_cropped_source_passes_through_with_its_own_spacing():
+    frames = frames_of("phantom://clip?seed=2&frames=3&size=200x200")
+    prepare = Prepare()
+    outs = [prepare(f, cropped=True) for f in frames]
+    assert all(out is f for (out, _), f in zip(outs, frames))  # nothing copied, nothing changed
+    assert [e is not None for _, e in outs] == [True, False, False]
+    assert outs[0][1].calibration == "source" and outs[0][1].roi == (0, 0, 200, 200)
+
+
+def test_config_spacing_overrides_the_source_and_the_screen():
+    clip = frames_of("phantom://clip?seed=2&frames=1&size=200x200")[0]
+    out, event = Prepare(calibration=CalibrationOptions(spacing_mm=(0.2,)))(clip, cropped=True)
+    assert out.spacing_mm == (0.2, 0.2) and event.calibration == "config"
+    screen = frames_of("phantom://screen?seed=5&frames=1&size=640x480")[0]
+    out, event = Prepare(calibration=CalibrationOptions(spacing_mm=(0.1, 0.12)))(screen)
+    assert out.spacing_mm == (0.1, 0.12) and event.calibration == "config"
+    assert edge_error(event.roi, screen.truth["roi"]) <= 2
+
+
+def test_a_manual_rect_is_cropped_without_detection():
+    def fail(image):
+        raise AssertionError("a manual ROI must not be detected")
+
+    screen = frames_of("phantom://screen?seed=5&frames=2&size=640x480")
+    x, y, w, h = screen[0].truth["roi"]
+    prepare = Prepare(RoiOptions(rect=(x, y, w, h)), detector=fail)
+    outs = [prepare(f) for f in screen]
+    assert outs[0][0].image.shape[:2] == (h, w) and outs[1][1] is None
+    assert np.array_equal(outs[0][0].image, screen[0].image[y : y + h, x : x + w])
+    assert rel_error(outs[0][0].spacing_mm, screen[0].truth["spacing_mm"]) < 0.01  # the scale is still read
+
+
+def test_a_screen_without_a_scale_has_no_spacing():
+    img, rect = no_scale_screen()
+    prepare = Prepare()
+    out, event = prepare(Frame(img, 0.0, 0))
+    assert out.spacing_mm is None and event.spacing_mm is None and event.calibration == "none"
+    assert edge_error(event.roi, rect) <= 2
+
+
+def test_a_source_stated_spacing_is_used_for_an_uncropped_frame():
+    img, rect = no_scale_screen()
+    out, event = Prepare()(Frame(img, 0.0, 0, spacing_mm=(0.09, 0.09)))
+    assert out.spacing_mm == (0.09, 0.09) and event.calibration == "source"
+
+
+def test_a_screen_without_an_image_gives_no_frame():
+    blank = np.full((480, 640, 3), 20, np.uint8)
+    prepare = Prepare()
+    assert prepare(Frame(blank, 0.0, 0)) == (None, None)
+    assert prepare.frames_without_roi == 1 and prepare.roi is None
+
+
+def test_screen_source_truth_is_per_roi_column():
+    f = frames_of("phantom://screen?seed=3&frames=1&size=640x480&depth=45")[0]
+    assert f.image.shape == (480, 640, 3) and f.spacing_mm is None
+    x, y, w, h = f.truth["roi"]
+    assert f.truth["thickness_mm"].shape == (w,) and f.truth["depth_mm"] == 45.0
+    assert PhantomScreenSource.cropped is False
+    t = np.linspace(1.0, 2.0, 256)
+    assert column_truth(t, 512)[[0, -1]] == pytest.approx([1.0, 2.0], abs=0.01)
+
+
+@pytest.mark.parametrize("url", [
+    "phantom://screen?colour=1",
+    "phantom://screen?depth=40,50",  # a second depth needs a change frame
+    "phantom://screen?size=640",
+    "phantom://screen?preset=martian",
+])
+def test_bad_screen_options_are_source_errors(url):
+    with pytest.raises(SourceError):
+        open_source(url)
+
+
+def test_a_tiny_screen_is_refused_on_open():
+    with pytest.raises(SourceError, match="too small"):
+        open_source("phantom://screen?size=200x100").open()
+
+
+def test_run_on_a_phantom_screen_reports_the_layout(tmp_path):
+    code = (
+        "import sys; from edge.cli import main; rc = main(sys.argv[1:]);"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow'];"
+        "print('TENSORFLOW LOADED' if bad else 'no tensorflow'); sys.exit(rc)"
+    )
+    args = ["run", "--source", SCREEN.format(seed=8, frames=6, at=3), "--display", "none", "--quiet",
+            "--threads", "1", "--set", "roi.min_gap=1", "--out", str(tmp_path / "runs")]
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no tensorflow" in r.stdout and "1 layout changes" in r.stdout
+    run_dir = next((tmp_path / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["layout"]["changes"] == 1 and summary["layout"]["calibration"] == "screen"
+    records = [json.loads(line) for line in (run_dir / "frames.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in records if "layout_event" in r] == [3]
+    assert "layout" in records[0] and all(r["unit"] == "mm" for r in records)
