@@ -36,10 +36,24 @@ def main(argv=None) -> int:
     run.add_argument("--quiet", action="store_true", help="no live status line")
     info = sub.add_parser("info", help="verify a bundle and print its manifest")
     info.add_argument("bundle", nargs="?", default=str(DEMO_BUNDLE))
+    doctor = sub.add_parser("doctor", help="check capture device, display port, model, disk, CPU and config")
+    doctor.add_argument("--config", help="TOML config file (default: the built-in defaults)")
+    bench = sub.add_parser("bench", help="measure per-stage latency, fps, memory and accuracy on this device")
+    bench.add_argument("--bundle", default=str(DEMO_BUNDLE))
+    bench.add_argument("--source", default=None, help="frame source URL (default: a phantom clip)")
+    bench.add_argument("--frames", type=int, default=100)
+    bench.add_argument("--threads", default="1,2", help="comma-separated LiteRT thread counts to compare")
+    bench.add_argument("--out", default="bench", help="folder for bench.json, bench.md, latency_hist.png")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "doctor":
+            from edge.doctor import main as doctor_main
+
+            return doctor_main(args.config)
+        if args.command == "bench":
+            return cmd_bench(args)
         if args.command == "info":
             print(json.dumps(load_bundle(args.bundle).manifest, indent=2))
             return 0
@@ -49,6 +63,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def cmd_bench(args) -> int:
+    from edge.bench import DEFAULT_SOURCE as BENCH_SOURCE
+    from edge.bench import markdown, run_bench
+
+    try:
+        threads = tuple(int(t) for t in args.threads.split(","))
+    except ValueError as e:
+        raise EdgeError(f"--threads takes comma-separated whole numbers, not {args.threads!r}") from e
+    report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, Path(args.out))
+    print(markdown(report))
+    print(f"written: {args.out}/bench.json, bench.md, latency_hist.png")
+    return 0
 
 
 def resolve_options(args):
@@ -91,6 +119,16 @@ def cmd_run(args) -> int:
         sinks.append(DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
     elif args.display != "none":
         sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+    if cfg.log.csv:
+        from edge.csvlog import CsvLog
+
+        sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256))
+    if cfg.recording.enabled:
+        from edge.recording import RecordingSink
+
+        if cfg.recording.include_full_screen:
+            print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
+        sinks.append(RecordingSink.in_folder(cfg.recording.path, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class))
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz))
     pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)

@@ -99,3 +99,33 @@ def test_sigterm_stops_cleanly_with_the_log_complete(tmp_path):
     lines = (run_dir / "frames.jsonl").read_text().splitlines()
     assert summary["frames"] == len(lines) >= 1
     json.loads(lines[-1])  # the last line is whole
+
+
+def test_recording_and_csv_outputs_from_config(tmp_path):
+    import cv2
+
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text(
+        "version = 1\n[source]\nurl = 'phantom://clip?seed=5&frames=5&size=300x260'\n[display]\nurl = 'none'\n"
+        "[recording]\nenabled = true\npath = '%s'\n[log]\ncsv = true\ndirectory = '%s'\n" % (tmp_path / "rec", tmp_path / "logs")
+    )
+    r = run_cli(["run", "--config", str(cfg), "--quiet"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    run_dir = next((tmp_path / "logs").iterdir())
+    assert len((run_dir / "frames.csv").read_text().splitlines()) == 6  # header and 5 rows
+    video = next((tmp_path / "rec").iterdir())
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    ok, frame = cap.read()
+    assert ok and frame.shape[:2] == (260, 300)  # the B-mode region, nothing more
+
+
+def test_doctor_and_bench_commands(tmp_path):
+    r = run_cli(["doctor"], tmp_path)
+    assert "PASS  model" in r.stdout and "PASS  config" in r.stdout
+    r = run_cli(["bench", "--frames", "3", "--threads", "1", "--out", str(tmp_path / "b"),
+                 "--source", "phantom://clip?seed=1&frames=5&size=256x256"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "b" / "bench.json").is_file() and "| threads |" in r.stdout
+    r = run_cli(["bench", "--threads", "one"], tmp_path)
+    assert r.returncode == 2 and "--threads" in r.stderr

@@ -25,6 +25,7 @@ class PhantomSource(Source):
     cropped = True
 
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(400, 400), preset: str = "default"):
+        """size: (width, height) of the B-mode image in pixels."""
         if preset not in phantom.PRESETS:
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
         self.seed, self.frames, self.fps, self.size, self.preset = seed, frames, fps, size, preset
@@ -42,7 +43,7 @@ class PhantomSource(Source):
         try:
             size = tuple(int(v) for v in options.get("size", "400x400").lower().split("x"))
             if len(size) != 2:
-                raise ValueError(size)
+                raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
             return cls(
                 seed=int(options.get("seed", 7)),
                 frames=int(options.get("frames", 90)),
@@ -54,7 +55,8 @@ class PhantomSource(Source):
             raise SourceError(f"bad phantom option in {options!r}: {e}") from e
 
     def open(self) -> "PhantomSource":
-        self._clip = phantom.clip(self.seed, frames=self.frames, fps=self.fps, shape=self.size, machine=self.preset)
+        width, height = self.size
+        self._clip = phantom.clip(self.seed, frames=self.frames, fps=self.fps, shape=(height, width), machine=self.preset)
         self._seq = 0
         return self
 
