@@ -16,6 +16,25 @@ from edge.frame import Frame
 from edge.sources.base import Source
 
 
+COMMON_OPTIONS = {"seed", "frames", "fps", "size"}
+
+
+def _check_known(options: dict[str, str], own: set[str], what: str) -> None:
+    known = COMMON_OPTIONS | own
+    unknown = set(options) - known
+    if unknown:
+        raise SourceError(f"unknown {what} option(s) {sorted(unknown)} (known: {sorted(known)})")
+
+
+def _common(options: dict[str, str], default_size: str) -> dict:
+    """seed, frames, fps and size (WIDTHxHEIGHT) from URL options; ValueError when malformed."""
+    size = tuple(int(v) for v in options.get("size", default_size).lower().split("x"))
+    if len(size) != 2:
+        raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
+    return {"seed": int(options.get("seed", 7)), "frames": int(options.get("frames", 90)),
+            "fps": float(options.get("fps", 30.0)), "size": size}
+
+
 class PhantomSource(Source):
     """A phantom clip: `frames` frames of one slowly moving scene at `fps` (not paced).
 
@@ -36,21 +55,9 @@ class PhantomSource(Source):
     def from_url(cls, kind: str, options: dict[str, str]) -> "PhantomSource":
         if kind not in ("", "clip"):
             raise SourceError(f"unknown phantom kind {kind!r} (expected phantom://clip or phantom://screen)")
-        known = {"seed", "frames", "fps", "size", "preset"}
-        unknown = set(options) - known
-        if unknown:
-            raise SourceError(f"unknown phantom option(s) {sorted(unknown)} (known: {sorted(known)})")
+        _check_known(options, {"preset"}, "phantom")
         try:
-            size = tuple(int(v) for v in options.get("size", "400x400").lower().split("x"))
-            if len(size) != 2:
-                raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
-            return cls(
-                seed=int(options.get("seed", 7)),
-                frames=int(options.get("frames", 90)),
-                fps=float(options.get("fps", 30.0)),
-                size=size,
-                preset=options.get("preset", "default"),
-            )
+            return cls(**_common(options, "400x400"), preset=options.get("preset", "default"))
         except ValueError as e:
             raise SourceError(f"bad phantom option in {options!r}: {e}") from e
 
@@ -118,19 +125,10 @@ class PhantomScreenSource(Source):
     def from_url(cls, options: dict[str, str]) -> "PhantomScreenSource":
         """phantom://screen?seed=7&frames=90&fps=30&size=1280x720&depth=40,50&change_at=45
         &width=40&preset=default&lateral=1"""
-        known = {"seed", "frames", "fps", "size", "depth", "change_at", "width", "preset", "lateral"}
-        unknown = set(options) - known
-        if unknown:
-            raise SourceError(f"unknown phantom screen option(s) {sorted(unknown)} (known: {sorted(known)})")
+        _check_known(options, {"depth", "change_at", "width", "preset", "lateral"}, "phantom screen")
         try:
-            size = tuple(int(v) for v in options.get("size", "1280x720").lower().split("x"))
-            if len(size) != 2:
-                raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
             return cls(
-                seed=int(options.get("seed", 7)),
-                frames=int(options.get("frames", 90)),
-                fps=float(options.get("fps", 30.0)),
-                size=size,
+                **_common(options, "1280x720"),
                 depths=_floats(options.get("depth", "40")),
                 change_at=_ints(options.get("change_at", "")),
                 width_mm=float(options.get("width", 40.0)),
