@@ -137,7 +137,7 @@ def cmd_run(args) -> int:
         stats = pipeline.run(max_frames=args.frames)
         display = None
         if emulator is not None:
-            emulator.wait_idle(timeout=2.0) if hasattr(emulator, "wait_idle") else None
+            emulator.wait_idle(timeout=2.0)
             emulator.render_png(run_dir / "display.png")
             display = {"frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
     finally:

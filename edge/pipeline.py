@@ -26,7 +26,7 @@ from edge.segmenter import Segmenter
 from edge.sinks import Sink
 from edge.sources.base import Source
 from edge.temporal import TemporalFilter, TemporalOptions
-from edge.thickness import ThicknessOptions, measure_thickness
+from edge.thickness import ThicknessOptions, measure_thickness, window_slice
 
 
 def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False) -> Measurement:
@@ -36,8 +36,7 @@ def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, fr
     truth = seg.frame.truth
     if truth is not None and "thickness_mm" in truth:
         t = np.asarray(truth["thickness_mm"])
-        a, b = int(round(options.window[0] * t.size)), int(round(options.window[1] * t.size))
-        extra["truth_mm"] = float(np.median(t[a:max(b, a + 1)]))
+        extra["truth_mm"] = float(np.median(t[window_slice(options, t.size)]))
     now = time.monotonic()
     return Measurement(
         seq=seg.frame.seq,

@@ -46,6 +46,12 @@ class ThicknessResult:
     edges: BandEdges
 
 
+def window_slice(options: ThicknessOptions, width: int) -> slice:
+    """The columns of the lateral measurement window (at least one) for an image `width` wide."""
+    a, b = int(round(options.window[0] * width)), int(round(options.window[1] * width))
+    return slice(a, max(b, a + 1))
+
+
 def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 1, above: int = 0, below: int = 2) -> BandEdges:
     h, w = labels.shape
     is_t = labels == tlf
@@ -119,8 +125,7 @@ def measure_thickness(
     slope = _local_slope((edges.top + edges.bottom) / 2, edges.valid, options.slope_window) * (sy / sx)
     per_column = vertical * sy * np.cos(np.arctan(slope))
 
-    a, b = int(round(options.window[0] * w)), int(round(options.window[1] * w))
-    win = slice(a, max(b, a + 1))
+    win = window_slice(options, w)
     n_win = win.stop - win.start
     valid_win = edges.valid[win]
     coverage = float(valid_win.mean())

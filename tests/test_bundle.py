@@ -1,10 +1,19 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from edge.bundle import DEMO_BUNDLE, SCHEMA, load_bundle
 from edge.errors import BundleError
+
+
+def edit_manifest(bundle: Path, change) -> None:
+    """Apply `change(manifest_dict)` to a bundle's manifest on disk."""
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
 
 
 @pytest.fixture
@@ -40,10 +49,7 @@ def test_missing_manifest_is_refused(tmp_path):
 
 
 def test_unknown_schema_is_refused(bundle_copy):
-    path = bundle_copy / "manifest.json"
-    m = json.loads(path.read_text())
-    m["schema"] = "tlf-edge.bundle/99"
-    path.write_text(json.dumps(m))
+    edit_manifest(bundle_copy, lambda m: m.update(schema="tlf-edge.bundle/99"))
     with pytest.raises(BundleError, match="unsupported bundle schema"):
         load_bundle(bundle_copy)
 
@@ -55,19 +61,13 @@ def test_malformed_manifest_is_refused(bundle_copy):
 
 
 def test_manifest_missing_a_field_is_refused(bundle_copy):
-    path = bundle_copy / "manifest.json"
-    m = json.loads(path.read_text())
-    del m["preprocess"]
-    path.write_text(json.dumps(m))
+    edit_manifest(bundle_copy, lambda m: m.pop("preprocess"))
     with pytest.raises(BundleError, match="lacks"):
         load_bundle(bundle_copy)
 
 
 def test_model_path_escaping_the_bundle_is_refused(bundle_copy):
-    path = bundle_copy / "manifest.json"
-    m = json.loads(path.read_text())
-    m["model_file"] = "../model.tflite"
-    path.write_text(json.dumps(m))
+    edit_manifest(bundle_copy, lambda m: m.update(model_file="../model.tflite"))
     with pytest.raises(BundleError, match="plain file name"):
         load_bundle(bundle_copy)
 
@@ -77,10 +77,7 @@ def test_wrong_model_file_is_refused_by_the_segmenter(bundle_copy):
     from edge.segmenter import Segmenter, SegmenterOptions
 
     (bundle_copy / "model.tflite").write_bytes(b"this is not a flatbuffer" * 10)
-    path = bundle_copy / "manifest.json"
-    m = json.loads(path.read_text())
-    m["sha256"] = file_sha256(bundle_copy / "model.tflite")
-    path.write_text(json.dumps(m))
+    edit_manifest(bundle_copy, lambda m: m.update(sha256=file_sha256(bundle_copy / "model.tflite")))
     with pytest.raises(BundleError, match="LiteRT cannot load"):
         Segmenter.create(SegmenterOptions(bundle=bundle_copy, num_threads=1))
 
@@ -88,13 +85,10 @@ def test_wrong_model_file_is_refused_by_the_segmenter(bundle_copy):
 def test_a_failed_validation_gate_is_reported_when_the_model_is_loaded(bundle_copy, capsys):
     from edge.segmenter import Segmenter, SegmenterOptions
 
-    path = bundle_copy / "manifest.json"
-    m = json.loads(path.read_text())
-    m["validation"] = {"gate": {"passed": False, "failures": ["int8 mean IoU is 0.0900 below float"]}}
-    path.write_text(json.dumps(m))
+    failed = {"gate": {"passed": False, "failures": ["int8 mean IoU is 0.0900 below float"]}}
+    edit_manifest(bundle_copy, lambda m: m.update(validation=failed))
     assert load_bundle(bundle_copy).gate_failures == ["int8 mean IoU is 0.0900 below float"]
     Segmenter.create(SegmenterOptions(bundle=bundle_copy, num_threads=1))
     assert "failed its int8 validation: int8 mean IoU is 0.0900 below float" in capsys.readouterr().err
-    m["validation"]["gate"] = {"passed": True, "failures": []}
-    path.write_text(json.dumps(m))
+    edit_manifest(bundle_copy, lambda m: m.update(validation={"gate": {"passed": True, "failures": []}}))
     assert load_bundle(bundle_copy).gate_failures == []
