@@ -2,6 +2,10 @@
 
 phantom://clip    the B-mode region alone, calibrated (as a DICOM file cropped to its region)
 phantom://screen  the whole scanner screen around it, uncalibrated (as a capture card delivers it)
+
+By default every frame is delivered as fast as it is rendered (like a file: nothing is dropped).
+With live=1 frames come at `fps` on the wall clock like a scanner's video output, and the source
+is live: when inference is slower than the scanner the newest frame wins and the rest are dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from edge.frame import Frame
 from edge.sources.base import Source
 
 
-COMMON_OPTIONS = {"seed", "frames", "fps", "size"}
+COMMON_OPTIONS = {"seed", "frames", "fps", "size", "live"}
 
 
 def _check_known(options: dict[str, str], own: set[str], what: str) -> None:
@@ -31,23 +35,47 @@ def _common(options: dict[str, str], default_size: str) -> dict:
     size = tuple(int(v) for v in options.get("size", default_size).lower().split("x"))
     if len(size) != 2:
         raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
+    live = options.get("live", "0").lower()
+    if live not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError(f"live {options['live']!r} is not 0 or 1")
+    fps = float(options.get("fps", 30.0))
+    if not 0 < fps <= 1000:
+        raise ValueError(f"fps {options['fps']!r} is out of range (0-1000]")
     return {"seed": int(options.get("seed", 7)), "frames": int(options.get("frames", 90)),
-            "fps": float(options.get("fps", 30.0)), "size": size}
+            "fps": fps, "size": size, "live": live in ("1", "true", "yes")}
+
+
+class _Clock:
+    """Holds each frame back until its time on the wall clock: frame n at start + n / fps."""
+
+    def __init__(self, fps: float):
+        self.period, self.start = 1.0 / fps, None
+
+    def wait(self, n: int) -> None:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        delay = self.start + n * self.period - now
+        if delay > 0:
+            time.sleep(delay)
 
 
 class PhantomSource(Source):
-    """A phantom clip: `frames` frames of one slowly moving scene at `fps` (not paced).
+    """A phantom clip: `frames` frames of one slowly moving scene at `fps` (paced only when live).
 
     Its frames are the B-mode region already (`cropped`), with their pixel spacing.
     """
 
     cropped = True
 
-    def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(400, 400), preset: str = "default"):
-        """size: (width, height) of the B-mode image in pixels."""
+    def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(400, 400), preset: str = "default",
+                 live: bool = False):
+        """size: (width, height) of the B-mode image in pixels. live: frames at `fps` on the wall clock."""
         if preset not in phantom.PRESETS:
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
         self.seed, self.frames, self.fps, self.size, self.preset = seed, frames, fps, size, preset
+        self.live = bool(live)
+        self._clock = None
         self._clip = None
         self._seq = 0
 
@@ -65,11 +93,14 @@ class PhantomSource(Source):
         width, height = self.size
         self._clip = phantom.clip(self.seed, frames=self.frames, fps=self.fps, shape=(height, width), machine=self.preset)
         self._seq = 0
+        self._clock = _Clock(self.fps) if self.live else None
         return self
 
     def read(self) -> Frame | None:
         if self._clip is None:
             raise SourceError("phantom source read before open()")
+        if self._clock is not None:
+            self._clock.wait(self._seq)
         scan = next(self._clip, None)
         if scan is None:
             return None
@@ -95,7 +126,7 @@ def column_truth(thickness_mm: np.ndarray, width: int) -> np.ndarray:
 
 
 class PhantomScreenSource(Source):
-    """Whole scanner screens around a phantom clip (see edge.phantom_screen), not paced.
+    """Whole scanner screens around a phantom clip (see edge.phantom_screen), paced only when live.
 
     Frames are the full screen (BGR) without a spacing, as from a capture card (`cropped` is
     False): ROI and scale must be found on the screen. Each frame's truth holds the B-mode
@@ -108,7 +139,7 @@ class PhantomScreenSource(Source):
 
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(1280, 720),
                  depths=(40.0,), change_at=(), width_mm: float = 40.0, preset: str = "default",
-                 lateral_scale: bool = True):
+                 lateral_scale: bool = True, live: bool = False):
         if preset not in phantom.PRESETS:
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
         steps = list(change_at)
@@ -117,14 +148,15 @@ class PhantomScreenSource(Source):
                               "(one increasing frame index per depth after the first)")
         self.seed, self.frames, self.fps, self.size = seed, frames, fps, tuple(size)
         self.depths, self.change_at, self.width_mm = tuple(depths), tuple(steps), width_mm
-        self.preset, self.lateral_scale = preset, lateral_scale
+        self.preset, self.lateral_scale, self.live = preset, lateral_scale, bool(live)
+        self._clock = None
         self._clip = None
         self._seq = 0
 
     @classmethod
     def from_url(cls, options: dict[str, str]) -> "PhantomScreenSource":
         """phantom://screen?seed=7&frames=90&fps=30&size=1280x720&depth=40,50&change_at=45
-        &width=40&preset=default&lateral=1"""
+        &width=40&preset=default&lateral=1&live=0"""
         _check_known(options, {"depth", "change_at", "width", "preset", "lateral"}, "phantom screen")
         try:
             return cls(
@@ -151,11 +183,14 @@ class PhantomScreenSource(Source):
             self.preset, lateral_scale=self.lateral_scale,
         )
         self._seq = 0
+        self._clock = _Clock(self.fps) if self.live else None
         return self
 
     def read(self) -> Frame | None:
         if self._clip is None:
             raise SourceError("phantom screen source read before open()")
+        if self._clock is not None:
+            self._clock.wait(self._seq)
         shot = next(self._clip, None)
         if shot is None:
             return None
