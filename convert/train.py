@@ -28,6 +28,7 @@ class TrainOptions:
     classes: int = 3
     class_weights: tuple[float, ...] | None = None  # per-class weights of the cross-entropy; None: all 1
     label_smoothing: float = 0.0  # bounds the logits, so that int8 keeps their small differences
+    final_learning_rate: float | None = None  # cosine decay to this rate over the epochs; None: constant
 
 
 class PhantomStream(keras.utils.PyDataset):
@@ -76,7 +77,8 @@ def remove_class_weight_prior(model: keras.Model, class_weights, layer: str = "l
     model.get_layer(layer).set_weights([kernel, bias - np.log(np.asarray(class_weights, np.float32))])
 
 
-def compile_model(model: keras.Model, learning_rate: float, class_weights=None, label_smoothing: float = 0.0) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate, class_weights=None, label_smoothing: float = 0.0) -> keras.Model:
+    """learning_rate: a number or a keras LearningRateSchedule."""
     loss = (weighted_crossentropy(class_weights, label_smoothing) if class_weights is not None
             else keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing))
     classes = model.output_shape[-1]
@@ -120,7 +122,8 @@ def train(
     )
     if options.class_weights is not None and len(options.class_weights) != options.classes:
         raise ValueError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
-    compile_model(model, options.learning_rate, options.class_weights, options.label_smoothing)
+    compile_model(model, learning_rate_of(options, steps_per_epoch(train_data, phantom_steps, options.batch_size)),
+                  options.class_weights, options.label_smoothing)
     start_from = out_dir / "last.keras" if done else init_weights
     if start_from is not None:
         model.set_weights(keras.models.load_model(start_from, compile=False, safe_mode=True).get_weights())
@@ -151,6 +154,21 @@ def train(
     info = {"options": asdict(options), "preprocess": spec.to_dict(), "prior_corrected": options.class_weights is not None}
     (out_dir / "train.json").write_text(json.dumps(info, indent=2))
     return best
+
+
+def steps_per_epoch(train_data, phantom_steps: int, batch_size: int) -> int:
+    return phantom_steps if train_data is None else max(1, -(-len(train_data[0]) // batch_size))
+
+
+def learning_rate_of(options: TrainOptions, steps: int):
+    """The constant rate, or a cosine decay from learning_rate to final_learning_rate over all epochs
+    (a resumed run starts the decay again over its remaining epochs)."""
+    if options.final_learning_rate is None:
+        return options.learning_rate
+    if not 0 < options.final_learning_rate <= options.learning_rate:
+        raise ValueError(f"final learning rate {options.final_learning_rate!r} must be in (0, {options.learning_rate!r}]")
+    return keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=max(1, options.epochs * steps),
+                                                  alpha=options.final_learning_rate / options.learning_rate)
 
 
 def _best_val_loss(history_csv: Path) -> float | None:
