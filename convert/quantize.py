@@ -12,12 +12,22 @@ import keras
 
 import edge
 from convert.calibration import check_calibration
-from convert.unet import split_skip_connections
-from edge.bundle import Bundle, write_bundle
+from convert.unet import export_ready
+from edge.bundle import OUTPUT_KINDS, Bundle, write_bundle
 from edge.preprocess import PreprocessSpec, to_float
 from edge.segmenter import interpreter_class
 
 DEFAULT_CLASSES = ["above", "tlf", "below"]
+DEFAULT_CLASSES_2 = ["background", "tlf"]
+
+# The model family the converter takes (issue #4): a square or rectangular NHWC image in, one
+# score per class and pixel out at the same size. Sides of 128-512 px are the supported range;
+# smaller ones (down to MIN_SIDE, used by fast tests) convert with a warning, larger ones are
+# refused (a 512x512 frame already costs 4x a 256x256 one on the cart).
+FAMILY_SIDES = (128, 512)
+MIN_SIDE = 32
+FAMILY_CHANNELS = (1, 3)
+FAMILY_CLASSES = (2, 8)
 
 
 class QuantizeError(Exception):
@@ -40,15 +50,77 @@ def with_fixed_batch(model: keras.Model) -> keras.Model:
     if model.input_shape[0] == 1:
         return model
     inp = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
-    clone = keras.models.clone_model(model, input_tensors=inp)
-    clone.set_weights(model.get_weights())
+    try:
+        clone = keras.models.clone_model(model, input_tensors=inp)
+        clone.set_weights(model.get_weights())
+    except (ValueError, TypeError) as e:
+        raise QuantizeError(
+            f"cannot fix the batch of model {model.name!r} to 1 ({e}); build it with keras.Input(..., batch_size=1)"
+        ) from e
     return clone
+
+
+def _tensor_shape(model: keras.Model, side: str) -> tuple:
+    tensors = getattr(model, side + "s", None) if isinstance(model, keras.Model) else None
+    if not tensors:
+        raise QuantizeError(
+            f"model {getattr(model, 'name', model)!r} has no symbolic {side}: only functional or Sequential "
+            "Keras models with a declared input (keras.Input) can be converted with a fixed batch"
+        )
+    if len(tensors) != 1:
+        raise QuantizeError(f"model {model.name!r} has {len(tensors)} {side}s; the family has one image in and one score map out")
+    return tuple(tensors[0].shape)
+
+
+def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict:
+    """Refuse a model outside the family with a QuantizeError naming the bad value; describe it otherwise.
+
+    The family: input (batch, H, W, C) with a fixed size, C in FAMILY_CHANNELS, sides in
+    FAMILY_SIDES; output (batch, H, W, K) with K in FAMILY_CLASSES, logits or softmax
+    probabilities. The batch may be anything: it is fixed to 1 for export. With `spec`, the
+    preprocessing must produce exactly the model's input.
+    """
+    shape_in, shape_out = _tensor_shape(model, "input"), _tensor_shape(model, "output")
+    if len(shape_in) != 4:
+        raise QuantizeError(f"model {model.name!r} takes {shape_in}; the family takes an image (batch, height, width, channels)")
+    _, h, w, c = shape_in
+    if h is None or w is None:
+        raise QuantizeError(
+            f"model {model.name!r} takes images of any size ({h}x{w}); fix the input size, e.g. keras.Input((256, 256, 1))"
+        )
+    if c not in FAMILY_CHANNELS:
+        raise QuantizeError(f"model {model.name!r} takes {c} channels; the family takes {' or '.join(map(str, FAMILY_CHANNELS))}")
+    lo, hi = FAMILY_SIDES
+    if not (MIN_SIDE <= h <= hi and MIN_SIDE <= w <= hi):
+        raise QuantizeError(f"model {model.name!r} takes {h}x{w} px; the family takes {lo}-{hi} px per side")
+    if h < lo or w < lo:
+        print(f"tlf-convert: warning: model {model.name!r} takes {h}x{w} px, below the family's {lo} px", file=sys.stderr)
+    if len(shape_out) != 4 or tuple(shape_out[1:3]) != (h, w):
+        raise QuantizeError(
+            f"model {model.name!r} outputs {shape_out}; the family outputs one score per class and pixel, "
+            f"(batch, {h}, {w}, classes)"
+        )
+    k = shape_out[-1]
+    if k is None or not FAMILY_CLASSES[0] <= k <= FAMILY_CLASSES[1]:
+        raise QuantizeError(f"model {model.name!r} outputs {k} classes; the family has {FAMILY_CLASSES[0]}-{FAMILY_CLASSES[1]}")
+    if spec is not None and (spec.height, spec.width, spec.channels) != (h, w, c):
+        raise QuantizeError(
+            f"preprocessing makes {spec.height}x{spec.width}x{spec.channels} images but model {model.name!r} takes {h}x{w}x{c}"
+        )
+    return {"height": int(h), "width": int(w), "channels": int(c), "classes": int(k), "output_kind": output_kind_of(model)}
 
 
 def int8_converter(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True, progress: bool = False):
     """A TFLite converter set for full-integer int8 with per-channel weights and a fixed batch of 1."""
+    calibration = np.asarray(calibration)
     if len(calibration) == 0:
         raise QuantizeError("calibration set is empty")
+    want = (spec.height, spec.width, spec.channels)
+    if calibration.dtype != np.uint8 or tuple(calibration.shape[1:]) != want:
+        raise QuantizeError(
+            f"calibration images are {calibration.dtype} {tuple(calibration.shape[1:])}, not uint8 {want}: "
+            "make them with edge.preprocess.to_model_image and the model's spec"
+        )
     converter = tf.lite.TFLiteConverter.from_keras_model(with_fixed_batch(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -111,19 +183,31 @@ def layer_report(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
 
 
 def output_kind_of(model: keras.Model) -> str:
-    """'softmax' when the model ends in a softmax, else 'logits'."""
+    """'softmax' when the model ends in a softmax over the classes, 'logits' when in no activation.
+
+    Any other final activation (sigmoid, relu, ...) is refused: the device's argmax and sub-pixel
+    edges need logits or probabilities that sum to one.
+    """
     last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    is_softmax = isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
-    return "softmax" if is_softmax else "logits"
+    if isinstance(last, keras.layers.Softmax):
+        axis = last.axis if isinstance(last.axis, int) else tuple(last.axis)
+        if axis not in (-1, 3, (-1,), (3,)):
+            raise QuantizeError(f"model {model.name!r} ends in a softmax over axis {axis!r}; it must be over the classes (-1)")
+        return "softmax"
+    if isinstance(last, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.PReLU)):
+        raise QuantizeError(f"model {model.name!r} ends in a {type(last).__name__} layer; the family outputs logits or softmax")
+    name = getattr(getattr(last, "activation", None), "__name__", "linear")
+    if name in ("linear", "softmax"):
+        return "logits" if name == "linear" else "softmax"
+    raise QuantizeError(f"model {model.name!r} ends in a {name!r} activation; the family outputs logits or softmax")
 
 
 # Ops that XNNPACK runs in int8 (the subset a U-Net of this family uses).
 XNNPACK_INT8_OPS = {
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-    "MAX_POOL_2D", "MUL", "PAD", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SUB",
+    "MAX_POOL_2D", "MUL", "PAD", "RESHAPE", "RESIZE_BILINEAR", "SUB", "DEPTH_TO_SPACE",
     "TRANSPOSE_CONV", "LEAKY_RELU", "HARD_SWISH", "TANH", "LOGISTIC", "ELU",
-}
+}  # not RESIZE_NEAREST_NEIGHBOR nor TILE: measured outside the delegate (ai-edge-litert, int8)
 # Ops that mean the graph kept dynamic shapes or float islands.
 DYNAMIC_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "UNPACK", "GATHER", "FILL", "RANGE", "DEQUANTIZE", "QUANTIZE"}
 
@@ -158,7 +242,7 @@ def check_graph(report: dict, allow: set[str] = frozenset()) -> None:
     if report["delegate_partitions"] != 1 or outside:
         raise QuantizeError(
             f"XNNPACK takes the graph in {report['delegate_partitions']} partition(s), ops outside it: {outside}; "
-            "export logits (no softmax or argmax layer) to keep one partition"
+            "export logits or a final softmax (no other op after the last convolution) to keep one partition"
         )
 
 
@@ -178,7 +262,7 @@ def quantize_to_bundle(
     spec: PreprocessSpec,
     out_dir: str | Path,
     classes: list[str] | None = None,
-    tlf_class: int = 1,
+    tlf_class: int | None = None,
     output_kind: str | None = None,
     extra: dict | None = None,
     reference: np.ndarray | None = None,
@@ -187,26 +271,45 @@ def quantize_to_bundle(
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
+    `model` is any Keras model of the family (see check_family), built by convert.unet or not.
+    classes: one name per output class (default: above/tlf/below for 3 classes,
+    background/tlf for 2, class0... otherwise). tlf_class: the index of the TLF class (default:
+    the class named "tlf", else 1). output_kind: "logits" or "softmax" (default: read from the
+    model's last layer); it is recorded in the manifest for the device.
     The calibration set is checked first (see convert.calibration); `reference` is validation
     data it must resemble. `check_calibration_set=False` exists only to build deliberately bad
     models for testing the validation gate.
     """
-    output_kind = output_kind or output_kind_of(model)
-    model = split_skip_connections(model)
+    family = check_family(model, spec)
+    output_kind = output_kind or family["output_kind"]
+    if output_kind not in OUTPUT_KINDS:
+        raise QuantizeError(f"output_kind must be one of {list(OUTPUT_KINDS)}, not {output_kind!r}")
+    n_classes = family["classes"]
+    default = {3: DEFAULT_CLASSES, 2: DEFAULT_CLASSES_2}.get(n_classes, [f"class{i}" for i in range(n_classes)])
+    classes = list(classes or default)
+    if len(classes) != n_classes:
+        raise QuantizeError(f"{len(classes)} class names given for a model with {n_classes} outputs")
+    if tlf_class is None:
+        tlf_class = classes.index("tlf") if "tlf" in classes else 1
+    if isinstance(tlf_class, bool) or not isinstance(tlf_class, (int, np.integer)) or not 0 <= tlf_class < n_classes:
+        raise QuantizeError(f"tlf_class must be a class index 0-{n_classes - 1}, not {tlf_class!r}")
+    try:
+        model = export_ready(model)
+    except ValueError as e:
+        raise QuantizeError(str(e)) from e
     calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
     model_bytes = convert_int8(model, calibration, spec, progress=progress)
     graph = graph_report(model_bytes)
     check_graph(graph, allow={"SOFTMAX"} if output_kind == "softmax" else set())
     inp, out = graph["input"], graph["output"]
-    n_classes = out["shape"][-1]
-    classes = classes or (DEFAULT_CLASSES if n_classes == 3 else [f"class{i}" for i in range(n_classes)])
-    if len(classes) != n_classes:
-        raise QuantizeError(f"{len(classes)} class names given for a model with {n_classes} outputs")
+    if out["shape"] != [1, family["height"], family["width"], n_classes]:
+        want = [1, family["height"], family["width"], n_classes]
+        raise QuantizeError(f"converted model outputs {out['shape']}, not {want}")
     manifest = {
         "input": inp,
         "output": {**out, "layout": "NHWC", "kind": output_kind},
         "classes": classes,
-        "tlf_class": tlf_class,
+        "tlf_class": int(tlf_class),
         "preprocess": spec.to_dict(),
         "ops": graph["ops"],
         "delegate_partitions": graph["delegate_partitions"],

@@ -68,41 +68,100 @@ def _conv_block(x, filters: int, dropout: float, name: str):
 
 
 def split_skip_connections(model: keras.Model) -> keras.Model:
-    """The same U-Net with each conv(concat(up, skip)) rewritten as conv_a(up) + conv_b(skip).
+    """The same model with each conv(concat(a, b, ...)) rewritten as conv_a(a) + conv_b(b) + ...
 
     Exact in float (the kernel is split along its input channels); in int8 each branch keeps its
-    own scale. Works on models of this builder's family (layers named as `build_unet` names
-    them); a model without concatenations is returned unchanged.
+    own scale. Works on any functional Keras model, not only this builder's: every plain Conv2D
+    whose input is a channel concatenation is split (its activation is applied after the sum);
+    a concatenation that also feeds anything else stays for that consumer. The result shares
+    the unchanged layers (and their weights) with `model`; a model without concatenations is
+    returned unchanged.
     """
-    concats = [layer for layer in model.layers if isinstance(layer, layers.Concatenate)]
-    if not concats:
+    return _rewrite(model, split=True, upsample=False)
+
+
+def export_ready(model: keras.Model) -> keras.Model:
+    """The same function built from ops that int8 keeps accurate and XNNPACK takes whole.
+
+    Splits the skip connections (see split_skip_connections) and replaces each nearest-neighbour
+    UpSampling2D with a square factor n (which TensorFlow exports as TILE, an op XNNPACK does not
+    take, splitting the graph) by n*n copies of its input along the channels and a DEPTH_TO_SPACE:
+    the same pixels, exactly. Other layers are shared with `model`; a model needing neither
+    rewrite is returned unchanged.
+    """
+    return _rewrite(model, split=True, upsample=True)
+
+
+class RepeatUpsample(layers.Layer):
+    """Nearest-neighbour upsampling by an integer factor as channel copies plus depth-to-space."""
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        import tensorflow as tf  # convert/ only: the device never sees this layer, only its ops
+
+        n = self.factor
+        return tf.nn.depth_to_space(keras.ops.concatenate([x] * (n * n), axis=-1), n)
+
+    def compute_output_shape(self, shape):
+        n = self.factor
+        return (shape[0], None if shape[1] is None else shape[1] * n, None if shape[2] is None else shape[2] * n, shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _nearest_square_upsampling(layer) -> bool:
+    return (isinstance(layer, layers.UpSampling2D) and layer.interpolation == "nearest"
+            and layer.data_format == "channels_last" and layer.size[0] == layer.size[1])
+
+
+def _rewrite(model: keras.Model, split: bool, upsample: bool) -> keras.Model:
+    concat = split and any(isinstance(layer, layers.Concatenate) for layer in model.layers)
+    tile = upsample and any(_nearest_square_upsampling(layer) for layer in model.layers)
+    if not (concat or tile):
         return model
-    names = {layer.name for layer in model.layers}
-    depth = sum(1 for n in names if n.startswith("pool"))
-    if not depth or any(f"dec{level}_concat" not in names for level in range(depth)):
-        raise ValueError("cannot split the skip connections of a model not built by build_unet")
-    dropouts = [layer.rate for layer in model.layers if isinstance(layer, layers.Dropout)]
-    _, size, _, channels = model.input_shape
-    split = build_unet(
-        input_size=size,
-        channels=channels,
-        classes=model.output_shape[-1],
-        base_filters=model.get_layer("enc0_a").filters,
-        depth=depth,
-        dropout=dropouts[0] if dropouts else 0.0,
-        batch_size=model.input_shape[0],
-        split_skip=True,
-        output="softmax" if "softmax" in names else "logits",
-    )
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if not weights:
-            continue
-        if layer.name.startswith("dec") and layer.name.endswith("_a"):
-            kernel, bias = weights
-            n_up = split.get_layer(layer.name + "_up").get_weights()[0].shape[2]
-            split.get_layer(layer.name + "_up").set_weights([kernel[:, :, :n_up], bias])
-            split.get_layer(layer.name + "_skip").set_weights([kernel[:, :, n_up:]])
-        else:
-            split.get_layer(layer.name).set_weights(weights)
-    return split
+    parts: dict[int, list] = {}  # id(concatenation output) -> its inputs
+
+    def call(layer, *args, **kwargs):
+        if concat and isinstance(layer, layers.Concatenate) and layer.axis in (-1, 3) and not kwargs:
+            out = layer(*args)
+            parts[id(out)] = list(args[0])
+            return out
+        if concat and _splittable(layer) and len(args) == 1 and not kwargs and id(args[0]) in parts:
+            return _split_conv(layer, parts[id(args[0])])
+        if tile and _nearest_square_upsampling(layer) and len(args) == 1 and not kwargs:
+            return RepeatUpsample(layer.size[0], name=layer.name)(args[0])
+        return layer(*args, **kwargs)
+
+    try:
+        return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    except ValueError as e:
+        raise ValueError(f"cannot rewrite model {model.name!r} for export: {e}") from e
+
+
+def _splittable(layer) -> bool:
+    return type(layer) is layers.Conv2D and layer.groups == 1 and layer.data_format == "channels_last"
+
+
+def _split_conv(conv: layers.Conv2D, inputs: list):
+    """conv(concat(inputs)) as a sum of one conv per input (the first keeps the bias), then the activation."""
+    kernel, *bias = conv.get_weights()
+    config = {**conv.get_config(), "activation": None}
+    names = ["up", "skip"] if len(inputs) == 2 else [f"in{i}" for i in range(len(inputs))]
+    outs, start = [], 0
+    for i, (x, suffix) in enumerate(zip(inputs, names)):
+        n = int(x.shape[-1])
+        part = layers.Conv2D.from_config({**config, "name": f"{conv.name}_{suffix}", "use_bias": bool(bias) and i == 0})
+        outs.append(part(x))
+        part.set_weights([kernel[:, :, start:start + n]] + (bias if i == 0 else []))
+        start += n
+    x = layers.Add(name=f"{conv.name}_add")(outs)
+    act = getattr(conv.activation, "__name__", "linear")
+    if act == "linear":
+        return x
+    if act == "relu":
+        return layers.ReLU(name=f"{conv.name}_relu")(x)
+    return layers.Activation(conv.activation, name=f"{conv.name}_{act}")(x)

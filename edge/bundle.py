@@ -1,8 +1,10 @@
 """Model bundles: `model.tflite` plus `manifest.json`, verified before anything is loaded.
 
 The manifest states the tensor contract (input and output shape, dtype, scale, zero point),
-the class names, the preprocessing spec and the tools that made it. The device refuses a
-bundle whose schema it does not know or whose model file does not match its sha256.
+what the output holds (`output.kind`: "logits", or "softmax" probabilities; "logits" when
+absent), the class names and which one is the TLF, the preprocessing spec and the tools that
+made it. The device refuses a bundle whose schema it does not know, whose output description
+does not fit its output tensor, or whose model file does not match its sha256.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ MODEL_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
 REQUIRED = ("schema", "model_file", "sha256", "input", "output", "classes", "tlf_class", "preprocess", "created_by")
 TENSOR_KEYS = ("shape", "dtype", "scale", "zero_point")
+OUTPUT_KINDS = ("logits", "softmax")  # per-class scores before or after a softmax
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "models" / "demo"
 
@@ -46,6 +49,15 @@ class Bundle:
     @property
     def tlf_class(self) -> int:
         return int(self.manifest["tlf_class"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def output_kind(self) -> str:
+        """"logits" or "softmax" (probabilities); bundles from before the field hold logits."""
+        return self.manifest["output"].get("kind", "logits")
 
     @property
     def gate_failures(self) -> list[str]:
@@ -83,6 +95,7 @@ def load_bundle(path: str | Path) -> Bundle:
         absent = [k for k in TENSOR_KEYS if k not in manifest[side]]
         if absent:
             raise BundleError(f"manifest {str(manifest_path)!r}: {side} lacks {absent}")
+    _check_output(manifest, manifest_path)
     model_path = path / manifest["model_file"]
     if Path(manifest["model_file"]).name != manifest["model_file"]:
         raise BundleError(f"model_file {manifest['model_file']!r} must be a plain file name inside the bundle")
@@ -99,6 +112,20 @@ def load_bundle(path: str | Path) -> Bundle:
     except (TypeError, ValueError) as e:
         raise BundleError(f"bad preprocessing spec in {str(manifest_path)!r}: {e}") from e
     return Bundle(path=path, manifest=manifest, spec=spec)
+
+
+def _check_output(manifest: dict, manifest_path: Path) -> None:
+    """The output kind, class names and TLF class must agree with the output tensor."""
+    where = f"manifest {str(manifest_path)!r}"
+    kind = manifest["output"].get("kind", "logits")
+    if kind not in OUTPUT_KINDS:
+        raise BundleError(f"{where}: unknown output kind {kind!r} (expected one of {list(OUTPUT_KINDS)})")
+    shape, classes, tlf = manifest["output"]["shape"], manifest["classes"], manifest["tlf_class"]
+    if not isinstance(classes, list) or not isinstance(shape, list) or not shape or len(classes) != shape[-1]:
+        raise BundleError(f"{where}: {len(classes) if isinstance(classes, list) else classes!r} class names "
+                          f"for an output of shape {shape!r}")
+    if isinstance(tlf, bool) or not isinstance(tlf, int) or not 0 <= tlf < len(classes):
+        raise BundleError(f"{where}: tlf_class {tlf!r} is not a class index 0-{len(classes) - 1}")
 
 
 def write_bundle(path: str | Path, model_bytes: bytes, manifest: dict) -> Bundle:

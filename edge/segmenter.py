@@ -3,8 +3,13 @@
 Tensor contract (checked when the segmenter is created against the bundle manifest):
   input  int8 [1, H, W, C]  filled straight from uint8 pixels through a 256-entry lookup table
          (code = round(pixel * spec.scale / input_scale) + input_zero_point), no float round trip;
-  output int8 [1, H, W, K]  per-class logits (or scores) with a positive scale; the label map is
-         their argmax, which equals the argmax of the dequantized values.
+  output int8 [1, H, W, K]  per-class logits, or softmax probabilities (manifest output.kind
+         "softmax", scale 1/256), with a positive scale; the label map is their argmax, which
+         equals the argmax of the dequantized values.
+The segmentation carries scores for sub-pixel edges and the confidence margin in logit units:
+the raw int8 logits (real value = code * logit_scale, up to an offset that differences cancel),
+or for a softmax model float32 log-probabilities (logit_scale 1), whose differences are the
+logit differences.
 """
 
 from __future__ import annotations
@@ -99,8 +104,16 @@ class Segmenter:
             self._lut = int8_lookup(self.spec, in_scale, in_zero)
         else:
             self._lut = None
-        out_scale, _ = self._out["quantization"]
-        self.logit_scale = float(out_scale) if out_scale else 1.0
+        self.output_kind = bundle.output_kind
+        out_scale, out_zero = self._out["quantization"]
+        self.output_scale = float(out_scale) if out_scale else 1.0
+        self._log_lut = None
+        if self.output_kind == "softmax":
+            if self._out["dtype"] in (np.int8, np.uint8):
+                self._log_lut = _log_probability_lookup(np.dtype(self._out["dtype"]), self.output_scale, int(out_zero))
+            self.logit_scale = 1.0
+        else:
+            self.logit_scale = self.output_scale
 
     @classmethod
     def create(cls, options: SegmenterOptions = SegmenterOptions()) -> "Segmenter":
@@ -145,10 +158,30 @@ class Segmenter:
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"])[0]
 
+    def logits(self, raw: np.ndarray) -> np.ndarray:
+        """Scores in logit units (times `logit_scale`) for a raw output of `infer`.
+
+        Logits models: `raw` itself. Softmax models: float32 log-probabilities (a probability
+        below half a quantization step counts as half a step), whose differences equal the
+        model's logit differences, so sub-pixel edges and margins mean the same for both kinds.
+        """
+        if self.output_kind != "softmax":
+            return raw
+        if self._log_lut is not None:
+            return self._log_lut[raw.view(np.uint8)]
+        return np.log(np.maximum(raw.astype(np.float32), np.float32(1e-6)))
+
     def segment(self, frame: Frame) -> Segmentation:
         """Preprocess the frame's B-mode image, run the model and take the argmax."""
         model_image = to_model_image(frame.image, self.spec)
-        logits = self.infer(model_image)
-        labels = np.argmax(logits, axis=-1).astype(np.uint8)
+        raw = self.infer(model_image)
+        labels = np.argmax(raw, axis=-1).astype(np.uint8)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
-        return Segmentation(frame, labels, logits, spacing, time.monotonic(), self.logit_scale)
+        return Segmentation(frame, labels, self.logits(raw), spacing, time.monotonic(), self.logit_scale)
+
+
+def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """A 256-entry table from a quantized probability's byte to its log (floored at half a step)."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)
+    p = np.maximum((codes - zero_point) * scale, scale / 2)
+    return np.log(p).astype(np.float32)
