@@ -52,7 +52,22 @@ def window_slice(options: ThicknessOptions, width: int) -> slice:
     return slice(a, max(b, a + 1))
 
 
-def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 1, above: int = 0, below: int = 2) -> BandEdges:
+def neighbours(tlf: int, classes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The classes allowed above and below the band. Classes are numbered from the probe down:
+    those before the band's class lie above it, those after it below. A band at either end (a
+    two-class background / band model) has the other classes on that side too."""
+    if not 0 <= tlf < classes or classes < 2:
+        raise ValueError(f"band class {tlf!r} is not one of {classes!r} classes")
+    others = tuple(c for c in range(classes) if c != tlf)
+    above = tuple(range(tlf)) or others
+    below = tuple(range(tlf + 1, classes)) or others
+    return above, below
+
+
+def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 1, above=(0,), below=(2,)) -> BandEdges:
+    """Per-column edges of the band of class `tlf`; `above` / `below`: the classes allowed on
+    each side (anything else there is an order error). With logits the edges are sub-pixel."""
+    above, below = np.atleast_1d(above), np.atleast_1d(below)
     h, w = labels.shape
     is_t = labels == tlf
     present = is_t.any(axis=0)
@@ -62,7 +77,7 @@ def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 
     fragmented = present & (count != last - first + 1)
     rows = np.arange(h)[:, None]
     order_error = present & (
-        ((labels != above) & (rows < first)).any(axis=0) | ((labels != below) & (rows > last)).any(axis=0)
+        (~np.isin(labels, above) & (rows < first)).any(axis=0) | (~np.isin(labels, below) & (rows > last)).any(axis=0)
     )
     valid = present & ~fragmented & ~order_error
     top = first.astype(np.float64)
@@ -75,20 +90,23 @@ def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 
 
 
 def _subpixel(logits, first, last, top, bottom, tlf, above, below):
-    """Move each edge to where the two neighbouring classes' logits cross (linear interpolation)."""
+    """Move each edge to where the band's logit crosses the strongest logit of the classes on
+    that side (linear interpolation)."""
     h, w = logits.shape[:2]
     cols = np.arange(w)
+    side_above = logits[..., above].max(axis=-1) if len(above) > 1 else logits[..., int(above[0])]
+    side_below = logits[..., below].max(axis=-1) if len(below) > 1 else logits[..., int(below[0])]
     # Top edge: between row first-1 (above wins) and row first (TLF wins).
     r0 = np.clip(first - 1, 0, h - 1)
-    d0 = logits[r0, cols, above] - logits[r0, cols, tlf]
-    d1 = logits[first, cols, above] - logits[first, cols, tlf]
+    d0 = side_above[r0, cols] - logits[r0, cols, tlf]
+    d1 = side_above[first, cols] - logits[first, cols, tlf]
     ok = (first >= 1) & (d0 > 0) & (d1 <= 0)
     frac = np.divide(d0, d0 - d1, out=np.full(w, 0.5, np.float32), where=ok)
     top = np.where(ok, r0 + 0.5 + frac, top)
     # Bottom edge: between row last (TLF wins) and row last+1 (below wins).
     r1 = np.clip(last + 1, 0, h - 1)
-    e0 = logits[last, cols, tlf] - logits[last, cols, below]
-    e1 = logits[r1, cols, tlf] - logits[r1, cols, below]
+    e0 = logits[last, cols, tlf] - side_below[last, cols]
+    e1 = logits[r1, cols, tlf] - side_below[r1, cols]
     ok = (last + 1 < h) & (e0 > 0) & (e1 <= 0)
     frac = np.divide(e0, e0 - e1, out=np.full(w, 0.5, np.float32), where=ok)
     bottom = np.where(ok, last + 0.5 + frac, bottom)
@@ -112,13 +130,18 @@ def measure_thickness(
     options: ThicknessOptions = ThicknessOptions(),
     logit_scale: float = 1.0,
     tlf: int = 1,
+    classes: int | None = None,
 ) -> ThicknessResult:
     """Thickness of the TLF band, perpendicular to its local direction.
 
     spacing_mm: (row, column) mm per pixel of `labels` (anisotropic allowed); without it the
-    result is in pixels and flagged UNCALIBRATED.
+    result is in pixels and flagged UNCALIBRATED. classes: how many classes the model has
+    (default: the logits' last axis, else 3); see `neighbours` for the order check.
     """
-    edges = band_edges(labels, logits, tlf=tlf)
+    if classes is None:
+        classes = logits.shape[-1] if logits is not None else max(3, tlf + 1)
+    above, below = neighbours(tlf, classes)
+    edges = band_edges(labels, logits, tlf=tlf, above=above, below=below)
     h, w = labels.shape
     sy, sx = spacing_mm if spacing_mm is not None else (1.0, 1.0)
     vertical = edges.bottom - edges.top

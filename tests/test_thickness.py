@@ -89,3 +89,60 @@ def test_phantom_ground_truth_labels_measure_their_true_thickness():
         w = s.labels.shape[1]
         truth = np.median(s.thickness_mm[w // 4 : 3 * w // 4])
         assert abs(r.value - truth) <= s.spacing_mm[0]  # pixel quantization only
+
+
+def _band_logits(labels: np.ndarray, classes: int, blur: float = 1.5) -> np.ndarray:
+    """Smooth per-class logits whose argmax is `labels` (a soft one-hot)."""
+    import cv2
+
+    onehot = np.stack([(labels == c).astype(np.float32) for c in range(classes)], -1)
+    soft = np.stack([cv2.GaussianBlur(onehot[..., c], (0, 0), blur) for c in range(classes)], -1)
+    return np.log(soft + 1e-3) * 2.0
+
+
+def test_two_class_band_has_background_on_both_sides_and_subpixel_edges():
+    from edge.thickness import measure_thickness, neighbours
+
+    assert neighbours(1, 2) == ((0,), (0,))
+    assert neighbours(0, 2) == ((1,), (1,))
+    labels = np.zeros((64, 48), np.uint8)
+    labels[20:31] = 1
+    logits = _band_logits(labels, 2)
+    assert (np.argmax(logits, -1) == labels).all()
+    r = measure_thickness(labels, logits, (0.1, 0.1), tlf=1)
+    assert r.flags == 0 and r.value == pytest.approx(1.1, abs=0.02)
+    assert measure_thickness(labels, None, None, tlf=1, classes=2).value == pytest.approx(11.0)
+
+
+def test_two_bands_in_a_column_are_fragmented_not_measured():
+    from edge.quality import Quality
+    from edge.thickness import measure_thickness
+
+    labels = np.zeros((64, 48), np.uint8)
+    labels[10:16] = 1
+    labels[40:48] = 1
+    r = measure_thickness(labels, _band_logits(labels, 2), (0.1, 0.1), tlf=1)
+    assert r.flags & Quality.FRAGMENTED and np.isnan(r.value)
+
+
+def test_many_classes_keep_the_order_from_the_probe_down():
+    from edge.quality import Quality
+    from edge.thickness import measure_thickness, neighbours
+
+    assert neighbours(2, 5) == ((0, 1), (3, 4))
+    labels = np.zeros((80, 40), np.uint8)
+    labels[10:25], labels[25:33], labels[33:60], labels[60:] = 1, 2, 3, 4
+    logits = _band_logits(labels, 5)
+    ok = measure_thickness(labels, logits, (0.1, 0.1), tlf=2)
+    assert ok.flags == 0 and ok.value == pytest.approx(0.8, abs=0.03)
+    swapped = labels.copy()
+    swapped[:10] = 3  # a class of below the band above it
+    bad = measure_thickness(swapped, _band_logits(swapped, 5), (0.1, 0.1), tlf=2)
+    assert bad.flags & Quality.ORDER
+
+
+def test_a_band_class_outside_the_classes_is_an_error():
+    from edge.thickness import measure_thickness
+
+    with pytest.raises(ValueError, match="band class"):
+        measure_thickness(np.zeros((8, 8), np.uint8), np.zeros((8, 8, 2), np.float32), tlf=2)
