@@ -66,15 +66,30 @@ def weighted_crossentropy(class_weights, label_smoothing: float = 0.0):
     return loss
 
 
-def remove_class_weight_prior(model: keras.Model, class_weights, layer: str = "logits") -> None:
+def class_weight_shift(class_weights, label_smoothing: float = 0.0) -> np.ndarray:
+    """How far a weighted cross-entropy moves each class's logit at the boundary with the least
+    weighted class, where both are equally likely.
+
+    The loss is minimised by p_k proportional to (1 - e) w_k q_k + e / K * sum_c w_c q_c (q: the
+    true posterior, e: label smoothing, K: classes). Where q_c = q_r = 1/2 this makes the logit
+    difference log(((1 - e) w_c + e / K (w_c + w_r)) / ((1 - e) w_r + e / K (w_c + w_r))), which
+    is log(w_c / w_r) without smoothing and less with it. Exact for every pair with the least
+    weighted class r (with weights (1, 6, 1) every pair that matters).
+    """
+    w = np.asarray(class_weights, np.float64)
+    e, k, r = float(label_smoothing), w.size, float(w.min())
+    mix = e / k * (w + r)
+    return np.log(((1 - e) * w + mix) / ((1 - e) * r + mix)).astype(np.float32)
+
+
+def remove_class_weight_prior(model: keras.Model, class_weights, label_smoothing: float = 0.0, layer: str = "logits") -> None:
     """Undo the shift that class weights give the decision boundaries, in place.
 
-    A cross-entropy weighted by w_c is minimised by logits that equal log(w_c * p_c) up to a
-    constant, so the up-weighted TLF grows by a pixel at each edge. Subtracting log(w_c) from
-    the final layer's bias restores the unweighted posterior: exact, and free at inference.
+    The up-weighted TLF would grow at each edge; subtracting `class_weight_shift` from the final
+    layer's bias puts the boundaries back where the unweighted posteriors cross: free at inference.
     """
     kernel, bias = model.get_layer(layer).get_weights()
-    model.get_layer(layer).set_weights([kernel, bias - np.log(np.asarray(class_weights, np.float32))])
+    model.get_layer(layer).set_weights([kernel, bias - class_weight_shift(class_weights, label_smoothing)])
 
 
 def compile_model(model: keras.Model, learning_rate, class_weights=None, label_smoothing: float = 0.0) -> keras.Model:
@@ -149,7 +164,7 @@ def train(
     plot_history(history_csv, out_dir / "history.png")
     if options.class_weights is not None:
         best_model = keras.models.load_model(best, compile=False, safe_mode=True)
-        remove_class_weight_prior(best_model, options.class_weights)
+        remove_class_weight_prior(best_model, options.class_weights, options.label_smoothing)
         best_model.save(best)
     info = {"options": asdict(options), "preprocess": spec.to_dict(), "prior_corrected": options.class_weights is not None}
     (out_dir / "train.json").write_text(json.dumps(info, indent=2))

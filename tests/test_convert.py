@@ -199,6 +199,8 @@ def test_class_weight_prior_is_removed_from_the_logits():
     remove_class_weight_prior(model, (1.0, 6.0, 1.0))
     after = model(x).numpy()
     assert np.allclose(after - before, [0.0, -np.log(6.0), 0.0], atol=1e-5)
+    remove_class_weight_prior(model, (1.0, 6.0, 1.0), label_smoothing=0.1)
+    assert (model(x).numpy() - after)[..., 1].mean() > -np.log(6.0)  # smoothing leaves a smaller shift
 
 
 def test_weighted_training_saves_a_prior_corrected_model(tmp_path, tiny_spec):
@@ -214,3 +216,25 @@ def test_weighted_training_saves_a_prior_corrected_model(tmp_path, tiny_spec):
     last = load_keras_model(tmp_path / "last.keras").get_layer("logits").get_weights()[1]
     best = load_keras_model(tmp_path / "model.keras").get_layer("logits").get_weights()[1]
     assert np.allclose(last - best, np.log([1.0, 4.0, 1.0]), atol=1e-5)  # one epoch: best is the last, corrected
+
+
+def test_export_rewrites_a_hand_written_unet_exactly():
+    """Skip splitting and upsampling replacement work on any functional model, not only build_unet's."""
+    from keras import layers
+
+    from convert.unet import export_ready
+
+    inp = tf.keras.Input((32, 32, 1))
+    e = layers.Conv2D(4, 3, padding="same")(inp)
+    e = layers.Activation("relu")(layers.BatchNormalization()(e))
+    u = layers.UpSampling2D()(layers.Conv2D(8, 3, padding="same", activation="relu")(layers.MaxPooling2D()(e)))
+    cat = layers.Concatenate()([u, e, inp])
+    d = layers.Add()([layers.Conv2D(4, 3, padding="same", activation="relu")(cat), layers.Conv2D(4, 1, activation="elu")(cat)])
+    model = tf.keras.Model(inp, layers.Softmax()(layers.Conv2D(3, 1)(d)))
+    bn = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)][0]
+    bn.set_weights([w + 0.3 for w in bn.get_weights()])
+    ready = export_ready(model)
+    kinds = {type(layer).__name__ for layer in ready.layers}
+    assert "Concatenate" not in kinds and "UpSampling2D" not in kinds
+    x = np.random.default_rng(0).random((2, 32, 32, 1)).astype(np.float32)
+    assert np.allclose(model(x).numpy(), ready(x).numpy(), atol=1e-6)
