@@ -24,6 +24,7 @@ Everything added after the first demo model is opt-in and off by default, so `sc
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 
 import cv2
@@ -317,25 +318,121 @@ def _geometry(a: Anatomy, x_mm: np.ndarray):
     return top, thick / cos_t, thick, cos_t
 
 
-class _Texture:
-    """Seeded random fields that belong to the tissue (they move with it in a clip)."""
+_BLOCK = 8192  # float64 values per block (64 KiB) in the blockwise helpers below
 
-    def __init__(self, rng: np.random.Generator, shape: tuple[int, int], spacing_mm: tuple[float, float]):
+
+def _normals(rng: np.random.Generator, shape, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 standard normals: the values of `rng.standard_normal(shape).astype(np.float32)`, drawn
+    a block at a time (the same draws in the same order) so that no full-size float64 array is made;
+    large temporaries come back from the allocator as fresh pages, a page fault per 4 KiB.
+
+    out: a C-contiguous float32 array (or a strided 1-D view) to fill instead of a new one of `shape`.
+    """
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.ndim > 1 and not out.flags.c_contiguous:
+        raise ValueError("_normals fills a C-contiguous or 1-D array")
+    flat = out.reshape(-1)
+    n = flat.size
+    buf = np.empty(min(n, _BLOCK))
+    for i in range(0, n, _BLOCK):
+        b = buf[: min(_BLOCK, n - i)]
+        rng.standard_normal(out=b)
+        flat[i : i + len(b)] = b
+    return out
+
+
+def _complex_normal(rng: np.random.Generator, shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """complex64 standard normals, real parts drawn first: the values of
+    `(rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)` without the
+    float64 and complex128 temporaries (into `out`, a C-contiguous complex64 array, if given)."""
+    z = np.empty(shape, np.complex64) if out is None else out
+    parts = z.reshape(-1).view(np.float32)
+    _normals(rng, None, parts[0::2])
+    _normals(rng, None, parts[1::2])
+    return z
+
+
+def _hypot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """np.hypot of two float32 arrays, bit for bit as glibc's hypotf computes it (the square root of
+    the exact sum of squares in double, rounded to float), a block at a time instead of a call per
+    pixel (into `out`, a C-contiguous float32 array, if given)."""
+    out = np.empty(a.shape, np.float32) if out is None else out
+    fa, fb, fo = np.ravel(a), np.ravel(b), out.reshape(-1)
+    n = fo.size
+    s, t = np.empty(min(n, _BLOCK)), np.empty(min(n, _BLOCK))
+    for i in range(0, n, _BLOCK):
+        k = min(_BLOCK, n - i)
+        sk, tk, ak, bk = s[:k], t[:k], fa[i : i + k], fb[i : i + k]
+        np.multiply(ak, ak, out=sk, dtype=np.float64)
+        np.multiply(bk, bk, out=tk, dtype=np.float64)
+        sk += tk
+        np.sqrt(sk, out=sk)
+        fo[i : i + k] = sk
+    return out
+
+
+def _mix(a: float, u: np.ndarray, b: float, v: np.ndarray) -> np.ndarray:
+    """a * u + b * v for complex64 u, v and real a, b, part by part in float32 (the same roundings as
+    the complex arithmetic, whose products with the zero imaginary part of a real factor are exact)."""
+    out = u.view(np.float32) * np.float32(a)
+    out += v.view(np.float32) * np.float32(b)
+    return out.view(np.complex64)
+
+
+class _Scratch(threading.local):
+    """Arrays a thread reuses from frame to frame for what `render` drops when it returns: its
+    temporaries and the one-frame texture of `scan`. New multi-megabyte arrays every frame come back
+    from the allocator as fresh pages, a page fault per 4 KiB, which on a busy machine cost a fifth of
+    a frame. One array per name (another shape replaces it), so the pool stays one frame's worth."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        a = self.arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self.arrays[name] = np.empty(shape, dtype)
+        return a
+
+
+_SCRATCH = _Scratch()
+
+
+class _Texture:
+    """Seeded random fields that belong to the tissue (they move with it in a clip).
+
+    scratch: take the arrays from this pool, for a texture that is dropped before the next one is made.
+    """
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        shape: tuple[int, int],
+        spacing_mm: tuple[float, float],
+        scratch: _Scratch | None = None,
+    ):
         h, w = shape
         sy, sx = spacing_mm
         pad = w // 2  # room to slide laterally
         self.pad = pad
-        fib = rng.standard_normal((h, w + 2 * pad)).astype(np.float32)
-        fib = cv2.GaussianBlur(fib, (0, 0), sigmaX=max(2.5 / sx, 1.0), sigmaY=max(0.15 / sy, 0.5))
-        self.fibres = fib / (fib.std() + 1e-6)
+        size = (h, w + 2 * pad)
+
+        def array(name: str, dtype=np.float32) -> np.ndarray:
+            return np.empty(size, dtype) if scratch is None else scratch.get(name, size, dtype)
+
+        fib = _normals(rng, size, array("texture.normals"))
+        fib = cv2.GaussianBlur(
+            fib, (0, 0), sigmaX=max(2.5 / sx, 1.0), sigmaY=max(0.15 / sy, 0.5), dst=array("texture.fibres")
+        )
+        fib /= fib.std() + 1e-6
+        self.fibres = fib
         n_septa = int(rng.integers(1, 5))
         self.septa = [
             (float(rng.uniform(0.15, 0.85)), float(rng.uniform(-0.15, 0.15)), float(rng.uniform(0.15, 0.35)))
             for _ in range(n_septa)
         ]
-        self.scatter = (rng.standard_normal((h, w + 2 * pad)) + 1j * rng.standard_normal((h, w + 2 * pad))).astype(
-            np.complex64
-        )
+        self.scatter = _complex_normal(rng, size, array("texture.scatter", np.complex64))
 
     def rf_phase(self, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin of random scatterer phases at k sub-rows per pixel (RF model): (k, H, W+2*pad)
@@ -354,44 +451,111 @@ class _Texture:
         return field[:, self.pad + s : self.pad + s + w]
 
 
+def _rows_before(y: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """Per column, the number of rows with y < edge (y ascending, (H,) or (H,1); edge (1,W)): the
+    comparisons `y < edge` makes on the whole grid, in the same dtype."""
+    dt = np.result_type(y, edge)
+    return np.searchsorted(np.ravel(y).astype(dt, copy=False), np.ravel(edge).astype(dt, copy=False))
+
+
+def _amplitude(b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Linear echo amplitude 10^((b - 1) * 48 / 20) of a float32 brightness b (0-1 scale, 1 = the
+    brightest reflector); out may be b itself."""
+    out = np.subtract(b, 1.0, out=out)
+    out *= 48.0 / 20.0
+    return np.power(10.0, out, out=out)
+
+
+_FAT, _SKIN = 0.16, 0.8  # brightness of plain fat and of the skin
+_FAT_AMP, _SKIN_AMP = _amplitude(np.array([_FAT, _SKIN], np.float32))
+_SEPTUM_REACH_MM = 1.0  # farther away a septum line is under 1e-19: 0.16 + line rounds to 0.16 in float32
+
+
 def _echogenicity(a: Anatomy, y: np.ndarray, x: np.ndarray, tex: _Texture, slide_px: float):
-    """Linear reflectivity map and labels for the scene (y: (H,1) mm, x: (1,W) mm)."""
+    """Linear reflectivity map and labels for the scene (y: (H,1) mm ascending, x: (1,W) mm).
+
+    Every layer is a run of rows in each column, so each is computed only in the rows it can reach;
+    per pixel these are the float32 operations of the whole-grid formulas in the comments.
+    """
     top, vert, thick, cos_t = _geometry(a, x)
     bottom = top + vert
     epi_top = bottom + a.gap_mm / cos_t
     epi_bot = epi_top + a.epimysium_mm / cos_t
+    vert_d = np.maximum(vert, 1e-3)
 
     fibres = tex.window(tex.fibres, slide_px)
-    y = np.broadcast_to(y, fibres.shape)
+    h, w = fibres.shape
+    yv = np.ravel(y)
+    n_top, n_bot = _rows_before(yv, top), _rows_before(yv, bottom)
+    n_epi_top, n_epi_bot = _rows_before(yv, epi_top), _rows_before(yv, epi_bot)
+    # Rows [0, r_fat) are fat in every column, rows from r_fat_end on in none; the TLF band
+    # (0 <= u < 1, u below), the gap and the epimysium lie within rows [r0, r1).
+    r_fat, r_fat_end = int(n_top.min()), int(n_top.max())
+    band_end = _rows_before(yv, top.astype(np.float64) + vert_d * (1.0 + 1e-4) + 1e-4)  # u >= 1 from there
+    r0 = int(min(r_fat, n_bot.min(), n_epi_top.min()))
+    r1 = int(max(band_end.max(), n_epi_top.max(), n_epi_bot.max()))
+
     # Brightness on a 0-1 scale (1 = the brightest reflector); turned into amplitude below.
-    # Muscle: dark, fibrillar; perimysium streaks where the fibre field peaks.
+    # Muscle: dark, fibrillar; perimysium streaks where the fibre field peaks:
+    #   e = 0.32 + 0.06 * clip(mf, -2, 2) + 0.25 * clip(mf - 1.5, 0, 1)
     mf = fibres
     if a.muscle_slide_mm:
         mf = tex.window(tex.fibres, slide_px + a.muscle_slide_mm * x.shape[1] / a.width_mm)
-    e = 0.32 + 0.06 * np.clip(mf, -2, 2) + 0.25 * np.clip(mf - 1.5, 0, 1)
-    # Fat: dark with thin, fragmented, oblique septa.
-    fat = y < top
-    fat_e = np.full(e.shape, 0.16, np.float32)
+    e = np.empty((h, w), np.float32)
+    mus, mf = e[r_fat:], mf[r_fat:]
+    np.clip(mf, -2, 2, out=mus)
+    mus *= 0.06
+    mus += 0.32
+    streak = mf - 1.5
+    np.clip(streak, 0, 1, out=streak)
+    streak *= 0.25
+    mus += streak
+    # Fat (y < top): dark with thin, fragmented, oblique septa:
+    #   e = max(0.16, 0.16 + line) over the septa, line = exp(-((y - centre) / 0.15)^2) * 1.6 gain * (fibres > -0.3)
+    e[:r_fat] = _FAT
+    np.copyto(e[r_fat:r_fat_end], _FAT, where=yv[r_fat:r_fat_end, None] < top)
     fat_depth = np.maximum(top - a.skin_mm, 1e-3)
+    cols = np.arange(w)
+    flat = e.reshape(-1)
+    septum_px = []  # flat indices of septum pixels in the rows [0, r0), whose amplitude is not a constant
     for pos, slope, gain in tex.septa:
         centre = a.skin_mm + fat_depth * pos + slope * (x - a.width_mm / 2) * 0.3
-        line = np.exp(-(((y - centre) / 0.15) ** 2)) * (gain * 1.6) * (fibres > -0.3)
-        fat_e = np.maximum(fat_e, 0.16 + line)
-    e = np.where(fat, fat_e, e)
-    e[y < a.skin_mm] = 0.8
-    # The TLF: bright sublayers separated by slightly darker lines.
-    u = (y - top) / np.maximum(vert, 1e-3)
-    band = (u >= 0) & (u < 1)
-    n = max(a.sublayers, 1)
-    sub = 0.82 + 0.18 * np.cos(math.pi * n * u) ** 2 if n > 1 else np.ones_like(u)
-    e = np.where(band, (0.97 if a.tlf_echo is None else a.tlf_echo) * sub, e)
-    e[(y >= bottom) & (y < epi_top)] = 0.12  # loose connective gap
-    e[(y >= epi_top) & (y < epi_bot)] = 0.72 if a.epimysium_echo is None else a.epimysium_echo  # epimysial fascia
-    e = np.power(10.0, (e.astype(np.float32) - 1.0) * (48.0 / 20.0))
+        lo = _rows_before(yv, centre - _SEPTUM_REACH_MM)
+        span = int((_rows_before(yv, centre + _SEPTUM_REACH_MM) - lo).max())
+        if span <= 0:
+            continue
+        rows = np.minimum(lo + np.arange(span)[:, None], h - 1)  # the rows near the line in each column
+        at = rows * w + cols
+        yy = yv[rows]
+        line = np.exp(-(((yy - centre) / 0.15) ** 2)) * (gain * 1.6) * (fibres[rows, cols] > -0.3)
+        cur = flat[at]
+        flat[at] = np.where(yy < top, np.maximum(cur, _FAT + line), cur)
+        septum_px.append(at[rows < r0])
+    septum_px = np.concatenate(septum_px) if septum_px else np.zeros(0, np.intp)
+    n_skin = int(np.count_nonzero(yv < a.skin_mm))
+    e[:n_skin] = _SKIN
+    # The TLF: bright sublayers separated by slightly darker lines; then the gap and the epimysium.
+    if r1 > r0:
+        yb, lay = yv[r0:r1, None], e[r0:r1]
+        u = (yb - top) / vert_d
+        band = (u >= 0) & (u < 1)
+        n = max(a.sublayers, 1)
+        echo = 0.97 if a.tlf_echo is None else a.tlf_echo
+        lay[band] = echo * (0.82 + 0.18 * np.cos(math.pi * n * u[band]) ** 2) if n > 1 else echo
+        lay[(yb >= bottom) & (yb < epi_top)] = 0.12  # loose connective gap
+        epi_echo = 0.72 if a.epimysium_echo is None else a.epimysium_echo
+        lay[(yb >= epi_top) & (yb < epi_bot)] = epi_echo  # epimysial fascia
+    # Amplitude; in the rows [0, r0) only the septa differ from the fat and skin constants.
+    septum_e = flat[septum_px]
+    _amplitude(e[r0:], out=e[r0:])
+    e[:r0] = _FAT_AMP
+    e[: min(n_skin, r0)] = _SKIN_AMP
+    flat[septum_px] = _amplitude(septum_e)
 
-    labels = np.full(e.shape, BELOW, np.uint8)
-    labels[y < bottom] = TLF
-    labels[y < top] = ABOVE
+    r = np.arange(h)[:, None]
+    labels = (r >= n_bot).astype(np.uint8)  # 0 (ABOVE) above the band top, 1 (TLF) above its bottom, 2 (BELOW)
+    labels += 1
+    labels *= r >= n_top
     return e, labels, top, bottom, thick
 
 
@@ -519,49 +683,43 @@ def render(
     """
     h, w = shape
     sy, sx = anatomy.depth_mm / h, anatomy.width_mm / w
-    tex = _texture or _Texture(np.random.default_rng(seed), shape, (sy, sx))
+    tex = _texture or _Texture(np.random.default_rng(seed), shape, (sy, sx), _SCRATCH)
     y = ((np.arange(h, dtype=np.float32) + 0.5) * sy)[:, None]
     x = ((np.arange(w, dtype=np.float32) + 0.5) * sx)[None, :]
     slide_px = anatomy.slide_mm / sx
     e, labels, top, bottom, thick = _echogenicity(anatomy, y, x, tex, slide_px)
     if artefacts is not None:
         e = _artefact_reflectivity(e, artefacts, y, x, top)
-    if machine.focus_mm is not None or machine.rf_mhz is not None:
-        scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
-        i_part, q_part = _beamform(scat * e, machine, sy, sx, seed, tex, slide_px)
-        noise = machine.noise * np.random.default_rng(seed + 7919).standard_normal((2, h, w)).astype(np.float32)
-        env = np.hypot(i_part + noise[0], q_part + noise[1])
-        return _finish(env, machine, artefacts, y, labels, top, bottom, thick, sy, sx)
-
-    # Scatterers weighted by reflectivity, blurred by the point-spread function: speckle.
     scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
-    field = scat * e
-    rf = cv2.GaussianBlur(field.real, (0, 0), sigmaX=machine.lateral_psf_mm / sx, sigmaY=machine.axial_psf_mm / sy)
-    rf_i = cv2.GaussianBlur(field.imag, (0, 0), sigmaX=machine.lateral_psf_mm / sx, sigmaY=machine.axial_psf_mm / sy)
-    psf_gain = math.sqrt(4 * math.pi * (machine.lateral_psf_mm / sx) * (machine.axial_psf_mm / sy))
-    noise_rng = np.random.default_rng(seed + 7919)
-    noise = machine.noise * noise_rng.standard_normal((2, h, w)).astype(np.float32)
-    env = np.hypot(rf * psf_gain + noise[0], rf_i * psf_gain + noise[1])
-    if artefacts is not None:
-        return _finish(env, machine, artefacts, y, labels, top, bottom, thick, sy, sx)
-    # Depth attenuation, partly undone by time-gain compensation; then log compression.
-    att_db = -machine.attenuation_db_mm * (1 - machine.tgc) * y
-    db = 20 * np.log10(env + 1e-6) * machine.contrast + att_db + machine.gain_db
-    img = (db + machine.dynamic_range_db) / machine.dynamic_range_db * 255.0
-    image = np.clip(img, 0, 255).astype(np.uint8)
-
-    return Scan(
-        image=image,
-        labels=labels,
-        thickness_mm=thick.ravel().astype(np.float64),
-        spacing_mm=(sy, sx),
-        top_px=(top.ravel() / sy).astype(np.float64),
-        bottom_px=(bottom.ravel() / sy).astype(np.float64),
-    )
+    # The noise stream is separate from the texture's; its two planes add to the I and Q parts.
+    noise = _normals(np.random.default_rng(seed + 7919), (2, h, w), _SCRATCH.get("render.noise", (2, h, w)))
+    noise *= machine.noise
+    if machine.focus_mm is not None or machine.rf_mhz is not None:
+        i_part, q_part = _beamform(scat * e, machine, sy, sx, seed, tex, slide_px)
+        i_part = i_part + noise[0]
+        q_part = q_part + noise[1]
+    else:
+        # Scatterers weighted by reflectivity, blurred by the point-spread function: speckle. (The
+        # real and imaginary parts of scat * e, computed apart: e is real, so the same products.)
+        sig_x, sig_y = machine.lateral_psf_mm / sx, machine.axial_psf_mm / sy
+        parts = []
+        for name, part in (("i", scat.real), ("q", scat.imag)):
+            field = np.multiply(part, e, out=_SCRATCH.get(f"render.{name}_field", (h, w)))
+            dst = _SCRATCH.get(f"render.{name}", (h, w))
+            parts.append(cv2.GaussianBlur(field, (0, 0), sigmaX=sig_x, sigmaY=sig_y, dst=dst))
+        i_part, q_part = parts
+        psf_gain = math.sqrt(4 * math.pi * sig_x * sig_y)
+        i_part *= psf_gain
+        i_part += noise[0]
+        q_part *= psf_gain
+        q_part += noise[1]
+    env = _hypot(i_part, q_part, _SCRATCH.get("render.envelope", (h, w)))
+    return _finish(env, machine, artefacts, y, labels, top, bottom, thick, sy, sx)
 
 
 def _finish(env, machine: Machine, artefacts, y, labels, top, bottom, thick, sy, sx) -> Scan:
-    """Log compression of an envelope into the Scan (the opt-in paths; same steps as render's own)."""
+    """Depth attenuation, partly undone by time-gain compensation, and log compression of a float32
+    envelope (overwritten) into the Scan."""
     contrast, gain = machine.contrast, machine.gain_db
     if artefacts is not None and artefacts.low_contrast < 1.0:
         lc = artefacts.low_contrast
@@ -569,10 +727,18 @@ def _finish(env, machine: Machine, artefacts, y, labels, top, bottom, thick, sy,
         # Less contrast around the muscle level (about -33 dB), which stays where it was, a bit lighter.
         contrast, gain = contrast * lc, gain - (33.0 * contrast - 6.0) * (1.0 - lc)
     att_db = -machine.attenuation_db_mm * (1 - machine.tgc) * y
-    db = 20 * np.log10(env + 1e-6) * contrast + att_db + gain
-    img = (db + machine.dynamic_range_db) / machine.dynamic_range_db * 255.0
+    # img = ((20 * log10(env + 1e-6) * contrast + att_db + gain) + dynamic range) / dynamic range * 255
+    img = np.add(env, 1e-6, out=env)
+    np.log10(img, out=img)
+    img *= 20
+    img *= contrast
+    img += att_db
+    img += gain
+    img += machine.dynamic_range_db
+    img /= machine.dynamic_range_db
+    img *= 255.0
     return Scan(
-        image=np.clip(img, 0, 255).astype(np.uint8),
+        image=np.clip(img, 0, 255, out=img).astype(np.uint8),
         labels=labels,
         thickness_mm=thick.ravel().astype(np.float64),
         spacing_mm=(sy, sx),
@@ -645,8 +811,8 @@ def clip(
             tlf_mm=base.tlf_mm * (1 + 0.06 * math.sin(phase + 0.5)),
             wave_phase=base.wave_phase + 0.2 * math.sin(phase),
         )
-        fresh = (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w))).astype(np.complex64)
-        speckle = (0.95 * speckle + math.sqrt(1 - 0.95**2) * fresh).astype(np.complex64)
+        fresh = _complex_normal(rng, (h, w))
+        speckle = _mix(0.95, speckle, math.sqrt(1 - 0.95**2), fresh)
         yield render(a, machine, shape, seed=seed * 1000 + i, _texture=tex, _speckle=speckle)
 
 
@@ -763,7 +929,7 @@ def extension_clip(
         washed = (range(s0, s0 + n), art.low_contrast)
         art = replace(art, low_contrast=1.0)
 
-    drift = (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w))).astype(np.complex64)
+    drift = _complex_normal(rng, (h, w))
     keep = _SPECKLE_KEEP if decorrelation > 0 else 1.0
     x = ((np.arange(w) + 0.5) * sx)
     last: Scan | None = None
@@ -787,8 +953,8 @@ def extension_clip(
         # about 1/e per second at rest, faster in proportion to the motion since the last frame
         rho = math.exp(-decorrelation * (1.0 / fps + 4.0 * abs(e - prev_e))) if decorrelation > 0 else 1.0
         prev_e = e
-        fresh = (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w))).astype(np.complex64)
-        drift = (rho * drift + math.sqrt(max(0.0, 1 - rho * rho)) * fresh).astype(np.complex64)
+        fresh = _complex_normal(rng, (h, w))
+        drift = _mix(rho, drift, math.sqrt(max(0.0, 1 - rho * rho)), fresh)
         if frozen[i] and last is not None:
             yield replace(
                 last, image=last.image.copy(), labels=last.labels.copy(), thickness_mm=last.thickness_mm.copy(),
@@ -801,7 +967,7 @@ def extension_clip(
             top, vert, _, cos_t = _geometry(a, x)
             below = (np.arange(h)[:, None] + 0.5) * sy >= (top + vert + a.gap_mm / cos_t)[None, :]
             tissue = np.where(below, tex.window(tex.scatter, slide_px + a.muscle_slide_mm / sx), tissue)
-        speckle = (keep * tissue + math.sqrt(1 - keep * keep) * drift).astype(np.complex64)
+        speckle = _mix(keep, tissue, math.sqrt(1 - keep * keep), drift)
         frame_art = art
         if washed is not None and i in washed[0]:
             frame_art = replace(art, low_contrast=washed[1])
