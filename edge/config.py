@@ -20,6 +20,7 @@ The config holds options only, never runtime state.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -45,7 +46,7 @@ def _require(section: str, key: str, value, ok: bool, why: str) -> None:
 
 @dataclass(frozen=True)
 class SourceOptions:
-    url: str = "phantom://clip?seed=7&frames=90&size=400x400"  # see edge.sources.open_source
+    url: str = "phantom://clip?seed=7&frames=150&size=400x400&live=1"  # see edge.sources.open_source
 
     def __post_init__(self):
         _require("source", "url", self.url, bool(self.url.strip()), "must not be empty")
@@ -105,20 +106,31 @@ class DisplayOptions:
 
 
 @dataclass(frozen=True)
+class StorageOptions:
+    data_dir: str = ""  # every file the runtime writes goes under this folder; empty: the working directory
+
+    def __post_init__(self):
+        _require("storage", "data_dir", self.data_dir, self.data_dir == "" or bool(self.data_dir.strip()),
+                 "must be empty (the working directory) or a folder")
+
+
+@dataclass(frozen=True)
 class RecordingOptions:
     enabled: bool = False
-    path: str = "recordings"  # folder for recordings
+    path: str = "recordings"  # folder for recordings (under [storage] data_dir when relative)
     include_full_screen: bool = False  # the whole screen, patient fields included, not only the B-mode
+    min_free_mb: float = 100.0  # recording stops when the disk has less than this free
 
     def __post_init__(self):
         _require("recording", "path", self.path, bool(self.path.strip()), "must not be empty")
+        _require("recording", "min_free_mb", self.min_free_mb, self.min_free_mb >= 0, "must be 0 or more")
 
 
 @dataclass(frozen=True)
 class LogOptions:
     jsonl: bool = True  # one JSON object per frame
     csv: bool = False  # one CSV row per frame
-    directory: str = "runs"  # each run makes a folder under this one
+    directory: str = "runs"  # each run makes a folder under this one (under [storage] data_dir when relative)
 
     def __post_init__(self):
         _require("log", "directory", self.directory, bool(self.directory.strip()), "must not be empty")
@@ -151,6 +163,7 @@ class Config:
     measurement: ThicknessOptions = field(default_factory=ThicknessOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     display: DisplayOptions = field(default_factory=DisplayOptions)
+    storage: StorageOptions = field(default_factory=StorageOptions)
     recording: RecordingOptions = field(default_factory=RecordingOptions)
     log: LogOptions = field(default_factory=LogOptions)
     console: ConsoleOptions = field(default_factory=ConsoleOptions)
@@ -305,3 +318,22 @@ def apply_overrides(config: Config, overrides: Iterable[str], origin: str = "com
             raise ConfigError(f"{origin}: {e}") from e
         config = replace(config, **{section: options})
     return config
+
+
+def data_paths(config: Config) -> tuple[Path, Path]:
+    """The folders the runtime writes to: (log directory, recording folder).
+
+    Relative paths are taken under [storage] data_dir (the working directory when it is empty).
+    With data_dir set, a folder that lands outside it (an absolute path elsewhere, or ../) is a
+    ConfigError naming the key: the runtime writes nothing outside its data directory.
+    """
+    root = Path(config.storage.data_dir).expanduser() if config.storage.data_dir else Path()
+    paths = []
+    for section, key, value in (("log", "directory", config.log.directory), ("recording", "path", config.recording.path)):
+        path = root / Path(value).expanduser()
+        if config.storage.data_dir:
+            inside, top = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+            if inside != top and top not in inside.parents:
+                raise ConfigError(f"[{section}] {key}: {value!r} is outside [storage] data_dir {config.storage.data_dir!r}")
+        paths.append(path)
+    return paths[0], paths[1]

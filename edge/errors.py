@@ -19,3 +19,15 @@ class ConfigError(EdgeError):
 
 class SinkError(EdgeError):
     """An output (display, recording, log) failed."""
+
+
+class SignalLost(SourceError):
+    """A live source has lost its device and is reopening it with backoff.
+
+    Not the end of the run: the caller waits `retry_in` seconds (interruptibly) and reads again;
+    the source's next `read()` tries to reopen the device once that time is due.
+    """
+
+    def __init__(self, message: str, retry_in: float):
+        super().__init__(message)
+        self.retry_in = float(retry_in)

@@ -5,25 +5,38 @@ start none of their own. Sinks that fail are reported once and dropped while the
 Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
 (edge.prepare) before anything else sees it; a change of layout is noted on the first
 measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
+
+Faults a cart meets in a day are survived here: a live source that loses its device raises
+SignalLost; the capture thread then tells every sink NO_SIGNAL (the display shows it; repeated
+at each reopen attempt, at most `retry_max` apart), logs the loss, waits on the stop event for
+the source's backoff and reads again, and tells the sinks RUNNING when frames come back. While
+no measurement comes, the output thread calls each sink's `idle()` so the display link keeps its
+heartbeats and can reconnect. A sink that fails (a full recording disk, a log that cannot be
+written) is reported once and dropped; the others go on. Run statistics stay bounded however
+long the run: counts for every frame, the measurements themselves for the last
+`KEEP_MEASUREMENTS` only.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edge.config import CalibrationOptions, RoiOptions
+from edge.errors import SignalLost
 from edge.frame import Measurement, Segmentation
 from edge.freeze import FreezeDetector
 from edge.prepare import LayoutEvent, Prepare
-from edge.quality import Quality
+from edge.quality import REJECTING, Quality, names
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.segmenter import Segmenter
-from edge.sinks import Sink
+from edge.sinks import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
 from edge.temporal import TemporalFilter, TemporalOptions
 from edge.thickness import ThicknessOptions, measure_thickness, window_slice
@@ -51,9 +64,27 @@ def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, fr
     )
 
 
+KEEP_MEASUREMENTS = 2000  # the most recent measurements kept in RunStats (the sinks see them all)
+IDLE_S = 0.25  # without a measurement for this long, the output thread calls each sink's idle()
+NOTE_EVERY_S = 60.0  # during a long outage, a "still no signal" line this often
+STOP_GRACE_S = 0.3  # once stopped, how long the model may take to finish its frame
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """The runtime's state as the output thread tells it to the sinks (edge.sinks RUNNING, NO_SIGNAL)."""
+
+    code: str
+    text: str
+    t: float
+
+
 @dataclass
 class RunStats:
-    measurements: list[Measurement] = field(default_factory=list)
+    measurements: deque = field(default_factory=lambda: deque(maxlen=KEEP_MEASUREMENTS))  # the most recent
+    measured: int = 0  # every frame that reached the sinks
+    accepted: int = 0  # of those, measured and not rejected by a quality flag
+    flagged: dict[str, int] = field(default_factory=dict)  # rejecting flag name -> frames
     dead_sinks: dict[str, str] = field(default_factory=dict)
     t_start: float = 0.0
     t_end: float = 0.0
@@ -61,6 +92,20 @@ class RunStats:
     dropped_frames: int = 0
     layout_events: list[LayoutEvent] = field(default_factory=list)  # the first layout, then each change
     frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
+    corrupt_frames: int = 0  # frames the source could not decode (skipped), as it counts them
+    signal_losses: int = 0  # times a live source lost its device
+    no_signal_s: float = 0.0  # time spent without signal
+    source_reconnects: int = 0  # times a live source reopened its device
+    unprocessed_at_stop: int = 0  # frames captured but let go when the run was stopped
+
+    def add(self, m: Measurement) -> None:
+        self.measured += 1
+        self.measurements.append(m)
+        rejecting = m.flags & REJECTING
+        if not rejecting and not math.isnan(m.thickness):
+            self.accepted += 1
+        for name in names(rejecting):
+            self.flagged[name] = self.flagged.get(name, 0) + 1
 
     @property
     def layout_changes(self) -> int:
@@ -69,7 +114,7 @@ class RunStats:
 
     @property
     def frames(self) -> int:
-        return len(self.measurements)
+        return self.measured
 
     @property
     def fps(self) -> float:
@@ -105,24 +150,17 @@ class Pipeline:
         self.stop_event = threading.Event()
 
     def _emit(self, live: list[Sink], m: Measurement, seg: Segmentation, stats: RunStats) -> list[Sink]:
-        alive = []
-        for sink in live:
-            try:
-                sink.write(m, seg)
-                alive.append(sink)
-            except Exception as e:  # a sink must never stop the pipeline
-                sink.dead = f"{type(e).__name__}: {e}"
-                stats.dead_sinks[sink.name] = sink.dead
-                self.err.write(f"\n{sink.name} output stopped: {sink.dead}\n")
-                _close_quietly(sink)
-        return alive
+        return _deliver(self.err, live, stats, lambda sink: sink.write(m, seg))
 
     def run(self, max_frames: int | None = None) -> RunStats:
         """Run until the source ends, `max_frames` are done or `stop_event` is set.
 
         Three threads overlap capture, inference and output. Frames wait in a queue that keeps
         the newest for live sources and blocks for files; measurements wait in a blocking queue
-        so that every one reaches the log. An exception in any stage is re-raised here.
+        so that every one reaches the log. Once `stop_event` is set, the frame being segmented
+        is finished and logged if that takes at most STOP_GRACE_S, frames still waiting are
+        let go (`unprocessed_at_stop`), so a stop is prompt even on a starved CPU; every frame
+        that reached the outputs is in the log. An exception in any stage is re-raised here.
         """
         stats = RunStats(t_start=time.monotonic())
         live: list[Sink] = []
@@ -145,11 +183,24 @@ class Pipeline:
 
         def capture():
             n = 0
+            outage = _Outage(self.err)
             try:
                 with self.source:
                     cropped = bool(getattr(self.source, "cropped", False))  # known once open
                     while not stop.is_set() and (max_frames is None or n < max_frames):
-                        frame = self.source.read()
+                        try:
+                            frame = self.source.read()
+                        except SignalLost as e:
+                            if outage.lost(e):
+                                stats.signal_losses += 1
+                            # Told at every attempt, not only the first: a sink can tell a source
+                            # still being retried from a stalled pipeline (a watchdog keeps quiet).
+                            results.put(StatusChange(NO_SIGNAL, str(e), time.monotonic()), force=True)
+                            stop.wait(e.retry_in)
+                            continue
+                        if outage.since is not None:
+                            stats.no_signal_s += outage.back()
+                            results.put(StatusChange(RUNNING, "signal back", time.monotonic()), force=True)
                         if frame is None:
                             break
                         if self.prepare is not None:
@@ -164,6 +215,8 @@ class Pipeline:
                         if frames.put(frame, stop):
                             n += 1
             finally:
+                if outage.since is not None:
+                    stats.no_signal_s += time.monotonic() - outage.since
                 frames.put(_END, force=True)
 
         def due_events(seq: int) -> dict:
@@ -175,6 +228,9 @@ class Pipeline:
         def infer():
             try:
                 while (frame := frames.get()) is not _END:
+                    if stop.is_set() and not errors:  # asked to stop: frames not yet segmented are let go
+                        stats.unprocessed_at_stop += 1
+                        continue
                     frozen = self.freeze(frame.image)
                     t0 = time.monotonic()
                     seg = self.segmenter.segment(frame)
@@ -188,11 +244,21 @@ class Pipeline:
 
         def output():
             nonlocal live
-            while (item := results.get()) is not _END:
+            while True:
+                try:
+                    item = results.get(timeout=IDLE_S)
+                except TimeoutError:  # no signal, or a slow source: keep the links alive
+                    live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "idle", _nothing)())
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, StatusChange):
+                    live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "status", _nothing)(item.code, item.text))
+                    continue
                 m, seg = item
                 if stats.t_first_measurement is None:
                     stats.t_first_measurement = time.monotonic()
-                stats.measurements.append(m)
+                stats.add(m)
                 live = self._emit(live, m, seg, stats)
 
         def guarded(fn):
@@ -205,28 +271,100 @@ class Pipeline:
             return body
 
         threads = [threading.Thread(target=guarded(fn), name=f"tlf-{fn.__name__}", daemon=True) for fn in (capture, infer, output)]
+        stopped_at = None
+        abandoned = False
         try:
             for t in threads:
                 t.start()
             while threads[2].is_alive():
                 threads[2].join(0.1)
-                if stop.is_set() and threads[0].is_alive():
+                if not stop.is_set():
+                    continue
+                if threads[0].is_alive():
                     threads[0].join(0.5)  # a source stuck in read() must not hold up the stop
                     frames.put(_END, force=True)
+                stopped_at = stopped_at or time.monotonic()
+                if (not errors and not abandoned and threads[1].is_alive()
+                        and time.monotonic() - stopped_at > STOP_GRACE_S):
+                    # The model is still on its last frame (a starved CPU, a hung delegate): that
+                    # frame is let go, and the outputs close with everything measured before it.
+                    abandoned = True
+                    stats.unprocessed_at_stop += 1
+                    results.put(_END, force=True)
         finally:
             stop.set()
             for t in threads:
-                t.join(1.0)
+                if not (abandoned and t is threads[1]):
+                    t.join(1.0)
             for sink in live:
                 _close_quietly(sink)
             stats.t_end = time.monotonic()
             stats.dropped_frames = frames.dropped + getattr(self.source, "dropped", 0)
+            stats.corrupt_frames = int(getattr(self.source, "corrupt", 0))
+            stats.source_reconnects = int(getattr(self.source, "reconnects", 0))
         if errors:
             raise errors[0]
         return stats
 
 
 _END = object()  # end of stream between the pipeline's threads
+
+
+def _deliver(err, live: list[Sink], stats: RunStats, call) -> list[Sink]:
+    """`call(sink)` for each live sink; the sinks still alive. One that raises is reported once
+    on `err`, recorded in `stats.dead_sinks`, closed and dropped: a sink never stops the pipeline."""
+    alive = []
+    for sink in live:
+        try:
+            call(sink)
+            alive.append(sink)
+        except Exception as e:
+            sink.dead = f"{type(e).__name__}: {e}"
+            stats.dead_sinks[sink.name] = sink.dead
+            err.write(f"\n{sink.name} output stopped: {sink.dead}\n")
+            _close_quietly(sink)
+    return alive
+
+
+class _Outage:
+    """The log of one loss of signal: the loss, each longer wait of the backoff, a line every
+    NOTE_EVERY_S while it lasts, and the return (with how long it took)."""
+
+    def __init__(self, err):
+        self.err = err
+        self.since: float | None = None
+        self.attempts = 0
+        self._wait = 0.0
+        self._noted = 0.0
+
+    def lost(self, e: SignalLost) -> bool:
+        """Log a SignalLost; True if it starts an outage."""
+        now = time.monotonic()
+        first = self.since is None
+        if first:
+            self.since, self.attempts, self._wait, self._noted = now, 0, 0.0, now
+            self._line(f"no signal: {e}; next try in {e.retry_in:.2g} s")
+        elif e.retry_in > self._wait * 1.01 or now - self._noted >= NOTE_EVERY_S:
+            self._line(f"no signal for {now - self.since:.1f} s ({self.attempts} attempts); next try in {e.retry_in:.2g} s")
+            self._noted = now
+        self.attempts += 1
+        self._wait = max(self._wait, e.retry_in)
+        return first
+
+    def back(self) -> float:
+        """Log the return of the signal; the length of the outage."""
+        took = time.monotonic() - self.since
+        self._line(f"signal back after {took:.1f} s ({self.attempts} attempts)")
+        self.since = None
+        return took
+
+    def _line(self, text: str) -> None:
+        self.err.write(f"\n{time.strftime('%H:%M:%S')} {text}\n")
+        self.err.flush()
+
+
+def _nothing(*args) -> None:
+    pass
 
 
 def _close_quietly(sink: Sink) -> None:

@@ -23,7 +23,11 @@ Full disk: OpenCV's writer reports no write errors. Before each frame the free s
 recording's folder is checked against `min_free_bytes`, and the file is checked to keep
 growing; when either fails, `write()` raises a one-line SinkError, the pipeline reports
 "recording output stopped: ..." and closes this sink (the margin leaves room for the index, so
-the part written stays playable) while measurement goes on.
+the part written stays playable) while measurement goes on. When the disk fills regardless (no
+margin, or another writer took the room), the writes fail silently and the file stops growing:
+the writer flushes in blocks of about 64 KB, so once the frames written since the last growth
+hold more than two such blocks (as the file's bytes per frame so far tell), the recording
+stops; the frames that reached the disk play with an FFmpeg-based reader.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ BAND_COLOUR = (0, 255, 0)  # BGR green: the TLF band contour
 TEXT_COLOUR = (0, 255, 255)  # BGR yellow: the reading
 FLAG_COLOUR = (0, 0, 255)  # BGR red: quality flags when any is raised
 OK_COLOUR = (255, 255, 255)
+WRITER_BLOCK = 64 * 1024  # OpenCV's MJPG writer reaches the file in blocks of about this size
 
 
 def _fmt(v) -> str | None:
@@ -98,7 +103,8 @@ class RecordingSink(Sink):
     frame arrives, i.e. after the source has opened), or None; 30 when unknown.
     min_free_bytes: recording stops when the folder's free space falls below this.
     stall_frames: recording stops when the file has not grown over this many frames (a write
-    failing silently); a JPEG frame is at least ~600 bytes and the writer buffers ~64 KB.
+    failing silently); a JPEG frame is at least ~600 bytes and the writer buffers ~64 KB. Once
+    the file's bytes per frame are known, fewer: as many frames as hold two writer blocks.
     If the ROI changes size mid-run, the current file is closed and a new part
     `<stem>-part2.avi`, `-part3`, ... is started at the new size; `files` lists every part.
     """
@@ -116,6 +122,8 @@ class RecordingSink(Sink):
         self._size: tuple[int, int] | None = None  # (width, height) of the open part
         self._last_bytes = 0
         self._stalled = 0
+        self._part_frames = 0  # frames written to the open part
+        self._grown_frames = 0  # of those, how many had been written when the file last grew
 
     @classmethod
     def in_folder(cls, folder: str | Path, **kwargs) -> "RecordingSink":
@@ -143,7 +151,7 @@ class RecordingSink(Sink):
             raise SinkError(f"cannot open {str(part)!r} for writing an MJPG video of {size[0]}x{size[1]}")
         self._writer, self._size = writer, size
         self.files.append(part)
-        self._last_bytes, self._stalled = 0, 0
+        self._last_bytes, self._stalled, self._part_frames, self._grown_frames = 0, 0, 0, 0
 
     def _release(self) -> None:
         if self._writer is not None:
@@ -165,11 +173,17 @@ class RecordingSink(Sink):
             size = os.path.getsize(part)
         except OSError as e:
             raise SinkError(f"recording file {str(part)!r} is gone: {e.strerror or e}") from e
-        self._stalled = 0 if size > self._last_bytes else self._stalled + 1
-        self._last_bytes = max(size, self._last_bytes)
-        if self._stalled >= self.stall_frames:
-            raise SinkError(f"{str(part)!r} stopped growing over {self._stalled} frames (write failing?);"
-                            f" {self.frames} frames kept")
+        if size > self._last_bytes:
+            self._stalled, self._last_bytes, self._grown_frames = 0, size, self._part_frames
+        else:
+            self._stalled += 1
+        limit = self.stall_frames
+        if self._grown_frames:
+            per_frame = self._last_bytes / self._grown_frames
+            limit = min(limit, 2 + math.ceil(2 * WRITER_BLOCK / max(per_frame, 1.0)))
+        if self._stalled >= limit:
+            raise SinkError(f"{str(part)!r} stopped growing over {self._stalled} frames (disk full? write failing?);"
+                            f" about {self._grown_frames} frames of it reached the disk")
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
         if self.dead:
@@ -184,6 +198,7 @@ class RecordingSink(Sink):
                 self._check_space(self.files[-1])
             self._writer.write(draw_overlay(image, m, seg.labels, self.tlf_class))
             self.frames += 1
+            self._part_frames += 1
             self._check_growth()
         except SinkError as e:
             self.dead = str(e)

@@ -1,5 +1,13 @@
 """Outputs of the runtime. A sink has open/write/close; a failing sink marks itself dead, reports
-once, and the pipeline carries on with the others."""
+once, and the pipeline carries on with the others.
+
+Besides a measurement per frame, the pipeline's output thread tells every sink the runtime's
+state (`status(code, text)`): NO_SIGNAL when the capture device is lost and again at each
+attempt to reopen it (at most a few seconds apart: proof that the source is being retried, not
+stalled), RUNNING when frames come back. It calls `idle()` when no measurement has come for a
+moment, so that a sink with a link to keep alive (the display's heartbeats and reconnection) is
+driven even without frames.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,8 @@ from pathlib import Path
 
 from edge.frame import Measurement, Segmentation
 from edge.quality import names
+
+RUNNING, NO_SIGNAL = "running", "no_signal"  # the runtime states a sink is told of
 
 
 class Sink:
@@ -24,6 +34,13 @@ class Sink:
 
     def write(self, measurement: Measurement, segmentation: Segmentation) -> None:
         pass
+
+    def status(self, code: str, text: str) -> None:
+        """The runtime's state: `code` is RUNNING (frames are back) or NO_SIGNAL (at the loss
+        and at each reopen attempt after it); `text` says why."""
+
+    def idle(self) -> None:
+        """No measurement for a while (no signal, slow source): keep links alive."""
 
     def close(self) -> None:
         pass
@@ -80,6 +97,7 @@ class ConsoleStatus(Sink):
         self._last = 0.0
         self._count = 0
         self._t0 = None
+        self._state = RUNNING
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
         now = time.monotonic()
@@ -98,6 +116,13 @@ class ConsoleStatus(Sink):
         self.stream.write(f"\rframe {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
         self.stream.flush()
 
+    def status(self, code: str, text: str) -> None:
+        if code == NO_SIGNAL and self._state != NO_SIGNAL:
+            self.stream.write(f"\rNO SIGNAL: {text}\n")
+            self.stream.flush()
+            self._t0, self._count = None, 0  # the fps restarts with the signal
+        self._state = code
+
     def close(self):
         if self._count:
             self.stream.write("\n")
@@ -112,6 +137,9 @@ class DisplaySink(Sink):
     def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1):
         self.url, self.model_id, self.baudrate, self.tlf_class = url, model_id, baudrate, tlf_class
         self.link = None
+        self._status = None  # the last STATUS, sent again to a display that reconnects
+        self._reconnects = 0
+        self.link_stats: dict | None = None  # the link's stats when it closed
 
     def open(self):
         from firmware_bridge.link import DisplayLink
@@ -135,9 +163,26 @@ class DisplaySink(Sink):
         self.link.offer(wire, labels=seg.labels)
         self.link.pump(timeout=0)
 
+    def status(self, code: str, text: str) -> None:
+        from firmware_bridge.messages import Status, StatusCode
+
+        wire = {RUNNING: StatusCode.RUNNING, NO_SIGNAL: StatusCode.NO_SIGNAL}[code]
+        label = "no signal" if code == NO_SIGNAL else "running"  # shown as is: short and plain
+        self._status = Status(wire, 0, label)
+        self.link.offer_status(self._status)
+        self.link.pump(timeout=0)
+
+    def idle(self) -> None:
+        reconnects = self.link.stats["reconnects"]
+        if reconnects != self._reconnects and self._status is not None:
+            self.link.offer_status(self._status)  # a display that came back learns the state again
+        self._reconnects = reconnects
+        self.link.pump(timeout=0)
+
     def close(self):
         if self.link is not None:
             try:
                 self.link.pump(timeout=0.2)
             finally:
+                self.link_stats = self.link.stats  # what was sent, dropped, reconnected: for reports
                 self.link.close()

@@ -119,7 +119,7 @@ def test_newest_frame_wins_with_opencv_on_a_real_stream(tmp_path):
     for k in range(20):
         w.write(np.full((48, 64, 3), 10 * k, np.uint8))
     w.release()
-    src = CaptureSource(str(path), backend="any", max_drain=3, max_failures=0).open()
+    src = CaptureSource(str(path), backend="any", max_drain=3, max_failures=0, give_up=0).open()
     levels = []
     with pytest.raises(SourceError, match="stopped delivering"):
         while True:
@@ -162,3 +162,74 @@ def test_unknown_scheme_is_one_clear_error():
 def test_read_before_open_is_an_error():
     with pytest.raises(SourceError, match="before open"):
         CaptureSource(0).read()
+
+
+# -- a card that vanishes and comes back: reopened with backoff, never sleeping -----------------
+
+
+def vanishing_source(**kw):
+    """A capture source over SimCards made by a factory; `present[0]` says whether the device
+    node is there (a card made while it is not cannot be opened)."""
+    clock, present, cards = Clock(), [True], []
+
+    def factory(device, api):
+        card = SimCard(clock)
+        card.opened = present[0]
+        cards.append(card)
+        return card
+
+    src = CaptureSource(0, clock=clock, capture_factory=factory, max_failures=2, **kw).open()
+    return src, clock, present, cards
+
+
+def test_a_lost_card_is_reopened_with_bounded_backoff_and_delivers_again():
+    from edge.errors import SignalLost
+
+    src, clock, present, cards = vanishing_source(backoff=(0.1, 0.4))
+    first = src.read()
+    cards[-1].fail, present[0] = True, False  # unplugged
+    waits = []
+    for _ in range(6):
+        with pytest.raises(SignalLost, match="capture 0 stopped delivering frames .*reopening failed") as e:
+            src.read()
+        waits.append(e.value.retry_in)
+        made = len(cards)
+        with pytest.raises(SignalLost):  # asked again before the wait is over: the device is left alone
+            src.read()
+        assert len(cards) == made
+        clock.now += e.value.retry_in
+    assert waits == pytest.approx([0.1, 0.2, 0.4, 0.4, 0.4, 0.4])  # doubling, then capped
+    assert not src.signal and src.failed_reopens == 6 and src.reconnects == 0
+    present[0] = True  # plugged back in
+    frame = src.read()
+    assert src.signal and src.reconnects == 1 and frame.seq == first.seq + 1
+    assert src.read().seq == frame.seq + 1
+
+
+def test_a_glitch_that_reopens_at_once_is_not_a_loss_of_signal():
+    src, clock, present, cards = vanishing_source()
+    src.read()
+    cards[-1].fail = True  # the driver resets; the node stays
+    assert src.read() is not None and src.signal and src.reconnects == 1 and src.failed_reopens == 0
+
+
+def test_giving_up_ends_the_run_with_one_clear_error():
+    from edge.errors import SignalLost
+
+    src, clock, present, cards = vanishing_source(give_up=1.0)
+    src.read()
+    cards[-1].fail, present[0] = True, False
+    with pytest.raises(SignalLost):
+        src.read()
+    clock.now += 1.0
+    with pytest.raises(SourceError, match="capture 0 stopped delivering frames .*not back after 1 s") as e:
+        src.read()
+    assert not isinstance(e.value, SignalLost)
+
+
+def test_reconnect_url_options():
+    src = open_source("v4l2:///dev/video0?retry_max=5&give_up=600")
+    assert src.backoff == (0.1, 5.0) and src.give_up == 600.0
+    assert open_source("/dev/video0").give_up is None
+    with pytest.raises(SourceError, match="bad capture option"):
+        open_source("v4l2:///dev/video0?give_up=soon")

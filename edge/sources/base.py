@@ -2,7 +2,9 @@
 
 A source starts no threads of its own; the pipeline calls `read()` from its capture thread.
 `read()` returns the next Frame, or None when a finite source is exhausted. A live source
-returns the newest frame and counts the ones it had to drop (`dropped`).
+returns the newest frame and counts the ones it had to drop (`dropped`); while its device is
+lost it raises `edge.errors.SignalLost` (wait `retry_in` seconds, then read again) and, when it
+has given up, SourceError.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def open_source(url: str) -> Source:
     phantom://clip?seed=7&frames=90&fps=30&size=400x400&preset=default  the built-in phantom
     phantom://screen?seed=7&frames=90&size=1280x720&depth=40,50&change_at=45  its whole screen
     0, /dev/video0, v4l2:///dev/video0?width=1280&height=720&fps=30&fourcc=MJPG  a capture card
+        (also retry_max=2: longest wait in s between attempts to reopen a lost card;
+        give_up=600: end the run after that many s without signal; absent: keep trying)
     gst://videotestsrc ! videoconvert ! appsink  an OpenCV GStreamer pipeline
     file:///data/clip.mp4?pace=1, /data/clip.avi                        a video file
     /data/frames/, /data/frames/*.png, /data/one.png                    image files
