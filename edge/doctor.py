@@ -108,6 +108,17 @@ def check_disk(directory: str) -> Check:
     return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if os.access(probe, os.W_OK) else " (not writable)"))
 
 
+def _log_directory(cfg):
+    """Where the runtime writes its logs: under [storage] data_dir when set (checked by the config)."""
+    from edge.config import data_paths
+    from edge.errors import ConfigError
+
+    try:
+        return data_paths(cfg)[0]
+    except ConfigError:
+        return Path(cfg.log.directory)
+
+
 def run_checks(config_path: str | None = None) -> list[Check]:
     config_check, cfg = check_config(config_path)
     checks = [config_check]
@@ -116,7 +127,7 @@ def run_checks(config_path: str | None = None) -> list[Check]:
             check_source(cfg.source.url),
             check_display(cfg.display.url, cfg.display.baud),
             check_bundle(cfg.model.bundle or str(DEMO_BUNDLE)),
-            check_disk(cfg.log.directory),
+            check_disk(str(_log_directory(cfg))),
         ]
     checks.append(check_cpu())
     return checks

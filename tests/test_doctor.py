@@ -35,3 +35,15 @@ def test_doctor_fails_a_tampered_bundle_a_bad_port_and_a_bad_config(tmp_path):
 def test_doctor_reports_an_unopenable_capture_device():
     c = doctor.check_source("/dev/video99")
     assert not c.ok and "video99" in c.detail
+
+
+def test_doctor_checks_the_disk_under_the_data_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "cart-data"
+    data.mkdir()
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text(f'version = 1\n\n[storage]\ndata_dir = "{data}"\n\n[log]\ndirectory = "logs"\n')
+    out = io.StringIO()
+    doctor.main(str(cfg), out)
+    disk = [line for line in out.getvalue().splitlines() if line.split()[1:2] == ["disk"]]
+    assert len(disk) == 1 and str(data) in disk[0], out.getvalue()
