@@ -5,6 +5,12 @@ sinks) at p50/p90/p99 from a sequential pass; end-to-end frames/s and latency fr
 display write from the threaded pipeline; peak resident memory, CPU use, model size, start to
 first measurement, on-device accuracy against phantom truth, and a device fingerprint. Writes
 bench.json, bench.md and latency_hist.png.
+
+Given labelled data (`data`: a data-set folder, see edge.dataset, or "phantom[:N]") it also scores
+the bundle's int8 model on it with the device's own preprocessing, kernels and measurement: pixel
+accuracy, IoU and Dice per class and their means (pooled over all images, on the model grid, as
+convert's validation does), and the thickness error against the thickness measured the same way
+on the true mask (and, for phantom frames, against the phantom's exact thickness).
 """
 
 from __future__ import annotations
@@ -23,18 +29,22 @@ import cv2
 import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.config import CalibrationOptions, RoiOptions
+from edge.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
+from edge.errors import EdgeError
 from edge.frame import Segmentation
 from edge.metrics import scores
 from edge.pipeline import Pipeline, measure, smooth
+from edge.prepare import Prepare
 from edge.preprocess import model_spacing, resize_labels, to_model_image
 from edge.segmenter import Segmenter, physical_cores
 from edge.sinks import DisplaySink, JsonLinesLog, Sink
 from edge.sources import open_source
 from edge.temporal import TemporalFilter
-from edge.thickness import ThicknessOptions
+from edge.thickness import ThicknessOptions, measure_thickness
 
-STAGES = ("capture", "preprocess", "invoke", "postprocess", "sinks")
+STAGES = ("capture", "roi", "preprocess", "invoke", "postprocess", "sinks")
 DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"
 
 
@@ -73,20 +83,32 @@ def percentiles(values_ms) -> dict:
 
 
 def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[Sink]) -> tuple[dict, dict]:
-    """Times each stage one after the other; also scores the model against phantom truth."""
+    """Times each stage one after the other; also scores the model against phantom truth.
+
+    The roi stage is the runtime's own (edge.prepare with the default [roi] and [calibration]
+    options, as `tlf-edge run` without a config): a full screen is cut to its B-mode region and
+    calibrated, a source that delivers the region already passes through. Screens on which no
+    region is found are not measured (they count in the capture stage only).
+    """
     times = {s: [] for s in STAGES}
     spec, options = segmenter.spec, ThicknessOptions()
     temporal = TemporalFilter()
+    prepare = Prepare(RoiOptions(), CalibrationOptions())
     ious, thick_err = [], []
     for sink in sinks:
         sink.open()
     with open_source(source_url) as source:
+        cropped = bool(getattr(source, "cropped", False))  # known once open
         for _ in range(frames):
             t0 = time.perf_counter()
             frame = source.read()
             if frame is None:
                 break
             t1 = time.perf_counter()
+            frame, _ = prepare(frame, cropped)
+            if frame is None:
+                continue
+            t1b = time.perf_counter()
             model_image = to_model_image(frame.image, spec)
             t2 = time.perf_counter()
             logits = segmenter.infer(model_image)
@@ -99,7 +121,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             for sink in sinks:
                 sink.write(m, seg)
             t5 = time.perf_counter()
-            for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            for name, a, b in zip(STAGES, (t0, t1, t1b, t2, t3, t4), (t1, t1b, t2, t3, t4, t5)):
                 times[name].append((b - a) * 1000)
             if frame.truth is not None and "labels" in frame.truth:
                 ious.append(scores(resize_labels(frame.truth["labels"], spec), labels, segmenter.classes)["mean_iou"])
@@ -113,6 +135,100 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
                     "thickness_mae_mm": round(float(np.mean(thick_err)), 4) if thick_err else None,
                     "measured_frames": len(thick_err)}
     return times, accuracy
+
+
+def parse_spacing(text: str | None) -> tuple[float, float] | None:
+    """'R,C' (mm per pixel, row then column; one value for both) -> (R, C); None stays None."""
+    if text is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(math.isfinite(v) and v > 0 for v in parts):
+        raise EdgeError(f"spacing must be 'ROW_MM,COL_MM' with two positive numbers, not {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else round(v, 4)
+
+
+def _errors(measured: list[float], reference: list[float]) -> dict:
+    m, r = np.asarray(measured, float), np.asarray(reference, float)
+    ok = ~(np.isnan(m) | np.isnan(r))
+    d = m[ok] - r[ok]
+    if d.size == 0:
+        return {"n": 0, "mae": None, "bias": None, "max_abs": None}
+    return {"n": int(d.size), "mae": round(float(np.abs(d).mean()), 4), "bias": round(float(d.mean()), 4),
+            "max_abs": round(float(np.abs(d).max()), 4)}
+
+
+def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
+                  options: ThicknessOptions = ThicknessOptions()) -> dict:
+    """Score the segmenter on labelled frames with the device's preprocessing, int8 kernels,
+    argmax and thickness measurement.
+
+    Segmentation scores are pooled over all images on the model grid (truth resized by nearest
+    neighbour); `per_image_mean_iou` is the mean of the images' own mean IoUs. Thickness: the
+    device's measurement (sub-pixel, from the logits) against the same measurement on the true
+    mask; frames where either is rejected are counted, not scored.
+    """
+    spec, tlf, k = segmenter.spec, segmenter.bundle.tlf_class, segmenter.classes
+    truths, preds, per_image = [], [], []
+    device_mm, truth_mm, exact_mm = [], [], []
+    unit = None
+    t0 = time.perf_counter()
+    for f in frames:
+        if f.classes and len(f.classes) != k:
+            raise DatasetError(f"the data set has {len(f.classes)} classes {list(f.classes)} but the model has {k} "
+                               f"{segmenter.bundle.manifest.get('classes')}")
+        truth = resize_labels(f.labels, spec)
+        top = int(truth.max(initial=0))
+        if top >= k:
+            raise DatasetError(f"labels of {f.stem!r} hold class {top} but the model has {k} classes "
+                               f"{segmenter.bundle.manifest.get('classes')}")
+        logits = segmenter.infer(to_model_image(f.image, spec))
+        pred = np.argmax(logits, axis=-1).astype(np.uint8)
+        truths.append(truth)
+        preds.append(pred)
+        per_image.append(scores(truth, pred, k)["mean_iou"])
+        sp = model_spacing(f.spacing_mm, f.image.shape, spec)
+        device = measure_thickness(pred, logits, sp, options, segmenter.logit_scale, tlf=tlf)
+        device_mm.append(device.value)
+        truth_mm.append(measure_thickness(truth, None, sp, options, tlf=tlf).value)
+        exact_mm.append(f.exact_mm if f.exact_mm is not None else math.nan)
+        if unit is None:
+            unit = device.unit
+        elif unit != device.unit:
+            raise DatasetError(f"image {f.stem!r} has {'no ' if device.unit == 'px' else ''}pixel spacing unlike the "
+                               "images before it: give --spacing-mm or spacing for every image")
+    if not truths:
+        raise DatasetError(f"no labelled images in {data_name!r}")
+    pooled = scores(np.stack(truths), np.stack(preds), k)
+    dev, tru = np.asarray(device_mm), np.asarray(truth_mm)
+    thickness = {"unit": unit, "vs_mask": _errors(device_mm, truth_mm),
+                 "device_rejected": int(np.isnan(dev).sum()), "truth_unmeasurable": int(np.isnan(tru).sum())}
+    if not np.isnan(exact_mm).all():
+        thickness["vs_exact"] = _errors(device_mm, exact_mm)
+        thickness["mask_vs_exact"] = _errors(truth_mm, exact_mm)
+    return {
+        "data": data_name,
+        "images": len(truths),
+        "threads": segmenter.num_threads,
+        "classes": segmenter.bundle.manifest.get("classes"),
+        "pixel_accuracy": _round(pooled["pixel_accuracy"]),
+        "mean_iou": _round(pooled["mean_iou"]),
+        "mean_dice": _round(pooled["mean_dice"]),
+        "iou": [_round(v) for v in pooled["iou"]],
+        "dice": [_round(v) for v in pooled["dice"]],
+        "per_image_mean_iou": _round(float(np.mean(per_image))),
+        "thickness_mae": thickness["vs_mask"]["mae"],
+        "thickness": thickness,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 class _Latency(Sink):
@@ -135,7 +251,8 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
     latency = _Latency()
     sinks = [JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
              DisplaySink("loop://", segmenter.bundle.model_id), latency]
-    pipeline = Pipeline(open_source(source_url), segmenter, sinks, err=io.StringIO())
+    pipeline = Pipeline(open_source(source_url), segmenter, sinks, err=io.StringIO(),
+                        roi=RoiOptions(), calibration=CalibrationOptions())
     t_run = time.monotonic()
     stats = pipeline.run(max_frames=frames)
     cpu1 = os.times()
@@ -152,6 +269,7 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
         "start_to_first_measurement_s": round(stats.t_first_measurement - t_run, 3) if stats.t_first_measurement else None,
         "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 1),
         "dropped_frames": stats.dropped_frames,
+        "frames_without_roi": stats.frames_without_roi,
         "accuracy": accuracy,
         "_invoke_ms": times["invoke"],
     }
@@ -207,15 +325,41 @@ def markdown(report: dict) -> str:
     if acc:
         lines += ["", f"On-device accuracy against phantom truth ({acc['frames']} frames): mean IoU {acc['mean_iou']}, "
                       f"thickness MAE {acc['thickness_mae_mm']} mm over {acc['measured_frames']} measured frames."]
+    data = report.get("accuracy")
+    if data:
+        th = data["thickness"]
+        unit = th["unit"]
+        lines += ["", f"On-device accuracy on `{data['data']}` ({data['images']} images, int8 model, {data['threads']} thread(s)): "
+                      f"pixel accuracy {data['pixel_accuracy']}, mean IoU {data['mean_iou']}, mean Dice {data['mean_dice']} "
+                      f"(pooled over the images; per-image mean IoU {data['per_image_mean_iou']}).",
+                  "",
+                  "| class | IoU | Dice |", "| --- | --- | --- |"]
+        names = data["classes"] or [str(i) for i in range(len(data["iou"]))]
+        lines += [f"| {n} | {i} | {d} |" for n, i, d in zip(names, data["iou"], data["dice"])]
+        vm = th["vs_mask"]
+        lines += ["", f"Thickness against the same measurement on the true mask: MAE {vm['mae']} {unit}, bias {vm['bias']} {unit}, "
+                      f"max {vm['max_abs']} {unit} over {vm['n']} images ({th['device_rejected']} rejected by the device, "
+                      f"{th['truth_unmeasurable']} unmeasurable on the mask)."]
+        if "vs_exact" in th:
+            ve, me = th["vs_exact"], th["mask_vs_exact"]
+            lines.append(f"Against the phantom's exact thickness: device MAE {ve['mae']} {unit} (bias {ve['bias']}) over {ve['n']} images; "
+                         f"the true mask itself, measured on the model grid: MAE {me['mae']} {unit}.")
     lines += ["", "![invoke latency](latency_hist.png)", ""]
     return "\n".join(lines)
 
 
-def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, threads=(1, 2), out: Path = Path("bench")) -> dict:
+def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, threads=(1, 2), out: Path = Path("bench"),
+              data: str | Path | None = None, spacing_mm: tuple[float, float] | None = None) -> dict:
+    """Bench the bundle on `source` once per thread count; with `data` (a labelled folder or
+    'phantom[:N]') also score it there. Writes bench.json, bench.md and latency_hist.png to `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     b = load_bundle(bundle)
+    classes = len(b.manifest["classes"])
+    labelled = labelled_frames(data, spacing_mm, model_classes=classes) if data is not None else None  # fail now
     runs = [bench_threads(bundle, source, frames, t, out) for t in threads]
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # before scoring holds the masks
+    accuracy = accuracy_pass(Segmenter(b, max(threads)), labelled, str(data)) if labelled is not None else None
     report = {
         "device": fingerprint(),
         "bundle": str(bundle),
@@ -223,9 +367,11 @@ def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, thre
         "model_bytes": b.model_path.stat().st_size,
         "source": source,
         "frames": frames,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb,
         "runs": runs,
     }
+    if accuracy is not None:
+        report["accuracy"] = accuracy
     histogram_png(runs, out / "latency_hist.png")
     for r in runs:
         r.pop("_invoke_ms")

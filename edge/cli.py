@@ -15,7 +15,7 @@ import numpy as np
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import SourceOptions
 from edge.errors import EdgeError
-from edge.quality import REJECTING, names
+from edge.quality import REJECTING
 
 DEFAULT_SOURCE = SourceOptions.url
 
@@ -44,6 +44,10 @@ def main(argv=None) -> int:
     bench.add_argument("--frames", type=int, default=100)
     bench.add_argument("--threads", default="1,2", help="comma-separated LiteRT thread counts to compare")
     bench.add_argument("--out", default="bench", help="folder for bench.json, bench.md, latency_hist.png")
+    bench.add_argument("--data", help="also score the model on labelled data: a data-set folder (images/, masks/, "
+                       "dataset.json) or 'phantom[:N]' (N phantom frames with exact truth, default 64)")
+    bench.add_argument("--spacing-mm", metavar="R,C", help="mm per pixel (row,column) of the --data images; "
+                       "overrides the data set's spacing_mm (thickness in pixels without either)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -67,13 +71,16 @@ def main(argv=None) -> int:
 
 def cmd_bench(args) -> int:
     from edge.bench import DEFAULT_SOURCE as BENCH_SOURCE
-    from edge.bench import markdown, run_bench
+    from edge.bench import markdown, parse_spacing, run_bench
 
     try:
         threads = tuple(int(t) for t in args.threads.split(","))
     except ValueError as e:
         raise EdgeError(f"--threads takes comma-separated whole numbers, not {args.threads!r}") from e
-    report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, Path(args.out))
+    if args.spacing_mm is not None and args.data is None:
+        raise EdgeError("--spacing-mm describes the --data images; give --data too")
+    report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, Path(args.out),
+                       data=args.data, spacing_mm=parse_spacing(args.spacing_mm))
     print(markdown(report))
     print(f"written: {args.out}/bench.json, bench.md, latency_hist.png")
     return 0
@@ -98,15 +105,18 @@ def resolve_options(args):
 
 
 def cmd_run(args) -> int:
+    from edge import systemd
+    from edge.config import data_paths
     from edge.pipeline import Pipeline
     from edge.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
     from edge.sources import open_source
 
     cfg = resolve_options(args)
+    log_root, recording_root = data_paths(cfg)  # both under [storage] data_dir
     source = open_source(args.source)
     segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
-    run_dir = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = log_root / time.strftime("%Y%m%d-%H%M%S")
     while run_dir.exists():
         run_dir = run_dir.with_name(run_dir.name + "+")
     run_dir.mkdir(parents=True)
@@ -128,11 +138,20 @@ def cmd_run(args) -> int:
 
         if cfg.recording.include_full_screen:
             print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
-        sinks.append(RecordingSink.in_folder(cfg.recording.path, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class))
+        sinks.append(RecordingSink.in_folder(recording_root, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class,
+                                             min_free_bytes=int(cfg.recording.min_free_mb * 2**20)))
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz))
+    # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
+    # and WATCHDOG=1 while they flow (edge/systemd.py); outside systemd it does nothing.
+    sinks.append(systemd.NotifySink())
     pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)
-    previous = {sig: signal.signal(sig, lambda *_: pipeline.stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(*_):
+        systemd.stopping()
+        pipeline.stop_event.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = pipeline.run(max_frames=args.frames)
         display = None
@@ -141,6 +160,7 @@ def cmd_run(args) -> int:
             emulator.render_png(run_dir / "display.png")
             display = {"frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
     finally:
+        systemd.stopping()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if emulator is not None:
@@ -152,12 +172,8 @@ def cmd_run(args) -> int:
 
 
 def summarize(stats, segmenter, args, display) -> dict:
-    ms = stats.measurements
+    ms = stats.measurements  # the most recent ones: values, latency and truth are over these
     accepted = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
-    flagged: dict[str, int] = {}
-    for m in ms:
-        for n in names(m.flags & REJECTING):
-            flagged[n] = flagged.get(n, 0) + 1
     lat = np.array([m.latency_s for m in ms]) * 1000 if ms else np.array([np.nan])
     values = np.array([m.thickness for m in accepted])
     truths = np.array([m.extra["truth_mm"] for m in accepted if "truth_mm" in m.extra])
@@ -167,11 +183,14 @@ def summarize(stats, segmenter, args, display) -> dict:
         "runtime": segmenter.runtime,
         "threads": segmenter.num_threads,
         "source": args.source,
-        "frames": len(ms),
-        "accepted": len(accepted),
-        "flagged": flagged,
+        "frames": stats.frames,
+        "accepted": stats.accepted,
+        "flagged": stats.flagged,
         "fps": round(stats.fps, 2),
         "dropped_frames": stats.dropped_frames,
+        "corrupt_frames": stats.corrupt_frames,
+        "signal": {"losses": stats.signal_losses, "seconds_without": round(stats.no_signal_s, 1),
+                   "reconnects": stats.source_reconnects},
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p90": round(float(np.percentile(lat, 90)), 2)},
         "start_to_first_measurement_s": round(stats.t_first_measurement - stats.t_start, 3) if stats.t_first_measurement else None,
         "unit": ms[0].unit if ms else None,
@@ -204,7 +223,8 @@ def print_summary(s: dict, run_dir: Path) -> None:
     print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
     print(f"  source     {s['source']}")
     flagged = ", ".join(f"{k} x{v}" for k, v in s["flagged"].items()) or "none"
-    print(f"  frames     {s['frames']} measured, {s['accepted']} accepted; rejected: {flagged}")
+    dropped = f" ({s['dropped_frames']} older frames dropped: the newest frame wins)" if s["dropped_frames"] else ""
+    print(f"  frames     {s['frames']} measured{dropped}, {s['accepted']} accepted; rejected: {flagged}")
     print(f"  speed      {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} ms, p90 {s['latency_ms']['p90']:.1f} ms")
     if s["thickness_median"] is None:
         print("  thickness  no accepted frame")
@@ -223,6 +243,10 @@ def print_summary(s: dict, run_dir: Path) -> None:
     if s["display"] is not None:
         print(f"  display    {s['display']['frames_received']} frames decoded by the emulated display, "
               f"{s['display']['crc_errors']} CRC errors")
+    if s["corrupt_frames"]:
+        print(f"  damaged    {s['corrupt_frames']} source frames could not be decoded (skipped)")
+    if s["signal"]["losses"]:
+        print(f"  signal     lost {s['signal']['losses']} times, {s['signal']['seconds_without']:.1f} s without")
     for name, why in s["dead_outputs"].items():
         print(f"  stopped    {name}: {why}")
     print(f"  outputs    {run_dir}/")
