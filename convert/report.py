@@ -45,6 +45,14 @@ def markdown(s: dict) -> str:
     for name, e in s["thickness"].items():
         if e.get("n"):
             th.append(f"| {name.replace('_', ' ')} | {e['n']} | {e['bias']:+.4f} | {e['mae']:.4f} | {e['loa'][0]:+.4f} to {e['loa'][1]:+.4f} |")
+    if s.get("groups"):
+        th += ["", f"| int8 by group | images | mean IoU | Dice per class | thickness n | bias ({unit}) | MAE ({unit}) |",
+               "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, g in s["groups"].items():
+            e = g["int8_vs_truth"]
+            err = f"{e['bias']:+.4f} | {e['mae']:.4f}" if e.get("n") else "- | -"
+            th.append(f"| {name} | {g['images']} | {g['int8_mean_iou']:.4f} | {' / '.join(f'{d:.3f}' for d in g['int8_dice'])} "
+                      f"| {e.get('n', 0)} | {err} |")
     gate = s["gate"]
     verdict = "PASSED" if gate["passed"] else "FAILED: " + "; ".join(gate["failures"])
     return "\n".join([f"# Validation: float versus int8 on {s['images']} images", "", *rows, *th, "",

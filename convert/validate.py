@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convert.bands import band_thickness, band_zones
 from edge.bundle import Bundle
 from edge.metrics import scores
 from edge.preprocess import to_float
@@ -13,32 +14,60 @@ from edge.segmenter import Segmenter
 from edge.thickness import measure_thickness
 
 
-def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2) -> dict:
+def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2,
+            groups=None, unit: str | None = None) -> dict:
     """Scores of the float model and of the bundle's int8 model against the labels, and thickness errors.
 
     images: uint8 (N,H,W,C) model images; labels: (N,H,W); spacings: per-image (row, col) mm per
-    model pixel, or None for pixel units.
+    model pixel, or None for pixel units. groups: an optional name per image (e.g. the scanner
+    preset); the int8 scores and thickness errors are then also given per group. unit: the name
+    of the thickness unit when spacings are not mm (e.g. "px" for native image pixels).
+
+    A two-class model (background and band) is measured per band: every band of the true mask
+    that spans the measurement window is one thickness sample (see convert.bands), so the
+    thickness figures count bands, not images; a model of three or more classes gives one
+    sample per image.
     """
     seg = Segmenter(bundle, threads)
     classes = seg.classes
-    f_pred, q_pred, f_th, q_th, t_th = [], [], [], [], []
-    for img, lab, sp in zip(images, labels, spacings):
+    f_pred, q_pred, f_th, q_th, t_th, owner, depth = [], [], [], [], [], [], []
+    for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
         logits_f = float_model(to_float(img, bundle.spec)[None], training=False)
         logits_f = np.asarray(logits_f)[0]
         logits_q = seg.infer(img)
         f_pred.append(np.argmax(logits_f, -1))
         q_pred.append(np.argmax(logits_q, -1))
         tlf = bundle.tlf_class
+        if classes == 2:
+            zones = band_zones(lab, tlf)
+            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf)
+            q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf)
+            t_th += band_thickness(lab, zones, None, sp, band=tlf)
+            owner += [i] * len(zones)
+            depth += range(1, len(zones) + 1)
+            continue
         f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf).value)
         q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf).value)
         t_th.append(measure_thickness(lab, None, sp, tlf=tlf).value)
+        owner.append(i)
     f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)
-    f_th, q_th, t_th = map(np.asarray, (f_th, q_th, t_th))
+    f_th, q_th, t_th = (np.asarray(v, np.float64) for v in (f_th, q_th, t_th))
+    owner = np.asarray(owner, int)
     per_frame_iou = [scores(lab, q, classes)["mean_iou"] for lab, q in zip(labels, q_pred)]
     frames = {"int8_mean_iou": per_frame_iou, "thickness_float": f_th.tolist(), "thickness_int8": q_th.tolist(),
               "thickness_truth": t_th.tolist(), "int8_pred": q_pred}
+    by_group = {}
+    if groups is not None:
+        names = np.asarray(groups)
+        for name in sorted(set(groups)):
+            sel = names == name
+            sc = scores(labels[sel], q_pred[sel], classes)
+            by_group[str(name)] = {"images": int(sel.sum()), "int8_mean_iou": round(sc["mean_iou"], 4),
+                                   "int8_dice": [round(d, 4) for d in sc["dice"]],
+                                   "int8_vs_truth": _errors(q_th[sel[owner]], t_th[sel[owner]])}
     return {
         "images": int(len(images)),
+        **({"groups": by_group} if by_group else {}),
         "float": scores(labels, f_pred, classes),
         "int8": scores(labels, q_pred, classes),
         "int8_vs_float_pixel_agreement": float((f_pred == q_pred).mean()),
@@ -47,9 +76,24 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             "int8_vs_truth": _errors(q_th, t_th),
             "int8_vs_float": _errors(q_th, f_th),
         },
-        "unit": "mm" if spacings and spacings[0] is not None else "px",
+        **({"bands": _by_depth(depth, f_th, q_th, t_th)} if classes == 2 else {}),
+        "unit": unit or ("mm" if spacings and spacings[0] is not None else "px"),
         "frames": frames,
     }
+
+
+def _by_depth(depth: list[int], f_th: np.ndarray, q_th: np.ndarray, t_th: np.ndarray) -> dict:
+    """Band counts and thickness errors by depth rank (1 = the most superficial band of an image)."""
+    depth = np.asarray(depth, int)
+    out = {"true": int(t_th.size), "truth_measured": int((~np.isnan(t_th)).sum()),
+           "float_measured": int((~np.isnan(f_th)).sum()), "int8_measured": int((~np.isnan(q_th)).sum()),
+           "by_depth": {}}
+    for d in sorted(set(depth.tolist())):
+        sel = depth == d
+        out["by_depth"][str(d)] = {"true": int(sel.sum()), "float_vs_truth": _errors(f_th[sel], t_th[sel]),
+                                   "int8_vs_truth": _errors(q_th[sel], t_th[sel]),
+                                   "int8_vs_float": _errors(q_th[sel], f_th[sel])}
+    return out
 
 
 def _errors(measured: np.ndarray, reference: np.ndarray) -> dict:
