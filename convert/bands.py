@@ -1,0 +1,75 @@
+"""Thickness of every band in a two-class (background / band) label map, for validation.
+
+`edge.thickness.measure_thickness` measures one band lying between an 'above' and a 'below'
+class. A two-class map has no 'below' class and often holds several bands (the superficial and
+the deep aponeurosis of a muscle): measured as it is, every column is out of order and
+fragmented, and nothing is measured. Here each band of the true mask that spans the measurement
+window gets a zone of rows reaching halfway to its neighbouring bands; a label map cut to one
+zone is recoded as above / band / below and measured by `measure_thickness`, so edges, sub-pixel
+logits, slope correction and quality rules stay the device's own. The same zones serve the
+truth, the float and the int8 predictions, which matches their bands by depth.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.thickness import ThicknessOptions, measure_thickness, window_slice
+
+
+def band_zones(truth: np.ndarray, band: int = 1, options: ThicknessOptions = ThicknessOptions()) -> list[np.ndarray]:
+    """A bool (H, W) zone per true band that covers at least `options.min_coverage` of the window's
+    columns, superficial first; zones meet halfway between neighbouring bands' centre lines."""
+    h, w = truth.shape
+    n, comp = cv2.connectedComponents((truth == band).astype(np.uint8), connectivity=8)
+    win = window_slice(options, w)
+    rows = np.arange(h, dtype=np.float64)[:, None]
+    cols = np.arange(w)
+    centres = []
+    for k in range(1, n):
+        m = comp == k
+        present = m.any(axis=0)
+        if present[win].mean() < options.min_coverage:
+            continue
+        idx = np.flatnonzero(present)
+        centre = (m * rows).sum(axis=0)[idx] / m.sum(axis=0)[idx]
+        centres.append(np.interp(cols, idx, centre))
+    centres.sort(key=lambda c: float(c[win].mean()))
+    zones = []
+    for i, c in enumerate(centres):
+        top = (centres[i - 1] + c) / 2 if i else np.full(w, -np.inf)
+        bottom = (c + centres[i + 1]) / 2 if i + 1 < len(centres) else np.full(w, np.inf)
+        zones.append((rows >= top) & (rows < bottom))
+    return zones
+
+
+def in_zone(labels: np.ndarray, zone: np.ndarray, band: int = 1) -> np.ndarray:
+    """The band pixels of `labels` inside `zone` as 1, with 0 above and 2 below them in each column."""
+    b = (labels == band) & zone
+    h = labels.shape[0]
+    present = b.any(axis=0)
+    last = h - 1 - np.argmax(b[::-1], axis=0)
+    below = present & (np.arange(h)[:, None] > last)
+    return np.where(b, 1, np.where(below, 2, 0)).astype(np.uint8)
+
+
+def band_thickness(
+    labels: np.ndarray,
+    zones: list[np.ndarray],
+    logits: np.ndarray | None = None,
+    spacing_mm=None,
+    options: ThicknessOptions = ThicknessOptions(),
+    logit_scale: float = 1.0,
+    band: int = 1,
+) -> list[float]:
+    """Thickness of the band in each zone (NaN where `measure_thickness` rejects it).
+
+    logits: (H, W, 2) scores of background and band, or None; they are presented to
+    `measure_thickness` as (background, band, background) so both edges interpolate between the
+    band and the background.
+    """
+    three = None if logits is None else logits[..., [1 - band, band, 1 - band]]
+    return [measure_thickness(in_zone(labels, z, band), three, spacing_mm=spacing_mm, options=options,
+                              logit_scale=logit_scale, tlf=1).value
+            for z in zones]
