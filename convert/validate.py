@@ -34,9 +34,14 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
         logits_f = float_model(to_float(img, bundle.spec)[None], training=False)
         logits_f = np.asarray(logits_f)[0]
-        logits_q = seg.infer(img)
+        raw_q = seg.infer(img)
         f_pred.append(np.argmax(logits_f, -1))
-        q_pred.append(np.argmax(logits_q, -1))
+        q_pred.append(np.argmax(raw_q, -1))
+        # Measure on scores in logit units, as the runtime does: a softmax model's probabilities
+        # become log-probabilities (their differences are the logit differences).
+        logits_q = seg.logits(raw_q)
+        if seg.output_kind == "softmax":
+            logits_f = np.log(np.maximum(logits_f, np.float32(1e-6)))
         tlf = bundle.tlf_class
         if classes == 2:
             zones = band_zones(lab, tlf)
