@@ -5,6 +5,7 @@ broken conversion (calibrated on black frames) fails."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import shutil
@@ -25,13 +26,17 @@ MAX_MIOU_DROP = 0.05
 needs_data = pytest.mark.skipif(not (SRC / "images").is_dir(), reason="shared real data (../shared/realdata/dltrack_apo) is absent")
 
 
-def _prepare():
+def _example_module(name: str):
+    """Import one of the example's scripts (examples/dltrack_apo/NAME.py) as a module."""
     sys.path.insert(0, str(EXAMPLE))
     try:
-        import prepare
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(EXAMPLE))
-    return prepare
+
+
+def _prepare():
+    return _example_module("prepare")
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +121,7 @@ def test_validation_reports_band_figures_and_int8_agrees_with_float(example, tmp
 
 
 def _summary():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        import summary
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    return summary
+    return _example_module("summary")
 
 
 @needs_data
