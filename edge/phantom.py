@@ -321,36 +321,43 @@ def _geometry(a: Anatomy, x_mm: np.ndarray):
 _BLOCK = 8192  # float64 values per block (64 KiB) in the blockwise helpers below
 
 
-def _normals(rng: np.random.Generator, shape, out: np.ndarray | None = None) -> np.ndarray:
-    """float32 standard normals: the values of `rng.standard_normal(shape).astype(np.float32)`, drawn
-    a block at a time (the same draws in the same order) so that no full-size float64 array is made;
-    large temporaries come back from the allocator as fresh pages, a page fault per 4 KiB.
-
-    out: a C-contiguous float32 array (or a strided 1-D view) to fill instead of a new one of `shape`.
-    """
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.ndim > 1 and not out.flags.c_contiguous:
-        raise ValueError("_normals fills a C-contiguous or 1-D array")
-    flat = out.reshape(-1)
-    n = flat.size
-    buf = np.empty(min(n, _BLOCK))
-    for i in range(0, n, _BLOCK):
-        b = buf[: min(_BLOCK, n - i)]
-        rng.standard_normal(out=b)
-        flat[i : i + len(b)] = b
-    return out
-
-
 def _complex_normal(rng: np.random.Generator, shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
-    """complex64 standard normals, real parts drawn first: the values of
-    `(rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)` without the
-    float64 and complex128 temporaries (into `out`, a C-contiguous complex64 array, if given)."""
+    """complex64 circular Gaussian values with unit variance per part, by the Box-Muller transform:
+    a Rayleigh magnitude sqrt(-2 ln(1 - u)) at a uniform phase 2 pi v, from two float32 uniform
+    planes (u first, then v). Exactly Gaussian and about twice as fast as numpy's own normals here,
+    which is what the phantom's speed hangs on (into `out`, a C-contiguous complex64 array, if given).
+    Its real and imaginary parts are two independent standard normal fields."""
     z = np.empty(shape, np.complex64) if out is None else out
-    parts = z.reshape(-1).view(np.float32)
-    _normals(rng, None, parts[0::2])
-    _normals(rng, None, parts[1::2])
+    u = rng.random((2, *shape), dtype=np.float32)
+    mag = np.subtract(np.float32(1.0), u[0], out=u[0])  # in (0, 1]: the logarithm is finite
+    np.log(mag, out=mag)
+    mag *= np.float32(-2.0)
+    np.sqrt(mag, out=mag)
+    u[1] *= np.float32(2 * math.pi)
+    re, im = cv2.polarToCart(mag, u[1])
+    parts = z.view(np.float32).reshape(*shape, 2)
+    parts[..., 0] = re
+    parts[..., 1] = im
     return z
+
+
+def _fibre_field(rng: np.random.Generator, shape: tuple[int, int], sigma_px: tuple[float, float]) -> np.ndarray:
+    """A smooth random float32 field with unit standard deviation: white noise blurred by a Gaussian of
+    sigma_px = (lateral, axial) pixels. Long lateral blurs run on a laterally decimated grid (at least
+    4 pixels of sigma left) and are interpolated back: the field is smooth at that scale, and the blur
+    costs a fraction. The white noise is uniform; after a blur over tens of pixels it is Gaussian."""
+    h, w = shape
+    sig_x, sig_y = sigma_px
+    f = max(1, int(sig_x // 4))
+    lw = -(-w // f)
+    field = rng.random((h, lw), dtype=np.float32)
+    field -= np.float32(0.5)
+    field = cv2.GaussianBlur(field, (0, 0), sigmaX=sig_x / f, sigmaY=sig_y)
+    if f > 1:
+        # Sample centres of the fine grid on the coarse one (pixel-centre alignment, as cv2.resize does).
+        field = cv2.resize(field, (lw * f, h), interpolation=cv2.INTER_LINEAR)[:, :w]
+    field /= field.std() + 1e-6
+    return np.ascontiguousarray(field)
 
 
 def _hypot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -402,6 +409,8 @@ _SCRATCH = _Scratch()
 class _Texture:
     """Seeded random fields that belong to the tissue (they move with it in a clip).
 
+    pad: lateral room, in pixels each side, for the tissue to slide (default half the width, for clips;
+    a single frame needs only its own slide).
     scratch: take the arrays from this pool, for a texture that is dropped before the next one is made.
     """
 
@@ -411,28 +420,20 @@ class _Texture:
         shape: tuple[int, int],
         spacing_mm: tuple[float, float],
         scratch: _Scratch | None = None,
+        pad: int | None = None,
     ):
         h, w = shape
         sy, sx = spacing_mm
-        pad = w // 2  # room to slide laterally
-        self.pad = pad
+        self.pad = pad = w // 2 if pad is None else int(pad)
         size = (h, w + 2 * pad)
-
-        def array(name: str, dtype=np.float32) -> np.ndarray:
-            return np.empty(size, dtype) if scratch is None else scratch.get(name, size, dtype)
-
-        fib = _normals(rng, size, array("texture.normals"))
-        fib = cv2.GaussianBlur(
-            fib, (0, 0), sigmaX=max(2.5 / sx, 1.0), sigmaY=max(0.15 / sy, 0.5), dst=array("texture.fibres")
-        )
-        fib /= fib.std() + 1e-6
-        self.fibres = fib
+        self.fibres = _fibre_field(rng, size, (max(2.5 / sx, 1.0), max(0.15 / sy, 0.5)))
         n_septa = int(rng.integers(1, 5))
         self.septa = [
             (float(rng.uniform(0.15, 0.85)), float(rng.uniform(-0.15, 0.15)), float(rng.uniform(0.15, 0.35)))
             for _ in range(n_septa)
         ]
-        self.scatter = _complex_normal(rng, size, array("texture.scatter", np.complex64))
+        out = None if scratch is None else scratch.get("texture.scatter", size, np.complex64)
+        self.scatter = _complex_normal(rng, size, out)
 
     def rf_phase(self, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin of random scatterer phases at k sub-rows per pixel (RF model): (k, H, W+2*pad)
@@ -683,7 +684,13 @@ def render(
     """
     h, w = shape
     sy, sx = anatomy.depth_mm / h, anatomy.width_mm / w
-    tex = _texture or _Texture(np.random.default_rng(seed), shape, (sy, sx), _SCRATCH)
+    if _texture is None:
+        # A single frame: the texture only needs room for this scene's own slide.
+        reach = abs(anatomy.slide_mm) + abs(anatomy.muscle_slide_mm)
+        pad = min(w // 2, math.ceil(reach / sx) + 1 if reach else 0)
+        tex = _Texture(np.random.default_rng(seed), shape, (sy, sx), _SCRATCH, pad=pad)
+    else:
+        tex = _texture
     y = ((np.arange(h, dtype=np.float32) + 0.5) * sy)[:, None]
     x = ((np.arange(w, dtype=np.float32) + 0.5) * sx)[None, :]
     slide_px = anatomy.slide_mm / sx
@@ -692,8 +699,9 @@ def render(
         e = _artefact_reflectivity(e, artefacts, y, x, top)
     scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
     # The noise stream is separate from the texture's; its two planes add to the I and Q parts.
-    noise = _normals(np.random.default_rng(seed + 7919), (2, h, w), _SCRATCH.get("render.noise", (2, h, w)))
-    noise *= machine.noise
+    noise = _complex_normal(np.random.default_rng(seed + 7919), (h, w), _SCRATCH.get("render.noise", (h, w), np.complex64))
+    noise *= np.float32(machine.noise)
+    noise = (noise.real, noise.imag)
     if machine.focus_mm is not None or machine.rf_mhz is not None:
         i_part, q_part = _beamform(scat * e, machine, sy, sx, seed, tex, slide_px)
         i_part = i_part + noise[0]
