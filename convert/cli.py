@@ -432,7 +432,7 @@ def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_
 
     def as_tile(scan_):
         img = cv2.resize(scan_.image, (tile, tile), interpolation=cv2.INTER_AREA)
-        lab = cv2.resize(scan_.labels, (tile, tile), interpolation=cv2.INTER_NEAREST)
+        lab = cv2.resize(scan_.labels, (tile, tile), interpolation=cv2.INTER_NEAREST_EXACT)
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), MASK_COLOURS_BGR[lab]
 
     width = label_w + per_row * 2 * tile

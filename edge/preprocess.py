@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST_EXACT}
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,15 @@ def int8_lookup(spec: PreprocessSpec, scale: float, zero_point: int) -> np.ndarr
 
 
 def resize_labels(labels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Resize a class-index map to the model grid (nearest neighbour: no invented classes)."""
+    """Resize a class-index map to the model grid (nearest neighbour: no invented classes).
+
+    Each model pixel takes the class at its own centre (cv2.INTER_NEAREST_EXACT). Plain
+    cv2.INTER_NEAREST samples at the pixel's top-left corner instead: on a 480 -> 256 downscale it
+    moves every class edge down by about half a model pixel against the image, which a model then
+    learns as an offset."""
     if labels.shape[:2] == (spec.height, spec.width):
         return labels
-    return cv2.resize(labels, (spec.width, spec.height), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(labels, (spec.width, spec.height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def model_spacing(spacing_mm: tuple[float, float] | None, roi_shape: tuple[int, int], spec: PreprocessSpec):

@@ -78,7 +78,7 @@ def draw_overlay(image: np.ndarray, m: Measurement, labels: np.ndarray, tlf_clas
     h, w = out.shape[:2]
     band = (labels == tlf_class).astype(np.uint8)
     if band.shape != (h, w):
-        band = cv2.resize(band, (w, h), interpolation=cv2.INTER_NEAREST)
+        band = cv2.resize(band, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
     contours, _ = cv2.findContours(band, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     line_w = max(1, round(min(h, w) / 200))
     cv2.drawContours(out, contours, -1, BAND_COLOUR, line_w + 1, cv2.LINE_8)

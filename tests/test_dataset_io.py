@@ -83,7 +83,7 @@ def test_read_labelled_folder_uses_the_config_and_keeps_the_legacy_reading(tmp_p
     data.write_dataset(tmp_path / "one", images, labels, CONFIGS["index1"])
     x, y = data.read_labelled_folder(tmp_path / "one", spec)
     assert x.shape == (3, 32, 32, 1) and set(np.unique(y)) == {0, 1, 2}
-    assert np.array_equal(y[0], cv2.resize(labels[0], (32, 32), interpolation=cv2.INTER_NEAREST))
+    assert np.array_equal(y[0], cv2.resize(labels[0], (32, 32), interpolation=cv2.INTER_NEAREST_EXACT))
     # no config file: class indices as they are (what write_labelled_folder writes)
     data.write_labelled_folder(tmp_path / "legacy", np.stack(images), np.stack(labels))
     x2, y2 = data.read_labelled_folder(tmp_path / "legacy", spec)

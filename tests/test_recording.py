@@ -62,7 +62,7 @@ def green(img):
 
 
 def band_outline(labels, shape):
-    band = cv2.resize((labels == 1).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    band = cv2.resize((labels == 1).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
     contours, _ = cv2.findContours(band, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = np.zeros(shape, np.uint8)
     cv2.drawContours(outline, contours, -1, 1, 1)

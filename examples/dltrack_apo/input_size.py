@@ -43,7 +43,7 @@ def grid_figures(labels: list[np.ndarray], size: int) -> dict:
     runs, inter, total = [], 0.0, 0.0
     for lab in labels:
         h, w = lab.shape
-        grid = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
+        grid = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
         runs.append(runs_in_window(grid))
         soft = cv2.resize(lab.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
         back = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
