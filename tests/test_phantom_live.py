@@ -48,3 +48,16 @@ def test_inference_slower_than_a_live_scanner_drops_old_frames_and_counts_them()
     # 24 frames in 0.2 s; one inference of the demo model takes longer than a frame period.
     assert stats.dropped_frames > 0
     assert stats.measured + stats.dropped_frames == frames
+
+
+@pytest.mark.parametrize("kind, name", [("clip", "phantom"), ("screen", "phantom screen")])
+def test_reading_a_phantom_before_open_is_a_named_error_and_open_restarts_the_clip(kind, name):
+    src = open_source(f"phantom://{kind}?frames=2&size=320x240")
+    with pytest.raises(SourceError, match=f"^{name} source read before open"):
+        src.read()
+    src.open()
+    first = src.read()
+    assert src.read().seq == 1 and src.read() is None
+    src.open()  # a fresh clip: the same first frame again
+    again = src.read()
+    assert again.seq == 0 and (again.image == first.image).all()

@@ -60,13 +60,45 @@ class _Clock:
             time.sleep(delay)
 
 
-class PhantomSource(Source):
+class _ClipSource(Source):
+    """A phantom clip as a source: `_items()` starts the clip, `_frame(item, seq)` turns one of its
+    items into a Frame; frames come at `fps` on the wall clock when `live`."""
+
+    fps: float
+    live: bool
+
+    def _items(self):
+        raise NotImplementedError
+
+    def _frame(self, item, seq: int) -> Frame:
+        raise NotImplementedError
+
+    def open(self):
+        self._clip = self._items()
+        self._seq = 0
+        self._clock = _Clock(self.fps) if self.live else None
+        return self
+
+    def read(self) -> Frame | None:
+        if self._clip is None:
+            raise SourceError(f"{self.what} source read before open()")
+        if self._clock is not None:
+            self._clock.wait(self._seq)
+        item = next(self._clip, None)
+        if item is None:
+            return None
+        self._seq += 1
+        return self._frame(item, self._seq - 1)
+
+
+class PhantomSource(_ClipSource):
     """A phantom clip: `frames` frames of one slowly moving scene at `fps` (paced only when live).
 
     Its frames are the B-mode region already (`cropped`), with their pixel spacing.
     """
 
     cropped = True
+    what = "phantom"
 
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(400, 400), preset: str = "default",
                  live: bool = False):
@@ -89,24 +121,13 @@ class PhantomSource(Source):
         except ValueError as e:
             raise SourceError(f"bad phantom option in {options!r}: {e}") from e
 
-    def open(self) -> "PhantomSource":
+    def _items(self):
         width, height = self.size
-        self._clip = phantom.clip(self.seed, frames=self.frames, fps=self.fps, shape=(height, width), machine=self.preset)
-        self._seq = 0
-        self._clock = _Clock(self.fps) if self.live else None
-        return self
+        return phantom.clip(self.seed, frames=self.frames, fps=self.fps, shape=(height, width), machine=self.preset)
 
-    def read(self) -> Frame | None:
-        if self._clip is None:
-            raise SourceError("phantom source read before open()")
-        if self._clock is not None:
-            self._clock.wait(self._seq)
-        scan = next(self._clip, None)
-        if scan is None:
-            return None
-        self._seq += 1
+    def _frame(self, scan, seq: int) -> Frame:
         truth = {"thickness_mm": scan.thickness_mm, "labels": scan.labels}
-        return Frame(scan.image, time.monotonic(), self._seq - 1, spacing_mm=scan.spacing_mm, truth=truth)
+        return Frame(scan.image, time.monotonic(), seq, spacing_mm=scan.spacing_mm, truth=truth)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -125,7 +146,7 @@ def column_truth(thickness_mm: np.ndarray, width: int) -> np.ndarray:
     return np.interp(at, np.arange(n), np.asarray(thickness_mm, np.float64))
 
 
-class PhantomScreenSource(Source):
+class PhantomScreenSource(_ClipSource):
     """Whole scanner screens around a phantom clip (see edge.phantom_screen), paced only when live.
 
     Frames are the full screen (BGR) without a spacing, as from a capture card (`cropped` is
@@ -136,6 +157,7 @@ class PhantomScreenSource(Source):
     """
 
     cropped = False
+    what = "phantom screen"
 
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(1280, 720),
                  depths=(40.0,), change_at=(), width_mm: float = 40.0, preset: str = "default",
@@ -178,27 +200,21 @@ class PhantomScreenSource(Source):
             phantom_screen.layout(self.size, self.depths[0], self.width_mm)  # checks size and field early
         except ConfigError as e:
             raise SourceError(f"phantom screen: {e}") from e
-        self._clip = phantom_screen.screen_clip(
+        return super().open()
+
+    def _items(self):
+        from edge import phantom_screen
+
+        return phantom_screen.screen_clip(
             self.seed, self.frames, self.size, self.depths, self.change_at, self.fps, self.width_mm,
             self.preset, lateral_scale=self.lateral_scale,
         )
-        self._seq = 0
-        self._clock = _Clock(self.fps) if self.live else None
-        return self
 
-    def read(self) -> Frame | None:
-        if self._clip is None:
-            raise SourceError("phantom screen source read before open()")
-        if self._clock is not None:
-            self._clock.wait(self._seq)
-        shot = next(self._clip, None)
-        if shot is None:
-            return None
-        self._seq += 1
+    def _frame(self, shot, seq: int) -> Frame:
         truth = {
             "roi": tuple(shot.roi),
             "spacing_mm": tuple(shot.spacing_mm),
             "depth_mm": shot.depth_mm,
             "thickness_mm": column_truth(shot.scan.thickness_mm, shot.roi[2]),
         }
-        return Frame(shot.image, time.monotonic(), self._seq - 1, spacing_mm=None, truth=truth)
+        return Frame(shot.image, time.monotonic(), seq, spacing_mm=None, truth=truth)
