@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
+
 # Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
 CALIBRATION_SEEDS = 20_000_000
-VALIDATION_SEEDS = 30_000_000
+VALIDATION_SEEDS = PHANTOM_DATA_SEEDS  # the held-out scenes of edge.dataset ('phantom[:N]' data)
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
 DATASET_CONFIG_HELP = ("data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
                        "its images/ (for a folder you cannot write in)")
@@ -313,8 +315,7 @@ def phantom_validation_set(n: int, spec):
     from edge import phantom
     from edge.preprocess import model_spacing
 
-    names = sorted(phantom.PRESETS)
-    looks = [names[i % len(names)] for i in range(n)]
+    looks = [held_out_look(i) for i in range(n)]
     samples = [phantom_sample(VALIDATION_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
     images = np.stack([s[0] for s in samples])
     labels = np.stack([s[1] for s in samples])

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     bench.add_argument("--threads", default="1,2", help="comma-separated LiteRT thread counts to compare")
     bench.add_argument("--out", default="bench", help="folder for bench.json, bench.md, latency_hist.png")
     bench.add_argument("--data", help="also score the model on labelled data: a data-set folder (images/, masks/, "
-                       "dataset.json) or 'phantom[:N]' (N phantom frames with exact truth, default 64)")
+                       "dataset.json) or 'phantom[:N]' (the first N scenes of tlf-convert's held-out phantom set, with exact truth, default 64)")
     bench.add_argument("--spacing-mm", metavar="R,C", help="mm per pixel (row,column) of the --data images; "
                        "overrides the data set's spacing_mm (thickness in pixels without either)")
     args = parser.parse_args(argv)

@@ -23,8 +23,9 @@ before: class indices as they are (the first channel of a colour file).
 Images may be PNG, TIFF, JPEG or BMP, grayscale, RGB or RGBA (alpha dropped; 16-bit scaled to 8).
 Every problem is a DatasetError subclass whose one-line message names the file.
 
-`labelled_frames` yields the images of such a folder, or of "phantom[:N]" (phantom scans with
-their exact truth), at native size with their spacing, for scoring on the device.
+`labelled_frames` yields the images of such a folder, or of "phantom[:N]" (the first N held-out
+phantom scans, the scenes of tlf-convert's validation set, with their exact truth), at native size
+with their spacing, for scoring on the device.
 """
 
 from __future__ import annotations
@@ -57,9 +58,21 @@ def phantom_scan(seed: int, machine=None) -> phantom.Scan:
     return phantom.scan(seed, shape=(h, w), machine=machine, field_mm=field_mm)
 
 
-# 'phantom[:N]' data: the seed range convert keeps for validation (VALIDATION_SEEDS: never trained
-# or calibrated on), drawn as convert draws its samples (phantom_scan).
+# Held-out phantom scenes: seeds that training and calibration never use, each with the look of a
+# named preset in turn (training draws random looks, never a preset's exact settings). convert's
+# validation set and the 'phantom[:N]' data are the same scenes.
 PHANTOM_DATA_SEEDS = 30_000_000
+
+
+def held_out_look(i: int) -> str:
+    """The preset whose look the i-th held-out scene has."""
+    names = sorted(phantom.PRESETS)
+    return names[i % len(names)]
+
+
+def held_out_scan(i: int) -> phantom.Scan:
+    """The i-th held-out phantom scan (seed PHANTOM_DATA_SEEDS + i, look `held_out_look(i)`)."""
+    return phantom_scan(PHANTOM_DATA_SEEDS + i, phantom.PRESETS[held_out_look(i)])
 PHANTOM_DATA_DEFAULT_N = 64
 
 MASK_KINDS = ("index", "palette", "binary")
@@ -555,7 +568,8 @@ def labelled_frames(data: str | Path, spacing_mm: tuple[float, float] | None = N
 
 
 def _phantom_frames(n: int, options: ThicknessOptions) -> Iterator[LabelledFrame]:
-    for seed in range(PHANTOM_DATA_SEEDS, PHANTOM_DATA_SEEDS + n):
-        scan = phantom_scan(seed)
+    for i in range(n):
+        scan = held_out_scan(i)
         exact = float(np.median(scan.thickness_mm[window_slice(options, scan.thickness_mm.size)]))
-        yield LabelledFrame(f"phantom-{seed}", scan.image, scan.labels, scan.spacing_mm, exact)
+        yield LabelledFrame(f"phantom-{PHANTOM_DATA_SEEDS + i}-{held_out_look(i)}", scan.image, scan.labels,
+                            scan.spacing_mm, exact)

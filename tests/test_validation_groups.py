@@ -44,3 +44,21 @@ def test_phantom_validation_set_cycles_the_presets_on_held_out_seeds():
     img, lab, _ = phantom_sample(VALIDATION_SEEDS + 3, spec, phantom.PRESETS[looks[3]])
     assert np.array_equal(images[3], img) and np.array_equal(labels[3], lab)
     assert len(spacings) == n and all(s[0] > 0 for s in spacings)
+
+
+def test_phantom_data_on_the_device_is_convert_s_validation_set():
+    """'phantom[:N]' (tlf-edge bench --data, edge.dataset) holds the same held-out scenes, in the same
+    looks, as tlf-convert's validation set: on-device accuracy and the gate score the same images."""
+    from convert.cli import phantom_validation_set
+    from edge.dataset import labelled_frames
+    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+
+    spec = PreprocessSpec(height=64, width=64)
+    n = 4
+    images, labels, _, looks = phantom_validation_set(n, spec)
+    frames = list(labelled_frames(f"phantom:{n}"))
+    assert len(frames) == n
+    for i, f in enumerate(frames):
+        assert f.stem.endswith(f"-{looks[i]}")
+        assert np.array_equal(to_model_image(f.image, spec), images[i])
+        assert np.array_equal(resize_labels(f.labels, spec), labels[i])
