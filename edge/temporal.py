@@ -7,7 +7,11 @@
    button) holds the current estimate as it is: it adds nothing and ages nothing, because the
    operator froze the image to read it.
 2. The window holds the last `window_frames` values that passed step 1, none older than
-   `window_s` seconds (0: no age limit).
+   `window_s` seconds (0: no age limit). On a cart slower than min_samples frames per window_s
+   the age limit would starve the estimate, so the `min_samples` newest values stay while the
+   newest of them is no older than window_s and the oldest no older than SLOW_SPAN * window_s
+   (at the defaults: an estimate down to 1 frame/s; once the probe is lifted it still ends after
+   window_s).
 3. Hampel test, every frame over the whole window: a value further than k * sigma from the
    window median is an outlier and is left out of the estimate; when it is this frame's value,
    the frame is flagged Quality.OUTLIER. sigma = 1.4826 * MAD (the robust standard deviation),
@@ -40,6 +44,7 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.quality import REJECTING, Quality
 
+SLOW_SPAN = 3.0  # on a slow cart the min_samples newest values may span this many window_s
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 MAD_EFFICIENCY = 0.37  # a MAD is worth this fraction of the values a standard deviation is
 MEDIAN_SE = math.sqrt(math.pi / 2)  # standard error of the median / standard error of the mean
@@ -144,10 +149,10 @@ class TemporalFilter:
         if flags & Quality.FROZEN and self._last is not None:
             last = self._last
             return Estimate(last.value, last.low, last.high, last.n_used, flags, unit, t)
-        self._expire(t)
         fresh = not (flags & (REJECTING | Quality.FROZEN)) and math.isfinite(value)
         if fresh:
             self._window.append((t, value))
+        self._expire(t)
         values = np.fromiter((v for _, v in self._window), float, len(self._window))
         inliers = self._inliers(values)
         if fresh and not inliers[-1]:
@@ -156,10 +161,14 @@ class TemporalFilter:
         return self._last
 
     def _expire(self, t: float) -> None:
-        limit = self.options.window_s
-        if limit > 0:
-            while self._window and t - self._window[0][0] > limit:
-                self._window.popleft()
+        limit, w = self.options.window_s, self._window
+        if limit <= 0:
+            return
+        while w and t - w[0][0] > limit:
+            slow_cart = len(w) <= self.options.min_samples and t - w[-1][0] <= limit
+            if slow_cart and t - w[0][0] <= SLOW_SPAN * limit:
+                break
+            w.popleft()
 
     def _sigma(self, values: np.ndarray, med: float) -> float:
         """Robust standard deviation of `values` about `med`, with its floor."""

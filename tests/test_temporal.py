@@ -232,3 +232,24 @@ def test_output_lies_within_the_accepted_inputs(seq, window_frames, window_s):
             assert e.low <= e.value <= e.high
         else:
             assert math.isnan(e.value)
+
+
+@pytest.mark.parametrize("fps, shown", [(1.8, True), (1.2, True), (0.5, False)])
+def test_a_slow_cart_still_gets_an_estimate_from_its_newest_frames(fps, shown):
+    """Under 2 frames/s a 1 s window never holds min_samples (3) values; the newest three are kept as
+    long as they span at most SLOW_SPAN windows (3 s), so a cart down to about 1 frame/s shows a
+    value and a slower one does not."""
+    f = TemporalFilter(TemporalOptions(window_s=1.0, min_samples=3))
+    out = [f(m(v, i, t=i / fps)) for i, v in enumerate(steady(12))]
+    assert [math.isfinite(e.value) for e in out[2:]] == [shown] * 10
+    if shown:
+        assert all(e.n_used == 3 for e in out[2:]) and len(f.window) == 3
+
+
+def test_on_a_slow_cart_the_estimate_still_ends_window_s_after_the_probe_is_lifted():
+    f = TemporalFilter(TemporalOptions(window_s=1.0, min_samples=3))
+    for i, v in enumerate(steady(6)):
+        f(m(v, i, t=i / 2.0))  # 2 frames/s: estimates from the three newest values
+    assert math.isfinite(f(m(float("nan"), 6, flags=Quality.NO_BAND, t=3.0)).value)  # 0.5 s after the last
+    e = f(m(float("nan"), 7, flags=Quality.NO_BAND, t=3.6))  # 1.1 s after the last value
+    assert math.isnan(e.value) and e.n_used == 0
