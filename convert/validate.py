@@ -53,7 +53,7 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             continue
         f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf).value)
         q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf).value)
-        t_th.append(measure_thickness(lab, None, sp, tlf=tlf).value)
+        t_th.append(measure_thickness(lab, None, sp, tlf=tlf, classes=classes).value)
         owner.append(i)
     f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)
     f_th, q_th, t_th = (np.asarray(v, np.float64) for v in (f_th, q_th, t_th))

@@ -33,11 +33,11 @@ from edge.config import CalibrationOptions, RoiOptions
 from edge.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
 from edge.errors import EdgeError
-from edge.frame import Segmentation
+from edge.frame import Frame
 from edge.metrics import scores
 from edge.pipeline import Pipeline, measure, smooth
 from edge.prepare import Prepare
-from edge.preprocess import model_spacing, resize_labels, to_model_image
+from edge.preprocess import resize_labels, to_model_image
 from edge.segmenter import Segmenter, physical_cores
 from edge.sinks import DisplaySink, JsonLinesLog, Sink
 from edge.sources import open_source
@@ -111,11 +111,9 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             t1b = time.perf_counter()
             model_image = to_model_image(frame.image, spec)
             t2 = time.perf_counter()
-            logits = segmenter.infer(model_image)
+            raw = segmenter.infer(model_image)
             t3 = time.perf_counter()
-            labels = np.argmax(logits, axis=-1).astype(np.uint8)
-            seg = Segmentation(frame, labels, logits, model_spacing(frame.spacing_mm, frame.image.shape, spec),
-                               time.monotonic(), segmenter.logit_scale)
+            seg = segmenter.segmentation(frame, raw)  # the runtime's labels and logit-unit scores
             m = smooth(measure(seg, options, segmenter.bundle.tlf_class), temporal, seg.spacing_mm)
             t4 = time.perf_counter()
             for sink in sinks:
@@ -124,7 +122,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             for name, a, b in zip(STAGES, (t0, t1, t1b, t2, t3, t4), (t1, t1b, t2, t3, t4, t5)):
                 times[name].append((b - a) * 1000)
             if frame.truth is not None and "labels" in frame.truth:
-                ious.append(scores(resize_labels(frame.truth["labels"], spec), labels, segmenter.classes)["mean_iou"])
+                ious.append(scores(resize_labels(frame.truth["labels"], spec), seg.labels, segmenter.classes)["mean_iou"])
                 if "truth_mm" in m.extra and not math.isnan(m.thickness):
                     thick_err.append(abs(m.thickness - m.extra["truth_mm"]))
     for sink in sinks:
@@ -173,15 +171,17 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
 
     Segmentation scores are pooled over all images on the model grid (truth resized by nearest
     neighbour); `per_image_mean_iou` is the mean of the images' own mean IoUs. Thickness: the
-    device's measurement (sub-pixel, from the logits) against the same measurement on the true
-    mask; frames where either is rejected are counted, not scored.
+    runtime's own calls (`Segmenter.segment`, then `edge.pipeline.measure`: sub-pixel, from the
+    scores in logit units, log-probabilities for a softmax model) against the same measurement
+    on the true mask with the model's class count; frames where either is rejected are counted,
+    not scored.
     """
     spec, tlf, k = segmenter.spec, segmenter.bundle.tlf_class, segmenter.classes
     truths, preds, per_image = [], [], []
     device_mm, truth_mm, exact_mm = [], [], []
     unit = None
     t0 = time.perf_counter()
-    for f in frames:
+    for i, f in enumerate(frames):
         if f.classes and len(f.classes) != k:
             raise DatasetError(f"the data set has {len(f.classes)} classes {list(f.classes)} but the model has {k} "
                                f"{segmenter.bundle.manifest.get('classes')}")
@@ -190,15 +190,13 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
         if top >= k:
             raise DatasetError(f"labels of {f.stem!r} hold class {top} but the model has {k} classes "
                                f"{segmenter.bundle.manifest.get('classes')}")
-        logits = segmenter.infer(to_model_image(f.image, spec))
-        pred = np.argmax(logits, axis=-1).astype(np.uint8)
+        seg = segmenter.segment(Frame(f.image, 0.0, i, f.spacing_mm))
         truths.append(truth)
-        preds.append(pred)
-        per_image.append(scores(truth, pred, k)["mean_iou"])
-        sp = model_spacing(f.spacing_mm, f.image.shape, spec)
-        device = measure_thickness(pred, logits, sp, options, segmenter.logit_scale, tlf=tlf)
-        device_mm.append(device.value)
-        truth_mm.append(measure_thickness(truth, None, sp, options, tlf=tlf).value)
+        preds.append(seg.labels)
+        per_image.append(scores(truth, seg.labels, k)["mean_iou"])
+        device = measure(seg, options, tlf)
+        device_mm.append(device.thickness)
+        truth_mm.append(measure_thickness(truth, None, seg.spacing_mm, options, tlf=tlf, classes=k).value)
         exact_mm.append(f.exact_mm if f.exact_mm is not None else math.nan)
         if unit is None:
             unit = device.unit

@@ -173,8 +173,12 @@ class Segmenter:
 
     def segment(self, frame: Frame) -> Segmentation:
         """Preprocess the frame's B-mode image, run the model and take the argmax."""
-        model_image = to_model_image(frame.image, self.spec)
-        raw = self.infer(model_image)
+        return self.segmentation(frame, self.infer(to_model_image(frame.image, self.spec)))
+
+    def segmentation(self, frame: Frame, raw: np.ndarray) -> Segmentation:
+        """The segmentation of `frame` from `raw`, the output of `infer` on its model image: labels,
+        scores in logit units (see `logits`) and the spacing of a model pixel. Callers that time
+        inference apart (bench) use this to get exactly what `segment` gives the runtime."""
         labels = np.argmax(raw, axis=-1).astype(np.uint8)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         return Segmentation(frame, labels, self.logits(raw), spacing, time.monotonic(), self.logit_scale)
