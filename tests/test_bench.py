@@ -30,6 +30,11 @@ def test_bench_report_format_on_a_short_run(tmp_path):
         assert r["accuracy"]["frames"] == 4 and 0 <= r["accuracy"]["mean_iou"] <= 1
     md = (tmp_path / "bench.md").read_text()
     assert "| threads |" in md and md.count("\n| 1 |") == 1 and md.count("\n| 2 |") == 1
+    fastest = max(saved["runs"], key=lambda r: r["pipeline_fps"])
+    best = saved["best_threads"]
+    assert best["threads"] == fastest["threads"] and best["pipeline_fps"] == fastest["pipeline_fps"]
+    assert best["of_invoke"] == round(fastest["pipeline_fps"] / fastest["invoke_fps"], 3)
+    assert f"set `[model] num_threads = {best['threads']}`" in md
     assert (tmp_path / "latency_hist.png").stat().st_size > 1000
 
 
