@@ -155,3 +155,19 @@ def test_legacy_folder_config_is_not_needed(tmp_path, segmenter):
     write_dataset(tmp_path, [ss[0].image], [ss[0].labels], phantom_dataset_config())
     (tmp_path / "dataset.json").unlink()  # masks read as class indices as they are
     assert accuracy_pass(segmenter, labelled_frames(tmp_path), "legacy")["images"] == 1
+
+
+def test_bench_runs_a_tiny_bundle_with_its_own_input_size(tmp_path, tiny_bundle):
+    """A converted tiny model (64 px input, not the demo's 256) through every bench pass."""
+    report = run_bench(tiny_bundle.path, source="phantom://clip?seed=2&frames=6&size=128x128", frames=3,
+                       threads=(1,), out=tmp_path, data="phantom:3")
+    assert report["model_sha256"] == tiny_bundle.sha256
+    assert report["model_bytes"] == tiny_bundle.model_path.stat().st_size
+    (run,) = report["runs"]
+    assert run["threads"] == 1 and run["frames"] == 3 and run["invoke_fps"] > 0
+    assert run["accuracy"]["frames"] == 3 and 0 <= run["accuracy"]["mean_iou"] <= 1
+    acc = report["accuracy"]
+    assert acc["images"] == 3 and len(acc["iou"]) == len(tiny_bundle.manifest["classes"])
+    assert report["best_threads"]["threads"] == 1
+    md = (tmp_path / "bench.md").read_text()
+    assert str(tiny_bundle.path) in md and tiny_bundle.sha256[:12] in md
