@@ -1,7 +1,9 @@
 """The runtime's pipeline: source -> ROI + calibration -> segmenter -> measurement -> sinks.
 
 The pipeline owns the threads (capture, inference, output); sources, the segmenter and sinks
-start none of their own. Sinks that fail are reported once and dropped while the others go on.
+start none of their own. The inference thread does as little as it can beside the model (freeze
+check, resize to the model grid, invoke): argmax, measurement and the temporal filter run on the
+output thread, so that they overlap the next invoke on a core the interpreter leaves free. Sinks that fail are reported once and dropped while the others go on.
 Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
 (edge.prepare) before anything else sees it; a change of layout is noted on the first
 measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
@@ -33,6 +35,7 @@ from edge.errors import SignalLost
 from edge.frame import Measurement, Segmentation
 from edge.freeze import FreezeDetector
 from edge.prepare import LayoutEvent, Prepare
+from edge.preprocess import to_model_image
 from edge.quality import REJECTING, Quality, names
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.segmenter import Segmenter
@@ -171,6 +174,7 @@ class Pipeline:
                 sink.dead = f"{type(e).__name__}: {e}"
                 stats.dead_sinks[sink.name] = sink.dead
                 self.err.write(f"{sink.name} output not started: {sink.dead}\n")
+        segmenter = self.segmenter
         frames = BoundedQueue(2, KEEP_NEWEST if self.source.live else BLOCK, "frames")
         results = BoundedQueue(16, BLOCK, "measurements")
         self.queues = (frames, results)
@@ -233,14 +237,18 @@ class Pipeline:
                         continue
                     frozen = self.freeze(frame.image)
                     t0 = time.monotonic()
-                    seg = self.segmenter.segment(frame)
-                    m = measure(seg, self.options, self.segmenter.bundle.tlf_class, frozen)
-                    m = smooth(m, self.temporal, seg.spacing_mm)
-                    m = replace(m, extra={**m.extra, "wait_ms": (t0 - frame.t_capture) * 1000,
-                                          "infer_ms": (seg.t_done - t0) * 1000, **due_events(frame.seq)})
-                    results.put((m, seg))
+                    raw = segmenter.infer(to_model_image(frame.image, segmenter.spec))
+                    results.put((frame, raw, frozen, t0, time.monotonic()))
             finally:
                 results.put(_END, force=True)
+
+        def measured(frame, raw, frozen: bool, t0: float, t_done: float):
+            seg = segmenter.segmentation(frame, raw, t_done)
+            m = measure(seg, self.options, segmenter.bundle.tlf_class, frozen)
+            m = smooth(m, self.temporal, seg.spacing_mm)
+            m = replace(m, extra={**m.extra, "wait_ms": (t0 - frame.t_capture) * 1000,
+                                  "infer_ms": (t_done - t0) * 1000, **due_events(frame.seq)})
+            return m, seg
 
         def output():
             nonlocal live
@@ -255,7 +263,7 @@ class Pipeline:
                 if isinstance(item, StatusChange):
                     live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "status", _nothing)(item.code, item.text))
                     continue
-                m, seg = item
+                m, seg = measured(*item)
                 if stats.t_first_measurement is None:
                     stats.t_first_measurement = time.monotonic()
                 stats.add(m)

@@ -175,13 +175,15 @@ class Segmenter:
         """Preprocess the frame's B-mode image, run the model and take the argmax."""
         return self.segmentation(frame, self.infer(to_model_image(frame.image, self.spec)))
 
-    def segmentation(self, frame: Frame, raw: np.ndarray) -> Segmentation:
+    def segmentation(self, frame: Frame, raw: np.ndarray, t_done: float | None = None) -> Segmentation:
         """The segmentation of `frame` from `raw`, the output of `infer` on its model image: labels,
-        scores in logit units (see `logits`) and the spacing of a model pixel. Callers that time
-        inference apart (bench) use this to get exactly what `segment` gives the runtime."""
+        scores in logit units (see `logits`) and the spacing of a model pixel. The pipeline (on
+        another thread than the invoke) and bench (timing inference apart) use this to get exactly
+        what `segment` gives. t_done: when the invoke finished (default: now)."""
         labels = np.argmax(raw, axis=-1).astype(np.uint8)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
-        return Segmentation(frame, labels, self.logits(raw), spacing, time.monotonic(), self.logit_scale)
+        t_done = time.monotonic() if t_done is None else t_done
+        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale)
 
 
 def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:

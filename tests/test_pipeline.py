@@ -108,13 +108,20 @@ def test_an_exception_in_the_capture_thread_reaches_the_caller():
     assert len(keep.seen) == 2  # what was captured before the fault still reached the sinks
 
 
-def test_an_exception_in_the_inference_thread_reaches_the_caller():
-    import pytest
+@pytest.mark.parametrize("where", ["infer", "segmentation"])
+def test_an_exception_in_the_inference_or_output_thread_reaches_the_caller(where):
+    """The invoke runs on the inference thread, argmax and measurement on the output thread."""
+    real = Segmenter.create(SegmenterOptions(num_threads=1))
 
     class BadSegmenter:
-        bundle = Segmenter.create(SegmenterOptions(num_threads=1)).bundle
+        bundle, spec = real.bundle, real.spec
 
-        def segment(self, frame):
+        def infer(self, model_image):
+            if where == "infer":
+                raise ValueError("model exploded")
+            return real.infer(model_image)
+
+        def segmentation(self, frame, raw, t_done=None):
             raise ValueError("model exploded")
 
     images, spacing = clip_images(3)
