@@ -1,0 +1,98 @@
+"""Where a model draws the TLF's edges: flat phantom bands of known thickness, at two depths.
+
+    python benchmarks/band_edges.py [--bundle DIR | --model MODEL.keras] [--scenes 8]
+
+Each scene is a random low-back anatomy (seeds fixed) with the TLF set to one thickness, a single
+sublayer and no thickness variation, rendered with the default preset at 256 acquisition rows and
+segmented as the device does (the int8 bundle, default the demo bundle) or by a float Keras model
+(--model; needs TensorFlow; prior-corrected models as `tlf-convert train` saves them). Per depth
+and thickness: the mean error of the top and bottom edges over the central half of the columns
+(model pixels, positive = drawn lower than the truth) and the thickness error that follows (mm).
+It separates a shift of the whole band (both edges alike) from a band drawn too thin or too thick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from edge import phantom  # noqa: E402
+from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
+from edge.frame import Frame  # noqa: E402
+from edge.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
+from edge.thickness import band_edges  # noqa: E402
+
+DEPTHS_MM = (40.0, 50.0)
+THICKNESS_MM = (0.8, 1.6, 2.4)
+
+
+def scenes(depth_mm: float, tlf_mm: float, n: int) -> list[phantom.Scan]:
+    out = []
+    for s in range(n):
+        a = phantom.random_anatomy(np.random.default_rng([s, 99]), depth_mm=depth_mm)
+        a = replace(a, tlf_mm=tlf_mm, sublayers=1, thickness_var=0.0)
+        out.append(phantom.render(a, phantom.PRESETS["default"], (256, 256), seed=1000 + s))
+    return out
+
+
+def int8_scorer(bundle_dir):
+    from edge.segmenter import Segmenter
+
+    seg = Segmenter(load_bundle(bundle_dir), 1)
+
+    def score(scans):
+        results = [seg.segment(Frame(sc.image, 0.0, i, sc.spacing_mm)) for i, sc in enumerate(scans)]
+        return [(r.labels, r.logits.astype(np.float32)) for r in results]
+
+    return score
+
+
+def float_scorer(model_path):
+    from convert.quantize import load_keras_model
+
+    model = load_keras_model(model_path)
+    spec = PreprocessSpec(height=model.input_shape[1], width=model.input_shape[2], channels=model.input_shape[3])
+
+    def score(scans):
+        x = np.stack([to_float(to_model_image(sc.image, spec), spec) for sc in scans])
+        out = model.predict(x, verbose=0, batch_size=8)
+        return [(np.argmax(o, -1).astype(np.uint8), o) for o in out]
+
+    return score
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=str(DEMO_BUNDLE), help="int8 bundle (the device's path)")
+    ap.add_argument("--model", help="a float Keras model instead of the bundle")
+    ap.add_argument("--scenes", type=int, default=8, help="scenes per depth and thickness")
+    args = ap.parse_args(argv)
+    score = float_scorer(args.model) if args.model else int8_scorer(args.bundle)
+    print(f"model: {args.model or args.bundle} ({'float' if args.model else 'int8'}), {args.scenes} scenes each")
+    print(f"{'depth mm':>8} {'TLF mm':>6} {'top px':>7} {'bottom px':>9} {'thickness mm':>12}")
+    errors = []
+    for depth in DEPTHS_MM:
+        for t in THICKNESS_MM:
+            scans = scenes(depth, t, args.scenes)
+            top, bottom = [], []
+            for sc, (labels, logits) in zip(scans, score(scans)):
+                e = band_edges(labels, logits)
+                c = slice(64, 192)  # the central half: the device's measurement window
+                top.append(np.nanmedian(e.top[c] - sc.top_px[c]))
+                bottom.append(np.nanmedian(e.bottom[c] - sc.bottom_px[c]))
+            sy = depth / 256
+            err = (np.mean(bottom) - np.mean(top)) * sy
+            errors.append(err)
+            print(f"{depth:8.0f} {t:6.1f} {np.mean(top):+7.2f} {np.mean(bottom):+9.2f} {err:+12.3f}")
+    print(f"mean |thickness error| {np.mean(np.abs(errors)):.3f} mm")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
