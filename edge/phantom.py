@@ -343,19 +343,24 @@ def _complex_normal(rng: np.random.Generator, shape: tuple[int, int], out: np.nd
 
 def _fibre_field(rng: np.random.Generator, shape: tuple[int, int], sigma_px: tuple[float, float]) -> np.ndarray:
     """A smooth random float32 field with unit standard deviation: white noise blurred by a Gaussian of
-    sigma_px = (lateral, axial) pixels. Long lateral blurs run on a laterally decimated grid (at least
-    4 pixels of sigma left) and are interpolated back: the field is smooth at that scale, and the blur
-    costs a fraction. The white noise is uniform; after a blur over tens of pixels it is Gaussian."""
+    sigma_px = (lateral, axial) pixels. The noise is drawn 3 lateral sigmas wider on each side and
+    cropped after the blur, so that no column near an edge is blurred against a mirrored border
+    (which would count the same noise twice and brighten the edges). Long lateral blurs run on a
+    laterally decimated grid (at least 4 pixels of sigma left) and are interpolated back: the field
+    is smooth at that scale, and the blur costs a fraction. The white noise is uniform; after a blur
+    over tens of pixels it is Gaussian."""
     h, w = shape
     sig_x, sig_y = sigma_px
     f = max(1, int(sig_x // 4))
-    lw = -(-w // f)
+    margin = -(-math.ceil(3 * sig_x) // f)  # coarse columns each side
+    lw = -(-w // f) + 2 * margin
     field = rng.random((h, lw), dtype=np.float32)
     field -= np.float32(0.5)
     field = cv2.GaussianBlur(field, (0, 0), sigmaX=sig_x / f, sigmaY=sig_y)
     if f > 1:
         # Sample centres of the fine grid on the coarse one (pixel-centre alignment, as cv2.resize does).
-        field = cv2.resize(field, (lw * f, h), interpolation=cv2.INTER_LINEAR)[:, :w]
+        field = cv2.resize(field, (lw * f, h), interpolation=cv2.INTER_LINEAR)
+    field = field[:, margin * f : margin * f + w]
     field /= field.std() + 1e-6
     return np.ascontiguousarray(field)
 

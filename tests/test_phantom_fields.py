@@ -59,6 +59,18 @@ def test_fibre_field_has_unit_spread_and_the_gaussian_blur_correlation(sig_x):
     assert (field > 1.5).mean() == pytest.approx(0.0668, abs=0.015)
 
 
+@pytest.mark.parametrize("sig_x", [4.0, 16.0])
+def test_fibre_field_is_as_strong_at_the_image_edges_as_in_the_middle(sig_x):
+    """A frame without a lateral margin (a new scene) must not blur its noise against a mirrored
+    border: that counts the same noise twice and makes the edge columns brighter and streakier."""
+    rng = np.random.default_rng(8)
+    fields = np.concatenate([phantom._fibre_field(rng, (32, 256), (sig_x, 1.0)) for _ in range(150)])
+    spread = fields.std(axis=0)
+    edge = max(4, int(sig_x))
+    for side in (spread[:edge], spread[-edge:]):
+        assert side.mean() / spread[96:160].mean() == pytest.approx(1.0, abs=0.08)
+
+
 def test_single_frame_texture_is_only_as_wide_as_its_slide(monkeypatch):
     """A new scene draws no lateral margin unless its anatomy slides; a slid scene gets room for its
     whole slide (tissue and muscle), so its texture really moves instead of stopping at the edge."""
