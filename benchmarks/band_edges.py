@@ -83,10 +83,13 @@ def main(argv=None) -> int:
             top, bottom = [], []
             for sc, (labels, logits) in zip(scans, score(scans)):
                 e = band_edges(labels, logits)
-                c = slice(64, 192)  # the central half: the device's measurement window
-                top.append(np.nanmedian(e.top[c] - sc.top_px[c]))
-                bottom.append(np.nanmedian(e.bottom[c] - sc.bottom_px[c]))
-            sy = depth / 256
+                h, w = labels.shape
+                k = h / sc.image.shape[0]  # scan rows to model rows
+                c = slice(w // 4, 3 * w // 4)  # the central half: the device's measurement window
+                cols = ((np.arange(w)[c] + 0.5) * sc.image.shape[1] / w).astype(int)  # scan column under each
+                top.append(np.nanmedian(e.top[c] - sc.top_px[cols] * k))
+                bottom.append(np.nanmedian(e.bottom[c] - sc.bottom_px[cols] * k))
+                sy = depth / h  # mm per model row
             err = (np.mean(bottom) - np.mean(top)) * sy
             errors.append(err)
             print(f"{depth:8.0f} {t:6.1f} {np.mean(top):+7.2f} {np.mean(bottom):+9.2f} {err:+12.3f}")

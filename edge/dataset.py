@@ -73,6 +73,8 @@ def held_out_look(i: int) -> str:
 def held_out_scan(i: int) -> phantom.Scan:
     """The i-th held-out phantom scan (seed PHANTOM_DATA_SEEDS + i, look `held_out_look(i)`)."""
     return phantom_scan(PHANTOM_DATA_SEEDS + i, phantom.PRESETS[held_out_look(i)])
+
+
 PHANTOM_DATA_DEFAULT_N = 64
 
 MASK_KINDS = ("index", "palette", "binary")

@@ -3,7 +3,7 @@
 The pipeline owns the threads (capture, inference, output); sources, the segmenter and sinks
 start none of their own. The inference thread does as little as it can beside the model (freeze
 check, resize to the model grid, invoke): argmax, measurement and the temporal filter run on the
-output thread, so that they overlap the next invoke on a core the interpreter leaves free. Sinks that fail are reported once and dropped while the others go on.
+output thread, so that they overlap the next invoke on a core the interpreter leaves free.
 Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
 (edge.prepare) before anything else sees it; a change of layout is noted on the first
 measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
@@ -238,7 +238,8 @@ class Pipeline:
                     frozen = self.freeze(frame.image)
                     t0 = time.monotonic()
                     raw = segmenter.infer(to_model_image(frame.image, segmenter.spec))
-                    results.put((frame, raw, frozen, t0, time.monotonic()))
+                    # With the output thread gone (an error), a full queue must not hold this thread.
+                    results.put((frame, raw, frozen, t0, time.monotonic()), stop if errors else None)
             finally:
                 results.put(_END, force=True)
 

@@ -179,7 +179,7 @@ class Segmenter:
         """The segmentation of `frame` from `raw`, the output of `infer` on its model image: labels,
         scores in logit units (see `logits`) and the spacing of a model pixel. The pipeline (on
         another thread than the invoke) and bench (timing inference apart) use this to get exactly
-        what `segment` gives. t_done: when the invoke finished (default: now)."""
+        what `segment` gives. t_done: when the invoke finished (default: now, after the argmax)."""
         labels = np.argmax(raw, axis=-1).astype(np.uint8)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         t_done = time.monotonic() if t_done is None else t_done

@@ -10,8 +10,9 @@
    `window_s` seconds (0: no age limit). On a cart slower than min_samples frames per window_s
    the age limit would starve the estimate, so the `min_samples` newest values stay while the
    newest of them is no older than window_s and the oldest no older than SLOW_SPAN * window_s
-   (at the defaults: an estimate down to 1 frame/s; once the probe is lifted it still ends after
-   window_s).
+   (at the defaults: an estimate down to about 0.7 frames/s, 3 frames within 3 s; once the probe
+   is lifted it still ends after window_s). The same holds on a fast cart whose frames are mostly
+   rejected: the last min_samples accepted values count for up to SLOW_SPAN windows.
 3. Hampel test, every frame over the whole window: a value further than k * sigma from the
    window median is an outlier and is left out of the estimate; when it is this frame's value,
    the frame is flagged Quality.OUTLIER. sigma = 1.4826 * MAD (the robust standard deviation),

@@ -234,11 +234,11 @@ def test_output_lies_within_the_accepted_inputs(seq, window_frames, window_s):
             assert math.isnan(e.value)
 
 
-@pytest.mark.parametrize("fps, shown", [(1.8, True), (1.2, True), (0.5, False)])
+@pytest.mark.parametrize("fps, shown", [(1.8, True), (1.2, True), (0.7, True), (0.6, False), (0.5, False)])
 def test_a_slow_cart_still_gets_an_estimate_from_its_newest_frames(fps, shown):
     """Under 2 frames/s a 1 s window never holds min_samples (3) values; the newest three are kept as
-    long as they span at most SLOW_SPAN windows (3 s), so a cart down to about 1 frame/s shows a
-    value and a slower one does not."""
+    long as they span at most SLOW_SPAN windows (3 s), so a cart down to about 0.67 frames/s (three
+    frames within 3 s) shows a value and a slower one does not."""
     f = TemporalFilter(TemporalOptions(window_s=1.0, min_samples=3))
     out = [f(m(v, i, t=i / fps)) for i, v in enumerate(steady(12))]
     assert [math.isfinite(e.value) for e in out[2:]] == [shown] * 10
