@@ -268,6 +268,7 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
         "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 1),
         "dropped_frames": stats.dropped_frames,
         "frames_without_roi": stats.frames_without_roi,
+        "frames_layout_changing": stats.frames_layout_changing,
         "accuracy": accuracy,
         "_invoke_ms": times["invoke"],
     }

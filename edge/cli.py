@@ -214,7 +214,8 @@ def _layout_summary(stats) -> dict | None:
         return None
     last = events[-1].as_dict()
     return {"roi": last["roi"], "spacing_mm": last["spacing_mm"], "calibration": last["calibration"],
-            "changes": stats.layout_changes, "frames_without_roi": stats.frames_without_roi}
+            "changes": stats.layout_changes, "frames_without_roi": stats.frames_without_roi,
+            "frames_layout_changing": stats.frames_layout_changing}
 
 
 def print_summary(s: dict, run_dir: Path) -> None:
@@ -239,7 +240,9 @@ def print_summary(s: dict, run_dir: Path) -> None:
         spacing = "no scale (thickness in px)" if lay["spacing_mm"] is None else \
             f"{lay['spacing_mm'][0]:.4f} x {lay['spacing_mm'][1]:.4f} mm/px ({lay['calibration']})"
         print(f"  b-mode     {w}x{h} at ({x}, {y}), {spacing}; {lay['changes']} layout changes"
-              + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else ""))
+              + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else "")
+              + (f", {lay['frames_layout_changing']} screens skipped while the layout changed"
+                 if lay["frames_layout_changing"] else ""))
     if s["display"] is not None:
         print(f"  display    {s['display']['frames_received']} frames decoded by the emulated display, "
               f"{s['display']['crc_errors']} CRC errors")

@@ -95,6 +95,7 @@ class RunStats:
     dropped_frames: int = 0
     layout_events: list[LayoutEvent] = field(default_factory=list)  # the first layout, then each change
     frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
+    frames_layout_changing: int = 0  # screens whose layout changed, before the region was found again (not measured)
     corrupt_frames: int = 0  # frames the source could not decode (skipped), as it counts them
     signal_losses: int = 0  # times a live source lost its device
     no_signal_s: float = 0.0  # time spent without signal
@@ -213,8 +214,11 @@ class Pipeline:
                                 with pending_lock:
                                     pending.append(event)
                                     stats.layout_events.append(event)
-                            if frame is None:  # no B-mode region on this screen (yet)
-                                stats.frames_without_roi += 1
+                            if frame is None:  # no B-mode region on this screen (yet), or a changing one
+                                if self.prepare.tracker.unsettled:
+                                    stats.frames_layout_changing += 1
+                                else:
+                                    stats.frames_without_roi += 1
                                 continue
                         if frames.put(frame, stop):
                             n += 1

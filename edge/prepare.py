@@ -68,7 +68,10 @@ class Prepare:
 
     frame: as delivered by a source. cropped: the source already delivers the B-mode region.
     Returns None instead of a frame while no B-mode region has been found on the screen (the
-    frame is counted in `frames_without_roi`); the returned frame's image is a copy of the ROI
+    frame is counted in `frames_without_roi`), and while the screen's layout seems to have changed
+    but the region has not been detected again yet (`RoiTracker.unsettled`; counted in
+    `frames_layout_changing`): such a frame cut with the old rectangle and measured with the old
+    scale could show a wrong thickness in mm. The returned frame's image is a copy of the ROI
     pixels only, never a view into the screen. `roi` and `calibration` hold the current state.
     """
 
@@ -82,6 +85,7 @@ class Prepare:
         self.roi: tuple[int, int, int, int] | None = None
         self.calibration: Calibration | None = None
         self.frames_without_roi = 0
+        self.frames_layout_changing = 0
 
     def __call__(self, frame: Frame, cropped: bool = False) -> tuple[Frame | None, LayoutEvent | None]:
         if cropped:
@@ -89,6 +93,9 @@ class Prepare:
         roi, roi_change = self.tracker.update(frame.image, frame.seq)
         if roi is None:
             self.frames_without_roi += 1
+            return None, None
+        if self.tracker.unsettled:
+            self.frames_layout_changing += 1
             return None, None
         if self.fixed is not None or frame.spacing_mm is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).

@@ -276,7 +276,9 @@ class RoiTracker:
     fails for `persist` frames in a row, or every `redetect_every` frames, triggers detection;
     a new rectangle (more than `tol` px off on any edge) is adopted and reported. Detections are
     at least `min_gap` frames apart, so a dark image (probe lifted) cannot make it thrash; when
-    detection finds nothing the last ROI is kept.
+    detection finds nothing the last ROI is kept. While a check fails and detection is held back
+    (by `min_gap` or `persist`), `unsettled` is true: the region may have moved, and a frame cut
+    with the last rectangle and measured with the last scale could be wrong.
 
     manual: a fixed Roi (see manual_roi): never detected, never changed.
     """
@@ -301,10 +303,12 @@ class RoiTracker:
         self._sig: np.ndarray | None = None
         self._sig_mask: np.ndarray | None = None
         self._strips: list | None = None
+        self.unsettled = False  # the last frame failed a check and was not followed by a detection
 
     def update(self, image: np.ndarray, seq: int | None = None) -> tuple[Roi | None, LayoutChange | None]:
         """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change)."""
         self._frames += 1
+        self.unsettled = False
         if self.manual is not None:
             if self.roi is None:
                 self.roi = self.manual
@@ -318,6 +322,7 @@ class RoiTracker:
         else:
             reason = self._check(gray)
             if reason is None:
+                self.unsettled = self._suspect > 0
                 return self.roi, None
         return self._detect(image, gray, seq, reason)
 

@@ -279,7 +279,8 @@ def test_a_damaged_and_truncated_video_runs_to_its_end(tmp_path):
     run_dir = run_dir_of(runs)
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["corrupt_frames"] >= n - whole - 1  # the damaged frame and those cut off (one may be half there)
-    assert s["frames"] + s["corrupt_frames"] + s["layout"]["frames_without_roi"] == n  # every frame accounted for
+    lay = s["layout"]
+    assert s["frames"] + s["corrupt_frames"] + lay["frames_without_roi"] + lay["frames_layout_changing"] == n  # every frame accounted for
     assert s["frames"] >= whole - 1
     check_logs(run_dir, s["frames"])
     assert f"{s['corrupt_frames']} source frames could not be decoded" in r.stdout

@@ -221,6 +221,30 @@ def test_a_screen_video_is_cropped_calibrated_and_follows_a_depth_change(tmp_pat
     assert new / old == pytest.approx(50 / 40, rel=0.01)
 
 
+def test_no_frame_is_measured_with_the_old_region_while_a_layout_change_waits_for_detection(tmp_path):
+    """Detections are at least min_gap frames apart; a depth change sooner after one must not be
+    cut with the old rectangle and measured with the old scale in the meantime."""
+    from edge import phantom_screen as ps
+    from edge.config import CalibrationOptions, RoiOptions
+    from edge.sources import open_source
+
+    path = tmp_path / "screen.avi"
+    truth = ps.write_clip(path, 12, frames=14, size=(640, 480), depths=(40.0, 50.0), change_at=3)
+    sink = RoiOnly(truth, (480, 640))
+    seg = Segmenter.create(SegmenterOptions(num_threads=1))
+    stats = Pipeline(open_source(str(path)), seg, [sink], err=io.StringIO(), roi=RoiOptions(min_gap=8),
+                     calibration=CalibrationOptions()).run()
+    assert stats.dead_sinks == {} and stats.layout_changes == 1
+    measured = [m.seq for m in sink.seen]
+    assert measured[:3] == [0, 1, 2] and measured[-1] == 13  # before the change, and after the new region
+    assert stats.frames_layout_changing == 14 - len(measured) > 0 and stats.frames_without_roi == 0
+    for m, seg_ in zip(sink.seen, sink.segs):  # RoiOnly checked each image's size against the truth
+        spacing = seg_.frame.spacing_mm
+        assert max(abs(a / b - 1) for a, b in zip(spacing, truth[m.seq]["spacing_mm"])) < 0.01, m.seq
+    event = stats.layout_events[-1]
+    assert edge_error(event.roi, truth[event.seq]["roi"]) <= 2
+
+
 def test_a_screen_without_a_scale_is_measured_in_px_and_flagged_uncalibrated():
     from edge import phantom_screen as ps
 
