@@ -9,6 +9,8 @@ segmented as the device does (the int8 bundle, default the demo bundle) or by a 
 and thickness: the mean error of the top and bottom edges over the central half of the columns
 (model pixels, positive = drawn lower than the truth) and the thickness error that follows (mm).
 It separates a shift of the whole band (both edges alike) from a band drawn too thin or too thick.
+--screen-scale shows each scan enlarged first, as a scanner screen does before the device crops
+and shrinks it (the display path's share of the error on screen video).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edge import phantom  # noqa: E402
@@ -32,13 +35,21 @@ DEPTHS_MM = (40.0, 50.0)
 THICKNESS_MM = (0.8, 1.6, 2.4)
 
 
-def scenes(depth_mm: float, tlf_mm: float, n: int) -> list[phantom.Scan]:
+def scenes(depth_mm: float, tlf_mm: float, n: int, sublayers: int = 1, rows: int = 256) -> list[phantom.Scan]:
     out = []
     for s in range(n):
         a = phantom.random_anatomy(np.random.default_rng([s, 99]), depth_mm=depth_mm)
-        a = replace(a, tlf_mm=tlf_mm, sublayers=1, thickness_var=0.0)
-        out.append(phantom.render(a, phantom.PRESETS["default"], (256, 256), seed=1000 + s))
+        a = replace(a, tlf_mm=tlf_mm, sublayers=sublayers, thickness_var=0.0)
+        out.append(phantom.render(a, phantom.PRESETS["default"], (rows, 256), seed=1000 + s))
     return out
+
+
+def displayed(image: np.ndarray, scale: float) -> np.ndarray:
+    """The scan scan-converted to `scale` times its size (the device shrinks it back to the model grid)."""
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
 
 
 def int8_scorer(bundle_dir):
@@ -46,8 +57,8 @@ def int8_scorer(bundle_dir):
 
     seg = Segmenter(load_bundle(bundle_dir), 1)
 
-    def score(scans):
-        results = [seg.segment(Frame(sc.image, 0.0, i, sc.spacing_mm)) for i, sc in enumerate(scans)]
+    def score(images):
+        results = [seg.segment(Frame(image, 0.0, i)) for i, image in enumerate(images)]
         return [(r.labels, r.logits.astype(np.float32)) for r in results]
 
     return score
@@ -59,8 +70,8 @@ def float_scorer(model_path):
     model = load_keras_model(model_path)
     spec = PreprocessSpec(height=model.input_shape[1], width=model.input_shape[2], channels=model.input_shape[3])
 
-    def score(scans):
-        x = np.stack([to_float(to_model_image(sc.image, spec), spec) for sc in scans])
+    def score(images):
+        x = np.stack([to_float(to_model_image(image, spec), spec) for image in images])
         out = model.predict(x, verbose=0, batch_size=8)
         return [(np.argmax(o, -1).astype(np.uint8), o) for o in out]
 
@@ -72,16 +83,24 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", default=str(DEMO_BUNDLE), help="int8 bundle (the device's path)")
     ap.add_argument("--model", help="a float Keras model instead of the bundle")
     ap.add_argument("--scenes", type=int, default=8, help="scenes per depth and thickness")
+    ap.add_argument("--depths", type=float, nargs="+", default=DEPTHS_MM, help="fields of view (mm)")
+    ap.add_argument("--thickness", type=float, nargs="+", default=THICKNESS_MM, help="TLF thicknesses (mm)")
+    ap.add_argument("--sublayers", type=int, default=1, help="bright sublayers in the band")
+    ap.add_argument("--rows", type=int, default=256, help="acquisition rows of each scan")
+    ap.add_argument("--screen-scale", type=float, default=1.0,
+                    help="show each scan this many times larger (linear interpolation), as a scanner screen does")
     args = ap.parse_args(argv)
     score = float_scorer(args.model) if args.model else int8_scorer(args.bundle)
-    print(f"model: {args.model or args.bundle} ({'float' if args.model else 'int8'}), {args.scenes} scenes each")
+    print(f"model: {args.model or args.bundle} ({'float' if args.model else 'int8'}), {args.scenes} scenes each, "
+          f"{args.sublayers} sublayer(s), {args.rows} acquisition rows, screen scale {args.screen_scale:g}")
     print(f"{'depth mm':>8} {'TLF mm':>6} {'top px':>7} {'bottom px':>9} {'thickness mm':>12}")
     errors = []
-    for depth in DEPTHS_MM:
-        for t in THICKNESS_MM:
-            scans = scenes(depth, t, args.scenes)
+    for depth in args.depths:
+        for t in args.thickness:
+            scans = scenes(depth, t, args.scenes, args.sublayers, args.rows)
+            images = [displayed(sc.image, args.screen_scale) for sc in scans]
             top, bottom = [], []
-            for sc, (labels, logits) in zip(scans, score(scans)):
+            for sc, (labels, logits) in zip(scans, score(images)):
                 e = band_edges(labels, logits)
                 h, w = labels.shape
                 k = h / sc.image.shape[0]  # scan rows to model rows

@@ -12,8 +12,9 @@ Per seed: ROI, the largest edge error (px) of the B-mode region in effect over a
 mm/px, the largest relative error of the spacing; layout, the layout changes seen (1 expected);
 accepted, the frames not rejected; thickness, the median over accepted frames against the
 median truth over the same frames; B-mode only, the same model's error on the clip's B-mode
-images as rendered, without screen, crop and video coding (the model's own share). The target: thickness within 0.1 mm, ROI within 2 px, mm per
-pixel within 1 %. Inference runs on one thread (the machine may be busy).
+images as rendered, without screen, crop and video coding (the model's own share); and the
+thickness error over the frames at each depth alone. The target: thickness within 0.1 mm, ROI
+within 2 px, mm per pixel within 1 %. Inference runs on one thread (the machine may be busy).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def record(path: Path, seed: int, frames: int, size, window) -> list[dict]:
 
     def screens():
         for s in phantom_screen.screen_clip(seed, frames, size, depths=(40.0, 50.0), change_at=frames // 2):
-            truth.append({"roi": s.roi, "spacing_mm": s.spacing_mm, "scan": s.scan,
+            truth.append({"roi": s.roi, "spacing_mm": s.spacing_mm, "scan": s.scan, "depth_mm": s.depth_mm,
                           "thickness_mm": window_median(column_truth(s.scan.thickness_mm, s.roi[2]), window)})
             yield s
 
@@ -94,9 +95,14 @@ def one_seed(seed: int, frames: int, size, segmenter, folder: Path) -> dict:
     ok = [m for m, _, _ in keep.items if not m.flags & REJECTING and math.isfinite(m.thickness)]
     measured = float(np.median([m.thickness for m in ok])) if ok else math.nan
     true = float(np.median([truth[m.seq]["thickness_mm"] for m in ok])) if ok else math.nan
+    by_depth = {}
+    for depth in sorted({t["depth_mm"] for t in truth}):
+        at = [m for m in ok if truth[m.seq]["depth_mm"] == depth]
+        by_depth[depth] = (float(np.median([m.thickness for m in at]) - np.median([truth[m.seq]["thickness_mm"] for m in at]))
+                           if at else math.nan)
     return {"seed": seed, "frames": stats.frames, "accepted": len(ok), "roi_px": roi_err, "spacing_rel": spacing_err,
             "layout_changes": stats.layout_changes, "measured_mm": measured, "truth_mm": true,
-            "error_mm": measured - true, "bmode_error_mm": bmode_error(truth, segmenter, options)}
+            "error_mm": measured - true, "bmode_error_mm": bmode_error(truth, segmenter, options), "by_depth": by_depth}
 
 
 def bmode_error(truth: list[dict], segmenter, options) -> float:
@@ -127,7 +133,7 @@ def main(argv=None) -> int:
     print(f"model {args.bundle} sha256 {segmenter.bundle.sha256[:12]} (demo bundle commit: {last or 'unknown'})")
     print(f"screens {size[0]}x{size[1]}, {args.frames} frames, depth 40 -> 50 mm at frame {args.frames // 2}, MJPEG .avi")
     print(f"{'seed':>5} {'frames':>6} {'accepted':>8} {'ROI px':>6} {'mm/px %':>7} {'layout':>6} "
-          f"{'measured':>8} {'truth':>6} {'error mm':>8} {'B-mode only':>11}")
+          f"{'measured':>8} {'truth':>6} {'error mm':>8} {'B-mode only':>11}  error at each depth")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -135,7 +141,7 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"{r['seed']:>5} {r['frames']:>6} {r['accepted']:>8} {r['roi_px']:>6} {100 * r['spacing_rel']:>7.3f} "
                   f"{r['layout_changes']:>6} {r['measured_mm']:>8.3f} {r['truth_mm']:>6.3f} {r['error_mm']:>+8.3f} "
-                  f"{r['bmode_error_mm']:>+11.3f}")
+                  f"{r['bmode_error_mm']:>+11.3f}  " + ", ".join(f"{d:g} mm {e:+.3f}" for d, e in r["by_depth"].items()))
     errors = np.array([r["error_mm"] for r in rows])
     good = np.isfinite(errors)
     print(f"thickness within 0.1 mm: {int((np.abs(errors[good]) <= 0.1).sum())}/{len(rows)} seeds "
