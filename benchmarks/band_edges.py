@@ -9,6 +9,8 @@ segmented as the device does (the int8 bundle, default the demo bundle) or by a 
 and thickness: the mean error of the top and bottom edges over the central half of the columns
 (model pixels, positive = drawn lower than the truth) and the thickness error that follows (mm).
 It separates a shift of the whole band (both edges alike) from a band drawn too thin or too thick.
+Edges and thickness are as the model draws them: a bundle's thickness calibration (its measured
+response, which the device inverts) is not applied here.
 --screen-scale shows each scan enlarged first, as a scanner screen does before the device crops
 and shrinks it (the display path's share of the error on screen video).
 """

@@ -70,6 +70,14 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--validate-n", type=int, default=220, help="held-out phantom images (presets in turn)")
     d.add_argument("--model", help="reuse a trained model (.keras, with its train.json) instead of training")
+    d.add_argument("--response-n", type=int, default=1000,
+                   help="phantom scans the bundle's thickness response is fitted on (see thickness-response)")
+
+    r = sub.add_parser("thickness-response",
+                       help="fit a phantom-trained bundle's thickness response on phantom scans of known thickness "
+                            "into its manifest (the device then inverts it)")
+    r.add_argument("bundle")
+    r.add_argument("--n", type=int, default=1000, help="phantom scans to fit on")
 
     v = sub.add_parser("validate", help="compare float and int8 on a labelled set; non-zero exit when the gate fails")
     v.add_argument("bundle")
@@ -112,6 +120,7 @@ def main(argv=None) -> int:
 
     try:
         return {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
+                "thickness-response": cmd_thickness_response,
                 "validate": cmd_validate, "phantom": cmd_phantom, "contact-sheet": cmd_contact_sheet}[args.command](args)
     except (QuantizeError, ValueError, OSError) as e:
         print(f"tlf-convert: error: {e}", file=sys.stderr)
@@ -261,11 +270,15 @@ def cmd_demo_bundle(args) -> int:
     int8 steps of 2 lose the thin TLF (measured: int8 mean IoU 0.09 below float). Stage 3 goes on
     from stage 2's last weights at 1e-4 to 1e-5 (it was added when label maps began to be resized
     at pixel centres: it moved the band edges the half pixel the old resize had taught). The class
-    weights' shift of the boundaries is removed from the final bias after the last stage.
+    weights' shift of the boundaries is removed from the final bias after the last stage. After
+    conversion the int8 model's thickness response is fitted on phantom scans of known thickness
+    and recorded in the manifest (convert.response); the validation then measures as the device
+    does, with it.
     """
     import shutil
 
     from convert.quantize import load_keras_model, quantize_to_bundle
+    from convert.response import write_phantom_response
     from convert.train import TrainOptions, read_history, train
     from convert.validate import GateLimits
     from edge.preprocess import PreprocessSpec
@@ -301,6 +314,8 @@ def cmd_demo_bundle(args) -> int:
         "final": history[-1] if history else {},
     }
     bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"}, progress=True)
+    bundle, figures = write_phantom_response(bundle, args.response_n)
+    print_response(bundle, figures)
     (bundle.path / "training").mkdir(exist_ok=True)
     for stage in stages:
         for name in ("history.csv", "history.png"):
@@ -356,6 +371,24 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
           f"int8-truth MAE {th['int8_vs_truth'].get('mae')} {summary['unit']}")
     print(("gate PASSED" if not failures else "gate FAILED: " + "; ".join(failures)) + f" (report: {out_dir}/validation.md)")
     return not failures
+
+
+def cmd_thickness_response(args) -> int:
+    from convert.response import write_phantom_response
+    from edge.bundle import load_bundle
+
+    bundle, figures = write_phantom_response(load_bundle(args.bundle), args.n)
+    print_response(bundle, figures)
+    print("validate the bundle again (tlf-convert validate) for figures measured with it")
+    return 0
+
+
+def print_response(bundle, figures: dict) -> None:
+    cal = bundle.thickness_calibration
+    print(f"thickness response: measured rows = {cal.a:+.3f} {cal.b:+.4f}*true {cal.c:+.3f}*s {cal.d:+.4f}*true*s "
+          f"(s {cal.s_range[0]:.4f}-{cal.s_range[1]:.4f} mm per row; {cal.fitted_on})")
+    print(f"on those scans: bias {figures['bias_mm_before']:+.4f} -> {figures['bias_mm_after']:+.4f} mm, "
+          f"MAE {figures['mae_mm_before']:.4f} -> {figures['mae_mm_after']:.4f} mm")
 
 
 def cmd_validate(args) -> int:

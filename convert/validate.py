@@ -31,6 +31,7 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     seg = Segmenter(bundle, threads)
     classes = seg.classes
     f_pred, q_pred, f_th, q_th, t_th, owner, depth = [], [], [], [], [], [], []
+    q_drawn = []  # int8 thickness without the bundle's thickness calibration (when it has one)
     for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
         logits_f = float_model(to_float(img, bundle.spec)[None], training=False)
         logits_f = np.asarray(logits_f)[0]
@@ -51,8 +52,13 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             owner += [i] * len(zones)
             depth += range(1, len(zones) + 1)
             continue
-        f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf).value)
-        q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf).value)
+        cal = seg.calibration  # the device applies it; float is measured alike, so int8-float stays a model comparison
+        f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal).value)
+        q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf,
+                                      calibration=cal).value)
+        if cal is not None:
+            q_drawn.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale,
+                                             tlf=tlf).value)
         t_th.append(measure_thickness(lab, None, sp, tlf=tlf, classes=classes).value)
         owner.append(i)
     f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)
@@ -80,6 +86,8 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             "float_vs_truth": _errors(f_th, t_th),
             "int8_vs_truth": _errors(q_th, t_th),
             "int8_vs_float": _errors(q_th, f_th),
+            **({"int8_vs_truth_without_thickness_calibration": _errors(np.asarray(q_drawn, np.float64), t_th)}
+               if q_drawn else {}),
         },
         **({"bands": _by_depth(depth, f_th, q_th, t_th)} if classes == 2 else {}),
         "unit": unit or ("mm" if spacings and spacings[0] is not None else "px"),

@@ -47,6 +47,14 @@ class Bundle:
         return int(self.sha256[:8], 16)
 
     @property
+    def thickness_calibration(self):
+        """The bundle's edge.thickness.ThicknessCalibration, or None (checked on load)."""
+        from edge.thickness import ThicknessCalibration
+
+        d = self.manifest.get("thickness_calibration")
+        return None if d is None else ThicknessCalibration.from_dict(d)
+
+    @property
     def tlf_class(self) -> int:
         return int(self.manifest["tlf_class"])
 
@@ -111,7 +119,12 @@ def load_bundle(path: str | Path) -> Bundle:
         spec = PreprocessSpec.from_dict(manifest["preprocess"])
     except (TypeError, ValueError) as e:
         raise BundleError(f"bad preprocessing spec in {str(manifest_path)!r}: {e}") from e
-    return Bundle(path=path, manifest=manifest, spec=spec)
+    bundle = Bundle(path=path, manifest=manifest, spec=spec)
+    try:
+        bundle.thickness_calibration
+    except ValueError as e:
+        raise BundleError(f"manifest {str(manifest_path)!r}: {e}") from e
+    return bundle
 
 
 def _check_output(manifest: dict, manifest_path: Path) -> None:

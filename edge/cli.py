@@ -182,6 +182,7 @@ def summarize(stats, segmenter, args, display) -> dict:
         "model_sha256": segmenter.bundle.sha256,
         "runtime": segmenter.runtime,
         "threads": segmenter.num_threads,
+        "thickness_calibration": segmenter.calibration.fitted_on if segmenter.calibration is not None else None,
         "source": args.source,
         "frames": stats.frames,
         "accepted": stats.accepted,
@@ -222,6 +223,8 @@ def print_summary(s: dict, run_dir: Path) -> None:
     unit = s["unit"] or ""
     print("tlf-edge run summary")
     print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
+    if s.get("thickness_calibration"):
+        print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_calibration']})")
     print(f"  source     {s['source']}")
     flagged = ", ".join(f"{k} x{v}" for k, v in s["flagged"].items()) or "none"
     dropped = f" ({s['dropped_frames']} older frames dropped: the newest frame wins)" if s["dropped_frames"] else ""

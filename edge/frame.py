@@ -39,6 +39,7 @@ class Segmentation:
     spacing_mm: tuple[float, float] | None
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
+    calibration: object | None = None  # the bundle's edge.thickness.ThicknessCalibration, if it has one
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ from edge.thickness import ThicknessOptions, measure_thickness, window_slice
 
 def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False) -> Measurement:
     """Thickness and quality for one segmentation; truth is attached when the frame carries it."""
-    result = measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class)
+    result = measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
+                               calibration=seg.calibration)
     extra = {"coverage": round(result.coverage, 3), "t_invoke_done": seg.t_done}
     truth = seg.frame.truth
     if truth is not None and "thickness_mm" in truth:

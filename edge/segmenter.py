@@ -87,6 +87,7 @@ class Segmenter:
         self.bundle = bundle
         self.spec = bundle.spec
         self.num_threads = num_threads
+        self.calibration = bundle.thickness_calibration  # None: thickness as the model draws it
         cls, self.runtime = interpreter_class()
         try:
             self._interp = cls(model_path=str(bundle.model_path), num_threads=num_threads)
@@ -183,7 +184,7 @@ class Segmenter:
         labels = np.argmax(raw, axis=-1).astype(np.uint8)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         t_done = time.monotonic() if t_done is None else t_done
-        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale)
+        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.calibration)
 
 
 def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:

@@ -7,6 +7,7 @@ i-1 and i lies at row i.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -22,6 +23,75 @@ class ThicknessOptions:
     max_order_errors: float = 0.2  # fraction of window columns allowed out of anatomical order
     min_margin: float = 1.0  # mean logit margin (real units) on the band, when logits are given
     slope_window: int = 9  # columns over which the band direction is estimated
+
+
+@dataclass(frozen=True)
+class ThicknessCalibration:
+    """A bundle's measured thickness response and its inverse.
+
+    On images of known thickness the model's band, in model rows, was found to follow
+        measured = a + b * true + c * s + d * true * s    (s: mm per model row)
+    A model drawn toward the typical thickness of its training images, where the edges are
+    blurred over few pixels, has b < 1: thin bands read thick and thick ones thin, the more so
+    the coarser the pixels. `correct` inverts this per column, with s kept inside the range
+    it was fitted on. `fitted_on` says which images (the manifest keeps it with the figures).
+    """
+
+    a: float
+    b: float
+    c: float
+    d: float
+    s_range: tuple[float, float]
+    fitted_on: str = ""
+
+    MIN_SLOPE = 0.5  # a response flatter than this would amplify noise more than it removes bias
+
+    def __post_init__(self):
+        lo, hi = self.s_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"thickness calibration: bad s_range {self.s_range!r}")
+        if not all(math.isfinite(v) for v in (self.a, self.b, self.c, self.d)):
+            raise ValueError("thickness calibration: coefficients must be finite numbers")
+        if min(self.slope(lo), self.slope(hi)) < self.MIN_SLOPE:
+            raise ValueError(f"thickness calibration: slope b + d*s under {self.MIN_SLOPE} in {self.s_range!r}")
+
+    def slope(self, s):
+        return self.b + self.d * s
+
+    def correct(self, vertical: np.ndarray, s: float) -> np.ndarray:
+        """True vertical extents (model rows) from measured ones, at s mm per model row."""
+        s = min(max(float(s), self.s_range[0]), self.s_range[1])
+        return (vertical - self.a - self.c * s) / self.slope(s)
+
+    def to_dict(self) -> dict:
+        return {"form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s, s = mm per model row",
+                "a": self.a, "b": self.b, "c": self.c, "d": self.d, "s_range": list(self.s_range),
+                "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThicknessCalibration":
+        if not isinstance(d, dict):
+            raise ValueError(f"thickness calibration must be an object, not {type(d).__name__}")
+        missing = [k for k in ("a", "b", "c", "d", "s_range") if k not in d]  # other keys: figures, for people
+        if missing:
+            raise ValueError(f"thickness calibration lacks {missing}")
+        try:
+            lo, hi = (float(v) for v in d["s_range"])
+            return cls(float(d["a"]), float(d["b"]), float(d["c"]), float(d["d"]), (lo, hi), str(d.get("fitted_on", "")))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"thickness calibration: {e}") from e
+
+
+def fit_thickness_calibration(measured, true, s, fitted_on: str = "") -> ThicknessCalibration:
+    """Least squares of `ThicknessCalibration`'s form on per-image (measured, true) vertical
+    extents in model rows at s mm per model row (NaNs dropped)."""
+    m, t, s = (np.asarray(v, np.float64) for v in (measured, true, s))
+    ok = np.isfinite(m) & np.isfinite(t) & np.isfinite(s)
+    m, t, s = m[ok], t[ok], s[ok]
+    if m.size < 8:
+        raise ValueError(f"a thickness calibration needs at least 8 measured images, got {m.size}")
+    coef, *_ = np.linalg.lstsq(np.c_[np.ones_like(t), t, s, t * s], m, rcond=None)
+    return ThicknessCalibration(*(float(v) for v in coef), (float(s.min()), float(s.max())), fitted_on)
 
 
 @dataclass(frozen=True)
@@ -131,12 +201,15 @@ def measure_thickness(
     logit_scale: float = 1.0,
     tlf: int = 1,
     classes: int | None = None,
+    calibration: ThicknessCalibration | None = None,
 ) -> ThicknessResult:
     """Thickness of the TLF band, perpendicular to its local direction.
 
     spacing_mm: (row, column) mm per pixel of `labels` (anisotropic allowed); without it the
     result is in pixels and flagged UNCALIBRATED. classes: how many classes the model has
     (default: the logits' last axis, else 3); see `neighbours` for the order check.
+    calibration: the bundle's thickness response, inverted per column (only with a spacing:
+    it is a function of the pixel size in mm).
     """
     if classes is None:
         classes = logits.shape[-1] if logits is not None else max(3, tlf + 1)
@@ -145,6 +218,8 @@ def measure_thickness(
     h, w = labels.shape
     sy, sx = spacing_mm if spacing_mm is not None else (1.0, 1.0)
     vertical = edges.bottom - edges.top
+    if calibration is not None and spacing_mm is not None:
+        vertical = calibration.correct(vertical, sy)
     slope = _local_slope((edges.top + edges.bottom) / 2, edges.valid, options.slope_window) * (sy / sx)
     per_column = vertical * sy * np.cos(np.arctan(slope))
 

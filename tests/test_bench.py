@@ -77,7 +77,7 @@ def test_folder_scores_match_a_direct_computation(tmp_path, segmenter):
         pred = np.argmax(logits, -1).astype(np.uint8)
         truth = resize_labels(s.labels, spec)
         sp = model_spacing(spacing, s.image.shape, spec)
-        dev = measure_thickness(pred, logits, sp, logit_scale=segmenter.logit_scale).value
+        dev = measure_thickness(pred, logits, sp, logit_scale=segmenter.logit_scale, calibration=segmenter.calibration).value
         ref = measure_thickness(truth, None, sp).value
         truths.append(truth), preds.append(pred)
         if not (np.isnan(dev) or np.isnan(ref)):
@@ -105,7 +105,8 @@ def test_all_above_masks_give_the_counted_scores(tmp_path, segmenter):
     assert r["thickness"]["truth_unmeasurable"] == 2 and r["thickness"]["vs_mask"]["n"] == 0
 
 
-def test_spacing_flag_overrides_the_data_set(tmp_path, segmenter):
+def test_spacing_flag_overrides_the_data_set(tmp_path, segmenter, monkeypatch):
+    monkeypatch.setattr(segmenter, "calibration", None)  # the bundle's response applies in mm only: compare as drawn
     ss = scans(2, (256, 256))
     write_dataset(tmp_path, [s.image for s in ss], [s.labels for s in ss], phantom_dataset_config())
     px = accuracy_pass(segmenter, labelled_frames(tmp_path), "px")

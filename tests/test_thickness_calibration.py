@@ -1,0 +1,123 @@
+"""A bundle's thickness response (edge.thickness.ThicknessCalibration): its inverse, its fit, its
+place in the manifest, and its use by the device's measurement."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.errors import BundleError
+from edge.frame import Frame
+from edge.thickness import ThicknessCalibration, fit_thickness_calibration, measure_thickness
+
+CAL = ThicknessCalibration(a=2.0, b=1.04, c=-7.7, d=-0.9, s_range=(0.117, 0.195), fitted_on="test")
+
+
+def forward(cal, true, s):
+    return cal.a + cal.b * true + cal.c * s + cal.d * true * s
+
+
+@given(true=st.floats(2.0, 40.0), s=st.floats(0.117, 0.195))
+def test_correct_inverts_the_response_inside_the_fitted_range(true, s):
+    assert CAL.correct(np.array([forward(CAL, true, s)]), s)[0] == pytest.approx(true, abs=1e-9)
+
+
+def test_pixel_sizes_outside_the_fitted_range_use_its_nearest_end():
+    m = np.array([12.0])
+    assert CAL.correct(m, 0.30)[0] == CAL.correct(m, 0.195)[0]
+    assert CAL.correct(m, 0.05)[0] == CAL.correct(m, 0.117)[0]
+
+
+def test_the_fit_recovers_a_known_response_from_noisy_points():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(3, 25, 3000)
+    s = rng.uniform(0.117, 0.195, 3000)
+    measured = forward(CAL, true, s) + rng.normal(0, 0.5, true.size)
+    measured[::50] = np.nan  # unmeasured images are left out
+    fit = fit_thickness_calibration(measured, true, s, fitted_on="synthetic")
+    # c and d trade off against each other; the response they describe is what must come back.
+    t, sg = np.meshgrid(np.linspace(3, 25, 12), np.linspace(0.117, 0.195, 6))
+    assert np.abs(forward(fit, t, sg) - forward(CAL, t, sg)).max() < 0.1  # model rows
+    assert fit.s_range[0] == pytest.approx(0.117, abs=1e-3) and fit.s_range[1] == pytest.approx(0.195, abs=1e-3)
+    assert fit.fitted_on == "synthetic"
+    with pytest.raises(ValueError, match="at least 8"):
+        fit_thickness_calibration(measured[:5], true[:5], s[:5])
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"a": 0, "b": 1, "c": 0, "d": 0}, "lacks"),
+    ({"a": 0, "b": 0.2, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "slope"),
+    ({"a": "x", "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "thickness calibration"),
+    ({"a": 0, "b": 1, "c": 0, "d": 0, "s_range": [0.2, 0.1]}, "s_range"),
+    ({"a": float("nan"), "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "finite"),
+    ([1, 2], "object"),
+])
+def test_a_malformed_calibration_in_a_manifest_is_refused_in_one_line(tmp_path, bad, message):
+    dst = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    m["thickness_calibration"] = bad
+    (dst / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=message) as e:
+        load_bundle(dst)
+    assert "\n" not in str(e.value)
+
+
+def band(top=40, height=12, h=100, w=120):
+    labels = np.zeros((h, w), np.uint8)
+    labels[top : top + height] = 1
+    labels[top + height :] = 2
+    return labels
+
+
+def test_measurement_inverts_the_response_in_mm_and_leaves_pixels_alone():
+    labels = band(height=12)
+    s = 0.16
+    value = measure_thickness(labels, None, (s, s), calibration=CAL).value
+    assert value == pytest.approx(CAL.correct(np.array([12.0]), s)[0] * s, rel=1e-6)
+    assert value != pytest.approx(12 * s, abs=0.01)
+    px = measure_thickness(labels, None, None, calibration=CAL)  # no scale: no calibration either
+    assert px.unit == "px" and px.value == pytest.approx(12.0)
+
+
+def test_the_device_measures_with_the_bundles_calibration():
+    from edge import phantom
+    from edge.pipeline import measure
+    from edge.segmenter import Segmenter
+    from edge.thickness import ThicknessOptions
+
+    bundle = load_bundle(DEMO_BUNDLE)
+    assert bundle.thickness_calibration is not None  # the demo bundle carries its phantom response
+    seg = Segmenter(bundle, 1)
+    scan = phantom.scan(3, (256, 256), "default", field_mm=(50.0, 40.0))
+    s = seg.segment(Frame(scan.image, 0.0, 0, scan.spacing_mm))
+    assert s.calibration == bundle.thickness_calibration
+    device = measure(s, ThicknessOptions()).thickness
+    kw = dict(logit_scale=s.logit_scale, tlf=bundle.tlf_class)
+    assert device == measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.calibration, **kw).value
+    assert device != measure_thickness(s.labels, s.logits, s.spacing_mm, **kw).value
+
+
+def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_path, capsys):
+    from convert.cli import main
+
+    dst = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    del m["thickness_calibration"]
+    (dst / "manifest.json").write_text(json.dumps(m))
+    assert load_bundle(dst).thickness_calibration is None
+    assert main(["thickness-response", str(dst), "--n", "40"]) == 0
+    out = capsys.readouterr().out
+    cal = load_bundle(dst).thickness_calibration
+    recorded = load_bundle(dst).manifest["thickness_calibration"]
+    assert "of 40 phantom scans" in cal.fitted_on and recorded["points"] >= 30
+    assert abs(recorded["bias_mm_after"]) < 0.01 < abs(recorded["bias_mm_before"])  # the fit removes its own bias
+    assert 0.5 < cal.slope(cal.s_range[0]) < 1.5 and 0.5 < cal.slope(cal.s_range[1]) < 1.5
+    assert "thickness response: measured rows" in out
