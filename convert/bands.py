@@ -62,14 +62,15 @@ def band_thickness(
     options: ThicknessOptions = ThicknessOptions(),
     logit_scale: float = 1.0,
     band: int = 1,
+    calibration=None,
 ) -> list[float]:
     """Thickness of the band in each zone (NaN where `measure_thickness` rejects it).
 
     logits: (H, W, 2) scores of background and band, or None; they are presented to
     `measure_thickness` as (background, band, background) so both edges interpolate between the
-    band and the background.
+    band and the background. calibration: the bundle's thickness response, as the device applies it.
     """
     three = None if logits is None else logits[..., [1 - band, band, 1 - band]]
     return [measure_thickness(in_zone(labels, z, band), three, spacing_mm=spacing_mm, options=options,
-                              logit_scale=logit_scale, tlf=1).value
+                              logit_scale=logit_scale, tlf=1, calibration=calibration).value
             for z in zones]

@@ -44,15 +44,17 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
         if seg.output_kind == "softmax":
             logits_f = np.log(np.maximum(logits_f, np.float32(1e-6)))
         tlf = bundle.tlf_class
+        # The device applies the bundle's thickness response (a function of mm per model row) only
+        # in mm; float is measured alike, so int8-float stays a comparison of the models.
+        cal = seg.calibration if unit in (None, "mm") and sp is not None else None
         if classes == 2:
             zones = band_zones(lab, tlf)
-            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf)
-            q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf)
+            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, calibration=cal)
+            q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf, calibration=cal)
             t_th += band_thickness(lab, zones, None, sp, band=tlf)
             owner += [i] * len(zones)
             depth += range(1, len(zones) + 1)
             continue
-        cal = seg.calibration  # the device applies it; float is measured alike, so int8-float stays a model comparison
         f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal).value)
         q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf,
                                       calibration=cal).value)

@@ -278,7 +278,12 @@ class RoiTracker:
     at least `min_gap` frames apart, so a dark image (probe lifted) cannot make it thrash; when
     detection finds nothing the last ROI is kept. While a check fails and detection is held back
     (by `min_gap` or `persist`), `unsettled` is true: the region may have moved, and a frame cut
-    with the last rectangle and measured with the last scale could be wrong.
+    with the last rectangle and measured with the last scale could be wrong. When a detection
+    finds the same rectangle after a failed check, what failed is screen content that moves by
+    itself (a trace, a counter, a cursor, image outside a region found too small): those chrome
+    cells and edge strips are left out of the checks until the rectangle changes, and until then
+    a failed check no longer makes the tracker unsettled (such a screen cannot tell its own motion
+    from a layout change between detections; it is measured as before, and detected again when due).
 
     manual: a fixed Roi (see manual_roi): never detected, never changed.
     """
@@ -304,6 +309,10 @@ class RoiTracker:
         self._sig_mask: np.ndarray | None = None
         self._strips: list | None = None
         self.unsettled = False  # the last frame failed a check and was not followed by a detection
+        self._volatile: np.ndarray | None = None  # chrome cells that change by themselves
+        self._quiet: set = set()  # edge strips (inside boxes) that change by themselves
+        self._failed: tuple[np.ndarray | None, list] = (None, [])  # what the last failed check saw
+        self._restless = False  # a detection after a failed check found the same rectangle
 
     def update(self, image: np.ndarray, seq: int | None = None) -> tuple[Roi | None, LayoutChange | None]:
         """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change)."""
@@ -322,7 +331,7 @@ class RoiTracker:
         else:
             reason = self._check(gray)
             if reason is None:
-                self.unsettled = self._suspect > 0
+                self.unsettled = self._suspect > 0 and not self._restless
                 return self.roi, None
         return self._detect(image, gray, seq, reason)
 
@@ -346,11 +355,24 @@ class RoiTracker:
             if old is not None:  # keep the last one; the references follow the screen
                 self._remember(gray, old)
             return old, None
-        self._remember(gray, new)
         if new.near(old, self.tol):
+            if reason != "periodic check":
+                self._restless = True
+            self._learn_volatile()
+            self._remember(gray, old)
             return old, None
+        self._volatile, self._quiet, self._restless = None, set(), False
+        self._remember(gray, new)
         self.roi = new
         return new, self._report(LayoutChange(seq, old, new, reason))
+
+    def _learn_volatile(self) -> None:
+        """The check that failed before this detection saw content that moves by itself."""
+        cells, strips = self._failed
+        if cells is not None:
+            self._volatile = cells if self._volatile is None or self._volatile.shape != cells.shape else self._volatile | cells
+        self._quiet.update(strips)
+        self._failed = (None, [])
 
     # -- the cheap checks ------------------------------------------------------------------
 
@@ -401,14 +423,19 @@ class RoiTracker:
         keep = np.ones((sh, sw), bool)
         x, y, w, h = roi.rect
         keep[max(0, y // 8 - 1) : (y + h) // 8 + 2, max(0, x // 8 - 1) : (x + w) // 8 + 2] = False
+        if self._volatile is not None and self._volatile.shape == keep.shape:
+            keep &= ~self._volatile
         self._sig, self._sig_mask = sig, keep
         self._strips = []
         for inside, outside in self._strip_boxes(gray, roi):
+            if inside in self._quiet:
+                continue
             level = int(np.median(self._cut(gray, outside)))
             self._strips.append((inside, outside, level))
         self._strip_base = self._strip_scores(gray)
 
     def _moved(self, gray: np.ndarray) -> str | None:
+        self._failed = (None, [])
         sig = self._signature(gray)
         if sig.shape != self._sig.shape:
             return "screen size changed"
@@ -416,10 +443,13 @@ class RoiTracker:
         if cells:
             changed = (np.abs(sig - self._sig) > 20) & self._sig_mask
             if changed.sum() > max(6, 0.003 * cells):
+                self._failed = (changed, [])
                 return "chrome changed"
-        for (i0, o0), (i1, o1) in zip(self._strip_base, self._strip_scores(gray)):
-            if i1 < 0.5 * i0 - 0.05 or o1 > o0 + 0.3:
-                return "ROI edge changed"
+        failed = [inside for (inside, _, _), (i0, o0), (i1, o1) in zip(self._strips, self._strip_base, self._strip_scores(gray))
+                  if i1 < 0.5 * i0 - 0.05 or o1 > o0 + 0.3]
+        if failed:
+            self._failed = (None, failed)
+            return "ROI edge changed"
         return None
 
     def _report(self, change: LayoutChange) -> LayoutChange:

@@ -59,9 +59,9 @@ class ThicknessCalibration:
         return self.b + self.d * s
 
     def correct(self, vertical: np.ndarray, s: float) -> np.ndarray:
-        """True vertical extents (model rows) from measured ones, at s mm per model row."""
+        """True vertical extents (model rows) from measured ones, at s mm per model row (never below 0)."""
         s = min(max(float(s), self.s_range[0]), self.s_range[1])
-        return (vertical - self.a - self.c * s) / self.slope(s)
+        return np.maximum((vertical - self.a - self.c * s) / self.slope(s), 0.0)
 
     def to_dict(self) -> dict:
         return {"form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s, s = mm per model row",
@@ -78,7 +78,7 @@ class ThicknessCalibration:
         try:
             lo, hi = (float(v) for v in d["s_range"])
             return cls(float(d["a"]), float(d["b"]), float(d["c"]), float(d["d"]), (lo, hi), str(d.get("fitted_on", "")))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"thickness calibration: {e}") from e
 
 

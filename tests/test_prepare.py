@@ -160,3 +160,23 @@ def test_run_on_a_phantom_screen_reports_the_layout(tmp_path):
     records = [json.loads(line) for line in (run_dir / "frames.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in records if "layout_event" in r] == [3]
     assert "layout" in records[0] and all(r["unit"] == "mm" for r in records)
+
+
+def test_chrome_that_moves_by_itself_costs_frames_once_then_is_left_out_of_the_checks():
+    """A trace running across the chrome (an ECG strip, a cine counter) fails the chrome check on
+    every frame. The first failure holds frames back until a detection; that detection finds the
+    same rectangle, so the moving cells are ignored from then on and every later frame is cut."""
+    prepare = Prepare(RoiOptions(min_gap=6))
+    results = []
+    for shot in ps.screen_clip(5, frames=30, size=(640, 480)):
+        image = shot.image.copy()
+        x = 20 + 9 * shot.index  # a bright blip moving along a strip under the image
+        image[450:470, x : x + 12] = 255
+        frame, _ = prepare(Frame(image, 0.0, shot.index))
+        results.append(frame)
+        if frame is not None:
+            assert edge_error(prepare.roi, shot.roi) <= 2
+    held = [i for i, f in enumerate(results) if f is None]
+    assert 0 < len(held) <= 6 and held == list(range(held[0], held[0] + len(held)))  # one run, at most min_gap long
+    assert prepare.frames_layout_changing == len(held) and prepare.frames_without_roi == 0
+    assert all(f is not None for f in results[held[-1] + 1 :]) and held[-1] < 15

@@ -34,6 +34,11 @@ def test_pixel_sizes_outside_the_fitted_range_use_its_nearest_end():
     assert CAL.correct(m, 0.05)[0] == CAL.correct(m, 0.117)[0]
 
 
+def test_a_band_under_the_responses_intercept_is_corrected_to_zero_not_below():
+    assert CAL.correct(np.array([0.5, np.nan]), 0.117).tolist()[0] == 0.0
+    assert np.isnan(CAL.correct(np.array([0.5, np.nan]), 0.117)[1])  # unmeasured columns stay unmeasured
+
+
 def test_the_fit_recovers_a_known_response_from_noisy_points():
     rng = np.random.default_rng(0)
     true = rng.uniform(3, 25, 3000)
@@ -57,6 +62,7 @@ def test_the_fit_recovers_a_known_response_from_noisy_points():
     ({"a": 0, "b": 1, "c": 0, "d": 0, "s_range": [0.2, 0.1]}, "s_range"),
     ({"a": float("nan"), "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "finite"),
     ([1, 2], "object"),
+    ({"a": 10**400, "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "thickness calibration"),
 ])
 def test_a_malformed_calibration_in_a_manifest_is_refused_in_one_line(tmp_path, bad, message):
     dst = tmp_path / "bundle"
