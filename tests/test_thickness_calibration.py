@@ -127,3 +127,33 @@ def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_pat
     assert abs(recorded["bias_mm_after"]) < 0.01 < abs(recorded["bias_mm_before"])  # the fit removes its own bias
     assert 0.5 < cal.slope(cal.s_range[0]) < 1.5 and 0.5 < cal.slope(cal.s_range[1]) < 1.5
     assert "thickness response: measured rows" in out
+
+
+def test_validation_applies_the_response_in_mm_only():
+    """With spacings in native pixels (--native-px) the response, a function of mm per row, must
+    not be applied; in mm it is, and the report adds the figures without it."""
+    from convert.validate import compare
+    from edge import phantom
+    from edge.preprocess import model_spacing, resize_labels, to_model_image
+    from edge.segmenter import Segmenter
+
+    bundle = load_bundle(DEMO_BUNDLE)
+    seg = Segmenter(bundle, 1)
+    spec = bundle.spec
+
+    def float_model(x, training=False):  # the int8 model in float clothes: the comparison's mechanics only
+        return seg.logits(seg.infer(np.round(x[0] / spec.scale).astype(np.uint8)))[None]
+
+    scans = [phantom.scan(60 + i, (320, 256), "default", field_mm=(50.0, 40.0)) for i in range(3)]
+    images = np.stack([to_model_image(s.image, spec) for s in scans])
+    labels = np.stack([resize_labels(s.labels, spec) for s in scans])
+    mm = [model_spacing(s.spacing_mm, s.image.shape, spec) for s in scans]
+    px = [(320 / 256, 1.0)] * 3
+    in_mm = compare(bundle, float_model, images, labels, mm, threads=1)
+    in_px = compare(bundle, float_model, images, labels, px, threads=1, unit="px")
+    drawn_px = [measure_thickness(np.argmax(seg.infer(im), -1).astype(np.uint8), seg.logits(seg.infer(im)), sp,
+                                  logit_scale=seg.logit_scale).value for im, sp in zip(images, px)]
+    np.testing.assert_allclose(in_px["frames"]["thickness_int8"], drawn_px)
+    assert "int8_vs_truth_without_thickness_calibration" not in in_px["thickness"]
+    assert "int8_vs_truth_without_thickness_calibration" in in_mm["thickness"]
+    assert in_mm["thickness"]["int8_vs_truth"]["bias"] != in_mm["thickness"]["int8_vs_truth_without_thickness_calibration"]["bias"]
