@@ -17,16 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
+from benchmarks.screen_accuracy import edge_error  # noqa: E402
 from edge import phantom, phantom_screen  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.prepare import Prepare  # noqa: E402
-
-
-def edge_error(rect, truth) -> int:
-    (x, y, w, h), (tx, ty, tw, th) = rect, truth
-    return int(np.abs(np.array([x, y, x + w, y + h]) - [tx, ty, tx + tw, ty + th]).max())
 
 
 def main(argv=None) -> int:
