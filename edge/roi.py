@@ -173,9 +173,10 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     colours: flat colours covering a good share of the screen outside that area (a saturated
     black band inside the B-mode is flat too, but lies inside); (3) again with "unlike the chrome
     colours" added, which brings in dark image parts; (4) at full size near that area, the pixels
-    unlike the chrome, whose convex outline is the mask. The rectangle is exact wherever the
-    image edge differs from the chrome; an echo-free edge band exactly as flat as the chrome
-    (and as dark) may be left out.
+    unlike the chrome; (5) pieces of the same width above or below that a dark band cut off,
+    with the band (see _with_aligned_pieces). The mask is the convex outline. The rectangle is
+    exact wherever the image edge differs from the chrome; an echo-free edge band exactly as
+    flat as the chrome (and as dark) may be left out.
     """
     if image.ndim not in (2, 3) or image.dtype != np.uint8 or min(image.shape[:2]) < 32:
         raise ConfigError(f"cannot look for a ROI in an image of shape {image.shape!r} and dtype {image.dtype}")
@@ -231,9 +232,89 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     region = keep[lab] | core
     if region.sum() < min_fraction * H * W:
         return None
-    mask = _hull(region)
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = region
+    mask = _hull(_with_aligned_pieces(image, colours, tol, mask))
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-    return Roi(int(x + x0), int(y + y0), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
+    return Roi(int(x), int(y), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
+
+
+def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, region: np.ndarray) -> np.ndarray:
+    """The region plus image pieces above or below it that a dark band cut off.
+
+    A high-contrast look can show an echo-free band (subcutaneous fat, a deep field past the
+    echoes) as dark as the chrome; the bright skin line above it, or the last echoes below it,
+    then stand apart from the rest of the image. Such a piece is taken back when it spans the
+    same columns as the region (both ends within 3 px), is dense and textured rather than a line
+    or a flat bar, and the band between is as dark as the chrome, no taller than the region found
+    so far, and not flat (a flat band is chrome: it parts two panes of the same width). The
+    band's rows are then filled. Last, thin edge rows the openings dropped are added back.
+    """
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    m = 4
+    c0, c1 = max(0, left - m), min(image.shape[1], right + 1 + m)
+    strip = image[:, c0:c1]
+    unlike = _differs(strip, colours, tol)
+    pieces = cv2.morphologyEx(unlike.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    textured = _local_std(_gray(strip), 5) > 2.0
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(pieces, connectivity=8)
+    out = region.copy()
+    height = bottom - top + 1
+    span = right - left + 1
+    for i in range(1, n):
+        x, y, w, h, _ = (int(v) for v in stats[i])
+        if w < 0.9 * span or (y >= top and y + h - 1 <= bottom):
+            continue
+        component = lab == i
+        # The part above the region and the part below, each judged on its own.
+        for part_rows, above in ((slice(0, top), True), (slice(bottom + 1, None), False)):
+            part = np.zeros_like(component)
+            part[part_rows] = component[part_rows]
+            ys, xs = np.nonzero(part)
+            if len(ys) == 0:
+                continue
+            py0, py1, px0, px1 = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+            ph = py1 - py0 + 1
+            if abs(c0 + px0 - left) > 3 or abs(c0 + px1 - right) > 3 or ph < 6:
+                continue
+            if len(ys) < 0.3 * (px1 - px0 + 1) * ph or textured[part].mean() < 0.5:
+                continue
+            gap = (py1 + 1, top) if above else (bottom + 1, py0)
+            if gap[1] - gap[0] > height:
+                continue
+            # The band is dark like the chrome yet not flat like it: faint echoes and noise (its
+            # first and last 3 rows left out, where the pieces' edges raise the local spread).
+            band = (slice(gap[0], gap[1]), slice(left - c0, right - c0 + 1))
+            inner = (slice(gap[0] + 3, gap[1] - 3), band[1])
+            if gap[1] > gap[0] and unlike[band].mean() > 0.1:
+                continue
+            if gap[1] - gap[0] > 6 and textured[inner].mean() < 0.03:
+                continue
+            out[:, c0:c1] |= part
+            out[gap[0] : gap[1], left : right + 1] = True
+    # Thin rows at the top and bottom edge that the openings dropped: rows beyond the region
+    # that are still largely unlike the chrome, and not a flat line.
+    rows = np.flatnonzero(out.any(axis=1))
+    gray = _gray(image)[:, left : right + 1]
+    share = unlike[:, left - c0 : right - c0 + 1].mean(axis=1)
+    flat = gray.std(axis=1) < 4.0
+    for start, step in ((int(rows[0]) - 1, -1), (int(rows[-1]) + 1, 1)):
+        r = start
+        while 0 <= r < len(share) and share[r] >= 0.25 and not flat[r] and abs(r - start) < 16:
+            out[r, left : right + 1] |= unlike[r, left - c0 : right - c0 + 1]
+            r += step
+    # Speckle the openings broke into small pieces (a dim corner): textured pixels within the
+    # region's rows and columns, away from the edge halo of the spread filter, that touch it.
+    rows = np.flatnonzero(out.any(axis=1))
+    speckle = np.zeros(out.shape, np.uint8)
+    speckle[rows[0] : rows[-1] + 1, left : right + 1] = textured[rows[0] : rows[-1] + 1, left - c0 : right - c0 + 1]
+    speckle = cv2.erode(speckle, np.ones((5, 5), np.uint8))
+    n, lab = cv2.connectedComponents(speckle | out.astype(np.uint8), connectivity=8)
+    touching = np.unique(lab[out])
+    out |= np.isin(lab, touching[touching > 0])
+    return out
 
 
 def crop(image: np.ndarray, roi: Roi) -> np.ndarray:

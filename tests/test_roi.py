@@ -37,6 +37,36 @@ def test_detects_the_phantom_bmode_within_2_px(size, seed, depth, machine):
     assert roi.mask.shape == (roi.h, roi.w) and roi.fill > 0.99  # a rectangle
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_dark_near_or_deep_field_stays_inside_the_region(seed):
+    # high_contrast shows the fat above the TLF as black as the screen around the image (seeds 2,
+    # 3: 150-180 rows under the skin line) and the last rows dim (seed 1); the region once ended
+    # at the TLF (208 px off) or 7 px short at the bottom.
+    shot = next(iter(ps.screen_clip(seed, 1, (1280, 720), machine="high_contrast")))
+    x, y, w, h = shot.roi
+    gray = cv2.cvtColor(shot.image, cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w]
+    assert (gray < 22).mean(axis=1).max() > 0.9  # the look has a band as dark as the chrome
+    roi = detect_roi(shot.image)
+    assert edge_error(roi, shot.roi) <= 2
+    assert roi.fill > 0.99
+
+
+def test_a_flat_band_of_chrome_parts_two_panes_of_the_same_width():
+    # The same screen with the dark band made exactly the chrome's colour: a pane above and a
+    # pane below, not one image; the region is the larger pane only.
+    shot = next(iter(ps.screen_clip(2, 1, (1280, 720), machine="high_contrast")))
+    x, y, w, h = shot.roi
+    img = shot.image.copy()
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w]
+    dark = np.flatnonzero((gray < 22).mean(axis=1) > 0.9)
+    assert len(dark) > 150 and dark.max() - dark.min() < 1.1 * len(dark)  # one band under the skin line
+    img[y + dark.min() : y + dark.max() + 1, x : x + w] = img[y + h // 2, x - 40]
+    assert detect_roi(shot.image).rect == shot.roi  # as drawn: one image
+    roi = detect_roi(img)
+    assert roi.x == x and roi.w == w
+    assert roi.y > y + dark.max() and abs(roi.y + roi.h - (y + h)) <= 2
+
+
 @pytest.mark.parametrize("name", ["screen.avi", "screen.mp4"])
 def test_detects_the_bmode_after_video_compression(tmp_path, name):
     path = tmp_path / name
