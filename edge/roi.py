@@ -294,16 +294,19 @@ def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, regio
                 continue
             out[:, c0:c1] |= part
             out[gap[0] : gap[1], left : right + 1] = True
-    # Thin rows at the top and bottom edge that the openings dropped: rows beyond the region
-    # that are still largely unlike the chrome, and not a flat line.
+    # Thin rows at the top and bottom edge that the openings dropped: rows beyond the region in
+    # which most pixels differ from their neighbour (speckle; a chrome row, even with a scale's
+    # ticks or text, is mostly even) and which are not one flat line.
     rows = np.flatnonzero(out.any(axis=1))
-    gray = _gray(image)[:, left : right + 1]
-    share = unlike[:, left - c0 : right - c0 + 1].mean(axis=1)
+    gray = _gray(image)[:, left : right + 1].astype(np.int16)
+    step_x = np.zeros(gray.shape, bool)
+    step_x[:, 1:] = np.abs(np.diff(gray, axis=1)) > 1
+    varying = step_x.mean(axis=1)
     flat = gray.std(axis=1) < 4.0
     for start, step in ((int(rows[0]) - 1, -1), (int(rows[-1]) + 1, 1)):
         r = start
-        while 0 <= r < len(share) and share[r] >= 0.25 and not flat[r] and abs(r - start) < 16:
-            out[r, left : right + 1] |= unlike[r, left - c0 : right - c0 + 1]
+        while 0 <= r < len(varying) and varying[r] >= 0.2 and not flat[r] and abs(r - start) < 16:
+            out[r, left : right + 1] |= step_x[r]
             r += step
     # Speckle the openings broke into small pieces (a dim corner): textured pixels within the
     # region's rows and columns, away from the edge halo of the spread filter, that touch it.

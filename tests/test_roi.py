@@ -37,15 +37,13 @@ def test_detects_the_phantom_bmode_within_2_px(size, seed, depth, machine):
     assert roi.mask.shape == (roi.h, roi.w) and roi.fill > 0.99  # a rectangle
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 7])
 def test_a_dark_near_or_deep_field_stays_inside_the_region(seed):
     # high_contrast shows the fat above the TLF as black as the screen around the image (seeds 2,
-    # 3: 150-180 rows under the skin line) and the last rows dim (seed 1); the region once ended
-    # at the TLF (208 px off) or 7 px short at the bottom.
+    # 3: 150-180 rows under the skin line) and the last rows dim (1, 4, 5, 7; there a dark grey
+    # of the image is also taken for a chrome colour); the region once ended at the TLF (208 px
+    # off) or 5-13 px short at the bottom.
     shot = next(iter(ps.screen_clip(seed, 1, (1280, 720), machine="high_contrast")))
-    x, y, w, h = shot.roi
-    gray = cv2.cvtColor(shot.image, cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w]
-    assert (gray < 22).mean(axis=1).max() > 0.9  # the look has a band as dark as the chrome
     roi = detect_roi(shot.image)
     assert edge_error(roi, shot.roi) <= 2
     assert roi.fill > 0.99
