@@ -1,7 +1,7 @@
 """Whole-screen accuracy: phantom scanner screens recorded as video, run through the pipeline.
 
     python benchmarks/screen_accuracy.py [--seeds 101 202 303 404 505] [--frames 40]
-                                         [--size 1280x720] [--bundle DIR]
+                                         [--size 1280x720] [--bundle DIR] [--interpolation cubic]
 
 For each seed a screen clip (depth 40 mm, then 50 mm from the middle frame on) is written as an
 MJPEG .avi into a temporary folder, read back by the video source and run through the real
@@ -15,11 +15,14 @@ median truth over the same frames; B-mode only, the same model's error on the cl
 images as rendered, without screen, crop and video coding (the model's own share); and the
 thickness error over the frames at each depth alone. The target: thickness within 0.1 mm, ROI
 within 2 px, mm per pixel within 1 %. Inference runs on one thread (the machine may be busy).
+--interpolation shows what the ROI's resize to the model input costs: the screen's B-mode is an
+enlargement of the scanner's image, and an area average adds a blur the training images lack.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import subprocess
 import sys
@@ -124,9 +127,15 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--bundle", default=str(DEMO_BUNDLE))
+    parser.add_argument("--interpolation", choices=["area", "linear", "cubic"],
+                        help="experiment: resize the ROI to the model input with this instead of the bundle's "
+                             "stated method (the device never does this)")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=1))
+    if args.interpolation:
+        segmenter.spec = dataclasses.replace(segmenter.spec, interpolation=args.interpolation)
+        print(f"resize to the model input: {args.interpolation} (the bundle states {segmenter.bundle.spec.interpolation})")
     root = Path(__file__).resolve().parents[1]
     last = subprocess.run(["git", "log", "-1", "--format=%h %s", "--", "edge/models/demo"], cwd=root,
                           capture_output=True, text=True).stdout.strip()

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST_EXACT}
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
+                  "nearest": cv2.INTER_NEAREST_EXACT}
 
 
 @dataclass(frozen=True)

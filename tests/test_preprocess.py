@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -58,3 +59,13 @@ def test_spec_round_trip_and_unknown_key():
         PreprocessSpec.from_dict({**spec.to_dict(), "mean": 0.5})
     with pytest.raises(ValueError):
         PreprocessSpec(interpolation="cubic-ish")
+
+
+@pytest.mark.parametrize("name,flag", [("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR),
+                                       ("cubic", cv2.INTER_CUBIC)])
+def test_each_stated_resize_is_the_one_used(name, flag):
+    img = np.random.default_rng(3).integers(0, 256, (574, 574), dtype=np.uint8)
+    out = to_model_image(img, PreprocessSpec(interpolation=name))
+    assert np.array_equal(out[:, :, 0], cv2.resize(img, (256, 256), interpolation=flag))
+    others = {"area", "linear", "cubic"} - {name}
+    assert all(not np.array_equal(out, to_model_image(img, PreprocessSpec(interpolation=o))) for o in others)
