@@ -2,8 +2,9 @@
 against the truth and the frames held back while the tracker was unsettled.
 
     python benchmarks/roi_stability.py [--presets default high_contrast ...] [--seeds 1 2 3] [--frames 60]
+                                       [--size 1280x720]
 
-Each clip is a moving scene at one depth on a 1280x720 screen (no depth change), run through the
+Each clip is a moving scene at one depth on a screen of --size (no depth change), run through the
 device's Prepare stage with the [roi] and [calibration] defaults. Printed per clip: the worst edge
 error (px) of the region in effect, the detections that reported a change (none expected), and
 the frames held back (`frames_layout_changing`; none expected).
@@ -28,14 +29,16 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", nargs="+", default=sorted(phantom.PRESETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--size", default="1280x720")
     args = ap.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
     print(f"{'preset':>14} {'seed':>4} {'worst ROI px':>12} {'changes':>7} {'held':>4}  first region found / truth")
     bad = 0
     for preset in args.presets:
         for seed in args.seeds:
             prepare = Prepare()
             worst, changes, first = 0, 0, None
-            for shot in phantom_screen.screen_clip(seed, args.frames, (1280, 720), machine=preset):
+            for shot in phantom_screen.screen_clip(seed, args.frames, size, machine=preset):
                 frame, event = prepare(Frame(shot.image, 0.0, shot.index))
                 if event is not None:
                     changes += not event.initial

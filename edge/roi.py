@@ -230,11 +230,14 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     keep = deep | ((within >= 0.5 * area) & (area >= 0.05 * area[1:].max(initial=0)))
     keep[0] = False
     region = keep[lab] | core
-    if region.sum() < min_fraction * H * W:
+    if not region.any():
         return None
     mask = np.zeros((H, W), bool)
     mask[y0:y1, x0:x1] = region
-    mask = _hull(_with_aligned_pieces(image, colours, tol, mask))
+    mask = _with_aligned_pieces(image, colours, tol, mask)
+    if mask.sum() < min_fraction * H * W:  # image pixels, not the outline: a few bright arcs are not an image
+        return None
+    mask = _hull(mask)
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     return Roi(int(x), int(y), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
 
@@ -248,7 +251,8 @@ def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, regio
     same columns as the region (both ends within 3 px), is dense and textured rather than a line
     or a flat bar, and the band between is as dark as the chrome, no taller than the region found
     so far, and not flat (a flat band is chrome: it parts two panes of the same width). The
-    band's rows are then filled. Last, thin edge rows the openings dropped are added back.
+    band's rows are then filled. Last, thin edge rows and a dim corner of a rectangle that the
+    openings dropped are added back.
     """
     rows = np.flatnonzero(region.any(axis=1))
     cols = np.flatnonzero(region.any(axis=0))
@@ -258,7 +262,8 @@ def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, regio
     strip = image[:, c0:c1]
     unlike = _differs(strip, colours, tol)
     pieces = cv2.morphologyEx(unlike.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    textured = _local_std(_gray(strip), 5) > 2.0
+    gray = _gray(strip).astype(np.int16)
+    textured = _local_std(gray, 5) > 2.0
     n, lab, stats, _ = cv2.connectedComponentsWithStats(pieces, connectivity=8)
     out = region.copy()
     height = bottom - top + 1
@@ -284,39 +289,46 @@ def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, regio
             gap = (py1 + 1, top) if above else (bottom + 1, py0)
             if gap[1] - gap[0] > height:
                 continue
-            # The band is dark like the chrome yet not flat like it: faint echoes and noise (its
-            # first and last 3 rows left out, where the pieces' edges raise the local spread).
+            # The band is dark like the chrome yet not flat like it: faint echoes, 8 levels or more
+            # off its commonest level (capture noise is not), in many of its rows (a text label
+            # is not).
             band = (slice(gap[0], gap[1]), slice(left - c0, right - c0 + 1))
-            inner = (slice(gap[0] + 3, gap[1] - 3), band[1])
             if gap[1] > gap[0] and unlike[band].mean() > 0.1:
                 continue
-            if gap[1] - gap[0] > 6 and textured[inner].mean() < 0.03:
-                continue
+            if gap[1] - gap[0] > 6:
+                level = gray[band]
+                echo = np.abs(level - np.bincount(level.ravel()).argmax()) > 8
+                if echo.mean() < 0.005 or echo.any(axis=1).mean() < 0.15:
+                    continue
             out[:, c0:c1] |= part
             out[gap[0] : gap[1], left : right + 1] = True
     # Thin rows at the top and bottom edge that the openings dropped: rows beyond the region in
-    # which most pixels differ from their neighbour (speckle; a chrome row, even with a scale's
-    # ticks or text, is mostly even) and which are not one flat line.
+    # which many pixels differ from the pixel two to their left (speckle, even enlarged; a chrome
+    # row, even with a scale's ticks or text, is mostly even) and which are not one flat line.
     rows = np.flatnonzero(out.any(axis=1))
-    gray = _gray(image)[:, left : right + 1].astype(np.int16)
-    step_x = np.zeros(gray.shape, bool)
-    step_x[:, 1:] = np.abs(np.diff(gray, axis=1)) > 1
+    inner = gray[:, left - c0 : right - c0 + 1]
+    step_x = np.zeros(inner.shape, bool)
+    step_x[:, 2:] = np.abs(inner[:, 2:] - inner[:, :-2]) > 1
     varying = step_x.mean(axis=1)
-    flat = gray.std(axis=1) < 4.0
+    flat = inner.std(axis=1) < 4.0
+    reach = max(16, round(0.08 * (rows[-1] - rows[0] + 1)))
     for start, step in ((int(rows[0]) - 1, -1), (int(rows[-1]) + 1, 1)):
         r = start
-        while 0 <= r < len(varying) and varying[r] >= 0.2 and not flat[r] and abs(r - start) < 16:
+        while 0 <= r < len(varying) and varying[r] >= 0.2 and not flat[r] and abs(r - start) < reach:
             out[r, left : right + 1] |= step_x[r]
             r += step
-    # Speckle the openings broke into small pieces (a dim corner): textured pixels within the
-    # region's rows and columns, away from the edge halo of the spread filter, that touch it.
-    rows = np.flatnonzero(out.any(axis=1))
-    speckle = np.zeros(out.shape, np.uint8)
-    speckle[rows[0] : rows[-1] + 1, left : right + 1] = textured[rows[0] : rows[-1] + 1, left - c0 : right - c0 + 1]
-    speckle = cv2.erode(speckle, np.ones((5, 5), np.uint8))
-    n, lab = cv2.connectedComponents(speckle | out.astype(np.uint8), connectivity=8)
-    touching = np.unique(lab[out])
-    out |= np.isin(lab, touching[touching > 0])
+    # A rectangle short of a corner (dim speckle there broke into pieces the openings dropped):
+    # when the outline already fills 95 % of its box and the missing part is image-like (many
+    # pixels unlike the chrome), the box is the region. A steered or sector image leaves more
+    # of its box empty, and chrome there (text, a grey bar) is flat between its strokes.
+    hull = _hull(out)
+    x, y, w, h = cv2.boundingRect(hull.astype(np.uint8))
+    box = np.zeros_like(hull)
+    box[y : y + h, x : x + w] = True
+    missing = box & ~hull
+    if missing.any() and hull.sum() >= 0.95 * w * h and x >= c0 and x + w <= c1:
+        if unlike[:, x - c0 : x + w - c0][missing[:, x : x + w]].mean() >= 0.15:
+            out |= box
     return out
 
 
