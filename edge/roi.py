@@ -237,9 +237,46 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     mask = _with_aligned_pieces(image, colours, tol, mask)
     if mask.sum() < min_fraction * H * W:  # image pixels, not the outline: a few bright arcs are not an image
         return None
-    mask = _hull(mask)
+    mask = _without_ringing(image, _hull(mask))
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     return Roi(int(x), int(y), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
+
+
+def _without_ringing(image: np.ndarray, mask: np.ndarray, most: int = 4) -> np.ndarray:
+    """A rectangular mask less the edge lines that are only a video codec's ringing.
+
+    MJPEG and similar codecs code 8x8 blocks: where the image edge falls inside a block, the
+    chrome beside it rings by up to 20 levels, unlike the chrome colours, so the region takes in
+    a few columns or rows of it. Such a line keeps the chrome's level on average and spreads 3-5
+    levels; an image line across the region crosses tissue and spreads widely, and a dark edge
+    line of the image (a near-field dead zone) is darker than chrome that is not black. Up to
+    `most` lines per side are dropped that spread less than 8 levels and whose mean is within 4
+    levels of the line just outside, on masks that fill 95 % of their box (a sector's edge lines
+    are short) and only on sides with chrome beyond them (not at the frame's border).
+    """
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    H, W = mask.shape
+    if w <= 4 * most or h <= 4 * most or mask.sum() < 0.95 * w * h:
+        return mask
+    gray = _gray(image).astype(np.float32)
+    box = gray[y : y + h, x : x + w]
+
+    def ringing(lines: np.ndarray, outside: np.ndarray) -> int:
+        ref = float(outside.mean())
+        for i, line in enumerate(lines[:most]):
+            if line.std() >= 8.0 or abs(float(line.mean()) - ref) > 4.0:
+                return i
+        return most
+
+    left = ringing(box.T, gray[y : y + h, x - 1]) if x > 0 else 0
+    right = ringing(box.T[::-1], gray[y : y + h, x + w]) if x + w < W else 0
+    top = ringing(box, gray[y - 1, x : x + w]) if y > 0 else 0
+    bottom = ringing(box[::-1], gray[y + h, x : x + w]) if y + h < H else 0
+    if left == right == top == bottom == 0:
+        return mask
+    out = np.zeros_like(mask)
+    out[y + top : y + h - bottom, x + left : x + w - right] = mask[y + top : y + h - bottom, x + left : x + w - right]
+    return out
 
 
 def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, region: np.ndarray) -> np.ndarray:

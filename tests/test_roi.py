@@ -88,13 +88,16 @@ def test_a_line_from_a_steered_image_into_the_chrome_does_not_fill_the_empty_cor
     assert (image & ~mask).sum() < 0.01 * image.sum()
 
 
+@pytest.mark.parametrize("seed", [9, 606])
 @pytest.mark.parametrize("name", ["screen.avi", "screen.mp4"])
-def test_detects_the_bmode_after_video_compression(tmp_path, name):
+def test_detects_the_bmode_after_video_compression(tmp_path, name, seed):
+    # The codec rings in the chrome beside the image where its edge falls inside an 8x8 block
+    # (seed 606 in MJPEG: 5 columns up to 18 levels off; the region took in 3 of them).
     path = tmp_path / name
-    truth = ps.write_clip(path, 9, frames=1, size=(1280, 720), depths=(45.0,))
+    truth = ps.write_clip(path, seed, frames=1, size=(1280, 720), depths=(45.0,))
     ok, img = cv2.VideoCapture(str(path)).read()
     assert ok
-    assert edge_error(detect_roi(img), truth[0]["roi"]) <= 2
+    assert edge_error(detect_roi(img), truth[0]["roi"]) <= 1
 
 
 def test_gray_screen_works_too():
