@@ -15,6 +15,7 @@ from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
 CALIBRATION_SEEDS = 20_000_000
 VALIDATION_SEEDS = PHANTOM_DATA_SEEDS  # the held-out scenes of edge.dataset ('phantom[:N]' data)
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
+STAGE4_SEED_OFFSET = 4_100_000  # demo stage 4's phantom stream: past every scene stages 1-3 draw
 DATASET_CONFIG_HELP = ("data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
                        "its images/ (for a folder you cannot write in)")
 MAX_LEGACY_CLASSES = 8  # masks without a config holding higher values are not class indices
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
     t.add_argument("--resume", action="store_true", help="continue a training in --out from its last epoch")
     t.add_argument("--class-weights", help="comma-separated cross-entropy weight per class, e.g. 1,6,1")
     t.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--interpolation", choices=["area", "linear", "cubic"], default="area",
+                   help="how images are resized to the model grid (the bundle states it; the device does the same)")
 
     q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
     q.add_argument("model", help=".keras or .h5 model")
@@ -57,6 +60,9 @@ def main(argv=None) -> int:
     q.add_argument("--max-miou-drop", type=float, default=0.01)
     q.add_argument("--max-bias", type=float, default=0.05)
     q.add_argument("--layer-report", help="also write a per-layer int8 error report (SNR, levels used) to this CSV")
+    q.add_argument("--interpolation", choices=["area", "linear", "cubic"],
+                   help="how images are resized to the model grid (default: as in the train.json beside the "
+                        "model, else area)")
 
     d = sub.add_parser("demo-bundle", help="train, quantize and validate the bundled demo model on phantom data")
     d.add_argument("--out", default="edge/models/demo")
@@ -66,6 +72,9 @@ def main(argv=None) -> int:
                    help="stage 2 epochs (label smoothing 0.1, learning rate 3e-4 decaying to 3e-5)")
     d.add_argument("--polish-epochs", type=int, default=10,
                    help="stage 3 epochs (as stage 2, learning rate 1e-4 decaying to 1e-5)")
+    d.add_argument("--cubic-epochs", type=int, default=20,
+                   help="stage 4 epochs (as stage 3, on scenes no earlier stage saw, the images reduced to the "
+                        "model grid with the cubic kernel the device then uses)")
     d.add_argument("--steps", type=int, default=25)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--validate-n", type=int, default=220, help="held-out phantom images (presets in turn)")
@@ -131,7 +140,7 @@ def cmd_train(args) -> int:
     from convert.train import TrainOptions, train
     from edge.preprocess import PreprocessSpec
 
-    spec = PreprocessSpec(height=args.size, width=args.size)
+    spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
     train_data = val_data = None
     classes = 3
     if args.data:
@@ -225,7 +234,8 @@ def cmd_quantize(args) -> int:
     model = load_keras_model(args.model)
     _, h, w, c = model.input_shape
     size = args.size or h
-    spec = PreprocessSpec(height=size, width=args.size or w, channels=c)
+    spec = PreprocessSpec(height=size, width=args.size or w, channels=c,
+                          interpolation=args.interpolation or trained_interpolation(Path(args.model)))
     calib = calibration_images(args.calib, args.calib_n, spec)
     data = labelled_set(args.data, spec, args.dataset_config) if args.data else None
     config = data[2] if data else read_dataset_config(Path(args.dataset_config)) if args.dataset_config else None
@@ -242,6 +252,15 @@ def cmd_quantize(args) -> int:
     passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
                                  str(args.data), limits, unit=unit)
     return 0 if passed else 3
+
+
+def trained_interpolation(model_path: Path) -> str:
+    """The resize a model was trained with, from the train.json `tlf-convert train` writes beside
+    it ("area" without one)."""
+    info = model_path.parent / "train.json"
+    if info.is_file():
+        return json.loads(info.read_text()).get("preprocess", {}).get("interpolation", "area")
+    return "area"
 
 
 def write_layer_report(model, calib, spec, path: Path) -> None:
@@ -262,7 +281,7 @@ def write_layer_report(model, calib, spec, path: Path) -> None:
 
 
 def cmd_demo_bundle(args) -> int:
-    """Three training stages, then int8 conversion and the validation gate.
+    """Four training stages, then int8 conversion and the validation gate.
 
     Stage 1 learns the task with a class-weighted cross-entropy at a constant rate. Stage 2
     fine-tunes with a rate decaying from 3e-4 to 3e-5 (the band edges settle) and label
@@ -270,10 +289,13 @@ def cmd_demo_bundle(args) -> int:
     int8 steps of 2 lose the thin TLF (measured: int8 mean IoU 0.09 below float). Stage 3 goes on
     from stage 2's last weights at 1e-4 to 1e-5 (it was added when label maps began to be resized
     at pixel centres: it moved the band edges the half pixel the old resize had taught). The class
-    weights' shift of the boundaries is removed from the final bias after the last stage. After
-    conversion the int8 model's thickness response is fitted on phantom scans of known thickness
-    and recorded in the manifest (convert.response); the validation then measures as the device
-    does, with it.
+    weights' shift of the boundaries is removed from the final bias after the last stage. Stage 4
+    goes on from stage 3's last weights as stage 3 did, for longer, on scenes from a seed range of
+    its own, with images reduced to the model grid by a cubic kernel: the bundle states that
+    reduction, because a scanner's screen shows the B-mode enlarged, and an area average of an
+    enlargement blurs the band's edges (README, "The demo model"). After conversion the int8
+    model's thickness response is fitted on phantom scans of known thickness and recorded in the
+    manifest (convert.response); the validation then measures as the device does, with it.
     """
     import shutil
 
@@ -283,7 +305,7 @@ def cmd_demo_bundle(args) -> int:
     from convert.validate import GateLimits
     from edge.preprocess import PreprocessSpec
 
-    spec = PreprocessSpec()
+    spec_early, spec = PreprocessSpec(), PreprocessSpec(interpolation="cubic")
     stage1 = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS)
     stage2 = TrainOptions(epochs=args.finetune_epochs, seed=args.seed + 1, patience=args.finetune_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=3e-4,
@@ -291,20 +313,27 @@ def cmd_demo_bundle(args) -> int:
     stage3 = TrainOptions(epochs=args.polish_epochs, seed=args.seed + 2, patience=args.polish_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
                           final_learning_rate=1e-5)
-    stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3}
+    stage4 = TrainOptions(epochs=args.cubic_epochs, seed=args.seed + STAGE4_SEED_OFFSET, patience=args.cubic_epochs,
+                          class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
+                          final_learning_rate=1e-5)
+    stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3, "stage4": stage4}
     if args.model:
         best, work = Path(args.model), Path(args.model).parent
     else:
         work = Path(args.work)
-        train(work / "stage1", spec, stage1, phantom_steps=args.steps, verbose=2)
-        train(work / "stage2", spec, stage2, phantom_steps=args.steps, verbose=2,
+        train(work / "stage1", spec_early, stage1, phantom_steps=args.steps, verbose=2)
+        train(work / "stage2", spec_early, stage2, phantom_steps=args.steps, verbose=2,
               init_weights=work / "stage1" / "last.keras")
-        best = train(work / "stage3", spec, stage3, phantom_steps=args.steps, verbose=2,
-                     init_weights=work / "stage2" / "last.keras")
-        work = work / "stage3"
+        train(work / "stage3", spec_early, stage3, phantom_steps=args.steps, verbose=2,
+              init_weights=work / "stage2" / "last.keras")
+        best = train(work / "stage4", spec, stage4, phantom_steps=args.steps, verbose=2,
+                     init_weights=work / "stage3" / "last.keras")
+        work = work / "stage4"
     info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
     if not info.get("prior_corrected"):
         raise ValueError(f"{str(best)!r} was not saved by a weighted training (no prior correction recorded)")
+    if "preprocess" in info:
+        spec = PreprocessSpec.from_dict(info["preprocess"])  # a reused model keeps what it was trained with
     model = load_keras_model(best)
     calib = calibration_images("phantom", 200, spec)
     history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []

@@ -132,6 +132,30 @@ def test_quantize_cli_writes_a_bundle(tiny_model_path, tmp_path):
     assert lines[0] == "tensor,snr_db,levels_used" and len(lines) > 5
 
 
+def test_quantize_states_the_resize_the_model_was_trained_with(tiny_model_path, tmp_path):
+    import json
+    import shutil
+
+    from convert.cli import main
+    from edge.bundle import load_bundle
+
+    # tiny_model_path's train.json states area; a copy whose train.json states cubic.
+    assert json.loads((tiny_model_path.parent / "train.json").read_text())["preprocess"]["interpolation"] == "area"
+    trained = tmp_path / "cubic" / "model.keras"
+    trained.parent.mkdir()
+    shutil.copy(tiny_model_path, trained)
+    info = json.loads((tiny_model_path.parent / "train.json").read_text())
+    info["preprocess"]["interpolation"] = "cubic"
+    (trained.parent / "train.json").write_text(json.dumps(info))
+    common = ["--calib", "phantom", "--calib-n", "8"]
+    assert main(["quantize", str(trained), *common, "--out", str(tmp_path / "a")]) == 0
+    assert load_bundle(tmp_path / "a").spec.interpolation == "cubic"
+    assert main(["quantize", str(trained), *common, "--out", str(tmp_path / "b"), "--interpolation", "linear"]) == 0
+    assert load_bundle(tmp_path / "b").spec.interpolation == "linear"
+    assert main(["quantize", str(tiny_model_path), *common, "--out", str(tmp_path / "c")]) == 0
+    assert load_bundle(tmp_path / "c").spec.interpolation == "area"
+
+
 def labelled_folder(tmp_path, tiny_val):
     from convert.data import write_labelled_folder
 
