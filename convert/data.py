@@ -8,6 +8,7 @@ TensorFlow; its names are re-exported here for convert's callers.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edge.dataset import (  # noqa: F401  (re-exported)
@@ -39,16 +40,59 @@ from edge.dataset import (  # noqa: F401  (re-exported)
 from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
 
 
-def phantom_sample(seed: int, spec: PreprocessSpec, machine=None):
+# A scanner fills its screen's B-mode rectangle by enlarging the acquired image (bilinear);
+# a capture of that screen reaches the model through the device's reduction of the enlargement.
+DISPLAY_ZOOM = (1.0, 2.5)
+
+
+def displayed(image: np.ndarray, seed: int) -> np.ndarray:
+    """`image` as a scanner screen shows it: enlarged by a random factor in DISPLAY_ZOOM (drawn
+    from `seed`), bilinear, both axes alike."""
+    zoom = float(np.random.default_rng([seed, 1931]).uniform(*DISPLAY_ZOOM))
+    h, w = image.shape[:2]
+    return cv2.resize(image, (round(w * zoom), round(h * zoom)), interpolation=cv2.INTER_LINEAR)
+
+
+def phantom_sample(seed: int, spec: PreprocessSpec, machine=None, display: float = 0.0):
     """One phantom scan at a random native size and field of view, through the device preprocessing.
 
+    display: the probability that the image is first enlarged as on a scanner screen (`displayed`).
     Returns (uint8 model image HxWxC, uint8 labels HxW, Scan).
     """
     scan = phantom_scan(seed, machine)
-    return to_model_image(scan.image, spec), resize_labels(scan.labels, spec), scan
+    image = scan.image
+    if display and np.random.default_rng([seed, 1930]).random() < display:
+        image = displayed(image, seed)
+    return to_model_image(image, spec), resize_labels(scan.labels, spec), scan
 
 
-def phantom_batch(seeds, spec: PreprocessSpec, machine=None):
+def phantom_batch(seeds, spec: PreprocessSpec, machine=None, display: float = 0.0):
     """Stack phantom samples: (N,H,W,C) uint8 images and (N,H,W) uint8 labels."""
-    pairs = [phantom_sample(int(s), spec, machine)[:2] for s in seeds]
+    pairs = [phantom_sample(int(s), spec, machine, display)[:2] for s in seeds]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def coverage_targets(scan, spec: PreprocessSpec) -> np.ndarray:
+    """Per-class fractions of each model pixel, from the scan's analytic band edges: (H,W,3) float32
+    (above, TLF, below), summing to 1.
+
+    A one-hot label map says only on which side of an edge a pixel's centre lies; the fraction
+    of the pixel the TLF covers says where in the pixel the edge runs, which is the sub-pixel
+    detail the thickness is read from.
+    """
+    rows_n, cols_n = scan.labels.shape
+    k = spec.height / rows_n
+    native_col = (np.arange(spec.width) + 0.5) * cols_n / spec.width - 0.5
+    top = np.interp(native_col, np.arange(cols_n), scan.top_px)[None, :] * k
+    bottom = np.interp(native_col, np.arange(cols_n), scan.bottom_px)[None, :] * k
+    r = np.arange(spec.height, dtype=np.float64)[:, None]
+    above = np.clip(top - r, 0.0, 1.0)
+    tlf = np.clip(np.minimum(r + 1, bottom) - np.maximum(r, top), 0.0, 1.0)
+    below = np.clip(1.0 - above - tlf, 0.0, 1.0)
+    return np.stack([above, tlf, below], axis=-1).astype(np.float32)
+
+
+def phantom_coverage_batch(seeds, spec: PreprocessSpec, machine=None, display: float = 0.0):
+    """Stack phantom samples with coverage targets: (N,H,W,C) uint8 images, (N,H,W,3) float32."""
+    samples = [phantom_sample(int(s), spec, machine, display) for s in seeds]
+    return np.stack([s[0] for s in samples]), np.stack([coverage_targets(s[2], spec) for s in samples])

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.data import phantom_batch
+from convert.data import phantom_batch, phantom_coverage_batch
 from convert.unet import build_unet
 from edge.preprocess import PreprocessSpec, to_float
 
@@ -29,14 +29,18 @@ class TrainOptions:
     class_weights: tuple[float, ...] | None = None  # per-class weights of the cross-entropy; None: all 1
     label_smoothing: float = 0.0  # bounds the logits, so that int8 keeps their small differences
     final_learning_rate: float | None = None  # cosine decay to this rate over the epochs; None: constant
+    coverage_targets: bool = False  # phantom targets: each class's fraction of a pixel instead of one-hot
+    display: float = 0.0  # share of phantom images enlarged first as on a scanner screen (convert.data.displayed)
 
 
 class PhantomStream(keras.utils.PyDataset):
     """Fresh phantom batches every step (seeds never repeat across steps or epochs)."""
 
-    def __init__(self, spec: PreprocessSpec, steps: int, batch_size: int, classes: int, seed: int):
+    def __init__(self, spec: PreprocessSpec, steps: int, batch_size: int, classes: int, seed: int,
+                 coverage: bool = False, display: float = 0.0):
         super().__init__()
         self.spec, self.steps, self.batch_size, self.classes, self.seed = spec, steps, batch_size, classes, seed
+        self.coverage, self.display = coverage, display
         self.epoch = 0
 
     def __len__(self):
@@ -47,7 +51,10 @@ class PhantomStream(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         first = self.seed + (self.epoch * self.steps + i) * self.batch_size
-        x, y = phantom_batch(range(first, first + self.batch_size), self.spec)
+        if self.coverage:
+            x, y = phantom_coverage_batch(range(first, first + self.batch_size), self.spec, display=self.display)
+            return to_float(x, self.spec), y
+        x, y = phantom_batch(range(first, first + self.batch_size), self.spec, display=self.display)
         return to_float(x, self.spec), keras.utils.to_categorical(y, self.classes)
 
 
@@ -142,11 +149,16 @@ def train(
     start_from = out_dir / "last.keras" if done else init_weights
     if start_from is not None:
         model.set_weights(keras.models.load_model(start_from, compile=False, safe_mode=True).get_weights())
-    if val_data is None:
-        val_data = phantom_batch(range(10_000_000 + options.seed, 10_000_000 + options.seed + 32), spec)
-    val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
+    val_seeds = range(10_000_000 + options.seed, 10_000_000 + options.seed + 32)
+    if val_data is None and options.coverage_targets:
+        images, targets = phantom_coverage_batch(val_seeds, spec)
+        val = (to_float(images, spec), targets)
+    else:
+        val_data = phantom_batch(val_seeds, spec) if val_data is None else val_data
+        val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
     if train_data is None:
-        fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed)
+        fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed,
+                                 options.coverage_targets, options.display)
         fit_data.epoch = done
         fit_kwargs = {}
     else:

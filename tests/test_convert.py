@@ -214,6 +214,26 @@ def test_training_writes_history_and_resumes(tmp_path, tiny_spec):
     assert (tmp_path / "history.png").stat().st_size > 0 and (tmp_path / "model.keras").is_file()
 
 
+def test_training_on_coverage_targets_feeds_pixel_fractions(tmp_path, tiny_spec):
+    import json
+
+    from convert.train import PhantomStream, TrainOptions, read_history, train
+
+    stream = PhantomStream(tiny_spec, steps=2, batch_size=4, classes=3, seed=11, coverage=True)
+    x, y = stream[0]
+    assert x.shape == (4, 64, 64, 1) and y.shape == (4, 64, 64, 3)
+    assert np.allclose(y.sum(-1), 1.0, atol=1e-6)
+    assert ((y > 0) & (y < 1)).any()  # edges inside pixels, not one-hot
+    one_hot = PhantomStream(tiny_spec, steps=2, batch_size=4, classes=3, seed=11)[0][1]
+    assert set(np.unique(one_hot)) <= {0.0, 1.0}
+    opts = TrainOptions(epochs=1, batch_size=4, base_filters=4, depth=2, seed=11, class_weights=(1.0, 6.0, 1.0),
+                        label_smoothing=0.1, coverage_targets=True)
+    train(tmp_path, tiny_spec, opts, phantom_steps=2, verbose=0)
+    rows = read_history(tmp_path / "history.csv")
+    assert len(rows) == 1 and np.isfinite(rows[0]["loss"]) and np.isfinite(rows[0]["val_loss"])
+    assert json.loads((tmp_path / "train.json").read_text())["options"]["coverage_targets"] is True
+
+
 def test_class_weight_prior_is_removed_from_the_logits():
     from convert.train import remove_class_weight_prior
 
