@@ -96,3 +96,25 @@ def phantom_coverage_batch(seeds, spec: PreprocessSpec, machine=None, display: f
     """Stack phantom samples with coverage targets: (N,H,W,C) uint8 images, (N,H,W,3) float32."""
     samples = [phantom_sample(int(s), spec, machine, display) for s in seeds]
     return np.stack([s[0] for s in samples]), np.stack([coverage_targets(s[2], spec) for s in samples])
+
+
+def edge_weights(labels: np.ndarray, weight: float, sigma_px: float = 1.0) -> np.ndarray:
+    """Per-pixel loss weights that stress the class boundaries: 1 + weight * exp(-d^2 / 2 sigma^2),
+    d the distance (model rows) from the pixel's centre to the nearest boundary in its column
+    (boundaries closer than a few sigma add up, to at most 1 + weight).
+
+    labels: (N,H,W) or (H,W) class indices. Returns float32 of the same shape. The thickness is
+    read where the band's edges run; in an unweighted loss the few pixels there weigh no more
+    than the many inside the layers.
+    """
+    lab = np.asarray(labels)
+    change = (lab[..., 1:, :] != lab[..., :-1, :]).astype(np.float32)  # boundary b lies between rows b and b+1
+    h = lab.shape[-2]
+    near = np.zeros(lab.shape, np.float32)
+    reach = max(1, int(np.ceil(3.0 * sigma_px)))
+    for k in range(-reach + 1, reach + 1):  # row r = b + k sits |k - 1/2| rows from boundary b
+        g = np.float32(np.exp(-((k - 0.5) ** 2) / (2.0 * sigma_px**2)))
+        lo, hi = max(0, k), min(h, h - 1 + k)
+        if hi > lo:
+            near[..., lo:hi, :] += g * change[..., lo - k:hi - k, :]
+    return (1.0 + weight * np.minimum(near, 1.0)).astype(np.float32)

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.data import phantom_batch, phantom_coverage_batch
+from convert.data import edge_weights, phantom_batch, phantom_coverage_batch
 from convert.unet import build_unet
 from edge.preprocess import PreprocessSpec, to_float
 
@@ -31,16 +31,19 @@ class TrainOptions:
     final_learning_rate: float | None = None  # cosine decay to this rate over the epochs; None: constant
     coverage_targets: bool = False  # phantom targets: each class's fraction of a pixel instead of one-hot
     display: float = 0.0  # share of phantom images enlarged first as on a scanner screen (convert.data.displayed)
+    edge_weight: float = 0.0  # extra loss weight of the pixels at class boundaries (convert.data.edge_weights)
+    edge_sigma_px: float = 1.0  # how far from a boundary that weight reaches (Gaussian sigma, model rows)
 
 
 class PhantomStream(keras.utils.PyDataset):
     """Fresh phantom batches every step (seeds never repeat across steps or epochs)."""
 
     def __init__(self, spec: PreprocessSpec, steps: int, batch_size: int, classes: int, seed: int,
-                 coverage: bool = False, display: float = 0.0):
+                 coverage: bool = False, display: float = 0.0, edge_weight: float = 0.0, edge_sigma_px: float = 1.0):
         super().__init__()
         self.spec, self.steps, self.batch_size, self.classes, self.seed = spec, steps, batch_size, classes, seed
         self.coverage, self.display = coverage, display
+        self.edge_weight, self.edge_sigma_px = edge_weight, edge_sigma_px
         self.epoch = 0
 
     def __len__(self):
@@ -53,9 +56,13 @@ class PhantomStream(keras.utils.PyDataset):
         first = self.seed + (self.epoch * self.steps + i) * self.batch_size
         if self.coverage:
             x, y = phantom_coverage_batch(range(first, first + self.batch_size), self.spec, display=self.display)
-            return to_float(x, self.spec), y
-        x, y = phantom_batch(range(first, first + self.batch_size), self.spec, display=self.display)
-        return to_float(x, self.spec), keras.utils.to_categorical(y, self.classes)
+            labels, y = y.argmax(-1), y
+        else:
+            x, labels = phantom_batch(range(first, first + self.batch_size), self.spec, display=self.display)
+            y = keras.utils.to_categorical(labels, self.classes)
+        if self.edge_weight:
+            return to_float(x, self.spec), y, edge_weights(labels, self.edge_weight, self.edge_sigma_px)
+        return to_float(x, self.spec), y
 
 
 def weighted_crossentropy(class_weights, label_smoothing: float = 0.0):
@@ -158,12 +165,14 @@ def train(
         val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
     if train_data is None:
         fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed,
-                                 options.coverage_targets, options.display)
+                                 options.coverage_targets, options.display, options.edge_weight, options.edge_sigma_px)
         fit_data.epoch = done
         fit_kwargs = {}
     else:
         fit_data = to_float(train_data[0], spec)
         fit_kwargs = {"y": keras.utils.to_categorical(train_data[1], options.classes), "batch_size": options.batch_size}
+        if options.edge_weight:
+            fit_kwargs["sample_weight"] = edge_weights(train_data[1], options.edge_weight, options.edge_sigma_px)
     best = out_dir / "model.keras"
     callbacks = [
         keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True, initial_value_threshold=_best_val_loss(history_csv) if done else None),

@@ -234,6 +234,35 @@ def test_training_on_coverage_targets_feeds_pixel_fractions(tmp_path, tiny_spec)
     assert json.loads((tmp_path / "train.json").read_text())["options"]["coverage_targets"] is True
 
 
+def test_training_with_edge_weights_feeds_per_pixel_sample_weights(tmp_path, tiny_spec):
+    import json
+
+    from convert.data import edge_weights
+    from convert.train import PhantomStream, TrainOptions, read_history, train
+
+    stream = PhantomStream(tiny_spec, steps=2, batch_size=4, classes=3, seed=11, edge_weight=3.0)
+    x, y, w = stream[0]
+    assert w.shape == (4, 64, 64) and np.array_equal(w, edge_weights(y.argmax(-1), 3.0))
+    assert w.max() > 3.0 and w.min() == 1.0
+    assert len(PhantomStream(tiny_spec, steps=2, batch_size=4, classes=3, seed=11, coverage=True, edge_weight=3.0)[0]) == 3
+    opts = TrainOptions(epochs=1, batch_size=4, base_filters=4, depth=2, seed=11, class_weights=(1.0, 6.0, 1.0),
+                        label_smoothing=0.1, edge_weight=3.0)
+    train(tmp_path / "stream", tiny_spec, opts, phantom_steps=2, verbose=0)
+    assert np.isfinite(read_history(tmp_path / "stream" / "history.csv")[0]["loss"])
+    assert json.loads((tmp_path / "stream" / "train.json").read_text())["options"]["edge_weight"] == 3.0
+    # Arrays train with the same weights; the loss they report is the weighted one.
+    from convert.data import phantom_batch
+
+    data = phantom_batch(range(40, 48), tiny_spec)
+    plain = TrainOptions(epochs=1, batch_size=4, base_filters=4, depth=2, seed=11)
+    train(tmp_path / "plain", tiny_spec, plain, train_data=data, val_data=data, verbose=0)
+    weighted = TrainOptions(epochs=1, batch_size=4, base_filters=4, depth=2, seed=11, edge_weight=3.0)
+    train(tmp_path / "weighted", tiny_spec, weighted, train_data=data, val_data=data, verbose=0)
+    loss_plain = read_history(tmp_path / "plain" / "history.csv")[0]["loss"]
+    loss_weighted = read_history(tmp_path / "weighted" / "history.csv")[0]["loss"]
+    assert loss_weighted > 1.05 * loss_plain
+
+
 def test_class_weight_prior_is_removed_from_the_logits():
     from convert.train import remove_class_weight_prior
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.data import DISPLAY_ZOOM, coverage_targets, displayed, phantom_coverage_batch, phantom_sample
+from convert.data import DISPLAY_ZOOM, coverage_targets, displayed, edge_weights, phantom_coverage_batch, phantom_sample
 from edge.dataset import phantom_scan
 from edge import phantom
 from edge.preprocess import PreprocessSpec, to_model_image
@@ -83,3 +83,40 @@ def test_display_share_picks_images_by_seed_and_keeps_labels():
         changed += not np.array_equal(img, plain_img)
         assert np.array_equal(phantom_sample(seed, spec, display=1.0)[0], to_model_image(displayed(scan.image, seed), spec))
     assert 10 <= changed <= 30  # about half of 40
+
+
+def test_edge_weights_peak_at_the_class_boundaries_and_fade_with_distance():
+    labels = np.zeros((40, 5), np.uint8)
+    labels[10:30] = 1
+    labels[30:] = 2
+    w = edge_weights(labels, 4.0, sigma_px=1.0)
+    assert w.shape == labels.shape and w.dtype == np.float32
+    col = w[:, 2]
+    assert np.all(w == col[:, None])  # a level boundary weighs every column alike
+    half = 1.0 + 4.0 * np.exp(-0.125)  # the rows on either side of a boundary lie half a row from it
+    assert np.allclose(col[[9, 10, 29, 30]], half)
+    assert np.allclose(col[[8, 11]], 1.0 + 4.0 * np.exp(-1.125))
+    assert np.all(col[:5] == 1.0) and np.all(col[15:25] == 1.0) and np.all(col[35:] == 1.0)
+    # Two boundaries one row apart add up, to no more than 1 + weight.
+    thin = np.zeros((20, 1), np.uint8)
+    thin[10] = 1
+    thin[11:] = 2
+    assert edge_weights(thin, 4.0).max() == pytest.approx(5.0)
+    # A batch is weighted image by image; a lower band moves its weights with it.
+    lower = np.zeros_like(labels)
+    lower[13:33] = 1
+    lower[33:] = 2
+    wb = edge_weights(np.stack([labels, lower]), 2.0, sigma_px=1.5)
+    assert wb.shape == (2, 40, 5) and np.allclose(wb[1, 3:], wb[0, :-3]) and np.all(wb[1, :3] == 1.0)
+    assert np.all(edge_weights(labels, 0.0) == 1.0)
+
+
+def test_edge_weights_follow_a_phantom_band_column_by_column():
+    spec = PreprocessSpec(interpolation="cubic")
+    _, labels, _ = phantom_sample(77, spec)
+    w = edge_weights(labels, 4.0)
+    top = np.argmax(labels == 1, axis=0)
+    cols = np.arange(labels.shape[1])
+    assert np.allclose(w[top, cols], 1.0 + 4.0 * np.exp(-0.125), atol=0.05)  # just inside the top edge
+    assert np.allclose(w[top - 1, cols], 1.0 + 4.0 * np.exp(-0.125), atol=0.05)  # just above it
+    assert np.all(w[top - 6, cols] == 1.0)
