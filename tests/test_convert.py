@@ -7,7 +7,7 @@ tf = pytest.importorskip("tensorflow")
 
 from convert.quantize import QuantizeError, load_keras_model, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet  # noqa: E402
-from edge.preprocess import PreprocessSpec, to_float  # noqa: E402
+from edge.preprocess import to_float  # noqa: E402
 
 
 def test_paper_size_unet_has_the_study_shape():
