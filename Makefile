@@ -27,7 +27,7 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Rebuilds the committed demo bundle from phantom data (host PC, 52 epochs of about 3 minutes on 2 cores).
+# Rebuilds the committed demo bundle from phantom data (host PC, 64 epochs of about 3 minutes on 2 cores).
 demo-bundle: $(VENV)/.dev
 	$(BIN)/tlf-convert demo-bundle --out edge/models/demo
 

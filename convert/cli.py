@@ -16,6 +16,7 @@ CALIBRATION_SEEDS = 20_000_000
 VALIDATION_SEEDS = PHANTOM_DATA_SEEDS  # the held-out scenes of edge.dataset ('phantom[:N]' data)
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
 STAGE4_SEED_OFFSET = 4_100_000  # demo stage 4's phantom stream: past every scene stages 1-3 draw
+STAGE5_SEED_OFFSET = 4_108_000  # demo stage 5's: past stage 4's 8,000 scenes
 DATASET_CONFIG_HELP = ("data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
                        "its images/ (for a folder you cannot write in)")
 MAX_LEGACY_CLASSES = 8  # masks without a config holding higher values are not class indices
@@ -75,6 +76,8 @@ def main(argv=None) -> int:
     d.add_argument("--cubic-epochs", type=int, default=20,
                    help="stage 4 epochs (as stage 3, on scenes no earlier stage saw, the images reduced to the "
                         "model grid with the cubic kernel the device then uses)")
+    d.add_argument("--more-epochs", type=int, default=12,
+                   help="stage 5 epochs (as stage 4, from its last weights, on scenes of a seed range of its own)")
     d.add_argument("--steps", type=int, default=25)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--validate-n", type=int, default=220, help="held-out phantom images (presets in turn)")
@@ -281,7 +284,7 @@ def write_layer_report(model, calib, spec, path: Path) -> None:
 
 
 def cmd_demo_bundle(args) -> int:
-    """Four training stages, then int8 conversion and the validation gate.
+    """Five training stages, then int8 conversion and the validation gate.
 
     Stage 1 learns the task with a class-weighted cross-entropy at a constant rate. Stage 2
     fine-tunes with a rate decaying from 3e-4 to 3e-5 (the band edges settle) and label
@@ -293,7 +296,8 @@ def cmd_demo_bundle(args) -> int:
     goes on from stage 3's last weights as stage 3 did, for longer, on scenes from a seed range of
     its own, with images reduced to the model grid by a cubic kernel: the bundle states that
     reduction, because a scanner's screen shows the B-mode enlarged, and an area average of an
-    enlargement blurs the band's edges (README, "The demo model"). After conversion the int8
+    enlargement blurs the band's edges (README, "The demo model"). Stage 5 is stage 4 again from
+    its last weights for 12 more epochs, on scenes from the next seed range. After conversion the int8
     model's thickness response is fitted on phantom scans of known thickness and recorded in the
     manifest (convert.response); the validation then measures as the device does, with it.
     """
@@ -316,7 +320,10 @@ def cmd_demo_bundle(args) -> int:
     stage4 = TrainOptions(epochs=args.cubic_epochs, seed=args.seed + STAGE4_SEED_OFFSET, patience=args.cubic_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
                           final_learning_rate=1e-5)
-    stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3, "stage4": stage4}
+    stage5 = TrainOptions(epochs=args.more_epochs, seed=args.seed + STAGE5_SEED_OFFSET, patience=args.more_epochs,
+                          class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
+                          final_learning_rate=1e-5)
+    stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3, "stage4": stage4, "stage5": stage5}
     if args.model:
         best, work = Path(args.model), Path(args.model).parent
     else:
@@ -326,9 +333,11 @@ def cmd_demo_bundle(args) -> int:
               init_weights=work / "stage1" / "last.keras")
         train(work / "stage3", spec_early, stage3, phantom_steps=args.steps, verbose=2,
               init_weights=work / "stage2" / "last.keras")
-        best = train(work / "stage4", spec, stage4, phantom_steps=args.steps, verbose=2,
-                     init_weights=work / "stage3" / "last.keras")
-        work = work / "stage4"
+        train(work / "stage4", spec, stage4, phantom_steps=args.steps, verbose=2,
+              init_weights=work / "stage3" / "last.keras")
+        best = train(work / "stage5", spec, stage5, phantom_steps=args.steps, verbose=2,
+                     init_weights=work / "stage4" / "last.keras")
+        work = work / "stage5"
     info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
     if not info.get("prior_corrected"):
         raise ValueError(f"{str(best)!r} was not saved by a weighted training (no prior correction recorded)")
