@@ -14,7 +14,9 @@ accepted, the frames not rejected; thickness, the median over accepted frames ag
 median truth over the same frames; B-mode only, the same model's error on the clip's B-mode
 images as rendered, without screen, crop and video coding (the model's own share); and the
 thickness error over the frames at each depth alone. The target: thickness within 0.1 mm, ROI
-within 2 px, mm per pixel within 1 %. Inference runs on one thread (the machine may be busy).
+within 2 px, mm per pixel within 1 %. layers: the bright sublayers of the scene's TLF (a uniform
+band reads thinner than a layered one; README, "Thickness response"). Inference runs on one
+thread (the machine may be busy).
 --interpolation shows what the ROI's resize to the model input costs: the screen's B-mode is an
 enlargement of the scanner's image, and an area average adds a blur the training images lack.
 """
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edge import phantom_screen  # noqa: E402
+from edge import phantom, phantom_screen  # noqa: E402
 from edge.bundle import DEMO_BUNDLE  # noqa: E402
 from edge.config import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
@@ -103,7 +105,7 @@ def one_seed(seed: int, frames: int, size, segmenter, folder: Path) -> dict:
         at = [m for m in ok if truth[m.seq]["depth_mm"] == depth]
         by_depth[depth] = (float(np.median([m.thickness for m in at]) - np.median([truth[m.seq]["thickness_mm"] for m in at]))
                            if at else math.nan)
-    return {"seed": seed, "frames": stats.frames, "accepted": len(ok), "roi_px": roi_err, "spacing_rel": spacing_err,
+    return {"seed": seed, "layers": phantom.random_anatomy(np.random.default_rng(seed)).sublayers, "frames": stats.frames, "accepted": len(ok), "roi_px": roi_err, "spacing_rel": spacing_err,
             "layout_changes": stats.layout_changes, "measured_mm": measured, "truth_mm": true,
             "error_mm": measured - true, "bmode_error_mm": bmode_error(truth, segmenter, options), "by_depth": by_depth}
 
@@ -141,20 +143,24 @@ def main(argv=None) -> int:
                           capture_output=True, text=True).stdout.strip()
     print(f"model {args.bundle} sha256 {segmenter.bundle.sha256[:12]} (demo bundle commit: {last or 'unknown'})")
     print(f"screens {size[0]}x{size[1]}, {args.frames} frames, depth 40 -> 50 mm at frame {args.frames // 2}, MJPEG .avi")
-    print(f"{'seed':>5} {'frames':>6} {'accepted':>8} {'ROI px':>6} {'mm/px %':>7} {'layout':>6} "
+    print(f"{'seed':>5} {'layers':>6} {'frames':>6} {'accepted':>8} {'ROI px':>6} {'mm/px %':>7} {'layout':>6} "
           f"{'measured':>8} {'truth':>6} {'error mm':>8} {'B-mode only':>11}  error at each depth")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             r = one_seed(seed, args.frames, size, segmenter, Path(tmp))
             rows.append(r)
-            print(f"{r['seed']:>5} {r['frames']:>6} {r['accepted']:>8} {r['roi_px']:>6} {100 * r['spacing_rel']:>7.3f} "
+            print(f"{r['seed']:>5} {r['layers']:>6} {r['frames']:>6} {r['accepted']:>8} {r['roi_px']:>6} {100 * r['spacing_rel']:>7.3f} "
                   f"{r['layout_changes']:>6} {r['measured_mm']:>8.3f} {r['truth_mm']:>6.3f} {r['error_mm']:>+8.3f} "
                   f"{r['bmode_error_mm']:>+11.3f}  " + ", ".join(f"{d:g} mm {e:+.3f}" for d, e in r["by_depth"].items()))
     errors = np.array([r["error_mm"] for r in rows])
     good = np.isfinite(errors)
     print(f"thickness within 0.1 mm: {int((np.abs(errors[good]) <= 0.1).sum())}/{len(rows)} seeds "
           f"(median |error| {np.median(np.abs(errors[good])) if good.any() else math.nan:.3f} mm)")
+    for name, pick in (("one layer", lambda r: r["layers"] == 1), ("2-3 layers", lambda r: r["layers"] > 1)):
+        e = np.array([r["error_mm"] for r in rows if pick(r)])
+        if e.size:
+            print(f"  {name}: {int((np.abs(e) <= 0.1).sum())}/{e.size} within 0.1 mm, mean error {np.nanmean(e):+.3f} mm")
     print(f"ROI within 2 px: {sum(r['roi_px'] <= 2 for r in rows)}/{len(rows)} seeds "
           f"(worst {max(r['roi_px'] for r in rows)} px)")
     print(f"mm per pixel within 1 %: {sum(r['spacing_rel'] < 0.01 for r in rows)}/{len(rows)} seeds "
