@@ -12,7 +12,9 @@ It separates a shift of the whole band (both edges alike) from a band drawn too 
 Edges and thickness are as the model draws them: a bundle's thickness calibration (its measured
 response, which the device inverts) is not applied here.
 --screen-scale shows each scan enlarged first, as a scanner screen does before the device crops
-and shrinks it (the display path's share of the error on screen video).
+and shrinks it (the display path's share of the error on screen video). --sublayers 1 2 3
+compares uniform bands with layered ones. --remove-prior reads a checkpoint of a class-weighted
+training (last.keras, or a run that did not finish) as the finished training would save it.
 """
 
 from __future__ import annotations
@@ -66,10 +68,14 @@ def int8_scorer(bundle_dir):
     return score
 
 
-def float_scorer(model_path):
+def float_scorer(model_path, remove_prior=None, label_smoothing: float = 0.0):
     from convert.quantize import load_keras_model
 
     model = load_keras_model(model_path)
+    if remove_prior:
+        from convert.train import remove_class_weight_prior
+
+        remove_class_weight_prior(model, remove_prior, label_smoothing)
     spec = PreprocessSpec(height=model.input_shape[1], width=model.input_shape[2], channels=model.input_shape[3])
 
     def score(images):
@@ -87,19 +93,34 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", type=int, default=8, help="scenes per depth and thickness")
     ap.add_argument("--depths", type=float, nargs="+", default=DEPTHS_MM, help="fields of view (mm)")
     ap.add_argument("--thickness", type=float, nargs="+", default=THICKNESS_MM, help="TLF thicknesses (mm)")
-    ap.add_argument("--sublayers", type=int, default=1, help="bright sublayers in the band")
+    ap.add_argument("--sublayers", type=int, nargs="+", default=[1], help="bright sublayers in the band (one table each)")
     ap.add_argument("--rows", type=int, default=256, help="acquisition rows of each scan")
     ap.add_argument("--screen-scale", type=float, default=1.0,
                     help="show each scan this many times larger (linear interpolation), as a scanner screen does")
+    ap.add_argument("--remove-prior", metavar="W,W,W",
+                    help="with --model: class weights the checkpoint was trained with; their prior is removed first")
+    ap.add_argument("--label-smoothing", type=float, default=0.0, help="with --remove-prior: the training's smoothing")
     args = ap.parse_args(argv)
-    score = float_scorer(args.model) if args.model else int8_scorer(args.bundle)
+    if args.remove_prior and not args.model:
+        ap.error("--remove-prior needs --model")
+    weights = tuple(float(v) for v in args.remove_prior.split(",")) if args.remove_prior else None
+    score = float_scorer(args.model, weights, args.label_smoothing) if args.model else int8_scorer(args.bundle)
     print(f"model: {args.model or args.bundle} ({'float' if args.model else 'int8'}), {args.scenes} scenes each, "
-          f"{args.sublayers} sublayer(s), {args.rows} acquisition rows, screen scale {args.screen_scale:g}")
-    print(f"{'depth mm':>8} {'TLF mm':>6} {'top px':>7} {'bottom px':>9} {'thickness mm':>12}")
+          f"{args.rows} acquisition rows, screen scale {args.screen_scale:g}"
+          + (f", class-weight prior {weights} removed" if weights else ""))
+    print(f"{'layers':>6} {'depth mm':>8} {'TLF mm':>6} {'top px':>7} {'bottom px':>9} {'thickness mm':>12}")
+    errors = []
+    for layers in args.sublayers:
+        errors += table(score, layers, args)
+    print(f"mean |thickness error| {np.mean(np.abs(errors)):.3f} mm")
+    return 0
+
+
+def table(score, layers: int, args) -> list[float]:
     errors = []
     for depth in args.depths:
         for t in args.thickness:
-            scans = scenes(depth, t, args.scenes, args.sublayers, args.rows)
+            scans = scenes(depth, t, args.scenes, layers, args.rows)
             images = [displayed(sc.image, args.screen_scale) for sc in scans]
             top, bottom = [], []
             for sc, (labels, logits) in zip(scans, score(images)):
@@ -113,9 +134,8 @@ def main(argv=None) -> int:
                 sy = depth / h  # mm per model row
             err = (np.mean(bottom) - np.mean(top)) * sy
             errors.append(err)
-            print(f"{depth:8.0f} {t:6.1f} {np.mean(top):+7.2f} {np.mean(bottom):+9.2f} {err:+12.3f}")
-    print(f"mean |thickness error| {np.mean(np.abs(errors)):.3f} mm")
-    return 0
+            print(f"{layers:6d} {depth:8.0f} {t:6.1f} {np.mean(top):+7.2f} {np.mean(bottom):+9.2f} {err:+12.3f}")
+    return errors
 
 
 if __name__ == "__main__":
