@@ -15,6 +15,9 @@ response, which the device inverts) is not applied here.
 and shrinks it (the display path's share of the error on screen video). --sublayers 1 2 3
 compares uniform bands with layered ones. --remove-prior reads a checkpoint of a class-weighted
 training (last.keras, or a run that did not finish) as the finished training would save it.
+--profile prints, per table row, the mean grey level of each scan row around the band (central
+half of the columns, scans of the first scene alike in all but the layering): what the model
+is given at the edges.
 """
 
 from __future__ import annotations
@@ -54,6 +57,22 @@ def displayed(image: np.ndarray, scale: float) -> np.ndarray:
         return image
     h, w = image.shape[:2]
     return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
+
+
+def profile(scan: phantom.Scan) -> str:
+    """Mean grey level of the scan rows from 3 above the band's top edge to 3 below its bottom edge
+    (central half of the columns), with | between the two row centres a true edge lies between."""
+    w = scan.image.shape[1]
+    c = slice(w // 4, 3 * w // 4)
+    top, bottom = float(np.median(scan.top_px[c])), float(np.median(scan.bottom_px[c]))
+    levels = scan.image[:, c].astype(np.float64).mean(axis=1)
+    first, last = int(top) - 3, int(bottom) + 3
+    out = []
+    for r in range(first, last + 1):
+        if r - 0.5 < top <= r + 0.5 or r - 0.5 < bottom <= r + 0.5:  # an edge lies between row r - 1's centre and r's
+            out.append("|")
+        out.append(f"{levels[r]:.0f}")
+    return f"rows {first}-{last} (edges at {top:.2f}, {bottom:.2f}): " + " ".join(out)
 
 
 def int8_scorer(bundle_dir):
@@ -100,6 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--remove-prior", metavar="W,W,W",
                     help="with --model: class weights the checkpoint was trained with; their prior is removed first")
     ap.add_argument("--label-smoothing", type=float, default=0.0, help="with --remove-prior: the training's smoothing")
+    ap.add_argument("--profile", action="store_true", help="also print the grey levels across the band")
     args = ap.parse_args(argv)
     if args.remove_prior and not args.model:
         ap.error("--remove-prior needs --model")
@@ -135,6 +155,8 @@ def table(score, layers: int, args) -> list[float]:
             err = (np.mean(bottom) - np.mean(top)) * sy
             errors.append(err)
             print(f"{layers:6d} {depth:8.0f} {t:6.1f} {np.mean(top):+7.2f} {np.mean(bottom):+9.2f} {err:+12.3f}")
+            if args.profile:
+                print("       " + profile(scans[0]))
     return errors
 
 
