@@ -105,7 +105,9 @@ def one_seed(seed: int, frames: int, size, segmenter, folder: Path) -> dict:
         at = [m for m in ok if truth[m.seq]["depth_mm"] == depth]
         by_depth[depth] = (float(np.median([m.thickness for m in at]) - np.median([truth[m.seq]["thickness_mm"] for m in at]))
                            if at else math.nan)
-    return {"seed": seed, "layers": phantom.random_anatomy(np.random.default_rng(seed)).sublayers, "frames": stats.frames, "accepted": len(ok), "roi_px": roi_err, "spacing_rel": spacing_err,
+    layers = phantom.random_anatomy(np.random.default_rng(seed)).sublayers  # the scene screen_clip draws
+    return {"seed": seed, "layers": layers, "frames": stats.frames, "accepted": len(ok), "roi_px": roi_err,
+            "spacing_rel": spacing_err,
             "layout_changes": stats.layout_changes, "measured_mm": measured, "truth_mm": true,
             "error_mm": measured - true, "bmode_error_mm": bmode_error(truth, segmenter, options), "by_depth": by_depth}
 
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             r = one_seed(seed, args.frames, size, segmenter, Path(tmp))
             rows.append(r)
-            print(f"{r['seed']:>5} {r['layers']:>6} {r['frames']:>6} {r['accepted']:>8} {r['roi_px']:>6} {100 * r['spacing_rel']:>7.3f} "
+            print(f"{r['seed']:>5} {r['layers']:>6} {r['frames']:>6} {r['accepted']:>8} {r['roi_px']:>6} "
+                  f"{100 * r['spacing_rel']:>7.3f} "
                   f"{r['layout_changes']:>6} {r['measured_mm']:>8.3f} {r['truth_mm']:>6.3f} {r['error_mm']:>+8.3f} "
                   f"{r['bmode_error_mm']:>+11.3f}  " + ", ".join(f"{d:g} mm {e:+.3f}" for d, e in r["by_depth"].items()))
     errors = np.array([r["error_mm"] for r in rows])

@@ -56,7 +56,7 @@ class PhantomStream(keras.utils.PyDataset):
         first = self.seed + (self.epoch * self.steps + i) * self.batch_size
         if self.coverage:
             x, y = phantom_coverage_batch(range(first, first + self.batch_size), self.spec, display=self.display)
-            labels, y = y.argmax(-1), y
+            labels = y.argmax(-1)
         else:
             x, labels = phantom_batch(range(first, first + self.batch_size), self.spec, display=self.display)
             y = keras.utils.to_categorical(labels, self.classes)
