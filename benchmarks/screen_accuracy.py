@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edge import phantom, phantom_screen  # noqa: E402
+from edge import phantom_screen  # noqa: E402
 from edge.bundle import DEMO_BUNDLE  # noqa: E402
 from edge.config import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
@@ -105,7 +105,7 @@ def one_seed(seed: int, frames: int, size, segmenter, folder: Path) -> dict:
         at = [m for m in ok if truth[m.seq]["depth_mm"] == depth]
         by_depth[depth] = (float(np.median([m.thickness for m in at]) - np.median([truth[m.seq]["thickness_mm"] for m in at]))
                            if at else math.nan)
-    layers = phantom.random_anatomy(np.random.default_rng(seed)).sublayers  # the scene screen_clip draws
+    layers = phantom_screen.clip_anatomy(seed).sublayers
     return {"seed": seed, "layers": layers, "frames": stats.frames, "accepted": len(ok), "roi_px": roi_err,
             "spacing_rel": spacing_err,
             "layout_changes": stats.layout_changes, "measured_mm": measured, "truth_mm": true,

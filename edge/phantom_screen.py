@@ -202,6 +202,11 @@ def screen(
     return Screen(img, lay.roi, lay.spacing_mm, float(depth_mm), 0, scan)
 
 
+def clip_anatomy(seed: int, width_mm: float = 40.0) -> phantom.Anatomy:
+    """The scene `screen_clip` shows for `seed` (at its first depth)."""
+    return phantom.random_anatomy(np.random.default_rng(seed), width_mm=width_mm)
+
+
 def screen_clip(
     seed: int,
     frames: int = 60,
@@ -224,7 +229,7 @@ def screen_clip(
     if len(steps) != len(depths) - 1 or sorted(steps) != steps or any(s <= 0 for s in steps):
         raise ConfigError(f"change_at {change_at!r} does not fit depths {tuple(depths)!r}")
     bounds = [0, *steps, frames]
-    anatomy = phantom.random_anatomy(np.random.default_rng(seed), width_mm=width_mm)
+    anatomy = clip_anatomy(seed, width_mm)
     for depth, start, stop in zip(depths, bounds[:-1], bounds[1:]):
         if stop <= start:
             continue

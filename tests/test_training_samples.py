@@ -1,5 +1,5 @@
 """Phantom training samples: coverage targets (each class's fraction of a model pixel, from the scan's
-analytic band edges) and images enlarged as on a scanner screen."""
+analytic band edges), images enlarged as on a scanner screen, and loss weights at class edges."""
 
 from __future__ import annotations
 
