@@ -15,6 +15,8 @@ response, which the device inverts) is not applied here.
 and shrinks it (the display path's share of the error on screen video). --sublayers 1 2 3
 compares uniform bands with layered ones. --remove-prior reads a checkpoint of a class-weighted
 training (last.keras, or a run that did not finish) as the finished training would save it.
+--axial-psf and --gain-db change the default look (one set of tables per axial
+point-spread width): how the reading depends on the scanner's axial resolution and gain.
 --profile prints, per table row, the mean grey level of each scan row around the band (central
 half of the columns, scans of the first scene alike in all but the layering): what the model
 is given at the edges.
@@ -42,12 +44,13 @@ DEPTHS_MM = (40.0, 50.0)
 THICKNESS_MM = (0.8, 1.6, 2.4)
 
 
-def scenes(depth_mm: float, tlf_mm: float, n: int, sublayers: int = 1, rows: int = 256) -> list[phantom.Scan]:
+def scenes(depth_mm: float, tlf_mm: float, n: int, sublayers: int = 1, rows: int = 256,
+           machine: phantom.Machine = phantom.PRESETS["default"]) -> list[phantom.Scan]:
     out = []
     for s in range(n):
         a = phantom.random_anatomy(np.random.default_rng([s, 99]), depth_mm=depth_mm)
         a = replace(a, tlf_mm=tlf_mm, sublayers=sublayers, thickness_var=0.0)
-        out.append(phantom.render(a, phantom.PRESETS["default"], (rows, 256), seed=1000 + s))
+        out.append(phantom.render(a, machine, (rows, 256), seed=1000 + s))
     return out
 
 
@@ -119,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--remove-prior", metavar="W,W,W",
                     help="with --model: class weights the checkpoint was trained with; their prior is removed first")
     ap.add_argument("--label-smoothing", type=float, default=0.0, help="with --remove-prior: the training's smoothing")
+    ap.add_argument("--axial-psf", type=float, nargs="+", default=[phantom.PRESETS["default"].axial_psf_mm],
+                    help="axial point-spread widths (Gaussian sigma, mm) of the look, one set of tables each")
+    ap.add_argument("--gain-db", type=float, default=phantom.PRESETS["default"].gain_db, help="gain of the look (dB)")
     ap.add_argument("--profile", action="store_true", help="also print the grey levels across the band")
     args = ap.parse_args(argv)
     if args.remove_prior and not args.model:
@@ -128,19 +134,22 @@ def main(argv=None) -> int:
     print(f"model: {args.model or args.bundle} ({'float' if args.model else 'int8'}), {args.scenes} scenes each, "
           f"{args.rows} acquisition rows, screen scale {args.screen_scale:g}"
           + (f", class-weight prior {weights} removed" if weights else ""))
-    print(f"{'layers':>6} {'depth mm':>8} {'TLF mm':>6} {'top px':>7} {'bottom px':>9} {'thickness mm':>12}")
     errors = []
-    for layers in args.sublayers:
-        errors += table(score, layers, args)
+    for psf in args.axial_psf:
+        machine = replace(phantom.PRESETS["default"], axial_psf_mm=psf, gain_db=args.gain_db)
+        print(f"look: default, axial PSF {psf:g} mm, gain {args.gain_db:+g} dB")
+        print(f"{'layers':>6} {'depth mm':>8} {'TLF mm':>6} {'top px':>7} {'bottom px':>9} {'thickness mm':>12}")
+        for layers in args.sublayers:
+            errors += table(score, layers, machine, args)
     print(f"mean |thickness error| {np.mean(np.abs(errors)):.3f} mm")
     return 0
 
 
-def table(score, layers: int, args) -> list[float]:
+def table(score, layers: int, machine: phantom.Machine, args) -> list[float]:
     errors = []
     for depth in args.depths:
         for t in args.thickness:
-            scans = scenes(depth, t, args.scenes, layers, args.rows)
+            scans = scenes(depth, t, args.scenes, layers, args.rows, machine)
             images = [displayed(sc.image, args.screen_scale) for sc in scans]
             top, bottom = [], []
             for sc, (labels, logits) in zip(scans, score(images)):

@@ -1,0 +1,98 @@
+"""Where a bundle's thickness response leaves errors: phantom scans of known thickness, grouped.
+
+    python benchmarks/response_groups.py [--bundle DIR] [--scans 240] [--look PRESET]
+
+The scans follow the thickness response's recipe (random scene, size and field of view;
+convert.response) from the seeds after the 1000 its fit used, so none of them was fitted on.
+By default each has a random look as in training; --look gives them all one preset's look
+(e.g. `default`, the look of the phantom scanner and its screens). Each is segmented and measured
+as the device does. Per group: scans measured, the bias of the band's height as drawn (mm, no
+response), and the bias and mean absolute error of the thickness the device reports (mm, with
+the bundle's response). Groups: the TLF's bright sublayers (1 = a uniform band), and with random
+looks the axial point-spread width (the scanner's axial resolution) in thirds of its range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from convert.response import RESPONSE_SEEDS  # noqa: E402
+from edge import phantom  # noqa: E402
+from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
+from edge.dataset import phantom_scan  # noqa: E402
+from edge.frame import Frame  # noqa: E402
+from edge.quality import REJECTING  # noqa: E402
+from edge.segmenter import Segmenter  # noqa: E402
+from edge.thickness import ThicknessOptions, measure_thickness, window_slice  # noqa: E402
+
+FIRST_SEED = RESPONSE_SEEDS + 1000  # past the scans the response was fitted on
+
+
+def scene_of(seed: int) -> tuple[phantom.Anatomy, phantom.Machine]:
+    """The scene and random look `phantom_scan(seed)` draws (phantom.scan's order of draws)."""
+    rng = np.random.default_rng(seed)
+    return phantom.random_anatomy(rng), phantom.random_machine(rng)
+
+
+def measure(bundle_dir, n: int, look: str | None):
+    """Per measured scan: (sublayers, axial PSF mm, height error mm as drawn, thickness error mm)."""
+    bundle = load_bundle(bundle_dir)
+    seg = Segmenter(bundle, 2)
+    options = ThicknessOptions()
+    rows = []
+    for i in range(n):
+        seed = FIRST_SEED + i
+        anatomy, machine = scene_of(seed)
+        if look:
+            machine = phantom.preset(look)
+        scan = phantom_scan(seed, machine)
+        s = seg.segment(Frame(scan.image, 0.0, i, scan.spacing_mm))
+        r = measure_thickness(s.labels, s.logits, s.spacing_mm, options, s.logit_scale, tlf=bundle.tlf_class,
+                              calibration=s.calibration)
+        if r.flags & REJECTING:
+            continue
+        h, w = s.labels.shape
+        win = window_slice(options, w)
+        cols = ((np.arange(w)[win] + 0.5) * scan.image.shape[1] / w).astype(int)  # the scan column under each
+        k = h / scan.image.shape[0]
+        drawn = float(np.nanmedian(r.edges.bottom[win] - r.edges.top[win]))
+        true_rows = float(np.median(scan.bottom_px[cols] - scan.top_px[cols]) * k)
+        rows.append((anatomy.sublayers, machine.axial_psf_mm, (drawn - true_rows) * s.spacing_mm[0],
+                     r.value - float(np.median(scan.thickness_mm[cols]))))
+    return np.array(rows)
+
+
+def report(name: str, d: np.ndarray) -> str:
+    if d.size == 0:
+        return f"{name:>22} {0:6d}"
+    return f"{name:>22} {len(d):6d} {d[:, 2].mean():+12.3f} {d[:, 3].mean():+11.3f} {np.abs(d[:, 3]).mean():9.3f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=str(DEMO_BUNDLE))
+    ap.add_argument("--scans", type=int, default=240)
+    ap.add_argument("--look", choices=sorted(phantom.PRESETS), help="one preset's look for every scan (default: random)")
+    args = ap.parse_args(argv)
+    d = measure(args.bundle, args.scans, args.look)
+    print(f"bundle {args.bundle}: {len(d)} of {args.scans} scans measured (seeds {FIRST_SEED}-{FIRST_SEED + args.scans - 1}), "
+          f"look {args.look or 'random'}")
+    print(f"{'group':>22} {'scans':>6} {'drawn bias':>12} {'bias mm':>11} {'MAE mm':>9}")
+    print(report("all", d))
+    for n in (1, 2, 3):
+        print(report(f"{n} sublayer{'s' if n > 1 else ''}", d[d[:, 0] == n]))
+    if not args.look:
+        edges = np.linspace(0.08, 0.22, 4)  # random_machine's axial PSF range, in thirds
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            print(report(f"axial PSF {lo:.3f}-{hi:.3f}", d[(d[:, 1] >= lo) & (d[:, 1] < hi)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
