@@ -33,6 +33,7 @@ class TrainOptions:
     display: float = 0.0  # share of phantom images enlarged first as on a scanner screen (convert.data.displayed)
     edge_weight: float = 0.0  # extra loss weight of the pixels at class boundaries (convert.data.edge_weights)
     edge_sigma_px: float = 1.0  # how far from a boundary that weight reaches (Gaussian sigma, model rows)
+    height_weight: float = 0.0  # loss weight of each column's band height error (model rows; `with_band_height`)
 
 
 class PhantomStream(keras.utils.PyDataset):
@@ -80,6 +81,37 @@ def weighted_crossentropy(class_weights, label_smoothing: float = 0.0):
     return loss
 
 
+HEIGHT_SHARPNESS = 3.0  # logit-margin gain of the soft pixel count; 3 leaves under 1e-4 of a row per pixel at a margin of 3.3
+
+
+def with_band_height(ce_loss, weight: float, classes: int, class_weights=None, label_smoothing: float = 0.0,
+                     tlf: int = 1, hard_targets: bool = True):
+    """`ce_loss` plus `weight` times each image's mean absolute error of the band height per column
+    (model rows), so the loss sees the thickness itself, not only which side of an edge each pixel
+    centre lies.
+
+    The drawn height is a soft count of the rows the band class wins, taken on the logits as the
+    saved model will have them (the class weights' shift removed, `class_weight_shift`); the true
+    height is the column sum of the band's targets: with coverage targets the exact sub-pixel
+    height. hard_targets: the cross-entropy sees the targets' argmax as one-hot (coverage targets
+    then feed only the height).
+    """
+    shift = keras.ops.convert_to_tensor(class_weight_shift(class_weights, label_smoothing) if class_weights is not None
+                                        else np.zeros(classes, np.float32))
+    is_band = keras.ops.convert_to_tensor(np.eye(classes, dtype=bool)[tlf])
+
+    def loss(y_true, y_pred):
+        ce = ce_loss(keras.ops.one_hot(keras.ops.argmax(y_true, axis=-1), classes) if hard_targets else y_true, y_pred)
+        z = y_pred - shift
+        margin = z[..., tlf] - keras.ops.max(keras.ops.where(is_band, -1e9, z), axis=-1)
+        drawn = keras.ops.sum(keras.ops.sigmoid(HEIGHT_SHARPNESS * margin), axis=1)  # (N, W)
+        true = keras.ops.sum(keras.ops.cast(y_true[..., tlf], drawn.dtype), axis=1)
+        error = keras.ops.mean(keras.ops.abs(drawn - true), axis=-1)  # (N,)
+        return ce + weight * error[:, None, None]
+
+    return loss
+
+
 def class_weight_shift(class_weights, label_smoothing: float = 0.0) -> np.ndarray:
     """How far a weighted cross-entropy moves each class's logit at the boundary with the least
     weighted class, where both are equally likely.
@@ -106,11 +138,14 @@ def remove_class_weight_prior(model: keras.Model, class_weights, label_smoothing
     model.get_layer(layer).set_weights([kernel, bias - class_weight_shift(class_weights, label_smoothing)])
 
 
-def compile_model(model: keras.Model, learning_rate, class_weights=None, label_smoothing: float = 0.0) -> keras.Model:
-    """learning_rate: a number or a keras LearningRateSchedule."""
+def compile_model(model: keras.Model, learning_rate, class_weights=None, label_smoothing: float = 0.0,
+                  height_weight: float = 0.0, hard_targets: bool = True) -> keras.Model:
+    """learning_rate: a number or a keras LearningRateSchedule. height_weight: see `with_band_height`."""
     loss = (weighted_crossentropy(class_weights, label_smoothing) if class_weights is not None
             else keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing))
     classes = model.output_shape[-1]
+    if height_weight:
+        loss = with_band_height(loss, height_weight, classes, class_weights, label_smoothing, hard_targets=hard_targets)
     metrics = ["accuracy", keras.metrics.OneHotMeanIoU(num_classes=classes, name="mean_iou")]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     return model
@@ -152,12 +187,14 @@ def train(
     if options.class_weights is not None and len(options.class_weights) != options.classes:
         raise ValueError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
     compile_model(model, learning_rate_of(options, steps_per_epoch(train_data, phantom_steps, options.batch_size)),
-                  options.class_weights, options.label_smoothing)
+                  options.class_weights, options.label_smoothing, options.height_weight,
+                  hard_targets=not options.coverage_targets)
+    coverage = options.coverage_targets or options.height_weight > 0  # phantom heights to sub-pixel detail
     start_from = out_dir / "last.keras" if done else init_weights
     if start_from is not None:
         model.set_weights(keras.models.load_model(start_from, compile=False, safe_mode=True).get_weights())
     val_seeds = range(10_000_000 + options.seed, 10_000_000 + options.seed + 32)
-    if val_data is None and options.coverage_targets:
+    if val_data is None and coverage:
         images, targets = phantom_coverage_batch(val_seeds, spec)
         val = (to_float(images, spec), targets)
     else:
@@ -165,7 +202,7 @@ def train(
         val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
     if train_data is None:
         fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed,
-                                 options.coverage_targets, options.display, options.edge_weight, options.edge_sigma_px)
+                                 coverage, options.display, options.edge_weight, options.edge_sigma_px)
         fit_data.epoch = done
         fit_kwargs = {}
     else:

@@ -234,6 +234,49 @@ def test_training_on_coverage_targets_feeds_pixel_fractions(tmp_path, tiny_spec)
     assert json.loads((tmp_path / "train.json").read_text())["options"]["coverage_targets"] is True
 
 
+def test_band_height_term_counts_the_rows_the_band_wins(tmp_path, tiny_spec):
+    import json
+
+    import keras
+
+    from convert.train import TrainOptions, class_weight_shift, read_history, train, with_band_height
+
+    def zero(y_true, y_pred):
+        return keras.ops.zeros(keras.ops.shape(y_pred)[:-1])
+
+    # One image, 32 rows by 4 columns: the band covers rows 10 to 16.5 (6.5 rows, a half pixel at the bottom).
+    true = np.zeros((1, 32, 4, 3), np.float32)
+    true[0, :10, :, 0] = 1
+    true[0, 10:16, :, 1] = 1
+    true[0, 16, :, 1] = true[0, 16, :, 2] = 0.5
+    true[0, 17:, :, 2] = 1
+    shift = class_weight_shift((1.0, 6.0, 1.0), 0.1)
+
+    def logits(band_rows):  # confident logits (margin 8) drawing the band over `band_rows`, with the weights' shift
+        z = np.zeros((1, 32, 4, 3), np.float32)
+        z[0, :10, :, 0] = 8
+        z[0, band_rows, :, 1] = 8
+        z[0, band_rows.stop:, :, 2] = 8
+        return z + shift
+
+    term = with_band_height(zero, 1.0, 3, (1.0, 6.0, 1.0), 0.1)
+    right = float(np.mean(term(true, logits(slice(10, 16)))))  # 6 whole rows, against 6.5 true
+    thin = float(np.mean(term(true, logits(slice(10, 13)))))  # 3 rows
+    assert abs(right - 0.5) < 0.01 and abs(thin - 3.5) < 0.01
+    half = with_band_height(zero, 0.5, 3, (1.0, 6.0, 1.0), 0.1)
+    assert abs(float(np.mean(half(true, logits(slice(10, 13))))) - 1.75) < 0.01
+    # Without the shift removed the weighted logits would count differently: the term uses the saved model's logits.
+    unshifted = with_band_height(zero, 1.0, 3, None)
+    assert abs(float(np.mean(unshifted(true, logits(slice(10, 16)) - shift))) - 0.5) < 0.01
+
+    opts = TrainOptions(epochs=1, batch_size=4, base_filters=4, depth=2, seed=12, class_weights=(1.0, 6.0, 1.0),
+                        label_smoothing=0.1, height_weight=0.1)
+    train(tmp_path, tiny_spec, opts, phantom_steps=2, verbose=0)
+    rows = read_history(tmp_path / "history.csv")
+    assert len(rows) == 1 and np.isfinite(rows[0]["loss"]) and np.isfinite(rows[0]["val_loss"])
+    assert json.loads((tmp_path / "train.json").read_text())["options"]["height_weight"] == 0.1
+
+
 def test_training_with_edge_weights_feeds_per_pixel_sample_weights(tmp_path, tiny_spec):
     import json
 
