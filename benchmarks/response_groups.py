@@ -22,14 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from convert.response import RESPONSE_SEEDS  # noqa: E402
+from convert.response import RESPONSE_SEEDS, measured_scans  # noqa: E402
 from edge import phantom  # noqa: E402
 from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
-from edge.dataset import phantom_scan  # noqa: E402
-from edge.frame import Frame  # noqa: E402
-from edge.quality import REJECTING  # noqa: E402
-from edge.segmenter import Segmenter  # noqa: E402
-from edge.thickness import ThicknessOptions, measure_thickness, window_slice  # noqa: E402
 
 FIRST_SEED = RESPONSE_SEEDS + 1000  # past the scans the response was fitted on
 
@@ -42,29 +37,13 @@ def scene_of(seed: int) -> tuple[phantom.Anatomy, phantom.Machine]:
 
 def measure(bundle_dir, n: int, look: str | None):
     """Per measured scan: (sublayers, axial PSF mm, height error mm as drawn, thickness error mm)."""
-    bundle = load_bundle(bundle_dir)
-    seg = Segmenter(bundle, 2)
-    options = ThicknessOptions()
+    seeds = range(FIRST_SEED, FIRST_SEED + n)
+    machine = phantom.preset(look) if look else None
     rows = []
-    for i in range(n):
-        seed = FIRST_SEED + i
-        anatomy, machine = scene_of(seed)
-        if look:
-            machine = phantom.preset(look)
-        scan = phantom_scan(seed, machine)
-        s = seg.segment(Frame(scan.image, 0.0, i, scan.spacing_mm))
-        r = measure_thickness(s.labels, s.logits, s.spacing_mm, options, s.logit_scale, tlf=bundle.tlf_class,
-                              calibration=s.calibration)
-        if r.flags & REJECTING:
-            continue
-        h, w = s.labels.shape
-        win = window_slice(options, w)
-        cols = ((np.arange(w)[win] + 0.5) * scan.image.shape[1] / w).astype(int)  # the scan column under each
-        k = h / scan.image.shape[0]
-        drawn = float(np.nanmedian(r.edges.bottom[win] - r.edges.top[win]))
-        true_rows = float(np.median(scan.bottom_px[cols] - scan.top_px[cols]) * k)
-        rows.append((anatomy.sublayers, machine.axial_psf_mm, (drawn - true_rows) * s.spacing_mm[0],
-                     r.value - float(np.median(scan.thickness_mm[cols]))))
+    for seed, r, drawn, true, true_mm, s in measured_scans(load_bundle(bundle_dir), seeds, machine=machine):
+        anatomy, random_look = scene_of(seed)
+        psf = (machine or random_look).axial_psf_mm
+        rows.append((anatomy.sublayers, psf, (drawn - true) * s, r.value - true_mm))
     return np.array(rows)
 
 

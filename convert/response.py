@@ -23,26 +23,37 @@ from edge.thickness import ThicknessCalibration, ThicknessOptions, fit_thickness
 RESPONSE_SEEDS = 40_000_000  # phantom scenes of the thickness response (see convert.cli for the other ranges)
 
 
-def phantom_points(bundle: Bundle, n: int, threads: int = 2, options: ThicknessOptions = ThicknessOptions()):
-    """(measured rows, true rows, mm per model row) of the first n response scenes that the bundle
-    measures (a frame its quality checks reject gives no point)."""
+def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
+                   machine=None):
+    """Run the bundle on the response recipe's scans of `seeds` (machine: a look for all of them;
+    default each scan's random one) and measure as the device does, with the bundle's response.
+    Yields, per scan the quality checks accept: (seed, result, band height as drawn in model rows,
+    true height in model rows, true thickness mm, mm per model row), over the measurement window."""
     seg = Segmenter(bundle, threads)
-    measured, true, rows_mm = [], [], []
-    for i in range(n):
-        scan = phantom_scan(RESPONSE_SEEDS + i)
+    for i, seed in enumerate(seeds):
+        scan = phantom_scan(seed, machine)
         s = seg.segment(Frame(scan.image, 0.0, i, scan.spacing_mm))
-        r = measure_thickness(s.labels, s.logits, s.spacing_mm, options, s.logit_scale, tlf=bundle.tlf_class)
+        r = measure_thickness(s.labels, s.logits, s.spacing_mm, options, s.logit_scale, tlf=bundle.tlf_class,
+                              calibration=s.calibration)
         if r.flags & REJECTING:
             continue
         h, w = s.labels.shape
         win = window_slice(options, w)
-        height = r.edges.bottom[win] - r.edges.top[win]
         cols = ((np.arange(w)[win] + 0.5) * scan.image.shape[1] / w).astype(int)  # the scan column under each
         k = h / scan.image.shape[0]
-        measured.append(float(np.nanmedian(height)))
-        true.append(float(np.median(scan.bottom_px[cols] - scan.top_px[cols]) * k))
-        rows_mm.append(s.spacing_mm[0])
-    return np.array(measured), np.array(true), np.array(rows_mm)
+        drawn = float(np.nanmedian(r.edges.bottom[win] - r.edges.top[win]))
+        true = float(np.median(scan.bottom_px[cols] - scan.top_px[cols]) * k)
+        yield seed, r, drawn, true, float(np.median(scan.thickness_mm[cols])), s.spacing_mm[0]
+
+
+def phantom_points(bundle: Bundle, n: int, threads: int = 2, options: ThicknessOptions = ThicknessOptions()):
+    """(measured rows, true rows, mm per model row) of the first n response scenes that the bundle
+    measures (a frame its quality checks reject gives no point). The band is taken as drawn: a
+    response the bundle already carries changes neither its edges nor the checks."""
+    points = [(drawn, true, s) for _, _, drawn, true, _, s in
+              measured_scans(bundle, range(RESPONSE_SEEDS, RESPONSE_SEEDS + n), threads, options)]
+    measured, true, rows_mm = (np.array(v) for v in zip(*points)) if points else (np.array([]),) * 3
+    return measured, true, rows_mm
 
 
 def fit_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2) -> tuple[ThicknessCalibration, dict]:
