@@ -63,14 +63,16 @@ def band_thickness(
     logit_scale: float = 1.0,
     band: int = 1,
     calibration=None,
+    image: np.ndarray | None = None,
 ) -> list[float]:
     """Thickness of the band in each zone (NaN where `measure_thickness` rejects it).
 
     logits: (H, W, 2) scores of background and band, or None; they are presented to
     `measure_thickness` as (background, band, background) so both edges interpolate between the
-    band and the background. calibration: the bundle's thickness response, as the device applies it.
+    band and the background. calibration: the bundle's thickness response, as the device applies it
+    (image: the model input, for a response with a layering term).
     """
     three = None if logits is None else logits[..., [1 - band, band, 1 - band]]
     return [measure_thickness(in_zone(labels, z, band), three, spacing_mm=spacing_mm, options=options,
-                              logit_scale=logit_scale, tlf=1, calibration=calibration).value
+                              logit_scale=logit_scale, tlf=1, calibration=calibration, image=image).value
             for z in zones]

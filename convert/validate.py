@@ -49,15 +49,17 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
         cal = seg.calibration if unit in (None, "mm") and sp is not None else None
         if classes == 2:
             zones = band_zones(lab, tlf)
-            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, calibration=cal)
-            q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf, calibration=cal)
+            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, calibration=cal, image=img)
+            q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf,
+                                   calibration=cal, image=img)
             t_th += band_thickness(lab, zones, None, sp, band=tlf)
             owner += [i] * len(zones)
             depth += range(1, len(zones) + 1)
             continue
-        f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal).value)
+        f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal,
+                                      image=img).value)
         q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf,
-                                      calibration=cal).value)
+                                      calibration=cal, image=img).value)
         if cal is not None:
             q_drawn.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale,
                                              tlf=tlf).value)

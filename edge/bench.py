@@ -113,7 +113,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             t2 = time.perf_counter()
             raw = segmenter.infer(model_image)
             t3 = time.perf_counter()
-            seg = segmenter.segmentation(frame, raw)  # the runtime's labels and logit-unit scores
+            seg = segmenter.segmentation(frame, raw, image=model_image)  # the runtime's labels and logit-unit scores
             m = smooth(measure(seg, options, segmenter.bundle.tlf_class), temporal, seg.spacing_mm)
             t4 = time.perf_counter()
             for sink in sinks:

@@ -30,7 +30,7 @@ class Segmentation:
 
     labels: uint8 HxW class indices. logits: int8 HxWxK raw model output (argmax of these is
     `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
-    pixel in mm, or None.
+    pixel in mm, or None. image: the model input (HxWxC uint8) the labels were drawn from.
     """
 
     frame: Frame
@@ -40,6 +40,7 @@ class Segmentation:
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
     calibration: object | None = None  # the bundle's edge.thickness.ThicknessCalibration, if it has one
+    image: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from edge.thickness import ThicknessOptions, measure_thickness, window_slice
 def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False) -> Measurement:
     """Thickness and quality for one segmentation; truth is attached when the frame carries it."""
     result = measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
-                               calibration=seg.calibration)
+                               calibration=seg.calibration, image=seg.image)
     extra = {"coverage": round(result.coverage, 3), "t_invoke_done": seg.t_done}
     truth = seg.frame.truth
     if truth is not None and "thickness_mm" in truth:
@@ -242,14 +242,15 @@ class Pipeline:
                         continue
                     frozen = self.freeze(frame.image)
                     t0 = time.monotonic()
-                    raw = segmenter.infer(to_model_image(frame.image, segmenter.spec))
+                    image = to_model_image(frame.image, segmenter.spec)
+                    raw = segmenter.infer(image)
                     # With the output thread gone (an error), a full queue must not hold this thread.
-                    results.put((frame, raw, frozen, t0, time.monotonic()), stop if errors else None)
+                    results.put((frame, raw, image, frozen, t0, time.monotonic()), stop if errors else None)
             finally:
                 results.put(_END, force=True)
 
-        def measured(frame, raw, frozen: bool, t0: float, t_done: float):
-            seg = segmenter.segmentation(frame, raw, t_done)
+        def measured(frame, raw, image, frozen: bool, t0: float, t_done: float):
+            seg = segmenter.segmentation(frame, raw, t_done, image=image)
             m = measure(seg, self.options, segmenter.bundle.tlf_class, frozen)
             m = smooth(m, self.temporal, seg.spacing_mm)
             m = replace(m, extra={**m.extra, "wait_ms": (t0 - frame.t_capture) * 1000,

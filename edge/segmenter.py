@@ -174,17 +174,21 @@ class Segmenter:
 
     def segment(self, frame: Frame) -> Segmentation:
         """Preprocess the frame's B-mode image, run the model and take the argmax."""
-        return self.segmentation(frame, self.infer(to_model_image(frame.image, self.spec)))
+        image = to_model_image(frame.image, self.spec)
+        return self.segmentation(frame, self.infer(image), image=image)
 
-    def segmentation(self, frame: Frame, raw: np.ndarray, t_done: float | None = None) -> Segmentation:
+    def segmentation(self, frame: Frame, raw: np.ndarray, t_done: float | None = None,
+                     image: np.ndarray | None = None) -> Segmentation:
         """The segmentation of `frame` from `raw`, the output of `infer` on its model image: labels,
         scores in logit units (see `logits`) and the spacing of a model pixel. The pipeline (on
         another thread than the invoke) and bench (timing inference apart) use this to get exactly
-        what `segment` gives. t_done: when the invoke finished (default: now, after the argmax)."""
+        what `segment` gives. t_done: when the invoke finished (default: now, after the argmax).
+        image: the model image `raw` came from (default: made again from the frame)."""
         labels = np.argmax(raw, axis=-1).astype(np.uint8)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         t_done = time.monotonic() if t_done is None else t_done
-        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.calibration)
+        image = to_model_image(frame.image, self.spec) if image is None else image
+        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.calibration, image)
 
 
 def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:

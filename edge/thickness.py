@@ -30,11 +30,14 @@ class ThicknessCalibration:
     """A bundle's measured thickness response and its inverse.
 
     On images of known thickness the model's band, in model rows, was found to follow
-        measured = a + b * true + c * s + d * true * s    (s: mm per model row)
-    A model drawn toward the typical thickness of its training images, where the edges are
-    blurred over few pixels, has b < 1: thin bands read thick and thick ones thin, the more so
-    the coarser the pixels. `correct` inverts this per column, with s kept inside the range
-    it was fitted on. `fitted_on` says which images (the manifest keeps it with the figures).
+        measured = a + b * true + c * s + d * true * s + e * L
+    (s: mm per model row; L: the band's layering contrast in the image, `band_layering`). A model
+    drawn toward the typical thickness of its training images, where the edges are blurred over
+    few pixels, has b < 1: thin bands read thick and thick ones thin, the more so the coarser the
+    pixels; and it draws a band of uniform brightness thinner than one of bright sublayers, which
+    L tells apart (e = 0: a response without that term). `correct` inverts this per column, with
+    s kept inside the range it was fitted on. `fitted_on` says which images (the manifest keeps
+    it with the figures).
     """
 
     a: float
@@ -43,6 +46,7 @@ class ThicknessCalibration:
     d: float
     s_range: tuple[float, float]
     fitted_on: str = ""
+    e: float = 0.0
 
     MIN_SLOPE = 0.5  # a response flatter than this would amplify noise more than it removes bias
 
@@ -50,7 +54,7 @@ class ThicknessCalibration:
         lo, hi = self.s_range
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
             raise ValueError(f"thickness calibration: bad s_range {self.s_range!r}")
-        if not all(math.isfinite(v) for v in (self.a, self.b, self.c, self.d)):
+        if not all(math.isfinite(v) for v in (self.a, self.b, self.c, self.d, self.e)):
             raise ValueError("thickness calibration: coefficients must be finite numbers")
         if min(self.slope(lo), self.slope(hi)) < self.MIN_SLOPE:
             raise ValueError(f"thickness calibration: slope b + d*s under {self.MIN_SLOPE} in {self.s_range!r}")
@@ -58,14 +62,16 @@ class ThicknessCalibration:
     def slope(self, s):
         return self.b + self.d * s
 
-    def correct(self, vertical: np.ndarray, s: float) -> np.ndarray:
-        """True vertical extents (model rows) from measured ones, at s mm per model row (never below 0)."""
+    def correct(self, vertical: np.ndarray, s: float, layering: float = 0.0) -> np.ndarray:
+        """True vertical extents (model rows) from measured ones, at s mm per model row and the
+        band's layering contrast (never below 0)."""
         s = min(max(float(s), self.s_range[0]), self.s_range[1])
-        return np.maximum((vertical - self.a - self.c * s) / self.slope(s), 0.0)
+        return np.maximum((vertical - self.a - self.c * s - self.e * layering) / self.slope(s), 0.0)
 
     def to_dict(self) -> dict:
-        return {"form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s, s = mm per model row",
-                "a": self.a, "b": self.b, "c": self.c, "d": self.d, "s_range": list(self.s_range),
+        return {"form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s + e*L, s = mm per model row, "
+                        "L = the band's layering contrast (edge.thickness.band_layering)",
+                "a": self.a, "b": self.b, "c": self.c, "d": self.d, "e": self.e, "s_range": list(self.s_range),
                 "fitted_on": self.fitted_on}
 
     @classmethod
@@ -77,21 +83,54 @@ class ThicknessCalibration:
             raise ValueError(f"thickness calibration lacks {missing}")
         try:
             lo, hi = (float(v) for v in d["s_range"])
-            return cls(float(d["a"]), float(d["b"]), float(d["c"]), float(d["d"]), (lo, hi), str(d.get("fitted_on", "")))
+            return cls(float(d["a"]), float(d["b"]), float(d["c"]), float(d["d"]), (lo, hi), str(d.get("fitted_on", "")),
+                       float(d.get("e", 0.0)))
         except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"thickness calibration: {e}") from e
 
 
-def fit_thickness_calibration(measured, true, s, fitted_on: str = "") -> ThicknessCalibration:
+def fit_thickness_calibration(measured, true, s, fitted_on: str = "", layering=None) -> ThicknessCalibration:
     """Least squares of `ThicknessCalibration`'s form on per-image (measured, true) vertical
-    extents in model rows at s mm per model row (NaNs dropped)."""
+    extents in model rows at s mm per model row (NaNs dropped); layering: each image's
+    `band_layering` (None: a response without that term)."""
     m, t, s = (np.asarray(v, np.float64) for v in (measured, true, s))
-    ok = np.isfinite(m) & np.isfinite(t) & np.isfinite(s)
-    m, t, s = m[ok], t[ok], s[ok]
+    L = np.zeros_like(m) if layering is None else np.asarray(layering, np.float64)
+    ok = np.isfinite(m) & np.isfinite(t) & np.isfinite(s) & np.isfinite(L)
+    m, t, s, L = m[ok], t[ok], s[ok], L[ok]
     if m.size < 8:
         raise ValueError(f"a thickness calibration needs at least 8 measured images, got {m.size}")
-    coef, *_ = np.linalg.lstsq(np.c_[np.ones_like(t), t, s, t * s], m, rcond=None)
-    return ThicknessCalibration(*(float(v) for v in coef), (float(s.min()), float(s.max())), fitted_on)
+    cols = [np.ones_like(t), t, s, t * s] + ([] if layering is None else [L])
+    coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), m, rcond=None)
+    a, b, c, d, *e = (float(v) for v in coef)
+    return ThicknessCalibration(a, b, c, d, (float(s.min()), float(s.max())), fitted_on, e[0] if e else 0.0)
+
+
+LAYERING_DEPTHS = np.linspace(0.1, 0.9, 9)  # where across the band (0 top edge, 1 bottom) band_layering samples
+
+
+def band_layering(image: np.ndarray, edges: BandEdges, columns: slice) -> float:
+    """How much the band's brightness varies across it: the grey level at 9 depths between its
+    edges (10 % to 90 % of the way down, interpolated between rows), averaged over the valid
+    columns of `columns`; the standard deviation of that profile over its mean. About 0.01 for a
+    band of uniform brightness in speckle, 0.02-0.04 for one of bright sublayers. image: the
+    model's input (H, W) or (H, W, C; channels averaged), of which `edges` were drawn. NaN without
+    a valid column."""
+    img = np.asarray(image, np.float32)
+    if img.ndim == 3:
+        img = img.mean(axis=2)
+    h, w = img.shape
+    cols = np.arange(w)[columns]
+    top, bottom = edges.top[columns], edges.bottom[columns]
+    ok = edges.valid[columns] & np.isfinite(top) & np.isfinite(bottom)
+    if not ok.any():
+        return float("nan")
+    cols, top, bottom = cols[ok], top[ok], bottom[ok]
+    rows = top + LAYERING_DEPTHS[:, None] * (bottom - top) - 0.5  # row coordinate of pixel centres is i + 0.5
+    r0 = np.clip(np.floor(rows).astype(int), 0, h - 2)
+    f = np.clip(rows - r0, 0.0, 1.0)
+    profile = (img[r0, cols] * (1 - f) + img[r0 + 1, cols] * f).mean(axis=1)
+    mean = float(profile.mean())
+    return float(profile.std() / mean) if mean > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -202,6 +241,7 @@ def measure_thickness(
     tlf: int = 1,
     classes: int | None = None,
     calibration: ThicknessCalibration | None = None,
+    image: np.ndarray | None = None,
 ) -> ThicknessResult:
     """Thickness of the TLF band, perpendicular to its local direction.
 
@@ -209,7 +249,8 @@ def measure_thickness(
     result is in pixels and flagged UNCALIBRATED. classes: how many classes the model has
     (default: the logits' last axis, else 3); see `neighbours` for the order check.
     calibration: the bundle's thickness response, inverted per column (only with a spacing:
-    it is a function of the pixel size in mm).
+    it is a function of the pixel size in mm). image: the model input the labels were drawn
+    from; a response with a layering term (e != 0) needs it.
     """
     if classes is None:
         classes = logits.shape[-1] if logits is not None else max(3, tlf + 1)
@@ -218,12 +259,17 @@ def measure_thickness(
     h, w = labels.shape
     sy, sx = spacing_mm if spacing_mm is not None else (1.0, 1.0)
     vertical = edges.bottom - edges.top
+    win = window_slice(options, w)
     if calibration is not None and spacing_mm is not None:
-        vertical = calibration.correct(vertical, sy)
+        layering = 0.0
+        if calibration.e:
+            if image is None:
+                raise ValueError("this thickness response has a layering term: measure_thickness needs the model image")
+            layering = band_layering(image, edges, win)
+        vertical = calibration.correct(vertical, sy, layering if math.isfinite(layering) else 0.0)
     slope = _local_slope((edges.top + edges.bottom) / 2, edges.valid, options.slope_window) * (sy / sx)
     per_column = vertical * sy * np.cos(np.arctan(slope))
 
-    win = window_slice(options, w)
     n_win = win.stop - win.start
     valid_win = edges.valid[win]
     coverage = float(valid_win.mean())

@@ -73,11 +73,13 @@ def test_folder_scores_match_a_direct_computation(tmp_path, segmenter):
     r = accuracy_pass(segmenter, labelled_frames(tmp_path), "set")
     spec, truths, preds, errs = segmenter.spec, [], [], []
     for s in ss:
-        logits = segmenter.infer(to_model_image(s.image, spec))
+        image = to_model_image(s.image, spec)
+        logits = segmenter.infer(image)
         pred = np.argmax(logits, -1).astype(np.uint8)
         truth = resize_labels(s.labels, spec)
         sp = model_spacing(spacing, s.image.shape, spec)
-        dev = measure_thickness(pred, logits, sp, logit_scale=segmenter.logit_scale, calibration=segmenter.calibration).value
+        dev = measure_thickness(pred, logits, sp, logit_scale=segmenter.logit_scale, calibration=segmenter.calibration,
+                               image=image).value
         ref = measure_thickness(truth, None, sp).value
         truths.append(truth), preds.append(pred)
         if not (np.isnan(dev) or np.isnan(ref)):

@@ -121,7 +121,7 @@ def test_an_exception_in_the_inference_or_output_thread_reaches_the_caller(where
                 raise ValueError("model exploded")
             return real.infer(model_image)
 
-        def segmentation(self, frame, raw, t_done=None):
+        def segmentation(self, frame, raw, t_done=None, image=None):
             raise ValueError("model exploded")
 
     images, spacing = clip_images(3)

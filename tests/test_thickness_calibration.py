@@ -14,18 +14,32 @@ from hypothesis import strategies as st
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import BundleError
 from edge.frame import Frame
-from edge.thickness import ThicknessCalibration, fit_thickness_calibration, measure_thickness
+from edge.thickness import (ThicknessCalibration, band_edges, band_layering, fit_thickness_calibration,
+                            measure_thickness)
 
 CAL = ThicknessCalibration(a=2.0, b=1.04, c=-7.7, d=-0.9, s_range=(0.117, 0.195), fitted_on="test")
+LAYERED = ThicknessCalibration(a=1.0, b=0.97, c=-8.6, d=-0.1, s_range=(0.117, 0.195), fitted_on="test", e=17.7)
 
 
-def forward(cal, true, s):
-    return cal.a + cal.b * true + cal.c * s + cal.d * true * s
+def forward(cal, true, s, layering=0.0):
+    return cal.a + cal.b * true + cal.c * s + cal.d * true * s + cal.e * layering
 
 
 @given(true=st.floats(2.0, 40.0), s=st.floats(0.117, 0.195))
 def test_correct_inverts_the_response_inside_the_fitted_range(true, s):
     assert CAL.correct(np.array([forward(CAL, true, s)]), s)[0] == pytest.approx(true, abs=1e-9)
+
+
+@given(true=st.floats(2.0, 40.0), s=st.floats(0.117, 0.195), layering=st.floats(0.0, 0.08))
+def test_correct_inverts_a_response_with_a_layering_term(true, s, layering):
+    measured = forward(LAYERED, true, s, layering)
+    assert LAYERED.correct(np.array([measured]), s, layering)[0] == pytest.approx(true, abs=1e-9)
+
+
+def test_the_layering_term_travels_through_the_manifest_and_an_older_response_has_none():
+    assert ThicknessCalibration.from_dict(LAYERED.to_dict()) == LAYERED
+    older = {k: v for k, v in CAL.to_dict().items() if k != "e"}
+    assert ThicknessCalibration.from_dict(older).e == 0.0
 
 
 def test_pixel_sizes_outside_the_fitted_range_use_its_nearest_end():
@@ -53,6 +67,58 @@ def test_the_fit_recovers_a_known_response_from_noisy_points():
     assert fit.fitted_on == "synthetic"
     with pytest.raises(ValueError, match="at least 8"):
         fit_thickness_calibration(measured[:5], true[:5], s[:5])
+
+
+def test_the_fit_recovers_the_layering_term():
+    rng = np.random.default_rng(1)
+    true = rng.uniform(3, 25, 3000)
+    s = rng.uniform(0.117, 0.195, 3000)
+    layering = rng.uniform(0.005, 0.05, 3000)
+    measured = forward(LAYERED, true, s, layering) + rng.normal(0, 0.3, true.size)
+    fit = fit_thickness_calibration(measured, true, s, layering=layering)
+    assert fit.e == pytest.approx(LAYERED.e, rel=0.05)
+    assert fit_thickness_calibration(measured, true, s).e == 0.0  # without layering: the older form
+
+
+def speckle_band(profile_of_u, seed=0, h=120, w=160, top=50.3, height=14.6):
+    """A grey image (log-compressed speckle: grey levels with 12 levels of noise) with a band whose
+    brightness follows profile_of_u(u), u from 0 at its top edge to 1 at its bottom edge, and its
+    label map."""
+    rng = np.random.default_rng(seed)
+    rows = np.arange(h)[:, None] + 0.5
+    u = (rows - top) / height
+    inside = (u >= 0) & (u < 1)
+    grey = np.where(inside, 200.0 * profile_of_u(np.clip(u, 0, 1)), 60.0) + rng.normal(0.0, 12.0, (h, w))
+    labels = np.where(rows < top, 0, np.where(rows < top + height, 1, 2)).astype(np.uint8) * np.ones((1, w), np.uint8)
+    return np.clip(grey, 0, 255).astype(np.uint8), labels
+
+
+def test_band_layering_tells_bright_sublayers_from_a_uniform_band():
+    def uniform(u):
+        return np.ones_like(u)
+
+    def three_sublayers(u):  # the phantom's bright sublayers with darker lines between them
+        return 0.82 + 0.18 * np.cos(np.pi * 3 * u) ** 2
+
+    win = slice(40, 120)
+    values = {}
+    for name, f in (("uniform", uniform), ("layered", three_sublayers)):
+        image, labels = speckle_band(f)
+        values[name] = band_layering(image, band_edges(labels), win)
+    assert values["uniform"] < 0.02 < values["layered"] < 0.08
+    colour = np.repeat(image[..., None], 3, axis=2)  # a three-channel model input: the same grey profile
+    assert band_layering(colour, band_edges(labels), win) == pytest.approx(values["layered"], rel=1e-6)
+    image, labels = speckle_band(uniform)
+    assert np.isnan(band_layering(image, band_edges(np.zeros_like(labels)), win))  # no band: nothing to say
+
+
+def test_a_response_with_a_layering_term_needs_the_model_image():
+    image, labels = speckle_band(lambda u: np.ones_like(u))
+    with pytest.raises(ValueError, match="model image"):
+        measure_thickness(labels, None, (0.15, 0.15), calibration=LAYERED)
+    with_image = measure_thickness(labels, None, (0.15, 0.15), calibration=LAYERED, image=image).value
+    layering = band_layering(image, band_edges(labels), slice(40, 120))
+    assert with_image == pytest.approx(LAYERED.correct(np.array([15.0]), 0.15, layering)[0] * 0.15, rel=1e-6)
 
 
 @pytest.mark.parametrize("bad, message", [
