@@ -169,7 +169,8 @@ def main(argv=None) -> int:
     print(f"mm per pixel within 1 %: {sum(r['spacing_rel'] < 0.01 for r in rows)}/{len(rows)} seeds "
           f"(worst {100 * max(r['spacing_rel'] for r in rows):.3f} %)")
     print(f"one layout change per clip: {sum(r['layout_changes'] == 1 for r in rows)}/{len(rows)} seeds")
-    return 0
+    met = all(abs(r["error_mm"]) <= 0.1 and r["roi_px"] <= 2 and r["spacing_rel"] < 0.01 for r in rows)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

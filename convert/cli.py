@@ -83,13 +83,18 @@ def main(argv=None) -> int:
     d.add_argument("--validate-n", type=int, default=220, help="held-out phantom images (presets in turn)")
     d.add_argument("--model", help="reuse a trained model (.keras, with its train.json) instead of training")
     d.add_argument("--response-n", type=int, default=1000,
-                   help="phantom scans the bundle's thickness response is fitted on (see thickness-response)")
+                   help="phantom scanner screens the bundle's thickness response is fitted on (see thickness-response)")
 
     r = sub.add_parser("thickness-response",
-                       help="fit a phantom-trained bundle's thickness response on phantom scans of known thickness "
+                       help="fit a phantom-trained bundle's thickness response on phantom images of known thickness "
                             "into its manifest (the device then inverts it)")
     r.add_argument("bundle")
-    r.add_argument("--n", type=int, default=1000, help="phantom scans to fit on")
+    r.add_argument("--n", type=int, default=1000, help="phantom images to fit on")
+    r.add_argument("--images", choices=["screens", "scans"], default="screens",
+                   help="screens: the phantom scanner's, cropped to the B-mode region as a cart sees them (the "
+                        "response for that scanner); scans: the training's random looks (convert.response)")
+    r.add_argument("--no-layering", action="store_true",
+                   help="fit without the term for the band's layering contrast (an older bundle's form)")
 
     v = sub.add_parser("validate", help="compare float and int8 on a labelled set; non-zero exit when the gate fails")
     v.add_argument("bundle")
@@ -298,7 +303,7 @@ def cmd_demo_bundle(args) -> int:
     reduction, because a scanner's screen shows the B-mode enlarged, and an area average of an
     enlargement blurs the band's edges (README, "The demo model"). Stage 5 is stage 4 again from
     its last weights for 12 more epochs, on scenes from the next seed range. After conversion the int8
-    model's thickness response is fitted on phantom scans of known thickness and recorded in the
+    model's thickness response is fitted on the phantom scanner's screens (known thickness) and recorded in the
     manifest (convert.response); the validation then measures as the device does, with it.
     """
     import shutil
@@ -415,7 +420,8 @@ def cmd_thickness_response(args) -> int:
     from convert.response import write_phantom_response
     from edge.bundle import load_bundle
 
-    bundle, figures = write_phantom_response(load_bundle(args.bundle), args.n)
+    bundle, figures = write_phantom_response(load_bundle(args.bundle), args.n, images=args.images,
+                                             layering=not args.no_layering)
     print_response(bundle, figures)
     print("validate the bundle again (tlf-convert validate) for figures measured with it")
     return 0
@@ -424,8 +430,9 @@ def cmd_thickness_response(args) -> int:
 def print_response(bundle, figures: dict) -> None:
     cal = bundle.thickness_calibration
     print(f"thickness response: measured rows = {cal.a:+.3f} {cal.b:+.4f}*true {cal.c:+.3f}*s {cal.d:+.4f}*true*s "
-          f"(s {cal.s_range[0]:.4f}-{cal.s_range[1]:.4f} mm per row; {cal.fitted_on})")
-    print(f"on those scans: bias {figures['bias_mm_before']:+.4f} -> {figures['bias_mm_after']:+.4f} mm, "
+          f"{cal.e:+.3f}*L (s {cal.s_range[0]:.4f}-{cal.s_range[1]:.4f} mm per row, L the band's layering contrast; "
+          f"{cal.fitted_on})")
+    print(f"on those images: bias {figures['bias_mm_before']:+.4f} -> {figures['bias_mm_after']:+.4f} mm, "
           f"MAE {figures['mae_mm_before']:.4f} -> {figures['mae_mm_after']:.4f} mm")
 
 

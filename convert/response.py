@@ -3,9 +3,14 @@ invert (edge.thickness.ThicknessCalibration).
 
 Each image gives one point: the int8 model's band height (median over the measurement window's
 columns, in model rows, as drawn) against the true height over the same columns, at the
-image's mm per model row. The images are phantom scans of the training recipe (random scene,
-look, size and field of view) from seeds no training, int8 calibration or validation image uses,
-so the response belongs to a model trained on phantom data (the demo bundle); a model trained on
+image's mm per model row, with the band's layering contrast (edge.thickness.band_layering).
+Two sets of images, from seeds no training, int8 calibration or validation image uses:
+  screens: the phantom scanner as a cart sees it: its whole screen (the `default` look, depth
+           30-50 mm), cropped to the B-mode region (the exact one) and reduced to the model
+           input as the device does; the response of the cart's own scanner (the demo bundle's).
+  scans:   phantom scans of the training recipe (random scene, look, size and field of view):
+           a response for any of the looks the model was trained on, the scanner's not known.
+The response belongs to a model trained on phantom data (the demo bundle); a model trained on
 other images would need its own images of known thickness.
 """
 
@@ -13,28 +18,50 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge import phantom, phantom_screen
 from edge.bundle import Bundle, update_manifest
 from edge.dataset import phantom_scan
 from edge.frame import Frame
 from edge.quality import REJECTING
 from edge.segmenter import Segmenter
-from edge.thickness import ThicknessCalibration, ThicknessOptions, fit_thickness_calibration, measure_thickness, window_slice
+from edge.thickness import (ThicknessCalibration, ThicknessOptions, band_layering, fit_thickness_calibration,
+                            measure_thickness, window_slice)
 
 RESPONSE_SEEDS = 40_000_000  # phantom scenes of the thickness response (see convert.cli for the other ranges)
+RESPONSE_IMAGES = ("screens", "scans")
+SCREEN_SIZE = (1280, 720)
+SCREEN_DEPTHS_MM = (30.0, 50.0)
+
+
+def scanner_screen(seed: int) -> tuple[Frame, phantom.Scan]:
+    """The phantom scanner's screen for `seed` (`default` look, a depth drawn from SCREEN_DEPTHS_MM,
+    40 mm wide) cropped to its B-mode region, as a frame with the screen's mm per pixel, and the scan
+    shown in it (its truth)."""
+    depth = float(np.random.default_rng(seed + 7).uniform(*SCREEN_DEPTHS_MM))
+    s = phantom_screen.screen(seed, SCREEN_SIZE, depth, 40.0, "default")
+    x, y, w, h = s.roi
+    return Frame(s.image[y : y + h, x : x + w], 0.0, 0, tuple(s.spacing_mm)), s.scan
 
 
 def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
-                   machine=None):
-    """Run the bundle on the response recipe's scans of `seeds` (machine: a look for all of them;
-    default each scan's random one) and measure as the device does, with the bundle's response.
-    Yields, per scan the quality checks accept: (seed, result, band height as drawn in model rows,
-    true height in model rows, true thickness mm, mm per model row), over the measurement window."""
+                   machine=None, images: str = "scans"):
+    """Run the bundle on the response's images of `seeds` (images: "scans", the training recipe's,
+    machine: a look for all of them, default each scan's random one; or "screens", the phantom
+    scanner's) and measure as the device does, with the bundle's response. Yields, per image the
+    quality checks accept: (seed, result, band height as drawn in model rows, true height in model
+    rows, true thickness mm, mm per model row, band layering contrast), over the measurement window."""
+    if images not in RESPONSE_IMAGES:
+        raise ValueError(f"response images must be one of {RESPONSE_IMAGES}, not {images!r}")
     seg = Segmenter(bundle, threads)
     for i, seed in enumerate(seeds):
-        scan = phantom_scan(seed, machine)
-        s = seg.segment(Frame(scan.image, 0.0, i, scan.spacing_mm))
+        if images == "screens":
+            frame, scan = scanner_screen(seed)
+        else:
+            scan = phantom_scan(seed, machine)
+            frame = Frame(scan.image, 0.0, i, scan.spacing_mm)
+        s = seg.segment(frame)
         r = measure_thickness(s.labels, s.logits, s.spacing_mm, options, s.logit_scale, tlf=bundle.tlf_class,
-                              calibration=s.calibration)
+                              calibration=s.calibration, image=s.image)
         if r.flags & REJECTING:
             continue
         h, w = s.labels.shape
@@ -43,26 +70,31 @@ def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOp
         k = h / scan.image.shape[0]
         drawn = float(np.nanmedian(r.edges.bottom[win] - r.edges.top[win]))
         true = float(np.median(scan.bottom_px[cols] - scan.top_px[cols]) * k)
-        yield seed, r, drawn, true, float(np.median(scan.thickness_mm[cols])), s.spacing_mm[0]
+        yield (seed, r, drawn, true, float(np.median(scan.thickness_mm[cols])), s.spacing_mm[0],
+               band_layering(s.image, r.edges, win))
 
 
-def phantom_points(bundle: Bundle, n: int, threads: int = 2, options: ThicknessOptions = ThicknessOptions()):
-    """(measured rows, true rows, mm per model row) of the first n response scenes that the bundle
-    measures (a frame its quality checks reject gives no point). The band is taken as drawn: a
-    response the bundle already carries changes neither its edges nor the checks."""
-    points = [(drawn, true, s) for _, _, drawn, true, _, s in
-              measured_scans(bundle, range(RESPONSE_SEEDS, RESPONSE_SEEDS + n), threads, options)]
-    measured, true, rows_mm = (np.array(v) for v in zip(*points)) if points else (np.array([]),) * 3
-    return measured, true, rows_mm
+def phantom_points(bundle: Bundle, n: int, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
+                   images: str = "screens"):
+    """(measured rows, true rows, mm per model row, layering contrast) of the first n response
+    images that the bundle measures (a frame its quality checks reject gives no point). The band
+    is taken as drawn: a response the bundle already carries changes neither its edges nor the checks."""
+    points = [(drawn, true, s, lay) for _, _, drawn, true, _, s, lay in
+              measured_scans(bundle, range(RESPONSE_SEEDS, RESPONSE_SEEDS + n), threads, options, images=images)]
+    return tuple(np.array(v) for v in zip(*points)) if points else (np.array([]),) * 4
 
 
-def fit_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2) -> tuple[ThicknessCalibration, dict]:
+def fit_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens",
+                         layering: bool = True) -> tuple[ThicknessCalibration, dict]:
     """The fitted calibration and its figures: points used, and the mean and mean absolute error
-    (mm) of the thickness before and after the correction on those points."""
-    m, t, s = phantom_points(bundle, n, threads)
-    name = f"{m.size} of {n} phantom scans, seeds {RESPONSE_SEEDS}-{RESPONSE_SEEDS + n - 1}"
-    cal = fit_thickness_calibration(m, t, s, fitted_on=name)
-    corrected = np.array([cal.correct(np.array([mi]), si)[0] for mi, si in zip(m, s)])
+    (mm) of the thickness before and after the correction on those points. layering: False fits
+    the response without its layering term (e = 0)."""
+    m, t, s, lay = phantom_points(bundle, n, threads, images=images)
+    what = {"screens": "phantom scanner screens (default look, depth 30-50 mm)",
+            "scans": "phantom scans (the training's random looks)"}[images]
+    name = f"{m.size} of {n} {what}, seeds {RESPONSE_SEEDS}-{RESPONSE_SEEDS + n - 1}"
+    cal = fit_thickness_calibration(m, t, s, fitted_on=name, layering=lay if layering else None)
+    corrected = np.array([cal.correct(np.array([mi]), si, li)[0] for mi, si, li in zip(m, s, lay)])
     before, after = (m - t) * s, (corrected - t) * s
     figures = {"points": int(m.size), "bias_mm_before": round(float(before.mean()), 4),
                "mae_mm_before": round(float(np.abs(before).mean()), 4),
@@ -70,8 +102,9 @@ def fit_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2) -> tup
     return cal, figures
 
 
-def write_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2) -> tuple[Bundle, dict]:
+def write_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens",
+                           layering: bool = True) -> tuple[Bundle, dict]:
     """Fit the bundle's response (the model as drawn: a calibration already in the manifest plays
     no part) and record it in the manifest, replacing any earlier one; the bundle is verified again."""
-    cal, figures = fit_phantom_response(bundle, n, threads)
+    cal, figures = fit_phantom_response(bundle, n, threads, images, layering)
     return update_manifest(bundle, thickness_calibration={**cal.to_dict(), **figures}), figures

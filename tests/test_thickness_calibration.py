@@ -172,11 +172,17 @@ def test_the_device_measures_with_the_bundles_calibration():
     assert s.calibration == bundle.thickness_calibration
     device = measure(s, ThicknessOptions()).thickness
     kw = dict(logit_scale=s.logit_scale, tlf=bundle.tlf_class)
-    assert device == measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.calibration, **kw).value
+    with_image = measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.calibration, image=s.image, **kw)
+    assert device == with_image.value
     assert device != measure_thickness(s.labels, s.logits, s.spacing_mm, **kw).value
+    assert bundle.thickness_calibration.e != 0  # the demo's response has the layering term: it needs the image
+    with pytest.raises(ValueError, match="model image"):
+        measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.calibration, **kw)
 
 
-def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_path, capsys):
+@pytest.mark.parametrize("images, fitted_on", [("screens", "of 40 phantom scanner screens"),
+                                               ("scans", "of 40 phantom scans")])
+def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_path, capsys, images, fitted_on):
     from convert.cli import main
 
     dst = tmp_path / "bundle"
@@ -185,11 +191,11 @@ def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_pat
     del m["thickness_calibration"]
     (dst / "manifest.json").write_text(json.dumps(m))
     assert load_bundle(dst).thickness_calibration is None
-    assert main(["thickness-response", str(dst), "--n", "40"]) == 0
+    assert main(["thickness-response", str(dst), "--n", "40", "--images", images]) == 0
     out = capsys.readouterr().out
     cal = load_bundle(dst).thickness_calibration
     recorded = load_bundle(dst).manifest["thickness_calibration"]
-    assert "of 40 phantom scans" in cal.fitted_on and recorded["points"] >= 30
+    assert fitted_on in cal.fitted_on and recorded["points"] >= 30 and cal.e != 0
     assert abs(recorded["bias_mm_after"]) < 0.01 < abs(recorded["bias_mm_before"])  # the fit removes its own bias
     assert 0.5 < cal.slope(cal.s_range[0]) < 1.5 and 0.5 < cal.slope(cal.s_range[1]) < 1.5
     assert "thickness response: measured rows" in out
