@@ -237,7 +237,7 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     mask = _with_aligned_pieces(image, colours, tol, mask)
     if mask.sum() < min_fraction * H * W:  # image pixels, not the outline: a few bright arcs are not an image
         return None
-    mask = _without_ringing(image, _hull(mask))
+    mask = _without_side_lines(image, _without_ringing(image, _hull(mask)))
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     return Roi(int(x), int(y), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
 
@@ -276,6 +276,30 @@ def _without_ringing(image: np.ndarray, mask: np.ndarray, most: int = 4) -> np.n
         return mask
     out = np.zeros_like(mask)
     out[y + top : y + h - bottom, x + left : x + w - right] = mask[y + top : y + h - bottom, x + left : x + w - right]
+    return out
+
+
+def _without_side_lines(image: np.ndarray, mask: np.ndarray, most: int = 24) -> np.ndarray:
+    """A rectangular mask less the columns at its left and right that are flat: a scale's line and
+    ticks beside the image, and the chrome between, which a video codec's noise can join to the
+    image on a small screen. A column is flat when 85 % of its pixels lie within 12 levels of its
+    median; an image column crosses tissue (speckle, the bright fascia). At most `most` columns
+    per side, and only when a column that is not flat remains, on sides with chrome beyond them
+    (not at the frame's border); on masks that fill 95 % of their box (a sector's edge columns
+    are short)."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    if w <= 4 * most or mask.sum() < 0.95 * w * h:
+        return mask
+    box = _gray(image)[y : y + h, x : x + w].astype(np.int16)
+    flat = (np.abs(box - np.median(box, axis=0)) <= 12).mean(axis=0) >= 0.85
+    if flat.all():
+        return mask
+    left = int(np.argmin(flat[:most])) if x > 0 and not flat[:most].all() else 0
+    right = int(np.argmin(flat[::-1][:most])) if x + w < mask.shape[1] and not flat[::-1][:most].all() else 0
+    if left == right == 0:
+        return mask
+    out = np.zeros_like(mask)
+    out[y : y + h, x + left : x + w - right] = mask[y : y + h, x + left : x + w - right]
     return out
 
 
@@ -541,12 +565,15 @@ class RoiTracker:
         return gray[y : y + h, x : x + w]
 
     def _strip_scores(self, gray: np.ndarray) -> list[tuple[float, float]]:
+        """Per strip pair: the share of inside pixels unlike the chrome's level, and the share of
+        outside pixels unlike the chrome line they lie on (each line along the edge has its own
+        level: a bar's soft edge beside the image is a ramp of levels across the strip)."""
         out = []
-        for inside, outside, level in self._strips:
+        for inside, outside, level, lines in self._strips:
             out.append(
                 (
                     float((np.abs(self._cut(gray, inside).astype(np.int16) - level) > 12).mean()),
-                    float((np.abs(self._cut(gray, outside).astype(np.int16) - level) > 12).mean()),
+                    float((np.abs(self._cut(gray, outside).astype(np.int16) - lines) > 12).mean()),
                 )
             )
         return out
@@ -564,8 +591,10 @@ class RoiTracker:
         for inside, outside in self._strip_boxes(gray, roi):
             if inside in self._quiet:
                 continue
-            level = int(np.median(self._cut(gray, outside)))
-            self._strips.append((inside, outside, level))
+            chrome = self._cut(gray, outside)
+            along = 1 if outside[2] > outside[3] else 0  # the axis that runs along the edge
+            lines = np.median(chrome, axis=along, keepdims=True).astype(np.int16)
+            self._strips.append((inside, outside, int(np.median(chrome)), lines))
         self._strip_base = self._strip_scores(gray)
 
     def _moved(self, gray: np.ndarray) -> str | None:
@@ -579,7 +608,7 @@ class RoiTracker:
             if changed.sum() > max(6, 0.003 * cells):
                 self._failed = (changed, [])
                 return "chrome changed"
-        failed = [inside for (inside, _, _), (i0, o0), (i1, o1) in zip(self._strips, self._strip_base, self._strip_scores(gray))
+        failed = [inside for (inside, _, _, _), (i0, o0), (i1, o1) in zip(self._strips, self._strip_base, self._strip_scores(gray))
                   if i1 < 0.5 * i0 - 0.05 or o1 > o0 + 0.3]
         if failed:
             self._failed = (None, failed)
