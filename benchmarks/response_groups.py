@@ -39,7 +39,8 @@ def scene_of(seed: int) -> tuple[phantom.Anatomy, phantom.Machine]:
 def measure(bundle_dir, n: int, look: str | None, images: str = "scans"):
     """Per measured scan: (sublayers, axial PSF mm, height error mm as drawn, thickness error mm)."""
     seeds = range(FIRST_SEED, FIRST_SEED + n)
-    machine = phantom.preset("default" if images == "screens" else look) if look or images == "screens" else None
+    look = "default" if images == "screens" else look  # the phantom scanner's screens have its look
+    machine = phantom.preset(look) if look else None
     rows = []
     for seed, r, drawn, true, true_mm, s, _ in measured_scans(load_bundle(bundle_dir), seeds, machine=machine,
                                                               images=images):

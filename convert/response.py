@@ -44,10 +44,10 @@ def scanner_screen(seed: int) -> tuple[Frame, phantom.Scan]:
 
 
 def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
-                   machine=None, images: str = "scans"):
-    """Run the bundle on the response's images of `seeds` (images: "scans", the training recipe's,
-    machine: a look for all of them, default each scan's random one; or "screens", the phantom
-    scanner's) and measure as the device does, with the bundle's response. Yields, per image the
+                   machine=None, images: str = "screens"):
+    """Run the bundle on the response's images of `seeds` (images: "screens", the phantom
+    scanner's; or "scans", the training recipe's, machine: a look for all of them, default each
+    scan's random one) and measure as the device does, with the bundle's response. Yields, per image the
     quality checks accept: (seed, result, band height as drawn in model rows, true height in model
     rows, true thickness mm, mm per model row, band layering contrast), over the measurement window."""
     if images not in RESPONSE_IMAGES:
