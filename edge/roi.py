@@ -272,8 +272,14 @@ def _without_ringing(image: np.ndarray, mask: np.ndarray, most: int = 4) -> np.n
     right = ringing(box.T[::-1], gray[y : y + h, x + w]) if x + w < W else 0
     top = ringing(box, gray[y - 1, x : x + w]) if y > 0 else 0
     bottom = ringing(box[::-1], gray[y + h, x : x + w]) if y + h < H else 0
+    return _less_sides(mask, (x, y, w, h), left, right, top, bottom)
+
+
+def _less_sides(mask: np.ndarray, rect, left: int, right: int, top: int = 0, bottom: int = 0) -> np.ndarray:
+    """`mask` without that many lines at each side of its bounding rectangle `rect`."""
     if left == right == top == bottom == 0:
         return mask
+    x, y, w, h = rect
     out = np.zeros_like(mask)
     out[y + top : y + h - bottom, x + left : x + w - right] = mask[y + top : y + h - bottom, x + left : x + w - right]
     return out
@@ -296,11 +302,7 @@ def _without_side_lines(image: np.ndarray, mask: np.ndarray, most: int = 24) -> 
         return mask
     left = int(np.argmin(flat[:most])) if x > 0 and not flat[:most].all() else 0
     right = int(np.argmin(flat[::-1][:most])) if x + w < mask.shape[1] and not flat[::-1][:most].all() else 0
-    if left == right == 0:
-        return mask
-    out = np.zeros_like(mask)
-    out[y : y + h, x + left : x + w - right] = mask[y : y + h, x + left : x + w - right]
-    return out
+    return _less_sides(mask, (x, y, w, h), left, right)
 
 
 def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, region: np.ndarray) -> np.ndarray:
