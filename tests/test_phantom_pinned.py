@@ -2,68 +2,97 @@
 figures are measured on it and the demo runs on it. New realism must stay behind options that are
 off by default.
 
-The digests cover the image, the labels and the analytic truth, bit for bit. If one fails, a
-default changed: undo that, do not update the digest. The one deliberate change so far: the random
-fields are drawn faster (Box-Muller speckle, decimated fibre blur, a single frame's texture only as
-wide as its slide) for issue #3's speed, then the fibre texture's edge columns (blurred against a
-mirrored border at first, fixed by a margin); same distributions (tests/test_phantom_fields.py),
-new draws, and the demo bundle's held-out figures were measured again on the new draws.
+Each case is compared with its stored reference (`tests/phantom_reference.py` says how it was
+written) by what must not change on any CPU: the label maps and the analytic truth, and the image
+to within the grey level or so that numpy's and OpenCV's SIMD code paths round differently (on
+an AVX-512 CPU a handful of pixels per case differ by one level from an AVX2 CPU). If a case fails,
+a default changed: undo that, do not write the reference again.
 """
 
-import hashlib
+from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from edge import phantom
+from phantom_reference import CASES, DIGESTS, REFERENCE, arrays, digest, load_reference
 
-# The digests are exact only for the numerical libraries they were taken with: other builds may
-# round a blur differently without any change of ours.
-PINNED_WITH = ("2.4.6", "5.0.0")
-same_libraries = pytest.mark.skipif(
-    (np.__version__, cv2.__version__) != PINNED_WITH,
-    reason=f"digests taken with numpy/OpenCV {PINNED_WITH}, running {np.__version__}/{cv2.__version__}",
-)
-
-
-def digest(scans) -> str:
-    h = hashlib.sha256()
-    for s in scans:
-        for a in (s.image, s.labels, s.thickness_mm, s.top_px, s.bottom_px, np.asarray(s.spacing_mm)):
-            h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+# What an image may differ by between CPUs: the share of pixels more than 2 grey levels off, the
+# mean absolute difference, and each tissue class's mean and spread (grey levels).
+MAX_SHARE_OFF = 1e-3
+MAX_MEAN_ABS = 0.05
+MAX_CLASS_SHIFT = 0.25
+MAX_LABEL_SHARE = 1e-3  # label pixels that may flip where a boundary falls on a pixel edge
+TRUTH_ATOL = 1e-4  # px and mm: float32 rounding of the analytic edges
 
 
-CASES = {
-    "scan": (lambda: [phantom.scan(s) for s in (0, 1, 7)], "6d70f319abb801d3"),
-    "scan_presets": (
-        lambda: [phantom.scan(3, machine=p) for p in ("default", "bright", "soft", "lowfreq", "noisy")],
-        "0970ed5213817d19",
-    ),
-    "scan_field": (lambda: [phantom.scan(5, shape=(300, 280), field_mm=(45.0, 35.0))], "1138345f7d49f609"),
-    "render": (
-        lambda: [
-            phantom.render(phantom.Anatomy()),
-            phantom.render(phantom.Anatomy(), phantom.PRESETS["soft"], (128, 160), seed=9),
-        ],
-        "cdce47deecc6724a",
-    ),
-    "clip": (lambda: list(phantom.clip(4, frames=4)), "b31270bb4a8f3b2c"),
-    "clip_args": (
-        lambda: list(
-            phantom.clip(2, frames=3, fps=15.0, shape=(96, 128), machine="noisy", anatomy=phantom.Anatomy(tlf_mm=2.0))
-        ),
-        "e8d05b51522d310f",
-    ),
-}
+@pytest.fixture(scope="module")
+def reference():
+    return load_reference()
 
 
-@same_libraries
+def differences(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> list[str]:
+    """What `got` changed against `ref` beyond what rounding on another CPU explains."""
+    problems = []
+    for f in ("image", "labels"):
+        if got[f].shape != ref[f].shape or got[f].dtype != ref[f].dtype:
+            return [f"{f} is {got[f].dtype}{got[f].shape}, reference {ref[f].dtype}{ref[f].shape}"]
+    for f in ("thickness_mm", "top_px", "bottom_px", "spacing_mm"):
+        if got[f].shape != ref[f].shape or not np.allclose(got[f], ref[f], rtol=0, atol=TRUTH_ATOL):
+            problems.append(f"{f} differs (max {np.max(np.abs(got[f] - ref[f])) if got[f].shape == ref[f].shape else 'shape'})")
+    flipped = float(np.mean(got["labels"] != ref["labels"]))
+    if flipped > MAX_LABEL_SHARE:
+        problems.append(f"labels differ in {flipped:.2%} of the pixels")
+    d = np.abs(got["image"].astype(np.int16) - ref["image"].astype(np.int16))
+    if np.mean(d > 2) > MAX_SHARE_OFF:
+        problems.append(f"{np.mean(d > 2):.3%} of the pixels are more than 2 grey levels off")
+    if d.mean() > MAX_MEAN_ABS:
+        problems.append(f"mean absolute difference {d.mean():.3f} grey levels")
+    for c in np.unique(ref["labels"]):
+        a, b = got["image"][ref["labels"] == c].astype(float), ref["image"][ref["labels"] == c].astype(float)
+        if abs(a.mean() - b.mean()) > MAX_CLASS_SHIFT or abs(a.std() - b.std()) > MAX_CLASS_SHIFT:
+            problems.append(f"class {c}: mean {a.mean():.2f} vs {b.mean():.2f}, spread {a.std():.2f} vs {b.std():.2f}")
+    return problems
+
+
+def test_the_stored_reference_is_the_frozen_phantom(reference):
+    """The reference file holds exactly what the phantom rendered when it was frozen."""
+    assert REFERENCE.stat().st_size < 2_000_000
+    assert {case: digest(scans) for case, scans in reference.items()} == DIGESTS
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_default_output_is_bit_identical_to_the_pinned_phantom(name):
-    make, expected = CASES[name]
-    assert digest(make()) == expected
+def test_default_output_matches_the_frozen_phantom(name, reference):
+    scans = [arrays(s) for s in CASES[name]()]
+    assert len(scans) == len(reference[name])
+    for i, (got, ref) in enumerate(zip(scans, reference[name])):
+        assert differences(got, ref) == [], f"{name} scan {i}"
+
+
+@pytest.mark.parametrize("change", [
+    {"gain_db": 0.5},                 # half a decibel of gain
+    {"dynamic_range_db": 51.0},       # one decibel more dynamic range
+    {"axial_psf_mm": 0.125},          # a slightly blurrier pulse
+])
+def test_a_small_change_of_the_default_look_is_caught(change, reference):
+    """The comparison is tight enough to see a changed default, not only a broken renderer."""
+    ref = reference["render"][0]
+    got = arrays(phantom.render(phantom.Anatomy(), phantom.Machine(**change)))
+    assert differences(got, ref) != []
+
+
+def test_the_comparison_accepts_rounding_noise_only(reference):
+    """One grey level on a few pixels passes; the label map moved by one row does not."""
+    ref = reference["scan"][0]
+    noisy = {k: v.copy() for k, v in ref.items()}
+    rng = np.random.default_rng(0)
+    idx = rng.choice(noisy["image"].size, 40, replace=False)
+    flat = noisy["image"].reshape(-1)
+    flat[idx] = np.where(flat[idx] < 255, flat[idx] + 1, flat[idx] - 1)
+    assert differences(noisy, ref) == []
+    shifted = {k: v.copy() for k, v in ref.items()}
+    shifted["labels"] = np.roll(ref["labels"], 1, axis=0)
+    assert differences(shifted, ref) != []
 
 
 def test_original_presets_are_unchanged():
