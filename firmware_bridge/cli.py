@@ -121,7 +121,7 @@ def _demo(args) -> int:
     from firmware_bridge.messages import Measurement
     from firmware_bridge.synthetic import band_labels
 
-    link = DisplayLink(args.port, args.baud, encoding=args.encoding).open(handshake_timeout=1.0)
+    link = DisplayLink(args.port, args.baud, encoding=args.encoding).open(handshake_timeout=5.0)
     period = 1.0 / args.fps
     stop = threading.Event()
     t0 = time.monotonic()
@@ -135,7 +135,7 @@ def _demo(args) -> int:
             link.pump()
             n += 1
             stop.wait(max(0.0, t0 + n * period - time.monotonic()))  # pace the synthetic source
-        link.pump(timeout=0.5)
+        link.pump(timeout=5.0)  # returns as soon as the last bytes are out
     except KeyboardInterrupt:
         pass
     finally:

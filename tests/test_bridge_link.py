@@ -90,7 +90,7 @@ def test_measurement_and_mask_arrive_over_loop():
     labels = band_labels(256, 256, phase=0.2)
     with DisplayLink("loop://", 115200, 320, 240, listener=rec) as link:
         link.offer(meas(1), labels)
-        assert link.pump(timeout=1.0)
+        assert link.pump(timeout=30.0)
         link.pump()
         stats = link.stats
     (hello,) = rec.of(Hello)
@@ -112,7 +112,7 @@ def test_offer_keeps_only_the_newest_frame():
     for i in range(5):
         link.offer(meas(i))  # the pipeline runs ahead of the writer: nothing is sent yet
     assert link.stats["frames_replaced"] == 4
-    link.pump(timeout=1.0)
+    link.pump(timeout=30.0)
     link.pump()
     link.close()
     assert [m.t_capture_us for m in rec.of(Measurement)] == [1004]
@@ -124,7 +124,7 @@ def test_forced_label_map_encoding_over_loop():
     labels = band_labels(120, 160, phase=0.7)
     with DisplayLink("loop://", 921600, 80, 60, encoding="rle", listener=rec) as link:
         link.offer(meas(0), labels)
-        link.pump(timeout=1.0)
+        link.pump(timeout=30.0)
         link.pump()
     (mask,) = rec.of(Mask)
     assert mask.encoding == Encoding.RLE
@@ -344,7 +344,7 @@ def test_a_bad_label_map_costs_the_mask_not_the_measurement():
     rec = Recorder()
     with DisplayLink("loop://", listener=rec) as link:
         link.offer(meas(0), labels=np.zeros((4,), np.uint8))
-        link.pump(timeout=1.0)
+        link.pump(timeout=30.0)
         link.pump()
         assert link.stats["mask_errors"] == 1 and "labels must" in link.stats["last_error"]
     assert len(rec.of(Measurement)) == 1 and not rec.of(Mask)
@@ -356,7 +356,7 @@ def test_a_failing_listener_does_not_stop_the_link():
 
     with DisplayLink("loop://", listener=bad) as link:
         link.offer(meas(0))
-        link.pump(timeout=1.0)
+        link.pump(timeout=30.0)
         link.pump()
         assert link.stats["listener_errors"] >= 1 and link.connected
 

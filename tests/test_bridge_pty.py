@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import select
 import subprocess
 import sys
@@ -34,9 +35,10 @@ def meas(i: int) -> Measurement:
     return Measurement(3.0 + i / 16, 0.25, 0.125, 0, True, 0xD15, 5000 + i)
 
 
-def drive(link: DisplayLink, emu: DisplayEmulator, until, timeout: float = 5.0) -> bool:
+def drive(link: DisplayLink, emu: DisplayEmulator, until, timeout: float = 60.0) -> bool:
     """Pump the link from this thread (as the pipeline does) until ``until()`` holds; between
-    passes wait on the emulator's condition, never sleep."""
+    passes wait on the emulator's condition, never sleep. The timeout only ends a test that
+    would otherwise hang: a loaded machine may take long, and no speed is asserted."""
     deadline = time.monotonic() + timeout
     while not until():
         if time.monotonic() > deadline:
@@ -54,7 +56,7 @@ def emulator():
 
 
 def test_frames_reach_the_emulated_display(emulator, tmp_path):
-    link = DisplayLink(emulator.port, 921600).open(handshake_timeout=2.0)
+    link = DisplayLink(emulator.port, 921600).open(handshake_timeout=60.0)
     assert link.device is not None and (link.device.width, link.device.height) == (320, 240)
     labels = band_labels(256, 256, phase=0.4)
     for i in range(10):
@@ -62,8 +64,8 @@ def test_frames_reach_the_emulated_display(emulator, tmp_path):
         link.pump()
     link.offer_status(Status(StatusCode.LOW_QUALITY, 8, "low confidence"))
     assert drive(link, emulator, lambda: emulator.frames_received >= 1 and emulator.state.status is not None)
-    assert link.pump(timeout=1.0)
-    assert emulator.wait_idle(timeout=2.0)
+    assert link.pump(timeout=60.0)
+    assert emulator.wait_idle(timeout=60.0)
     s = emulator.state
     assert s.measurement.same_on_wire(meas(9))  # the newest frame is on screen
     top, bottom = boundaries_from_labels(labels, 1, 320, 240)
@@ -81,7 +83,7 @@ def test_frames_reach_the_emulated_display(emulator, tmp_path):
 
 
 def test_boundary_mask_over_a_pty_at_115200(emulator):
-    link = DisplayLink(emulator.port, 115200, encoding="bounds_delta").open(handshake_timeout=2.0)
+    link = DisplayLink(emulator.port, 115200, encoding="bounds_delta").open(handshake_timeout=60.0)
     labels = band_labels(256, 256, phase=0.1)
     link.offer(meas(0), labels)
     assert drive(link, emulator, lambda: emulator.state.masks_received >= 1)
@@ -94,12 +96,12 @@ def test_boundary_mask_over_a_pty_at_115200(emulator):
 def test_port_vanishes_and_returns_at_a_stable_path_mid_stream(tmp_path):
     stable = tmp_path / "serial-by-id-tlf-display"
     first = DisplayEmulator(320, 240, link_path=stable).start()
-    link = DisplayLink(str(stable), 921600, backoff=(0.05, 0.2)).open(handshake_timeout=2.0)
+    link = DisplayLink(str(stable), 921600, backoff=(0.05, 0.2)).open(handshake_timeout=60.0)
     labels = band_labels(256, 256)
     try:
         k = 0
 
-        def send_until(emu, cond, timeout=5.0):
+        def send_until(emu, cond, timeout=60.0):
             """Offer a frame per pass, like a pipeline at about 30 fps, until ``cond()``."""
             nonlocal k
             deadline = time.monotonic() + timeout
@@ -118,7 +120,7 @@ def test_port_vanishes_and_returns_at_a_stable_path_mid_stream(tmp_path):
         assert not stable.exists()
         link.offer(meas(k), labels)
         k += 1
-        assert drive(link, first, lambda: not link.connected, timeout=5.0)
+        assert drive(link, first, lambda: not link.connected, timeout=60.0)
         assert link.stats["disconnects"] == 1 and "lost" in link.stats["last_error"]
         link.offer(meas(k), labels)  # the pipeline keeps offering while the display is away
         k += 1
@@ -126,13 +128,13 @@ def test_port_vanishes_and_returns_at_a_stable_path_mid_stream(tmp_path):
 
         second = DisplayEmulator(320, 240, link_path=stable).start()  # re-enumerated under the same name
         try:
-            assert drive(link, second, lambda: link.connected and second.frames_received >= 1, timeout=5.0)
+            assert drive(link, second, lambda: link.connected and second.frames_received >= 1, timeout=60.0)
             assert send_until(second, lambda: second.frames_received >= 3)
             assert link.stats["reconnects"] == 1 and link.device is not None
             assert second.port != first_port or os.readlink(stable) == second.port
             assert second.state.counters["crc"] == 0 and second.state.counters["truncated"] <= 1
-            link.pump(timeout=1.0)
-            assert second.wait_idle(timeout=2.0)
+            link.pump(timeout=60.0)
+            assert second.wait_idle(timeout=60.0)
             assert second.state.measurement.same_on_wire(meas(k - 1))
         finally:
             second.stop()
@@ -145,7 +147,7 @@ def test_pump_thread_runs_the_link_for_tools(emulator):
     with PumpThread(link, interval=0.01):
         for i in range(5):
             link.offer(meas(i), band_labels(64, 64, phase=i / 5))
-        assert emulator.wait_for(lambda s: s.measurement is not None and s.measurement.t_capture_us == 5004, timeout=5.0)
+        assert emulator.wait_for(lambda s: s.measurement is not None and s.measurement.t_capture_us == 5004, timeout=60.0)
     link.close()
 
 
@@ -172,9 +174,9 @@ def run_monitor_on(path, data: bytes, argv_or_kwargs, master, via_cli: bool, mon
         target = lambda: result.update(dev=monitor(path, out=out, **argv_or_kwargs))  # noqa: E731
     t = threading.Thread(target=target)
     t.start()
-    assert out.opened.wait(10)
+    assert out.opened.wait(60)
     os.write(master, data)
-    t.join(10)
+    t.join(60)
     assert not t.is_alive()
     return out.getvalue(), result
 
@@ -204,7 +206,7 @@ def test_monitor_summarises_masks_and_counts_drops():
     try:
         link = DisplayLink(path, 921600, 64, 48).open()
         link.offer(meas(0), band_labels(48, 64))
-        link.pump(timeout=1.0)
+        link.pump(timeout=60.0)
         sent = os.read(master, 65536)  # what the host wrote: replay it to the monitor, plus a cut frame
         link.close()
         out, result = run_monitor_on(path, sent + b"\x09\x01\x02\x00", dict(count=3, seconds=5), master, False)
@@ -230,24 +232,26 @@ def test_emulate_command_plays_the_display_for_the_demo_command(tmp_path):
          str(png), "--quiet", "--seconds", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
         assert ready, "the emulator printed no pty path"
         pty_path = proc.stdout.readline().strip()
         assert pty_path.startswith("/dev/")
         assert proc.stdout.readline().startswith("stable path")
-        assert cli.main(["demo", str(stable), "--baud", "921600", "--fps", "40", "--seconds", "0.5"]) == 0
-        out, err = proc.communicate(timeout=20)
+        assert cli.main(["demo", str(stable), "--baud", "921600", "--fps", "40", "--seconds", "2"]) == 0
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    assert "received" in out and png.read_bytes()[:4] == b"\x89PNG"
+    received = re.search(r"received (\d+) frames", out)
+    assert received and int(received.group(1)) >= 1, out
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_render_without_opencv_writes_a_plain_png(tmp_path, monkeypatch, emulator):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now fails
-    link = DisplayLink(emulator.port, 921600, encoding="bounds16").open(handshake_timeout=2.0)
+    link = DisplayLink(emulator.port, 921600, encoding="bounds16").open(handshake_timeout=60.0)
     link.offer(meas(0), band_labels(240, 320))
     assert drive(link, emulator, lambda: emulator.state.masks_received >= 1)
     link.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import time
+import threading
 
 import pytest
 
@@ -11,27 +11,60 @@ from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import SourceError
 from edge.pipeline import Pipeline
 from edge.segmenter import Segmenter
-from edge.sources.base import open_source
+from edge.sources.base import Source, open_source
+
+
+class FakeClock:
+    """A clock that moves only when the source sleeps (or a test says so)."""
+
+    def __init__(self, start: float = 100.0):
+        self.t, self.slept = start, []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.t += s
 
 
 @pytest.mark.parametrize("kind", ["clip", "screen"])
-def test_live_phantom_delivers_frames_at_its_frame_rate(kind):
-    src = open_source(f"phantom://{kind}?frames=6&fps=20&live=1&size=320x240").open()
+def test_live_phantom_holds_frame_n_back_until_n_over_fps(kind):
+    src = open_source(f"phantom://{kind}?frames=6&fps=20&live=1&size=320x240")
+    clock = FakeClock()
+    src.clock, src.sleep = clock.now, clock.sleep
+    src.open()
     assert src.live
-    t0 = time.monotonic()
     frames = [src.read() for _ in range(6)]
-    elapsed = time.monotonic() - t0
     assert all(f is not None for f in frames) and src.read() is None
-    assert elapsed >= 5 / 20 - 0.005  # frame n is held back until n / fps after the first
     assert [f.seq for f in frames] == list(range(6))
+    # Rendering takes no time on this clock, so each frame waits one whole period.
+    assert clock.slept == pytest.approx([1 / 20] * 5)
+    assert [f.t_capture for f in frames] == pytest.approx([100.0 + k / 20 for k in range(6)])
+
+
+def test_live_phantom_does_not_wait_for_a_frame_that_is_already_late():
+    src = open_source("phantom://clip?frames=5&fps=10&live=1&size=64x64")
+    clock = FakeClock()
+    src.clock, src.sleep = clock.now, clock.sleep
+    src.open()
+    src.read()
+    clock.t += 0.35  # the consumer was busy for 3.5 frame periods
+    for _ in range(4):
+        src.read()
+    assert clock.slept == pytest.approx([0.05])  # frames 1-3 (due at +0.1 to +0.3) are late; frame 4 waits
 
 
 def test_phantom_is_not_live_unless_asked():
-    src = open_source("phantom://clip?frames=3&size=64x64").open()
+    src = open_source("phantom://clip?frames=3&size=64x64")
+
+    def no_sleep(s):
+        raise AssertionError(f"a file-like phantom slept {s} s")
+
+    src.sleep = no_sleep
+    src.open()
     assert not src.live
-    t0 = time.monotonic()
-    assert all(src.read() is not None for _ in range(3))
-    assert time.monotonic() - t0 < 3 / 30 * 10  # no pacing wait on top of rendering
+    assert all(src.read() is not None for _ in range(3)) and src.read() is None
 
 
 @pytest.mark.parametrize("bad", ["live=maybe", "fps=0", "fps=-3"])
@@ -41,13 +74,38 @@ def test_bad_live_or_fps_option_is_one_clear_error(bad):
 
 
 def test_inference_slower_than_a_live_scanner_drops_old_frames_and_counts_them():
-    seg = Segmenter(load_bundle(DEMO_BUNDLE), 1)
-    frames = 24
-    stats = Pipeline(open_source(f"phantom://clip?frames={frames}&fps=120&live=1&size=256x256"), seg, [],
-                     err=io.StringIO()).run()
-    # 24 frames in 0.2 s; one inference of the demo model takes longer than a frame period.
-    assert stats.dropped_frames > 0
-    assert stats.measured + stats.dropped_frames == frames
+    """The model is held on its first frame until the scanner has sent every frame, so the frames
+    queue (the newest two) must let the others go, on any machine at any load."""
+    real = Segmenter(load_bundle(DEMO_BUNDLE), 1)
+    scanner = open_source("phantom://clip?frames=24&fps=120&live=1&size=256x256")
+    sent_all = threading.Event()
+
+    class Scanner(Source):
+        live = True
+
+        def open(self):
+            scanner.open()
+            return self
+
+        def read(self):
+            frame = scanner.read()
+            if frame is None:
+                sent_all.set()
+            return frame
+
+    class SlowModel:
+        bundle, spec = real.bundle, real.spec
+
+        def infer(self, image):
+            assert sent_all.wait(120), "the scanner never finished"
+            return real.infer(image)
+
+        def segmentation(self, *args, **kw):
+            return real.segmentation(*args, **kw)
+
+    stats = Pipeline(Scanner(), SlowModel(), [], err=io.StringIO()).run()
+    assert stats.dropped_frames >= 24 - 3  # at most the frame in the model and two waiting get through
+    assert stats.measured + stats.dropped_frames == 24
 
 
 @pytest.mark.parametrize("kind, name", [("clip", "phantom"), ("screen", "phantom screen")])

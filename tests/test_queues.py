@@ -27,7 +27,7 @@ def test_block_policy_waits_for_room_and_gives_up_on_stop():
     t = threading.Thread(target=lambda: result.setdefault("ok", q.put("b", stop)))
     t.start()
     assert q.get(1) == "a"
-    t.join(2)
+    t.join(60)
     assert result["ok"] is True and q.get(1) == "b"
     q.put("c")
     stop.set()

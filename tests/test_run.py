@@ -89,7 +89,7 @@ def test_sigterm_stops_cleanly_with_the_log_complete(tmp_path):
     try:
         assert p.stdout.read(6).strip() == "frame"  # the first status line: frames are flowing
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=10)
+        out, err = p.communicate(timeout=120)
     finally:
         p.kill()
     assert p.returncode == 0, err

@@ -192,7 +192,7 @@ class StallingSource(Source):
     def read(self):
         if self.i == len(self.scans):
             self.stalled.set()
-            self.release.wait(10)
+            self.release.wait(300)  # released by the test; the timeout only guards a hang
             return None
         s = self.scans[self.i]
         self.i += 1
@@ -215,7 +215,7 @@ def test_pings_stop_while_the_pipeline_stalls(listener):
         assert s.take(1, timeout=0.5) == []  # stalled: no frame, no measurement, no ping
     finally:
         source.release.set()
-        worker.join(30)
+        worker.join(120)
     assert result["stats"].frames == 4
 
 

@@ -11,6 +11,7 @@ is live: when inference is slower than the scanner the newest frame wins and the
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -45,27 +46,31 @@ def _common(options: dict[str, str], default_size: str) -> dict:
             "fps": fps, "size": size, "live": live in ("1", "true", "yes")}
 
 
-class _Clock:
-    """Holds each frame back until its time on the wall clock: frame n at start + n / fps."""
+class _Pacer:
+    """Holds each frame back until its time on `clock`: frame n at start + n / fps."""
 
-    def __init__(self, fps: float):
+    def __init__(self, fps: float, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.period, self.start = 1.0 / fps, None
+        self._clock, self._sleep = clock, sleep
 
     def wait(self, n: int) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self.start is None:
             self.start = now
         delay = self.start + n * self.period - now
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
 
 
 class _ClipSource(Source):
     """A phantom clip as a source: `_items()` starts the clip, `_frame(item, seq)` turns one of its
-    items into a Frame; frames come at `fps` on the wall clock when `live`."""
+    items into a Frame; frames come at `fps` on `clock` when `live` (the wall clock unless a
+    test gives its own clock and sleep)."""
 
     fps: float
     live: bool
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def _items(self):
         raise NotImplementedError
@@ -76,17 +81,17 @@ class _ClipSource(Source):
     def open(self):
         self._clip = self._items()
         self._seq = 0
-        self._clock = _Clock(self.fps) if self.live else None
+        self._pacer = _Pacer(self.fps, self.clock, self.sleep) if self.live else None
         return self
 
     def read(self) -> Frame | None:
         if self._clip is None:
             raise SourceError(f"{self.what} source read before open()")
-        if self._clock is not None:
-            self._clock.wait(self._seq)
-        item = next(self._clip, None)
+        item = next(self._clip, None)  # rendered first, so a frame leaves on time when rendering keeps up
         if item is None:
             return None
+        if self._pacer is not None:
+            self._pacer.wait(self._seq)
         self._seq += 1
         return self._frame(item, self._seq - 1)
 
@@ -107,7 +112,7 @@ class PhantomSource(_ClipSource):
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
         self.seed, self.frames, self.fps, self.size, self.preset = seed, frames, fps, size, preset
         self.live = bool(live)
-        self._clock = None
+        self._pacer = None
         self._clip = None
         self._seq = 0
 
@@ -127,7 +132,7 @@ class PhantomSource(_ClipSource):
 
     def _frame(self, scan, seq: int) -> Frame:
         truth = {"thickness_mm": scan.thickness_mm, "labels": scan.labels}
-        return Frame(scan.image, time.monotonic(), seq, spacing_mm=scan.spacing_mm, truth=truth)
+        return Frame(scan.image, self.clock(), seq, spacing_mm=scan.spacing_mm, truth=truth)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -171,7 +176,7 @@ class PhantomScreenSource(_ClipSource):
         self.seed, self.frames, self.fps, self.size = seed, frames, fps, tuple(size)
         self.depths, self.change_at, self.width_mm = tuple(depths), tuple(steps), width_mm
         self.preset, self.lateral_scale, self.live = preset, lateral_scale, bool(live)
-        self._clock = None
+        self._pacer = None
         self._clip = None
         self._seq = 0
 
@@ -217,4 +222,4 @@ class PhantomScreenSource(_ClipSource):
             "depth_mm": shot.depth_mm,
             "thickness_mm": column_truth(shot.scan.thickness_mm, shot.roi[2]),
         }
-        return Frame(shot.image, time.monotonic(), seq, spacing_mm=None, truth=truth)
+        return Frame(shot.image, self.clock(), seq, spacing_mm=None, truth=truth)
