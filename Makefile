@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test venv-runtime venv-dev demo-bundle clean
+.PHONY: demo test test-stress venv-runtime venv-dev demo-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite on a machine made slow and different on purpose: a CPU burner on every core, and
+# numpy and OpenCV kept off their AVX-512 code paths (tests/stress.py says how).
+test-stress: $(VENV)/.dev
+	$(BIN)/python tests/stress.py --simd avx2 -- $(PYTEST_ARGS)
 
 # Rebuilds the committed demo bundle from phantom data (host PC, 64 epochs of about 3 minutes on 2 cores).
 demo-bundle: $(VENV)/.dev
