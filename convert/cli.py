@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.errors import ConvertError, missing_extra
+from convert.quiet import native_output_hidden
 from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
+
+# The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
+NEEDS_TENSORFLOW = {"train", "quantize", "demo-bundle", "validate"}
 
 # Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
 CALIBRATION_SEEDS = 20_000_000
@@ -26,6 +31,8 @@ NATIVE_PX_HELP = ("thickness in each image's own pixels (its size over the model
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tlf-convert", description="Host-side training and int8 conversion for tlf-edge.")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's own log (native notices, converter logs, export dumps); hidden by default")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the U-Net on a labelled folder or on phantom data")
@@ -133,15 +140,35 @@ def main(argv=None) -> int:
     cs.add_argument("--artefacts", type=float, default=0.0, help="probability of each artefact kind per image")
 
     args = p.parse_args(argv)
-    from convert.quantize import QuantizeError
-
+    commands = {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
+                "thickness-response": cmd_thickness_response, "validate": cmd_validate, "phantom": cmd_phantom,
+                "contact-sheet": cmd_contact_sheet}
     try:
-        return {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
-                "thickness-response": cmd_thickness_response,
-                "validate": cmd_validate, "phantom": cmd_phantom, "contact-sheet": cmd_contact_sheet}[args.command](args)
-    except (QuantizeError, ValueError, OSError) as e:
+        with native_output_hidden(args.verbose):  # native libraries' notices (TensorFlow, LiteRT, OpenCV)
+            if args.command in NEEDS_TENSORFLOW:
+                require_tensorflow(args.command)
+            return commands[args.command](args)
+    except ImportError as e:
+        extra = missing_extra(e, f"'tlf-convert {args.command}'")
+        if extra is None:
+            raise
+        print(f"tlf-convert: error: {extra}", file=sys.stderr)
+        return 2
+    except (ConvertError, ValueError, OSError) as e:
         print(f"tlf-convert: error: {e}", file=sys.stderr)
         return 2
+
+
+def require_tensorflow(command: str) -> None:
+    """TensorFlow and Keras imported (quietly, once), or MissingExtra naming the extra."""
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    except ImportError as e:
+        extra = missing_extra(e, f"'tlf-convert {command}'")
+        if extra is None:
+            raise
+        raise extra from e
 
 
 def cmd_train(args) -> int:

@@ -12,6 +12,8 @@ import keras
 
 import edge
 from convert.calibration import check_calibration
+from convert.errors import QuantizeError  # noqa: F401  (raised here, and imported from here by callers)
+from convert.quiet import export_announcement_hidden, on_console
 from convert.unet import export_ready
 from edge.bundle import OUTPUT_KINDS, Bundle, write_bundle
 from edge.preprocess import PreprocessSpec, to_float
@@ -30,8 +32,6 @@ FAMILY_CHANNELS = (1, 3)
 FAMILY_CLASSES = (2, 8)
 
 
-class QuantizeError(Exception):
-    """The model or its calibration set cannot make a trustworthy int8 model."""
 
 
 def load_keras_model(path: str | Path) -> keras.Model:
@@ -129,7 +129,8 @@ def int8_converter(model: keras.Model, calibration: np.ndarray, spec: Preprocess
         for i, image in enumerate(calibration):
             yield [to_float(image, spec)[None]]
             if bar:
-                bar.update(i + 1)
+                with on_console():
+                    bar.update(i + 1)
 
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -144,7 +145,9 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
 
     calibration: uint8 (N, H, W, C) model images, preprocessed by the device's code.
     """
-    return int8_converter(model, calibration, spec, progress=progress).convert()
+    converter = int8_converter(model, calibration, spec, progress=progress)
+    with export_announcement_hidden():
+        return converter.convert()
 
 
 def _snr_db(f, q, scale, zero_point) -> float:
@@ -173,8 +176,10 @@ def layer_report(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
         for image in calibration[:samples]:
             yield [to_float(image, spec)[None]]
 
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
-    debugger.run()
+    with export_announcement_hidden():
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset,
+                                                             debug_options=options)
+        debugger.run()
     rows = [
         {"tensor": name, "snr_db": round(float(st["snr_db"]), 2), "levels_used": int(st["levels_used"])}
         for name, st in debugger.layer_statistics.items()

@@ -354,3 +354,28 @@ def test_export_rewrites_a_hand_written_unet_exactly():
     assert "Concatenate" not in kinds and "UpSampling2D" not in kinds
     x = np.random.default_rng(0).random((2, 32, 32, 1)).astype(np.float32)
     assert np.allclose(model(x).numpy(), ready(x).numpy(), atol=1e-6)
+
+
+# TensorFlow's console noise (native notices, converter logs, export dumps) as it looks on screen.
+TF_NOISE = ("TensorSpec", "oneDNN", "I0000", "W0000", "fully_quantize", "absl::InitializeLog", "Saved artifact")
+
+
+def test_quantize_output_is_quiet_unless_verbose(tiny_model_path, tmp_path):
+    """A user sees the converter's own lines; --verbose brings TensorFlow's log back."""
+    import subprocess
+    import sys
+
+    def quantize(*flags):
+        out = tmp_path / f"b{len(flags)}"
+        return subprocess.run([sys.executable, "-m", "convert.cli", *flags, "quantize", str(tiny_model_path),
+                               "--calib", "phantom", "--calib-n", "8", "--out", str(out)],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+    quiet = quantize()
+    assert quiet.returncode == 0, quiet.stderr
+    shown = quiet.stdout + quiet.stderr
+    assert [n for n in TF_NOISE if n in shown] == [], shown
+    assert quiet.stdout.startswith("bundle written: ") and len(shown.strip().splitlines()) <= 2, shown
+    verbose = quantize("--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "TensorSpec" in verbose.stdout and "bundle written: " in verbose.stdout
