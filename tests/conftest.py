@@ -12,7 +12,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
-REALDATA = REPO.parent / "shared" / "realdata"
+REALDATA = REPO.parent / "shared" / "realdata"  # the whole real material, beside the repository (may be absent)
+TESTDATA = REPO / "tests" / "data"  # real files kept in the repository (tests/data/README.md)
+DICOM_DIR = TESTDATA / "dicom_us"  # every DICOM of REALDATA/dicom_us
+APO_FEW = TESTDATA / "dltrack_apo"  # 5 DL_Track screenshots with their masks
+SHARED_ABSENT = "shared real data (../shared/realdata) is absent"  # the reason of every skip for want of it
 TINY_FIELD_MM = 16.0
 TINY_SPACING = (TINY_FIELD_MM / 64, TINY_FIELD_MM / 64)
 
@@ -31,6 +35,14 @@ def small_field_set(n: int, seed: int):
         images.append(s.image[..., None])
         labels.append(s.labels)
     return np.stack(images), np.stack(labels), [TINY_SPACING] * n
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests did not run for want of the shared real data, so a plain clone's run says so."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = [r for r in skipped if SHARED_ABSENT in str(getattr(r, "longrepr", ""))]
+    if missing:
+        terminalreporter.write_line(f"{len(missing)} test(s) skipped: {SHARED_ABSENT}; the copies in tests/data ran")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ and the live Calibrator that notices a depth change."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,9 +14,10 @@ from edge.calibration import Calibrator, from_config, from_dicom_region, from_sc
 from edge.errors import ConfigError
 from edge.roi import detect_roi
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-APO = REALDATA / "dltrack_apo" / "images"
-DICOM = REALDATA / "dicom_us"
+from conftest import APO_FEW, DICOM_DIR
+
+APO = APO_FEW / "images"
+DICOM = DICOM_DIR
 
 
 def rel_err(found, truth):
@@ -122,7 +122,6 @@ def test_calibrator_rejects_a_strange_tick_spacing():
         Calibrator(tick_mm=3)
 
 
-@pytest.mark.skipif(not APO.is_dir(), reason=f"real screenshots not found at {APO}")
 def test_real_screenshot_depth_scale_reads_50_mm_where_the_screen_says_50():
     img = cv2.imread(str(APO / "img_00003.tif"), cv2.IMREAD_COLOR)
     roi = detect_roi(img)
@@ -132,7 +131,6 @@ def test_real_screenshot_depth_scale_reads_50_mm_where_the_screen_says_50():
     assert len(readings[0].positions) >= 5
 
 
-@pytest.mark.skipif(not APO.is_dir(), reason=f"real screenshots not found at {APO}")
 def test_real_screenshot_depth_and_lateral_scales_agree():
     img = cv2.imread(str(APO / "img_00001.tif"), cv2.IMREAD_COLOR)
     cal, readings = from_screen(img, detect_roi(img))
@@ -142,7 +140,6 @@ def test_real_screenshot_depth_and_lateral_scales_agree():
     assert all(r.mm_per_tick == 5.0 for r in readings)  # long and short ticks: cm and half cm
 
 
-@pytest.mark.skipif(not DICOM.is_dir(), reason=f"real DICOM files not found at {DICOM}")
 def test_spacing_from_a_real_dicom_region():
     pydicom = pytest.importorskip("pydicom")
     ds = pydicom.dcmread(DICOM / "JPGLosslessP14SV1_1s_1f_8b.dcm", stop_before_pixels=True)

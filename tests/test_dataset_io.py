@@ -4,7 +4,6 @@ every bad data set gives its own named error, and phantom data sets are written 
 import argparse
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +21,8 @@ from convert.data import (
 from edge import phantom
 from edge.preprocess import PreprocessSpec
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+from conftest import APO_FEW
+
 
 
 def samples(n=3, shape=(48, 40), colour=None):
@@ -229,9 +229,8 @@ def test_phantom_and_contact_sheet_through_the_command_line(tmp_path):
     assert img is not None and img.shape[1] == 112 + 2 * 64 and img.std() > 20
 
 
-@pytest.mark.skipif(not (REALDATA / "dltrack_apo").is_dir(), reason="shared real data (../shared/realdata) is absent")
 def test_real_binary_band_masks_read_with_a_binary_config(tmp_path):
-    src = REALDATA / "dltrack_apo"
+    src = APO_FEW
     stems = sorted(p.stem for p in (src / "images").glob("*.tif"))[:3]
     for sub in ("images", "masks"):
         (tmp_path / sub).mkdir()

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_ABSENT
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "dltrack_apo"
 SRC = REPO.parent / "shared" / "realdata" / "dltrack_apo"
@@ -23,7 +25,7 @@ SIZE = 128  # the family's smallest side; the bands are still ~2-4 px thick here
 MIN_AGREEMENT = 0.97  # int8 versus float pixel agreement
 MAX_MIOU_DROP = 0.05
 
-needs_data = pytest.mark.skipif(not (SRC / "images").is_dir(), reason="shared real data (../shared/realdata/dltrack_apo) is absent")
+needs_data = pytest.mark.skipif(not (SRC / "images").is_dir(), reason=SHARED_ABSENT)
 
 
 def _example_module(name: str):
@@ -44,7 +46,7 @@ def example(tmp_path_factory):
     """prepare -> train -> quantize, as run.sh does, on 14 images at 128x128 for 12 epochs."""
     pytest.importorskip("tensorflow")
     if not (SRC / "images").is_dir():
-        pytest.skip("shared real data (../shared/realdata/dltrack_apo) is absent")
+        pytest.skip(SHARED_ABSENT)
     from convert.cli import main
 
     work = tmp_path_factory.mktemp("dltrack")

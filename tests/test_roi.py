@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,11 +13,11 @@ from edge.errors import ConfigError
 from edge.frame import Frame
 from edge.roi import Roi, RoiTracker, crop, crop_frame, detect_roi, manual_roi
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-APO = REALDATA / "dltrack_apo"
-DICOM = REALDATA / "dicom_us"
-needs_apo = pytest.mark.skipif(not APO.is_dir(), reason=f"real screenshots not found at {APO}")
-needs_dicom = pytest.mark.skipif(not DICOM.is_dir(), reason=f"real DICOM files not found at {DICOM}")
+from conftest import APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
+
+APO = REALDATA / "dltrack_apo"  # all 119 screenshots, when the shared folder is there
+DICOM = DICOM_DIR
+needs_apo = pytest.mark.skipif(not APO.is_dir(), reason=SHARED_ABSENT)
 
 
 
@@ -122,12 +121,20 @@ def _apo_sample():
     return names[::3] + ["img_00002.tif", "img_00003.tif", "img_00519.tif"]
 
 
+def test_real_screenshots_in_the_repository_roi_covers_the_expert_bands_and_leaves_the_chrome_out():
+    check_roi_on_screenshots(APO_FEW, sorted(p.name for p in (APO_FEW / "images").glob("*.tif")))
+
+
 @needs_apo
 def test_real_screenshots_roi_covers_the_expert_bands_and_leaves_the_chrome_out():
+    check_roi_on_screenshots(APO, _apo_sample())
+
+
+def check_roi_on_screenshots(root, names):
     trapezoids, outside_flat = 0, []
-    for name in _apo_sample():
-        img = cv2.imread(str(APO / "images" / name), cv2.IMREAD_COLOR)
-        bands = cv2.imread(str(APO / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
+    for name in names:
+        img = cv2.imread(str(root / "images" / name), cv2.IMREAD_COLOR)
+        bands = cv2.imread(str(root / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
         roi = detect_roi(img)
         assert roi is not None, name
         valid = np.zeros(bands.shape, bool)
@@ -150,9 +157,8 @@ def test_real_screenshots_roi_covers_the_expert_bands_and_leaves_the_chrome_out(
     assert trapezoids >= 1  # the slanted (steered) images are found as such, not as rectangles
 
 
-@needs_apo
 def test_real_trapezoid_mask_follows_the_slanted_edges():
-    img = cv2.imread(str(APO / "images" / "img_00002.tif"), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(APO_FEW / "images" / "img_00002.tif"), cv2.IMREAD_COLOR)
     roi = detect_roi(img)
     assert 0.8 < roi.fill < 0.95
     # Bottom-left corner of the rectangle is outside the parallelogram, top-left inside.
@@ -161,7 +167,6 @@ def test_real_trapezoid_mask_follows_the_slanted_edges():
     assert cropped[-5, 5].max() == 0
 
 
-@needs_dicom
 @pytest.mark.parametrize("name", ["JPGLosslessP14SV1_1s_1f_8b.dcm", "gdcm-US-ALOKA-16.dcm"])
 def test_detection_on_real_dicom_lies_inside_the_stated_regions(name):
     pytest.importorskip("pydicom")
@@ -181,7 +186,6 @@ def test_detection_on_real_dicom_lies_inside_the_stated_regions(name):
     assert roi.w * roi.h > 0.3 * (x1 - x0) * (y1 - y0)
 
 
-@needs_dicom
 def test_detection_on_a_real_dicom_without_regions_drops_the_text_above():
     pytest.importorskip("pydicom")
     from edge.sources.dicom import DicomSource
@@ -192,7 +196,6 @@ def test_detection_on_a_real_dicom_without_regions_drops_the_text_above():
     assert 100 <= roi.y <= 115 and roi.h > 200 and roi.w > 550
 
 
-@needs_dicom
 def test_a_real_sector_that_is_black_but_for_its_near_field_gives_no_region():
     # OBXXXX1A: a curved-array image dark below a bright arc under the probe; the arc alone is
     # not the image, and a region made of it would crop the frame to the wrong place.

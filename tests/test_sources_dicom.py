@@ -17,9 +17,9 @@ from edge.sources.dicom import DicomSource
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
 
+from conftest import DICOM_DIR as DICOM  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DICOM = REPO.parent / "shared" / "realdata" / "dicom_us"
-needs_dicom = pytest.mark.skipif(not DICOM.is_dir(), reason=f"real DICOM files not found at {DICOM}")
 
 
 def frames_of(path, **kw):
@@ -27,7 +27,6 @@ def frames_of(path, **kw):
     return src, list(src)
 
 
-@needs_dicom
 def test_region_crop_and_spacing_from_ultrasound_regions():
     src, frames = frames_of(DICOM / "JPGLosslessP14SV1_1s_1f_8b.dcm")
     assert src.cropped and src.roi == (14, 38, 997, 721) and src.calibration.source == "dicom"
@@ -35,7 +34,6 @@ def test_region_crop_and_spacing_from_ultrasound_regions():
     assert frames[0].spacing_mm == pytest.approx((0.25476696592378157,) * 2)  # 0.0255 cm
 
 
-@needs_dicom
 def test_palette_colour_files_agree_across_compressions():
     _, plain = frames_of(DICOM / "OBXXXX1A.dcm")
     _, rle = frames_of(DICOM / "OBXXXX1A_rle.dcm")
@@ -46,7 +44,6 @@ def test_palette_colour_files_agree_across_compressions():
     assert plain[0].spacing_mm == pytest.approx((0.2622878766196998,) * 2)
 
 
-@needs_dicom
 def test_jpeg2000_ybr_rct_decodes_to_the_same_picture_as_the_uncompressed_file():
     pytest.importorskip("openjpeg", reason="pylibjpeg-openjpeg is not installed")
     src, j2k = frames_of(DICOM / "US1_J2KR.dcm")
@@ -57,7 +54,6 @@ def test_jpeg2000_ybr_rct_decodes_to_the_same_picture_as_the_uncompressed_file()
     assert j2k[0].image.shape == (480, 640, 3)
 
 
-@needs_dicom
 def test_sixteen_bit_palette_and_dual_regions():
     src, frames = frames_of(DICOM / "gdcm-US-ALOKA-16.dcm")
     assert frames[0].image.dtype == np.uint8 and frames[0].image.shape == (392, 304, 3)
@@ -69,7 +65,6 @@ def test_sixteen_bit_palette_and_dual_regions():
     assert whole.image.shape == (480, 640, 3) and whole.spacing_mm is not None
 
 
-@needs_dicom
 def test_url_options():
     src = open_source(f"dicom://{DICOM / 'gdcm-US-ALOKA-16.dcm'}?region=1&crop=0")
     assert isinstance(src, DicomSource) and src.region == 1 and not src.crop
@@ -118,7 +113,6 @@ def test_a_transfer_syntax_without_any_decoder_is_one_clear_error(tmp_path):
     assert "cine_mpeg4.dcm" in msg and "MPEG-4" in msg and "\n" not in msg
 
 
-@needs_dicom
 def test_missing_jpeg_plugin_is_one_clear_error():
     # A fresh interpreter in which the pylibjpeg plugins cannot be found, as on a device
     # installed without the 'dicom' extra's decoders.

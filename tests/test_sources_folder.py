@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +11,9 @@ from edge.errors import SourceError
 from edge.sources import open_source
 from edge.sources.folder import FolderSource, to_uint8_image
 
-APO = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "dltrack_apo" / "images"
+from conftest import APO_FEW
+
+APO = APO_FEW / "images"
 
 
 @pytest.fixture
@@ -68,7 +69,6 @@ def test_missing_path_is_one_clear_error(tmp_path):
         FolderSource(tmp_path / "nowhere" / "a.png").open()
 
 
-@pytest.mark.skipif(not APO.is_dir(), reason=f"real screenshots not found at {APO}")
 def test_real_tiff_screenshots():
     src = open_source(str(APO / "img_0000*.tif")).open()
     frames = list(src)
