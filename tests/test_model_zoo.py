@@ -39,7 +39,11 @@ FILTERS = (8, 16, 32)  # enc0, enc1, bottom
 @dataclass(frozen=True)
 class Structure:
     id: str
-    head: str = "softmax"  # softmax (in the last convolution), softmax-layer, logits, sigmoid (one channel)
+    head: str = "softmax"  # softmax (in the last convolution), softmax-layer, logits; one channel: sigmoid, logit1
+
+    @property
+    def binary(self) -> bool:
+        return self.head in ("sigmoid", "logit1")
     up: str = "transpose"  # transpose: Conv2DTranspose; upsample: UpSampling2D + 1x1 Conv2D
     skip: str = "concat"  # concat: concatenate + Conv2D; add: Conv2D on each, added
     bn: bool = False  # BatchNormalization after each encoder convolution
@@ -86,6 +90,8 @@ ZOO = [
     # Keras 2's `inputs / 255` written straight into the model (a TFOpLambda layer Keras 3 lacks):
     # read through tf_keras, converted as one TensorFlow graph.
     Structure("keras2-tf-op", inside="tf-op", lists=True, formats=("h5",)),
+    # One channel of logits (a sigmoid applied by the loss only): two classes at logit 0.
+    Structure("binary-logit", head="logit1", formats=("keras",)),
     # Keras 2's default `model.save("folder")` (a SavedModel), and a Keras 3 export.
     Structure("savedmodel", dropout=0.1, formats=("savedmodel-keras2", "savedmodel-keras3")),
 ]
@@ -150,8 +156,8 @@ def build(k, s: Structure):
                 x = roles[f"dec{level}_cat_bn"](x)
             x = conv(x, f"dec{level}_a", f)
         x = conv(x, f"dec{level}_b", f)
-    if s.head == "sigmoid":
-        roles["binary"] = L.Conv2D(1, 1, activation="sigmoid", name=name("binary"))
+    if s.binary:
+        roles["binary"] = L.Conv2D(1, 1, activation="sigmoid" if s.head == "sigmoid" else None, name=name("binary"))
         out = roles["binary"](x)
     else:
         roles["logits"] = L.Conv2D(3, 1, activation="softmax" if s.head == "softmax" else None, name=name("head"))
@@ -251,7 +257,7 @@ def folders(tmp_path_factory):
     done = {}
 
     def get(s: Structure):
-        key = (s.size, s.head == "sigmoid")
+        key = (s.size, s.binary)
         if key not in done:
             root = tmp_path_factory.mktemp(f"zoo_data_{s.size}_{int(key[1])}")
             calib = scans(s, 24, seed=5)[0]
@@ -319,9 +325,9 @@ def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converte
     assert rc == 0 and gate and gate[0].startswith("gate PASSED"), out + err
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
-    assert bundle.output_kind == {"softmax-layer": "softmax"}.get(s.head, s.head)
-    assert m["output"]["shape"] == [1, s.size, s.size, 1 if s.head == "sigmoid" else 3]
-    assert bundle.classes == (["background", "tlf"] if s.head == "sigmoid" else ["above", "tlf", "below"])
+    assert bundle.output_kind == {"softmax-layer": "softmax", "logit1": "logits"}.get(s.head, s.head)
+    assert m["output"]["shape"] == [1, s.size, s.size, 1 if s.binary else 3]
+    assert bundle.classes == (["background", "tlf"] if s.binary else ["above", "tlf", "below"])
     assert m["delegate_partitions"] == 1
     # the declared preprocessing is what the bundle states
     assert bundle.spec.scale == pytest.approx(1.0 if s.inside else 1 / 255)
@@ -340,7 +346,13 @@ def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converte
         assert "CONCATENATION" in m["ops"] and "CONCATENATION op(s) of a graph converted whole stay" in notes
 
 
-@pytest.mark.parametrize("s, fmt", CASES[:4], ids=[f"{s.id}-{fmt}" for s, fmt in CASES[:4]])
+# One case per head kind (softmax from both files, sigmoid, logits of one channel and of three).
+DEVICE_CASES = [(s, fmt) for s, fmt in CASES if (s.id, fmt) in {
+    ("tutorial", "keras"), ("tutorial", "h5"), ("bn-upsample-add-sigmoid-rgb", "h5"), ("binary-logit", "keras"),
+    ("logits-128-bn-after-concat-rescaling", "keras")}]
+
+
+@pytest.mark.parametrize("s, fmt", DEVICE_CASES, ids=[f"{s.id}-{fmt}" for s, fmt in DEVICE_CASES])
 def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, capsys, tmp_path):
     """edge.segmenter on ai-edge-litert: labels as the float model draws them on frames of
     another size, scores in logit units whatever the head."""
@@ -348,7 +360,7 @@ def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, cap
     assert rc == 0
     bundle = load_bundle(bundle_path)
     seg = Segmenter(bundle, 2)
-    assert seg.runtime == "ai-edge-litert" and seg.classes == (2 if s.head == "sigmoid" else 3)
+    assert seg.runtime == "ai-edge-litert" and seg.classes == (2 if s.binary else 3)
     from convert.load import load_model
 
     model = load_model(path, trust_code=True)
