@@ -172,7 +172,7 @@ def add_model_options(p) -> None:
 def add_preprocess_options(p) -> None:
     p.add_argument("--input-scale", help="how the model was fed: each pixel 0-255 times this (e.g. 1/255 for inputs "
                                          "0-1, 1 for raw pixels), before --mean/--std (default: the train.json "
-                                         "beside the model; required otherwise)")
+                                         "beside the model; required without one)")
     p.add_argument("--mean", help="subtracted after the scale: one value or one per channel (comma-separated)")
     p.add_argument("--std", help="divided by after the mean: one value or one per channel (comma-separated)")
     p.add_argument("--channel-order", choices=("bgr", "rgb"),
@@ -232,17 +232,15 @@ def declared_spec(args, model_path: Path | None, height: int, width: int, channe
                         _numbers(args.std, "--std"))
     if isinstance(scale, tuple):
         raise ValueError(f"--input-scale {args.input_scale!r} is one number")
-    if base is None and scale is None and mean is None and std is None:
+    if base is None and scale is None:
         name = model_path.name if model_path is not None else "the model"
         raise ValueError(f"how was {name} fed in training? declare it: --input-scale 1/255 (pixels scaled to 0-1), "
-                         "--input-scale 1 (raw 0-255 pixels), and --mean/--std if it was normalised")
+                         "--input-scale 1 (raw 0-255 pixels), and --mean/--std if it was normalised after that")
     d = dict(base or {}, height=height, width=width, channels=channels)
     for key, value in (("scale", scale), ("mean", mean), ("std", std), ("channel_order", args.channel_order),
                        ("interpolation", args.interpolation)):
         if value is not None:
             d[key] = value
-    if base is None:
-        d.setdefault("scale", 1.0)  # only --mean/--std given: they apply to the raw pixels
     return PreprocessSpec.from_dict(d)
 
 

@@ -52,7 +52,7 @@ MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 LEGACY_EXTRA = "pip install 'tlf-edge[legacy]'"
 
 
-def load_model(path: str | Path, trust_code: bool = False, custom_objects: str | Path | None = None) -> keras.Model:
+def read_model(path: str | Path, trust_code: bool = False, custom_objects: str | Path | None = None) -> keras.Model:
     """The model saved at `path` (a .keras or .h5 file, or a SavedModel folder), with a plain
     single input and output. trust_code: allow Lambda layers (runs the code stored in the file).
     custom_objects: a Python file defining the model's custom layers (it is run)."""

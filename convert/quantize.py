@@ -35,10 +35,10 @@ class QuantizeError(Exception):
 
 
 def load_keras_model(path: str | Path, trust_code: bool = False, custom_objects: str | Path | None = None) -> keras.Model:
-    """Load a user's model however it was saved, in safe mode (see convert.load.load_model)."""
-    from convert.load import load_model
+    """Load a user's model however it was saved, in safe mode (see convert.load.read_model)."""
+    from convert.load import read_model
 
-    return load_model(path, trust_code=trust_code, custom_objects=custom_objects)
+    return read_model(path, trust_code=trust_code, custom_objects=custom_objects)
 
 
 def with_fixed_batch(model: keras.Model) -> keras.Model:

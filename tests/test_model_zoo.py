@@ -361,9 +361,9 @@ def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, cap
     bundle = load_bundle(bundle_path)
     seg = Segmenter(bundle, 2)
     assert seg.runtime == "ai-edge-litert" and seg.classes == (2 if s.binary else 3)
-    from convert.load import load_model
+    from convert.load import read_model
 
-    model = load_model(path, trust_code=True)
+    model = read_model(path, trust_code=True)
     images, _, _ = scans(s, 4, seed=31)
     agree = []
     for img in images:
