@@ -309,10 +309,11 @@ def converted(tmp_path_factory, trained, folders):
             path = save(s, fmt, trained, root)
             calib, data = folders(s)
             capsys.readouterr()
-            rc = main(["quantize", str(path), "--calib", str(calib), "--data", str(data), "--out", str(root / "bundle"),
-                       "--spacing-mm", "%g,%g" % TINY_SPACING, *s.declared()])
+            args = ["quantize", str(path), "--calib", str(calib), "--data", str(data), "--out", str(root / "bundle"),
+                    "--spacing-mm", "%g,%g" % TINY_SPACING, *s.declared()]
+            rc = main(args)
             out = capsys.readouterr()
-            done[key] = (rc, out.out, out.err, root / "bundle", path)
+            done[key] = (rc, out.out, out.err, root / "bundle", path, args)
         return done[key]
 
     return get
@@ -320,9 +321,11 @@ def converted(tmp_path_factory, trained, folders):
 
 @pytest.mark.parametrize("s, fmt", CASES, ids=[f"{s.id}-{fmt}" for s, fmt in CASES])
 def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converted, capsys):
-    rc, out, err, bundle_path, _ = converted(s, fmt, capsys)
+    rc, out, err, bundle_path, _, args = converted(s, fmt, capsys)
     gate = [line for line in out.splitlines() if line.startswith("gate ")]
     assert rc == 0 and gate and gate[0].startswith("gate PASSED"), out + err
+    figures = [line for line in out.splitlines() if line.startswith("float mean IoU")]
+    print(f"{s.id} [{fmt}]: tlf-convert {' '.join(args)}\n  {figures[0]}\n  {gate[0]}")  # shown by pytest -rP
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
     assert bundle.output_kind == {"softmax-layer": "softmax", "logit1": "logits"}.get(s.head, s.head)
@@ -356,7 +359,7 @@ DEVICE_CASES = [(s, fmt) for s, fmt in CASES if (s.id, fmt) in {
 def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, capsys, tmp_path):
     """edge.segmenter on ai-edge-litert: labels as the float model draws them on frames of
     another size, scores in logit units whatever the head."""
-    rc, _, _, bundle_path, path = converted(s, fmt, capsys)
+    rc, _, _, bundle_path, path, _ = converted(s, fmt, capsys)
     assert rc == 0
     bundle = load_bundle(bundle_path)
     seg = Segmenter(bundle, 2)
@@ -378,33 +381,40 @@ def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, cap
     assert np.mean(agree) > 0.97
 
 
-def test_weights_only_load_into_the_built_in_unet(trained, folders, tmp_path, capsys):
-    """--weights with the builder's options: the weights of a tlf-convert U-Net saved alone."""
-    from convert.unet import build_unet
+@pytest.mark.parametrize("fmt", ["keras3", "keras2"])
+def test_weights_only_load_into_the_built_in_unet(fmt, trained, folders, tmp_path, capsys):
+    """--weights with the builder's options: a U-Net of the built-in builder's layout (the classic
+    concatenating form), its weights saved alone by Keras 3 (.weights.h5) or by Keras 2 (.h5)."""
+    if fmt == "keras3":
+        from convert.unet import build_unet
 
-    model = build_unet(input_size=64, base_filters=8, depth=2, split_skip=False, batch_size=None)
-    by_name = {"enc0_a": "enc0_a", "enc0_b": "enc0_b", "enc1_a": "enc1_a", "enc1_b": "enc1_b", "bottom_a": "bottom_a",
-               "bottom_b": "bottom_b", "dec1_a": "dec1_a", "dec1_b": "dec1_b", "dec0_a": "dec0_a", "dec0_b": "dec0_b",
-               "logits": "logits"}
-    for layer_name, role in by_name.items():
-        model.get_layer(layer_name).set_weights(trained[role])
-    for level in (0, 1):
-        w, b = trained[f"up{level}"]
-        model.get_layer(f"up{level}").set_weights([np.broadcast_to(w[0, 0].T, (2, 2, *w[0, 0].T.shape)).copy(), b])
-    weights = tmp_path / "unet.weights.h5"
-    model.save_weights(weights)
+        model = build_unet(input_size=64, base_filters=8, depth=2, split_skip=False, batch_size=None)
+        for role in ("enc0_a", "enc0_b", "enc1_a", "enc1_b", "bottom_a", "bottom_b", "dec1_a", "dec1_b", "dec0_a",
+                     "dec0_b", "logits"):
+            model.get_layer(role).set_weights(trained[role])
+        for level in (0, 1):
+            w, b = trained[f"up{level}"]
+            model.get_layer(f"up{level}").set_weights([np.broadcast_to(w[0, 0].T, (2, 2, *w[0, 0].T.shape)).copy(), b])
+        weights = tmp_path / "unet.weights.h5"
+        model.save_weights(weights)
+    else:  # the same layers in the same order, written by Keras 2 as a notebook would
+        k = pytest.importorskip("tf_keras")
+        s = Structure("weights-keras2", head="logits")
+        model, roles = build(k, s)
+        transplant(roles, trained, s)
+        weights = tmp_path / "unet_weights.h5"
+        model.save_weights(weights)
     calib, data = folders(Structure("weights"))
     common = ["--calib", str(calib), "--data", str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--input-scale", "1/255"]
-    wrong = main(["quantize", "--weights", str(weights), "--size", "64", "--base-filters", "8", "--depth", "2",
-                  "--out", str(tmp_path / "wrong"), *common])
+    builder = ["--base-filters", "8", "--depth", "2"]
+    wrong = main(["quantize", "--weights", str(weights), "--size", "64", *builder, "--out", str(tmp_path / "wrong"), *common])
     assert wrong == 2 and "do not fit the built-in U-Net" in capsys.readouterr().err  # split form by default
-    rc = main(["quantize", "--weights", str(weights), "--size", "64", "--base-filters", "8", "--depth", "2",
-               "--concat-skips", "--out", str(tmp_path / "b"), *common])
+    rc = main(["quantize", "--weights", str(weights), "--size", "64", *builder, "--concat-skips", "--out",
+               str(tmp_path / "b"), *common])
     out = capsys.readouterr().out
     assert rc == 0 and "gate PASSED" in out, out
-    assert main(["validate", str(tmp_path / "b"), "--weights", str(weights), "--base-filters", "8", "--depth", "2",
-                 "--concat-skips", "--data", str(data), "--spacing-mm", "%g,%g" % TINY_SPACING,
-                 "--out", str(tmp_path / "rep")]) == 0
+    assert main(["validate", str(tmp_path / "b"), "--weights", str(weights), *builder, "--concat-skips", "--data",
+                 str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--out", str(tmp_path / "rep")]) == 0
     assert "gate PASSED" in capsys.readouterr().out
 
 
