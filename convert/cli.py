@@ -55,11 +55,21 @@ def main(argv=None) -> int:
                    help="how images are resized to the model grid (the bundle states it; the device does the same)")
 
     q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
-    q.add_argument("model", help=".keras or .h5 model")
+    q.add_argument("model", nargs="?", help="the float model: a .keras or .h5 file or a SavedModel folder "
+                                            "(or --weights)")
     q.add_argument("--calib", default="phantom", help="'phantom' or a folder of images (preprocessed like the device)")
     q.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
     q.add_argument("--out", required=True, help="bundle folder to write")
-    q.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
+    q.add_argument("--size", type=int, default=None, help="input size (default: the model's; --weights: 256)")
+    q.add_argument("--channels", type=int, choices=(1, 3), default=1, help="--weights: the U-Net's input channels")
+    add_model_options(q)
+    add_preprocess_options(q)
+    q.add_argument("--class-names", help="comma-separated class names in output order (default: the --data or "
+                                         "--dataset-config classes, else above,tlf,below for 3 and background,tlf for 2)")
+    q.add_argument("--allow-one-class", action="store_true",
+                   help="convert even when the float model gives one class to almost every calibration pixel")
+    q.add_argument("--allow-partitions", action="store_true",
+                   help="convert even when XNNPACK cannot take the graph whole (the cost is printed)")
     q.add_argument("--data", help="labelled folder (images/, masks/): the calibration set must resemble it, "
                                   "and the float-versus-int8 gate runs on it")
     q.add_argument("--dataset-config", help=DATASET_CONFIG_HELP + "; its class names go into the bundle")
@@ -68,9 +78,6 @@ def main(argv=None) -> int:
     q.add_argument("--max-miou-drop", type=float, default=0.01)
     q.add_argument("--max-bias", type=float, default=0.05)
     q.add_argument("--layer-report", help="also write a per-layer int8 error report (SNR, levels used) to this CSV")
-    q.add_argument("--interpolation", choices=["area", "linear", "cubic"],
-                   help="how images are resized to the model grid (default: as in the train.json beside the "
-                        "model, else area)")
 
     d = sub.add_parser("demo-bundle", help="train, quantize and validate the bundled demo model on phantom data")
     d.add_argument("--out", default="edge/models/demo")
@@ -105,7 +112,9 @@ def main(argv=None) -> int:
 
     v = sub.add_parser("validate", help="compare float and int8 on a labelled set; non-zero exit when the gate fails")
     v.add_argument("bundle")
-    v.add_argument("--float", dest="float_model", required=True, help="the float .keras model the bundle came from")
+    v.add_argument("--float", dest="float_model", help="the float model the bundle came from (.keras, .h5 or a "
+                                                       "SavedModel folder; or --weights)")
+    add_model_options(v)
     v.add_argument("--data", default="phantom", help="'phantom' or a folder with images/ and masks/")
     v.add_argument("--n", type=int, default=220, help="phantom images to validate on (presets in turn)")
     v.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
@@ -169,6 +178,97 @@ def require_tensorflow(command: str) -> None:
         if extra is None:
             raise
         raise extra from e
+
+
+def add_model_options(p) -> None:
+    """How the float model is read: a file's safe-mode exceptions, or weights into the built-in U-Net."""
+    p.add_argument("--trust-code", action="store_true",
+                   help="load Lambda layers (runs the Python code stored in the model file; only for files you trust)")
+    p.add_argument("--custom-objects", metavar="FILE.py",
+                   help="a Python file defining the model's custom layers (it is run)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="weights only (.weights.h5, .h5 or .keras), loaded into the built-in U-Net of the options below")
+    p.add_argument("--base-filters", type=int, default=16, help="--weights: filters of the first level")
+    p.add_argument("--depth", type=int, default=4, help="--weights: poolings")
+    p.add_argument("--classes", type=int, default=3, help="--weights: output classes")
+    p.add_argument("--output", choices=("logits", "softmax"), default="logits", help="--weights: the U-Net's head")
+    p.add_argument("--concat-skips", action="store_true",
+                   help="--weights: skips as concatenations (the classic U-Net) instead of the builder's split form")
+
+
+def add_preprocess_options(p) -> None:
+    p.add_argument("--input-scale", help="how the model was fed: each pixel 0-255 times this (e.g. 1/255 for inputs "
+                                         "0-1, 1 for raw pixels), before --mean/--std (default: the train.json "
+                                         "beside the model; required without one)")
+    p.add_argument("--mean", help="subtracted after the scale: one value or one per channel (comma-separated)")
+    p.add_argument("--std", help="divided by after the mean: one value or one per channel (comma-separated)")
+    p.add_argument("--channel-order", choices=("bgr", "rgb"),
+                   help="a 3-channel model's channel order in training (frames arrive as BGR; default bgr)")
+    p.add_argument("--interpolation", choices=["area", "linear", "cubic"],
+                   help="how images are resized to the model grid (default: as in the train.json beside the "
+                        "model, else area)")
+
+
+def read_float_model(args, spec=None):
+    """The float model of a quantize or validate command: a file or folder, or --weights into the
+    built-in U-Net (its size and channels from `spec`, else --size and --channels)."""
+    from convert.quantize import load_keras_model
+
+    path = getattr(args, "model", None) or getattr(args, "float_model", None)
+    if args.weights and path:
+        raise ValueError("give a model file or --weights, not both")
+    if args.weights:
+        from convert.load import weights_into_unet
+
+        size = spec.height if spec else (args.size or 256)
+        channels = spec.channels if spec else args.channels
+        return weights_into_unet(args.weights, input_size=size, channels=channels, classes=args.classes,
+                                 base_filters=args.base_filters, depth=args.depth, output=args.output,
+                                 split_skip=not args.concat_skips)
+    if not path:
+        raise ValueError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
+    return load_keras_model(path, trust_code=args.trust_code, custom_objects=args.custom_objects)
+
+
+def _numbers(text: str | None, what: str):
+    """A number, or a tuple of them, from '0.5' or '0.485,0.456,0.406' (fractions like 1/255 allowed)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(_fraction(v) for v in text.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{what} {text!r} is not a number or comma-separated numbers (e.g. 1/255, 0.5 or "
+                         "0.485,0.456,0.406)") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _fraction(text: str) -> float:
+    a, slash, b = text.strip().partition("/")
+    return float(a) / float(b) if slash else float(a)
+
+
+def declared_spec(args, model_path: Path | None, height: int, width: int, channels: int):
+    """The preprocessing a quantize command declares: its flags over the train.json beside the model
+    (written by `tlf-convert train`); without either, --input-scale or --mean/--std is required."""
+    from edge.preprocess import PreprocessSpec
+
+    info = model_path.parent / "train.json" if model_path is not None else None
+    trained = json.loads(info.read_text()).get("preprocess") if info is not None and info.is_file() else None
+    base = PreprocessSpec.from_dict(trained).to_dict() if trained else None
+    scale, mean, std = (_numbers(args.input_scale, "--input-scale"), _numbers(args.mean, "--mean"),
+                        _numbers(args.std, "--std"))
+    if isinstance(scale, tuple):
+        raise ValueError(f"--input-scale {args.input_scale!r} is one number")
+    if base is None and scale is None:
+        name = model_path.name if model_path is not None else "the model"
+        raise ValueError(f"how was {name} fed in training? declare it: --input-scale 1/255 (pixels scaled to 0-1), "
+                         "--input-scale 1 (raw 0-255 pixels), and --mean/--std if it was normalised after that")
+    d = dict(base or {}, height=height, width=width, channels=channels)
+    for key, value in (("scale", scale), ("mean", mean), ("std", std), ("channel_order", args.channel_order),
+                       ("interpolation", args.interpolation)):
+        if value is not None:
+            d[key] = value
+    return PreprocessSpec.from_dict(d)
 
 
 def cmd_train(args) -> int:
@@ -262,24 +362,27 @@ def calibration_images(source: str, n: int, spec) -> np.ndarray:
 
 def cmd_quantize(args) -> int:
     from convert.data import read_dataset_config
-    from convert.quantize import load_keras_model, quantize_to_bundle
+    from convert.quantize import quantize_to_bundle
     from convert.validate import GateLimits
-    from edge.preprocess import PreprocessSpec
 
-    model = load_keras_model(args.model)
+    model = read_float_model(args)
     _, h, w, c = model.input_shape
-    size = args.size or h
-    spec = PreprocessSpec(height=size, width=args.size or w, channels=c,
-                          interpolation=args.interpolation or trained_interpolation(Path(args.model)))
+    if args.size and args.size != h and not args.weights:
+        raise ValueError(f"--size {args.size}: the model takes {h}x{w} images")
+    spec = declared_spec(args, Path(args.model or args.weights), h, w, c)
     calib = calibration_images(args.calib, args.calib_n, spec)
     data = labelled_set(args.data, spec, args.dataset_config) if args.data else None
     config = data[2] if data else read_dataset_config(Path(args.dataset_config)) if args.dataset_config else None
     classes = list(config.classes) if config is not None and not config.legacy else None
+    if args.class_names:
+        classes = [n.strip() for n in args.class_names.split(",")]
     bundle = quantize_to_bundle(model, calib, spec, args.out, classes=classes, reference=data[0] if data else None,
-                                progress=sys.stdout.isatty())
+                                progress=sys.stdout.isatty(), check_prediction=not args.allow_one_class,
+                                allow_partitions=args.allow_partitions)
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
-    print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes)")
+    print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "
+          f"{bundle.output_kind} head, {len(bundle.classes)} classes {bundle.classes}; input {spec.describe()})")
     if data is None:
         return 0
     spacings, unit = data_spacings(args, data[3], spec)
@@ -287,15 +390,6 @@ def cmd_quantize(args) -> int:
     passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
                                  str(args.data), limits, unit=unit)
     return 0 if passed else 3
-
-
-def trained_interpolation(model_path: Path) -> str:
-    """The resize a model was trained with, from the train.json `tlf-convert train` writes beside
-    it ("area" without one)."""
-    info = model_path.parent / "train.json"
-    if info.is_file():
-        return json.loads(info.read_text()).get("preprocess", {}).get("interpolation", "area")
-    return "area"
 
 
 def write_layer_report(model, calib, spec, path: Path) -> None:
@@ -464,7 +558,6 @@ def print_response(bundle, figures: dict) -> None:
 
 
 def cmd_validate(args) -> int:
-    from convert.quantize import load_keras_model
     from convert.validate import GateLimits
     from edge.bundle import load_bundle
     from edge.errors import BundleError
@@ -473,8 +566,8 @@ def cmd_validate(args) -> int:
         bundle = load_bundle(args.bundle)
     except BundleError as e:
         raise ValueError(str(e)) from e
-    model = load_keras_model(args.float_model)
     spec = bundle.spec
+    model = read_float_model(args, spec)
     unit = None
     if args.data == "phantom":
         if args.dataset_config or args.native_px:

@@ -34,25 +34,23 @@ FAMILY_CLASSES = (2, 8)
 
 
 
-def load_keras_model(path: str | Path) -> keras.Model:
-    """Load a .keras/.h5 model without running code from the file (safe mode)."""
-    path = Path(path)
-    if not path.exists():
-        raise QuantizeError(f"no model at {str(path)!r}")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # keras raises many types for a bad file
-        raise QuantizeError(f"cannot load Keras model {str(path)!r}: {e}") from e
+def load_keras_model(path: str | Path, trust_code: bool = False, custom_objects: str | Path | None = None) -> keras.Model:
+    """Load a user's model however it was saved, in safe mode (see convert.load.read_model)."""
+    from convert.load import read_model
+
+    return read_model(path, trust_code=trust_code, custom_objects=custom_objects)
 
 
 def with_fixed_batch(model: keras.Model) -> keras.Model:
     """The same model and weights with its batch fixed to 1 (no dynamic-shape ops after export)."""
+    from convert.load import single_io
+
+    model = single_io(model)
     if model.input_shape[0] == 1:
         return model
     inp = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
-    try:
-        clone = keras.models.clone_model(model, input_tensors=inp)
-        clone.set_weights(model.get_weights())
+    try:  # the same layers called on the new input: nothing is deserialized again (a Lambda stays as loaded)
+        clone = keras.models.clone_model(model, input_tensors=inp, clone_function=lambda layer: layer)
     except (ValueError, TypeError) as e:
         raise QuantizeError(
             f"cannot fix the batch of model {model.name!r} to 1 ({e}); build it with keras.Input(..., batch_size=1)"
@@ -101,13 +99,15 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
             f"(batch, {h}, {w}, classes)"
         )
     k = shape_out[-1]
-    if k is None or not FAMILY_CLASSES[0] <= k <= FAMILY_CLASSES[1]:
-        raise QuantizeError(f"model {model.name!r} outputs {k} classes; the family has {FAMILY_CLASSES[0]}-{FAMILY_CLASSES[1]}")
+    if k is None or not (k == 1 or FAMILY_CLASSES[0] <= k <= FAMILY_CLASSES[1]):
+        raise QuantizeError(f"model {model.name!r} outputs {k} classes; the family has {FAMILY_CLASSES[0]}-{FAMILY_CLASSES[1]} "
+                            "(or one channel: a sigmoid or logit head for two classes)")
     if spec is not None and (spec.height, spec.width, spec.channels) != (h, w, c):
         raise QuantizeError(
             f"preprocessing makes {spec.height}x{spec.width}x{spec.channels} images but model {model.name!r} takes {h}x{w}x{c}"
         )
-    return {"height": int(h), "width": int(w), "channels": int(c), "classes": int(k), "output_kind": output_kind_of(model)}
+    return {"height": int(h), "width": int(w), "channels": int(c), "classes": 2 if k == 1 else int(k),
+            "output_channels": int(k), "output_kind": output_kind_of(model)}
 
 
 def int8_converter(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True, progress: bool = False):
@@ -187,13 +187,18 @@ def layer_report(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
     return sorted(rows, key=lambda r: r["snr_db"])
 
 
-def output_kind_of(model: keras.Model) -> str:
-    """'softmax' when the model ends in a softmax over the classes, 'logits' when in no activation.
+def output_kind_of(model: keras.Model) -> str | None:
+    """'softmax' when the model ends in a softmax over the classes, 'sigmoid' when in a sigmoid on
+    one channel (two classes at p = 0.5), 'logits' when in no activation; None when its last layer
+    is a whole TensorFlow graph (a SavedModel), whose converted graph then says.
 
-    Any other final activation (sigmoid, relu, ...) is refused: the device's argmax and sub-pixel
-    edges need logits or probabilities that sum to one.
+    Any other final activation (relu, a sigmoid over several channels, ...) is refused: the
+    device's argmax and sub-pixel edges need logits or probabilities.
     """
     last = model.layers[-1]
+    if isinstance(last, keras.layers.TFSMLayer):
+        return None
+    channels = model.outputs[0].shape[-1]
     if isinstance(last, keras.layers.Softmax):
         axis = last.axis if isinstance(last.axis, int) else tuple(last.axis)
         if axis not in (-1, 3, (-1,), (3,)):
@@ -204,7 +209,15 @@ def output_kind_of(model: keras.Model) -> str:
     name = getattr(getattr(last, "activation", None), "__name__", "linear")
     if name in ("linear", "softmax"):
         return "logits" if name == "linear" else "softmax"
-    raise QuantizeError(f"model {model.name!r} ends in a {name!r} activation; the family outputs logits or softmax")
+    if name == "sigmoid" and channels == 1:
+        return "sigmoid"
+    raise QuantizeError(f"model {model.name!r} ends in a {name!r} activation over {channels} channels; the family "
+                        "outputs logits or softmax over the classes, or one sigmoid channel (two classes at p = 0.5)")
+
+
+# The converted graph's last op, and the output kind it makes.
+OUTPUT_OPS = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid"}
+REFUSED_OUTPUT_OPS = {"RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "ELU", "TANH", "HARD_SWISH", "PRELU"}
 
 
 # Ops that XNNPACK runs in int8 (the subset a U-Net of this family uses).
@@ -227,28 +240,159 @@ def graph_report(model_bytes: bytes) -> dict:
         scale, zero = d["quantization"]
         return {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
 
-    names = [op["op_name"] for op in interp._get_ops_details()]
+    details = interp._get_ops_details()
+    names = [op["op_name"] for op in details]
     ops = [n for n in names if n != "DELEGATE"]
     return {
         "input": entry(interp.get_input_details()[0]),
         "output": entry(interp.get_output_details()[0]),
         "ops": sorted(set(ops)),
+        "op_counts": {n: ops.count(n) for n in sorted(set(ops))},
+        "output_op": _output_op(model_bytes),
         "delegate_partitions": names.count("DELEGATE"),
         "undelegated_ops": sorted(set(ops) - XNNPACK_INT8_OPS),
     }
 
 
-def check_graph(report: dict, allow: set[str] = frozenset()) -> None:
-    """Refuse a graph with dynamic-shape ops or one that XNNPACK does not take whole."""
+def _output_op(model_bytes: bytes) -> str | None:
+    """The op that makes the model's output (looking through reshapes and requantizations), read
+    without the default delegate so that the graph's own ops are listed."""
+    cls, _ = interpreter_class()
+    resolver = getattr(sys.modules[cls.__module__], "OpResolverType").BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interp = cls(model_content=model_bytes, experimental_op_resolver_type=resolver)
+    details = interp._get_ops_details()
+    makers = {int(t): op for op in details for t in op["outputs"]}
+    tensor = int(interp.get_output_details()[0]["index"])
+    for _ in range(len(details)):
+        op = makers.get(tensor)
+        if op is None:
+            return None
+        if op["op_name"] not in ("RESHAPE", "QUANTIZE", "DEQUANTIZE"):
+            return op["op_name"]
+        tensor = int(op["inputs"][0])
+    return None
+
+
+# What keeps an op out of XNNPACK's int8 graph in models of this family, and the way round it.
+OP_HINTS = {
+    "SHAPE": "shapes computed at run time (a dynamic batch inside a SavedModel): export it with a fixed batch of 1",
+    "STRIDED_SLICE": "shapes computed at run time (a dynamic batch inside a SavedModel): export it with a fixed batch of 1",
+    "PACK": "shapes computed at run time (a dynamic batch inside a SavedModel): export it with a fixed batch of 1",
+    "TILE": "a nearest-neighbour UpSampling2D inside a SavedModel: save the model as .keras or .h5 (it is then "
+            "rewritten exactly) or upsample bilinearly",
+    "RESIZE_NEAREST_NEIGHBOR": "a nearest-neighbour resize: save the model as .keras or .h5, or resize bilinearly",
+    "SOFTMAX": "a softmax before the last op: end the model in it, or export logits",
+    "DEQUANTIZE": "a float part of the graph: every op must have an int8 kernel",
+    "QUANTIZE": "a float part of the graph: every op must have an int8 kernel",
+}
+
+
+def check_graph(report: dict, allow: set[str] = frozenset(), allow_partitions: bool = False,
+                model_bytes: bytes | None = None) -> list[str]:
+    """Refuse a graph with dynamic-shape ops or one that XNNPACK does not take whole, in one line
+    naming the ops, how many there are, the partitions, what each op comes from and what this
+    graph costs per frame (measured here with LiteRT). allow_partitions: warn instead (the lines
+    are returned for the manifest)."""
     dynamic = sorted(set(report["ops"]) & DYNAMIC_OPS)
-    if dynamic:
-        raise QuantizeError(f"converted graph keeps dynamic-shape or float ops {dynamic}: fix the batch to 1 and the input to int8")
     outside = sorted(set(report["undelegated_ops"]) - set(allow))
-    if report["delegate_partitions"] != 1 or outside:
-        raise QuantizeError(
-            f"XNNPACK takes the graph in {report['delegate_partitions']} partition(s), ops outside it: {outside}; "
-            "export logits or a final softmax (no other op after the last convolution) to keep one partition"
-        )
+    if not dynamic and not outside and report["delegate_partitions"] == 1:
+        return []
+    counts = report.get("op_counts", {})
+    named = ", ".join(f"{op} x{counts.get(op, '?')}" for op in sorted(set(dynamic) | set(outside)))
+    hints = sorted({OP_HINTS[op] for op in set(dynamic) | set(outside) if op in OP_HINTS})
+    cost = ""
+    if model_bytes is not None:
+        cost = f"; this graph takes {invoke_ms(model_bytes):.1f} ms per frame here (1 thread), the ops outside " \
+               "XNNPACK on LiteRT's reference kernels"
+    line = (f"XNNPACK takes the converted graph in {report['delegate_partitions']} partition(s); ops outside it or "
+            f"keeping dynamic shapes: {named or 'none'}{cost}" + (f" ({'; '.join(hints)})" if hints else ""))
+    if not allow_partitions:
+        raise QuantizeError(line + "; --allow-partitions converts it all the same")
+    print(f"tlf-convert: warning: {line}", file=sys.stderr)
+    return [line]
+
+
+def invoke_ms(model_bytes: bytes, runs: int = 5) -> float:
+    """Median LiteRT invoke time of a model on a zero input, in ms, at 1 thread."""
+    import time
+
+    cls, _ = interpreter_class()
+    interp = cls(model_content=model_bytes, num_threads=1)
+    interp.allocate_tensors()
+    d = interp.get_input_details()[0]
+    interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    interp.invoke()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        interp.invoke()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+MAX_ONE_CLASS_SHARE = 0.995  # of the calibration pixels: a model fed as it was trained draws more than one class
+MAX_SAME_LABELS = 0.999  # pixels labelled alike in every calibration image: the model does not see the images
+PREDICTION_IMAGES = 16
+
+
+def float_labels(model: keras.Model, images: np.ndarray, spec: PreprocessSpec, kind: str) -> np.ndarray:
+    """The float model's label maps (N, H, W) of `images` fed through `spec`."""
+    from edge.segmenter import scores_in_logit_units
+
+    out = []
+    for image in images:
+        raw = np.asarray(model(to_float(image, spec)[None], training=False))[0]
+        out.append(np.argmax(scores_in_logit_units(raw, kind), -1))
+    return np.stack(out)
+
+
+def _degenerate(labels: np.ndarray, classes: int) -> str | None:
+    """Why label maps look like a model fed otherwise than in training, or None."""
+    shares = np.bincount(labels.ravel(), minlength=classes) / labels.size
+    top = int(np.argmax(shares))
+    if shares[top] >= MAX_ONE_CLASS_SHARE:
+        return f"gives class {top} to {shares[top]:.1%} of their pixels"
+    same = float((labels == labels[:1]).all(axis=0).mean())
+    if len(labels) > 1 and same >= MAX_SAME_LABELS:
+        return f"gives the same labels to all {len(labels)} of them ({same:.2%} of the pixels alike), as if it did not see them"
+    return None
+
+
+def check_predictions(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, kind: str,
+                      classes: list[str]) -> list[float]:
+    """Stop when the float model, fed the calibration images through the declared preprocessing,
+    gives one class to almost every pixel, or the same label map to every image: it was most
+    likely fed otherwise in training. The message says which common preprocessing would not.
+    Returns the class shares."""
+    from dataclasses import replace
+
+    images = calibration[:PREDICTION_IMAGES]
+    labels = float_labels(model, images, spec, kind)
+    why = _degenerate(labels, len(classes))
+    if why is None:
+        return [round(float(v), 4) for v in np.bincount(labels.ravel(), minlength=len(classes)) / labels.size]
+    for i, name in enumerate(classes):
+        why = why.replace(f"class {i} ", f"class {name!r} ")
+    tries = {"--input-scale 1/255": replace(spec, scale=1 / 255, mean=0.0, std=1.0),
+             "--input-scale 1": replace(spec, scale=1.0, mean=0.0, std=1.0),
+             "--input-scale 1/127.5 --mean 1": replace(spec, scale=1 / 127.5, mean=1.0, std=1.0)}
+    if spec.channels == 3:
+        flipped = "rgb" if spec.channel_order == "bgr" else "bgr"
+        tries[f"--channel-order {flipped}"] = replace(spec, channel_order=flipped)
+    better = []
+    for flags, other in tries.items():
+        if other == spec:
+            continue
+        alt = images[..., ::-1] if other.channel_order != spec.channel_order else images  # model images, other order
+        alt_labels = float_labels(model, alt, other, kind)
+        if _degenerate(alt_labels, len(classes)) is None:
+            shares = np.bincount(alt_labels.ravel(), minlength=len(classes)) / alt_labels.size
+            better.append(f"with {flags} it gives {' / '.join(f'{v:.0%}' for v in shares)} of the classes")
+    hint = f" ({'; '.join(better)})" if better else ""
+    raise QuantizeError(
+        f"the float model, fed the calibration images as declared ({spec.describe()}), {why}: the preprocessing "
+        f"probably does not match its training{hint}; declare it with --input-scale, --mean/--std, --channel-order, "
+        "or pass --allow-one-class if the images truly show one class")
 
 
 def tool_versions() -> dict:
@@ -273,21 +417,29 @@ def quantize_to_bundle(
     reference: np.ndarray | None = None,
     check_calibration_set: bool = True,
     progress: bool = False,
+    check_prediction: bool = True,
+    allow_partitions: bool = False,
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
-    `model` is any Keras model of the family (see check_family), built by convert.unet or not.
-    classes: one name per output class (default: above/tlf/below for 3 classes,
-    background/tlf for 2, class0... otherwise). tlf_class: the index of the TLF class (default:
-    the class named "tlf", else 1). output_kind: "logits" or "softmax" (default: read from the
-    model's last layer); it is recorded in the manifest for the device.
+    `model` is any Keras model of the family (see check_family), built by convert.unet or not,
+    with a plain or list input and output. classes: one name per class (default: above/tlf/below
+    for 3 classes, background/tlf for 2, class0... otherwise; a one-channel head has 2).
+    tlf_class: the index of the TLF class (default: the class named "tlf", else 1). output_kind:
+    "logits", "softmax" or "sigmoid"; it is read from the converted graph's last op (SOFTMAX,
+    LOGISTIC, else logits) and recorded in the manifest for the device; given, it must agree.
     The calibration set is checked first (see convert.calibration); `reference` is validation
-    data it must resemble. `check_calibration_set=False` exists only to build deliberately bad
-    models for testing the validation gate.
+    data it must resemble. Then the float model must give more than one class on it
+    (check_predictions; `check_prediction=False` for images that truly show one class).
+    `check_calibration_set=False` (which skips both checks) exists only to build deliberately bad
+    models for testing the validation gate. allow_partitions: convert a graph XNNPACK does not take whole, with a warning.
     """
+    from convert.load import single_io
+    from convert.unet import export_plan
+
+    model = single_io(model)
     family = check_family(model, spec)
-    output_kind = output_kind or family["output_kind"]
-    if output_kind not in OUTPUT_KINDS:
+    if output_kind is not None and output_kind not in OUTPUT_KINDS:
         raise QuantizeError(f"output_kind must be one of {list(OUTPUT_KINDS)}, not {output_kind!r}")
     n_classes = family["classes"]
     default = {3: DEFAULT_CLASSES, 2: DEFAULT_CLASSES_2}.get(n_classes, [f"class{i}" for i in range(n_classes)])
@@ -299,25 +451,47 @@ def quantize_to_bundle(
     if isinstance(tlf_class, bool) or not isinstance(tlf_class, (int, np.integer)) or not 0 <= tlf_class < n_classes:
         raise QuantizeError(f"tlf_class must be a class index 0-{n_classes - 1}, not {tlf_class!r}")
     try:
-        model = export_ready(model)
+        float_model = model
+        model, notes = export_plan(model)
     except ValueError as e:
         raise QuantizeError(str(e)) from e
     calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
     model_bytes = convert_int8(model, calibration, spec, progress=progress)
     graph = graph_report(model_bytes)
-    check_graph(graph, allow={"SOFTMAX"} if output_kind == "softmax" else set())
+    if graph["output_op"] in REFUSED_OUTPUT_OPS:
+        raise QuantizeError(f"model {model.name!r} ends in a {graph['output_op']} op; the family outputs logits, "
+                            "softmax or one sigmoid channel")
+    kind = OUTPUT_OPS.get(graph["output_op"], "logits")
+    if kind == "sigmoid" and family["output_channels"] != 1:
+        raise QuantizeError(f"model {model.name!r} ends in a sigmoid over {family['output_channels']} channels; the "
+                            "family outputs logits or softmax over the classes, or one sigmoid channel")
+    for stated, how in ((output_kind, "output_kind"), (family["output_kind"], "its last layer")):
+        if stated is not None and stated != kind:
+            raise QuantizeError(f"model {model.name!r}: {how} says {stated!r} but its converted graph ends in "
+                                f"{graph['output_op']} ({kind!r})")
+    if graph["ops"].count("CONCATENATION") and not any("CONCATENATION" in n for n in notes):
+        notes.append(f"{graph['op_counts']['CONCATENATION']} CONCATENATION op(s) of a graph converted whole stay: int8 puts "
+                     "each one's inputs on one scale (the gate's figures include what that costs); save the model as "
+                     ".keras or .h5 to have them split")
+    for note in notes:
+        print(f"tlf-convert: note: {note}", file=sys.stderr)
+    partitions = check_graph(graph, allow={"SOFTMAX"} if kind == "softmax" else set(), allow_partitions=allow_partitions,
+                             model_bytes=model_bytes)
     inp, out = graph["input"], graph["output"]
-    if out["shape"] != [1, family["height"], family["width"], n_classes]:
-        want = [1, family["height"], family["width"], n_classes]
+    want = [1, family["height"], family["width"], family["output_channels"]]
+    if out["shape"] != want:
         raise QuantizeError(f"converted model outputs {out['shape']}, not {want}")
+    if check_prediction and check_calibration_set:
+        calib_stats["float_class_shares"] = check_predictions(float_model, calibration, spec, kind, classes)
     manifest = {
         "input": inp,
-        "output": {**out, "layout": "NHWC", "kind": output_kind},
+        "output": {**out, "layout": "NHWC", "kind": kind},
         "classes": classes,
         "tlf_class": int(tlf_class),
         "preprocess": spec.to_dict(),
         "ops": graph["ops"],
         "delegate_partitions": graph["delegate_partitions"],
+        **({"conversion_notes": notes + partitions} if notes or partitions else {}),
         "calibration": calib_stats,
         "created_by": tool_versions(),
         **(extra or {}),

@@ -89,7 +89,28 @@ def export_ready(model: keras.Model) -> keras.Model:
     the same pixels, exactly. Other layers are shared with `model`; a model needing neither
     rewrite is returned unchanged.
     """
-    return _rewrite(model, split=True, upsample=True)
+    return export_plan(model)[0]
+
+
+def export_plan(model: keras.Model) -> tuple[keras.Model, list[str]]:
+    """export_ready's model, and one line per concatenation the split could not reach, naming the
+    layer that keeps it and what that costs."""
+    _last_axis_batchnorm(model)
+    return _rewrite(model, split=True, upsample=True, notes=True)
+
+
+def _last_axis_batchnorm(model: keras.Model) -> None:
+    """Batch normalisations over the last axis named by its number (3, as Keras 2 files give it)
+    say -1 instead: the same function, but Keras then broadcasts the parameters as vectors, which
+    XNNPACK takes in int8, not as (1, 1, 1, C) constants, which it does not (a graph split in two)."""
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization) and isinstance(layer.axis, int) and layer.axis > 0:
+            try:
+                rank = len(layer.input.shape)
+            except (AttributeError, ValueError):  # a layer used on several inputs
+                continue
+            if layer.axis == rank - 1:
+                layer.axis = -1
 
 
 class RepeatUpsample(layers.Layer):
@@ -118,28 +139,83 @@ def _nearest_square_upsampling(layer) -> bool:
             and layer.data_format == "channels_last" and layer.size[0] == layer.size[1])
 
 
-def _rewrite(model: keras.Model, split: bool, upsample: bool) -> keras.Model:
+# Layers that are the identity at inference: a split reaches through them.
+_INFERENCE_IDENTITY = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D, layers.SpatialDropout3D,
+                       layers.GaussianDropout, layers.GaussianNoise, layers.AlphaDropout)
+# Layers that act on each channel alone: a split applies one copy to each part.
+_PER_CHANNEL = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU)
+
+
+def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = False):
     concat = split and any(isinstance(layer, layers.Concatenate) for layer in model.layers)
     tile = upsample and any(_nearest_square_upsampling(layer) for layer in model.layers)
     if not (concat or tile):
-        return model
-    parts: dict[int, list] = {}  # id(concatenation output) -> its inputs
+        return (model, []) if notes else model
+    parts: dict[int, list] = {}  # id(a concatenation's output, or what it became per channel) -> its parts
+    origin: dict[int, str] = {}  # the same ids -> the concatenation's name
+    kept: dict[str, list[str]] = {}  # concatenation -> the layers that take it whole
 
     def call(layer, *args, **kwargs):
+        arg = args[0] if len(args) == 1 and not kwargs else None
+        split_in = arg is not None and not isinstance(arg, (list, tuple)) and id(arg) in parts
+        # Dropout and batch normalisation nodes carry training= and mask= (None at inference).
+        plain = len(args) == 1 and not isinstance(args[0], (list, tuple)) and id(args[0]) in parts and \
+            all(v is None for v in kwargs.values()) and set(kwargs) <= {"training", "mask"}
         if concat and isinstance(layer, layers.Concatenate) and layer.axis in (-1, 3) and not kwargs:
             out = layer(*args)
-            parts[id(out)] = list(args[0])
+            flat = []
+            for t in args[0]:
+                flat += parts.get(id(t), [t])  # a concatenation of concatenations is one
+            parts[id(out)], origin[id(out)] = flat, layer.name
             return out
-        if concat and _splittable(layer) and len(args) == 1 and not kwargs and id(args[0]) in parts:
-            return _split_conv(layer, parts[id(args[0])])
-        if tile and _nearest_square_upsampling(layer) and len(args) == 1 and not kwargs:
-            return RepeatUpsample(layer.size[0], name=layer.name)(args[0])
+        if concat and split_in and _splittable(layer):
+            return _split_conv(layer, parts[id(arg)])
+        if concat and plain and isinstance(layer, _INFERENCE_IDENTITY):
+            out = layer(*args, **kwargs)
+            parts[id(out)], origin[id(out)] = parts[id(args[0])], origin[id(args[0])]
+            return out
+        if concat and plain and (isinstance(layer, _PER_CHANNEL) or _per_channel_batchnorm(layer)):
+            out = layer(*args, **kwargs)
+            parts[id(out)], origin[id(out)] = _per_part(layer, parts[id(args[0])]), origin[id(args[0])]
+            return out
+        if tile and _nearest_square_upsampling(layer) and arg is not None:
+            return RepeatUpsample(layer.size[0], name=layer.name)(arg)
+        if concat:
+            for t in (args[0] if isinstance(args[0], (list, tuple)) else args[:1]) if args else ():
+                if id(t) in origin:
+                    kept.setdefault(origin[id(t)], []).append(f"{layer.name} ({type(layer).__name__})")
         return layer(*args, **kwargs)
 
     try:
-        return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+        ready = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
     except ValueError as e:
         raise ValueError(f"cannot rewrite model {model.name!r} for export: {e}") from e
+    if not notes:
+        return ready
+    lines = [f"concatenation {name!r} stays whole: it feeds {', '.join(sorted(set(users)))}, which the skip split "
+             "does not reach (it reaches Conv2D, through dropout, batch normalisation and activations); int8 puts "
+             "its inputs on one scale (the gate's figures include what that costs)"
+             for name, users in kept.items()]
+    return ready, lines
+
+
+def _per_channel_batchnorm(layer) -> bool:
+    return isinstance(layer, layers.BatchNormalization) and layer.axis in (-1, 3, [-1], [3])
+
+
+def _per_part(layer, inputs: list) -> list:
+    """One copy of a per-channel layer per part of a concatenation (a batch normalisation with its
+    statistics and parameters sliced to the part's channels)."""
+    out, start = [], 0
+    for i, x in enumerate(inputs):
+        n = int(x.shape[-1])
+        copy = type(layer).from_config({**layer.get_config(), "name": f"{layer.name}_part{i}"})
+        y = copy(x)
+        if layer.get_weights():
+            copy.set_weights([w[start:start + n] for w in layer.get_weights()])
+        out.append(y)
+        start += n
+    return out
 
 
 def _splittable(layer) -> bool:

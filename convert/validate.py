@@ -10,7 +10,7 @@ from convert.bands import band_thickness, band_zones
 from edge.bundle import Bundle
 from edge.metrics import scores
 from edge.preprocess import to_float
-from edge.segmenter import Segmenter
+from edge.segmenter import Segmenter, scores_in_logit_units
 from edge.thickness import measure_thickness
 
 
@@ -33,16 +33,14 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     f_pred, q_pred, f_th, q_th, t_th, owner, depth = [], [], [], [], [], [], []
     q_drawn = []  # int8 thickness without the bundle's thickness calibration (when it has one)
     for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
-        logits_f = float_model(to_float(img, bundle.spec)[None], training=False)
-        logits_f = np.asarray(logits_f)[0]
+        # Measure on scores in logit units, as the runtime does: softmax and sigmoid probabilities
+        # become log-probabilities (their differences are the logit differences).
+        logits_f = scores_in_logit_units(np.asarray(float_model(to_float(img, bundle.spec)[None], training=False))[0],
+                                         seg.output_kind)
         raw_q = seg.infer(img)
         f_pred.append(np.argmax(logits_f, -1))
-        q_pred.append(np.argmax(raw_q, -1))
-        # Measure on scores in logit units, as the runtime does: a softmax model's probabilities
-        # become log-probabilities (their differences are the logit differences).
+        q_pred.append(seg.labels(raw_q))
         logits_q = seg.logits(raw_q)
-        if seg.output_kind == "softmax":
-            logits_f = np.log(np.maximum(logits_f, np.float32(1e-6)))
         tlf = bundle.tlf_class
         # The device applies the bundle's thickness response (a function of mm per model row) only
         # in mm; float is measured alike, so int8-float stays a comparison of the models.

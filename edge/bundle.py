@@ -1,8 +1,8 @@
 """Model bundles: `model.tflite` plus `manifest.json`, verified before anything is loaded.
 
 The manifest states the tensor contract (input and output shape, dtype, scale, zero point),
-what the output holds (`output.kind`: "logits", or "softmax" probabilities; "logits" when
-absent), the class names and which one is the TLF, the preprocessing spec and the tools that
+what the output holds (`output.kind`: "logits", "softmax" probabilities or "sigmoid"
+probabilities; "logits" when absent), the class names and which one is the TLF, the preprocessing spec and the tools that
 made it. The device refuses a bundle whose schema it does not know, whose output description
 does not fit its output tensor, or whose model file does not match its sha256.
 """
@@ -22,7 +22,10 @@ MODEL_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
 REQUIRED = ("schema", "model_file", "sha256", "input", "output", "classes", "tlf_class", "preprocess", "created_by")
 TENSOR_KEYS = ("shape", "dtype", "scale", "zero_point")
-OUTPUT_KINDS = ("logits", "softmax")  # per-class scores before or after a softmax
+# Per-class scores before or after a softmax, or a sigmoid. An output of one channel is a binary
+# head for two classes: the logit ("logits") or the probability ("sigmoid") of the second class,
+# which a pixel takes where that probability exceeds 0.5.
+OUTPUT_KINDS = ("logits", "softmax", "sigmoid")
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "models" / "demo"
 
@@ -64,7 +67,7 @@ class Bundle:
 
     @property
     def output_kind(self) -> str:
-        """"logits" or "softmax" (probabilities); bundles from before the field hold logits."""
+        """"logits", "softmax" or "sigmoid" (probabilities); bundles from before the field hold logits."""
         return self.manifest["output"].get("kind", "logits")
 
     @property
@@ -134,9 +137,13 @@ def _check_output(manifest: dict, manifest_path: Path) -> None:
     if kind not in OUTPUT_KINDS:
         raise BundleError(f"{where}: unknown output kind {kind!r} (expected one of {list(OUTPUT_KINDS)})")
     shape, classes, tlf = manifest["output"]["shape"], manifest["classes"], manifest["tlf_class"]
-    if not isinstance(classes, list) or not isinstance(shape, list) or not shape or len(classes) != shape[-1]:
+    channels = shape[-1] if isinstance(shape, list) and shape else None
+    want = 2 if channels == 1 else channels  # one channel: a binary head for two classes
+    if not isinstance(classes, list) or channels is None or len(classes) != want:
         raise BundleError(f"{where}: {len(classes) if isinstance(classes, list) else classes!r} class names "
                           f"for an output of shape {shape!r}")
+    if kind == "sigmoid" and channels != 1:
+        raise BundleError(f"{where}: a sigmoid output has one channel (two classes at p = 0.5), not {channels}")
     if isinstance(tlf, bool) or not isinstance(tlf, int) or not 0 <= tlf < len(classes):
         raise BundleError(f"{where}: tlf_class {tlf!r} is not a class index 0-{len(classes) - 1}")
 

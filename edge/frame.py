@@ -28,8 +28,9 @@ class Frame:
 class Segmentation:
     """The model's answer for one frame, in model-input pixels.
 
-    labels: uint8 HxW class indices. logits: int8 HxWxK raw model output (argmax of these is
-    `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
+    labels: uint8 HxW class indices. logits: HxWxK scores in logit units, one per class (the
+    raw int8 logits, or float32 log-probabilities of a softmax or sigmoid model: see
+    edge.segmenter; their argmax is `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
     pixel in mm, or None. image: the model input (HxWxC uint8) the labels were drawn from.
     """
 

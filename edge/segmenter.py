@@ -1,15 +1,20 @@
 """The LiteRT int8 segmenter: a thin adapter around the interpreter.
 
 Tensor contract (checked when the segmenter is created against the bundle manifest):
-  input  int8 [1, H, W, C]  filled straight from uint8 pixels through a 256-entry lookup table
-         (code = round(pixel * spec.scale / input_scale) + input_zero_point), no float round trip;
+  input  int8 [1, H, W, C]  filled straight from uint8 pixels through a lookup table
+         (code = round(((pixel * spec.scale - mean) / std) / input_scale) + input_zero_point, one
+         column per channel when mean or std differ between channels), no float round trip;
   output int8 [1, H, W, K]  per-class logits, or softmax probabilities (manifest output.kind
          "softmax", scale 1/256), with a positive scale; the label map is their argmax, which
-         equals the argmax of the dequantized values.
-The segmentation carries scores for sub-pixel edges and the confidence margin in logit units:
-the raw int8 logits (real value = code * logit_scale, up to an offset that differences cancel),
-or for a softmax model float32 log-probabilities (logit_scale 1), whose differences are the
-logit differences.
+         equals the argmax of the dequantized values. K = 1 is a binary head for two classes:
+         the second class's logit ("logits") or probability ("sigmoid", scale 1/256), and a
+         pixel is of the second class where that probability exceeds 0.5.
+The segmentation carries scores for sub-pixel edges and the confidence margin in logit units,
+one per class whatever the head: the raw int8 logits (real value = code * logit_scale, up to an
+offset that differences cancel; a binary logit head gets the zero point as the first class's
+score), or for a softmax or sigmoid model float32 log-probabilities (logit_scale 1), whose
+differences are the logit differences. So the device treats logits, softmax and sigmoid
+bundles alike.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from edge.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.errors import BundleError, EdgeError
 from edge.frame import Frame, Segmentation
-from edge.preprocess import int8_lookup, model_spacing, to_model_image
+from edge.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
 
 
 def physical_cores() -> int:
@@ -106,12 +111,16 @@ class Segmenter:
         else:
             self._lut = None
         self.output_kind = bundle.output_kind
+        self.binary = int(self._out["shape"][-1]) == 1  # one channel: two classes
         out_scale, out_zero = self._out["quantization"]
-        self.output_scale = float(out_scale) if out_scale else 1.0
+        quantized = self._out["dtype"] in (np.int8, np.uint8) and bool(out_scale)
+        self.output_scale = float(out_scale) if quantized else 1.0
+        self._out_zero = int(out_zero) if quantized else 0
         self._log_lut = None
-        if self.output_kind == "softmax":
-            if self._out["dtype"] in (np.int8, np.uint8):
-                self._log_lut = _log_probability_lookup(np.dtype(self._out["dtype"]), self.output_scale, int(out_zero))
+        if self.output_kind in ("softmax", "sigmoid"):
+            if quantized:
+                lookup = _log_probability_lookup if self.output_kind == "softmax" else _log_sigmoid_lookup
+                self._log_lut = lookup(np.dtype(self._out["dtype"]), self.output_scale, self._out_zero)
             self.logit_scale = 1.0
         else:
             self.logit_scale = self.output_scale
@@ -147,14 +156,14 @@ class Segmenter:
 
     @property
     def classes(self) -> int:
-        return int(self._out["shape"][-1])
+        return 2 if self.binary else int(self._out["shape"][-1])
 
     def infer(self, model_image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) model image -> raw output (H, W, K) in the model's output dtype."""
         if self._lut is not None:
-            tensor = self._lut[model_image]
+            tensor = fill_int8(self._lut, model_image)
         else:
-            tensor = (model_image.astype(np.float32) * np.float32(self.spec.scale)).astype(self._in["dtype"])
+            tensor = to_float(model_image, self.spec).astype(self._in["dtype"])
         self._interp.set_tensor(self._in["index"], tensor[None])
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"])[0]
@@ -162,15 +171,23 @@ class Segmenter:
     def logits(self, raw: np.ndarray) -> np.ndarray:
         """Scores in logit units (times `logit_scale`) for a raw output of `infer`.
 
-        Logits models: `raw` itself. Softmax models: float32 log-probabilities (a probability
-        below half a quantization step counts as half a step), whose differences equal the
-        model's logit differences, so sub-pixel edges and margins mean the same for both kinds.
+        Logits models: `raw` itself (a binary head: the zero point, then `raw`). Softmax and
+        sigmoid models: float32 log-probabilities of each class (a probability below half a
+        quantization step counts as half a step), whose differences equal the model's logit
+        differences, so sub-pixel edges and margins mean the same for every kind.
         """
-        if self.output_kind != "softmax":
-            return raw
         if self._log_lut is not None:
-            return self._log_lut[raw.view(np.uint8)]
-        return np.log(np.maximum(raw.astype(np.float32), np.float32(1e-6)))
+            return self._log_lut[(raw[..., 0] if self.binary else raw).view(np.uint8)]
+        if self.output_kind == "logits":
+            if not self.binary:
+                return raw
+            return np.stack([np.full(raw.shape[:-1], self._out_zero, raw.dtype), raw[..., 0]], axis=-1)
+        return scores_in_logit_units(raw, self.output_kind)
+
+    def labels(self, raw: np.ndarray) -> np.ndarray:
+        """The label map (H, W) uint8 of a raw output of `infer`: the class with the highest score
+        (a binary head: the second class where its probability exceeds 0.5)."""
+        return np.argmax(self.logits(raw) if self.binary else raw, axis=-1).astype(np.uint8)
 
     def segment(self, frame: Frame) -> Segmentation:
         """Preprocess the frame's B-mode image, run the model and take the argmax."""
@@ -184,7 +201,7 @@ class Segmenter:
         another thread than the invoke) and bench (timing inference apart) use this to get exactly
         what `segment` gives. t_done: when the invoke finished (default: now, after the argmax).
         image: the model image `raw` came from (default: made again from the frame)."""
-        labels = np.argmax(raw, axis=-1).astype(np.uint8)
+        labels = self.labels(raw)
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         t_done = time.monotonic() if t_done is None else t_done
         image = to_model_image(frame.image, self.spec) if image is None else image
@@ -196,3 +213,27 @@ def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> n
     codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)
     p = np.maximum((codes - zero_point) * scale, scale / 2)
     return np.log(p).astype(np.float32)
+
+
+def _log_sigmoid_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """A (256, 2) table from a quantized sigmoid probability's byte to the log-probabilities of
+    the two classes, (log(1 - p), log p), each floored at half a step."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)
+    p = (codes - zero_point) * scale
+    return np.log(np.maximum(np.stack([1.0 - p, p], axis=-1), scale / 2)).astype(np.float32)
+
+
+def scores_in_logit_units(output: np.ndarray, kind: str) -> np.ndarray:
+    """Float scores (H, W, classes) in logit units of a float model output (H, W, K) of `kind`:
+    logits as they are (a binary head: 0, then the logit), softmax probabilities as their logs,
+    a sigmoid probability p as (log(1 - p), log p). The argmax of the result is the label map."""
+    out = np.asarray(output, np.float32)
+    tiny = np.float32(1e-6)
+    if kind == "softmax":
+        return np.log(np.maximum(out, tiny))
+    if kind == "sigmoid":
+        p = np.clip(out[..., 0], tiny, 1 - tiny)
+        return np.log(np.stack([1 - p, p], axis=-1))
+    if out.shape[-1] == 1:
+        return np.concatenate([np.zeros_like(out), out], axis=-1)
+    return out

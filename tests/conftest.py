@@ -21,17 +21,19 @@ TINY_FIELD_MM = 16.0
 TINY_SPACING = (TINY_FIELD_MM / 64, TINY_FIELD_MM / 64)
 
 
-def small_field_set(n: int, seed: int):
-    """n phantom scans of a 16 mm field at 64x64 with a 1.6-2.5 mm TLF: (images NxHxWx1, labels, spacings)."""
+def small_field_set(n: int, seed: int, size: int = 64):
+    """n phantom scans of a 16 mm field at 64x64 with a 1.6-2.5 mm TLF: (images NxHxWx1, labels, spacings).
+    size: another side in pixels, the field growing with it (the same 0.25 mm pixels and layers)."""
     from edge import phantom
 
     rng = np.random.default_rng(seed)
+    field = TINY_FIELD_MM * size / 64
     images, labels = [], []
     for i in range(n):
-        a = phantom.Anatomy(depth_mm=TINY_FIELD_MM, width_mm=TINY_FIELD_MM, skin_mm=0.8, fat_mm=float(rng.uniform(3, 7)),
+        a = phantom.Anatomy(depth_mm=field, width_mm=field, skin_mm=0.8, fat_mm=float(rng.uniform(3, 7)),
                             tlf_mm=float(rng.uniform(1.6, 2.5)), sublayers=int(rng.integers(1, 4)),
                             tilt_deg=float(rng.uniform(-6, 6)), wave_amp_mm=0.3, wave_phase=float(rng.uniform(0, 6.28)))
-        s = phantom.render(a, phantom.random_machine(rng), (64, 64), seed=seed * 10_000 + i)
+        s = phantom.render(a, phantom.random_machine(rng), (size, size), seed=seed * 10_000 + i)
         images.append(s.image[..., None])
         labels.append(s.labels)
     return np.stack(images), np.stack(labels), [TINY_SPACING] * n

@@ -42,7 +42,8 @@ def test_layer_report_lists_snr_and_levels_worst_first(tiny_spec, tiny_val):
 
 def test_quantize_splits_concatenations_of_a_concat_unet(tiny_spec, tiny_val, tmp_path):
     model = build_unet(input_size=64, base_filters=4, depth=2, split_skip=False, batch_size=None)
-    bundle = quantize_to_bundle(model, tiny_val[0], tiny_spec, tmp_path / "b")
+    # untrained: its random head may give one class everywhere, which the prediction check stops
+    bundle = quantize_to_bundle(model, tiny_val[0], tiny_spec, tmp_path / "b", check_prediction=False)
     assert "CONCATENATION" not in bundle.manifest["ops"] and "ADD" in bundle.manifest["ops"]
 
 

@@ -263,7 +263,7 @@ def outside(case: str):
         ("640 px", "takes 640x640 px; the family takes 128-512 px"),
         ("2 channels", "takes 2 channels; the family takes 1 or 3"),
         ("any size", "takes images of any size"),
-        ("sigmoid", "ends in a 'sigmoid' activation"),
+        ("sigmoid", "ends in a 'sigmoid' activation over 3 channels"),
         ("smaller output", r"outputs \(None, 64, 64, 3\)"),
         ("subclassed", "has no symbolic input"),
         ("spec mismatch", "preprocessing makes 128x128x1 images but model .* takes 192x192x1"),
@@ -295,6 +295,7 @@ def test_calibration_images_must_match_the_model_input(tmp_path):
         (lambda m: m["output"].update(kind="argmax"), "unknown output kind 'argmax'"),
         (lambda m: m.update(classes=["above", "tlf"]), "2 class names for an output of shape"),
         (lambda m: m.update(tlf_class=3), "tlf_class 3 is not a class index 0-2"),
+        (lambda m: m["output"].update(kind="sigmoid"), "a sigmoid output has one channel"),
     ],
 )
 def test_bundles_with_inconsistent_output_descriptions_are_refused(change, match, tmp_path):

@@ -56,7 +56,7 @@ def test_spec_round_trip_and_unknown_key():
     spec = PreprocessSpec(height=128, width=128, channels=3)
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ValueError, match="unknown"):
-        PreprocessSpec.from_dict({**spec.to_dict(), "mean": 0.5})
+        PreprocessSpec.from_dict({**spec.to_dict(), "gamma": 0.5})
     with pytest.raises(ValueError):
         PreprocessSpec(interpolation="cubic-ish")
 
@@ -69,3 +69,49 @@ def test_each_stated_resize_is_the_one_used(name, flag):
     assert np.array_equal(out[:, :, 0], cv2.resize(img, (256, 256), interpolation=flag))
     others = {"area", "linear", "cubic"} - {name}
     assert all(not np.array_equal(out, to_model_image(img, PreprocessSpec(interpolation=o))) for o in others)
+
+
+def test_declared_normalisation_and_channel_order_are_applied_and_stated():
+    spec = PreprocessSpec(height=8, width=8, channels=3, scale=1 / 255, mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7),
+                          channel_order="rgb")
+    bgr = np.zeros((8, 8, 3), np.uint8)
+    bgr[..., 0], bgr[..., 2] = 10, 200  # blue 10, red 200
+    img = to_model_image(bgr, spec)
+    assert img[0, 0].tolist() == [200, 0, 10]  # red first
+    x = to_float(img, spec)
+    assert np.allclose(x[0, 0], [(200 / 255 - 0.1) / 0.5, (0 - 0.2) / 0.6, (10 / 255 - 0.3) / 0.7], atol=1e-6)
+    d = spec.to_dict()
+    assert d["mean"] == [0.1, 0.2, 0.3] and d["channel_order"] == "rgb"
+    assert PreprocessSpec.from_dict(d) == spec
+    assert spec.describe() == "(p/255 - (0.1, 0.2, 0.3)) / (0.5, 0.6, 0.7), RGB, area resize to 8x8"
+
+
+def test_a_manifest_without_the_new_fields_reads_as_before():
+    old = {"height": 256, "width": 256, "channels": 1, "interpolation": "cubic", "scale": 1 / 255}
+    spec = PreprocessSpec.from_dict(old)
+    assert (spec.mean, spec.std, spec.channel_order) == (0.0, 1.0, "bgr")
+    assert spec.to_dict() == old  # the defaults are not written: a default spec's manifest is unchanged
+    pixels = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(to_float(pixels, spec), pixels.astype(np.float32) * np.float32(1 / 255))
+
+
+def test_per_channel_int8_lookup_equals_quantizing_the_float_input():
+    from edge.preprocess import fill_int8
+
+    spec = PreprocessSpec(height=4, width=4, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    scale, zero = 0.0175, 3
+    img = np.random.default_rng(1).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    expected = np.clip(np.round(to_float(img, spec).astype(np.float64) / scale) + zero, -128, 127).astype(np.int8)
+    lut = int8_lookup(spec, scale, zero)
+    assert lut.shape == (256, 3) and np.array_equal(fill_int8(lut, img), expected)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mean": (0.1, 0.2)}, "needs 1 or 3 values"),
+    ({"std": 0.0}, "must be finite and positive"),
+    ({"channel_order": "rbg"}, "channel_order must be one of"),
+    ({"scale": -1.0}, "scale must be a positive number"),
+])
+def test_bad_declarations_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PreprocessSpec(channels=3, **kwargs)

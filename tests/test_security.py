@@ -87,8 +87,23 @@ def test_every_keras_load_is_in_safe_mode():
             args = call_text(text, m.end() - 1)
             if m.group(1) == "load_model":
                 calls.append(path)
-                assert re.search(r"safe_mode\s*=\s*True", args), f"{path.relative_to(REPO)}: {m.group(0)}{args[1:]}"
+                # safe mode, or off only by the user's explicit --trust-code (see the test below)
+                assert re.search(r"safe_mode\s*=\s*(True|not trust_code)\b", args), \
+                    f"{path.relative_to(REPO)}: {m.group(0)}{args[1:]}"
     assert calls, "no keras load_model call found: has the converter moved?"
+
+
+def test_only_the_users_flag_turns_safe_mode_off():
+    """trust_code defaults to False wherever it is a parameter, and product code sets it only from
+    the --trust-code flag."""
+    for path in python_files():
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith("tests/"):
+            continue
+        text = path.read_text(errors="replace")
+        for m in re.finditer(r"trust_code\s*(:[^=,)]*)?=\s*([^,)\n]+)", text):
+            value = m.group(2).strip()
+            assert value in ("False", "trust_code", "args.trust_code", "not trust_code"), f"{rel}: {m.group(0)}"
 
 
 def test_runtime_and_bridge_open_no_server():

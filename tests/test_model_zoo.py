@@ -1,0 +1,537 @@
+"""Users' Keras U-Nets as they write and save them (issue #23): each structure, saved as a Keras 3
+.keras file and (with tf_keras, which the dev extra installs) as the Keras 2 .h5 that TensorFlow
+<= 2.15 wrote, goes through `tlf-convert quantize` with the preprocessing it was trained with
+declared, passes the float-versus-int8 gate on labelled phantom scans, and runs on the device's
+LiteRT runtime through edge.segmenter.
+
+One tiny U-Net (base 8, depth 2, 64 px; two heads: a 3-class softmax and a one-channel TLF
+sigmoid) is trained for a few seconds; every structure of the zoo is built from its weights by
+a reparametrisation: a transposed convolution with the 1x1 up-convolution repeated over its 2x2
+kernel (exact), the skip concatenation as two added convolutions (exact), batch normalisation
+with random statistics folded into the convolution before it (exact), the normalisation a
+model was trained with folded into its first convolution (exact but at the zero-padded border),
+three input channels sharing the grey kernel. So each is a model that draws the band, which is
+what makes the gate's thickness comparison real.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from conftest import TINY_SPACING, small_field_set  # noqa: E402
+from convert.cli import main  # noqa: E402
+from edge.bundle import load_bundle  # noqa: E402
+from edge.frame import Frame  # noqa: E402
+from edge.preprocess import to_float, to_model_image  # noqa: E402
+from edge.segmenter import Segmenter, scores_in_logit_units  # noqa: E402
+
+FILTERS = (8, 16, 32)  # enc0, enc1, bottom
+
+
+@dataclass(frozen=True)
+class Structure:
+    id: str
+    head: str = "softmax"  # softmax (in the last convolution), softmax-layer, logits; one channel: sigmoid, logit1
+
+    @property
+    def binary(self) -> bool:
+        return self.head in ("sigmoid", "logit1")
+    up: str = "transpose"  # transpose: Conv2DTranspose; upsample: UpSampling2D + 1x1 Conv2D
+    skip: str = "concat"  # concat: concatenate + Conv2D; add: Conv2D on each, added
+    bn: bool = False  # BatchNormalization after each encoder convolution
+    bn_after_concat: bool = False  # concatenate -> BatchNormalization -> Conv2D
+    dropout: float = 0.0  # Dropout after each encoder convolution
+    channels: int = 1
+    size: int = 64
+    batch: int | None = None  # None: a dynamic batch
+    lists: bool = False  # Model(inputs=[inputs], outputs=[outputs])
+    inside: str | None = None  # preprocessing inside the model: "rescaling", "lambda", "tf-op" (x / 255)
+    mean: tuple[float, ...] | None = None  # the model was fed (p / 255 - mean) / std
+    std: tuple[float, ...] | None = None
+    order: str = "bgr"
+    prefix: str = ""  # layer names of its own ("" : Keras' automatic names)
+    formats: tuple[str, ...] = ("keras", "h5")
+    flags: tuple[str, ...] = field(default=())
+
+    def declared(self) -> list[str]:
+        """The quantize flags that declare how this model was fed."""
+        out = ["--input-scale", "1" if self.inside else "1/255"]
+        if self.mean:
+            out += ["--mean", ",".join(map(str, self.mean)), "--std", ",".join(map(str, self.std))]
+        if self.channels == 3:
+            out += ["--channel-order", self.order]
+        return out + list(self.flags)
+
+
+ZOO = [
+    # The common multi-class tutorial (the issue's report): list structure, dynamic batch, Dropout,
+    # Conv2DTranspose + concatenate, softmax head, inputs scaled by 1/255 outside the model.
+    Structure("tutorial", lists=True, dropout=0.1),
+    # Batch norm, UpSampling2D, added skips, a one-channel sigmoid head, a fixed batch, three
+    # channels fed in RGB order with per-channel mean/std, names of its own.
+    Structure("bn-upsample-add-sigmoid-rgb", head="sigmoid", up="upsample", skip="add", bn=True, channels=3,
+              batch=1, mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7), order="rgb", prefix="my_"),
+    # Logits at 128 px, batch norm between the concatenation and its convolution, the 1/255
+    # inside the model (a Rescaling layer), a final Softmax layer's absence: logits.
+    Structure("logits-128-bn-after-concat-rescaling", head="logits", size=128, bn_after_concat=True,
+              inside="rescaling", lists=True),
+    # A Softmax layer, UpSampling2D with concatenated skips, three grey-fed channels.
+    Structure("softmax-layer-upsample-3ch", head="softmax-layer", up="upsample", channels=3, dropout=0.2),
+    # The tutorials' Lambda(lambda x: x / 255): converts only with --trust-code.
+    Structure("lambda-scaling", inside="lambda", lists=True, flags=("--trust-code",)),
+    # Keras 2's `inputs / 255` written straight into the model (a TFOpLambda layer Keras 3 lacks):
+    # read through tf_keras, converted as one TensorFlow graph.
+    Structure("keras2-tf-op", inside="tf-op", lists=True, formats=("h5",)),
+    # One channel of logits (a sigmoid applied by the loss only): two classes at logit 0.
+    Structure("binary-logit", head="logit1", formats=("keras",)),
+    # Keras 2's default `model.save("folder")` (a SavedModel), and a Keras 3 export.
+    Structure("savedmodel", dropout=0.1, formats=("savedmodel-keras2", "savedmodel-keras3")),
+]
+
+
+def build(k, s: Structure):
+    """The structure `s` built with `k` (the keras or the tf_keras module); returns (model, roles),
+    roles naming each weighted layer by its part of the U-Net."""
+    L = k.layers
+    roles = {}
+
+    def name(role):
+        return f"{s.prefix}{role}" if s.prefix else None
+
+    def conv(x, role, filters, size=3, activation="relu"):
+        if s.bn and role.startswith(("enc", "bottom")):
+            layer = L.Conv2D(filters, size, padding="same", name=name(role))
+            roles[role] = layer
+            bn = L.BatchNormalization(name=name(role + "_bn"))
+            roles[role + "_bn"] = bn
+            x = L.Activation("relu", name=name(role + "_relu"))(bn(layer(x)))
+        else:
+            layer = L.Conv2D(filters, size, padding="same", activation=activation, name=name(role))
+            roles[role] = layer
+            x = layer(x)
+        if s.dropout and role.startswith(("enc", "bottom")):
+            x = L.Dropout(s.dropout, name=name(role + "_drop"))(x)
+        return x
+
+    inputs = L.Input((s.size, s.size, s.channels), batch_size=s.batch, name=name("image"))
+    x = inputs
+    if s.inside == "rescaling":
+        x = L.Rescaling(1 / 255, name=name("rescale"))(x)
+    elif s.inside == "lambda":
+        x = L.Lambda(lambda t: t / 255, name=name("scale"))(x)
+    elif s.inside == "tf-op":
+        x = x / 255
+    skips = []
+    for level, f in enumerate(FILTERS[:2]):
+        x = conv(conv(x, f"enc{level}_a", f), f"enc{level}_b", f)
+        skips.append(x)
+        x = L.MaxPooling2D(name=name(f"pool{level}"))(x)
+    x = conv(conv(x, "bottom_a", FILTERS[2]), "bottom_b", FILTERS[2])
+    for level in (1, 0):
+        f = FILTERS[level]
+        if s.up == "transpose":
+            roles[f"up{level}"] = L.Conv2DTranspose(f, 2, strides=2, padding="same", name=name(f"up{level}"))
+            up = roles[f"up{level}"](x)
+        else:
+            up = L.UpSampling2D(name=name(f"upsample{level}"))(x)
+            roles[f"up{level}"] = L.Conv2D(f, 1, name=name(f"up{level}"))
+            up = roles[f"up{level}"](up)
+        if s.skip == "add":
+            roles[f"dec{level}_a_up"] = L.Conv2D(f, 3, padding="same", name=name(f"dec{level}_a_up"))
+            roles[f"dec{level}_a_skip"] = L.Conv2D(f, 3, padding="same", use_bias=False, name=name(f"dec{level}_a_skip"))
+            x = L.Activation("relu", name=name(f"dec{level}_a_relu"))(
+                L.Add(name=name(f"dec{level}_add"))([roles[f"dec{level}_a_up"](up), roles[f"dec{level}_a_skip"](skips[level])]))
+        else:
+            x = L.concatenate([up, skips[level]], name=name(f"dec{level}_concat"))
+            if s.bn_after_concat:
+                roles[f"dec{level}_cat_bn"] = L.BatchNormalization(name=name(f"dec{level}_cat_bn"))
+                x = roles[f"dec{level}_cat_bn"](x)
+            x = conv(x, f"dec{level}_a", f)
+        x = conv(x, f"dec{level}_b", f)
+    if s.binary:
+        roles["binary"] = L.Conv2D(1, 1, activation="sigmoid" if s.head == "sigmoid" else None, name=name("binary"))
+        out = roles["binary"](x)
+    else:
+        roles["logits"] = L.Conv2D(3, 1, activation="softmax" if s.head == "softmax" else None, name=name("head"))
+        out = roles["logits"](x)
+        if s.head == "softmax-layer":
+            out = L.Softmax(name=name("probs"))(out)
+    model = k.Model(inputs=[inputs], outputs=[out]) if s.lists else k.Model(inputs, out)
+    return model, roles
+
+
+def transplant(roles: dict, trained: dict, s: Structure) -> None:
+    """Set the structure's weights from the trained U-Net's (see the module docstring)."""
+    rng = np.random.default_rng(23)
+    for role, layer in roles.items():
+        if role.endswith("_bn") or role.endswith("_cat_bn") or role.startswith(("dec0_a_", "dec1_a_")):
+            continue
+        if role.startswith("up"):
+            w, b = trained[role]  # a 1x1 convolution (1, 1, in, out)
+            if s.up == "transpose":
+                w = np.broadcast_to(w[0, 0].T, (2, 2, *w[0, 0].T.shape)).copy()  # (2, 2, out, in)
+            layer.set_weights([w, b])
+            continue
+        w, b = [a.copy() for a in trained[role]]
+        if role == "enc0_a":
+            if s.mean is not None:  # the model takes (p/255 - mean) / std: fold it into the first convolution
+                mean = np.resize(np.asarray(s.mean, np.float32), s.channels)
+                std = np.resize(np.asarray(s.std, np.float32), s.channels)
+                w = np.repeat(w, s.channels, axis=2) / s.channels
+                b = b + np.einsum("hwco,c->o", w, mean)
+                w = w * std[None, None, :, None]
+            elif s.channels == 3:
+                w = np.repeat(w, 3, axis=2) / 3
+        if role + "_bn" in roles:  # conv -> BN -> relu equal to the trained conv -> relu
+            bn = roles[role + "_bn"]
+            n = w.shape[-1]
+            gamma, beta = rng.uniform(0.5, 2.0, n), rng.normal(0, 0.1, n)
+            mean_, var = rng.normal(0, 0.1, n), rng.uniform(0.5, 2.0, n)
+            scale = np.sqrt(var + bn.epsilon) / gamma
+            w, b = w * scale, (b - beta) * scale + mean_
+            bn.set_weights([gamma, beta, mean_, var])
+        layer.set_weights([w.astype(np.float32), b.astype(np.float32)])
+    for level in (0, 1):
+        w, b = trained[f"dec{level}_a"]
+        f = FILTERS[level]
+        if s.skip == "add":
+            roles[f"dec{level}_a_up"].set_weights([w[:, :, :f], b])
+            roles[f"dec{level}_a_skip"].set_weights([w[:, :, f:]])
+            continue
+        if s.bn_after_concat:  # BN(x) = a*x + c on the concatenation, undone in the convolution (but at the border)
+            bn = roles[f"dec{level}_cat_bn"]
+            n = w.shape[2]
+            gamma, beta = rng.uniform(0.5, 2.0, n), rng.normal(0, 0.1, n)
+            mean_, var = rng.normal(0, 0.1, n), rng.uniform(0.5, 2.0, n)
+            bn.set_weights([gamma, beta, mean_, var])
+            a = gamma / np.sqrt(var + bn.epsilon)
+            c = beta - a * mean_
+            w = w / a[None, None, :, None]
+            b = b - np.einsum("hwco,c->o", w, c)
+        roles[f"dec{level}_a"].set_weights([w.astype(np.float32), b.astype(np.float32)])
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """The trained U-Net's weights by role: one training, two heads (3-class softmax, TLF sigmoid)."""
+    s = Structure("trained", up="upsample")
+    keras.utils.set_random_seed(4)
+    body, roles = build(keras, s)
+    x_last = roles["logits"].input
+    binary = keras.layers.Conv2D(1, 1, activation="sigmoid", name="binary")
+    two = keras.Model(body.input, [body.output, binary(x_last)])
+    x, y, _ = small_field_set(320, seed=1)
+    two.compile(keras.optimizers.Adam(3e-3), ["categorical_crossentropy", "binary_crossentropy"])
+    two.fit(to_float(x, _spec(64)), [keras.utils.to_categorical(y, 3), (y == 1)[..., None].astype(np.float32)],
+            epochs=8, batch_size=16, verbose=0)
+    out = {role: layer.get_weights() for role, layer in roles.items()}
+    out["binary"] = binary.get_weights()
+    return out
+
+
+def _spec(size, channels=1):
+    from edge.preprocess import PreprocessSpec
+
+    return PreprocessSpec(size, size, channels)
+
+
+def scans(s: Structure, n: int, seed: int):
+    """Phantom scans like those the model was trained on: 0.25 mm pixels (a 16 mm field at 64 px,
+    32 mm at 128 px), the same layers."""
+    return small_field_set(n, seed, size=s.size)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Per model size and head: a calibration image folder and a labelled folder (binary masks for a sigmoid head)."""
+    from convert.data import write_labelled_folder
+
+    done = {}
+
+    def get(s: Structure):
+        key = (s.size, s.binary)
+        if key not in done:
+            root = tmp_path_factory.mktemp(f"zoo_data_{s.size}_{int(key[1])}")
+            calib = scans(s, 24, seed=5)[0]
+            write_labelled_folder(root / "calib", calib[..., 0], np.zeros(calib.shape[:3], np.uint8))
+            images, labels, _ = scans(s, 16, seed=2)
+            if key[1]:
+                labels = (labels == 1).astype(np.uint8)
+            write_labelled_folder(root / "data", images[..., 0], labels)
+            done[key] = (root / "calib" / "images", root / "data")
+        return done[key]
+
+    return get
+
+
+def save(s: Structure, fmt: str, trained: dict, out: Path) -> Path:
+    """The structure with the trained weights, saved as users save it."""
+    if fmt in ("h5", "savedmodel-keras2"):
+        k = pytest.importorskip("tf_keras")
+    else:
+        k = keras
+    model, roles = build(k, s)
+    transplant(roles, trained, s)
+    if fmt == "keras":
+        path = out / "model.keras"
+        model.save(path)
+    elif fmt == "h5":
+        path = out / "model.h5"
+        model.save(path)  # what Keras 2 (TensorFlow <= 2.15) wrote
+    elif fmt == "savedmodel-keras2":
+        path = out / "saved_model"
+        model.save(path)  # Keras 2's default format
+    else:
+        path = out / "exported"
+        model.export(path, verbose=False)
+    return path
+
+
+CASES = [(s, fmt) for s in ZOO for fmt in s.formats]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, trained, folders):
+    done = {}
+
+    def get(s: Structure, fmt: str, capsys):
+        key = (s.id, fmt)
+        if key not in done:
+            root = tmp_path_factory.mktemp(f"zoo_{s.id}_{fmt}")
+            path = save(s, fmt, trained, root)
+            calib, data = folders(s)
+            capsys.readouterr()
+            args = ["quantize", str(path), "--calib", str(calib), "--data", str(data), "--out", str(root / "bundle"),
+                    "--spacing-mm", "%g,%g" % TINY_SPACING, *s.declared()]
+            rc = main(args)
+            out = capsys.readouterr()
+            done[key] = (rc, out.out, out.err, root / "bundle", path, args)
+        return done[key]
+
+    return get
+
+
+@pytest.mark.parametrize("s, fmt", CASES, ids=[f"{s.id}-{fmt}" for s, fmt in CASES])
+def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converted, capsys):
+    rc, out, err, bundle_path, _, args = converted(s, fmt, capsys)
+    gate = [line for line in out.splitlines() if line.startswith("gate ")]
+    assert rc == 0 and gate and gate[0].startswith("gate PASSED"), out + err
+    figures = [line for line in out.splitlines() if line.startswith("float mean IoU")]
+    print(f"{s.id} [{fmt}]: tlf-convert {' '.join(args)}\n  {figures[0]}\n  {gate[0]}")  # shown by pytest -rP
+    bundle = load_bundle(bundle_path)
+    m = bundle.manifest
+    assert bundle.output_kind == {"softmax-layer": "softmax", "logit1": "logits"}.get(s.head, s.head)
+    assert m["output"]["shape"] == [1, s.size, s.size, 1 if s.binary else 3]
+    assert bundle.classes == (["background", "tlf"] if s.binary else ["above", "tlf", "below"])
+    assert m["delegate_partitions"] == 1
+    # the declared preprocessing is what the bundle states
+    assert bundle.spec.scale == pytest.approx(1.0 if s.inside else 1 / 255)
+    assert bundle.spec.channels == s.channels and bundle.spec.channel_order == s.order
+    if s.mean:
+        assert bundle.spec.mean == s.mean and bundle.spec.std == s.std
+    v = m["validation"]
+    assert v["gate"]["passed"] and v["thickness"]["int8_vs_float"]["n"] >= 8  # the band is measured, not missed
+    assert v["float"]["dice"][1] > 0.5  # the model draws the TLF
+    # skip concatenations visible to Keras are split, also through batch normalisation
+    # (a nearest UpSampling2D becomes channel copies, a concatenation of one scale, and a DEPTH_TO_SPACE)
+    notes = " ".join(m.get("conversion_notes", []))
+    if s.skip == "concat" and not fmt.startswith("savedmodel") and s.inside != "tf-op":
+        assert "stays whole" not in notes and ("CONCATENATION" not in m["ops"] or s.up == "upsample")
+    elif s.skip == "concat":  # a graph converted whole: its concatenations stay, and quantize says so
+        assert "CONCATENATION" in m["ops"] and "CONCATENATION op(s) of a graph converted whole stay" in notes
+
+
+# One case per head kind (softmax from both files, sigmoid, logits of one channel and of three).
+DEVICE_CASES = [(s, fmt) for s, fmt in CASES if (s.id, fmt) in {
+    ("tutorial", "keras"), ("tutorial", "h5"), ("bn-upsample-add-sigmoid-rgb", "h5"), ("binary-logit", "keras"),
+    ("logits-128-bn-after-concat-rescaling", "keras")}]
+
+
+@pytest.mark.parametrize("s, fmt", DEVICE_CASES, ids=[f"{s.id}-{fmt}" for s, fmt in DEVICE_CASES])
+def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, capsys, tmp_path):
+    """edge.segmenter on ai-edge-litert: labels as the float model draws them on frames of
+    another size, scores in logit units whatever the head."""
+    rc, _, _, bundle_path, path, _ = converted(s, fmt, capsys)
+    assert rc == 0
+    bundle = load_bundle(bundle_path)
+    seg = Segmenter(bundle, 2)
+    assert seg.runtime == "ai-edge-litert" and seg.classes == (2 if s.binary else 3)
+    from convert.load import read_model
+
+    model = read_model(path, trust_code=True)
+    images, _, _ = scans(s, 4, seed=31)
+    agree = []
+    for img in images:
+        frame = img[..., 0] if s.channels == 1 else np.dstack([img[..., 0]] * 3)
+        frame = np.kron(frame, np.ones((2, 2) + (() if frame.ndim == 2 else (1,)), np.uint8))[:, : frame.shape[1] * 7 // 4]
+        out = seg.segment(Frame(frame, 0.0, 0))
+        model_image = to_model_image(frame, bundle.spec)
+        f = scores_in_logit_units(np.asarray(model(to_float(model_image, bundle.spec)[None]))[0], bundle.output_kind)
+        agree.append((out.labels == np.argmax(f, -1)).mean())
+        assert out.logits.shape == (s.size, s.size, seg.classes)
+        assert np.array_equal(out.labels, np.argmax(out.logits, -1))
+    assert np.mean(agree) > 0.97
+
+
+@pytest.mark.parametrize("fmt", ["keras3", "keras2"])
+def test_weights_only_load_into_the_built_in_unet(fmt, trained, folders, tmp_path, capsys):
+    """--weights with the builder's options: a U-Net of the built-in builder's layout (the classic
+    concatenating form), its weights saved alone by Keras 3 (.weights.h5) or by Keras 2 (.h5)."""
+    if fmt == "keras3":
+        from convert.unet import build_unet
+
+        model = build_unet(input_size=64, base_filters=8, depth=2, split_skip=False, batch_size=None)
+        for role in ("enc0_a", "enc0_b", "enc1_a", "enc1_b", "bottom_a", "bottom_b", "dec1_a", "dec1_b", "dec0_a",
+                     "dec0_b", "logits"):
+            model.get_layer(role).set_weights(trained[role])
+        for level in (0, 1):
+            w, b = trained[f"up{level}"]
+            model.get_layer(f"up{level}").set_weights([np.broadcast_to(w[0, 0].T, (2, 2, *w[0, 0].T.shape)).copy(), b])
+        weights = tmp_path / "unet.weights.h5"
+        model.save_weights(weights)
+    else:  # the same layers in the same order, written by Keras 2 as a notebook would
+        k = pytest.importorskip("tf_keras")
+        s = Structure("weights-keras2", head="logits")
+        model, roles = build(k, s)
+        transplant(roles, trained, s)
+        weights = tmp_path / "unet_weights.h5"
+        model.save_weights(weights)
+    calib, data = folders(Structure("weights"))
+    common = ["--calib", str(calib), "--data", str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--input-scale", "1/255"]
+    builder = ["--base-filters", "8", "--depth", "2"]
+    wrong = main(["quantize", "--weights", str(weights), "--size", "64", *builder, "--out", str(tmp_path / "wrong"), *common])
+    assert wrong == 2 and "do not fit the built-in U-Net" in capsys.readouterr().err  # split form by default
+    rc = main(["quantize", "--weights", str(weights), "--size", "64", *builder, "--concat-skips", "--out",
+               str(tmp_path / "b"), *common])
+    out = capsys.readouterr().out
+    assert rc == 0 and "gate PASSED" in out, out
+    assert main(["validate", str(tmp_path / "b"), "--weights", str(weights), *builder, "--concat-skips", "--data",
+                 str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--out", str(tmp_path / "rep")]) == 0
+    assert "gate PASSED" in capsys.readouterr().out
+
+
+def test_the_float_model_giving_one_class_stops_quantize(trained, folders, tmp_path, capsys):
+    """Preprocessing declared wrong: the model divides by 255 itself (a Rescaling layer) and the
+    user declares the tutorials' 1/255 as well. Fed almost nothing, the float model gives one
+    class almost everywhere, and quantize says so, with the declaration that would do."""
+    s = Structure("rescaling-inside", inside="rescaling")
+    path = save(s, "keras", trained, tmp_path)
+    calib, data = folders(s)
+    rc = main(["quantize", str(path), "--calib", str(calib), "--out", str(tmp_path / "b"), "--input-scale", "1/255"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tlf-convert: warning")]
+    assert rc == 2 and len(err) == 1 and not (tmp_path / "b").exists()
+    print(err[0])
+    assert err[0].startswith("tlf-convert: error: the float model, fed the calibration images as declared (p/255")
+    assert "preprocessing probably does not match its training" in err[0] and "with --input-scale 1 it gives" in err[0]
+    assert main(["quantize", str(path), "--calib", str(calib), "--out", str(tmp_path / "b"), "--input-scale", "1"]) == 0
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_lambda_layers_need_trust_code(fmt, trained, folders, tmp_path, capsys):
+    s = Structure("lambda-scaling", inside="lambda", lists=True)
+    path = save(s, fmt, trained, tmp_path)
+    calib, _ = folders(s)
+    rc = main(["quantize", str(path), "--calib", str(calib), "--out", str(tmp_path / "b"), "--input-scale", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has Lambda layer(s) ['lambda" in err and "--trust-code" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_custom_layers_need_the_file_that_defines_them(folders, tmp_path, capsys):
+    code = tmp_path / "layers.py"
+    code.write_text(
+        "import keras\n\n"
+        "@keras.saving.register_keras_serializable(package='study')\n"
+        "class Scale(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return x / 255.0\n")
+    from convert.load import custom_objects_from
+
+    Scale = custom_objects_from(code)["Scale"]
+    inp = keras.Input((64, 64, 1))
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1, activation="softmax")(Scale(name="pixels")(inp)))
+    model.save(tmp_path / "custom.keras")
+    calib, _ = folders(Structure("custom"))
+    args = ["quantize", str(tmp_path / "custom.keras"), "--calib", str(calib), "--input-scale", "1", "--allow-one-class"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "custom layer(s) 'pixels' (Scale)" in err and "--custom-objects FILE.py" in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--custom-objects", str(code)]) == 0
+    assert load_bundle(tmp_path / "b").output_kind == "softmax"
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: p.write_bytes(b"not a model"), "neither a Keras 3 file"),
+        (lambda p: p.mkdir(), "is not a TensorFlow SavedModel"),
+        (lambda p: _weights_only(p), "holds weights only"),
+    ],
+    ids=["not-a-model", "folder", "weights-only"],
+)
+def test_files_that_are_not_models_say_what_they_are(make, match, tmp_path, capsys):
+    path = tmp_path / "model.h5"
+    make(path)
+    assert main(["quantize", str(path), "--calib", "phantom", "--out", str(tmp_path / "b"), "--input-scale", "1/255"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tlf-convert: error: ") and match in err and len(err.strip().splitlines()) == 1
+
+
+def _weights_only(path: Path) -> None:
+    """Weights saved alone (Keras 3 names them .weights.h5; users rename them .h5)."""
+    inp = keras.Input((64, 64, 1))
+    keras.Model(inp, keras.layers.Conv2D(3, 1)(inp)).save_weights(path.with_name("w.weights.h5"))
+    path.with_name("w.weights.h5").rename(path)
+
+
+def test_undeclared_preprocessing_is_asked_for(trained, tmp_path, capsys):
+    path = save(Structure("plain"), "keras", trained, tmp_path)
+    assert main(["quantize", str(path), "--calib", "phantom", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "how was model.keras fed in training? declare it: --input-scale 1/255" in err
+
+
+def test_graphs_xnnpack_cannot_take_whole_say_which_op_and_what_it_costs(folders, tmp_path, capsys):
+    """A SavedModel with a nearest-neighbour upsampling (TILE inside a TensorFlow graph, which the
+    converter cannot rewrite) is refused with the op, its count, the partitions and the time per
+    frame; --allow-partitions converts it with that line as a warning, recorded in the manifest."""
+    inp = keras.Input((64, 64, 1), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.UpSampling2D(size=(2, 1))(keras.layers.MaxPooling2D((2, 1))(x))  # not square: stays a resize
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1, activation="softmax")(x))
+    model.export(tmp_path / "sm", verbose=False)
+    calib, _ = folders(Structure("partitions"))
+    args = ["quantize", str(tmp_path / "sm"), "--calib", str(calib), "--input-scale", "1/255", "--allow-one-class"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tlf-convert: error: XNNPACK takes the converted graph in") and "ms per frame here" in err
+    assert "--allow-partitions" in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--allow-partitions"]) == 0
+    notes = json.loads((tmp_path / "b" / "manifest.json").read_text())["conversion_notes"]
+    assert any("ms per frame" in n for n in notes)
+
+
+def test_unsplit_concatenations_are_named_with_the_layer_that_keeps_them(trained, tmp_path, capsys):
+    """A concatenation feeding a Conv2DTranspose (not split) stays; quantize names it and its consumer."""
+    from convert.quantize import quantize_to_bundle
+
+    inp = keras.Input((64, 64, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    b = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(a)
+    cat = keras.layers.Concatenate(name="joined")([a, b])
+    down = keras.layers.MaxPooling2D(name="shrink")(cat)
+    up = keras.layers.Conv2DTranspose(4, 2, strides=2, name="widen")(down)
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1)(up))
+    images = small_field_set(8, seed=5)[0]
+    bundle = quantize_to_bundle(model, images, _spec(64), tmp_path / "b", check_prediction=False)
+    err = capsys.readouterr().err
+    assert "concatenation 'joined' stays whole: it feeds shrink (MaxPooling2D)" in err
+    assert any("joined" in n for n in bundle.manifest["conversion_notes"])
