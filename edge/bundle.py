@@ -20,6 +20,7 @@ from edge.preprocess import PreprocessSpec
 SCHEMA = "tlf-edge.bundle/1"
 MODEL_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
+MANIFEST_HASH = "manifest_sha256"
 REQUIRED = ("schema", "model_file", "sha256", "input", "output", "classes", "tlf_class", "preprocess", "created_by")
 TENSOR_KEYS = ("shape", "dtype", "scale", "zero_point")
 OUTPUT_KINDS = ("logits", "softmax")  # per-class scores before or after a softmax
@@ -82,6 +83,30 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_digest(manifest: dict) -> str:
+    """The sha256 of a manifest's content: its canonical JSON without the `manifest_sha256` entry."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_HASH}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def seal(manifest: dict) -> dict:
+    """`manifest` with its `manifest_sha256` set to the digest of its content."""
+    return {**{k: v for k, v in manifest.items() if k != MANIFEST_HASH}, MANIFEST_HASH: manifest_digest(manifest)}
+
+
+def _check_seal(manifest: dict, manifest_path: Path) -> None:
+    recorded = manifest.get(MANIFEST_HASH)
+    if recorded is None:
+        raise BundleError(f"manifest {str(manifest_path)!r} is not sealed (no {MANIFEST_HASH}): "
+                          "refusing an unverifiable bundle; make it again with tlf-convert")
+    actual = manifest_digest(manifest)
+    if recorded != actual:
+        raise BundleError(
+            f"manifest {str(manifest_path)!r} does not match its {MANIFEST_HASH} (content {actual[:12]}..., "
+            f"sealed {str(recorded)[:12]}...): refusing an edited manifest")
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle folder; raise BundleError with one clear line otherwise."""
     path = Path(path)
@@ -89,13 +114,14 @@ def load_bundle(path: str | Path) -> Bundle:
     if not manifest_path.is_file():
         raise BundleError(f"not a model bundle: {str(path)!r} has no {MANIFEST_FILE}")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError too
         raise BundleError(f"unreadable manifest {str(manifest_path)!r}: {e}") from e
     if not isinstance(manifest, dict):
         raise BundleError(f"manifest {str(manifest_path)!r} is not a JSON object")
     if manifest.get("schema") != SCHEMA:
         raise BundleError(f"unsupported bundle schema {manifest.get('schema')!r} in {str(path)!r} (expected {SCHEMA!r})")
+    _check_seal(manifest, manifest_path)
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"manifest {str(manifest_path)!r} lacks {missing}")
@@ -147,12 +173,16 @@ def write_bundle(path: str | Path, model_bytes: bytes, manifest: dict) -> Bundle
     path.mkdir(parents=True, exist_ok=True)
     (path / MODEL_FILE).write_bytes(model_bytes)
     full = {"schema": SCHEMA, "model_file": MODEL_FILE, "sha256": hashlib.sha256(model_bytes).hexdigest(), **manifest}
-    (path / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    write_manifest(path, full)
     return load_bundle(path)
+
+
+def write_manifest(path: str | Path, manifest: dict) -> None:
+    """Write `manifest` (sealed) as the manifest of the bundle folder `path`."""
+    (Path(path) / MANIFEST_FILE).write_text(json.dumps(seal(manifest), indent=2) + "\n")
 
 
 def update_manifest(bundle: Bundle, **entries) -> Bundle:
     """Add or replace top-level manifest entries (e.g. validation results) of a verified bundle."""
-    manifest = dict(bundle.manifest, **entries)
-    (bundle.path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(bundle.path, dict(bundle.manifest, **entries))
     return load_bundle(bundle.path)

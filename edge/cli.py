@@ -59,7 +59,10 @@ def main(argv=None) -> int:
         if args.command == "bench":
             return cmd_bench(args)
         if args.command == "info":
-            print(json.dumps(load_bundle(args.bundle).manifest, indent=2))
+            bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
+            print(json.dumps(bundle.manifest, indent=2))
+            print(f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
+                  f"{bundle.manifest['manifest_sha256'][:12]}...", file=sys.stderr)
             return 0
     except EdgeError as e:
         print(f"tlf-edge: error: {e}", file=sys.stderr)
