@@ -91,12 +91,12 @@ def cmd_bench(args) -> int:
 
 def resolve_options(args):
     """The config file, then --set overrides, then the dedicated flags; returns the Config."""
-    from edge.config import load_config
+    from edge.config import RUN_REQUIRED, load_config
 
     flags = {"source.url": args.source, "model.bundle": args.bundle, "display.url": args.display,
              "display.baud": args.baud, "model.num_threads": args.threads, "log.directory": args.out}
     overrides = list(args.set) + [f"{k}={v}" for k, v in flags.items() if v is not None]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, required=RUN_REQUIRED)  # a file must name its devices
     args.bundle = cfg.model.bundle or str(DEMO_BUNDLE)
     args.source = cfg.source.url
     args.display = cfg.display.url if cfg.display.enabled else "none"
@@ -123,19 +123,20 @@ def cmd_run(args) -> int:
     while run_dir.exists():
         run_dir = run_dir.with_name(run_dir.name + "+")
     run_dir.mkdir(parents=True)
-    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256)] if cfg.log.jsonl else []
+    simulated = source.simulated  # the phantom scanner: every output says so
+    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
     emulator = None
     if args.display == "emulate":
         from firmware_bridge.emulator import DisplayEmulator
 
         emulator = DisplayEmulator().start()
-        sinks.append(DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+        sinks.append(DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated))
     elif args.display != "none":
-        sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+        sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated))
     if cfg.log.csv:
         from edge.csvlog import CsvLog
 
-        sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256))
+        sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256, simulated))
     if cfg.recording.enabled:
         from edge.recording import RecordingSink
 
@@ -144,7 +145,7 @@ def cmd_run(args) -> int:
         sinks.append(RecordingSink.in_folder(recording_root, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class,
                                              min_free_bytes=int(cfg.recording.min_free_mb * 2**20)))
     if not args.quiet:
-        sinks.append(ConsoleStatus(hz=cfg.console.hz))
+        sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
     # and WATCHDOG=1 while they flow (edge/systemd.py); outside systemd it does nothing.
     sinks.append(systemd.NotifySink())
@@ -168,13 +169,13 @@ def cmd_run(args) -> int:
             signal.signal(sig, handler)
         if emulator is not None:
             emulator.stop()
-    summary = summarize(stats, segmenter, args, display)
+    summary = summarize(stats, segmenter, args, display, simulated)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, run_dir)
     return 0
 
 
-def summarize(stats, segmenter, args, display) -> dict:
+def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
     ms = stats.measurements  # the most recent ones: values, latency and truth are over these
     accepted = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
     lat = np.array([m.latency_s for m in ms]) * 1000 if ms else np.array([np.nan])
@@ -187,6 +188,7 @@ def summarize(stats, segmenter, args, display) -> dict:
         "threads": segmenter.num_threads,
         "thickness_calibration": segmenter.calibration.fitted_on if segmenter.calibration is not None else None,
         "source": args.source,
+        "simulated": bool(simulated),
         "frames": stats.frames,
         "accepted": stats.accepted,
         "flagged": stats.flagged,
@@ -228,7 +230,7 @@ def print_summary(s: dict, run_dir: Path) -> None:
     print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
     if s.get("thickness_calibration"):
         print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_calibration']})")
-    print(f"  source     {s['source']}")
+    print(f"  source     {s['source']}" + (" (SIMULATED: the built-in phantom scanner, no patient)" if s["simulated"] else ""))
     flagged = ", ".join(f"{k} x{v}" for k, v in s["flagged"].items()) or "none"
     dropped = f" ({s['dropped_frames']} older frames dropped: the newest frame wins)" if s["dropped_frames"] else ""
     print(f"  frames     {s['frames']} measured{dropped}, {s['accepted']} accepted; rejected: {flagged}")

@@ -11,6 +11,11 @@ key, e.g. `tlf-edge.toml: [display] baud: expected int, got 'fast'`. Command-lin
 dotted keys applied on top of the file: `display.baud=921600`. deploy/tlf-edge.example.toml
 lists every key with its default.
 
+A run from a config file (a cart) must name its devices: `[source] url` and `[display] url`
+are required there (RUN_REQUIRED; a flag or a --set override names them too), so that a file
+with those sections deleted cannot quietly measure the built-in phantom. Without a file the
+defaults are the demo: the phantom scanner and the emulated display.
+
 Empty and zero values stand for "not set" where TOML has no null: `roi.rect = []` detects the
 B-mode region, `calibration.spacing_mm = []` takes the spacing from the source or the screen,
 `model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the physical cores.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -37,6 +43,11 @@ from edge.temporal import TemporalOptions
 from edge.thickness import ThicknessOptions
 
 VERSION = 1
+# Keys a config file must set for `tlf-edge run` and `doctor`, with an example of each.
+RUN_REQUIRED = {
+    "source.url": 'the frame source, e.g. url = "v4l2:///dev/tlf-capture" (the built-in phantom: "phantom://clip")',
+    "display.url": 'the display, e.g. url = "/dev/tlf-display" ("none" for no display, "emulate" for the emulator)',
+}
 
 
 def _require(section: str, key: str, value, ok: bool, why: str) -> None:
@@ -262,19 +273,57 @@ def parse_config(data: dict) -> Config:
 _POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+def _explicit(data: dict, overrides: Iterable[str]) -> set[str]:
+    """The dotted keys a parsed file and the overrides set."""
+    keys = {f"{name}.{key}" for name, values in data.items() if isinstance(values, dict) for key in values}
+    return keys | {str(item).partition("=")[0].strip() for item in overrides}
+
+
+def _check_required(config: Config, explicit: set[str], required: Iterable[str], origin: str) -> None:
+    for dotted in required:
+        section, _, key = dotted.partition(".")
+        if dotted in explicit or (section == "display" and not config.display.enabled):
+            continue
+        raise ConfigError(f"{origin}: [{section}] {key}: not set; a config file must name {RUN_REQUIRED.get(dotted, dotted)}")
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few kB; anything this large is not one
+
+
+def _read_text_file(path, origin: str) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES (a FIFO or a device would block
+    or never end); ConfigError naming the file otherwise."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{origin}: cannot read the config file: not a regular file")
+            if st.st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{origin}: cannot read the config file: {st.st_size} bytes is not a config file")
+            return f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{origin}: cannot read the config file: {e.strerror or e}") from e
+    except ValueError as e:  # a NUL byte in the path
+        raise ConfigError(f"{origin!r}: cannot read the config file: {e}") from e
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), required: Iterable[str] = ()) -> Config:
     """The config in the TOML file `path` (None: the defaults), with `overrides` applied on top.
 
-    Every problem is a ConfigError with one line naming the file (and line) or the override.
+    required: dotted keys (RUN_REQUIRED) that the file or the overrides must set when a file is
+    given. Every problem is a ConfigError with one line naming the file (and line) or the override.
     """
     config = Config()
+    overrides = list(overrides)
+    data: dict = {}
     if path is not None:
         origin = str(path)
+        raw = _read_text_file(path, origin)
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
+            raw = raw[3:]
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"{origin}: cannot read the config file: {e.strerror or e}") from e
+            data = tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ConfigError(f"{origin}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
         except tomllib.TOMLDecodeError as e:
@@ -286,7 +335,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             config = parse_config(data)
         except ConfigError as e:
             raise ConfigError(f"{origin}: {e}") from e
-    return apply_overrides(config, overrides)
+    config = apply_overrides(config, overrides)
+    if path is not None:
+        _check_required(config, _explicit(data, overrides), required, str(path))
+    return config
 
 
 def _override_value(text: str, hint):

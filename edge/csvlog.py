@@ -18,7 +18,7 @@ from edge.quality import names
 from edge.sinks import Sink
 
 COLUMNS = ("seq", "t_capture", "wall_time", "thickness", "spread", "unit", "filtered", "low", "high",
-           "flags", "flag_names", "columns", "latency_ms", "model_sha256")
+           "flags", "flag_names", "columns", "latency_ms", "model_sha256", "simulated")
 
 
 def _number(v, digits: int) -> str:
@@ -29,12 +29,13 @@ def _number(v, digits: int) -> str:
 
 
 class CsvLog(Sink):
-    """Appends one CSV row per measurement to `path` (columns: COLUMNS); flag names joined by '|'."""
+    """Appends one CSV row per measurement to `path` (columns: COLUMNS); flag names joined by '|';
+    simulated is 1 for a reading of the built-in phantom scanner."""
 
     name = "csv"
 
-    def __init__(self, path: str | Path, model_sha256: str):
-        self.path, self.model_sha256 = Path(path), model_sha256
+    def __init__(self, path: str | Path, model_sha256: str, simulated: bool = False):
+        self.path, self.model_sha256, self.simulated = Path(path), model_sha256, bool(simulated)
         self._f = None
         self._rows = None
 
@@ -75,6 +76,7 @@ class CsvLog(Sink):
             m.columns,
             _number(m.latency_s * 1000, 2),
             self.model_sha256,
+            int(self.simulated),
         ))
 
     def close(self) -> None:

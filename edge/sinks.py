@@ -51,12 +51,13 @@ def _num(v: float):
 
 
 class JsonLinesLog(Sink):
-    """One JSON object per frame: time, thickness and spread, flags, latency, model hash."""
+    """One JSON object per frame: time, thickness and spread, flags, latency, model hash, and
+    whether the source is simulated (the built-in phantom: a reading of nobody)."""
 
     name = "log"
 
-    def __init__(self, path: Path, model_sha256: str):
-        self.path, self.model_sha256 = Path(path), model_sha256
+    def __init__(self, path: Path, model_sha256: str, simulated: bool = False):
+        self.path, self.model_sha256, self.simulated = Path(path), model_sha256, bool(simulated)
         self._f = None
 
     def open(self):
@@ -77,6 +78,7 @@ class JsonLinesLog(Sink):
             "columns": m.columns,
             "latency_ms": round(m.latency_s * 1000, 2),
             "model_sha256": self.model_sha256,
+            "simulated": self.simulated,
             **{k: _num(v) if isinstance(v, float) else v for k, v in m.extra.items()},
         }
         self._f.write(json.dumps(record) + "\n")
@@ -88,12 +90,14 @@ class JsonLinesLog(Sink):
 
 
 class ConsoleStatus(Sink):
-    """A one-line live status (fps, latency, thickness), redrawn at most `hz` times a second."""
+    """A one-line live status (fps, latency, thickness), redrawn at most `hz` times a second;
+    it starts with SIMULATED when the source is the phantom scanner."""
 
     name = "console"
 
-    def __init__(self, stream=sys.stdout, hz: float = 4.0):
+    def __init__(self, stream=sys.stdout, hz: float = 4.0, simulated: bool = False):
         self.stream, self.period = stream, 1.0 / hz
+        self.prefix = "SIMULATED  " if simulated else ""
         self._last = 0.0
         self._count = 0
         self._t0 = None
@@ -113,7 +117,7 @@ class ConsoleStatus(Sink):
         if not math.isnan(filtered) and not math.isnan(half):
             value += f" +-{half:.2f}"
         flags = ",".join(names(m.flags)) or "ok"
-        self.stream.write(f"\rframe {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
+        self.stream.write(f"\r{self.prefix}frame {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
         self.stream.flush()
 
     def status(self, code: str, text: str) -> None:
@@ -129,13 +133,20 @@ class ConsoleStatus(Sink):
             self.stream.flush()
 
 
+SIMULATED_TEXT = "SIMULATED"  # the STATUS text a display shows under a reading of the phantom scanner
+
+
 class DisplaySink(Sink):
-    """Sends each measurement and the TLF band to the cart display over the serial bridge."""
+    """Sends each measurement and the TLF band to the cart display over the serial bridge.
+
+    With a simulated source the display is told so at once and after every reconnection: a
+    STATUS running with the text SIMULATED, which the device shows under the reading."""
 
     name = "display"
 
-    def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1):
+    def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1, simulated: bool = False):
         self.url, self.model_id, self.baudrate, self.tlf_class = url, model_id, baudrate, tlf_class
+        self.simulated = bool(simulated)
         self.link = None
         self._status = None  # the last STATUS, sent again to a display that reconnects
         self._reconnects = 0
@@ -146,6 +157,8 @@ class DisplaySink(Sink):
 
         self.link = DisplayLink(self.url, baudrate=self.baudrate)
         self.link.open()
+        if self.simulated:
+            self.status(RUNNING, "simulated source")
         return self
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
@@ -167,7 +180,8 @@ class DisplaySink(Sink):
         from firmware_bridge.messages import Status, StatusCode
 
         wire = {RUNNING: StatusCode.RUNNING, NO_SIGNAL: StatusCode.NO_SIGNAL}[code]
-        label = "no signal" if code == NO_SIGNAL else "running"  # shown as is: short and plain
+        # Shown as is, short and plain; a plain "running" needs no words.
+        label = "no signal" if code == NO_SIGNAL else (SIMULATED_TEXT if self.simulated else "")
         self._status = Status(wire, 0, label)
         self.link.offer_status(self._status)
         self.link.pump(timeout=0)
@@ -185,4 +199,4 @@ class DisplaySink(Sink):
                 self.link.pump(timeout=0.2)
             finally:
                 self.link_stats = self.link.stats  # what was sent, dropped, reconnected: for reports
-                self.link.close()
+                self.link.close("runtime stopped, " + SIMULATED_TEXT if self.simulated else "runtime stopped")

@@ -149,15 +149,15 @@ class DisplayLink:
                 self._run(self.clock() + handshake_timeout, lambda: self._device is not None)
         return self
 
-    def close(self) -> None:
-        """Tell the device the runtime stopped (best effort) and close the port."""
+    def close(self, text: str = "runtime stopped") -> None:
+        """Tell the device the runtime stopped (best effort, STATUS stopped with `text`) and close the port."""
         with self._io:
             self._closed = True
             port, self._port = self._port, None
             if port is None:
                 return
             try:
-                write_some(port, DELIMITER + self._frame(Status(StatusCode.STOPPED, 0, "runtime stopped")))
+                write_some(port, DELIMITER + self._frame(Status(StatusCode.STOPPED, 0, text)))
             except BridgeError:
                 pass
             try:

@@ -51,8 +51,11 @@ def caption(state: DisplayState) -> list[str]:
         unit = "mm" if m.unit_mm else "px"
         value = "--" if rejected else f"{m.thickness:.2f} {unit}"
         lines.append(f"TLF {value}" + ("" if m.unit_mm else " (uncal.)"))
-    if state.status is not None and state.status.code != 0:
-        lines.append(state.status.name.replace("_", " ").lower() + (f": {state.status.text}" if state.status.text else ""))
+    status = state.status
+    if status is not None and status.code != 0:
+        lines.append(status.name.replace("_", " ").lower() + (f": {status.text}" if status.text else ""))
+    elif status is not None and status.text:  # running, with a word to show (e.g. SIMULATED)
+        lines.append(status.text)
     return lines
 
 

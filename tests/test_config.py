@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.config import SECTIONS, Config, DisplayOptions, apply_overrides, load_config, tomllib
+from edge.config import RUN_REQUIRED, SECTIONS, Config, DisplayOptions, apply_overrides, load_config, tomllib
 from edge.errors import ConfigError
 from edge.temporal import TemporalOptions
 from edge.thickness import ThicknessOptions
@@ -177,6 +178,43 @@ def test_non_utf8_file_is_named(tmp_path):
     path.write_bytes('version = 1\n[source]\nurl = "caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1\.toml: "):
         load_config(path)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbfversion = 1\n[display]\nbaud = 921600\n")
+    assert load_config(path).display.baud == 921600
+
+
+def test_a_fifo_is_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.toml")
+    with pytest.raises(ConfigError, match=r"pipe\.toml: cannot read the config file: not a regular file"):
+        load_config(tmp_path / "pipe.toml")  # returns at once: nobody writes to the pipe
+
+
+def test_a_folder_is_not_a_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path)
+
+
+# A run's config must name its devices ---------------------------------------------------------
+
+
+def test_a_run_config_must_name_source_and_display(tmp_path):
+    path = write(tmp_path, "version = 1\n[display]\nurl = 'none'\n")
+    with pytest.raises(ConfigError, match=r"tlf-edge\.toml: \[source\] url: not set; a config file must name the frame source"):
+        load_config(path, required=RUN_REQUIRED)
+    assert load_config(path, ["source.url=/dev/video0"], required=RUN_REQUIRED).source.url == "/dev/video0"
+    assert load_config(path).source == Config().source  # not required: the default stays
+
+
+def test_a_disabled_display_needs_no_url(tmp_path):
+    path = write(tmp_path, "version = 1\n[source]\nurl = '0'\n[display]\nenabled = false\n")
+    assert not load_config(path, required=RUN_REQUIRED).display.enabled
+
+
+def test_without_a_file_nothing_is_required():
+    assert load_config(None, required=RUN_REQUIRED) == Config()  # the demo
 
 
 # Command-line overrides ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class Source:
     """Base class; also a usable fake in tests (it yields nothing)."""
 
     live: bool = False
+    simulated: bool = False  # the built-in phantom scanner: its readings are nobody's
     dropped: int = 0
     fps: float | None = None  # nominal frame rate, when the source knows it
 

@@ -66,6 +66,7 @@ class _ClipSource(Source):
 
     fps: float
     live: bool
+    simulated = True
 
     def _items(self):
         raise NotImplementedError
