@@ -25,6 +25,7 @@ The config holds options only, never runtime state.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import stat
@@ -38,8 +39,10 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from edge.calibration import SPACING_RANGE_MM
 from edge.errors import ConfigError
 from edge.temporal import TemporalOptions
+from firmware_bridge.ports import BAUD_RANGE
 from edge.thickness import ThicknessOptions
 
 VERSION = 1
@@ -58,9 +61,12 @@ def _require(section: str, key: str, value, ok: bool, why: str) -> None:
 @dataclass(frozen=True)
 class SourceOptions:
     url: str = "phantom://clip?seed=7&frames=150&size=400x400&live=1"  # see edge.sources.open_source
+    max_pixels: int = 4096 * 4096  # frames larger than this (width x height) are refused or skipped
 
     def __post_init__(self):
         _require("source", "url", self.url, bool(self.url.strip()), "must not be empty")
+        _require("source", "max_pixels", self.max_pixels, 64 * 64 <= self.max_pixels <= 2**31,
+                 "must be between 4096 (64x64) and 2147483648")
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,9 @@ class CalibrationOptions:
 
     def __post_init__(self):
         s = self.spacing_mm
-        _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(0.001 <= v <= 10.0 for v in s),
-                 "expected [], [mm] or [row_mm, column_mm], each 0.001-10 mm")
+        lo, hi = SPACING_RANGE_MM
+        _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(lo <= v <= hi for v in s),
+                 f"expected [], [mm] or [row_mm, column_mm], each {lo:g}-{hi:g} mm")
         _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 5, 10), "must be 0 (automatic), 5 or 10")
         _require("calibration", "retry_every", self.retry_every, self.retry_every >= 1, "must be at least 1")
 
@@ -113,7 +120,8 @@ class DisplayOptions:
 
     def __post_init__(self):
         _require("display", "url", self.url, bool(self.url.strip()), "must not be empty (use 'none')")
-        _require("display", "baud", self.baud, self.baud > 0, "must be more than 0")
+        lo, hi = BAUD_RANGE
+        _require("display", "baud", self.baud, lo <= self.baud <= hi, f"must be a serial speed from {lo} to {hi}")
 
 
 @dataclass(frozen=True)
@@ -202,8 +210,12 @@ def _scalar(value, hint):
         ok = isinstance(value, bool)
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
+    elif hint is float:  # finite: TOML's nan and inf are no setting
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(float(value))
+        except OverflowError:  # an integer beyond any float
+            ok = False
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
@@ -372,20 +384,51 @@ def apply_overrides(config: Config, overrides: Iterable[str], origin: str = "com
     return config
 
 
+def check_data_dir(config: Config) -> None:
+    """[storage] data_dir, when set, must be an existing folder this process can write to.
+
+    It is never created: a data folder that is missing is most often a drive that is not mounted,
+    and writing to the empty mount point would fill the system disk. ConfigError naming the key."""
+    text = config.storage.data_dir
+    if not text:
+        return
+    where = f"[storage] data_dir {text!r}"
+    path = Path(text).expanduser()
+    try:
+        st = os.stat(path)
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such folder (it is not created: is its drive mounted?)") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte
+        raise ConfigError(f"{where}: {getattr(e, 'strerror', None) or e}") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{where} is not a folder")
+    if read_only:
+        raise ConfigError(f"{where} is on a read-only file system")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where} is not writable by this user")
+
+
 def data_paths(config: Config) -> tuple[Path, Path]:
     """The folders the runtime writes to: (log directory, recording folder).
 
     Relative paths are taken under [storage] data_dir (the working directory when it is empty).
-    With data_dir set, a folder that lands outside it (an absolute path elsewhere, or ../) is a
-    ConfigError naming the key: the runtime writes nothing outside its data directory.
+    With data_dir set, a folder that lands outside it (an absolute path elsewhere, ../, or a
+    symlink inside it that points elsewhere: real paths are compared) is a ConfigError naming
+    the key: the runtime writes nothing outside its data directory.
     """
     root = Path(config.storage.data_dir).expanduser() if config.storage.data_dir else Path()
     paths = []
     for section, key, value in (("log", "directory", config.log.directory), ("recording", "path", config.recording.path)):
         path = root / Path(value).expanduser()
         if config.storage.data_dir:
-            inside, top = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+            try:
+                inside, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+            except (OSError, ValueError) as e:  # a symlink loop, a NUL byte
+                raise ConfigError(f"[{section}] {key}: {value!r}: {e}") from e
             if inside != top and top not in inside.parents:
-                raise ConfigError(f"[{section}] {key}: {value!r} is outside [storage] data_dir {config.storage.data_dir!r}")
+                through = f" (through a symlink, to {str(inside)!r})" if Path(os.path.abspath(path)) != inside else ""
+                raise ConfigError(f"[{section}] {key}: {value!r} is outside [storage] data_dir "
+                                  f"{config.storage.data_dir!r}{through}")
         paths.append(path)
     return paths[0], paths[1]

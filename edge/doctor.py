@@ -89,13 +89,13 @@ def check_display(url: str, baud: int, service: bool = False) -> Check:
                                        "name the display's port in [display] url (or 'none')")
     if url in ("none", "emulate"):
         return Check("display", True, f"{url!r}: no serial port to check")
-    import serial
+    from firmware_bridge.errors import BridgeError
+    from firmware_bridge.ports import open_port
 
     try:
-        port = serial.serial_for_url(url, baudrate=baud, timeout=0.1, do_not_open=False)
-        port.close()
-    except (serial.SerialException, OSError, ValueError) as e:
-        return Check("display", False, f"cannot open {url!r}: {e}")
+        open_port(url, baud).close()  # with the runtime's exclusive lock: a port in use says so
+    except BridgeError as e:
+        return Check("display", False, str(e))
     return Check("display", True, f"{url!r} opens at {baud} baud")
 
 
@@ -110,12 +110,27 @@ def check_cpu() -> Check:
     return Check("cpu", cores >= 2 and bool(fast), detail)
 
 
-def check_disk(directory: str) -> Check:
+def check_disk(directory: str, cfg=None) -> Check:
+    """Free space and write access where the logs go; with a config, its [storage] data_dir must
+    be an existing, writable folder (as `tlf-edge run` asks)."""
+    from edge.config import check_data_dir
+
+    if cfg is not None:
+        try:
+            check_data_dir(cfg)
+        except EdgeError as e:
+            return Check("disk", False, str(e))
     path = Path(directory)
     probe = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
-    free = shutil.disk_usage(probe).free
-    ok = free >= MIN_FREE_BYTES and os.access(probe, os.W_OK)
-    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if os.access(probe, os.W_OK) else " (not writable)"))
+    try:
+        free = shutil.disk_usage(probe).free
+        writable = os.access(probe, os.W_OK) and not os.statvfs(probe).f_flag & os.ST_RDONLY
+    except OSError as e:
+        return Check("disk", False, f"cannot check {str(probe)!r}: {e.strerror or e}")
+    if not probe.is_dir():
+        return Check("disk", False, f"{str(probe)!r} is not a folder")
+    ok = free >= MIN_FREE_BYTES and writable
+    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if writable else " (not writable)"))
 
 
 def _log_directory(cfg):
@@ -138,7 +153,7 @@ def run_checks(config_path: str | None = None) -> list[Check]:
             check_source(cfg.source.url, service),
             check_display(cfg.display.url if cfg.display.enabled else "none", cfg.display.baud, service),
             check_bundle(cfg.model.bundle or str(DEMO_BUNDLE)),
-            check_disk(str(_log_directory(cfg))),
+            check_disk(str(_log_directory(cfg)), cfg),
         ]
     checks.append(check_cpu())
     return checks

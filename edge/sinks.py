@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
+from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.quality import names
 
@@ -50,6 +52,50 @@ def _num(v: float):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
 
 
+class LineFile:
+    """A log file appended to one whole line at a time.
+
+    A line the disk cannot take whole (full, or gone) is cut back off the file before the error
+    is raised, so the file always ends with a complete line; SinkError names the file and the
+    cause. One write per line: a crash loses at most the line being written.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._size = 0
+
+    def open(self) -> "LineFile":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as e:
+            raise SinkError(f"cannot open {str(self.path)!r}: {e.strerror or e}") from e
+        return self
+
+    def write_line(self, text: str) -> None:
+        data = memoryview((text + "\n").encode("utf-8"))
+        try:
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+                self._size += n
+        except OSError as e:
+            whole = self._size - (len(text.encode("utf-8")) + 1 - len(data))
+            try:
+                os.ftruncate(self._fd, whole)
+                self._size = whole
+            except OSError:
+                pass
+            raise SinkError(f"cannot write {str(self.path)!r}: {e.strerror or e}; it ends with its last whole line") from e
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class JsonLinesLog(Sink):
     """One JSON object per frame: time, thickness and spread, flags, latency, model hash, and
     whether the source is simulated (the built-in phantom: a reading of nobody)."""
@@ -58,11 +104,10 @@ class JsonLinesLog(Sink):
 
     def __init__(self, path: Path, model_sha256: str, simulated: bool = False):
         self.path, self.model_sha256, self.simulated = Path(path), model_sha256, bool(simulated)
-        self._f = None
+        self._file = LineFile(self.path)
 
     def open(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", buffering=1)
+        self._file.open()
         return self
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
@@ -81,12 +126,10 @@ class JsonLinesLog(Sink):
             "simulated": self.simulated,
             **{k: _num(v) if isinstance(v, float) else v for k, v in m.extra.items()},
         }
-        self._f.write(json.dumps(record) + "\n")
+        self._file.write_line(json.dumps(record))
 
     def close(self):
-        if self._f:
-            self._f.close()
-            self._f = None
+        self._file.close()
 
 
 class ConsoleStatus(Sink):
@@ -152,11 +195,28 @@ class DisplaySink(Sink):
         self._reconnects = 0
         self.link_stats: dict | None = None  # the link's stats when it closed
 
+    def claim(self) -> "DisplaySink":
+        """Open the port now, before the run: SinkError (one line) if another program holds it,
+        so that a second runtime is refused at start. Any other failure is left for open() to
+        report, as a display that is not plugged in does not stop the measurement."""
+        from firmware_bridge.errors import LinkError, PortBusy
+
+        try:
+            self.open()
+        except PortBusy as e:
+            raise SinkError(str(e)) from e
+        except LinkError:
+            self.link = None
+        return self
+
     def open(self):
         from firmware_bridge.link import DisplayLink
 
-        self.link = DisplayLink(self.url, baudrate=self.baudrate)
-        self.link.open()
+        if self.link is not None:  # claimed already
+            return self
+        link = DisplayLink(self.url, baudrate=self.baudrate)
+        link.open()
+        self.link = link
         if self.simulated:
             self.status(RUNNING, "simulated source")
         return self

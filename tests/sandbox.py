@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    """For a subprocess's files, which give no event to wait on: check every 50 ms."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        pause.wait(0.05)
 
 
 def listing(root: Path, skip: Path) -> dict:

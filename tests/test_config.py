@@ -260,13 +260,19 @@ def test_malformed_override_is_named(item):
 
 
 def test_override_out_of_range_is_named():
-    with pytest.raises(ConfigError, match=r"^command line: \[display\] baud: must be more than 0, got 0$"):
+    with pytest.raises(ConfigError, match=r"^command line: \[display\] baud: must be a serial speed from 300 to 12000000, got 0$"):
         apply_overrides(Config(), ["display.baud=0"])
 
 
-@given(st.integers(1, 10**7))
-def test_any_positive_baud_override_is_taken(baud):
+@given(st.integers(300, 12_000_000))
+def test_any_serial_speed_override_is_taken(baud):
     assert apply_overrides(Config(), [f"display.baud={baud}"]).display.baud == baud
+
+
+@pytest.mark.parametrize("baud", [7, 299, 12_000_001, 10**17])
+def test_a_baud_no_serial_port_can_run_at_is_refused(baud):
+    with pytest.raises(ConfigError, match=r"\[display\] baud: must be a serial speed"):
+        apply_overrides(Config(), [f"display.baud={baud}"])
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))

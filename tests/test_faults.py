@@ -36,7 +36,7 @@ import pytest
 
 from edge import phantom
 from edge import phantom_screen as ps
-from sandbox import listing
+from sandbox import listing, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs POSIX (pseudo-terminals, signals)")
@@ -60,16 +60,6 @@ def start_cli(args, cwd, **env) -> subprocess.Popen:
     code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-u", "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=cwd, env=cli_env(**env))
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    """For a subprocess's files, which give no event to wait on: check every 50 ms."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        pause.wait(0.05)
 
 
 def run_dir_of(root: Path) -> Path:
@@ -420,6 +410,7 @@ def test_sigterm_while_recording_leaves_playable_video_and_whole_logs(tmp_path):
     cfg = config_file(tmp_path / "cart.toml", (
         f"[source]\nurl = '{ENDLESS}'\n[display]\nurl = 'none'\n[storage]\ndata_dir = '{tmp_path / 'data'}'\n"
         "[recording]\nenabled = true\nmin_free_mb = 1\n[log]\ncsv = true\n[console]\nhz = 20.0\n"))
+    (tmp_path / "data").mkdir()
     p = start_cli(["run", "--config", str(cfg)], tmp_path)
     seen = ""
     try:
