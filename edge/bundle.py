@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +127,7 @@ def load_bundle(path: str | Path) -> Bundle:
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"manifest {str(manifest_path)!r} lacks {missing}")
-    for side in ("input", "output"):
-        absent = [k for k in TENSOR_KEYS if k not in manifest[side]]
-        if absent:
-            raise BundleError(f"manifest {str(manifest_path)!r}: {side} lacks {absent}")
+    _check_fields(manifest, f"manifest {str(manifest_path)!r}")
     _check_output(manifest, manifest_path)
     model_path = path / manifest["model_file"]
     if Path(manifest["model_file"]).name != manifest["model_file"]:
@@ -148,16 +147,51 @@ def load_bundle(path: str | Path) -> Bundle:
     bundle = Bundle(path=path, manifest=manifest, spec=spec)
     try:
         bundle.thickness_calibration
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise BundleError(f"manifest {str(manifest_path)!r}: {e}") from e
     return bundle
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_fields(m: dict, where: str) -> None:
+    """The types of the entries the device reads, so that nothing later fails on a wrong one."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BundleError(f"{where}: {what}")
+
+    need(isinstance(m["model_file"], str) and bool(m["model_file"]), f"model_file {m['model_file']!r} is not a file name")
+    need(isinstance(m["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", m["sha256"]) is not None,
+         f"sha256 {m['sha256']!r} is not a sha256 digest")
+    for side in ("input", "output"):
+        t = m[side]
+        need(isinstance(t, dict), f"{side} is not an object: {t!r}")
+        absent = [k for k in TENSOR_KEYS if k not in t]
+        need(not absent, f"{side} lacks {absent}")
+        shape = t["shape"]
+        need(isinstance(shape, list) and bool(shape) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                            for v in shape), f"{side} shape {shape!r} is not a tensor shape")
+        need(isinstance(t["dtype"], str), f"{side} dtype {t['dtype']!r} is not a type name")
+        need(_number(t["scale"]), f"{side} scale {t['scale']!r} is not a number")
+        need(isinstance(t["zero_point"], int) and not isinstance(t["zero_point"], bool),
+             f"{side} zero_point {t['zero_point']!r} is not a whole number")
+    need(isinstance(m["classes"], list) and all(isinstance(c, str) for c in m["classes"]),
+         f"classes {m['classes']!r} is not a list of names")
+    need(isinstance(m["created_by"], dict), f"created_by {m['created_by']!r} is not an object")
+    validation = m.get("validation")
+    need(validation is None or isinstance(validation, dict), f"validation {validation!r} is not an object")
+    gate = (validation or {}).get("gate")
+    need(gate is None or (isinstance(gate, dict) and isinstance(gate.get("passed", True), bool)
+                          and isinstance(gate.get("failures", []), list)), f"validation gate {gate!r} is malformed")
 
 
 def _check_output(manifest: dict, manifest_path: Path) -> None:
     """The output kind, class names and TLF class must agree with the output tensor."""
     where = f"manifest {str(manifest_path)!r}"
     kind = manifest["output"].get("kind", "logits")
-    if kind not in OUTPUT_KINDS:
+    if not isinstance(kind, str) or kind not in OUTPUT_KINDS:
         raise BundleError(f"{where}: unknown output kind {kind!r} (expected one of {list(OUTPUT_KINDS)})")
     shape, classes, tlf = manifest["output"]["shape"], manifest["classes"], manifest["tlf_class"]
     if not isinstance(classes, list) or not isinstance(shape, list) or not shape or len(classes) != shape[-1]:
