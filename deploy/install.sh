@@ -11,7 +11,8 @@
 #   apt packages (python3, python3-venv) - system user tlf-edge (groups video, dialout)
 #   - venv /opt/tlf-edge/venv with tlf-edge (pip fetches the dependencies from PyPI, wheels
 #   preferred: a cart needs no compiler) - /etc/systemd/system/tlf-edge.service
-#   - /etc/udev/rules.d/99-tlf-edge.rules - /etc/tlf-edge/tlf-edge.toml (an existing one is kept)
+#   - /etc/udev/rules.d/99-tlf-edge.rules - /etc/tlf-edge/tlf-edge.toml (from tlf-edge.cart.toml:
+#   the capture card and the display by their udev names; an existing one is kept)
 #   - when systemd runs (not in a chroot): daemon-reload, enable, restart if it was running
 #   - `tlf-edge doctor` as the service user; its exit status is the script's.
 #
@@ -57,7 +58,7 @@ elif [[ -f $SOURCE && $SOURCE == *.whl ]]; then
 else
     die "$SOURCE is neither a tlf-edge checkout (with pyproject.toml) nor a wheel (.whl)"
 fi
-for f in tlf-edge.service 99-tlf-edge.rules tlf-edge.example.toml; do
+for f in tlf-edge.service 99-tlf-edge.rules tlf-edge.example.toml tlf-edge.cart.toml; do
     [[ -f $HERE/$f ]] || die "$HERE/$f is missing"
 done
 say "installing $SOURCE on ${PRETTY_NAME:-$ID} ($ARCH) into $PREFIX"
@@ -144,8 +145,8 @@ install -m 0644 "$HERE/tlf-edge.example.toml" "$CONFIG_DIR/tlf-edge.example.toml
 if [[ -e $CONFIG_DIR/tlf-edge.toml ]]; then
     say "keeping the existing $CONFIG_DIR/tlf-edge.toml"
 else
-    install -m 0644 "$HERE/tlf-edge.example.toml" "$CONFIG_DIR/tlf-edge.toml"
-    say "installed $CONFIG_DIR/tlf-edge.toml: set [source] url and [display] url for this cart"
+    install -m 0644 "$HERE/tlf-edge.cart.toml" "$CONFIG_DIR/tlf-edge.toml"
+    say "installed $CONFIG_DIR/tlf-edge.toml: capture card /dev/tlf-capture, display /dev/tlf-display (the udev names; set the USB ids in $RULES)"
 fi
 
 # --- systemd ----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import CalibrationOptions, RoiOptions
 from edge.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
-from edge.errors import EdgeError
+from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
 from edge.metrics import scores
 from edge.pipeline import Pipeline, measure, smooth
@@ -127,6 +127,9 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
                     thick_err.append(abs(m.thickness - m.extra["truth_mm"]))
     for sink in sinks:
         sink.close()
+    if not times["invoke"]:
+        raise RunFailed(f"the source {source_url!r} delivered no frame to measure"
+                        + (" (no B-mode region found on its screens)" if prepare.frames_without_roi else ""))
     accuracy = {}
     if ious:
         accuracy = {"frames": len(ious), "mean_iou": round(float(np.mean(ious)), 4),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from edge.preprocess import PreprocessSpec
 SCHEMA = "tlf-edge.bundle/1"
 MODEL_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
+MANIFEST_HASH = "manifest_sha256"
 REQUIRED = ("schema", "model_file", "sha256", "input", "output", "classes", "tlf_class", "preprocess", "created_by")
 TENSOR_KEYS = ("shape", "dtype", "scale", "zero_point")
 # Per-class scores before or after a softmax, or a sigmoid. An output of one channel is a binary
@@ -85,6 +88,30 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_digest(manifest: dict) -> str:
+    """The sha256 of a manifest's content: its canonical JSON without the `manifest_sha256` entry."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_HASH}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def seal(manifest: dict) -> dict:
+    """`manifest` with its `manifest_sha256` set to the digest of its content."""
+    return {**{k: v for k, v in manifest.items() if k != MANIFEST_HASH}, MANIFEST_HASH: manifest_digest(manifest)}
+
+
+def _check_seal(manifest: dict, manifest_path: Path) -> None:
+    recorded = manifest.get(MANIFEST_HASH)
+    if recorded is None:
+        raise BundleError(f"manifest {str(manifest_path)!r} is not sealed (no {MANIFEST_HASH}): "
+                          "refusing an unverifiable bundle; make it again with tlf-convert")
+    actual = manifest_digest(manifest)
+    if recorded != actual:
+        raise BundleError(
+            f"manifest {str(manifest_path)!r} does not match its {MANIFEST_HASH} (content {actual[:12]}..., "
+            f"sealed {str(recorded)[:12]}...): refusing an edited manifest")
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle folder; raise BundleError with one clear line otherwise."""
     path = Path(path)
@@ -92,20 +119,18 @@ def load_bundle(path: str | Path) -> Bundle:
     if not manifest_path.is_file():
         raise BundleError(f"not a model bundle: {str(path)!r} has no {MANIFEST_FILE}")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError too
         raise BundleError(f"unreadable manifest {str(manifest_path)!r}: {e}") from e
     if not isinstance(manifest, dict):
         raise BundleError(f"manifest {str(manifest_path)!r} is not a JSON object")
     if manifest.get("schema") != SCHEMA:
         raise BundleError(f"unsupported bundle schema {manifest.get('schema')!r} in {str(path)!r} (expected {SCHEMA!r})")
+    _check_seal(manifest, manifest_path)
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"manifest {str(manifest_path)!r} lacks {missing}")
-    for side in ("input", "output"):
-        absent = [k for k in TENSOR_KEYS if k not in manifest[side]]
-        if absent:
-            raise BundleError(f"manifest {str(manifest_path)!r}: {side} lacks {absent}")
+    _check_fields(manifest, f"manifest {str(manifest_path)!r}")
     _check_output(manifest, manifest_path)
     model_path = path / manifest["model_file"]
     if Path(manifest["model_file"]).name != manifest["model_file"]:
@@ -125,16 +150,51 @@ def load_bundle(path: str | Path) -> Bundle:
     bundle = Bundle(path=path, manifest=manifest, spec=spec)
     try:
         bundle.thickness_calibration
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise BundleError(f"manifest {str(manifest_path)!r}: {e}") from e
     return bundle
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_fields(m: dict, where: str) -> None:
+    """The types of the entries the device reads, so that nothing later fails on a wrong one."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BundleError(f"{where}: {what}")
+
+    need(isinstance(m["model_file"], str) and bool(m["model_file"]), f"model_file {m['model_file']!r} is not a file name")
+    need(isinstance(m["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", m["sha256"]) is not None,
+         f"sha256 {m['sha256']!r} is not a sha256 digest")
+    for side in ("input", "output"):
+        t = m[side]
+        need(isinstance(t, dict), f"{side} is not an object: {t!r}")
+        absent = [k for k in TENSOR_KEYS if k not in t]
+        need(not absent, f"{side} lacks {absent}")
+        shape = t["shape"]
+        need(isinstance(shape, list) and bool(shape) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                            for v in shape), f"{side} shape {shape!r} is not a tensor shape")
+        need(isinstance(t["dtype"], str), f"{side} dtype {t['dtype']!r} is not a type name")
+        need(_number(t["scale"]), f"{side} scale {t['scale']!r} is not a number")
+        need(isinstance(t["zero_point"], int) and not isinstance(t["zero_point"], bool),
+             f"{side} zero_point {t['zero_point']!r} is not a whole number")
+    need(isinstance(m["classes"], list) and all(isinstance(c, str) for c in m["classes"]),
+         f"classes {m['classes']!r} is not a list of names")
+    need(isinstance(m["created_by"], dict), f"created_by {m['created_by']!r} is not an object")
+    validation = m.get("validation")
+    need(validation is None or isinstance(validation, dict), f"validation {validation!r} is not an object")
+    gate = (validation or {}).get("gate")
+    need(gate is None or (isinstance(gate, dict) and isinstance(gate.get("passed", True), bool)
+                          and isinstance(gate.get("failures", []), list)), f"validation gate {gate!r} is malformed")
 
 
 def _check_output(manifest: dict, manifest_path: Path) -> None:
     """The output kind, class names and TLF class must agree with the output tensor."""
     where = f"manifest {str(manifest_path)!r}"
     kind = manifest["output"].get("kind", "logits")
-    if kind not in OUTPUT_KINDS:
+    if not isinstance(kind, str) or kind not in OUTPUT_KINDS:
         raise BundleError(f"{where}: unknown output kind {kind!r} (expected one of {list(OUTPUT_KINDS)})")
     shape, classes, tlf = manifest["output"]["shape"], manifest["classes"], manifest["tlf_class"]
     channels = shape[-1] if isinstance(shape, list) and shape else None
@@ -154,12 +214,16 @@ def write_bundle(path: str | Path, model_bytes: bytes, manifest: dict) -> Bundle
     path.mkdir(parents=True, exist_ok=True)
     (path / MODEL_FILE).write_bytes(model_bytes)
     full = {"schema": SCHEMA, "model_file": MODEL_FILE, "sha256": hashlib.sha256(model_bytes).hexdigest(), **manifest}
-    (path / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    write_manifest(path, full)
     return load_bundle(path)
+
+
+def write_manifest(path: str | Path, manifest: dict) -> None:
+    """Write `manifest` (sealed) as the manifest of the bundle folder `path`."""
+    (Path(path) / MANIFEST_FILE).write_text(json.dumps(seal(manifest), indent=2) + "\n")
 
 
 def update_manifest(bundle: Bundle, **entries) -> Bundle:
     """Add or replace top-level manifest entries (e.g. validation results) of a verified bundle."""
-    manifest = dict(bundle.manifest, **entries)
-    (bundle.path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(bundle.path, dict(bundle.manifest, **entries))
     return load_bundle(bundle.path)

@@ -23,6 +23,9 @@ import numpy as np
 from edge.errors import ConfigError
 
 MAJOR_MM = 10.0  # long ticks mark whole centimetres
+# mm per pixel a B-mode image can have (the config's own bounds): a spacing outside, stated by a
+# file or read off a screen, is a wrong one, and is not used (thickness in pixels instead).
+SPACING_RANGE_MM = (0.001, 10.0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,21 @@ class Calibration:
 UNKNOWN = Calibration(None, "none", "no scale known")
 
 
+def plausible(cal: Calibration) -> Calibration:
+    """`cal`, or no spacing (with the reason) when its spacing is outside SPACING_RANGE_MM."""
+    s = cal.spacing_mm
+    lo, hi = SPACING_RANGE_MM
+    if s is None or all(math.isfinite(v) and lo <= v <= hi for v in s):
+        return cal
+    shown = " x ".join(f"{v:g}" for v in s)
+    return Calibration(None, "none", f"{cal.source} spacing {shown} mm per pixel is outside {lo:g}-{hi:g} mm: not used")
+
+
+def from_source(spacing_mm) -> Calibration:
+    """The spacing a source states for its frames (a DICOM region, the phantom), if plausible."""
+    return plausible(Calibration(tuple(float(v) for v in spacing_mm), "source", "stated by the source"))
+
+
 def from_config(row_mm, col_mm=None) -> Calibration:
     """Explicit spacing from the config; `col_mm` defaults to `row_mm` (square pixels)."""
     col_mm = row_mm if col_mm is None else col_mm
@@ -54,8 +72,9 @@ def from_config(row_mm, col_mm=None) -> Calibration:
         r, c = float(row_mm), float(col_mm)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"pixel spacing {(row_mm, col_mm)!r} is not two numbers") from e
-    if not (math.isfinite(r) and math.isfinite(c) and 0.001 <= r <= 10.0 and 0.001 <= c <= 10.0):
-        raise ConfigError(f"pixel spacing {(row_mm, col_mm)!r} mm is out of range (0.001-10 mm)")
+    lo, hi = SPACING_RANGE_MM
+    if not (math.isfinite(r) and math.isfinite(c) and lo <= r <= hi and lo <= c <= hi):
+        raise ConfigError(f"pixel spacing {(row_mm, col_mm)!r} mm is out of range ({lo:g}-{hi:g} mm)")
     return Calibration((r, c), "config", "set in the configuration")
 
 
@@ -63,9 +82,13 @@ def from_dicom_region(region) -> Calibration:
     """Spacing from one item of a DICOM SequenceOfUltrasoundRegions (PhysicalDelta in cm)."""
     units_x, units_y = region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection")
     dx, dy = region.get("PhysicalDeltaX"), region.get("PhysicalDeltaY")
-    if units_x != 3 or units_y != 3 or not dx or not dy or float(dx) <= 0 or float(dy) <= 0:
+    try:
+        dx, dy = float(dx), float(dy)
+    except (TypeError, ValueError):
+        dx = dy = 0.0
+    if units_x != 3 or units_y != 3 or not dx > 0 or not dy > 0:
         return Calibration(None, "none", f"DICOM region has no spacing in cm (units {units_x!r}/{units_y!r})")
-    return Calibration((abs(float(dy)) * 10.0, abs(float(dx)) * 10.0), "dicom", "SequenceOfUltrasoundRegions")
+    return plausible(Calibration((dy * 10.0, dx * 10.0), "dicom", "SequenceOfUltrasoundRegions"))
 
 
 @dataclass(frozen=True)

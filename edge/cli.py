@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import SourceOptions
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError, RunFailed
 from edge.quality import REJECTING
 
 DEFAULT_SOURCE = SourceOptions.url
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     bench.add_argument("--spacing-mm", metavar="R,C", help="mm per pixel (row,column) of the --data images; "
                        "overrides the data set's spacing_mm (thickness in pixels without either)")
     args = parser.parse_args(argv)
+    quiet_third_parties()
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -59,27 +61,60 @@ def main(argv=None) -> int:
         if args.command == "bench":
             return cmd_bench(args)
         if args.command == "info":
-            print(json.dumps(load_bundle(args.bundle).manifest, indent=2))
+            bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
+            print(json.dumps(bundle.manifest, indent=2))
+            print(f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
+                  f"{bundle.manifest['manifest_sha256'][:12]}...", file=sys.stderr)
             return 0
-    except EdgeError as e:
+    except RunFailed as e:  # the run went, but failed or measured nothing
+        print(f"tlf-edge: error: {e}", file=sys.stderr)
+        return 1
+    except EdgeError as e:  # bad input, refused before anything ran
         print(f"tlf-edge: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine refused something (a full disk, a device gone): one line, no traceback
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"tlf-edge: error: {type(e).__name__}{where}: {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def quiet_third_parties() -> None:
+    """Keep libraries' chatter off the console: OpenCV's warnings (two TIFF warnings per image on
+    real scanner screenshots) below its errors. LiteRT's own INFO line is held back where the
+    interpreter is made (edge.segmenter)."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def cmd_bench(args) -> int:
     from edge.bench import DEFAULT_SOURCE as BENCH_SOURCE
     from edge.bench import markdown, parse_spacing, run_bench
 
+    from edge.segmenter import check_threads
+
     try:
         threads = tuple(int(t) for t in args.threads.split(","))
     except ValueError as e:
         raise EdgeError(f"--threads takes comma-separated whole numbers, not {args.threads!r}") from e
+    for t in threads:
+        check_threads(t)
+    if args.frames < 1:
+        raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     if args.spacing_mm is not None and args.data is None:
         raise EdgeError("--spacing-mm describes the --data images; give --data too")
-    report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, Path(args.out),
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writable = os.access(out, os.W_OK) and not os.statvfs(out).f_flag & os.ST_RDONLY
+    except OSError as e:
+        raise EdgeError(f"--out {args.out!r}: cannot make the folder: {e.strerror or e}") from e
+    if not writable:
+        raise EdgeError(f"--out {args.out!r} is not writable (a read-only file system?)")
+    report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, out,
                        data=args.data, spacing_mm=parse_spacing(args.spacing_mm))
     print(markdown(report))
     print(f"written: {args.out}/bench.json, bench.md, latency_hist.png")
@@ -88,12 +123,12 @@ def cmd_bench(args) -> int:
 
 def resolve_options(args):
     """The config file, then --set overrides, then the dedicated flags; returns the Config."""
-    from edge.config import load_config
+    from edge.config import RUN_REQUIRED, load_config
 
     flags = {"source.url": args.source, "model.bundle": args.bundle, "display.url": args.display,
              "display.baud": args.baud, "model.num_threads": args.threads, "log.directory": args.out}
     overrides = list(args.set) + [f"{k}={v}" for k, v in flags.items() if v is not None]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, required=RUN_REQUIRED)  # a file must name its devices
     args.bundle = cfg.model.bundle or str(DEMO_BUNDLE)
     args.source = cfg.source.url
     args.display = cfg.display.url if cfg.display.enabled else "none"
@@ -104,35 +139,53 @@ def resolve_options(args):
     return cfg
 
 
+def make_run_dir(log_root: Path, cfg) -> Path:
+    """A new time-stamped run folder under `log_root`; ConfigError naming the key if it cannot be made."""
+    run_dir = log_root / time.strftime("%Y%m%d-%H%M%S")
+    while run_dir.exists():
+        run_dir = run_dir.with_name(run_dir.name + "+")
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as e:
+        key = "[storage] data_dir" if cfg.storage.data_dir else "[log] directory"
+        raise ConfigError(f"{key}: cannot make the run folder {str(run_dir)!r}: {e.strerror or e}") from e
+    return run_dir
+
+
 def cmd_run(args) -> int:
     from edge import systemd
-    from edge.config import data_paths
+    from edge.config import check_data_dir, data_paths
     from edge.pipeline import Pipeline
     from edge.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
     from edge.sources import open_source
 
+    if args.frames is not None and args.frames < 1:
+        raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     cfg = resolve_options(args)
-    log_root, recording_root = data_paths(cfg)  # both under [storage] data_dir
-    source = open_source(args.source)
+    check_data_dir(cfg)  # an existing, writable folder (not created: an unmounted drive is refused)
+    log_root, recording_root = data_paths(cfg)  # both under [storage] data_dir, symlinks resolved
+    source = open_source(args.source, max_pixels=cfg.source.max_pixels)
     segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
-    run_dir = log_root / time.strftime("%Y%m%d-%H%M%S")
-    while run_dir.exists():
-        run_dir = run_dir.with_name(run_dir.name + "+")
-    run_dir.mkdir(parents=True)
-    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256)] if cfg.log.jsonl else []
+    simulated = source.simulated  # the phantom scanner: every output says so
+    display_sink = None
     emulator = None
     if args.display == "emulate":
         from firmware_bridge.emulator import DisplayEmulator
 
         emulator = DisplayEmulator().start()
-        sinks.append(DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+        display_sink = DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated)
     elif args.display != "none":
-        sinks.append(DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class))
+        display_sink = DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated)
+        display_sink.claim()  # a port another program holds (a second runtime) is refused here
+    run_dir = make_run_dir(log_root, cfg)
+    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
+    if display_sink is not None:
+        sinks.append(display_sink)
     if cfg.log.csv:
         from edge.csvlog import CsvLog
 
-        sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256))
+        sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256, simulated))
     if cfg.recording.enabled:
         from edge.recording import RecordingSink
 
@@ -141,40 +194,127 @@ def cmd_run(args) -> int:
         sinks.append(RecordingSink.in_folder(recording_root, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class,
                                              min_free_bytes=int(cfg.recording.min_free_mb * 2**20)))
     if not args.quiet:
-        sinks.append(ConsoleStatus(hz=cfg.console.hz))
+        sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
     # and WATCHDOG=1 while they flow (edge/systemd.py); outside systemd it does nothing.
     sinks.append(systemd.NotifySink())
     pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)
+    stopped_by = []
 
-    def on_signal(*_):
+    def on_signal(signum, _frame):
+        stopped_by.append(signal.Signals(signum).name)
         systemd.stopping()
         pipeline.stop_event.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: an SSH session that closes must stop the run as cleanly as systemd's SIGTERM.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    problems = []
     try:
         stats = pipeline.run(max_frames=args.frames)
         display = None
         if emulator is not None:
             emulator.wait_idle(timeout=2.0)
-            emulator.render_png(run_dir / "display.png")
-            display = {"frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
+            try:
+                emulator.render_png(run_dir / "display.png")
+            except OSError as e:
+                problems.append(f"display.png not written: {e.strerror or e}")
+            display = {"emulated": True, "frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
+        if display_sink is not None:
+            display = {**(display or {}), **display_report(display_sink)}
     finally:
         systemd.stopping()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if emulator is not None:
             emulator.stop()
-    summary = summarize(stats, segmenter, args, display)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = summarize(stats, segmenter, args, display, simulated)
+    summary["source_note"] = getattr(source, "note", "") or None
+    summary["stopped_by"] = stopped_by[0] if stopped_by else None
+    summary["nothing_measured"] = nothing_measured(stats, stopped_by)
     print_summary(summary, run_dir)
+    problems += [f"{name} output stopped: {why}" for name, why in stats.dead_sinks.items() if name in ("log", "csv")]
+    try:
+        write_json(run_dir / "summary.json", summary)
+    except OSError as e:
+        problems.append(f"summary.json not written: {e.strerror or e}")
+    if summary["nothing_measured"]:
+        problems.insert(0, summary["nothing_measured"])
+    if problems:
+        raise RunFailed("; ".join(problems))
     return 0
 
 
-def summarize(stats, segmenter, args, display) -> dict:
+def write_json(path: Path, data: dict) -> None:
+    """Write `data` as strict JSON (a NaN becomes null) through a temporary file, so that `path`
+    is either the whole document or absent, never cut short; OSError when the disk refuses."""
+    text = json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _finite(v):
+    """`v` with every float that is not finite replaced by None, through dicts and lists."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def nothing_measured(stats, stopped_by=()) -> str | None:
+    """Why no frame gave a thickness, in one line; None when one did."""
+    if stats.accepted:
+        return None
+    if stats.frames:
+        rejected = ", ".join(f"{k} x{v}" for k, v in stats.flagged.items()) or "no thickness"
+        return f"no frame was measured: all {stats.frames} frames were rejected ({rejected})"
+    why = []
+    if stats.frames_without_roi:
+        why.append(f"no B-mode region was found on {stats.frames_without_roi} screens")
+    if stats.frames_layout_changing:
+        why.append(f"{stats.frames_layout_changing} screens were skipped while the layout changed")
+    if stats.corrupt_frames:
+        why.append(f"{stats.corrupt_frames} source frames could not be decoded")
+    if stats.oversize_frames:
+        why.append(f"{stats.oversize_frames} images were larger than [source] max_pixels")
+    if stats.signal_losses:
+        why.append(f"the source had no signal for {stats.no_signal_s:.1f} s")
+    if stopped_by and not why:
+        why.append(f"stopped by {stopped_by[0]} before the first frame")
+    return "no frame was measured: " + ("; ".join(why) if why else "the source delivered no frame")
+
+
+def display_report(sink) -> dict:
+    """What reached a serial display: frames sent and not, outages, whether it ever answered."""
+    s = sink.link_stats or (sink.link.stats if sink.link is not None else None)
+    if s is None:
+        return {"port": sink.url, "opened": False, "error": sink.dead}
+    return {
+        "port": sink.url,
+        "opened": True,
+        "answered": s["device"] is not None or s["rx_packets"] > 0,
+        "frames_offered": s["frames_offered"],
+        "frames_sent": s["frames_sent"],
+        "frames_not_sent": s["frames_offered"] - s["frames_sent"],
+        "disconnects": s["disconnects"],
+        "reconnects": s["reconnects"],
+        "seconds_disconnected": round(s["seconds_disconnected"], 1),
+        "last_error": s["last_error"],
+        "error": sink.dead,
+    }
+
+
+def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
     ms = stats.measurements  # the most recent ones: values, latency and truth are over these
     accepted = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
-    lat = np.array([m.latency_s for m in ms]) * 1000 if ms else np.array([np.nan])
+    lat = np.array([m.latency_s for m in ms]) * 1000
     values = np.array([m.thickness for m in accepted])
     truths = np.array([m.extra["truth_mm"] for m in accepted if "truth_mm" in m.extra])
     out = {
@@ -184,15 +324,17 @@ def summarize(stats, segmenter, args, display) -> dict:
         "threads": segmenter.num_threads,
         "thickness_calibration": segmenter.calibration.fitted_on if segmenter.calibration is not None else None,
         "source": args.source,
+        "simulated": bool(simulated),
         "frames": stats.frames,
         "accepted": stats.accepted,
         "flagged": stats.flagged,
         "fps": round(stats.fps, 2),
         "dropped_frames": stats.dropped_frames,
         "corrupt_frames": stats.corrupt_frames,
+        "oversize_frames": stats.oversize_frames,
         "signal": {"losses": stats.signal_losses, "seconds_without": round(stats.no_signal_s, 1),
                    "reconnects": stats.source_reconnects},
-        "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p90": round(float(np.percentile(lat, 90)), 2)},
+        "latency_ms": {f"p{q}": round(float(np.percentile(lat, q)), 2) if lat.size else None for q in (50, 90)},
         "start_to_first_measurement_s": round(stats.t_first_measurement - stats.t_start, 3) if stats.t_first_measurement else None,
         "unit": ms[0].unit if ms else None,
         "thickness_median": round(float(np.median(values)), 3) if values.size else None,
@@ -225,11 +367,12 @@ def print_summary(s: dict, run_dir: Path) -> None:
     print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
     if s.get("thickness_calibration"):
         print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_calibration']})")
-    print(f"  source     {s['source']}")
+    print(f"  source     {s['source']}" + (" (SIMULATED: the built-in phantom scanner, no patient)" if s["simulated"] else ""))
     flagged = ", ".join(f"{k} x{v}" for k, v in s["flagged"].items()) or "none"
     dropped = f" ({s['dropped_frames']} older frames dropped: the newest frame wins)" if s["dropped_frames"] else ""
-    print(f"  frames     {s['frames']} measured{dropped}, {s['accepted']} accepted; rejected: {flagged}")
-    print(f"  speed      {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} ms, p90 {s['latency_ms']['p90']:.1f} ms")
+    print(f"  frames     {s['frames']} measured{dropped}, {s['accepted']} accepted" + (f"; rejected: {flagged}" if s["frames"] else ""))
+    if s["frames"]:
+        print(f"  speed      {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} ms, p90 {s['latency_ms']['p90']:.1f} ms")
     if s["thickness_median"] is None:
         print("  thickness  no accepted frame")
     else:
@@ -246,11 +389,25 @@ def print_summary(s: dict, run_dir: Path) -> None:
               + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else "")
               + (f", {lay['frames_layout_changing']} screens skipped while the layout changed"
                  if lay["frames_layout_changing"] else ""))
-    if s["display"] is not None:
-        print(f"  display    {s['display']['frames_received']} frames decoded by the emulated display, "
-              f"{s['display']['crc_errors']} CRC errors")
+    d = s["display"]
+    if d is not None:
+        if d.get("emulated"):
+            print(f"  display    {d['frames_received']} frames decoded by the emulated display, {d['crc_errors']} CRC errors")
+        elif not d.get("opened"):
+            print(f"  display    {d['port']} never opened: {d['error']}")
+        else:
+            line = f"  display    {d['port']}: {d['frames_sent']} of {d['frames_offered']} frames sent"
+            if d["disconnects"]:
+                line += f", lost {d['disconnects']} times ({d['seconds_disconnected']:.1f} s away, {d['reconnects']} reconnects)"
+            if not d["answered"]:
+                line += "; the display never answered"
+            print(line)
+    if s.get("nothing_measured"):
+        print(f"  why        {s['nothing_measured']}")
     if s["corrupt_frames"]:
         print(f"  damaged    {s['corrupt_frames']} source frames could not be decoded (skipped)")
+    if s["oversize_frames"]:
+        print(f"  too large  {s['oversize_frames']} images skipped, larger than [source] max_pixels ({s['source_note']})")
     if s["signal"]["losses"]:
         print(f"  signal     lost {s['signal']['losses']} times, {s['signal']['seconds_without']:.1f} s without")
     for name, why in s["dead_outputs"].items():

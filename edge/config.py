@@ -11,6 +11,11 @@ key, e.g. `tlf-edge.toml: [display] baud: expected int, got 'fast'`. Command-lin
 dotted keys applied on top of the file: `display.baud=921600`. deploy/tlf-edge.example.toml
 lists every key with its default.
 
+A run from a config file (a cart) must name its devices: `[source] url` and `[display] url`
+are required there (RUN_REQUIRED; a flag or a --set override names them too), so that a file
+with those sections deleted cannot quietly measure the built-in phantom. Without a file the
+defaults are the demo: the phantom scanner and the emulated display.
+
 Empty and zero values stand for "not set" where TOML has no null: `roi.rect = []` detects the
 B-mode region, `calibration.spacing_mm = []` takes the spacing from the source or the screen,
 `model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the physical cores.
@@ -20,8 +25,10 @@ The config holds options only, never runtime state.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
+import stat
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -32,11 +39,18 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from edge.calibration import SPACING_RANGE_MM
 from edge.errors import ConfigError
 from edge.temporal import TemporalOptions
+from firmware_bridge.ports import BAUD_RANGE
 from edge.thickness import ThicknessOptions
 
 VERSION = 1
+# Keys a config file must set for `tlf-edge run` and `doctor`, with an example of each.
+RUN_REQUIRED = {
+    "source.url": 'the frame source, e.g. url = "v4l2:///dev/tlf-capture" (the built-in phantom: "phantom://clip")',
+    "display.url": 'the display, e.g. url = "/dev/tlf-display" ("none" for no display, "emulate" for the emulator)',
+}
 
 
 def _require(section: str, key: str, value, ok: bool, why: str) -> None:
@@ -47,9 +61,12 @@ def _require(section: str, key: str, value, ok: bool, why: str) -> None:
 @dataclass(frozen=True)
 class SourceOptions:
     url: str = "phantom://clip?seed=7&frames=150&size=400x400&live=1"  # see edge.sources.open_source
+    max_pixels: int = 4096 * 4096  # frames larger than this (width x height) are refused or skipped
 
     def __post_init__(self):
         _require("source", "url", self.url, bool(self.url.strip()), "must not be empty")
+        _require("source", "max_pixels", self.max_pixels, 64 * 64 <= self.max_pixels <= 2**31,
+                 "must be between 4096 (64x64) and 2147483648")
 
 
 @dataclass(frozen=True)
@@ -79,8 +96,9 @@ class CalibrationOptions:
 
     def __post_init__(self):
         s = self.spacing_mm
-        _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(0.001 <= v <= 10.0 for v in s),
-                 "expected [], [mm] or [row_mm, column_mm], each 0.001-10 mm")
+        lo, hi = SPACING_RANGE_MM
+        _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(lo <= v <= hi for v in s),
+                 f"expected [], [mm] or [row_mm, column_mm], each {lo:g}-{hi:g} mm")
         _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 5, 10), "must be 0 (automatic), 5 or 10")
         _require("calibration", "retry_every", self.retry_every, self.retry_every >= 1, "must be at least 1")
 
@@ -102,7 +120,8 @@ class DisplayOptions:
 
     def __post_init__(self):
         _require("display", "url", self.url, bool(self.url.strip()), "must not be empty (use 'none')")
-        _require("display", "baud", self.baud, self.baud > 0, "must be more than 0")
+        lo, hi = BAUD_RANGE
+        _require("display", "baud", self.baud, lo <= self.baud <= hi, f"must be a serial speed from {lo} to {hi}")
 
 
 @dataclass(frozen=True)
@@ -191,8 +210,12 @@ def _scalar(value, hint):
         ok = isinstance(value, bool)
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
+    elif hint is float:  # finite: TOML's nan and inf are no setting
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(float(value))
+        except OverflowError:  # an integer beyond any float
+            ok = False
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
@@ -262,19 +285,57 @@ def parse_config(data: dict) -> Config:
 _POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+def _explicit(data: dict, overrides: Iterable[str]) -> set[str]:
+    """The dotted keys a parsed file and the overrides set."""
+    keys = {f"{name}.{key}" for name, values in data.items() if isinstance(values, dict) for key in values}
+    return keys | {str(item).partition("=")[0].strip() for item in overrides}
+
+
+def _check_required(config: Config, explicit: set[str], required: Iterable[str], origin: str) -> None:
+    for dotted in required:
+        section, _, key = dotted.partition(".")
+        if dotted in explicit or (section == "display" and not config.display.enabled):
+            continue
+        raise ConfigError(f"{origin}: [{section}] {key}: not set; a config file must name {RUN_REQUIRED.get(dotted, dotted)}")
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few kB; anything this large is not one
+
+
+def _read_text_file(path, origin: str) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES (a FIFO or a device would block
+    or never end); ConfigError naming the file otherwise."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{origin}: cannot read the config file: not a regular file")
+            if st.st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{origin}: cannot read the config file: {st.st_size} bytes is not a config file")
+            return f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{origin}: cannot read the config file: {e.strerror or e}") from e
+    except ValueError as e:  # a NUL byte in the path
+        raise ConfigError(f"{origin!r}: cannot read the config file: {e}") from e
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), required: Iterable[str] = ()) -> Config:
     """The config in the TOML file `path` (None: the defaults), with `overrides` applied on top.
 
-    Every problem is a ConfigError with one line naming the file (and line) or the override.
+    required: dotted keys (RUN_REQUIRED) that the file or the overrides must set when a file is
+    given. Every problem is a ConfigError with one line naming the file (and line) or the override.
     """
     config = Config()
+    overrides = list(overrides)
+    data: dict = {}
     if path is not None:
         origin = str(path)
+        raw = _read_text_file(path, origin)
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
+            raw = raw[3:]
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"{origin}: cannot read the config file: {e.strerror or e}") from e
+            data = tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ConfigError(f"{origin}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
         except tomllib.TOMLDecodeError as e:
@@ -286,7 +347,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             config = parse_config(data)
         except ConfigError as e:
             raise ConfigError(f"{origin}: {e}") from e
-    return apply_overrides(config, overrides)
+    config = apply_overrides(config, overrides)
+    if path is not None:
+        _check_required(config, _explicit(data, overrides), required, str(path))
+    return config
 
 
 def _override_value(text: str, hint):
@@ -320,20 +384,51 @@ def apply_overrides(config: Config, overrides: Iterable[str], origin: str = "com
     return config
 
 
+def check_data_dir(config: Config) -> None:
+    """[storage] data_dir, when set, must be an existing folder this process can write to.
+
+    It is never created: a data folder that is missing is most often a drive that is not mounted,
+    and writing to the empty mount point would fill the system disk. ConfigError naming the key."""
+    text = config.storage.data_dir
+    if not text:
+        return
+    where = f"[storage] data_dir {text!r}"
+    path = Path(text).expanduser()
+    try:
+        st = os.stat(path)
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such folder (it is not created: is its drive mounted?)") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte
+        raise ConfigError(f"{where}: {getattr(e, 'strerror', None) or e}") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{where} is not a folder")
+    if read_only:
+        raise ConfigError(f"{where} is on a read-only file system")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where} is not writable by this user")
+
+
 def data_paths(config: Config) -> tuple[Path, Path]:
     """The folders the runtime writes to: (log directory, recording folder).
 
     Relative paths are taken under [storage] data_dir (the working directory when it is empty).
-    With data_dir set, a folder that lands outside it (an absolute path elsewhere, or ../) is a
-    ConfigError naming the key: the runtime writes nothing outside its data directory.
+    With data_dir set, a folder that lands outside it (an absolute path elsewhere, ../, or a
+    symlink inside it that points elsewhere: real paths are compared) is a ConfigError naming
+    the key: the runtime writes nothing outside its data directory.
     """
     root = Path(config.storage.data_dir).expanduser() if config.storage.data_dir else Path()
     paths = []
     for section, key, value in (("log", "directory", config.log.directory), ("recording", "path", config.recording.path)):
         path = root / Path(value).expanduser()
         if config.storage.data_dir:
-            inside, top = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+            try:
+                inside, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+            except (OSError, ValueError) as e:  # a symlink loop, a NUL byte
+                raise ConfigError(f"[{section}] {key}: {value!r}: {e}") from e
             if inside != top and top not in inside.parents:
-                raise ConfigError(f"[{section}] {key}: {value!r} is outside [storage] data_dir {config.storage.data_dir!r}")
+                through = f" (through a symlink, to {str(inside)!r})" if Path(os.path.abspath(path)) != inside else ""
+                raise ConfigError(f"[{section}] {key}: {value!r} is outside [storage] data_dir "
+                                  f"{config.storage.data_dir!r}{through}")
         paths.append(path)
     return paths[0], paths[1]

@@ -40,10 +40,10 @@ def cpu_flags() -> set[str]:
 
 
 def check_config(path: str | None) -> tuple[Check, object | None]:
-    from edge.config import load_config
+    from edge.config import RUN_REQUIRED, load_config
 
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, required=RUN_REQUIRED)  # what `tlf-edge run --config` asks of it
     except EdgeError as e:
         return Check("config", False, str(e)), None
     return Check("config", True, f"{path or 'defaults'} is valid"), cfg
@@ -60,11 +60,17 @@ def check_bundle(path: str) -> Check:
     return Check("model", True, f"{path}: sha256 {bundle.sha256[:12]} verified, loads in {seg.runtime}")
 
 
-def check_source(url: str) -> Check:
+def check_source(url: str, service: bool = False) -> Check:
+    """Open the source and read a frame. service: the config of a cart, where the built-in
+    phantom scanner is a mistake (it measures nobody), not a demo."""
     from edge.sources import open_source
 
     try:
-        with open_source(url) as source:
+        source = open_source(url)
+        if source.simulated and service:
+            return Check("capture", False, f"{url!r} is the built-in phantom scanner (SIMULATED), not a scanner: "
+                                           "name the capture card in [source] url")
+        with source:
             frame = source.read()
     except EdgeError as e:
         return Check("capture", False, str(e))
@@ -73,19 +79,23 @@ def check_source(url: str) -> Check:
     if frame is None:
         return Check("capture", False, f"{url!r} opened but delivered no frame")
     h, w = frame.image.shape[:2]
-    return Check("capture", True, f"{url!r} delivers {w}x{h} frames")
+    return Check("capture", True, f"{url!r} delivers {w}x{h} frames" + (" (SIMULATED: the demo)" if source.simulated else ""))
 
 
-def check_display(url: str, baud: int) -> Check:
+def check_display(url: str, baud: int, service: bool = False) -> Check:
+    """Open the display port. service: the config of a cart, where the emulator shows nothing."""
+    if url == "emulate" and service:
+        return Check("display", False, "'emulate' is the display emulator, which shows nothing on a cart: "
+                                       "name the display's port in [display] url (or 'none')")
     if url in ("none", "emulate"):
         return Check("display", True, f"{url!r}: no serial port to check")
-    import serial
+    from firmware_bridge.errors import BridgeError
+    from firmware_bridge.ports import open_port
 
     try:
-        port = serial.serial_for_url(url, baudrate=baud, timeout=0.1, do_not_open=False)
-        port.close()
-    except (serial.SerialException, OSError, ValueError) as e:
-        return Check("display", False, f"cannot open {url!r}: {e}")
+        open_port(url, baud).close()  # with the runtime's exclusive lock: a port in use says so
+    except BridgeError as e:
+        return Check("display", False, str(e))
     return Check("display", True, f"{url!r} opens at {baud} baud")
 
 
@@ -100,12 +110,27 @@ def check_cpu() -> Check:
     return Check("cpu", cores >= 2 and bool(fast), detail)
 
 
-def check_disk(directory: str) -> Check:
+def check_disk(directory: str, cfg=None) -> Check:
+    """Free space and write access where the logs go; with a config, its [storage] data_dir must
+    be an existing, writable folder (as `tlf-edge run` asks)."""
+    from edge.config import check_data_dir
+
+    if cfg is not None:
+        try:
+            check_data_dir(cfg)
+        except EdgeError as e:
+            return Check("disk", False, str(e))
     path = Path(directory)
     probe = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
-    free = shutil.disk_usage(probe).free
-    ok = free >= MIN_FREE_BYTES and os.access(probe, os.W_OK)
-    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if os.access(probe, os.W_OK) else " (not writable)"))
+    try:
+        free = shutil.disk_usage(probe).free
+        writable = os.access(probe, os.W_OK) and not os.statvfs(probe).f_flag & os.ST_RDONLY
+    except OSError as e:
+        return Check("disk", False, f"cannot check {str(probe)!r}: {e.strerror or e}")
+    if not probe.is_dir():
+        return Check("disk", False, f"{str(probe)!r} is not a folder")
+    ok = free >= MIN_FREE_BYTES and writable
+    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if writable else " (not writable)"))
 
 
 def _log_directory(cfg):
@@ -123,11 +148,12 @@ def run_checks(config_path: str | None = None) -> list[Check]:
     config_check, cfg = check_config(config_path)
     checks = [config_check]
     if cfg is not None:
+        service = config_path is not None  # a config file is a cart's; the defaults are the demo
         checks += [
-            check_source(cfg.source.url),
-            check_display(cfg.display.url, cfg.display.baud),
+            check_source(cfg.source.url, service),
+            check_display(cfg.display.url if cfg.display.enabled else "none", cfg.display.baud, service),
             check_bundle(cfg.model.bundle or str(DEMO_BUNDLE)),
-            check_disk(str(_log_directory(cfg))),
+            check_disk(str(_log_directory(cfg)), cfg),
         ]
     checks.append(check_cpu())
     return checks

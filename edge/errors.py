@@ -17,6 +17,11 @@ class ConfigError(EdgeError):
     """A configuration file or option is malformed."""
 
 
+class RunFailed(EdgeError):
+    """A run that went but failed: it measured nothing, or its log or summary could not be written.
+    The command line exits 1 for it (2 is for bad input refused before anything ran)."""
+
+
 class SinkError(EdgeError):
     """An output (display, recording, log) failed."""
 

@@ -98,6 +98,7 @@ class RunStats:
     frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
     frames_layout_changing: int = 0  # screens whose layout changed, before the region was found again (not measured)
     corrupt_frames: int = 0  # frames the source could not decode (skipped), as it counts them
+    oversize_frames: int = 0  # frames larger than [source] max_pixels (skipped), as the source counts them
     signal_losses: int = 0  # times a live source lost its device
     no_signal_s: float = 0.0  # time spent without signal
     source_reconnects: int = 0  # times a live source reopened its device
@@ -316,6 +317,7 @@ class Pipeline:
             stats.t_end = time.monotonic()
             stats.dropped_frames = frames.dropped + getattr(self.source, "dropped", 0)
             stats.corrupt_frames = int(getattr(self.source, "corrupt", 0))
+            stats.oversize_frames = int(getattr(self.source, "oversize", 0))
             stats.source_reconnects = int(getattr(self.source, "reconnects", 0))
         if errors:
             raise errors[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edge.calibration import Calibration, Calibrator, from_config
+from edge.calibration import Calibration, Calibrator, from_config, from_source
 from edge.config import CalibrationOptions, RoiOptions
 from edge.frame import Frame
 from edge.roi import RoiTracker, crop_frame, detect_roi, manual_roi
@@ -102,7 +102,7 @@ class Prepare:
             cal, scale_change = self.calibrator.update(frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq)
             why = scale_change.reason if scale_change is not None else "spacing changed"
         else:  # the source knows the spacing of its whole frame (a DICOM file not cropped)
-            cal, why = Calibration(tuple(frame.spacing_mm), "source", "stated by the source"), "source spacing changed"
+            cal, why = from_source(frame.spacing_mm), "source spacing changed"
         reasons = [f"ROI: {roi_change.reason}"] if roi_change is not None else []
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append(f"scale: {why}")
@@ -114,7 +114,7 @@ class Prepare:
         if self.fixed is not None:
             cal = self.fixed
         elif frame.spacing_mm is not None:
-            cal = Calibration(tuple(frame.spacing_mm), "source", "stated by the source")
+            cal = from_source(frame.spacing_mm)
         else:
             cal = Calibration(None, "none", "the source states no spacing")
         reasons = []

@@ -7,6 +7,7 @@ int8 model was calibrated on is exactly what the device feeds it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -39,14 +40,19 @@ class PreprocessSpec:
     channel_order: str = "bgr"
 
     def __post_init__(self):
-        if self.interpolation not in _INTERPOLATION:
+        if not isinstance(self.interpolation, str) or self.interpolation not in _INTERPOLATION:
             raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}, not {self.interpolation!r}")
-        if self.channels not in (1, 3):
+        if isinstance(self.channels, bool) or self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels!r}")
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
+                raise ValueError(f"{name} must be a whole number of pixels from 1 to 4096, not {v!r}")
+        s = self.scale
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s > 0):
+            raise ValueError(f"scale must be a positive number, not {s!r}")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be one of {list(CHANNEL_ORDERS)}, not {self.channel_order!r}")
-        if not (isinstance(self.scale, (int, float)) and np.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"scale must be a positive number, not {self.scale!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
@@ -77,6 +83,8 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
+        if not isinstance(d, dict):
+            raise ValueError(f"a preprocessing spec is an object, not {type(d).__name__}")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")

@@ -60,20 +60,54 @@ def _fmt(v) -> str | None:
 
 
 def overlay_text(m: Measurement) -> tuple[str, str]:
-    """The two overlay lines: the reading (with the filtered value and band when known) and the flags."""
+    """The two overlay lines: the reading (with the temporally filtered value and its 95 % band,
+    in words, when known) and the flags."""
     value = _fmt(m.thickness)
     line = f"TLF {value if value else '--'} {m.unit}"
     filtered, low, high = (_fmt(m.extra.get(k)) for k in ("filtered", "low", "high"))
     if filtered:
-        line += f"  filt {filtered}"
+        line += f"  filtered {filtered} {m.unit}"
         if low and high:
-            line += f" [{low}-{high}]"
+            line += f" ({low}-{high})"
     return line, "|".join(names(m.flags)) or "ok"
+
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def text_layout(width: int) -> tuple[float, int, int]:
+    """(font scale, stroke thickness, outline width in pixels) of the overlay text on an image
+    `width` pixels wide."""
+    scale = max(0.35, width / 900)
+    return scale, max(1, round(scale * 2)), max(1, round(scale * 1.5))
+
+
+def text_masks(height: int, width: int, lines: list[str]) -> list[np.ndarray]:
+    """Each overlay line drawn once, white on black (uint8, anti-aliased), one under the other
+    from the top left as draw_overlay places them on an image `width` pixels wide; the masks
+    cover the strip of rows the text and its outline take (at most `height` rows)."""
+    scale, thick, pad = text_layout(width)
+    (_, th), base = cv2.getTextSize(lines[0], FONT, scale, thick)
+    step = th + base + 4
+    rows = min(height, step * len(lines) + 2 * pad + 4)
+    y = th + base + 2
+    masks = []
+    for text in lines:
+        mask = np.zeros((rows, width), np.uint8)
+        cv2.putText(mask, text, (4, y), FONT, scale, 255, thick, cv2.LINE_AA)
+        masks.append(mask)
+        y += step
+    return masks
 
 
 def draw_overlay(image: np.ndarray, m: Measurement, labels: np.ndarray, tlf_class: int = 1) -> np.ndarray:
     """A BGR copy of the ROI `image` with the TLF band contour (from model-grid `labels`, scaled to
-    the image) and the reading drawn on it. `image` itself is left untouched."""
+    the image) and the reading drawn on it. `image` itself is left untouched.
+
+    Each line of text is drawn once, into a mask; its dark outline is that mask grown by a few
+    pixels, so outline and glyphs coincide whatever the font renderer makes of a stroke
+    thickness (OpenCV 5 draws a thicker stroke with wider letters: text drawn twice, outline
+    then colour, drifted apart along the line)."""
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3].copy()
     h, w = out.shape[:2]
     band = (labels == tlf_class).astype(np.uint8)
@@ -84,15 +118,15 @@ def draw_overlay(image: np.ndarray, m: Measurement, labels: np.ndarray, tlf_clas
     cv2.drawContours(out, contours, -1, BAND_COLOUR, line_w + 1, cv2.LINE_8)
 
     reading, flags = overlay_text(m)
-    scale = max(0.35, w / 900)
-    thick = max(1, round(scale * 2))
-    (_, th), base = cv2.getTextSize(reading, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    y = th + base + 2
-    for text, colour in ((reading, TEXT_COLOUR), (flags, OK_COLOUR if flags == "ok" else FLAG_COLOUR)):
-        # a dark outline keeps the text legible on bright tissue
-        cv2.putText(out, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-        cv2.putText(out, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
-        y += th + base + 4
+    masks = text_masks(h, w, [reading, flags])
+    _, _, pad = text_layout(w)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pad + 1, 2 * pad + 1))
+    strip = out[: masks[0].shape[0]]  # a view: the rows the text takes
+    strip[cv2.dilate(np.maximum.reduce(masks), kernel) > 0] = 0  # a dark rim keeps the text legible on bright tissue
+    for mask, colour in zip(masks, (TEXT_COLOUR, OK_COLOUR if flags == "ok" else FLAG_COLOUR)):
+        ink = mask > 0
+        alpha = mask[ink].astype(np.float32)[:, None] / 255.0
+        strip[ink] = (strip[ink] * (1 - alpha) + np.float32(colour) * alpha).astype(np.uint8)
     return out
 
 

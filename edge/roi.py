@@ -479,6 +479,9 @@ class RoiTracker:
         self._frames += 1
         self.unsettled = False
         if self.manual is not None:
+            m, (h, w) = self.manual, image.shape[:2]
+            if m.x + m.w > w or m.y + m.h > h:  # wholly or partly off the screen: nothing to measure there
+                raise ConfigError(f"[roi] rect {list(m.rect)} does not fit the {w}x{h} screen of this source")
             if self.roi is None:
                 self.roi = self.manual
                 return self.roi, self._report(LayoutChange(seq, None, self.manual, "manual"))

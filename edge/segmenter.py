@@ -19,6 +19,7 @@ bundles alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ from edge.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_
 
 def physical_cores() -> int:
     """Physical CPU cores available to this process (hyper-threads not counted)."""
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    logical = usable_cpus()
     try:
         cores = set()
         phys = core = None
@@ -57,6 +58,22 @@ def physical_cores() -> int:
     except OSError:
         pass
     return max(1, logical)
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_threads(num_threads) -> int:
+    """`num_threads` if it is 1 up to the CPUs this process may use; EdgeError otherwise. More
+    interpreter threads than CPUs only slow it down, and thousands exhaust the process (LiteRT
+    then crashes rather than fail)."""
+    cpus = usable_cpus()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= cpus:
+        raise EdgeError(f"LiteRT threads (model.num_threads, --threads) must be 1 to {cpus}, the CPUs this machine "
+                        f"gives tlf-edge; got {num_threads!r} (best: the {physical_cores()} physical cores)")
+    return num_threads
 
 
 def interpreter_class():
@@ -91,12 +108,13 @@ class Segmenter:
     def __init__(self, bundle: Bundle, num_threads: int):
         self.bundle = bundle
         self.spec = bundle.spec
-        self.num_threads = num_threads
+        self.num_threads = check_threads(num_threads)
         self.calibration = bundle.thickness_calibration  # None: thickness as the model draws it
         cls, self.runtime = interpreter_class()
         try:
-            self._interp = cls(model_path=str(bundle.model_path), num_threads=num_threads)
-            self._interp.allocate_tensors()
+            with _native_info_held_back():
+                self._interp = cls(model_path=str(bundle.model_path), num_threads=num_threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BundleError(f"LiteRT cannot load {str(bundle.model_path)!r}: {e}") from e
         inp = self._interp.get_input_details()
@@ -127,9 +145,7 @@ class Segmenter:
 
     @classmethod
     def create(cls, options: SegmenterOptions = SegmenterOptions()) -> "Segmenter":
-        threads = options.num_threads if options.num_threads is not None else physical_cores()
-        if threads < 1:
-            raise EdgeError(f"num_threads must be at least 1, not {threads!r}")
+        threads = check_threads(options.num_threads if options.num_threads is not None else physical_cores())
         bundle = load_bundle(options.bundle)
         if bundle.gate_failures:
             print(f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "
@@ -206,6 +222,42 @@ class Segmenter:
         t_done = time.monotonic() if t_done is None else t_done
         image = to_model_image(frame.image, self.spec) if image is None else image
         return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.calibration, image)
+
+
+@contextlib.contextmanager
+def _native_info_held_back():
+    """LiteRT's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight
+    to file descriptor 2 whenever an interpreter is made: noise on a cart's console and in the
+    journal. Its output while the interpreter is made goes to a pipe; every line but its INFO
+    lines is written to stderr afterwards (a warning or an error still shows)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError):
+        yield
+        return
+    os.set_blocking(write_end, False)  # more than a pipe holds is dropped, never waited on
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.set_blocking(read_end, False)
+        chunks = []
+        try:
+            while chunk := os.read(read_end, 65536):
+                chunks.append(chunk)
+        except BlockingIOError:
+            pass
+        os.close(read_end)
+        kept = [line for line in b"".join(chunks).decode(errors="replace").splitlines(keepends=True)
+                if not line.startswith("INFO: ")]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
 
 def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
+from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.quality import names
 
@@ -50,18 +52,62 @@ def _num(v: float):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
 
 
+class LineFile:
+    """A log file appended to one whole line at a time.
+
+    A line the disk cannot take whole (full, or gone) is cut back off the file before the error
+    is raised, so the file always ends with a complete line; SinkError names the file and the
+    cause. One write per line: a crash loses at most the line being written.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._size = 0
+
+    def open(self) -> "LineFile":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as e:
+            raise SinkError(f"cannot open {str(self.path)!r}: {e.strerror or e}") from e
+        return self
+
+    def write_line(self, text: str) -> None:
+        data = memoryview((text + "\n").encode("utf-8"))
+        try:
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+                self._size += n
+        except OSError as e:
+            whole = self._size - (len(text.encode("utf-8")) + 1 - len(data))
+            try:
+                os.ftruncate(self._fd, whole)
+                self._size = whole
+            except OSError:
+                pass
+            raise SinkError(f"cannot write {str(self.path)!r}: {e.strerror or e}; it ends with its last whole line") from e
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class JsonLinesLog(Sink):
-    """One JSON object per frame: time, thickness and spread, flags, latency, model hash."""
+    """One JSON object per frame: time, thickness and spread, flags, latency, model hash, and
+    whether the source is simulated (the built-in phantom: a reading of nobody)."""
 
     name = "log"
 
-    def __init__(self, path: Path, model_sha256: str):
-        self.path, self.model_sha256 = Path(path), model_sha256
-        self._f = None
+    def __init__(self, path: Path, model_sha256: str, simulated: bool = False):
+        self.path, self.model_sha256, self.simulated = Path(path), model_sha256, bool(simulated)
+        self._file = LineFile(self.path)
 
     def open(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", buffering=1)
+        self._file.open()
         return self
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
@@ -77,23 +123,24 @@ class JsonLinesLog(Sink):
             "columns": m.columns,
             "latency_ms": round(m.latency_s * 1000, 2),
             "model_sha256": self.model_sha256,
+            "simulated": self.simulated,
             **{k: _num(v) if isinstance(v, float) else v for k, v in m.extra.items()},
         }
-        self._f.write(json.dumps(record) + "\n")
+        self._file.write_line(json.dumps(record))
 
     def close(self):
-        if self._f:
-            self._f.close()
-            self._f = None
+        self._file.close()
 
 
 class ConsoleStatus(Sink):
-    """A one-line live status (fps, latency, thickness), redrawn at most `hz` times a second."""
+    """A one-line live status (fps, latency, thickness), redrawn at most `hz` times a second;
+    it starts with SIMULATED when the source is the phantom scanner."""
 
     name = "console"
 
-    def __init__(self, stream=sys.stdout, hz: float = 4.0):
+    def __init__(self, stream=sys.stdout, hz: float = 4.0, simulated: bool = False):
         self.stream, self.period = stream, 1.0 / hz
+        self.prefix = "SIMULATED  " if simulated else ""
         self._last = 0.0
         self._count = 0
         self._t0 = None
@@ -113,7 +160,7 @@ class ConsoleStatus(Sink):
         if not math.isnan(filtered) and not math.isnan(half):
             value += f" +-{half:.2f}"
         flags = ",".join(names(m.flags)) or "ok"
-        self.stream.write(f"\rframe {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
+        self.stream.write(f"\r{self.prefix}frame {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
         self.stream.flush()
 
     def status(self, code: str, text: str) -> None:
@@ -129,23 +176,49 @@ class ConsoleStatus(Sink):
             self.stream.flush()
 
 
+SIMULATED_TEXT = "SIMULATED"  # the STATUS text a display shows under a reading of the phantom scanner
+
+
 class DisplaySink(Sink):
-    """Sends each measurement and the TLF band to the cart display over the serial bridge."""
+    """Sends each measurement and the TLF band to the cart display over the serial bridge.
+
+    With a simulated source the display is told so at once and after every reconnection: a
+    STATUS running with the text SIMULATED, which the device shows under the reading."""
 
     name = "display"
 
-    def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1):
+    def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1, simulated: bool = False):
         self.url, self.model_id, self.baudrate, self.tlf_class = url, model_id, baudrate, tlf_class
+        self.simulated = bool(simulated)
         self.link = None
         self._status = None  # the last STATUS, sent again to a display that reconnects
         self._reconnects = 0
         self.link_stats: dict | None = None  # the link's stats when it closed
 
+    def claim(self) -> "DisplaySink":
+        """Open the port now, before the run: SinkError (one line) if another program holds it,
+        so that a second runtime is refused at start. Any other failure is left for open() to
+        report, as a display that is not plugged in does not stop the measurement."""
+        from firmware_bridge.errors import LinkError, PortBusy
+
+        try:
+            self.open()
+        except PortBusy as e:
+            raise SinkError(str(e)) from e
+        except LinkError:
+            self.link = None
+        return self
+
     def open(self):
         from firmware_bridge.link import DisplayLink
 
-        self.link = DisplayLink(self.url, baudrate=self.baudrate)
-        self.link.open()
+        if self.link is not None:  # claimed already
+            return self
+        link = DisplayLink(self.url, baudrate=self.baudrate)
+        link.open()
+        self.link = link
+        if self.simulated:
+            self.status(RUNNING, "simulated source")
         return self
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
@@ -167,7 +240,8 @@ class DisplaySink(Sink):
         from firmware_bridge.messages import Status, StatusCode
 
         wire = {RUNNING: StatusCode.RUNNING, NO_SIGNAL: StatusCode.NO_SIGNAL}[code]
-        label = "no signal" if code == NO_SIGNAL else "running"  # shown as is: short and plain
+        # Shown as is, short and plain; a plain "running" needs no words.
+        label = "no signal" if code == NO_SIGNAL else (SIMULATED_TEXT if self.simulated else "")
         self._status = Status(wire, 0, label)
         self.link.offer_status(self._status)
         self.link.pump(timeout=0)
@@ -185,4 +259,4 @@ class DisplaySink(Sink):
                 self.link.pump(timeout=0.2)
             finally:
                 self.link_stats = self.link.stats  # what was sent, dropped, reconnected: for reports
-                self.link.close()
+                self.link.close("runtime stopped, " + SIMULATED_TEXT if self.simulated else "runtime stopped")

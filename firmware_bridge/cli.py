@@ -103,7 +103,7 @@ def _emulate(args) -> int:
             if not args.quiet:
                 s = emu.state
                 m = s.measurement
-                value = "--" if m is None or math.isnan(m.thickness) else f"{m.thickness:.2f} {'mm' if m.unit_mm else 'px'}"
+                value = (m.shown if m is not None else None) or "--"
                 print(f"frames {s.frames_received}  TLF {value}  counters {s.counters}", flush=True)
     except KeyboardInterrupt:
         pass
@@ -112,7 +112,9 @@ def _emulate(args) -> int:
             emu.render_png(args.png)
         s = emu.state
         emu.stop()
-    print(f"received {s.frames_received} frames, counters {s.counters}" + (f"; display drawn to {args.png}" if args.png else ""))
+    shown = (s.measurement.shown if s.measurement is not None else None) or "--"
+    print(f"received {s.frames_received} frames, showing TLF {shown}, counters {s.counters}"
+          + (f"; display drawn to {args.png}" if args.png else ""))
     return 0
 
 

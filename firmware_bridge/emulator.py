@@ -10,6 +10,11 @@
 The emulator stands in for the microcontroller, so unlike the host side it owns a reader
 thread: it reads the pty master, runs the reference device (``device.DisplayDevice``), answers
 HELLO with DEVICE_INFO and sends a HEARTBEAT every second, as firmware would.
+
+``link_path`` (a stable name, like /dev/serial/by-id/...) is made as a new symlink to the pty and
+removed at ``stop()`` only while it is still that symlink. The emulator never replaces or removes
+anything it did not make: an existing path is refused, except a dangling symlink into /dev/pts/
+(what an emulator that was killed leaves behind).
 """
 
 from __future__ import annotations
@@ -65,14 +70,28 @@ class DisplayEmulator:
         os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
         if self.link_path is not None:
-            tmp = self.link_path.with_name(self.link_path.name + ".new")
-            tmp.unlink(missing_ok=True)
-            os.symlink(self.port, tmp)
-            os.replace(tmp, self.link_path)
+            try:
+                self._make_link()
+            except LinkError:
+                for fd in (self._master, self._slave):
+                    os.close(fd)
+                raise
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="display-emulator", daemon=True)
         self._thread.start()
         return self
+
+    def _make_link(self) -> None:
+        path = self.link_path
+        if _stale_pty_link(path):
+            path.unlink()
+        try:
+            os.symlink(self.port, path)  # fails, touching nothing, if anything is at `path`
+        except FileExistsError:
+            raise LinkError(f"link path {str(path)!r} already exists and is not a stale emulator link: "
+                            "refusing to replace it (name a new path)") from None
+        except OSError as e:
+            raise LinkError(f"cannot make the link {str(path)!r}: {e.strerror or e}") from e
 
     def stop(self) -> None:
         """Stop the reader and close the pty: to the host the port disappears, like a USB unplug."""
@@ -192,3 +211,11 @@ class DisplayEmulator:
             os.write(self._master, data)
         except OSError:
             pass  # the host is not reading: a device drops its replies rather than block
+
+
+def _stale_pty_link(path: Path) -> bool:
+    """A symlink to a pseudo-terminal that no longer exists: left by an emulator that was killed."""
+    if not path.is_symlink():
+        return False
+    target = os.readlink(path)
+    return target.startswith("/dev/pts/") and not os.path.exists(target)

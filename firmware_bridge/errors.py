@@ -9,6 +9,11 @@ class LinkError(BridgeError):
     """A display port cannot be found, opened, written or read."""
 
 
+class PortBusy(LinkError):
+    """A display port that another program holds (its exclusive lock is taken): a second runtime
+    writing to the same display would interleave two streams."""
+
+
 class ProtocolError(BridgeError):
     """Bytes or a payload that break the wire protocol."""
 

@@ -29,7 +29,7 @@ from firmware_bridge.messages import (
     RejectReason, Status, StatusCode, decode,
 )
 from firmware_bridge.pacing import EncodingChooser, LinkBudget, RateEstimate, frame_budget
-from firmware_bridge.ports import open_port, out_waiting, read_available, write_some
+from firmware_bridge.ports import check_baudrate, open_port, out_waiting, read_available, write_some
 
 _MEASUREMENT_WIRE = 41  # bytes of a MEASUREMENT frame on the wire
 _ENCODING_NAMES = {"auto": None, **{e.name.lower(): e for e in Encoding if e != Encoding.NONE}}
@@ -72,8 +72,8 @@ class DisplayLink:
     ):
         if not isinstance(url, str) or not url:
             raise ConfigError(f"display port URL must be a non-empty string, got {url!r}")
-        if baudrate is not None and (not isinstance(baudrate, int) or baudrate <= 0):
-            raise ConfigError(f"baudrate must be a positive integer or None, got {baudrate!r}")
+        if baudrate is not None:
+            check_baudrate(baudrate)
         for name, v in (("display_width", display_width), ("display_height", display_height)):
             if not isinstance(v, int) or not 1 <= v <= 0xFFFE:
                 raise ConfigError(f"{name} must be an integer in 1..65534, got {v!r}")
@@ -120,6 +120,8 @@ class DisplayLink:
         self._token_time = self._t0
         self._next_reconnect = self._t0
         self._delay = backoff[0]
+        self._down_since: float | None = None  # when the port was lost, while it is
+        self._down_s = 0.0  # time without the port, outages that ended
         self._encoding: Encoding | None = None
         self._chooser = EncodingChooser()
         self._counters = dict.fromkeys(
@@ -149,15 +151,15 @@ class DisplayLink:
                 self._run(self.clock() + handshake_timeout, lambda: self._device is not None)
         return self
 
-    def close(self) -> None:
-        """Tell the device the runtime stopped (best effort) and close the port."""
+    def close(self, text: str = "runtime stopped") -> None:
+        """Tell the device the runtime stopped (best effort, STATUS stopped with `text`) and close the port."""
         with self._io:
             self._closed = True
             port, self._port = self._port, None
             if port is None:
                 return
             try:
-                write_some(port, DELIMITER + self._frame(Status(StatusCode.STOPPED, 0, "runtime stopped")))
+                write_some(port, DELIMITER + self._frame(Status(StatusCode.STOPPED, 0, text)))
             except BridgeError:
                 pass
             try:
@@ -257,6 +259,7 @@ class DisplayLink:
                 device_status=None if self._device_status is None else self._device_status.name,
                 last_reject=None if self._last_reject is None else dataclasses.asdict(self._last_reject),
                 last_error=self._last_error,
+                seconds_disconnected=self._down_s + (now - self._down_since if self._down_since is not None else 0.0),
             )
         return s
 
@@ -275,6 +278,9 @@ class DisplayLink:
                 self._delay = min(self._delay * 2, self.backoff[1])
                 return self._next_reconnect
             self._counters["reconnects"] += 1
+            if self._down_since is not None:
+                self._down_s += now - self._down_since
+                self._down_since = None
             self._connected(now)
         try:
             self._read()
@@ -298,6 +304,7 @@ class DisplayLink:
     def _lost(self, e: Exception, now: float) -> None:
         port, self._port = self._port, None
         self._counters["disconnects"] += 1
+        self._down_since = now
         self._error(f"display port {self.url!r} lost: {e}")
         try:
             port.close()

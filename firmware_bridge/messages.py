@@ -16,6 +16,9 @@ from firmware_bridge import PROTOCOL_VERSION
 from firmware_bridge.errors import ProtocolError
 
 STATUS_TEXT_MAX = 64
+# The largest thickness a display shows, per unit: no fascia (nor a body) is thicker than 100 mm,
+# no B-mode image taller than 10000 px. A value beyond, negative or NaN is shown as invalid.
+SHOWN_MAX = {"mm": 100.0, "px": 10000.0}
 
 
 class MessageType(enum.IntEnum):
@@ -184,6 +187,15 @@ class Measurement:
         if unit > 1:
             raise ProtocolError(f"MEASUREMENT unit must be 0 (px) or 1 (mm), got {unit!r}")
         return cls(th, sp, un, flags, unit == 1, model, t)
+
+    @property
+    def shown(self) -> str | None:
+        """The value as a display shows it ("1.04 mm", "12.50 px"), None when it is invalid: a
+        rejecting quality flag (bits 1, 2, 4, 8), NaN, negative or beyond SHOWN_MAX."""
+        unit = "mm" if self.unit_mm else "px"
+        if self.flags & 0x0F or not 0.0 <= self.thickness <= SHOWN_MAX[unit]:  # NaN fails the comparison
+            return None
+        return f"{self.thickness:.2f} {unit}"
 
     def same_on_wire(self, other: "Measurement") -> bool:
         """Equality after binary32 rounding, with NaN equal to NaN."""

@@ -16,7 +16,7 @@ from firmware_bridge.device import DisplayDevice, Dropped, Ignored, Received, de
 from firmware_bridge.errors import LinkError
 from firmware_bridge.masks import NO_BAND
 from firmware_bridge.messages import Encoding, Mask
-from firmware_bridge.ports import open_port
+from firmware_bridge.ports import check_baudrate, open_port
 
 
 def summarize_event(event, full: bool = False) -> list[str]:
@@ -50,7 +50,8 @@ def monitor(url: str, baudrate: int = 115200, *, out=None, count: int | None = N
             clock=time.monotonic) -> DisplayDevice:
     """Print what arrives on ``url`` until ``count`` packets, ``seconds`` or Ctrl-C; returns the decoder."""
     out = out or sys.stdout
-    port = open_port(url, baudrate)
+    check_baudrate(baudrate)
+    port = open_port(url, baudrate, exclusive=False)  # listening only: the runtime may hold the lock
     strict = width is not None and height is not None
     dev = DisplayDevice(width or 320, height or 240, respond=False, strict_size=strict, max_payload=0xFFFF)
     port.timeout = 0.1

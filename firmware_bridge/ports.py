@@ -1,7 +1,10 @@
 """Opening display ports by URL, finding USB devices by VID:PID, and writing without blocking.
 
 Every port is opened with ``serial.serial_for_url``, so ``loop://``, ``spy://``, ``socket://``
-and ``hwgrep://`` work as well as a device path. A stable path such as
+and ``hwgrep://`` work as well as a device path. A device port is opened with an exclusive lock
+(pyserial's ``exclusive``: flock), so a second program that tries to drive the same display
+gets ``PortBusy`` instead of interleaving its stream with the first one's; a monitor that only
+listens opens without it. A stable path such as
 ``/dev/serial/by-id/usb-...`` survives USB re-enumeration by itself; ``usb:VID:PID[:SERIAL]``
 is looked up in ``serial.tools.list_ports`` each time the port is (re)opened.
 """
@@ -16,8 +19,10 @@ import select
 import serial
 import serial.tools.list_ports
 
-from firmware_bridge.errors import LinkError
+from firmware_bridge.errors import ConfigError, LinkError, PortBusy
 
+# Serial speeds a UART or a USB serial chip can be set to (300 baud to 12 Mbaud, FTDI's fastest).
+BAUD_RANGE = (300, 12_000_000)
 _USB = re.compile(r"^usb:([0-9a-fA-F]{1,4}):([0-9a-fA-F]{1,4})(?::(.+))?$")
 
 
@@ -38,13 +43,26 @@ def resolve_port(url: str) -> str:
     return found[0]
 
 
-def open_port(url: str, baudrate: int):
-    """An open pyserial port for ``url`` with non-blocking reads; LinkError naming the port if it fails."""
+def check_baudrate(baudrate) -> int:
+    """``baudrate`` if it is a whole number in BAUD_RANGE; ConfigError naming it otherwise."""
+    lo, hi = BAUD_RANGE
+    if isinstance(baudrate, bool) or not isinstance(baudrate, int) or not lo <= baudrate <= hi:
+        raise ConfigError(f"baudrate must be a whole number from {lo} to {hi}, got {baudrate!r}")
+    return baudrate
+
+
+def open_port(url: str, baudrate: int, exclusive: bool = True):
+    """An open pyserial port for ``url`` with non-blocking reads; LinkError naming the port if it
+    fails, PortBusy if another program holds its lock. exclusive=False: do not take the lock."""
     target = resolve_port(url)
     try:
-        port = serial.serial_for_url(target, baudrate=baudrate, timeout=0, do_not_open=True)
+        port = serial.serial_for_url(target, baudrate=baudrate, timeout=0, do_not_open=True, exclusive=exclusive or None)
         port.open()
-    except (serial.SerialException, OSError, ValueError) as e:
+    except serial.SerialException as e:
+        if getattr(e, "errno", None) in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise PortBusy(f"display port {url!r} is in use by another program (is another tlf-edge running?)") from e
+        raise LinkError(f"cannot open display port {url!r}: {e}") from e
+    except (OSError, ValueError, OverflowError) as e:
         raise LinkError(f"cannot open display port {url!r}: {e}") from e
     fd = _fd(port)
     if fd is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from pathlib import Path
@@ -40,20 +39,28 @@ def render_rgb(state: DisplayState) -> np.ndarray:
     return img
 
 
+def printable(text: str) -> str:
+    """`text` with every character but printable ASCII replaced by '?': the display's font has no
+    others, and OpenCV's text drawing crashes on text that is not valid UTF-8 (a STATUS whose
+    bytes were not, decoded with surrogates)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
 def caption(state: DisplayState) -> list[str]:
-    """The text lines the display shows: thickness with unit and validity, and the status."""
+    """The text lines the display shows: thickness with unit and validity (`Measurement.shown`:
+    a rejected, NaN or impossible value shows as --), and the status (printable ASCII only)."""
     lines = []
     m = state.measurement
     if m is None:
         lines.append("TLF  --")
     else:
-        rejected = bool(m.flags & 0x0F) or math.isnan(m.thickness)
-        unit = "mm" if m.unit_mm else "px"
-        value = "--" if rejected else f"{m.thickness:.2f} {unit}"
-        lines.append(f"TLF {value}" + ("" if m.unit_mm else " (uncal.)"))
-    if state.status is not None and state.status.code != 0:
-        lines.append(state.status.name.replace("_", " ").lower() + (f": {state.status.text}" if state.status.text else ""))
-    return lines
+        lines.append(f"TLF {m.shown or '--'}" + ("" if m.unit_mm else " (uncal.)"))
+    status = state.status
+    if status is not None and status.code != 0:
+        lines.append(status.name.replace("_", " ").lower() + (f": {status.text}" if status.text else ""))
+    elif status is not None and status.text:  # running, with a word to show (e.g. SIMULATED)
+        lines.append(status.text)
+    return [printable(line) for line in lines]
 
 
 def render_png(state: DisplayState, path) -> Path:

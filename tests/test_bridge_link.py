@@ -322,6 +322,8 @@ def test_open_names_the_port_in_one_line(tmp_path):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(url=""), "URL"),
     (dict(url="loop://", baudrate=0), "baudrate"),
+    (dict(url="loop://", baudrate=7), "baudrate must be a whole number from 300"),
+    (dict(url="loop://", baudrate=10**17), "baudrate must be a whole number from 300"),
     (dict(url="loop://", display_width=0), "display_width"),
     (dict(url="loop://", encoding="png"), "'png'"),
     (dict(url="loop://", max_rate=-1), "max_rate"),

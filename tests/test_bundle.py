@@ -4,16 +4,20 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import DEMO_BUNDLE, SCHEMA, load_bundle
+from edge.bundle import DEMO_BUNDLE, SCHEMA, load_bundle, write_manifest
 from edge.errors import BundleError
 
 
-def edit_manifest(bundle: Path, change) -> None:
-    """Apply `change(manifest_dict)` to a bundle's manifest on disk."""
+def edit_manifest(bundle: Path, change, seal: bool = True) -> None:
+    """Apply `change(manifest_dict)` to a bundle's manifest on disk, sealed again as the
+    converter would (seal=False: an edit by hand)."""
     path = bundle / "manifest.json"
     m = json.loads(path.read_text())
     change(m)
-    path.write_text(json.dumps(m))
+    if seal:
+        write_manifest(bundle, m)
+    else:
+        path.write_text(json.dumps(m, indent=2))
 
 
 @pytest.fixture
@@ -41,6 +45,40 @@ def test_tampered_model_is_refused(bundle_copy):
     model.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="does not match its manifest"):
         load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["preprocess"].update(scale=m["preprocess"]["scale"] * 1.1),
+    lambda m: m["thickness_calibration"].update(b=m["thickness_calibration"]["b"] * 1.5),
+    lambda m: m.update(tlf_class=0),
+    lambda m: m.update(note="a comment added by hand"),
+], ids=["preprocess-scale", "response-coefficient", "tlf-class", "added-entry"])
+def test_an_edited_manifest_is_refused(bundle_copy, change):
+    edit_manifest(bundle_copy, change, seal=False)
+    with pytest.raises(BundleError, match="does not match its manifest_sha256") as e:
+        load_bundle(bundle_copy)
+    assert "\n" not in str(e.value) and "refusing an edited manifest" in str(e.value)
+
+
+def test_an_unsealed_manifest_is_refused(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m.pop("manifest_sha256"), seal=False)
+    with pytest.raises(BundleError, match="not sealed"):
+        load_bundle(bundle_copy)
+
+
+def test_the_seal_covers_content_not_formatting(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(reversed(list(m.items())))))  # other key order, no indentation
+    assert load_bundle(bundle_copy).manifest == m
+
+
+def test_the_converters_writers_seal_the_manifest(bundle_copy):
+    from edge.bundle import manifest_digest, update_manifest
+
+    b = update_manifest(load_bundle(bundle_copy), validation={"gate": {"passed": True, "failures": []}})
+    assert b.manifest["manifest_sha256"] == manifest_digest(b.manifest)
+    assert load_bundle(bundle_copy).manifest["validation"] == {"gate": {"passed": True, "failures": []}}
 
 
 def test_missing_manifest_is_refused(tmp_path):

@@ -151,6 +151,16 @@ def test_spacing_from_a_real_dicom_region():
     assert from_dicom_region(doppler).spacing_mm is None
 
 
+@pytest.mark.parametrize("delta_cm, spacing", [(10.0, None), (0.0, None), ("x", None), (0.02, (0.2, 0.2))])
+def test_a_dicom_spacing_no_scanner_has_is_not_used(delta_cm, spacing):
+    region = {"PhysicalUnitsXDirection": 3, "PhysicalUnitsYDirection": 3, "PhysicalDeltaX": delta_cm,
+              "PhysicalDeltaY": delta_cm}
+    cal = from_dicom_region(region)
+    assert cal.spacing_mm == (pytest.approx(spacing) if spacing else None)
+    if delta_cm == 10.0:
+        assert cal.note == "dicom spacing 100 x 100 mm per pixel is outside 0.001-10 mm: not used"
+
+
 def test_calibrator_without_a_roi_knows_no_spacing():
     shot = ps.screen(3, (640, 480))
     cal = Calibrator()

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.config import SECTIONS, Config, DisplayOptions, apply_overrides, load_config, tomllib
+from edge.config import RUN_REQUIRED, SECTIONS, Config, DisplayOptions, apply_overrides, load_config, tomllib
 from edge.errors import ConfigError
 from edge.temporal import TemporalOptions
 from edge.thickness import ThicknessOptions
@@ -179,6 +180,43 @@ def test_non_utf8_file_is_named(tmp_path):
         load_config(path)
 
 
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbfversion = 1\n[display]\nbaud = 921600\n")
+    assert load_config(path).display.baud == 921600
+
+
+def test_a_fifo_is_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.toml")
+    with pytest.raises(ConfigError, match=r"pipe\.toml: cannot read the config file: not a regular file"):
+        load_config(tmp_path / "pipe.toml")  # returns at once: nobody writes to the pipe
+
+
+def test_a_folder_is_not_a_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path)
+
+
+# A run's config must name its devices ---------------------------------------------------------
+
+
+def test_a_run_config_must_name_source_and_display(tmp_path):
+    path = write(tmp_path, "version = 1\n[display]\nurl = 'none'\n")
+    with pytest.raises(ConfigError, match=r"tlf-edge\.toml: \[source\] url: not set; a config file must name the frame source"):
+        load_config(path, required=RUN_REQUIRED)
+    assert load_config(path, ["source.url=/dev/video0"], required=RUN_REQUIRED).source.url == "/dev/video0"
+    assert load_config(path).source == Config().source  # not required: the default stays
+
+
+def test_a_disabled_display_needs_no_url(tmp_path):
+    path = write(tmp_path, "version = 1\n[source]\nurl = '0'\n[display]\nenabled = false\n")
+    assert not load_config(path, required=RUN_REQUIRED).display.enabled
+
+
+def test_without_a_file_nothing_is_required():
+    assert load_config(None, required=RUN_REQUIRED) == Config()  # the demo
+
+
 # Command-line overrides ------------------------------------------------------------------------
 
 
@@ -222,13 +260,19 @@ def test_malformed_override_is_named(item):
 
 
 def test_override_out_of_range_is_named():
-    with pytest.raises(ConfigError, match=r"^command line: \[display\] baud: must be more than 0, got 0$"):
+    with pytest.raises(ConfigError, match=r"^command line: \[display\] baud: must be a serial speed from 300 to 12000000, got 0$"):
         apply_overrides(Config(), ["display.baud=0"])
 
 
-@given(st.integers(1, 10**7))
-def test_any_positive_baud_override_is_taken(baud):
+@given(st.integers(300, 12_000_000))
+def test_any_serial_speed_override_is_taken(baud):
     assert apply_overrides(Config(), [f"display.baud={baud}"]).display.baud == baud
+
+
+@pytest.mark.parametrize("baud", [7, 299, 12_000_001, 10**17])
+def test_a_baud_no_serial_port_can_run_at_is_refused(baud):
+    with pytest.raises(ConfigError, match=r"\[display\] baud: must be a serial speed"):
+        apply_overrides(Config(), [f"display.baud={baud}"])
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))

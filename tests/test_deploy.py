@@ -27,6 +27,7 @@ DEPLOY = REPO / "deploy"
 UNIT = DEPLOY / "tlf-edge.service"
 RULES = DEPLOY / "99-tlf-edge.rules"
 EXAMPLE = DEPLOY / "tlf-edge.example.toml"
+CART = DEPLOY / "tlf-edge.cart.toml"
 SCRIPTS = [DEPLOY / "install.sh", DEPLOY / "arm64" / "build-and-run.sh"]
 MAX_EXPOSURE = 2.0  # `systemd-analyze security`: 0 is locked down, 10 is wide open
 
@@ -172,6 +173,20 @@ def test_udev_rules_parse_and_name_the_two_devices():
 def test_the_config_example_uses_the_udev_names():
     example = EXAMPLE.read_text()
     assert "v4l2:///dev/tlf-capture" in example and "/dev/tlf-display" in example
+
+
+def test_the_installed_config_names_the_udev_devices_and_no_simulation():
+    """install.sh installs tlf-edge.cart.toml as the service's config: it loads as a run's config
+    (source and display named), names the devices the udev rules make, and is no phantom."""
+    from edge.config import RUN_REQUIRED, load_config
+    from edge.sources import open_source
+
+    installer = (DEPLOY / "install.sh").read_text()
+    assert '"$HERE/tlf-edge.cart.toml" "$CONFIG_DIR/tlf-edge.toml"' in installer
+    cfg = load_config(CART, required=RUN_REQUIRED)
+    assert cfg.source.url.startswith("v4l2:///dev/tlf-capture") and cfg.display.url == "/dev/tlf-display"
+    assert not open_source(cfg.source.url).simulated
+    assert cfg.storage.data_dir == "/var/lib/tlf-edge" and cfg.display.enabled
 
 
 def test_udevadm_verify_when_available():

@@ -42,8 +42,34 @@ def test_doctor_checks_the_disk_under_the_data_directory(tmp_path, monkeypatch):
     data = tmp_path / "cart-data"
     data.mkdir()
     cfg = tmp_path / "cart.toml"
-    cfg.write_text(f'version = 1\n\n[storage]\ndata_dir = "{data}"\n\n[log]\ndirectory = "logs"\n')
+    cfg.write_text(f'version = 1\n[source]\nurl = "phantom://clip"\n[display]\nurl = "none"\n'
+                   f'\n[storage]\ndata_dir = "{data}"\n\n[log]\ndirectory = "logs"\n')
     out = io.StringIO()
     doctor.main(str(cfg), out)
     disk = [line for line in out.getvalue().splitlines() if line.split()[1:2] == ["disk"]]
     assert len(disk) == 1 and str(data) in disk[0], out.getvalue()
+
+
+def test_doctor_fails_a_cart_config_that_names_no_source_or_display(tmp_path):
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text("version = 1\n[display]\nbaud = 921600\n")
+    out = io.StringIO()
+    assert doctor.main(str(cfg), out) == 1
+    assert out.getvalue().startswith("FAIL  config     ") and "[source] url: not set" in out.getvalue()
+
+
+def test_doctor_fails_a_cart_config_on_the_phantom_or_the_emulated_display(tmp_path):
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text('version = 1\n[source]\nurl = "phantom://clip?frames=2"\n[display]\nurl = "emulate"\n')
+    out = io.StringIO()
+    assert doctor.main(str(cfg), out) == 1
+    status = {line.split()[1]: line for line in out.getvalue().splitlines()[:-1]}
+    assert status["config"].startswith("PASS")
+    assert status["capture"].startswith("FAIL") and "phantom scanner (SIMULATED)" in status["capture"]
+    assert status["display"].startswith("FAIL") and "emulator" in status["display"]
+
+
+def test_doctor_on_the_defaults_says_the_demo_source_is_simulated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check = doctor.check_source("phantom://clip?frames=2&size=256x256")
+    assert check.ok and "SIMULATED" in check.detail

@@ -36,6 +36,7 @@ import pytest
 
 from edge import phantom
 from edge import phantom_screen as ps
+from sandbox import listing, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs POSIX (pseudo-terminals, signals)")
@@ -59,16 +60,6 @@ def start_cli(args, cwd, **env) -> subprocess.Popen:
     code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-u", "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=cwd, env=cli_env(**env))
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    """For a subprocess's files, which give no event to wait on: check every 50 ms."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        pause.wait(0.05)
 
 
 def run_dir_of(root: Path) -> Path:
@@ -328,16 +319,19 @@ def test_a_wrong_or_tampered_bundle_is_refused_in_one_line(tmp_path, damage):
     ("[recording]\nmin_free = 5\n", "[recording] min_free: unknown key (did you mean 'min_free_mb'?)"),
     ("[recording]\nmin_free_mb = -1\n", "[recording] min_free_mb: must be 0 or more"),
     ("[log]\ndirectory = runs\n", "cart.toml:3:13: malformed TOML"),
-    ("[storage]\ndata_dir = '{data}'\n[log]\ndirectory = '/var/tmp/elsewhere'\n",
-     "[log] directory: '/var/tmp/elsewhere' is outside [storage] data_dir"),
+    ("[source]\nurl = 'phantom://clip'\n[display]\nurl = 'none'\n[storage]\ndata_dir = '{data}'\n"
+     "[log]\ndirectory = '/var/tmp/elsewhere'\n", "[log] directory: '/var/tmp/elsewhere' is outside [storage] data_dir"),
+    ("[display]\nurl = 'none'\n", "[source] url: not set; a config file must name the frame source"),
+    ("[source]\nurl = 'phantom://clip'\n", "[display] url: not set; a config file must name the display"),
 ])
 def test_a_malformed_config_is_one_line_naming_the_key(tmp_path, text, names):
     cfg = config_file(tmp_path / "cart.toml", text.format(data=tmp_path / "data"))
-    r = run_cli(["run", "--config", str(cfg), "--display", "none"], tmp_path)
+    (tmp_path / "data").mkdir()
+    r = run_cli(["run", "--config", str(cfg)], tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("tlf-edge: error:") and names in lines[0]
-    assert os.listdir(tmp_path) == ["cart.toml"]  # nothing written
+    assert sorted(os.listdir(tmp_path)) == ["cart.toml", "data"] and not os.listdir(tmp_path / "data")  # nothing written
 
 
 # -- f: the recording disk fills up --------------------------------------------------------------
@@ -416,6 +410,7 @@ def test_sigterm_while_recording_leaves_playable_video_and_whole_logs(tmp_path):
     cfg = config_file(tmp_path / "cart.toml", (
         f"[source]\nurl = '{ENDLESS}'\n[display]\nurl = 'none'\n[storage]\ndata_dir = '{tmp_path / 'data'}'\n"
         "[recording]\nenabled = true\nmin_free_mb = 1\n[log]\ncsv = true\n[console]\nhz = 20.0\n"))
+    (tmp_path / "data").mkdir()
     p = start_cli(["run", "--config", str(cfg)], tmp_path)
     seen = ""
     try:
@@ -445,16 +440,6 @@ def test_sigterm_while_recording_leaves_playable_video_and_whole_logs(tmp_path):
 # -- h: nothing written outside the data directory -----------------------------------------------
 
 
-def listing(root: Path, skip: Path) -> dict:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if Path(dirpath, d) != skip]
-        for name in dirnames + filenames:
-            p = Path(dirpath, name)
-            out[str(p.relative_to(root))] = None if p.is_dir() else p.stat().st_size
-    return out
-
-
 def test_a_run_writes_only_under_its_data_dir(tmp_path):
     """Working directory, HOME and TMPDIR are watched folders; a run with every output on
     (emulated display, recording, JSON lines and CSV) leaves them as they were and writes its
@@ -462,7 +447,7 @@ def test_a_run_writes_only_under_its_data_dir(tmp_path):
     for d in ("cwd", "home", "tmp", "etc", "data"):
         (tmp_path / d).mkdir()
     cfg = config_file(tmp_path / "etc" / "cart.toml", (
-        "[source]\nurl = 'phantom://clip?seed=6&frames=6&size=256x256'\n"
+        "[source]\nurl = 'phantom://clip?seed=6&frames=6&size=256x256'\n[display]\nurl = 'emulate'\n"
         f"[storage]\ndata_dir = '{tmp_path / 'data'}'\n[recording]\nenabled = true\nmin_free_mb = 1\n[log]\ncsv = true\n"))
     before = listing(tmp_path, tmp_path / "data")
     r = run_cli(["run", "--config", str(cfg)], tmp_path / "cwd", HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path / "tmp"))

@@ -106,7 +106,7 @@ def test_overlay_text_carries_value_filtered_band_and_flags(outputs):
     from dataclasses import replace
 
     m = replace(outputs[0][0], thickness=1.234, unit="mm", flags=1 | 32, extra={"filtered": 1.2, "low": 1.1, "high": 1.3})
-    assert overlay_text(m) == ("TLF 1.23 mm  filt 1.20 [1.10-1.30]", "NO_BAND|FROZEN")
+    assert overlay_text(m) == ("TLF 1.23 mm  filtered 1.20 mm (1.10-1.30)", "NO_BAND|FROZEN")
     m = replace(m, thickness=float("nan"), flags=0, extra={"filtered": float("nan")})
     assert overlay_text(m) == ("TLF -- mm", "ok")
     image = outputs[0][1].frame.image

@@ -87,7 +87,7 @@ def test_sigterm_stops_cleanly_with_the_log_complete(tmp_path):
     p = subprocess.Popen([sys.executable, "-u", "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          cwd=tmp_path, text=True)
     try:
-        assert p.stdout.read(6).strip() == "frame"  # the first status line: frames are flowing
+        assert p.stdout.read(17).strip() == "SIMULATED  frame"  # the first status line: frames are flowing
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=120)
     finally:

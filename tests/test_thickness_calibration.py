@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.bundle import DEMO_BUNDLE, load_bundle, write_manifest
 from edge.errors import BundleError
 from edge.frame import Frame
 from edge.thickness import (ThicknessCalibration, band_edges, band_layering, fit_thickness_calibration,
@@ -135,7 +135,7 @@ def test_a_malformed_calibration_in_a_manifest_is_refused_in_one_line(tmp_path, 
     shutil.copytree(DEMO_BUNDLE, dst)
     m = json.loads((dst / "manifest.json").read_text())
     m["thickness_calibration"] = bad
-    (dst / "manifest.json").write_text(json.dumps(m))
+    write_manifest(dst, m)
     with pytest.raises(BundleError, match=message) as e:
         load_bundle(dst)
     assert "\n" not in str(e.value)
@@ -189,7 +189,7 @@ def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_pat
     shutil.copytree(DEMO_BUNDLE, dst)
     m = json.loads((dst / "manifest.json").read_text())
     del m["thickness_calibration"]
-    (dst / "manifest.json").write_text(json.dumps(m))
+    write_manifest(dst, m)
     assert load_bundle(dst).thickness_calibration is None
     assert main(["thickness-response", str(dst), "--n", "40", "--images", images]) == 0
     out = capsys.readouterr().out

@@ -19,6 +19,7 @@ frame the loss is a plain SourceError that ends the run (None: keep trying; 0: a
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -26,7 +27,7 @@ import cv2
 
 from edge.errors import SignalLost, SourceError
 from edge.frame import Frame
-from edge.sources.base import Source
+from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options
 from edge.sources.folder import to_uint8_image
 
 
@@ -71,6 +72,7 @@ class CaptureSource(Source):
         give_up: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         capture_factory: Callable[..., object] | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
         if backend not in ("v4l2", "gstreamer", "any"):
             raise SourceError(f"unknown capture backend {backend!r} (v4l2, gstreamer or any)")
@@ -85,6 +87,7 @@ class CaptureSource(Source):
         if give_up is not None and give_up < 0:
             raise SourceError(f"capture give_up must be None or 0 or more seconds, got {give_up!r}")
         self.backoff, self.give_up = (float(backoff[0]), float(backoff[1])), give_up
+        self.max_pixels = int(max_pixels)
         self._clock = clock
         self._factory = capture_factory or cv2.VideoCapture
         self._cap = None
@@ -101,13 +104,15 @@ class CaptureSource(Source):
         self._next_try = 0.0
 
     @classmethod
-    def from_v4l2_url(cls, device: str, options: dict[str, str]) -> "CaptureSource":
-        known = {"width", "height", "fps", "fourcc", "retry_max", "give_up"}
-        unknown = set(options) - known
-        if unknown:
-            raise SourceError(f"unknown capture option(s) {sorted(unknown)} (known: {sorted(known)})")
+    def from_v4l2_url(cls, device: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "CaptureSource":
+        check_options(options, {"width", "height", "fps", "fourcc", "retry_max", "give_up"}, "capture")
+        if not device:
+            raise SourceError("v4l2:// names no device (v4l2:///dev/video0)")
         try:
-            dev: int | str = int(device) if device.isdigit() else device
+            for key in ("width", "height", "fps", "retry_max", "give_up"):
+                if key in options and not (math.isfinite(float(options[key])) and float(options[key]) >= 0):
+                    raise ValueError(f"{key} {options[key]!r} must be a number of 0 or more")
+            dev: int | str = int(device) if device.isascii() and device.isdigit() else device
             return cls(
                 dev,
                 width=int(options["width"]) if "width" in options else None,
@@ -116,6 +121,7 @@ class CaptureSource(Source):
                 fourcc=options.get("fourcc"),
                 backoff=(0.1, max(0.1, float(options.get("retry_max", 2.0)))),
                 give_up=float(options["give_up"]) if "give_up" in options else None,
+                max_pixels=max_pixels,
             )
         except ValueError as e:
             raise SourceError(f"bad capture option in {options!r}: {e}") from e
@@ -159,6 +165,10 @@ class CaptureSource(Source):
             if self.req_fps:
                 cap.set(cv2.CAP_PROP_FPS, self.req_fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer stale frames where the driver allows it
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if width * height > self.max_pixels:
+            cap.release()
+            check_frame_size(width, height, self.max_pixels, f"capture {self._name()}")
         granted = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(granted) if granted and 0 < granted < 1000 else self.req_fps
         self.mode = {

@@ -22,7 +22,7 @@ import numpy as np
 from edge.calibration import UNKNOWN, Calibration, from_dicom_region
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.sources.base import Source
+from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options, flag_option
 
 INSTALL_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
 
@@ -109,8 +109,9 @@ class DicomSource(Source):
     A frame that fails to decode is skipped and counted in `corrupt`.
     """
 
-    def __init__(self, path, region: int | None = None, crop: bool = True):
+    def __init__(self, path, region: int | None = None, crop: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.path = str(path)
+        self.max_pixels = int(max_pixels)
         self.region, self.crop = region, bool(crop)
         self.corrupt = 0
         self.frames = 0
@@ -123,15 +124,13 @@ class DicomSource(Source):
         self._seq = 0
 
     @classmethod
-    def from_url(cls, path: str, options: dict[str, str]) -> "DicomSource":
-        unknown = set(options) - {"region", "crop"}
-        if unknown:
-            raise SourceError(f"unknown DICOM option(s) {sorted(unknown)} (known: ['crop', 'region'])")
+    def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "DicomSource":
+        check_options(options, {"region", "crop"}, "DICOM")
         try:
             region = int(options["region"]) if "region" in options else None
         except ValueError as e:
             raise SourceError(f"DICOM region {options['region']!r} is not an integer") from e
-        return cls(path, region=region, crop=options.get("crop", "1").lower() not in ("0", "false", "no"))
+        return cls(path, region=region, crop=flag_option(options, "crop", True), max_pixels=max_pixels)
 
     def open(self) -> "DicomSource":
         pydicom = _import_pydicom()
@@ -148,10 +147,16 @@ class DicomSource(Source):
         if ts is None:
             ts = pydicom.uid.ImplicitVRLittleEndian
         self._check_decoder(pydicom, ts)
+        try:
+            self.frames = int(ds.get("NumberOfFrames", 1) or 1)
+            rows, cols = int(ds.Rows), int(ds.Columns)
+        except (AttributeError, TypeError, ValueError) as e:
+            raise SourceError(f"DICOM {self.path!r} states no usable image size: {e}") from e
+        check_frame_size(cols, rows, self.max_pixels, f"DICOM {self.path!r}")  # before any pixel is decoded
         self._ds = ds
-        self.frames = int(ds.get("NumberOfFrames", 1) or 1)
-        rows, cols = int(ds.Rows), int(ds.Columns)
         rect, self.calibration, self.note = pick_region(ds, (rows, cols), self.region)
+        if rect is not None and self.calibration.spacing_mm is None:
+            self.note += f" ({self.calibration.note})"  # e.g. a PhysicalDelta no scanner can have
         self.roi = rect
         self.cropped = rect is not None and self.crop
         ft = ds.get("FrameTime")

@@ -10,6 +10,7 @@ is live: when inference is slower than the scanner the newest frame wins and the
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -18,32 +19,42 @@ import numpy as np
 from edge import phantom
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.sources.base import Source
+from edge.sources.base import Source, check_options, flag_option
 
 
 COMMON_OPTIONS = {"seed", "frames", "fps", "size", "live"}
+MIN_SIDE = 16  # pixels: smaller pictures hold no anatomy
 
 
 def _check_known(options: dict[str, str], own: set[str], what: str) -> None:
-    known = COMMON_OPTIONS | own
-    unknown = set(options) - known
-    if unknown:
-        raise SourceError(f"unknown {what} option(s) {sorted(unknown)} (known: {sorted(known)})")
+    check_options(options, COMMON_OPTIONS | own, what)
 
 
 def _common(options: dict[str, str], default_size: str) -> dict:
-    """seed, frames, fps and size (WIDTHxHEIGHT) from URL options; ValueError when malformed."""
-    size = tuple(int(v) for v in options.get("size", default_size).lower().split("x"))
+    """seed, frames, fps and size (WIDTHxHEIGHT) from URL options; ValueError naming the one
+    that is malformed or out of range."""
+    text = options.get("size", default_size)
+    try:
+        size = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        size = ()
     if len(size) != 2:
-        raise ValueError(f"size {options['size']!r} is not WIDTHxHEIGHT")
-    live = options.get("live", "0").lower()
-    if live not in ("0", "1", "true", "false", "yes", "no"):
-        raise ValueError(f"live {options['live']!r} is not 0 or 1")
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT")
+    if min(size) < MIN_SIDE:
+        raise ValueError(f"size {text!r} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
+    try:
+        live = flag_option(options, "live", False)
+    except SourceError as e:
+        raise ValueError(str(e)) from None
     fps = float(options.get("fps", 30.0))
     if not 0 < fps <= 1000:
         raise ValueError(f"fps {options['fps']!r} is out of range (0-1000]")
-    return {"seed": int(options.get("seed", 7)), "frames": int(options.get("frames", 90)),
-            "fps": fps, "size": size, "live": live in ("1", "true", "yes")}
+    seed, frames = int(options.get("seed", 7)), int(options.get("frames", 90))
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed {options['seed']!r} is out of range (0 to 2**32 - 1)")
+    if frames < 1:
+        raise ValueError(f"frames {options['frames']!r} must be at least 1")
+    return {"seed": seed, "frames": frames, "fps": fps, "size": size, "live": live}
 
 
 class _Pacer:
@@ -69,6 +80,7 @@ class _ClipSource(Source):
 
     fps: float
     live: bool
+    simulated = True
     clock: Callable[[], float] = staticmethod(time.monotonic)
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
@@ -186,13 +198,16 @@ class PhantomScreenSource(_ClipSource):
         &width=40&preset=default&lateral=1&live=0"""
         _check_known(options, {"depth", "change_at", "width", "preset", "lateral"}, "phantom screen")
         try:
+            depths, width_mm = _floats(options.get("depth", "40")), float(options.get("width", 40.0))
+            if not depths or not all(math.isfinite(d) for d in depths + (width_mm,)):
+                raise ValueError(f"depth {options.get('depth')!r} and width {options.get('width')!r} must be numbers")
             return cls(
                 **_common(options, "1280x720"),
-                depths=_floats(options.get("depth", "40")),
+                depths=depths,
                 change_at=_ints(options.get("change_at", "")),
-                width_mm=float(options.get("width", 40.0)),
+                width_mm=width_mm,
                 preset=options.get("preset", "default"),
-                lateral_scale=options.get("lateral", "1").lower() not in ("0", "false", "no"),
+                lateral_scale=flag_option(options, "lateral", True),
             )
         except ValueError as e:
             raise SourceError(f"bad phantom screen option in {options!r}: {e}") from e
@@ -202,7 +217,8 @@ class PhantomScreenSource(_ClipSource):
         from edge.errors import ConfigError
 
         try:
-            phantom_screen.layout(self.size, self.depths[0], self.width_mm)  # checks size and field early
+            for depth in self.depths:  # checks size and field early
+                phantom_screen.layout(self.size, depth, self.width_mm)
         except ConfigError as e:
             raise SourceError(f"phantom screen: {e}") from e
         return super().open()

@@ -10,7 +10,7 @@ import cv2
 
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.sources.base import Source
+from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options, flag_option
 from edge.sources.folder import to_uint8_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".mjpg", ".mjpeg")
@@ -22,7 +22,8 @@ class VideoSource(Source):
     pace: deliver frames at the file's frame rate (as a replay of a live session would); by
     default frames come as fast as they decode. A frame that fails to decode is skipped and
     counted in `corrupt`; frames missing at the end of a truncated file are counted too.
-    `max_bad` failures in a row end the clip.
+    `max_bad` failures in a row end the clip. A video whose frames hold more than `max_pixels`
+    pixels is refused at open.
     """
 
     def __init__(
@@ -32,8 +33,10 @@ class VideoSource(Source):
         max_bad: int = 8,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
         self.path = str(path)
+        self.max_pixels = int(max_pixels)
         self.pace, self.max_bad = bool(pace), int(max_bad)
         self._clock, self._sleep = clock, sleep
         self.corrupt = 0
@@ -44,11 +47,9 @@ class VideoSource(Source):
         self._shape = None
 
     @classmethod
-    def from_url(cls, path: str, options: dict[str, str]) -> "VideoSource":
-        unknown = set(options) - {"pace"}
-        if unknown:
-            raise SourceError(f"unknown video option(s) {sorted(unknown)} (known: ['pace'])")
-        return cls(path, pace=options.get("pace", "0").lower() in ("1", "true", "yes"))
+    def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "VideoSource":
+        check_options(options, {"pace"}, "video")
+        return cls(path, pace=flag_option(options, "pace", False), max_pixels=max_pixels)
 
     def open(self) -> "VideoSource":
         if not Path(self.path).is_file():
@@ -57,6 +58,10 @@ class VideoSource(Source):
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open video {self.path!r} (unknown format, or the file is damaged)")
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if w * h > self.max_pixels:
+            cap.release()
+            check_frame_size(w, h, self.max_pixels, f"video {self.path!r}")
         self._cap = cap
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
