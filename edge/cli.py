@@ -152,6 +152,16 @@ def make_run_dir(log_root: Path, cfg) -> Path:
     return run_dir
 
 
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but empty files: a run refused at its first frame
+    leaves no trace. A folder with any data in it is kept."""
+    files = list(run_dir.iterdir())
+    if all(f.is_file() and not f.is_symlink() and f.stat().st_size == 0 for f in files):
+        for f in files:
+            f.unlink()
+        run_dir.rmdir()
+
+
 def cmd_run(args) -> int:
     from edge import systemd
     from edge.config import check_data_dir, data_paths
@@ -210,7 +220,11 @@ def cmd_run(args) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     problems = []
     try:
-        stats = pipeline.run(max_frames=args.frames)
+        try:
+            stats = pipeline.run(max_frames=args.frames)
+        except EdgeError:  # refused before a frame was measured (an [roi] rect off the screen, say)
+            remove_if_empty(run_dir)
+            raise
         display = None
         if emulator is not None:
             emulator.wait_idle(timeout=2.0)

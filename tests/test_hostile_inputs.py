@@ -360,6 +360,8 @@ def test_06_a_thread_count_beyond_the_cpus_is_refused(cart, args):
 def test_07_a_roi_rect_off_the_screen_is_one_line(cart, rect):
     cfg = cart.cart_config("phantom://screen?seed=3&frames=3&size=640x480", extra=f"[roi]\nrect = {rect}\n")
     refused(cart.run("run", "--config", cfg), 2, "[roi] rect", "does not fit the 640x480 screen")
+    runs = cart.data / "runs"
+    assert not runs.exists() or not list(runs.iterdir()), "a refused run left a run folder"
 
 
 # -- 8, 12: hostile packets on the display side ---------------------------------------------------
