@@ -100,8 +100,7 @@ def cmd_bench(args) -> int:
         threads = tuple(int(t) for t in args.threads.split(","))
     except ValueError as e:
         raise EdgeError(f"--threads takes comma-separated whole numbers, not {args.threads!r}") from e
-    for t in threads:
-        check_threads(t)
+    threads = tuple(dict.fromkeys(check_threads(t) for t in threads))  # lowered to this machine's CPUs, once each
     if args.frames < 1:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     if args.spacing_mm is not None and args.data is None:
@@ -220,11 +219,15 @@ def cmd_run(args) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     problems = []
     try:
+        failed = None
         try:
             stats = pipeline.run(max_frames=args.frames)
-        except EdgeError:  # refused before a frame was measured (an [roi] rect off the screen, say)
-            remove_if_empty(run_dir)
-            raise
+        except EdgeError as e:
+            stats = pipeline.stats
+            if stats is None or not stats.measured:  # refused at its first frame (an [roi] rect off the screen)
+                remove_if_empty(run_dir)
+                raise
+            failed = str(e)  # ended mid-run (a capture card that gave up): what was measured is summarised
         display = None
         if emulator is not None:
             emulator.wait_idle(timeout=2.0)
@@ -245,6 +248,7 @@ def cmd_run(args) -> int:
     summary["source_note"] = getattr(source, "note", "") or None
     summary["stopped_by"] = stopped_by[0] if stopped_by else None
     summary["nothing_measured"] = nothing_measured(stats, stopped_by)
+    summary["failed"] = failed
     print_summary(summary, run_dir)
     problems += [f"{name} output stopped: {why}" for name, why in stats.dead_sinks.items() if name in ("log", "csv")]
     try:
@@ -253,6 +257,8 @@ def cmd_run(args) -> int:
         problems.append(f"summary.json not written: {e.strerror or e}")
     if summary["nothing_measured"]:
         problems.insert(0, summary["nothing_measured"])
+    if failed:
+        problems.insert(0, f"the run stopped after {stats.measured} frames: {failed}")
     if problems:
         raise RunFailed("; ".join(problems))
     return 0
@@ -294,6 +300,8 @@ def nothing_measured(stats, stopped_by=()) -> str | None:
         why.append(f"no B-mode region was found on {stats.frames_without_roi} screens")
     if stats.frames_layout_changing:
         why.append(f"{stats.frames_layout_changing} screens were skipped while the layout changed")
+    if stats.frames_rect_misfit:
+        why.append(f"{stats.frames_rect_misfit} frames were too small for the [roi] rect")
     if stats.corrupt_frames:
         why.append(f"{stats.corrupt_frames} source frames could not be decoded")
     if stats.oversize_frames:
@@ -346,6 +354,7 @@ def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
         "dropped_frames": stats.dropped_frames,
         "corrupt_frames": stats.corrupt_frames,
         "oversize_frames": stats.oversize_frames,
+        "rect_misfit_frames": stats.frames_rect_misfit,
         "signal": {"losses": stats.signal_losses, "seconds_without": round(stats.no_signal_s, 1),
                    "reconnects": stats.source_reconnects},
         "latency_ms": {f"p{q}": round(float(np.percentile(lat, q)), 2) if lat.size else None for q in (50, 90)},
@@ -422,6 +431,10 @@ def print_summary(s: dict, run_dir: Path) -> None:
         print(f"  damaged    {s['corrupt_frames']} source frames could not be decoded (skipped)")
     if s["oversize_frames"]:
         print(f"  too large  {s['oversize_frames']} images skipped, larger than [source] max_pixels ({s['source_note']})")
+    if s["rect_misfit_frames"]:
+        print(f"  too small  {s['rect_misfit_frames']} frames skipped, smaller than the [roi] rect")
+    if s.get("failed"):
+        print(f"  failed     {s['failed']}")
     if s["signal"]["losses"]:
         print(f"  signal     lost {s['signal']['losses']} times, {s['signal']['seconds_without']:.1f} s without")
     for name, why in s["dead_outputs"].items():

@@ -96,6 +96,7 @@ class RunStats:
     dropped_frames: int = 0
     layout_events: list[LayoutEvent] = field(default_factory=list)  # the first layout, then each change
     frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
+    frames_rect_misfit: int = 0  # frames too small for the fixed [roi] rect after the first (not measured)
     frames_layout_changing: int = 0  # screens whose layout changed, before the region was found again (not measured)
     corrupt_frames: int = 0  # frames the source could not decode (skipped), as it counts them
     oversize_frames: int = 0  # frames larger than [source] max_pixels (skipped), as the source counts them
@@ -154,6 +155,7 @@ class Pipeline:
         self.temporal = TemporalFilter(temporal)
         self.freeze = FreezeDetector()
         self.stop_event = threading.Event()
+        self.stats: RunStats | None = None
 
     def _emit(self, live: list[Sink], m: Measurement, seg: Segmentation, stats: RunStats) -> list[Sink]:
         return _deliver(self.err, live, stats, lambda sink: sink.write(m, seg))
@@ -168,7 +170,7 @@ class Pipeline:
         let go (`unprocessed_at_stop`), so a stop is prompt even on a starved CPU; every frame
         that reached the outputs is in the log. An exception in any stage is re-raised here.
         """
-        stats = RunStats(t_start=time.monotonic())
+        stats = self.stats = RunStats(t_start=time.monotonic())  # kept when run() raises: what was done till then
         live: list[Sink] = []
         for sink in self.sinks:
             try:
@@ -219,6 +221,8 @@ class Pipeline:
                             if frame is None:  # no B-mode region on this screen (yet), or a changing one
                                 if self.prepare.tracker.unsettled:
                                     stats.frames_layout_changing += 1
+                                elif self.prepare.tracker.misfit:
+                                    stats.frames_rect_misfit += 1
                                 else:
                                     stats.frames_without_roi += 1
                                 continue

@@ -469,6 +469,7 @@ class RoiTracker:
         self._sig_mask: np.ndarray | None = None
         self._strips: list | None = None
         self.unsettled = False  # the last frame failed a check and was not followed by a detection
+        self.misfit = False  # the last frame was too small for the fixed [roi] rect (not measured)
         self._volatile: np.ndarray | None = None  # chrome cells that change by themselves
         self._quiet: set = set()  # edge strips (inside boxes) that change by themselves
         self._failed: tuple[np.ndarray | None, list] = (None, [])  # what the last failed check saw
@@ -477,11 +478,14 @@ class RoiTracker:
     def update(self, image: np.ndarray, seq: int | None = None) -> tuple[Roi | None, LayoutChange | None]:
         """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change)."""
         self._frames += 1
-        self.unsettled = False
+        self.unsettled = self.misfit = False
         if self.manual is not None:
             m, (h, w) = self.manual, image.shape[:2]
             if m.x + m.w > w or m.y + m.h > h:  # wholly or partly off the screen: nothing to measure there
-                raise ConfigError(f"[roi] rect {list(m.rect)} does not fit the {w}x{h} screen of this source")
+                if self._frames == 1:  # the source's first frame: the config is wrong for this source
+                    raise ConfigError(f"[roi] rect {list(m.rect)} does not fit the {w}x{h} screen of this source")
+                self.misfit = True  # a later frame of another size (a mixed folder, a mode change): skipped
+                return None, None
             if self.roi is None:
                 self.roi = self.manual
                 return self.roi, self._report(LayoutChange(seq, None, self.manual, "manual"))

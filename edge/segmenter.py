@@ -65,14 +65,22 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def check_threads(num_threads) -> int:
-    """`num_threads` if it is 1 up to the CPUs this process may use; EdgeError otherwise. More
-    interpreter threads than CPUs only slow it down, and thousands exhaust the process (LiteRT
-    then crashes rather than fail)."""
+MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)
+
+
+def check_threads(num_threads, warn: bool = True) -> int:
+    """The LiteRT thread count to use for `num_threads`: a whole number from 1 to MAX_THREADS, or
+    EdgeError. More than the CPUs this process may use only slows the interpreter down, so such a
+    count (a config written for a bigger cart) is lowered to them, with one warning line."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
+        raise EdgeError(f"LiteRT threads (model.num_threads, --threads) must be a whole number from 1 to "
+                        f"{MAX_THREADS}; got {num_threads!r} (best: the {physical_cores()} physical cores)")
     cpus = usable_cpus()
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= cpus:
-        raise EdgeError(f"LiteRT threads (model.num_threads, --threads) must be 1 to {cpus}, the CPUs this machine "
-                        f"gives tlf-edge; got {num_threads!r} (best: the {physical_cores()} physical cores)")
+    if num_threads > cpus:
+        if warn:
+            print(f"tlf-edge: warning: {num_threads} LiteRT threads asked for, but this machine gives tlf-edge "
+                  f"{cpus} CPU(s): using {cpus}", file=sys.stderr)
+        return cpus
     return num_threads
 
 
@@ -109,6 +117,7 @@ class Segmenter:
         self.bundle = bundle
         self.spec = bundle.spec
         self.num_threads = check_threads(num_threads)
+        num_threads = self.num_threads
         self.calibration = bundle.thickness_calibration  # None: thickness as the model draws it
         cls, self.runtime = interpreter_class()
         try:

@@ -348,9 +348,32 @@ def test_05_a_data_dir_that_cannot_hold_the_run_is_refused(cart, mount_tmpfs, ki
     ["run", "--set", "model.num_threads=100000"],
     ["bench", "--threads", "1,100000", "--frames", "2"],
 ])
-def test_06_a_thread_count_beyond_the_cpus_is_refused(cart, args):
+def test_06_an_impossible_thread_count_is_refused(cart, args):
     extra = ["--source", CLIP, "--display", "none", "--out", cart.data / "runs"] if args[0] == "run" else ["--out", cart.data / "b"]
     refused(cart.run(*args, *extra), 2, "LiteRT threads", "100000", only=True)
+
+
+def test_06_more_threads_than_cpus_run_on_the_cpus_there_are_with_a_warning(cart):
+    """A config written for a bigger cart still runs: the count is lowered to this machine's CPUs."""
+    from edge.segmenter import usable_cpus
+
+    asked = usable_cpus() + 2
+    r = cart.run("run", "--source", CLIP, "--display", "none", "--out", cart.data / "runs", "--quiet",
+                 "--threads", asked)
+    assert r.returncode == 0, r.stderr
+    assert f"tlf-edge: warning: {asked} LiteRT threads asked for" in r.stderr
+    assert f"using {usable_cpus()}" in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_06_bench_with_its_default_threads_runs_on_a_one_cpu_cart(cart):
+    cpu = min(os.sched_getaffinity(0))
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--frames", "2", "--out", str(cart.data / "b")],
+                       capture_output=True, text=True, timeout=600, cwd=cart.cwd, env=cart.env(),
+                       preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    assert r.returncode == 0, r.stderr
+    runs = json.loads((cart.data / "b" / "bench.json").read_text())["runs"]
+    assert [run["threads"] for run in runs] == [1]  # 1 and 2 asked for: both are 1 on one CPU
 
 
 # -- 7: a fixed B-mode rectangle off the screen ---------------------------------------------------

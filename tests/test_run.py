@@ -129,3 +129,70 @@ def test_doctor_and_bench_commands(tmp_path):
     assert (tmp_path / "b" / "bench.json").is_file() and "| threads |" in r.stdout
     r = run_cli(["bench", "--threads", "one"], tmp_path)
     assert r.returncode == 2 and "--threads" in r.stderr
+
+
+def test_a_source_that_fails_mid_run_ends_with_its_summary_and_exit_1(tmp_path, monkeypatch, capsys):
+    """A capture card that gives up after frames were measured: the run stops, its summary is
+    printed and written, and it exits 1 (a runtime failure), not 2 (input refused at start)."""
+    import edge.sources
+    from edge.cli import main
+    from edge.errors import SourceError
+    from edge.sources.base import Source
+
+    real = edge.sources.open_source
+
+    class GivesUp(Source):
+        live = True
+        cropped = True
+
+        def __init__(self):
+            self.inner = real("phantom://clip?seed=3&frames=20&size=256x256")
+
+        def open(self):
+            self.inner.open()
+            self.n = 0
+            return self
+
+        def read(self):
+            self.n += 1
+            if self.n > 4:
+                raise SourceError("capture '/dev/video0' lost and not back after 0 s (give_up)")
+            return self.inner.read()
+
+    monkeypatch.setattr(edge.sources, "open_source", lambda url, **kw: GivesUp())
+    rc = main(["run", "--source", "phantom://clip", "--display", "none", "--quiet", "--out", str(tmp_path / "runs")])
+    out, err = capsys.readouterr()
+    assert rc == 1, err
+    assert "tlf-edge run summary" in out and "failed     capture '/dev/video0' lost" in out
+    assert err.strip().splitlines()[-1].startswith("tlf-edge: error: the run stopped after")
+    run_dir = next((tmp_path / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["failed"].startswith("capture '/dev/video0' lost") and summary["frames"] >= 1
+    assert len((run_dir / "frames.jsonl").read_text().splitlines()) == summary["frames"]
+
+
+def test_a_frame_the_fixed_rect_does_not_fit_mid_run_is_skipped_and_counted(tmp_path):
+    """A folder of screens of two sizes with a [roi] rect that fits only the larger: the smaller
+    frames are skipped and counted, the others measured; the run ends normally."""
+    import cv2
+    import numpy as np
+
+    from edge import phantom_screen
+
+    folder = tmp_path / "screens"
+    folder.mkdir()
+    for i, size in enumerate([(640, 480), (640, 480), (320, 240), (640, 480)]):
+        shot = phantom_screen.screen(11 + i, (640, 480))
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.resize(shot.image, size) if size != (640, 480) else shot.image)
+    x, y, w, h = phantom_screen.screen(11, (640, 480)).roi
+    cfg = tmp_path / "cart.toml"
+    cfg.write_text(f"version = 1\n[source]\nurl = '{folder}'\n[display]\nurl = 'none'\n[console]\nenabled = false\n"
+                   f"[roi]\nrect = [{x}, {y}, {w}, {h}]\n[calibration]\nspacing_mm = [0.1, 0.1]\n"
+                   f"[log]\ndirectory = '{tmp_path / 'logs'}'\n")
+    r = run_cli(["run", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "too small  1 frames skipped, smaller than the [roi] rect" in r.stdout
+    run_dir = next((tmp_path / "logs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rect_misfit_frames"] == 1 and summary["frames"] == 3
+    assert np.isfinite(summary["thickness_median"])
