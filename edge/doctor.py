@@ -89,14 +89,32 @@ def check_display(url: str, baud: int, service: bool = False) -> Check:
                                        "name the display's port in [display] url (or 'none')")
     if url in ("none", "emulate"):
         return Check("display", True, f"{url!r}: no serial port to check")
-    from firmware_bridge.errors import BridgeError
-    from firmware_bridge.ports import open_port
+    from firmware_bridge.errors import BridgeError, PortBusy
+    from firmware_bridge.ports import lock_holder, open_port, resolve_port
 
     try:
         open_port(url, baud).close()  # with the runtime's exclusive lock: a port in use says so
+    except PortBusy as e:
+        # Held by the cart's own running runtime (the service, checked after an upgrade) is fine;
+        # held by anything else, or by an unknown process, is not.
+        try:
+            holder = lock_holder(resolve_port(url))
+        except BridgeError:
+            holder = None
+        if holder is not None and _is_tlf_edge(holder[1]):
+            return Check("display", True, f"{url!r} is driven by the running tlf-edge (pid {holder[0]}); "
+                                          "not opened while it runs")
+        who = f" by pid {holder[0]} ({holder[1][:80]})" if holder is not None else ""
+        return Check("display", False, f"{e}{who}")
     except BridgeError as e:
         return Check("display", False, str(e))
     return Check("display", True, f"{url!r} opens at {baud} baud")
+
+
+def _is_tlf_edge(cmdline: str) -> bool:
+    """Whether a process's command line is a tlf-edge runtime (the console script or edge.cli)."""
+    words = cmdline.split()
+    return any(w.endswith("/tlf-edge") or w == "tlf-edge" for w in words) or "edge.cli" in words
 
 
 def check_cpu() -> Check:

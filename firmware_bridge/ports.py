@@ -70,6 +70,25 @@ def open_port(url: str, baudrate: int, exclusive: bool = True):
     return port
 
 
+def lock_holder(path: str) -> tuple[int, str] | None:
+    """(pid, command line) of the process holding the flock on the device at `path`, from
+    /proc/locks (Linux); None when it cannot be told (no lock, another system, no permission)."""
+    try:
+        st = os.stat(path)
+        wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted and fields[4].isdigit():
+                    pid = int(fields[4])
+                    with open(f"/proc/{pid}/cmdline", "rb") as c:
+                        cmd = c.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                    return pid, cmd
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def _fd(port):
     """The file descriptor of a plain device port; None for URL handlers (loop://, spy://, ...),
     which are written through their own methods so that they keep working as designed."""

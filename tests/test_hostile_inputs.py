@@ -547,11 +547,36 @@ def test_13_a_second_runtime_on_the_same_display_port_is_refused(cart):
             assert emu.wait_frames(2, 120), "the first runtime sent nothing"
             second = cart.run("run", "--config", cart.cart_config(CLIP, str(port), name="second.toml"))
             refused(second, 2, "is in use by another program", only=True)
+            # doctor on the cart while its runtime drives the display (install.sh after an upgrade)
+            checked = cart.run("doctor", "--config", cart.cart_config(CLIP, str(port), name="doctor.toml"))
+            display = [line for line in checked.stdout.splitlines() if " display " in f" {line} "]
+            assert display and display[0].startswith("PASS") and "driven by the running tlf-edge" in display[0], \
+                checked.stdout
             lost = emu.state.counters["lost"]
         finally:
             out, err = stop(first)
     assert first.returncode == 0, err
     assert lost == 0  # no interleaved stream reached the display
+
+
+def test_13_doctor_names_another_program_that_holds_the_display_port(cart):
+    from firmware_bridge.emulator import DisplayEmulator
+
+    port = cart.root / "display"
+    hold = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()\n")
+    with DisplayEmulator(320, 240, link_path=port):
+        holder = subprocess.Popen([sys.executable, "-c", hold, str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            checked = cart.run("doctor", "--config", cart.cart_config(CLIP, str(port)))
+        finally:
+            holder.stdin.close()
+            holder.wait(60)
+    display = [line for line in checked.stdout.splitlines() if " display " in f" {line} "]
+    assert display and display[0].startswith("FAIL") and f"by pid {holder.pid}" in display[0], checked.stdout
+    assert checked.returncode != 0
 
 
 # -- 14: SIGHUP -----------------------------------------------------------------------------------
