@@ -103,8 +103,9 @@ def seal(manifest: dict) -> dict:
 def _check_seal(manifest: dict, manifest_path: Path) -> None:
     recorded = manifest.get(MANIFEST_HASH)
     if recorded is None:
-        raise BundleError(f"manifest {str(manifest_path)!r} is not sealed (no {MANIFEST_HASH}): "
-                          "refusing an unverifiable bundle; make it again with tlf-convert")
+        raise BundleError(f"manifest {str(manifest_path)!r} is not sealed (no {MANIFEST_HASH}): refusing an "
+                          f"unverifiable bundle; a bundle made before manifests were sealed: check it, then "
+                          f"tlf-edge seal {str(manifest_path.parent)!r}")
     actual = manifest_digest(manifest)
     if recorded != actual:
         raise BundleError(
@@ -112,8 +113,9 @@ def _check_seal(manifest: dict, manifest_path: Path) -> None:
             f"sealed {str(recorded)[:12]}...): refusing an edited manifest")
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Read and verify a bundle folder; raise BundleError with one clear line otherwise."""
+def load_bundle(path: str | Path, sealed: bool = True) -> Bundle:
+    """Read and verify a bundle folder; raise BundleError with one clear line otherwise.
+    sealed=False: also take a manifest without a seal (only `seal_bundle` does, to seal it)."""
     path = Path(path)
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
@@ -126,7 +128,8 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"manifest {str(manifest_path)!r} is not a JSON object")
     if manifest.get("schema") != SCHEMA:
         raise BundleError(f"unsupported bundle schema {manifest.get('schema')!r} in {str(path)!r} (expected {SCHEMA!r})")
-    _check_seal(manifest, manifest_path)
+    if sealed or MANIFEST_HASH in manifest:
+        _check_seal(manifest, manifest_path)
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"manifest {str(manifest_path)!r} lacks {missing}")
@@ -221,6 +224,20 @@ def write_bundle(path: str | Path, model_bytes: bytes, manifest: dict) -> Bundle
 def write_manifest(path: str | Path, manifest: dict) -> None:
     """Write `manifest` (sealed) as the manifest of the bundle folder `path`."""
     (Path(path) / MANIFEST_FILE).write_text(json.dumps(seal(manifest), indent=2) + "\n")
+
+
+def seal_bundle(path: str | Path) -> tuple[Bundle, bool]:
+    """Seal the manifest of a bundle made before manifests were sealed: (bundle, True when it was
+    sealed now, False when it already was). Every other check of load_bundle must pass first (the
+    model file against its sha256 included); a sealed manifest that was edited stays refused.
+
+    The seal is the sha256 of the manifest's own content: it catches an edit or a damaged file, not
+    someone who recomputes it on purpose (it is not a signature)."""
+    bundle = load_bundle(path, sealed=False)
+    if MANIFEST_HASH in bundle.manifest:
+        return bundle, False
+    write_manifest(bundle.path, bundle.manifest)
+    return load_bundle(bundle.path), True
 
 
 def update_manifest(bundle: Bundle, **entries) -> Bundle:

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import SourceOptions
-from edge.errors import ConfigError, EdgeError, RunFailed
+from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
 from edge.quality import REJECTING
 
 DEFAULT_SOURCE = SourceOptions.url
@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     run.add_argument("--quiet", action="store_true", help="no live status line")
     info = sub.add_parser("info", help="verify a bundle and print its manifest")
     info.add_argument("bundle", nargs="?", default=str(DEMO_BUNDLE))
+    seal = sub.add_parser("seal", help="seal the manifest of a bundle made before manifests were sealed "
+                                       "(check its content first)")
+    seal.add_argument("bundle")
     doctor = sub.add_parser("doctor", help="check capture device, display port, model, disk, CPU and config")
     doctor.add_argument("--config", help="TOML config file (default: the built-in defaults)")
     bench = sub.add_parser("bench", help="measure per-stage latency, fps, memory and accuracy on this device")
@@ -60,8 +63,21 @@ def main(argv=None) -> int:
             return doctor_main(args.config)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "seal":
+            from edge.bundle import seal_bundle
+
+            bundle, now = seal_bundle(args.bundle)
+            print(f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
+                  f"(manifest sha256 {bundle.manifest['manifest_sha256'][:12]}..., model sha256 {bundle.sha256[:12]}...)")
+            return 0
         if args.command == "info":
-            bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
+            try:
+                bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
+            except BundleError:
+                unsealed = _unsealed(args.bundle)
+                if unsealed is not None:  # made before manifests were sealed: shown, so it can be checked
+                    print(json.dumps(unsealed.manifest, indent=2))
+                raise
             print(json.dumps(bundle.manifest, indent=2))
             print(f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
                   f"{bundle.manifest['manifest_sha256'][:12]}...", file=sys.stderr)
@@ -79,6 +95,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _unsealed(path):
+    """The bundle at `path` if all but its seal verifies and it has none; None otherwise."""
+    from edge.bundle import MANIFEST_HASH
+
+    try:
+        bundle = load_bundle(path, sealed=False)
+    except BundleError:
+        return None
+    return bundle if MANIFEST_HASH not in bundle.manifest else None
 
 
 def quiet_third_parties() -> None:

@@ -66,6 +66,39 @@ def test_an_unsealed_manifest_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
+def test_a_bundle_made_before_seals_is_shown_by_info_and_sealed_by_seal(bundle_copy, capsys):
+    """Bundles written before manifests were sealed are not lost: info shows the manifest (and
+    still refuses it), seal seals it once everything else verifies, and then it loads."""
+    from edge.cli import main
+
+    edit_manifest(bundle_copy, lambda m: m.pop("manifest_sha256"), seal=False)
+    assert main(["info", str(bundle_copy)]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["classes"] == ["above", "tlf", "below"]
+    assert "not sealed" in err and "tlf-edge seal" in err and err.count("\n") == 1
+    assert main(["seal", str(bundle_copy)]) == 0
+    assert "manifest sealed" in capsys.readouterr().out
+    assert load_bundle(bundle_copy).manifest["manifest_sha256"]
+    assert main(["seal", str(bundle_copy)]) == 0
+    assert "already sealed" in capsys.readouterr().out
+
+
+def test_seal_refuses_an_edited_sealed_manifest_and_a_changed_model(bundle_copy, capsys):
+    from edge.cli import main
+
+    edit_manifest(bundle_copy, lambda m: m.update(tlf_class=0), seal=False)  # edited after sealing
+    assert main(["seal", str(bundle_copy)]) == 2
+    assert "refusing an edited manifest" in capsys.readouterr().err
+    edit_manifest(bundle_copy, lambda m: (m.pop("manifest_sha256"), m.update(tlf_class=1)), seal=False)
+    model = bundle_copy / "model.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    assert main(["seal", str(bundle_copy)]) == 2
+    assert "does not match its manifest" in capsys.readouterr().err
+    assert "manifest_sha256" not in json.loads((bundle_copy / "manifest.json").read_text())
+
+
 def test_the_seal_covers_content_not_formatting(bundle_copy):
     path = bundle_copy / "manifest.json"
     m = json.loads(path.read_text())
