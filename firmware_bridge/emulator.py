@@ -100,14 +100,16 @@ class DisplayEmulator:
         self._stopping = True
         os.write(self._wake_w, b"x")
         self._thread.join(5)
+        # The link goes while the pty is still ours: closed first, its /dev/pts number could be
+        # taken by another emulator making the same link, whose link this one would then remove.
+        if self.link_path is not None and self.link_path.is_symlink() and os.readlink(self.link_path) == self.port:
+            self.link_path.unlink()
         for fd in (self._master, self._slave, self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._thread = None
-        if self.link_path is not None and self.link_path.is_symlink() and os.readlink(self.link_path) == self.port:
-            self.link_path.unlink()
         with self._cond:
             self._cond.notify_all()
 

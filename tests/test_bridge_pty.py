@@ -263,3 +263,22 @@ def test_render_without_opencv_writes_a_plain_png(tmp_path, monkeypatch, emulato
     raw = zlib.decompress(data[idat + 4 : idat + 4 + int.from_bytes(data[idat - 4 : idat], "big")])
     rows = np.frombuffer(raw, np.uint8).reshape(240, 1 + 320 * 3)[:, 1:].reshape(240, 320, 3)
     assert (rows == (250, 200, 40)).all(axis=2).any()  # the band is drawn
+
+
+def test_stop_removes_the_link_before_it_gives_up_the_pty(tmp_path, monkeypatch):
+    """Once the pty is closed its /dev/pts number can go to another emulator making the same
+    link; the link must be gone by then, or this stop() would remove the other's."""
+    link = tmp_path / "display"
+    emu = DisplayEmulator(320, 240, link_path=link).start()
+    slave, seen = emu._slave, []
+    real_close = os.close
+
+    def close(fd):
+        if fd == slave:
+            seen.append(os.path.lexists(link))
+        real_close(fd)
+
+    monkeypatch.setattr(os, "close", close)
+    emu.stop()
+    monkeypatch.undo()
+    assert seen == [False] and not os.path.lexists(link)
