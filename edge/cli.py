@@ -132,14 +132,16 @@ def cmd_bench(args) -> int:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     if args.spacing_mm is not None and args.data is None:
         raise EdgeError("--spacing-mm describes the --data images; give --data too")
+    from edge.config import folder_problem
+
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        writable = os.access(out, os.W_OK) and not os.statvfs(out).f_flag & os.ST_RDONLY
     except OSError as e:
         raise EdgeError(f"--out {args.out!r}: cannot make the folder: {e.strerror or e}") from e
-    if not writable:
-        raise EdgeError(f"--out {args.out!r} is not writable (a read-only file system?)")
+    problem = folder_problem(out)
+    if problem is not None:
+        raise EdgeError(f"--out {args.out!r}{problem}")
     report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, out,
                        data=args.data, spacing_mm=parse_spacing(args.spacing_mm))
     print(markdown(report))

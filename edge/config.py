@@ -384,6 +384,25 @@ def apply_overrides(config: Config, overrides: Iterable[str], origin: str = "com
     return config
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why `path` is not an existing folder this process can write to ("is not a folder", ": no
+    such folder", ...: to follow the folder's name), or None when it is one."""
+    try:
+        st = os.stat(path)
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        return ": no such folder"
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte
+        return f": {getattr(e, 'strerror', None) or e}"
+    if not stat.S_ISDIR(st.st_mode):
+        return " is not a folder"
+    if read_only:
+        return " is on a read-only file system"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return " is not writable by this user"
+    return None
+
+
 def check_data_dir(config: Config) -> None:
     """[storage] data_dir, when set, must be an existing folder this process can write to.
 
@@ -392,21 +411,11 @@ def check_data_dir(config: Config) -> None:
     text = config.storage.data_dir
     if not text:
         return
-    where = f"[storage] data_dir {text!r}"
-    path = Path(text).expanduser()
-    try:
-        st = os.stat(path)
-        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such folder (it is not created: is its drive mounted?)") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte
-        raise ConfigError(f"{where}: {getattr(e, 'strerror', None) or e}") from e
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{where} is not a folder")
-    if read_only:
-        raise ConfigError(f"{where} is on a read-only file system")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{where} is not writable by this user")
+    problem = folder_problem(Path(text).expanduser())
+    if problem == ": no such folder":
+        problem += " (it is not created: is its drive mounted?)"
+    if problem is not None:
+        raise ConfigError(f"[storage] data_dir {text!r}{problem}")
 
 
 def data_paths(config: Config) -> tuple[Path, Path]:

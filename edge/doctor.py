@@ -131,7 +131,7 @@ def check_cpu() -> Check:
 def check_disk(directory: str, cfg=None) -> Check:
     """Free space and write access where the logs go; with a config, its [storage] data_dir must
     be an existing, writable folder (as `tlf-edge run` asks)."""
-    from edge.config import check_data_dir
+    from edge.config import check_data_dir, folder_problem
 
     if cfg is not None:
         try:
@@ -140,15 +140,17 @@ def check_disk(directory: str, cfg=None) -> Check:
             return Check("disk", False, str(e))
     path = Path(directory)
     probe = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    problem = folder_problem(probe)
+    if problem is not None and problem.startswith(":"):
+        return Check("disk", False, f"cannot check {str(probe)!r}{problem}")
+    if problem == " is not a folder":
+        return Check("disk", False, f"{str(probe)!r} is not a folder")
     try:
         free = shutil.disk_usage(probe).free
-        writable = os.access(probe, os.W_OK) and not os.statvfs(probe).f_flag & os.ST_RDONLY
     except OSError as e:
         return Check("disk", False, f"cannot check {str(probe)!r}: {e.strerror or e}")
-    if not probe.is_dir():
-        return Check("disk", False, f"{str(probe)!r} is not a folder")
-    ok = free >= MIN_FREE_BYTES and writable
-    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + ("" if writable else " (not writable)"))
+    ok = free >= MIN_FREE_BYTES and problem is None
+    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + (f" ({problem.strip()})" if problem else ""))
 
 
 def _log_directory(cfg):
