@@ -76,6 +76,8 @@ class CalibrationOptions:
     tick_mm: float = 0.0  # distance between alike ticks of the screen scale, 5 or 10; 0: automatic
     square_pixels: bool = True  # with only a depth scale on screen, take the pixels as square
     retry_every: int = 30  # frames between attempts to read the scale while none is known
+    depth_mm: float = 0.0  # the depth set on the scanner: rows = depth / B-mode height; 0: not set
+    width_mm: float = 0.0  # with depth_mm, the B-mode's width: columns = width / B-mode width; 0: square
 
     def __post_init__(self):
         s = self.spacing_mm
@@ -83,6 +85,11 @@ class CalibrationOptions:
                  "expected [], [mm] or [row_mm, column_mm], each 0.001-10 mm")
         _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 5, 10), "must be 0 (automatic), 5 or 10")
         _require("calibration", "retry_every", self.retry_every, self.retry_every >= 1, "must be at least 1")
+        _require("calibration", "depth_mm", self.depth_mm, self.depth_mm == 0 or 10 <= self.depth_mm <= 300,
+                 "must be 0 (not set) or a depth of 10-300 mm")
+        _require("calibration", "width_mm", self.width_mm, self.width_mm == 0 or (self.depth_mm and 5 <= self.width_mm <= 300),
+                 "must be 0, or 5-300 mm together with depth_mm")
+        _require("calibration", "depth_mm", self.depth_mm, not (self.depth_mm and s), "and spacing_mm are both set: give one")
 
 
 @dataclass(frozen=True)
