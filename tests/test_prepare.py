@@ -160,6 +160,8 @@ def test_run_on_a_phantom_screen_reports_the_layout(tmp_path):
     records = [json.loads(line) for line in (run_dir / "frames.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in records if "layout_event" in r] == [3]
     assert "layout" in records[0] and all(r["unit"] == "mm" for r in records)
+    assert all(r["calibration"] == "screen" for r in records)  # every line says which calibration
+    assert "ticks of 5 mm" in summary["layout"]["calibration_note"] and "(screen: depth and lateral scales: ticks of 5 mm" in r.stdout
 
 
 def test_chrome_that_moves_by_itself_costs_frames_once_then_is_left_out_of_the_checks():
