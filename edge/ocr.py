@@ -23,9 +23,13 @@ import cv2
 import numpy as np
 
 TEXT_PX = 34  # text height Tesseract reads best at (its models were trained on about 30-40 px)
+ALT_TEXT_PX = 26  # a second reading's text height: two readings must agree (edge.scale_reader)
 GAP_PX = 24  # white rows between stacked crops
 MIN_CONFIDENCE = 30.0  # Tesseract's word confidence (0-100) below which a word is dropped
 SURE = 70.0  # a number is used only when every word of it is read at least this confidently
+# A depth readout needs less: it must still agree with the marks, and screen fonts' 1 (with a
+# flag and a foot, "11cm" on the Philips CX50) read as "licm" at about 40-80.
+READOUT_SURE = 40.0
 
 
 @dataclass(frozen=True)
@@ -139,16 +143,26 @@ _READOUT = re.compile(r"^(?i:d(?:epth|ep)?\.?\s*[:=]?\s*)?([\dlIi|!oO]{1,3}(?:[.
 _AS_DIGIT = str.maketrans({"l": "1", "I": "1", "i": "1", "|": "1", "!": "1", "o": "0", "O": "0"})
 
 
+# A label is only digits: letters Tesseract gives for digits of screen fonts read back as those
+# digits ("so" is 50, "l0" is 10); the label must still fit the marks to count.
+_LABEL_DIGIT = str.maketrans(dict(zip("lIioOsS", "1110055")))
+
+
+def _ascii(text: str) -> str:
+    """Without the accented letters and symbols Tesseract makes of a speck at a crop's edge."""
+    return "".join(c for c in text if c.isascii() and (c.isalnum() or c in " .,:=")).strip(" .,:=")
+
+
 def number(text: str) -> float | None:
-    """A plain number ("3", "40", "2.5"; "l0" and "O" read as 10 and 0), else None."""
-    t = text.strip().translate(_AS_DIGIT)
+    """A plain number ("3", "40", "2.5"; "l0", "so" and "O" read as 10, 50 and 0), else None."""
+    t = text.strip().translate(_LABEL_DIGIT)
     return float(t.replace(",", ".")) if _NUMBER.match(t) else None
 
 
 def depth_readout(line: str) -> float | None:
     """The depth in mm a readout line states ("11cm" -> 110, "Depth 40 mm" -> 40), else None.
     Only a line that is nothing but a depth counts: "Dist 1.06 cm" is a measurement, not a depth."""
-    m = _READOUT.match(" ".join(line.split()))
+    m = _READOUT.match(" ".join(_ascii(line).split()))
     if m is None:
         return None
     value = float(m.group(1).translate(_AS_DIGIT).replace(",", "."))

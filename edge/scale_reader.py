@@ -97,19 +97,28 @@ def _threshold(v: np.ndarray, allowed: np.ndarray, level: float = 0.3) -> tuple[
 
 
 def _evenly_spaced(pos: np.ndarray) -> np.ndarray:
-    """The largest subset of sorted positions on one regular grid (a stray mark drops out)."""
+    """The largest subset of sorted positions on one regular grid (a stray mark drops out).
+
+    Each pair of neighbours proposes a grid; the grid is refitted through the marks on it (one
+    pair's pitch is too rough for twenty steps) and the marks counted again."""
     best = np.zeros(len(pos), bool)
     for i in range(len(pos) - 1):
         for j in (i + 1, i + 2):
-            if j >= len(pos):
+            if j >= len(pos) or pos[j] - pos[i] < 3:
                 continue
-            pitch = pos[j] - pos[i]
-            if pitch < 3:
-                continue
-            k = (pos - pos[i]) / pitch
-            fit = np.abs(k - np.round(k)) * pitch <= 0.04 * pitch + 1.0
-            # one mark per grid position
-            _, first = np.unique(np.round(k[fit]), return_index=True)
+            origin, pitch = pos[i], pos[j] - pos[i]
+            for _ in range(3):
+                k = np.round((pos - origin) / pitch)
+                fit = np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0
+                if fit.sum() < 3 or len(np.unique(k[fit])) < 3:
+                    break
+                pitch_new, origin = np.polyfit(k[fit], pos[fit], 1)
+                if pitch_new < 3:
+                    break
+                pitch = pitch_new
+            k = np.round((pos - origin) / pitch)
+            fit = np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0
+            _, first = np.unique(k[fit], return_index=True)  # one mark per grid position
             keep = np.zeros(len(pos), bool)
             keep[np.flatnonzero(fit)[first]] = True
             if keep.sum() > best.sum():
@@ -127,7 +136,7 @@ def _fit_pitch(pos: np.ndarray) -> tuple[np.ndarray, float] | None:
         return None
     # the smallest gap may be a rounded one; refine on the median of gaps near it
     near = d[np.abs(d / base - np.round(d / base)) < 0.2]
-    base = float(np.median(near / np.round(near / base)))
+    base = float(np.median(near / np.maximum(np.round(near / base), 1)))
     steps = d / base
     if np.any(np.abs(steps - np.round(steps)) > 0.15) or np.any(np.round(steps) < 1):
         return None
@@ -167,7 +176,7 @@ def _tick_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tupl
     if n < MIN_MARKS + 1:
         return []
     xs, ys, ws, hs, area = (st[1:, i] for i in range(5))
-    ok = (hs <= 6) & (ws >= 3) & (ws >= 1.5 * hs) & (area >= 0.6 * ws * hs) & (ws <= 60)
+    ok = (hs <= 6) & (ws >= 2) & (ws >= 1.5 * hs) & (area >= 0.6 * ws * hs) & (ws <= 60)
     idx = np.flatnonzero(ok)
     if len(idx) < MIN_MARKS:
         return []
@@ -210,8 +219,17 @@ def _tick_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tupl
 
 def _dot_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int]) -> list[MarkRow]:
     """Small round marks in a straight line at equal steps (any direction: a sector's edge).
-    Dots touch the image at a sector's edge: only the brightest pixels make them."""
-    th = _threshold(v, allowed, 0.6)
+    Dots touch the image at a sector's edge: the brightest pixels make them, or, for faint
+    dots (small, compressed), a lower level."""
+    for level in (0.6, 0.35):
+        rows = _dots_at(v, allowed, span_min, origin, level)
+        if rows:
+            return rows
+    return []
+
+
+def _dots_at(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int], level: float) -> list[MarkRow]:
+    th = _threshold(v, allowed, level)
     if th is None:
         return []
     marks, _ = th
@@ -335,8 +353,29 @@ def find_rows(image: np.ndarray, roi, axis: str = "depth") -> list[MarkRow]:
     (X0, Y0, BW, BH), allowed = _search_area(v.shape, rect, mask, v)
     area = v[Y0 : Y0 + BH, X0 : X0 + BW]
     span_min = 0.35 * rect[3]
-    rows = _tick_rows(area, allowed, span_min, (X0, Y0)) + _dot_rows(area, allowed, span_min, (X0, Y0))
+    dots = [r for r in _dot_rows(area, allowed, span_min, (X0, Y0)) if _along_a_sector_edge(r, rect, mask)]
+    rows = _tick_rows(area, allowed, span_min, (X0, Y0)) + dots
     return sorted(rows, key=lambda r: -len(r.index))
+
+
+def _along_a_sector_edge(row: MarkRow, rect, mask) -> bool:
+    """Dots count as a depth scale only where sector scales have them: a sector image (not a
+    rectangle), the line running down (not along a line of text), from its virtual apex at or
+    above the image's top over most of its depth, each dot hugging the image's edge."""
+    x, y, w, h = rect
+    if mask is None or mask.mean() > 0.9:
+        return False
+    ux, uy = row.direction
+    p = row.points
+    if uy < 0.5 or p[0, 1] > y + 0.05 * h or p[-1, 1] - p[0, 1] < 0.5 * h:
+        return False
+    outside = np.ascontiguousarray((~mask).astype(np.uint8))
+    dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)  # px from the image, outside it
+    inside = (p[:, 1] >= y) & (p[:, 1] < y + h) & (p[:, 0] >= x) & (p[:, 0] < x + w)
+    if inside.sum() < 3:
+        return False
+    d = dist[(p[inside, 1] - y).astype(int), (p[inside, 0] - x).astype(int)]
+    return bool(np.median(d) <= max(12.0, 0.02 * w))
 
 
 @dataclass(frozen=True)
@@ -357,8 +396,9 @@ def candidate_steps(row: MarkRow, tick_mm: float | None = None) -> tuple[float, 
 # --- numbers ------------------------------------------------------------------------------------
 
 
-def _text_boxes(v: np.ndarray, exclude: np.ndarray | None = None):
-    """Boxes (x, y, w, h) of bright character-sized marks, and the binary picture."""
+def _text_boxes(v: np.ndarray, exclude: np.ndarray | None = None, run_together: bool = False):
+    """Boxes (x, y, w, h) of bright character-sized marks, the binary picture, and the boxes of
+    specks too small for a character (a decimal point)."""
     flat = v if exclude is None else v[~exclude]
     bg = float(np.median(flat)) if flat.size else 0.0
     binary = (v > bg + 40).astype(np.uint8)
@@ -366,17 +406,21 @@ def _text_boxes(v: np.ndarray, exclude: np.ndarray | None = None):
         binary[exclude] = 0
     n, _, st, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     st = st[1:]
-    ok = (st[:, 3] >= 4) & (st[:, 3] <= 48) & (st[:, 2] <= 2.5 * st[:, 3] + 4) & (st[:, 4] >= 4)
-    return st[ok, :4], binary
+    # characters, or (run_together) a few run together: small text after video compression
+    ok = (st[:, 3] >= 4) & (st[:, 3] <= 48) & (st[:, 2] <= (6 if run_together else 2.5) * st[:, 3] + 4) & (st[:, 4] >= 4)
+    return st[ok, :4], binary, st[(st[:, 3] < 4) & (st[:, 2] < 4), :4]
 
 
-def _lines(boxes: np.ndarray, shape) -> list[tuple[int, int, int, int, float, int]]:
-    """Characters grouped into short lines: (x, y, w, h, text height, characters)."""
+def _lines(boxes: np.ndarray, shape, specks=()) -> list[tuple[int, int, int, int, float, int]]:
+    """Characters grouped into short lines: (x, y, w, h, text height, characters). Specks (a
+    decimal point) join the characters beside them, so "14.5cm" stays one line."""
     if len(boxes) == 0:
         return []
     hs = boxes[:, 3].astype(np.float64)
     canvas = np.zeros(shape, np.uint8)
     for x, y, w, h in boxes:
+        canvas[y : y + h, x : x + w] = 1
+    for x, y, w, h in specks:
         canvas[y : y + h, x : x + w] = 1
     ch = float(np.median(hs))
     gap = max(2, int(0.6 * ch))
@@ -399,17 +443,17 @@ def _lines(boxes: np.ndarray, shape) -> list[tuple[int, int, int, int, float, in
 def _readout_crops(image: np.ndarray, roi) -> list[tuple[np.ndarray, float]]:
     """Short lines of text outside the B-mode, where a depth readout may be: (crop, text height).
 
-    Only lines of 3-14 characters are taken (a readout is short; patient names and notes are
-    longer)."""
+    Only lines 1.4 to 12 text heights long are taken (a readout is short; patient names and
+    notes are longer)."""
     v = brightness(image)
     H, W = v.shape
     x, y, w, h = _rect(roi)
     exclude = np.zeros((H, W), bool)
     exclude[y : y + h, x : x + w] = True if getattr(roi, "mask", None) is None else roi.mask
-    boxes, _ = _text_boxes(v, exclude)
+    boxes, _, specks = _text_boxes(v, exclude, run_together=True)
     out = []
-    for lx, ly, lw, lh, th, n in _lines(boxes, (H, W)):
-        if 3 <= n <= 14 and lh <= 2.2 * th and lw >= 1.2 * th:
+    for lx, ly, lw, lh, th, n in _lines(boxes, (H, W), specks):
+        if lh <= 2.2 * th and 1.4 * th <= lw <= 12 * th:  # "4cm" ... "Depth 4.0 cm" (letters may touch)
             p = max(2, int(0.3 * th))
             out.append((image[max(0, ly - p) : ly + lh + p, max(0, lx - p) : lx + lw + p], th))
     return out
@@ -440,7 +484,7 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
     strip = v[y0:y1, x0:x1].copy()
     fill = np.median(strip)
     strip[:, max(0, bx - x0 - 1) : bx - x0 + bw + 1] = fill  # the ticks and their axis
-    boxes, _ = _text_boxes(strip)
+    boxes, _, _ = _text_boxes(strip)
     if len(boxes) == 0:
         return [], [], 0.0
     text_px = float(np.median(boxes[:, 3]))
@@ -480,26 +524,50 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
         crops.append(c)
         sizes.append(tp)
         owner.append(("readout",))
-    words = ocr.read_words(crops, sizes, in_line=True)
+    # Each cut is read twice, at two enlargements: a number counts when both readings give it,
+    # or one gives it surely and the other no number at all; two different numbers cancel, so a
+    # misread at one size ("60" as "3") does not make a scale on its own.
+    n = len(crops)
+    words = ocr.read_words(crops + crops, sizes + [t * ocr.TEXT_PX / ocr.ALT_TEXT_PX for t in sizes], in_line=True)
     texts: dict[int, list] = {}
     for wd in words:
         texts.setdefault(wd.crop, []).append(wd)
     labels = [({}, {}) for _ in rows]
     readouts = set()
     for i, who in enumerate(owner):
-        ws = sorted(texts.get(i, []), key=lambda wd: wd.box[0])
+        parse = ocr.number if who[0] == "label" else ocr.depth_readout
+        sure = ocr.SURE if who[0] == "label" else ocr.READOUT_SURE
+        got = []
+        for j in (i, i + n):
+            ws = sorted(texts.get(j, []), key=lambda wd: wd.box[0])
+            joined = ("" if who[0] == "label" else " ").join(wd.text for wd in ws)
+            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0), bool(ws)))
+        (a_val, a_conf, a_any), (b_val, b_conf, b_any) = got
+        # two numbers that differ: neither is trusted; one reading will do while the other
+        # gives no number there (a lone digit is often missed at one size). A readout comes from
+        # the first reading only (the second may only cancel it): it is a whole line of small
+        # text, and a second chance to read it is a second chance to misread it.
+        if a_val is not None and b_val is not None:
+            if a_val != b_val or a_conf < sure:
+                continue
+            value = a_val
+        elif a_val is not None and a_conf >= sure:
+            value = a_val
+        elif b_val is not None and b_conf >= sure and who[0] == "label":
+            value = b_val
+        else:
+            continue
         if who[0] == "label":
             _, r, k, flip = who
-            value = ocr.number("".join(wd.text for wd in ws)) if ws else None
-            if value is not None and min(wd.confidence for wd in ws) >= ocr.SURE:
-                labels[r][int(flip)][k] = value
-        elif ws and min(wd.confidence for wd in ws) >= ocr.SURE:
-            mm = ocr.depth_readout(" ".join(wd.text for wd in ws))
-            if mm is not None:
-                readouts.add(mm)
+            labels[r][int(flip)][k] = value
+        else:
+            readouts.add(value)
     out = []
     for straight, flipped in labels:
-        best = max((straight, flipped), key=len)
+        best, other = (straight, flipped) if len(straight) >= len(flipped) else (flipped, straight)
+        for k, val in other.items():  # a "0" or "8" reads the same mirrored: one missed either way counts
+            if k not in best and val in (0.0, 8.0):
+                best[k] = val
         out.append(tuple(sorted(((val, k) for k, val in best.items()), key=lambda t: t[1])))
     return out, tuple(sorted(readouts))
 
@@ -572,7 +640,7 @@ def extent_px(row: MarkRow, roi) -> float:
 
 
 def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | None = None, fill: float = 1.0,
-              roi_h: float = 0.0) -> Verdict:
+              roi_h: float = 0.0, zero_at_top: bool = False) -> Verdict:
     """The one step (mm) that the numbers on screen confirm for `row`, or a refusal with why."""
     cands = candidate_steps(row, tick_mm)
     evidence = []
@@ -580,6 +648,9 @@ def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | No
     if tick_mm is not None:
         evidence.append(f"ticks of {tick_mm:g} mm as configured")
         sets.append(set(cands))
+    if len(labels) == 1 and labels[0][1] > 0 and row.kind == "ticks" and zero_at_top:
+        # one number read, the scale's first mark on the image's top edge: that mark is 0
+        labels = ((0.0, 0), *labels)
     if labels:
         per_step, why = _label_step(labels)
         if per_step is None:
@@ -603,8 +674,9 @@ def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | No
             if row.kind == "ticks" and fill >= 0.95:
                 # a linear image spans the depth it is set to, from its top or from the scale's
                 # first mark (a curved image's rectangle starts above its arc): within 2 %
+                # (or its last mark sits at the readout depth: a detected region may run long)
                 whole = roi_h * t / row.pitch_px
-                if min(abs(shown - depth), abs(whole - depth)) <= AGREE * depth + t / row.pitch_px:
+                if min(abs(shown - depth), abs(whole - depth), abs(last - depth)) <= AGREE * depth + t / row.pitch_px:
                     ok.add(t)
             elif last <= depth * (1 + AGREE) and depth - last < 2.5 * t and shown <= depth * (1 + AGREE) + t:
                 ok.add(t)  # a sector's marks stop short of its arc: they end within a step or two of it
@@ -639,8 +711,10 @@ def read_depth_scale(image: np.ndarray, roi, tick_mm: float | None = None) -> tu
         if len(distinct) < 3 and not any(_overlap(row.band, d.band) > 0.5 for d in distinct):
             distinct.append(row)  # a row that is a subset of one kept holds nothing new
     labels, readouts = read_numbers(image, roi, distinct)
-    h = _rect(roi)[3]
-    verdicts = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h) for row, lab in zip(distinct, labels)]
+    _, top, _, h = _rect(roi)
+    verdicts = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h,
+                          abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px))
+                for row, lab in zip(distinct, labels)]
     for v in verdicts:
         if v.step_mm is not None:
             return v, rows
