@@ -194,8 +194,8 @@ class Calibrator:
         depth_mm: float | None = None,
         width_mm: float | None = None,
     ):
-        if tick_mm is not None and tick_mm not in (5, 10, 5.0, 10.0):
-            raise ConfigError(f"tick spacing {tick_mm!r} mm is not supported (5 or 10)")
+        if tick_mm is not None and float(tick_mm) not in scale_reader.STEPS_MM:
+            raise ConfigError(f"tick spacing {tick_mm!r} mm is not supported (one of {scale_reader.STEPS_MM})")
         self.fixed, self.tick_mm, self.square_pixels = fixed, tick_mm, square_pixels
         self.depth_mm, self.width_mm = depth_mm or None, width_mm or None
         self.retry_every, self.on_change = int(retry_every), on_change

@@ -112,3 +112,26 @@ def test_a_refused_scale_flags_every_measurement():
         assert bool(m.flags & Quality.SCALE_UNCERTAIN) == flagged
         assert bool(m.flags & Quality.UNCALIBRATED) == (spacing is None)
         assert m.extra["calibration"] == source
+
+
+def test_run_on_a_quarter_tick_screen_measures_in_mm_with_the_screen_scale(tmp_path):
+    """The layout once read 4x too coarse, end to end: cm labels, 3 short ticks between, focus
+    markers on the line, left side, "D 4cm"; every logged frame says its calibration."""
+    if ocr.available() is not None:
+        pytest.skip(f"OCR is not installed: {ocr.available()}")
+    import json
+
+    src = "phantom://screen?seed=5&frames=4&size=1024x768&style=quarter&depth=40"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--source", src, "--display", "none", "--quiet",
+                        "--threads", "1", "--out", str(tmp_path / "runs")], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    lay = json.loads((run_dir / "summary.json").read_text())["layout"]
+    assert lay["calibration"] == "screen" and "ticks of 2.5 mm" in lay["calibration_note"]
+    from edge import phantom_screen as ps
+
+    truth = ps.layout((1024, 768), 40.0, 40.0, 5, style="quarter").spacing_mm[0]
+    assert abs(lay["spacing_mm"][0] / truth - 1) < 0.01
+    records = [json.loads(line) for line in (run_dir / "frames.jsonl").read_text().splitlines()]
+    assert records and all(rec["calibration"] == "screen" and rec["unit"] == "mm" for rec in records)
