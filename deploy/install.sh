@@ -8,8 +8,8 @@
 # The unit, the udev rules and the example config come from the folder this script is in.
 #
 # What it does, each step skipped when already done, so running it again only upgrades:
-#   apt packages (python3, python3-venv) - system user tlf-edge (groups video, dialout)
-#   - venv /opt/tlf-edge/venv with tlf-edge (pip fetches the dependencies from PyPI, wheels
+#   apt packages (python3, python3-venv, tesseract-ocr) - system user tlf-edge (groups video, dialout)
+#   - venv /opt/tlf-edge/venv with tlf-edge[ocr] (pip fetches the dependencies from PyPI, wheels
 #   preferred: a cart needs no compiler) - /etc/systemd/system/tlf-edge.service
 #   - /etc/udev/rules.d/99-tlf-edge.rules - /etc/tlf-edge/tlf-edge.toml (from tlf-edge.cart.toml:
 #   the capture card and the display by their udev names; an existing one is kept)
@@ -28,7 +28,7 @@ CONFIG_DIR=/etc/tlf-edge
 STATE_DIR=/var/lib/tlf-edge
 UNIT=/etc/systemd/system/tlf-edge.service
 RULES=/etc/udev/rules.d/99-tlf-edge.rules
-PACKAGES=(python3 python3-venv)
+PACKAGES=(python3 python3-venv tesseract-ocr)  # tesseract-ocr: reads the screen's scale numbers ([ocr] extra)
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() {
@@ -115,7 +115,7 @@ say "pip: installing $(basename "$wheel") and its dependencies"
 # The dependencies are installed or upgraded only when needed, as wheels where there are any (a
 # cart has no compiler); then --force-reinstall --no-deps replaces tlf-edge itself even when a
 # changed checkout still carries the same version number.
-"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check --prefer-binary "$wheel"
+"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check --prefer-binary "${wheel}[ocr]"
 "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 "$PREFIX/venv/bin/tlf-edge" --help >/dev/null || die "$PREFIX/venv/bin/tlf-edge does not run"
 install -m 0644 "$HERE/README.md" "$PREFIX/README.md" 2>/dev/null || true

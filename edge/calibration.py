@@ -1,11 +1,13 @@
 """Pixel spacing (mm per pixel, rows and columns apart): from config, DICOM or the screen's scale.
 
-Three origins, in order of trust: numbers in the config (`from_config`); the ultrasound regions
-of a DICOM file (`from_dicom_region`); the depth scale drawn beside the B-mode (`read_scale`,
-`from_screen`): tick marks at a fixed pitch, a long one every cm and often a short one every
-5 mm. A lateral scale under the image, when there is one, gives the column spacing; without it
-the pixels are taken as square, and the result says so. When no scale is known the spacing is
-None: a thickness is then reported in pixels, never in invented millimetres.
+Origins, in order of trust: numbers in the config (`from_config`); the operator's depth setting
+(`from_depth`: depth / B-mode height) or two points a known distance apart (`from_points`,
+`tlf-edge calibrate`); the ultrasound regions of a DICOM file (`from_dicom_region`); the depth
+scale drawn beside the B-mode (`read_scale`, `from_screen`, read by edge.scale_reader: a spacing
+only when the numbers on screen confirm the marks). A lateral scale whose step matches the depth
+scale confirms square pixels; without one the pixels are taken as square, and the result says
+so. When no scale is known the spacing is None, and when a scale is seen but not confirmed the
+source is "refused": a thickness is then reported in pixels, never in invented millimetres.
 
 `Calibrator` follows a live screen: it re-reads the scale when the ROI changes or when the
 pixels where the scale was found change, and reports a `ScaleChange`.
@@ -20,9 +22,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from edge import scale_reader
 from edge.errors import ConfigError
 
-MAJOR_MM = 10.0  # long ticks mark whole centimetres
 # mm per pixel a B-mode image can have (the config's own bounds): a spacing outside, stated by a
 # file or read off a screen, is a wrong one, and is not used (thickness in pixels instead).
 SPACING_RANGE_MM = (0.001, 10.0)
@@ -31,7 +33,9 @@ SPACING_RANGE_MM = (0.001, 10.0)
 @dataclass(frozen=True)
 class Calibration:
     """spacing_mm: (row, column) mm per pixel, or None when unknown. source: where it came from
-    ("config", "dicom", "screen", "none"); note: a human-readable detail."""
+    ("config", "depth_mm", "dicom", "source", "screen"; "none" when no scale is known,
+    "refused" when a scale is on screen but its numbers do not confirm it); note: a
+    human-readable detail (for "refused", why)."""
 
     spacing_mm: tuple[float, float] | None
     source: str
@@ -43,7 +47,7 @@ class Calibration:
             return False
         a, b = self.spacing_mm, other.spacing_mm
         if a is None or b is None:
-            return a is None and b is None
+            return a is None and b is None and self.source == other.source
         return all(abs(p - q) <= rel * q for p, q in zip(a, b))
 
 
@@ -93,156 +97,45 @@ def from_dicom_region(region) -> Calibration:
 
 @dataclass(frozen=True)
 class ScaleReading:
-    """Tick marks found beside the ROI along one axis (screen pixels).
+    """A row of scale marks beside the ROI (screen pixels), read or refused.
 
-    positions: tick centres along the axis (continuous coordinates, pixel edges on integers).
-    major: which ticks are long. mm_per_px: the spacing this scale gives along its axis.
-    band: (x, y, w, h) of the screen area holding the ticks (used to notice a change).
+    positions: mark centres along the axis (px from the row's first mark, continuous).
+    major: which marks are long. px_per_tick: pixels per step. mm_per_tick / mm_per_px: the
+    spacing this row gives, or None when it was refused. band: (x, y, w, h) of the screen area
+    holding the marks (used to notice a change). kind: "ticks" or "dots". note: how it was read
+    or why it was refused.
     """
 
     axis: str  # "depth" (rows) or "lateral" (columns)
     positions: np.ndarray
     major: np.ndarray
     px_per_tick: float
-    mm_per_tick: float
-    mm_per_px: float
+    mm_per_tick: float | None
+    mm_per_px: float | None
     band: tuple[int, int, int, int]
+    kind: str = "ticks"
+    note: str = ""
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-
-
-def _ticks_right_or_left(g: np.ndarray, x: int, y: int, w: int, h: int, tick_mm: float | None):
-    """Depth ticks beside the rectangle (x, y, w, h) of gray screen `g`; rows are the axis.
-
-    Returns (positions, major, px_per_tick, mm_per_tick, band) or None.
-    """
-    H, W = g.shape
-    reach = max(60, int(0.35 * w))
-    m = int(0.06 * h) + 2
-    r0, r1 = max(0, y - m), min(H, y + h + m)
-    best = None
-    for c0, c1 in ((x + w, min(W, x + w + reach)), (max(0, x - reach), x)):
-        if c1 - c0 < 4:
-            continue
-        band = g[r0:r1, c0:c1]
-        found = _tick_group(band, h)
-        if found is not None and (best is None or len(found[0]) > len(best[0][0])):
-            best = (found, (c0, r0, c1 - c0, r1 - r0))
-    if best is None:
-        return None
-    (pos, lengths, _), (c0, r0, bw, bh) = best
-    pos = pos + r0
-    return _pitch(pos, lengths, tick_mm, (c0, r0, bw, bh))
-
-
-def _tick_group(band: np.ndarray, roi_len: int):
-    """The largest group of short horizontal marks sharing one end column, evenly spaced."""
-    bg = float(np.median(band))
-    top = float(band.max())
-    if top - bg < 30:
-        return None
-    marks = (band > bg + max(25.0, 0.3 * (top - bg))).astype(np.uint8)
-    # Remove vertical lines (the scale's axis) so the ticks come apart.
-    lv = max(15, roi_len // 12)
-    marks[cv2.morphologyEx(marks, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8)) > 0] = 0
-    n, lab, st, _ = cv2.connectedComponentsWithStats(marks, connectivity=8)
-    if n < 4:
-        return None
-    xs, ys, ws, hs, area = (st[1:, i] for i in range(5))
-    ok = (hs <= 5) & (ws >= 3) & (ws >= 1.5 * hs) & (area >= 0.6 * ws * hs)
-    idx = np.flatnonzero(ok)
-    if len(idx) < 3:
-        return None
-    best = None
-    for ends in (xs[idx], xs[idx] + ws[idx]):  # ticks pointing right, or pointing left
-        for e in np.unique(ends):
-            sel = idx[np.abs(ends - e) <= 1]
-            if len(sel) < 3 or (best is not None and len(sel) <= len(best)):
-                continue
-            best = sel
-    if best is None:
-        return None
-    weight = np.clip(band.astype(np.float32) - bg, 0, None)
-    pos = []
-    for i in best:
-        x0, y0, w0, h0 = xs[i], max(0, ys[i] - 1), ws[i], hs[i] + 2
-        patch = weight[y0 : y0 + h0, x0 : x0 + w0].sum(axis=1)
-        rows = np.arange(y0, y0 + len(patch)) + 0.5
-        pos.append(float((patch * rows).sum() / max(patch.sum(), 1e-6)))
-    order = np.argsort(pos)
-    pos = np.array(pos)[order]
-    lengths = ws[best][order].astype(np.float64)
-    keep = _evenly_spaced(pos) & (lengths <= 3 * np.median(lengths))
-    if keep.sum() < 3:
-        return None
-    pos, lengths, best = pos[keep], lengths[keep], best[order][keep]
-    span = (int(xs[best].min()), int((xs[best] + ws[best]).max()))
-    if pos[-1] - pos[0] < 0.35 * roi_len:
-        return None
-    return pos, lengths, span
-
-
-def _evenly_spaced(pos: np.ndarray) -> np.ndarray:
-    """The largest subset of sorted positions on one regular grid (a stray mark drops out)."""
-    best = np.zeros(len(pos), bool)
-    for i in range(len(pos) - 1):
-        pitch = pos[i + 1] - pos[i]
-        if pitch < 3:
-            continue
-        k = (pos - pos[i]) / pitch
-        fit = np.abs(k - np.round(k)) * pitch <= 0.04 * pitch + 1.0
-        if fit.sum() > best.sum():
-            best = fit
-    return best
-
-
-def _pitch(pos: np.ndarray, lengths: np.ndarray, tick_mm: float | None, band):
-    d = np.diff(pos)
-    base = float(np.median(d))
-    if base < 3:
-        return None
-    steps = d / base
-    if np.any(np.abs(steps - np.round(steps)) > 0.15) or np.any(np.round(steps) < 1):
-        return None  # not an evenly spaced scale
-    index = np.concatenate([[0], np.cumsum(np.round(steps))])
-    slope, _ = np.polyfit(index, pos, 1)
-    major = np.ones(len(pos), bool)
-    mm_per_tick = MAJOR_MM if tick_mm is None else float(tick_mm)
-    if lengths.max() >= 1.4 * lengths.min():
-        long = lengths >= (lengths.max() + lengths.min()) / 2
-        gaps = np.diff(index[long])
-        # Long ticks every 2nd (5 mm ticks) or every 10th (1 mm ticks), regularly: they are cm.
-        if long.sum() >= 3 and len(set(gaps.tolist())) == 1 and gaps[0] in (2, 10):
-            major = long
-            mm_per_tick = MAJOR_MM / float(gaps[0])
-    return pos, major, float(slope), mm_per_tick, band
+def _reading(axis: str, row: scale_reader.MarkRow, mm_per_tick: float | None, note: str) -> ScaleReading:
+    pos = (row.points - row.points[0]) @ np.array(row.direction)
+    return ScaleReading(axis, pos, row.long, row.pitch_px, mm_per_tick,
+                        None if mm_per_tick is None else mm_per_tick / row.pitch_px, row.band, row.kind, note)
 
 
 def read_scale(image: np.ndarray, roi, axis: str = "depth", tick_mm: float | None = None) -> ScaleReading | None:
-    """Find the tick scale along `axis` beside the ROI and read its pitch, or None.
+    """The depth scale beside the ROI, read (its spacing confirmed by the numbers on screen) or
+    refused (mm_per_px None, `note` says why); None when there are no marks at all.
 
-    roi: a Roi or an (x, y, w, h) rectangle. tick_mm: the distance between ticks when all ticks
-    look alike (10 or 5 mm; default 10). With long and short ticks, long ones are taken as cm.
+    roi: a Roi or an (x, y, w, h) rectangle. tick_mm: the operator's word for one step between
+    marks (it confirms like a number on screen would). See edge.scale_reader.
     """
-    x, y, w, h = roi.rect if hasattr(roi, "rect") else roi
-    g = _gray(image)
-    if axis == "depth":
-        found = _ticks_right_or_left(g, x, y, w, h, tick_mm)
-    elif axis == "lateral":
-        found = _ticks_right_or_left(np.ascontiguousarray(g.T), y, x, h, w, tick_mm)
-    else:
-        raise ConfigError(f"unknown scale axis {axis!r} (expected 'depth' or 'lateral')")
-    if found is None:
+    if axis != "depth":
+        raise ConfigError(f"unknown scale axis {axis!r} (only 'depth' scales are read on their own)")
+    verdict, _ = scale_reader.read_depth_scale(image, roi, tick_mm)
+    if verdict is None:
         return None
-    pos, major, px_per_tick, mm_per_tick, (b0, b1, b2, b3) = found
-    band = (b0, b1, b2, b3) if axis == "depth" else (b1, b0, b3, b2)
-    mm_per_px = mm_per_tick / px_per_tick
-    extent = (h if axis == "depth" else w) * mm_per_px
-    if not (5.0 <= extent <= 400.0):
-        return None
-    return ScaleReading(axis, pos, major, px_per_tick, mm_per_tick, mm_per_px, band)
+    return _reading("depth", verdict.row, verdict.step_mm, verdict.reason)
 
 
 def from_screen(
@@ -250,18 +143,47 @@ def from_screen(
 ) -> tuple[Calibration, tuple]:
     """Spacing read from the screen's scales beside the ROI: (Calibration, readings).
 
-    The depth scale gives the row spacing; a lateral scale, if found, the column spacing, else
-    the pixels are taken as square (unless square_pixels=False: then no spacing).
+    The depth scale gives the row spacing, only when the numbers on screen (labels, depth
+    readout, or the operator's tick_mm) confirm it; a scale seen but not confirmed gives source
+    "refused" with the reason (thickness in px, flagged SCALE_UNCERTAIN). A lateral scale whose
+    step matches the row spacing confirms square pixels; without one the pixels are taken as
+    square (unless square_pixels=False: then no spacing).
     """
     depth = read_scale(image, roi, "depth", tick_mm)
     if depth is None:
         return Calibration(None, "none", "no depth scale found beside the ROI"), ()
-    lateral = read_scale(image, roi, "lateral", tick_mm)
-    if lateral is not None:
-        return Calibration((depth.mm_per_px, lateral.mm_per_px), "screen", "depth and lateral scales"), (depth, lateral)
+    if depth.mm_per_px is None:
+        return Calibration(None, "refused", f"depth scale refused: {depth.note}"), (depth,)
+    row_mm = depth.mm_per_px
+    col_mm, lateral = scale_reader.lateral_step(image, roi, row_mm)
+    if col_mm is not None:
+        lat = _reading("lateral", lateral, col_mm * lateral.pitch_px, "step matches the depth scale")
+        return Calibration((row_mm, col_mm), "screen", f"depth and lateral scales: {depth.note}"), (depth, lat)
     if not square_pixels:
-        return Calibration(None, "none", "depth scale found, no lateral scale"), (depth,)
-    return Calibration((depth.mm_per_px, depth.mm_per_px), "screen", "depth scale, square pixels assumed"), (depth,)
+        return Calibration(None, "none", "depth scale read, no lateral scale to give the columns"), (depth,)
+    return Calibration((row_mm, row_mm), "screen", f"depth scale, square pixels assumed: {depth.note}"), (depth,)
+
+
+def from_depth(depth_mm: float, roi_h: int, roi_w: int, width_mm: float | None = None) -> Calibration:
+    """The operator's depth setting: rows = depth / B-mode height; columns = width / B-mode
+    width when the width is given, else square."""
+    row = float(depth_mm) / max(int(roi_h), 1)
+    col = row if not width_mm else float(width_mm) / max(int(roi_w), 1)
+    note = f"depth {depth_mm:g} mm over {roi_h} rows" + (f", width {width_mm:g} mm over {roi_w} columns" if width_mm else "")
+    return Calibration((row, col), "depth_mm", note)
+
+
+def from_points(p1, p2, mm: float) -> float:
+    """mm per pixel from two screen points `mm` apart (square pixels)."""
+    d = math.hypot(float(p2[0]) - float(p1[0]), float(p2[1]) - float(p1[1]))
+    if not (math.isfinite(mm) and 0 < mm <= 500):
+        raise ConfigError(f"distance {mm!r} mm is out of range (0-500 mm)")
+    if d < 10:
+        raise ConfigError(f"points {tuple(p1)!r} and {tuple(p2)!r} are {d:.1f} px apart: at least 10 px needed")
+    s = mm / d
+    if not 0.001 <= s <= 10.0:
+        raise ConfigError(f"{mm:g} mm over {d:.1f} px gives {s:.4g} mm per pixel, outside 0.001-10")
+    return s
 
 
 @dataclass(frozen=True)
@@ -277,10 +199,13 @@ class ScaleChange:
 class Calibrator:
     """Keeps the spacing of a live screen current.
 
-    fixed: a Calibration from config or DICOM, used as is (the screen is never read). Otherwise
-    the scale is read at the first frame, whenever the ROI changed, when the pixels of the scale
-    area change, and every `retry_every` frames while no scale is known. `update` returns the
-    current Calibration and a ScaleChange when it changed (also passed to `on_change`).
+    fixed: a Calibration from config or DICOM, used as is (the screen is never read).
+    depth_mm (and width_mm): the operator's depth setting; the spacing follows the ROI's size.
+    Otherwise the scale is read at the first frame, whenever the ROI changed, when the pixels of
+    the scale area change, and every `retry_every` frames while no scale marks are known (a
+    scale seen and refused is read again only when its pixels or the ROI change: reading costs
+    OCR). `update` returns the current Calibration and a ScaleChange when it changed (also
+    passed to `on_change`).
     """
 
     def __init__(
@@ -290,10 +215,13 @@ class Calibrator:
         square_pixels: bool = True,
         retry_every: int = 30,
         on_change: Callable[[ScaleChange], None] | None = None,
+        depth_mm: float | None = None,
+        width_mm: float | None = None,
     ):
-        if tick_mm is not None and tick_mm not in (5, 10, 5.0, 10.0):
-            raise ConfigError(f"tick spacing {tick_mm!r} mm is not supported (5 or 10)")
+        if tick_mm is not None and float(tick_mm) not in scale_reader.STEPS_MM:
+            raise ConfigError(f"tick spacing {tick_mm!r} mm is not supported (one of {scale_reader.STEPS_MM})")
         self.fixed, self.tick_mm, self.square_pixels = fixed, tick_mm, square_pixels
+        self.depth_mm, self.width_mm = depth_mm or None, width_mm or None
         self.retry_every, self.on_change = int(retry_every), on_change
         self.current: Calibration | None = None
         self._readings: tuple = ()
@@ -301,7 +229,7 @@ class Calibrator:
         self._since = 0
 
     def _signatures(self, g: np.ndarray) -> list[np.ndarray]:
-        return [g[y : y + h, x : x + w].astype(np.int16) for (x, y, w, h) in (r.band for r in self._readings)]
+        return [g[max(0, y) : y + h, max(0, x) : x + w].astype(np.int16) for (x, y, w, h) in (r.band for r in self._readings)]
 
     def _scale_moved(self, g: np.ndarray) -> bool:
         for old, new in zip(self._signature, self._signatures(g)):
@@ -309,6 +237,13 @@ class Calibrator:
             if old.shape != new.shape or int((np.abs(old - new) > 40).sum()) > max(10, old.size // 1000):
                 return True
         return False
+
+    def _set(self, new: Calibration, seq, reason: str):
+        old, self.current = self.current, new
+        if old is not None and new.close_to(old):
+            self.current = old
+            return old, None
+        return new, self._report(ScaleChange(seq, old, new, reason))
 
     def update(self, image: np.ndarray, roi, roi_changed: bool = False, seq: int | None = None):
         """(Calibration, ScaleChange | None) for this frame."""
@@ -319,10 +254,15 @@ class Calibrator:
             return self.fixed, None
         if roi is None:  # no image area found yet: nothing to read the scale against
             old, self.current, self._readings = self.current, UNKNOWN, ()
-            if old is not None and old.spacing_mm is None:
+            if old is not None and old.spacing_mm is None and old.source == "none":
                 return UNKNOWN, None
             return UNKNOWN, self._report(ScaleChange(seq, old, UNKNOWN, "no ROI"))
-        g = _gray(image)
+        if self.depth_mm is not None:
+            if self.current is not None and not roi_changed:
+                return self.current, None
+            x, y, w, h = roi.rect if hasattr(roi, "rect") else roi
+            return self._set(from_depth(self.depth_mm, h, w, self.width_mm), seq, "first frame" if self.current is None else "ROI changed")
+        g = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         self._since += 1
         reason = None
         if self.current is None or not self._readings and self._since >= self.retry_every:
@@ -336,12 +276,7 @@ class Calibrator:
         self._since = 0
         new, self._readings = from_screen(image, roi, self.tick_mm, self.square_pixels)
         self._signature = self._signatures(g)
-        old = self.current
-        self.current = new
-        if old is not None and new.close_to(old):
-            self.current = old
-            return old, None
-        return new, self._report(ScaleChange(seq, old, new, reason))
+        return self._set(new, seq, reason)
 
     def _report(self, change: ScaleChange) -> ScaleChange:
         if self.on_change is not None:

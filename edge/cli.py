@@ -52,6 +52,12 @@ def main(argv=None) -> int:
                        "dataset.json) or 'phantom[:N]' (the first N scenes of tlf-convert's held-out phantom set, with exact truth, default 64)")
     bench.add_argument("--spacing-mm", metavar="R,C", help="mm per pixel (row,column) of the --data images; "
                        "overrides the data set's spacing_mm (thickness in pixels without either)")
+    calibrate = sub.add_parser("calibrate", help="mm per pixel from two points a known distance apart on a still "
+                               "image of the screen; prints the [calibration] lines to paste into the config")
+    calibrate.add_argument("image", help="a still of the scanner screen (PNG, JPEG, TIFF, BMP)")
+    calibrate.add_argument("--points", required=True, metavar="X1,Y1,X2,Y2",
+                           help="two points in image pixels, e.g. two ticks of the depth scale")
+    calibrate.add_argument("--mm", required=True, type=float, help="their distance in mm (e.g. 10 for 1 cm apart)")
     args = parser.parse_args(argv)
     quiet_third_parties()
     try:
@@ -70,6 +76,8 @@ def main(argv=None) -> int:
             print(f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
                   f"(manifest sha256 {bundle.manifest['manifest_sha256'][:12]}..., model sha256 {bundle.sha256[:12]}...)")
             return 0
+        if args.command == "calibrate":
+            return cmd_calibrate(args)
         if args.command == "info":
             try:
                 bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
@@ -146,6 +154,32 @@ def cmd_bench(args) -> int:
                        data=args.data, spacing_mm=parse_spacing(args.spacing_mm))
     print(markdown(report))
     print(f"written: {args.out}/bench.json, bench.md, latency_hist.png")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Two points `--mm` apart on a still: the spacing, as config lines (square pixels)."""
+    import cv2
+
+    from edge.calibration import from_points
+
+    img = cv2.imread(str(args.image), cv2.IMREAD_UNCHANGED) if Path(args.image).is_file() else None
+    if img is None:
+        raise EdgeError(f"cannot read an image from {args.image!r}")
+    try:
+        x1, y1, x2, y2 = (float(v) for v in args.points.split(","))
+    except ValueError as e:
+        raise EdgeError(f"--points takes X1,Y1,X2,Y2 (four numbers), not {args.points!r}") from e
+    h, w = img.shape[:2]
+    for x, y in ((x1, y1), (x2, y2)):
+        if not (0 <= x < w and 0 <= y < h):
+            raise EdgeError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
+    mm_px = from_points((x1, y1), (x2, y2), args.mm)
+    d = math.hypot(x2 - x1, y2 - y1)
+    print(f"# tlf-edge calibrate: {args.mm:g} mm over {d:.1f} px from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) "
+          f"on {Path(args.image).name}: {mm_px:.6f} mm per pixel, square pixels")
+    print("[calibration]")
+    print(f"spacing_mm = [{mm_px:.6f}]")
     return 0
 
 
@@ -409,6 +443,7 @@ def _layout_summary(stats) -> dict | None:
         return None
     last = events[-1].as_dict()
     return {"roi": last["roi"], "spacing_mm": last["spacing_mm"], "calibration": last["calibration"],
+            "calibration_note": last["calibration_note"],
             "changes": stats.layout_changes, "frames_without_roi": stats.frames_without_roi,
             "frames_layout_changing": stats.frames_layout_changing}
 
@@ -435,8 +470,9 @@ def print_summary(s: dict, run_dir: Path) -> None:
     lay = s.get("layout")
     if lay is not None:
         x, y, w, h = lay["roi"]
-        spacing = "no scale (thickness in px)" if lay["spacing_mm"] is None else \
-            f"{lay['spacing_mm'][0]:.4f} x {lay['spacing_mm'][1]:.4f} mm/px ({lay['calibration']})"
+        note = f": {lay['calibration_note']}" if lay.get("calibration_note") else ""
+        spacing = f"no scale (thickness in px; {lay['calibration']}{note})" if lay["spacing_mm"] is None else \
+            f"{lay['spacing_mm'][0]:.4f} x {lay['spacing_mm'][1]:.4f} mm/px ({lay['calibration']}{note})"
         print(f"  b-mode     {w}x{h} at ({x}, {y}), {spacing}; {lay['changes']} layout changes"
               + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else "")
               + (f", {lay['frames_layout_changing']} screens skipped while the layout changed"

@@ -90,17 +90,25 @@ class RoiOptions:
 @dataclass(frozen=True)
 class CalibrationOptions:
     spacing_mm: tuple[float, ...] = ()  # [row, column] or [both] mm per pixel; empty: source or screen
-    tick_mm: float = 0.0  # distance between alike ticks of the screen scale, 5 or 10; 0: automatic
+    tick_mm: float = 0.0  # mm between two ticks of the screen scale (1, 2, 2.5, 5, 10, 20); 0: read the numbers
     square_pixels: bool = True  # with only a depth scale on screen, take the pixels as square
     retry_every: int = 30  # frames between attempts to read the scale while none is known
+    depth_mm: float = 0.0  # the depth set on the scanner: rows = depth / B-mode height; 0: not set
+    width_mm: float = 0.0  # with depth_mm, the B-mode's width: columns = width / B-mode width; 0: square
 
     def __post_init__(self):
         s = self.spacing_mm
         lo, hi = SPACING_RANGE_MM
         _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(lo <= v <= hi for v in s),
                  f"expected [], [mm] or [row_mm, column_mm], each {lo:g}-{hi:g} mm")
-        _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 5, 10), "must be 0 (automatic), 5 or 10")
+        _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 1, 2, 2.5, 5, 10, 20),
+                 "must be 0 (automatic) or a scale step: 1, 2, 2.5, 5, 10 or 20")
         _require("calibration", "retry_every", self.retry_every, self.retry_every >= 1, "must be at least 1")
+        _require("calibration", "depth_mm", self.depth_mm, self.depth_mm == 0 or 10 <= self.depth_mm <= 300,
+                 "must be 0 (not set) or a depth of 10-300 mm")
+        _require("calibration", "width_mm", self.width_mm, self.width_mm == 0 or (self.depth_mm and 5 <= self.width_mm <= 300),
+                 "must be 0, or 5-300 mm together with depth_mm")
+        _require("calibration", "depth_mm", self.depth_mm, not (self.depth_mm and s), "and spacing_mm are both set: give one")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`tlf-edge doctor`: checks what a cart needs, one pass/fail line each."""
+"""`tlf-edge doctor`: checks what a cart needs, one pass/fail line each (the scale line says how
+the first frame gets its mm per pixel, and what the screen's scale read, or why it was refused)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,33 @@ def check_source(url: str, service: bool = False) -> Check:
         return Check("capture", False, f"{url!r} opened but delivered no frame")
     h, w = frame.image.shape[:2]
     return Check("capture", True, f"{url!r} delivers {w}x{h} frames" + (" (SIMULATED: the demo)" if source.simulated else ""))
+
+
+def check_scale(cfg) -> Check:
+    """How the first frame of the configured source gets its mm per pixel: the source's own
+    spacing, the config's, the depth setting, or the screen's scale read (and what it read),
+    or why thickness would be in pixels."""
+    from edge.prepare import Prepare
+    from edge.sources import open_source
+
+    try:
+        with open_source(cfg.source.url) as source:
+            frame = source.read()
+            cropped = bool(getattr(source, "cropped", False))
+    except Exception as e:  # the capture check says what is wrong with the source
+        return Check("scale", False, f"no frame to read the scale from ({type(e).__name__}: {e})")
+    if frame is None:
+        return Check("scale", False, "no frame to read the scale from")
+    prepare = Prepare(cfg.roi, cfg.calibration)
+    out, event = prepare(frame, cropped)
+    if out is None or event is None:
+        return Check("scale", False, "no B-mode region found on the first frame (set [roi] rect)")
+    how = f"{event.calibration}" + (f": {event.calibration_note}" if event.calibration_note else "")
+    if event.spacing_mm is None:
+        hint = "; set [calibration] depth_mm, or spacing_mm from `tlf-edge calibrate IMAGE --points ... --mm ...`"
+        return Check("scale", False, f"thickness would be in px ({how}){hint}")
+    r, c = event.spacing_mm
+    return Check("scale", True, f"{r:.4f} x {c:.4f} mm/px ({how})")
 
 
 def check_display(url: str, baud: int, service: bool = False) -> Check:
@@ -171,6 +199,7 @@ def run_checks(config_path: str | None = None) -> list[Check]:
         service = config_path is not None  # a config file is a cart's; the defaults are the demo
         checks += [
             check_source(cfg.source.url, service),
+            check_scale(cfg),
             check_display(cfg.display.url if cfg.display.enabled else "none", cfg.display.baud, service),
             check_bundle(cfg.model.bundle or str(DEMO_BUNDLE)),
             check_disk(str(_log_directory(cfg)), cfg),

@@ -10,6 +10,13 @@ The B-mode is rendered by `edge.phantom` at an acquisition size (256 rows by def
 scan-converted (resized) into the rectangle, so the rectangle covers exactly depth x width mm.
 A clip can change depth mid-way (e.g. 40 mm then 50 mm): the rectangle and the scale change.
 Everything is deterministic for a seed.
+
+`style` draws the depth scale as other scanners do (`STYLES`, see edge.scale_reader for how
+real machines draw it): 2.5, 2, 1 mm or 1 cm steps, cm labels, mm labels at the ends only, or
+none; ticks or dots; left, right or both sides; white, grey, green, yellow or blue; focus
+markers, a cursor or a TGC curve on or beside the scale; several fonts; the depth readout as
+"4.0 cm", "D 4cm", "4cm" or "Depth 40 mm"; a sector image with dots along its edge. The default
+style is the screen as it always was (tests/test_phantom_screen_pinned.py holds it).
 """
 
 from __future__ import annotations
@@ -26,6 +33,48 @@ from edge import phantom
 from edge.errors import ConfigError, SinkError
 
 SIZES = ((1280, 720), (1920, 1080), (1024, 768), (640, 480))
+
+
+@dataclass(frozen=True)
+class ScaleStyle:
+    """How a screen draws its depth scale and readout (colours BGR)."""
+
+    name: str
+    step_mm: float = 5.0  # between two marks
+    long_every: int = 2  # a long tick every this many steps (0: all alike)
+    labels: str = "cm"  # "cm": 0 1 2 ... at the long ticks; "mm_ends": 0 and the depth in mm; "none"
+    side: str = "right"  # "right", "left" or "both"
+    colour: tuple = (225, 225, 225)
+    long_colour: tuple | None = None  # long ticks in another colour (None: the same)
+    marks: str = "ticks"  # "ticks", or "dots" along the edge of a sector image
+    readout: str = "Depth {cm:.1f} cm"  # the depth line of the text panel ("" for none)
+    font: int = cv2.FONT_HERSHEY_SIMPLEX
+    focus_on_scale: bool = False  # focus triangles drawn against the scale's axis
+    cursor: bool = False  # a measuring cursor (+) over the scale
+    tgc: bool = False  # a TGC curve in a box beside the scale
+    chrome: int | None = None  # the chrome's grey level (None: dark, as the default)
+
+
+DEFAULT = ScaleStyle("default")
+STYLES = {s.name: s for s in (
+    DEFAULT,
+    # cm labels, 3 short ticks between (2.5 mm), focus markers on the line, left, grey
+    ScaleStyle("quarter", 2.5, 4, "cm", "left", (170, 170, 170), readout="D {cm:g}cm",
+               font=cv2.FONT_HERSHEY_DUPLEX, focus_on_scale=True),
+    # 1 cm ticks all white, a longer blue one each 5 cm, no labels, the depth as "11cm"
+    ScaleStyle("cm_blue", 10.0, 5, "none", "right", (213, 213, 213), (255, 205, 90), readout="{cm:g}cm",
+               font=cv2.FONT_HERSHEY_DUPLEX),
+    # 1 cm ticks all alike, 0 and the depth in mm at the ends, grey chrome, a TGC curve, no readout
+    ScaleStyle("mm_ends", 10.0, 0, "mm_ends", "right", (190, 190, 190), readout="", tgc=True, chrome=58),
+    # 2 mm ticks (4 short between), cm labels, both sides, green, a cursor, "Depth 40 mm"
+    ScaleStyle("green_2mm", 2.0, 5, "cm", "both", (60, 210, 60), readout="Depth {mm:.0f} mm", cursor=True),
+    # 1 mm ticks (9 short between), cm labels, left, yellow
+    ScaleStyle("yellow_1mm", 1.0, 10, "cm", "left", (60, 220, 230), readout="Depth {cm:.1f} cm",
+               font=cv2.FONT_HERSHEY_COMPLEX),
+    # a sector image with a dot per cm from its virtual apex down its right edge, "16cm"
+    ScaleStyle("sector_dots", 10.0, 0, "none", "right", (224, 224, 224), marks="dots", readout="{cm:g}cm"),
+)}
+FAN_DEG = 38.0  # a sector style's half angle
 NAMES = ("DOE^JANE", "ROE^RICHARD", "MUSTERFRAU^ERIKA", "BIANCHI^LUCIA", "DUPONT^MARC")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -44,6 +93,8 @@ class Layout:
     lateral_y: int | None  # row of the lateral scale's axis line (ticks point down), or None
     tick_px: int  # tick thickness
     unit: float  # chrome scale factor (1.0 at 720 rows)
+    style: ScaleStyle = DEFAULT
+    apex: tuple[float, float] | None = None  # a sector style's virtual apex (x, y)
 
 
 @dataclass(frozen=True)
@@ -64,8 +115,12 @@ def layout(
     width_mm: float = 40.0,
     seed: int = 0,
     lateral_scale: bool = True,
+    style: str | ScaleStyle = "default",
 ) -> Layout:
     """The screen layout for a depth: the B-mode is as tall as the screen allows, pixels square."""
+    st = _style(style)
+    if st is not DEFAULT:
+        return _styled_layout(size, depth_mm, width_mm, seed, lateral_scale, st)
     sw, sh = (int(v) for v in size)
     if sw < 320 or sh < 240:
         raise ConfigError(f"screen size {size!r} is too small (at least 320x240)")
@@ -106,12 +161,122 @@ def layout(
     )
 
 
-def _text(img, s: str, org, u: float, scale: float = 0.5, colour=(200, 200, 200)) -> None:
-    cv2.putText(img, s, (int(org[0]), int(org[1])), FONT, scale * u, colour, 1, cv2.LINE_AA)
+def _text(img, s: str, org, u: float, scale: float = 0.5, colour=(200, 200, 200), font: int = FONT) -> None:
+    cv2.putText(img, s, (int(org[0]), int(org[1])), font, scale * u, colour, 1, cv2.LINE_AA)
+
+
+def _style(style) -> ScaleStyle:
+    if isinstance(style, ScaleStyle):
+        return style
+    if style not in STYLES:
+        raise ConfigError(f"unknown screen style {style!r} (one of {', '.join(STYLES)})")
+    return STYLES[style]
+
+
+def _styled_layout(size, depth_mm, width_mm, seed, lateral_scale, st: ScaleStyle) -> Layout:
+    """A layout for a non-default style: the default's geometry, the style's marks, a sector's
+    apex and fan (square pixels; a sector's depth runs from its apex to its arc)."""
+    lay = layout(size, depth_mm, width_mm, seed, lateral_scale and st.marks == "ticks")
+    x, y, w, h = lay.roi
+    sw, sh = lay.size
+    u = lay.unit
+    apex = None
+    if st.marks == "dots":
+        a = round(0.1 * h)  # the virtual apex, above the image's flat top (and below the top bar)
+        y, h = y + a, h - a
+        half = math.radians(FAN_DEG)
+        w = min(round(2 * (h + a) * math.sin(half)), sw - round(260 * u))
+        x = (sw - w) // 2 + int(np.random.default_rng([seed, 18]).integers(-6, 7))
+        row_mm = depth_mm / (h + a)
+        apex = (x + w / 2.0, float(y - a))
+        spacing = (row_mm, row_mm)
+        width = w * row_mm
+    else:
+        spacing, width = lay.spacing_mm, lay.width_mm
+    row_mm = spacing[0]
+    top = y if apex is None else apex[1]
+    ticks = []
+    for k in range(int(math.floor(depth_mm / st.step_mm + 1e-9)) + 1):
+        r = min(int(top) + int(math.floor(k * st.step_mm / row_mm)), y + h)
+        ticks.append((r, st.long_every > 0 and k % st.long_every == 0))
+    scale_x = (x + w + round(12 * u)) if st.side != "left" else (x - round(12 * u))
+    return replace(lay, width_mm=float(width), roi=(x, y, w, h), spacing_mm=spacing, scale_x=scale_x,
+                   depth_ticks=tuple(ticks), style=st, apex=apex)
+
+
+def fan_mask(lay: Layout) -> np.ndarray | None:
+    """A sector style's image area inside its rectangle (bool h x w), None for a rectangle."""
+    if lay.apex is None:
+        return None
+    x, y, w, h = lay.roi
+    yy, xx = np.mgrid[0:h, 0:w]
+    dx, dy = xx + x + 0.5 - lay.apex[0], yy + y + 0.5 - lay.apex[1]
+    r = np.hypot(dx, dy)
+    return (np.abs(np.degrees(np.arctan2(dx, dy))) <= FAN_DEG) & (r <= h + (y - lay.apex[1]))
+
+
+def _styled_scale(img: np.ndarray, lay: Layout) -> None:
+    """The depth scale, focus markers and extras of a non-default style."""
+    st, u, t = lay.style, lay.unit, lay.tick_px
+    x, y, w, h = lay.roi
+    fs = max(0.45, 0.4 / u)  # labels stay legible on small screens, as real scanners keep them
+    if st.marks == "dots":
+        ax, ay = lay.apex
+        half = math.radians(FAN_DEG)
+        ux, uy = math.sin(half), math.cos(half)
+        off = max(6.0, 7 * u)  # just outside the fan's right edge
+        r_dot = max(1, round(1.5 * u))
+        for k in range(len(lay.depth_ticks)):
+            d = k * st.step_mm / lay.spacing_mm[0]
+            cx, cy = ax + d * ux + off * uy, ay + d * uy - off * ux
+            cv2.circle(img, (round(cx), round(cy)), r_dot, st.colour, -1, cv2.LINE_AA)
+        return
+    sides = ("right", "left") if st.side == "both" else (st.side,)
+    major, minor = round(10 * u), round(5 * u)
+    y_end = lay.depth_ticks[-1][0] + t - 1
+    for side in sides:
+        ax = (x + w + round(12 * u)) if side == "right" else (x - round(12 * u) - t)
+        sign = 1 if side == "right" else -1
+        img[y : y_end + 1, ax : ax + t] = st.colour
+        for k, (r, is_long) in enumerate(lay.depth_ticks):
+            n = major if is_long or st.long_every == 0 else minor
+            colour = st.long_colour if (is_long and st.long_colour is not None) else st.colour
+            x0, x1 = (ax + t, ax + t + n) if sign > 0 else (ax - n, ax)
+            img[r : r + t, x0:x1] = colour
+            label = None
+            if st.labels == "cm" and is_long and side == sides[0]:
+                label = f"{k * st.step_mm / 10:g}"
+            elif st.labels == "mm_ends" and side == sides[0] and k in (0, len(lay.depth_ticks) - 1):
+                label = f"{k * st.step_mm:g}"
+            if label is not None:
+                (tw, th), _ = cv2.getTextSize(label, st.font, fs * u, 1)
+                lx = ax + t + major + round(6 * u) if sign > 0 else ax - major - round(6 * u) - tw
+                ly = min(max(r + th // 2, y + th), y + h)
+                _text(img, label, (lx, ly), u, fs, st.colour, st.font)
+        if st.focus_on_scale:  # triangles pointing at the axis from outside, on the tick ends
+            for f in (0.45, 0.6):
+                fr = y + int(f * h)
+                tip = ax + t + round(2 * u) if sign > 0 else ax - round(2 * u)
+                base = tip + sign * round(9 * u)
+                tri = np.array([[tip, fr], [base, fr - round(6 * u)], [base, fr + round(6 * u)]], np.int32)
+                cv2.fillConvexPoly(img, tri, (200, 200, 200), cv2.LINE_AA)
+    if st.cursor:  # a caliper cross on the scale line
+        cx, cy = lay.scale_x + round(4 * u), y + int(0.3 * h)
+        arm = round(7 * u)
+        cv2.line(img, (cx - arm, cy), (cx + arm, cy), (240, 240, 240), 1)
+        cv2.line(img, (cx, cy - arm), (cx, cy + arm), (240, 240, 240), 1)
+    if st.tgc:  # a TGC curve in a box beyond the labels
+        bx = (x + w + round(60 * u)) if st.side != "left" else (x - round(110 * u))
+        by, bw, bh = y + int(0.3 * h), round(50 * u), round(50 * u)
+        cv2.rectangle(img, (bx, by), (bx + bw, by + bh), (200, 200, 200), 1)
+        pts = np.array([[bx + i, by + int(bh * (i / bw) ** 0.5)] for i in range(0, bw, 2)], np.int32)
+        cv2.polylines(img, [pts], False, (200, 200, 200), 1, cv2.LINE_AA)
 
 
 def chrome(lay: Layout, seed: int = 0) -> np.ndarray:
     """The static part of the screen (everything but the B-mode pixels and the clock)."""
+    if lay.style is not DEFAULT:
+        return _styled_chrome(lay, seed)
     sw, sh = lay.size
     u = lay.unit
     rng = np.random.default_rng([seed, 29])
@@ -152,14 +317,48 @@ def chrome(lay: Layout, seed: int = 0) -> np.ndarray:
     fx = ax + round(44 * u)
     tri = np.array([[fx, fr], [fx + round(9 * u), fr - round(6 * u)], [fx + round(9 * u), fr + round(6 * u)]], np.int32)
     cv2.fillConvexPoly(img, tri, (200, 200, 200), cv2.LINE_AA)
-    # Lateral scale under the image: a tick every 5 mm, pointing down.
-    if lay.lateral_y is not None:
-        col_mm = lay.spacing_mm[1]
-        ly = lay.lateral_y
-        img[ly : ly + t, x : x + w] = white
-        for k in range(int(math.floor(lay.width_mm / 5.0 + 1e-9)) + 1):
-            c = min(x + int(math.floor(k * 5.0 / col_mm)), x + w - 1)
-            img[ly : ly + t + (major if k % 2 == 0 else minor), c : c + t] = white
+    _lateral_scale(img, lay)
+    _text(img, "TIS 0.4  MI 0.9  tlf-edge phantom screen", (16 * u, sh - 16 * u), u, 0.45, (160, 160, 160))
+    return img
+
+
+def _lateral_scale(img: np.ndarray, lay: Layout) -> None:
+    """The lateral scale under the image: a tick every 5 mm pointing down, long ones at each cm."""
+    if lay.lateral_y is None:
+        return
+    x, _, w, _ = lay.roi
+    u, t, white = lay.unit, lay.tick_px, (225, 225, 225)
+    major, minor, col_mm, ly = round(10 * u), round(5 * u), lay.spacing_mm[1], lay.lateral_y
+    img[ly : ly + t, x : x + w] = white
+    for k in range(int(math.floor(lay.width_mm / 5.0 + 1e-9)) + 1):
+        c = min(x + int(math.floor(k * 5.0 / col_mm)), x + w - 1)
+        img[ly : ly + t + (major if k % 2 == 0 else minor), c : c + t] = white
+
+
+def _styled_chrome(lay: Layout, seed: int) -> np.ndarray:
+    """The chrome of a non-default style: the default's panels and texts, the style's scale."""
+    st, u = lay.style, lay.unit
+    sw, sh = lay.size
+    rng = np.random.default_rng([seed, 29])
+    shade = int(rng.integers(8, 22)) if st.chrome is None else st.chrome
+    img = np.full((sh, sw, 3), shade, np.uint8)
+    bar = round(56 * u)
+    img[:bar] = (42, 36, 30)
+    name = NAMES[int(rng.integers(len(NAMES)))]
+    pid = f"TLF-{int(rng.integers(0, 1_000_000)):06d}"
+    fs = max(0.5, 0.4 / u)
+    _text(img, f"Name: {name}", (14 * u, 24 * u), u, 0.6, (230, 230, 230))
+    _text(img, f"ID: {pid}", (14 * u, 46 * u), u, 0.5)
+    _text(img, "TLF-EDGE PHANTOM  L12-5 MSK", (sw * 0.42, 24 * u), u, 0.5, (190, 200, 120))
+    _text(img, "2024-03-05", (sw - 260 * u, 24 * u), u, 0.5)
+    x, y, w, h = lay.roi
+    depth = st.readout.format(cm=lay.depth_mm / 10, mm=lay.depth_mm) if st.readout else None
+    lines = ["2D"] + ([depth] if depth else []) + ["Gain 52", "DR 60", "FR 30 Hz"]
+    px = x + w + round(20 * u) if st.side == "left" else 16 * u  # the panel away from a left scale
+    for i, line in enumerate(lines):
+        _text(img, line, (px, y + (20 + 28 * i) * u), u, fs, (200, 200, 200), st.font)
+    _styled_scale(img, lay)
+    _lateral_scale(img, lay)
     _text(img, "TIS 0.4  MI 0.9  tlf-edge phantom screen", (16 * u, sh - 16 * u), u, 0.45, (160, 160, 160))
     return img
 
@@ -177,7 +376,12 @@ def compose(base: np.ndarray, lay: Layout, bmode: np.ndarray, seconds: float = 0
     """Put a B-mode image (any size, gray uint8) into a copy of the chrome `base`."""
     x, y, w, h = lay.roi
     img = base.copy()
-    img[y : y + h, x : x + w] = cv2.resize(bmode, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, None]
+    picture = cv2.resize(bmode, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, None]
+    fan = fan_mask(lay)
+    if fan is None:
+        img[y : y + h, x : x + w] = picture
+    else:  # a sector: the chrome stays outside the fan (its dots with it)
+        img[y : y + h, x : x + w][fan] = picture[fan]
     _clock(img, lay, seconds)
     return img
 
@@ -194,9 +398,11 @@ def screen(
     machine: phantom.Machine | str | None = None,
     acq_rows: int = 256,
     lateral_scale: bool = True,
+    style: str | ScaleStyle = "default",
 ) -> Screen:
-    """One screen of a random phantom scene (a new scene per seed)."""
-    lay = layout(size, depth_mm, width_mm, seed, lateral_scale)
+    """One screen of a random phantom scene (a new scene per seed), its scale drawn in `style`."""
+    lay = layout(size, depth_mm, width_mm, seed, lateral_scale, style)
+    width_mm = lay.width_mm
     scan = phantom.scan(seed, _acq_shape(depth_mm, width_mm, acq_rows), machine, field_mm=(depth_mm, width_mm))
     img = compose(chrome(lay, seed), lay, scan.image)
     return Screen(img, lay.roi, lay.spacing_mm, float(depth_mm), 0, scan)
@@ -218,6 +424,7 @@ def screen_clip(
     machine: phantom.Machine | str = "default",
     acq_rows: int = 256,
     lateral_scale: bool = True,
+    style: str | ScaleStyle = "default",
 ) -> Iterator[Screen]:
     """Yield `frames` screens of one moving scene; the depth steps through `depths`.
 
@@ -233,7 +440,7 @@ def screen_clip(
     for depth, start, stop in zip(depths, bounds[:-1], bounds[1:]):
         if stop <= start:
             continue
-        lay = layout(size, depth, width_mm, seed, lateral_scale)
+        lay = layout(size, depth, width_mm, seed, lateral_scale, style)
         base = chrome(lay, seed)
         scene = replace(anatomy, depth_mm=float(depth))
         shape = _acq_shape(depth, width_mm, acq_rows)

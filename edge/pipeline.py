@@ -49,7 +49,9 @@ def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, fr
     """Thickness and quality for one segmentation; truth is attached when the frame carries it."""
     result = measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
                                calibration=seg.calibration, image=seg.image)
-    extra = {"coverage": round(result.coverage, 3), "t_invoke_done": seg.t_done}
+    frame = seg.frame
+    source = frame.spacing_source or ("source" if frame.spacing_mm is not None else "none")
+    extra = {"coverage": round(result.coverage, 3), "t_invoke_done": seg.t_done, "calibration": source}
     truth = seg.frame.truth
     if truth is not None and "thickness_mm" in truth:
         t = np.asarray(truth["thickness_mm"])
@@ -61,7 +63,7 @@ def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, fr
         thickness=result.value,
         spread=result.spread,
         unit=result.unit,
-        flags=result.flags | (Quality.FROZEN if frozen else 0),
+        flags=result.flags | (Quality.FROZEN if frozen else 0) | (Quality.SCALE_UNCERTAIN if source == "refused" else 0),
         columns=result.columns,
         latency_s=now - seg.frame.t_capture,
         extra=extra,

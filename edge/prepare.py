@@ -4,9 +4,12 @@ it a pixel spacing.
 A capture card or a screen recording delivers the whole scanner screen, patient fields
 included. `Prepare` turns each such frame into a frame holding the B-mode region only (found by
 `RoiTracker`, or the `[roi] rect` of the config) with the spacing of its pixels: the config's
-`[calibration] spacing_mm` when set, else the spacing the source states, else the depth scale
-read off the screen (read again whenever the layout changes). With none of these the spacing is
-None and the thickness is reported in pixels, flagged UNCALIBRATED.
+`[calibration] spacing_mm` when set, else `[calibration] depth_mm` (the depth set on the
+scanner over the region's height), else the spacing the source states, else the depth scale
+read off the screen (read again whenever the layout changes; used only when the numbers on
+screen confirm it). With none of these the spacing is None and the thickness is reported in
+pixels, flagged UNCALIBRATED (and SCALE_UNCERTAIN when a scale was seen but refused). Every
+frame says where its spacing came from (`Frame.spacing_source`).
 
 A source that already delivers the B-mode region (the phantom clip; a DICOM file cropped to its
 ultrasound region) says so with a true `cropped` attribute; its frames pass through with their
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edge.calibration import Calibration, Calibrator, from_config, from_source
+from edge.calibration import Calibration, Calibrator, from_config, from_depth, from_source
 from edge.config import CalibrationOptions, RoiOptions
 from edge.frame import Frame
 from edge.roi import RoiTracker, crop_frame, detect_roi, manual_roi
@@ -33,7 +36,8 @@ class LayoutEvent:
 
     roi: (x, y, w, h) in source pixels; the whole frame for a source that delivers it cropped.
     spacing_mm: (row, column) mm per ROI pixel, or None. calibration: where the spacing comes
-    from ("config", "source", "screen" or "none"). reason: what the trackers noticed.
+    from ("config", "depth_mm", "source", "screen", "none" or "refused"); calibration_note: how
+    it was read, or why a scale was refused. reason: what the trackers noticed.
     """
 
     seq: int
@@ -44,6 +48,7 @@ class LayoutEvent:
     initial: bool
     old_roi: tuple[int, int, int, int] | None = None
     old_spacing_mm: tuple[float, float] | None = None
+    calibration_note: str = ""
 
     def as_dict(self) -> dict:
         """Plain JSON-ready values, for the measurement log."""
@@ -56,6 +61,7 @@ class LayoutEvent:
             "roi": [int(v) for v in self.roi],
             "spacing_mm": spacing(self.spacing_mm),
             "calibration": self.calibration,
+            "calibration_note": self.calibration_note,
             "reason": self.reason,
             "initial": bool(self.initial),
             "old_roi": None if self.old_roi is None else [int(v) for v in self.old_roi],
@@ -80,8 +86,9 @@ class Prepare:
         manual = manual_roi(*roi.rect) if roi.rect else None
         self.fixed: Calibration | None = from_config(*calibration.spacing_mm) if calibration.spacing_mm else None
         self.tracker = RoiTracker(manual, roi.redetect_every, roi.persist, roi.min_gap, roi.tol, detector=detector)
+        self.depth_mm, self.width_mm = calibration.depth_mm or None, calibration.width_mm or None
         self.calibrator = Calibrator(self.fixed, calibration.tick_mm or None, calibration.square_pixels,
-                                     calibration.retry_every)
+                                     calibration.retry_every, depth_mm=self.depth_mm, width_mm=self.width_mm)
         self.roi: tuple[int, int, int, int] | None = None
         self.calibration: Calibration | None = None
         self.frames_without_roi = 0
@@ -97,7 +104,7 @@ class Prepare:
         if self.tracker.unsettled:
             self.frames_layout_changing += 1
             return None, None
-        if self.fixed is not None or frame.spacing_mm is None:
+        if self.fixed is not None or self.depth_mm is not None or frame.spacing_mm is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).
             cal, scale_change = self.calibrator.update(frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq)
             why = scale_change.reason if scale_change is not None else "spacing changed"
@@ -107,12 +114,14 @@ class Prepare:
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append(f"scale: {why}")
         event = self._event(frame.seq, roi.rect, cal, reasons)
-        return crop_frame(frame, roi, self.calibration.spacing_mm), event
+        return replace(crop_frame(frame, roi, self.calibration.spacing_mm), spacing_source=self.calibration.source), event
 
     def _pass_through(self, frame: Frame) -> tuple[Frame, LayoutEvent | None]:
         h, w = frame.image.shape[:2]
         if self.fixed is not None:
             cal = self.fixed
+        elif self.depth_mm is not None:
+            cal = from_depth(self.depth_mm, h, w, self.width_mm)
         elif frame.spacing_mm is not None:
             cal = from_source(frame.spacing_mm)
         else:
@@ -123,8 +132,11 @@ class Prepare:
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append("scale: source spacing changed")
         event = self._event(frame.seq, (0, 0, w, h), cal, reasons)
-        spacing = self.calibration.spacing_mm
-        return (frame if spacing == frame.spacing_mm else replace(frame, spacing_mm=spacing)), event
+        spacing, source = self.calibration.spacing_mm, self.calibration.source
+        if spacing == frame.spacing_mm and (source == frame.spacing_source or
+                                            (not frame.spacing_source and source in ("source", "none"))):
+            return frame, event  # the frame says it already (an unset source reads as its own)
+        return replace(frame, spacing_mm=spacing, spacing_source=source), event
 
     def _event(self, seq: int, rect, cal: Calibration, reasons: list[str]) -> LayoutEvent | None:
         """Update the state; an event when this is the first layout or something changed."""
@@ -139,6 +151,7 @@ class Prepare:
             roi=self.roi,
             spacing_mm=None if cal.spacing_mm is None else tuple(float(v) for v in cal.spacing_mm),
             calibration=cal.source,
+            calibration_note=cal.note,
             reason="; ".join(reasons) if reasons else "first frame",
             initial=initial,
             old_roi=old_roi,

@@ -14,6 +14,7 @@ class Quality(enum.IntFlag):
     UNCALIBRATED = 16  # no mm scale known: thickness is in model pixels
     FROZEN = 32  # the frame repeats the previous one
     OUTLIER = 64  # rejected by the temporal filter
+    SCALE_UNCERTAIN = 128  # a scale is on screen but its numbers do not confirm it: thickness in px
 
 
 # A frame carrying any of these is excluded from the thickness measurement.

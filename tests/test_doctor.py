@@ -11,9 +11,9 @@ def test_doctor_passes_on_the_embedded_default_apart_from_the_machine(tmp_path, 
     doctor.main(None, out)
     lines = out.getvalue().splitlines()
     names = [line.split()[1] for line in lines[:-1]]
-    assert names == ["config", "capture", "display", "model", "disk", "cpu"]
+    assert names == ["config", "capture", "scale", "display", "model", "disk", "cpu"]
     status = {line.split()[1]: line.split()[0] for line in lines[:-1]}
-    assert all(status[n] == "PASS" for n in ("config", "capture", "display", "model")), lines
+    assert all(status[n] == "PASS" for n in ("config", "capture", "scale", "display", "model")), lines
     assert set(status.values()) <= {"PASS", "FAIL"}
 
 

@@ -84,3 +84,29 @@ def test_write_video_names_a_path_it_cannot_write(tmp_path):
 
     with pytest.raises(SinkError, match="no default codec"):
         ps.write_clip(tmp_path / "clip.xyz", 1, frames=1, size=(640, 480))
+
+
+@pytest.mark.parametrize("style", [s for s in ps.STYLES if s != "default"])
+def test_every_style_keeps_square_pixels_and_its_truth(style):
+    st = ps.STYLES[style]
+    depth = 100.0 if st.marks == "dots" else 40.0
+    lay = ps.layout((1280, 720), depth, 40.0, seed=3, style=style)
+    row_mm, col_mm = lay.spacing_mm
+    assert abs(row_mm / col_mm - 1) < 0.01
+    x, y, w, h = lay.roi
+    if lay.apex is None:
+        assert h * row_mm == pytest.approx(depth)
+    else:  # a sector: its depth runs from the apex to the bottom of its arc
+        assert (y + h - lay.apex[1]) * row_mm == pytest.approx(depth)
+        assert ps.fan_mask(lay).mean() > 0.4
+    marks = lay.depth_ticks
+    assert len(marks) == int(depth // st.step_mm + 1e-9) + 1
+    steps = np.diff([r for r, _ in marks]) * row_mm
+    assert np.all(np.abs(steps - st.step_mm) <= row_mm)  # every mark one step (to the pixel) on
+    shot = ps.screen(3, (1280, 720), depth_mm=depth, style=style)
+    assert shot.spacing_mm == lay.spacing_mm and shot.roi == lay.roi
+
+
+def test_an_unknown_style_is_refused():
+    with pytest.raises(ConfigError, match="unknown screen style"):
+        ps.layout((640, 480), style="fancy")

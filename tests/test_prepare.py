@@ -19,6 +19,10 @@ from edge.sources import open_source
 from edge.sources.phantom import PhantomScreenSource, column_truth
 
 SCREEN = "phantom://screen?seed={seed}&frames={frames}&size=640x480&depth=40,50&change_at={at}"
+# The default screen at 640x480 prints its depth in text 7 px high that OCR often reads as
+# "4.8 cm" for "4.0 cm": a readout that disagrees with the ticks, so the scale is refused
+# (edge.scale_reader). Tests that need the scale read use a size whose text is legible.
+LEGIBLE = "phantom://screen?seed={seed}&frames={frames}&size=1024x768&depth=40,50&change_at={at}"
 
 
 def edge_error(rect, truth) -> int:
@@ -87,7 +91,7 @@ def test_a_manual_rect_is_cropped_without_detection():
     def fail(image):
         raise AssertionError("a manual ROI must not be detected")
 
-    screen = frames_of("phantom://screen?seed=5&frames=2&size=640x480")
+    screen = frames_of("phantom://screen?seed=5&frames=2&size=1024x768")
     x, y, w, h = screen[0].truth["roi"]
     prepare = Prepare(RoiOptions(rect=(x, y, w, h)), detector=fail)
     outs = [prepare(f) for f in screen]
@@ -149,7 +153,7 @@ def test_run_on_a_phantom_screen_reports_the_layout(tmp_path):
         "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow'];"
         "print('TENSORFLOW LOADED' if bad else 'no tensorflow'); sys.exit(rc)"
     )
-    args = ["run", "--source", SCREEN.format(seed=8, frames=6, at=3), "--display", "none", "--quiet",
+    args = ["run", "--source", LEGIBLE.format(seed=8, frames=6, at=3), "--display", "none", "--quiet",
             "--threads", "1", "--set", "roi.min_gap=1", "--out", str(tmp_path / "runs")]
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -160,6 +164,8 @@ def test_run_on_a_phantom_screen_reports_the_layout(tmp_path):
     records = [json.loads(line) for line in (run_dir / "frames.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in records if "layout_event" in r] == [3]
     assert "layout" in records[0] and all(r["unit"] == "mm" for r in records)
+    assert all(r["calibration"] == "screen" for r in records)  # every line says which calibration
+    assert "ticks of 5 mm" in summary["layout"]["calibration_note"] and "(screen: depth and lateral scales: ticks of 5 mm" in r.stdout
 
 
 def test_chrome_that_moves_by_itself_costs_frames_once_then_is_left_out_of_the_checks():

@@ -178,7 +178,11 @@ class PhantomScreenSource(_ClipSource):
 
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(1280, 720),
                  depths=(40.0,), change_at=(), width_mm: float = 40.0, preset: str = "default",
-                 lateral_scale: bool = True, live: bool = False):
+                 lateral_scale: bool = True, live: bool = False, style: str = "default"):
+        from edge import phantom_screen
+
+        if style not in phantom_screen.STYLES:
+            raise SourceError(f"unknown screen style {style!r} (one of {', '.join(phantom_screen.STYLES)})")
         if preset not in phantom.PRESETS:
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
         steps = list(change_at)
@@ -187,7 +191,7 @@ class PhantomScreenSource(_ClipSource):
                               "(one increasing frame index per depth after the first)")
         self.seed, self.frames, self.fps, self.size = seed, frames, fps, tuple(size)
         self.depths, self.change_at, self.width_mm = tuple(depths), tuple(steps), width_mm
-        self.preset, self.lateral_scale, self.live = preset, lateral_scale, bool(live)
+        self.preset, self.lateral_scale, self.live, self.style = preset, lateral_scale, bool(live), style
         self._pacer = None
         self._clip = None
         self._seq = 0
@@ -195,8 +199,8 @@ class PhantomScreenSource(_ClipSource):
     @classmethod
     def from_url(cls, options: dict[str, str]) -> "PhantomScreenSource":
         """phantom://screen?seed=7&frames=90&fps=30&size=1280x720&depth=40,50&change_at=45
-        &width=40&preset=default&lateral=1&live=0"""
-        _check_known(options, {"depth", "change_at", "width", "preset", "lateral"}, "phantom screen")
+        &width=40&preset=default&lateral=1&live=0&style=default (edge.phantom_screen.STYLES)"""
+        _check_known(options, {"depth", "change_at", "width", "preset", "lateral", "style"}, "phantom screen")
         try:
             depths, width_mm = _floats(options.get("depth", "40")), float(options.get("width", 40.0))
             if not depths or not all(math.isfinite(d) for d in depths + (width_mm,)):
@@ -208,6 +212,7 @@ class PhantomScreenSource(_ClipSource):
                 width_mm=width_mm,
                 preset=options.get("preset", "default"),
                 lateral_scale=flag_option(options, "lateral", True),
+                style=options.get("style", "default"),
             )
         except ValueError as e:
             raise SourceError(f"bad phantom screen option in {options!r}: {e}") from e
@@ -218,7 +223,7 @@ class PhantomScreenSource(_ClipSource):
 
         try:
             for depth in self.depths:  # checks size and field early
-                phantom_screen.layout(self.size, depth, self.width_mm)
+                phantom_screen.layout(self.size, depth, self.width_mm, style=self.style)
         except ConfigError as e:
             raise SourceError(f"phantom screen: {e}") from e
         return super().open()
@@ -228,7 +233,7 @@ class PhantomScreenSource(_ClipSource):
 
         return phantom_screen.screen_clip(
             self.seed, self.frames, self.size, self.depths, self.change_at, self.fps, self.width_mm,
-            self.preset, lateral_scale=self.lateral_scale,
+            self.preset, lateral_scale=self.lateral_scale, style=self.style,
         )
 
     def _frame(self, shot, seq: int) -> Frame:
