@@ -73,7 +73,7 @@ def folder_of_screenshots(tmp_path):
 
 def test_doctor_says_why_a_screen_gives_no_mm_and_passes_with_the_depth_setting(tmp_path):
     folder = folder_of_screenshots(tmp_path)
-    base = f'version = 1\n[source]\nurl = "{folder}"\n'
+    base = f'version = 1\n[source]\nurl = "{folder}"\n[display]\nurl = "none"\n'
     (tmp_path / "plain.toml").write_text(base)
     out = io.StringIO()
     doctor.main(str(tmp_path / "plain.toml"), out)
@@ -93,7 +93,7 @@ def test_doctor_shows_what_the_screen_scale_read(tmp_path):
     folder = tmp_path / "shots"
     folder.mkdir()
     shutil.copy(SHOT, folder / "a.tif")
-    (tmp_path / "c.toml").write_text(f'version = 1\n[source]\nurl = "{folder}"\n')
+    (tmp_path / "c.toml").write_text(f'version = 1\n[source]\nurl = "{folder}"\n[display]\nurl = "none"\n')
     out = io.StringIO()
     doctor.main(str(tmp_path / "c.toml"), out)
     line = next(ln for ln in out.getvalue().splitlines() if ln.split()[1] == "scale")
