@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     q.add_argument("--calib", default="phantom", help="'phantom' or a folder of images (preprocessed like the device)")
     q.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
     q.add_argument("--out", required=True, help="bundle folder to write")
-    q.add_argument("--size", type=int, default=None, help="input size (default: the model's; --weights: 256)")
+    q.add_argument("--size", default=None, help="input grid, N or HxW pixels: a model of any size (keras.Input((None, "
+                                                "None, C))) is converted at it (default: the model's; --weights: 256)")
     q.add_argument("--channels", type=int, choices=(1, 3), default=1, help="--weights: the U-Net's input channels")
     add_model_options(q)
     add_preprocess_options(q)
@@ -214,20 +215,35 @@ def read_float_model(args, spec=None):
     built-in U-Net (its size and channels from `spec`, else --size and --channels)."""
     from convert.quantize import load_keras_model
 
-    path = getattr(args, "model", None) or getattr(args, "float_model", None)
-    if args.weights and path:
-        raise ValueError("give a model file or --weights, not both")
+    path = _float_path(args)
     if args.weights:
         from convert.load import weights_into_unet
 
-        size = spec.height if spec else (args.size or 256)
-        channels = spec.channels if spec else args.channels
-        return weights_into_unet(args.weights, input_size=size, channels=channels, classes=args.classes,
-                                 base_filters=args.base_filters, depth=args.depth, output=args.output,
-                                 split_skip=not args.concat_skips)
-    if not path:
-        raise ValueError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
+        return weights_into_unet(args.weights, **builder_options(args, spec))
     return load_keras_model(path, trust_code=args.trust_code, custom_objects=args.custom_objects)
+
+
+def _float_path(args) -> str | None:
+    path = getattr(args, "model", None) or getattr(args, "float_model", None)
+    if args.weights and path:
+        raise ValueError("give a model file or --weights, not both")
+    if not args.weights and not path:
+        raise ValueError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
+    return path
+
+
+def builder_options(args, spec=None) -> dict:
+    """The built-in U-Net's options for --weights (its size and channels from `spec`, else --size and --channels)."""
+    if spec:
+        size = spec.height
+    else:
+        h, w = _grid(args.size) or (256, 256)
+        if h != w:
+            raise ValueError(f"--size {args.size}: the built-in U-Net of --weights is square; give --size N")
+        size = h
+    return {"input_size": size, "channels": spec.channels if spec else args.channels, "classes": args.classes,
+            "base_filters": args.base_filters, "depth": args.depth, "output": args.output,
+            "split_skip": not args.concat_skips}
 
 
 def _numbers(text: str | None, what: str):
@@ -360,15 +376,37 @@ def calibration_images(source: str, n: int, spec) -> np.ndarray:
     return np.stack(images)
 
 
+def _grid(text: str | None) -> tuple[int, int] | None:
+    """(height, width) of --size N or HxW, or None."""
+    if text is None:
+        return None
+    return _pair(text if "x" in text.lower() else f"{text}x{text}", "--size", int)
+
+
+def model_grid(model, size: tuple[int, int] | None, text: str | None) -> tuple[int, int]:
+    """The grid a model is converted at: its own, with any side it leaves free (a fully
+    convolutional model) taken from --size, as the batch is fixed to 1."""
+    h, w = model.input_shape[1:3]
+    if size is None:
+        if h is None or w is None:
+            raise ValueError(f"model {model.name!r} takes images of any size ({h}x{w} px): give the grid it was trained "
+                             "at with --size, e.g. --size 256 (or --size HxW)")
+        return h, w
+    if (h is not None and h != size[0]) or (w is not None and w != size[1]):
+        raise ValueError(f"--size {text}: the model takes {h}x{w} images")
+    return size
+
+
 def cmd_quantize(args) -> int:
     from convert.data import read_dataset_config
     from convert.quantize import quantize_to_bundle
     from convert.validate import GateLimits
 
+    size = _grid(args.size)
     model = read_float_model(args)
     _, h, w, c = model.input_shape
-    if args.size and args.size != h and not args.weights:
-        raise ValueError(f"--size {args.size}: the model takes {h}x{w} images")
+    if not args.weights:
+        h, w = model_grid(model, size, args.size)
     spec = declared_spec(args, Path(args.model or args.weights), h, w, c)
     calib = calibration_images(args.calib, args.calib_n, spec)
     data = labelled_set(args.data, spec, args.dataset_config) if args.data else None

@@ -41,21 +41,34 @@ def load_keras_model(path: str | Path, trust_code: bool = False, custom_objects:
     return read_model(path, trust_code=trust_code, custom_objects=custom_objects)
 
 
-def with_fixed_batch(model: keras.Model) -> keras.Model:
-    """The same model and weights with its batch fixed to 1 (no dynamic-shape ops after export)."""
+def with_fixed_batch(model: keras.Model, height: int | None = None, width: int | None = None) -> keras.Model:
+    """The same model and weights with its batch fixed to 1 (no dynamic-shape ops after export),
+    and a side the model leaves free (a fully convolutional `keras.Input((None, None, C))`) fixed
+    to `height` / `width`."""
     from convert.load import single_io
 
     model = single_io(model)
-    if model.input_shape[0] == 1:
+    shape = [1, *model.input_shape[1:]]
+    if len(shape) == 4:
+        shape[1] = shape[1] if shape[1] is not None else height
+        shape[2] = shape[2] if shape[2] is not None else width
+    if tuple(model.input_shape) == tuple(shape):
         return model
-    inp = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
+    what = "batch" if tuple(model.input_shape[1:]) == tuple(shape[1:]) else "input"
+    inp = keras.Input(batch_shape=tuple(shape), name=model.inputs[0].name.split(":")[0])
     try:  # the same layers called on the new input: nothing is deserialized again (a Lambda stays as loaded)
         clone = keras.models.clone_model(model, input_tensors=inp, clone_function=lambda layer: layer)
     except (ValueError, TypeError) as e:
         raise QuantizeError(
-            f"cannot fix the batch of model {model.name!r} to 1 ({e}); build it with keras.Input(..., batch_size=1)"
+            f"cannot fix the {what} of model {model.name!r} to {tuple(shape)} ({_short(e)}); build it with "
+            f"keras.Input({tuple(shape[1:])}, batch_size=1)"
         ) from e
     return clone
+
+
+def _short(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def _tensor_shape(model: keras.Model, side: str) -> tuple:
@@ -84,7 +97,8 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
     _, h, w, c = shape_in
     if h is None or w is None:
         raise QuantizeError(
-            f"model {model.name!r} takes images of any size ({h}x{w}); fix the input size, e.g. keras.Input((256, 256, 1))"
+            f"model {model.name!r} takes images of any size ({h}x{w}): give the grid to convert it at, as it was "
+            "trained (tlf-convert quantize --size 256, or --size HxW)"
         )
     if c not in FAMILY_CHANNELS:
         raise QuantizeError(f"model {model.name!r} takes {c} channels; the family takes {' or '.join(map(str, FAMILY_CHANNELS))}")
@@ -423,8 +437,9 @@ def quantize_to_bundle(
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
     `model` is any Keras model of the family (see check_family), built by convert.unet or not,
-    with a plain or list input and output. classes: one name per class (default: above/tlf/below
-    for 3 classes, background/tlf for 2, class0... otherwise; a one-channel head has 2).
+    with a plain or list input and output; a side it leaves free (`keras.Input((None, None, C))`)
+    is fixed to the spec's, as the batch is fixed to 1. classes: one name per class (default:
+    above/tlf/below for 3 classes, background/tlf for 2, class0... otherwise; a one-channel head has 2).
     tlf_class: the index of the TLF class (default: the class named "tlf", else 1). output_kind:
     "logits", "softmax" or "sigmoid"; it is read from the converted graph's last op (SOFTMAX,
     LOGISTIC, else logits) and recorded in the manifest for the device; given, it must agree.
@@ -438,6 +453,9 @@ def quantize_to_bundle(
     from convert.unet import export_plan
 
     model = single_io(model)
+    inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
+    if inputs and len(inputs) == 1 and len(inputs[0].shape) == 4 and None in tuple(inputs[0].shape)[1:3]:
+        model = with_fixed_batch(model, spec.height, spec.width)  # fully convolutional: at the spec's grid
     family = check_family(model, spec)
     if output_kind is not None and output_kind not in OUTPUT_KINDS:
         raise QuantizeError(f"output_kind must be one of {list(OUTPUT_KINDS)}, not {output_kind!r}")
