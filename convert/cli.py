@@ -69,6 +69,9 @@ def main(argv=None) -> int:
                                          "--dataset-config classes, else above,tlf,below for 3 and background,tlf for 2)")
     q.add_argument("--allow-one-class", action="store_true",
                    help="convert even when the float model gives one class to almost every calibration pixel")
+    q.add_argument("--trust-preprocessing", action="store_true",
+                   help="convert as declared even when the float model's labels do not follow its input's level "
+                        "while they do under another common --input-scale")
     q.add_argument("--allow-partitions", action="store_true",
                    help="convert even when XNNPACK cannot take the graph whole (the cost is printed)")
     q.add_argument("--data", help="labelled folder (images/, masks/): the calibration set must resemble it, "
@@ -416,7 +419,8 @@ def cmd_quantize(args) -> int:
         classes = [n.strip() for n in args.class_names.split(",")]
     bundle = quantize_to_bundle(model, calib, spec, args.out, classes=classes, reference=data[0] if data else None,
                                 progress=sys.stdout.isatty(), check_prediction=not args.allow_one_class,
-                                allow_partitions=args.allow_partitions)
+                                allow_partitions=args.allow_partitions,
+                                check_preprocessing=not args.trust_preprocessing)
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
     print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "

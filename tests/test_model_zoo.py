@@ -446,6 +446,38 @@ def test_the_float_model_giving_one_class_stops_quantize(trained, folders, tmp_p
     assert err[0].startswith("tlf-convert: error: the float model, fed the calibration images as declared (p/255")
     assert "preprocessing probably does not match its training" in err[0] and "with --input-scale 1 it gives" in err[0]
     assert main(["quantize", str(path), "--calib", str(calib), "--out", str(tmp_path / "b"), "--input-scale", "1"]) == 0
+    # 255 for 1 (the other way round): the labels stand still when the input doubles or halves
+    assert main(["quantize", str(path), "--calib", str(calib), "--out", str(tmp_path / "c"), "--input-scale", "255"]) == 2
+    err = capsys.readouterr().err
+    assert "as declared (p*255" in err and "with --input-scale 1 they follow the input" in err
+
+
+@pytest.mark.parametrize("declared", ["1", "255"])
+def test_a_wrong_input_scale_is_refused_naming_the_one_that_fits(declared, tiny_model_path, tiny_bundle, folders,
+                                                                 tmp_path, capsys):
+    """Must-have 3 beyond one class: the tiny U-Net trained on p/255 (conftest.tiny_model_path),
+    declared as fed raw pixels (--input-scale 1) or with 255 typed for 1/255. It still draws
+    several classes, but its labels stand still when its input doubles or halves (its learned
+    thresholds play no part), while under 1/255 they follow it: quantize stops before converting,
+    naming 1/255. --trust-preprocessing converts as declared, and the gate on labelled data shows
+    what the declaration costs the float model."""
+    calib, data = folders(Structure("scale"))
+    args = ["quantize", str(tiny_model_path), "--calib", str(calib), "--input-scale", declared]
+    rc = main([*args, "--out", str(tmp_path / "b")])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tlf-convert: warning")]
+    assert rc == 2 and len(err) == 1 and not (tmp_path / "b").exists()
+    print(err[0])  # shown by pytest -rP
+    assert err[0].startswith(f"tlf-convert: error: the float model, fed the calibration images as declared (p*{declared},")
+    assert "with --input-scale 1/255 they follow the input" in err[0] and "--trust-preprocessing" in err[0]
+    assert "float_class_shares" in tiny_bundle.manifest["calibration"]  # declared right (its train.json): checked, taken
+    if declared == "1":
+        rc = main([*args, "--out", str(tmp_path / "b"), "--trust-preprocessing", "--data", str(data),
+                   "--spacing-mm", "%g,%g" % TINY_SPACING])
+        out = capsys.readouterr().out
+        assert rc in (0, 3) and load_bundle(tmp_path / "b").spec.scale == 1.0
+        wrong = load_bundle(tmp_path / "b").manifest["validation"]["float"]["mean_iou"]
+        print(f"float mean IoU fed p*1: {wrong:.4f}; {[line for line in out.splitlines() if line.startswith('gate')][0]}")
+        assert wrong < 0.9  # what the check spared: the float model itself, fed otherwise, segments worse
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
