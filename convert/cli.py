@@ -344,16 +344,27 @@ def model_classes(config, labels: np.ndarray) -> int:
     return top + 1
 
 
-def data_spacings(args, shapes, spec):
+def data_spacings(args, shapes, spec, config=None):
     """Per-image (row, col) thickness units per model pixel of a labelled folder, and the unit's
-    name: --spacing-mm (mm, the same for every image), --native-px (each image's own pixels) or
-    model pixels."""
+    name: --spacing-mm (mm per model pixel, the same for every image), --native-px (each image's
+    own pixels), else the data set's spacing_mm (mm per image pixel, in its dataset.json or
+    --dataset-config: mm per model pixel of each image), else model pixels. A note says which."""
     if args.native_px and args.spacing_mm:
         raise ValueError("give --spacing-mm or --native-px, not both")
     if args.native_px:
         return [(h / spec.height, w / spec.width) for h, w in shapes], "px"
-    spacing = tuple(float(v) for v in args.spacing_mm.split(",")) if args.spacing_mm else None
-    return [spacing] * len(shapes), None
+    if args.spacing_mm:
+        return [tuple(float(v) for v in args.spacing_mm.split(","))] * len(shapes), None
+    stated = getattr(config, "spacing_mm", None)
+    if stated is not None:
+        from edge.preprocess import model_spacing
+
+        print(f"tlf-convert: note: thickness in mm: the data set states spacing_mm {stated[0]:g},{stated[1]:g} per "
+              "image pixel (--spacing-mm or --native-px instead to override)", file=sys.stderr)
+        return [model_spacing(stated, shape, spec) for shape in shapes], None
+    print("tlf-convert: note: thickness in model pixels: the data set states no spacing_mm (give --spacing-mm "
+          "for mm)", file=sys.stderr)
+    return [None] * len(shapes), None
 
 
 def calibration_images(source: str, n: int, spec) -> np.ndarray:
@@ -427,7 +438,7 @@ def cmd_quantize(args) -> int:
           f"{bundle.output_kind} head, {len(bundle.classes)} classes {bundle.classes}; input {spec.describe()})")
     if data is None:
         return 0
-    spacings, unit = data_spacings(args, data[3], spec)
+    spacings, unit = data_spacings(args, data[3], spec, data[2])
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
                                  str(args.data), limits, unit=unit)
@@ -621,7 +632,7 @@ def cmd_validate(args) -> int:
         if not config.legacy and len(config.classes) != len(bundle.manifest["classes"]):
             raise ValueError(f"the data set has {len(config.classes)} classes {list(config.classes)} but the bundle "
                              f"has {len(bundle.manifest['classes'])} {bundle.manifest['classes']}")
-        spacings, unit = data_spacings(args, shapes, spec)
+        spacings, unit = data_spacings(args, shapes, spec, config)
         set_name = str(args.data)
         groups = None
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)

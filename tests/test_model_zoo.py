@@ -667,3 +667,46 @@ def test_a_model_of_any_size_asks_for_size_and_converts_at_h_by_w(folders, tmp_p
     bundle = load_bundle(tmp_path / "b")
     assert bundle.manifest["input"]["shape"] == [1, 64, 96, 1] and bundle.manifest["output"]["shape"] == [1, 64, 96, 3]
     assert (bundle.spec.height, bundle.spec.width) == (64, 96) and bundle.manifest["delegate_partitions"] == 1
+
+
+def _bundle_copy(converted, capsys, tmp_path) -> tuple[Path, Path]:
+    """A copy of the zoo's tutorial bundle (validated on its labelled data) and its float model."""
+    import shutil
+
+    rc, _, _, bundle_path, path, _ = converted(ZOO[0], "keras", capsys)
+    assert rc == 0
+    shutil.copytree(bundle_path, tmp_path / "bundle")
+    return tmp_path / "bundle", path
+
+
+def test_a_data_sets_stated_spacing_makes_the_gate_measure_in_mm(converted, folders, tmp_path, capsys):
+    """The spacing_mm of a data set's dataset.json (mm per image pixel) is read by quantize and
+    validate --data as by tlf-edge bench: the gate's 0.05 thickness limit is then in mm. Here the
+    labelled images are stored at twice the model's grid, 0.125 mm per pixel: 0.25 mm per model
+    pixel, the figures --spacing-mm 0.25,0.25 gives. An explicit --native-px still wins."""
+    import cv2
+
+    bundle, path = _bundle_copy(converted, capsys, tmp_path)
+    images, labels, _ = scans(ZOO[0], 16, seed=2)
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, (img, lab) in enumerate(zip(images[..., 0], labels)):
+        cv2.imwrite(str(root / "images" / f"{i:03d}.png"), cv2.resize(img, (128, 128), interpolation=cv2.INTER_CUBIC))
+        cv2.imwrite(str(root / "masks" / f"{i:03d}.png"), cv2.resize(lab, (128, 128), interpolation=cv2.INTER_NEAREST))
+    half = [TINY_SPACING[0] / 2, TINY_SPACING[1] / 2]
+    (root / "dataset.json").write_text(json.dumps({"version": 1, "classes": ["above", "tlf", "below"],
+                                                   "mask": {"kind": "index"}, "spacing_mm": half}))
+
+    def validate(*extra):
+        rc = main(["validate", str(bundle), "--float", str(path), "--data", str(root), "--out", str(tmp_path / "r"), *extra])
+        return rc, capsys.readouterr(), json.loads((tmp_path / "r" / "validation.json").read_text())
+
+    rc, io, stated = validate()
+    assert rc in (0, 3) and stated["unit"] == "mm"
+    assert f"thickness in mm: the data set states spacing_mm {half[0]:g},{half[1]:g} per image pixel" in io.err
+    assert " mm, int8-truth MAE" in io.out
+    _, _, explicit = validate("--spacing-mm", "%g,%g" % TINY_SPACING)
+    assert stated["thickness"] == explicit["thickness"] and stated["thickness"]["int8_vs_float"]["n"] >= 8
+    _, _, native = validate("--native-px")
+    assert native["unit"] == "px"
