@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     v.add_argument("--out", help="report folder (default: BUNDLE/validation)")
     v.add_argument("--max-miou-drop", type=float, default=0.01)
     v.add_argument("--max-bias", type=float, default=0.05)
+    v.add_argument("--other-model", action="store_true",
+                   help="validate against a float model other than the one the bundle records it was made from "
+                        "(the validation record names it)")
 
     ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/, masks/ and dataset.json)")
     ph.add_argument("--out", required=True)
@@ -247,6 +250,15 @@ def builder_options(args, spec=None) -> dict:
     return {"input_size": size, "channels": spec.channels if spec else args.channels, "classes": args.classes,
             "base_filters": args.base_filters, "depth": args.depth, "output": args.output,
             "split_skip": not args.concat_skips}
+
+
+def float_identity(args, spec=None) -> dict:
+    """The float model's identity (convert.load.model_identity) as the command names it."""
+    from convert.load import model_identity
+
+    if args.weights:
+        return model_identity(args.weights, builder=builder_options(args, spec))
+    return model_identity(_float_path(args))
 
 
 def _numbers(text: str | None, what: str):
@@ -428,10 +440,11 @@ def cmd_quantize(args) -> int:
     classes = list(config.classes) if config is not None and not config.legacy else None
     if args.class_names:
         classes = [n.strip() for n in args.class_names.split(",")]
+    identity = float_identity(args)
     bundle = quantize_to_bundle(model, calib, spec, args.out, classes=classes, reference=data[0] if data else None,
                                 progress=sys.stdout.isatty(), check_prediction=not args.allow_one_class,
                                 allow_partitions=args.allow_partitions,
-                                check_preprocessing=not args.trust_preprocessing)
+                                check_preprocessing=not args.trust_preprocessing, extra={"float_model": identity})
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
     print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "
@@ -441,7 +454,7 @@ def cmd_quantize(args) -> int:
     spacings, unit = data_spacings(args, data[3], spec, data[2])
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
-                                 str(args.data), limits, unit=unit)
+                                 str(args.data), limits, unit=unit, float_model={**identity, "made_from": True})
     return 0 if passed else 3
 
 
@@ -530,7 +543,11 @@ def cmd_demo_bundle(args) -> int:
         **{name: vars(o) for name, o in stages.items()},
         "final": history[-1] if history else {},
     }
-    bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"}, progress=True)
+    from convert.load import model_identity
+
+    identity = model_identity(best)
+    bundle = quantize_to_bundle(model, calib, spec, args.out, progress=True,
+                                extra={"training": training, "name": "tlf-demo-phantom", "float_model": identity})
     bundle, figures = write_phantom_response(bundle, args.response_n)
     print_response(bundle, figures)
     (bundle.path / "training").mkdir(exist_ok=True)
@@ -541,7 +558,8 @@ def cmd_demo_bundle(args) -> int:
                 shutil.copy(src, bundle.path / "training" / f"{stage}_{name}")
     images, labels, spacings, looks = phantom_validation_set(args.validate_n, spec)
     passed = validate_and_record(bundle, model, images, labels, spacings, bundle.path / "validation",
-                                 phantom_set_name(args.validate_n), GateLimits(), groups=looks)
+                                 phantom_set_name(args.validate_n), GateLimits(), groups=looks,
+                                 float_model={**identity, "made_from": True})
     print(f"demo bundle written: {bundle.path}")
     return 0 if passed else 3
 
@@ -571,8 +589,9 @@ def phantom_set_name(n: int) -> str:
 
 
 def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits, groups=None,
-                        unit=None) -> bool:
-    """Run the float-versus-int8 gate, write its reports and record the result in the manifest."""
+                        unit=None, float_model: dict | None = None) -> bool:
+    """Run the float-versus-int8 gate, write its reports and record the result in the manifest
+    (with the float model's identity, `float_model`, when given)."""
     from convert.report import write_report
     from convert.validate import compare, gate
     from edge.bundle import update_manifest
@@ -580,7 +599,8 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
     report = compare(bundle, model, images, labels, spacings, groups=groups, unit=unit)
     failures = gate(report, limits)
     summary = write_report(report, images, labels, Path(out_dir), failures)
-    update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **summary})
+    against = {"float_model": float_model} if float_model is not None else {}
+    update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **against, **summary})
     f, q = summary["float"], summary["int8"]
     th = summary["thickness"]
     print(f"float mean IoU {f['mean_iou']:.4f}, int8 {q['mean_iou']:.4f}; TLF Dice int8 {q['dice'][bundle.tlf_class]:.4f}; "
@@ -620,6 +640,7 @@ def cmd_validate(args) -> int:
     except BundleError as e:
         raise ValueError(str(e)) from e
     spec = bundle.spec
+    identity = checked_float_model(args, bundle)
     model = read_float_model(args, spec)
     unit = None
     if args.data == "phantom":
@@ -638,7 +659,33 @@ def cmd_validate(args) -> int:
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     out = Path(args.out) if args.out else bundle.path / "validation"
     return 0 if validate_and_record(bundle, model, images, labels, spacings, out, set_name, limits, groups,
-                                    unit=unit) else 3
+                                    unit=unit, float_model=identity) else 3
+
+
+def checked_float_model(args, bundle) -> dict:
+    """The identity of the float model validate was given, refused (one line) when the bundle
+    records another one unless --other-model; with it, the identity says it is another
+    (`made_from` false). A bundle made before the record gets a warning."""
+    from convert.load import same_model
+
+    given = float_identity(args, bundle.spec)
+    recorded = bundle.manifest.get("float_model")
+    if not isinstance(recorded, dict):
+        print(f"tlf-convert: warning: bundle {str(bundle.path)!r} does not record the float model it was made from "
+              f"(made before tlf-convert recorded it): validating against {given['name']!r} unchecked",
+              file=sys.stderr)
+        return {**given, "made_from": None}
+    if same_model(recorded, given):
+        return {**given, "made_from": True}
+    line = (f"{given['name']!r} (sha256 {given['sha256'][:12]}...) is not the float model bundle "
+            f"{str(bundle.path)!r} was made from ({recorded.get('name')!r}, sha256 {str(recorded.get('sha256'))[:12]}..."
+            f"{', builder ' + str(recorded['builder']) if recorded.get('builder') else ''})")
+    if not args.other_model:
+        raise ValueError(f"{line}: validate against that model, or pass --other-model to validate against this one "
+                         "(the bundle's validation record then names it)")
+    print(f"tlf-convert: warning: {line}; validating against it (--other-model), as the validation record says",
+          file=sys.stderr)
+    return {**given, "made_from": False}
 
 
 def _pair(text: str, what: str, kind=float) -> tuple:

@@ -22,6 +22,7 @@ Every failure is a QuantizeError of one line that says what was found and what t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -413,3 +414,28 @@ def weights_into_unet(path: str | Path, **options) -> keras.Model:
                                 "--base-filters, --depth, --output, --concat-skips)") from e
     return model
 
+
+
+def model_identity(path: str | Path, builder: dict | None = None) -> dict:
+    """What identifies a float model: the sha256 of its file, of a SavedModel folder's files (their
+    relative paths and contents), or of a weights file together with the built-in U-Net's options
+    (`builder`) it is loaded into. Recorded in a bundle's manifest; see same_model."""
+    from edge.bundle import file_sha256
+
+    path = Path(path)
+    if not path.exists():
+        raise QuantizeError(f"no {'weights file' if builder is not None else 'model'} at {str(path)!r}")
+    if path.is_dir():
+        lines = [f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n"
+                 for p in sorted(path.rglob("*")) if p.is_file()]
+        digest = hashlib.sha256("".join(lines).encode()).hexdigest()
+        return {"kind": "savedmodel", "name": path.name, "sha256": digest}
+    if builder is not None:
+        return {"kind": "weights", "name": path.name, "sha256": file_sha256(path), "builder": dict(builder)}
+    return {"kind": "file", "name": path.name, "sha256": file_sha256(path)}
+
+
+def same_model(a: dict, b: dict) -> bool:
+    """Whether two model_identity records name the same model (whatever the files are called)."""
+    keys = ("kind", "sha256", "builder")
+    return all(a.get(k) == b.get(k) for k in keys)

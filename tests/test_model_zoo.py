@@ -333,13 +333,19 @@ def converted(tmp_path_factory, trained, folders):
 
 @pytest.mark.parametrize("s, fmt", CASES, ids=[f"{s.id}-{fmt}" for s, fmt in CASES])
 def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converted, capsys):
-    rc, out, err, bundle_path, _, args = converted(s, fmt, capsys)
+    from convert.load import model_identity
+
+    rc, out, err, bundle_path, path, args = converted(s, fmt, capsys)
     gate = [line for line in out.splitlines() if line.startswith("gate ")]
     assert gate and (rc in (0, 3) if s.near_limit else rc == 0 and gate[0].startswith("gate PASSED")), out + err
     figures = [line for line in out.splitlines() if line.startswith("float mean IoU")]
     print(f"{s.id} [{fmt}]: tlf-convert {' '.join(args)}\n  {figures[0]}\n  {gate[0]}")  # shown by pytest -rP
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
+    # the float model it came from is recorded (sealed), and the validation names it
+    assert m["float_model"] == model_identity(path)
+    assert m["float_model"]["kind"] == ("savedmodel" if fmt.startswith("savedmodel") else "file")
+    assert m["validation"]["float_model"] == {**model_identity(path), "made_from": True}
     assert bundle.output_kind == {"softmax-layer": "softmax", "logit1": "logits"}.get(s.head, s.head)
     assert m["output"]["shape"] == [1, s.size, s.size, 1 if s.binary else 3]
     assert bundle.classes == (["background", "tlf"] if s.binary else ["above", "tlf", "below"])
@@ -427,9 +433,13 @@ def test_weights_only_load_into_the_built_in_unet(fmt, trained, folders, tmp_pat
                str(tmp_path / "b"), *common])
     out = capsys.readouterr().out
     assert rc == 0 and "gate PASSED" in out, out
-    assert main(["validate", str(tmp_path / "b"), "--weights", str(weights), *builder, "--concat-skips", "--data",
-                 str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--out", str(tmp_path / "rep")]) == 0
+    validate = ["validate", str(tmp_path / "b"), "--weights", str(weights), *builder, "--concat-skips", "--data",
+                str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--out", str(tmp_path / "rep")]
+    assert main(validate) == 0
     assert "gate PASSED" in capsys.readouterr().out
+    # the same weights in another builder's U-Net (a softmax head) are another float model
+    assert main([*validate, "--output", "softmax"]) == 2
+    assert "is not the float model bundle" in capsys.readouterr().err
 
 
 def test_the_float_model_giving_one_class_stops_quantize(trained, folders, tmp_path, capsys):
@@ -677,6 +687,31 @@ def _bundle_copy(converted, capsys, tmp_path) -> tuple[Path, Path]:
     assert rc == 0
     shutil.copytree(bundle_path, tmp_path / "bundle")
     return tmp_path / "bundle", path
+
+
+def test_validate_refuses_a_float_model_the_bundle_was_not_made_from(converted, folders, tmp_path, capsys):
+    """The manifest records the float model's sha256 at quantize; validate --float with another model
+    is one line and leaves the recorded validation alone; with --other-model it runs and the record
+    names the model it was validated against."""
+    bundle, path = _bundle_copy(converted, capsys, tmp_path)
+    _, data = folders(ZOO[0])
+    keras.utils.set_random_seed(7)
+    other, _ = build(keras, ZOO[0])  # the same structure, untrained: another model
+    other.save(tmp_path / "other.keras")
+    before = json.loads((bundle / "manifest.json").read_text())
+    common = ["--data", str(data), "--spacing-mm", "%g,%g" % TINY_SPACING, "--out", str(tmp_path / "rep")]
+    assert main(["validate", str(bundle), "--float", str(tmp_path / "other.keras"), *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tlf-convert: error: 'other.keras' (sha256 ") and \
+        f"is not the float model bundle {str(bundle)!r} was made from ('model.keras', sha256 " \
+        f"{before['float_model']['sha256'][:12]}" in err[0] and "--other-model" in err[0]
+    assert json.loads((bundle / "manifest.json").read_text()) == before and not (tmp_path / "rep").exists()
+    assert main(["validate", str(bundle), "--float", str(tmp_path / "other.keras"), *common, "--other-model"]) in (0, 3)
+    assert "validating against it (--other-model)" in capsys.readouterr().err
+    record = load_bundle(bundle).manifest["validation"]["float_model"]
+    assert record["name"] == "other.keras" and record["made_from"] is False
+    assert main(["validate", str(bundle), "--float", str(path), *common]) == 0
+    assert load_bundle(bundle).manifest["validation"]["float_model"] == {**before["float_model"], "made_from": True}
 
 
 def test_a_data_sets_stated_spacing_makes_the_gate_measure_in_mm(converted, folders, tmp_path, capsys):
