@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     q.add_argument("--calib", default="phantom", help="'phantom' or a folder of images (preprocessed like the device)")
     q.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
     q.add_argument("--out", required=True, help="bundle folder to write")
-    q.add_argument("--size", type=int, default=None, help="input size (default: the model's; --weights: 256)")
+    q.add_argument("--size", default=None, help="input grid, N or HxW pixels: a model of any size (keras.Input((None, "
+                                                "None, C))) is converted at it (default: the model's; --weights: 256)")
     q.add_argument("--channels", type=int, choices=(1, 3), default=1, help="--weights: the U-Net's input channels")
     add_model_options(q)
     add_preprocess_options(q)
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
                                          "--dataset-config classes, else above,tlf,below for 3 and background,tlf for 2)")
     q.add_argument("--allow-one-class", action="store_true",
                    help="convert even when the float model gives one class to almost every calibration pixel")
+    q.add_argument("--trust-preprocessing", action="store_true",
+                   help="convert as declared even when the float model's labels do not follow its input's level "
+                        "while they do under another common --input-scale")
     q.add_argument("--allow-partitions", action="store_true",
                    help="convert even when XNNPACK cannot take the graph whole (the cost is printed)")
     q.add_argument("--data", help="labelled folder (images/, masks/): the calibration set must resemble it, "
@@ -123,6 +127,9 @@ def main(argv=None) -> int:
     v.add_argument("--out", help="report folder (default: BUNDLE/validation)")
     v.add_argument("--max-miou-drop", type=float, default=0.01)
     v.add_argument("--max-bias", type=float, default=0.05)
+    v.add_argument("--other-model", action="store_true",
+                   help="validate against a float model other than the one the bundle records it was made from "
+                        "(the validation record names it)")
 
     ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/, masks/ and dataset.json)")
     ph.add_argument("--out", required=True)
@@ -214,20 +221,44 @@ def read_float_model(args, spec=None):
     built-in U-Net (its size and channels from `spec`, else --size and --channels)."""
     from convert.quantize import load_keras_model
 
-    path = getattr(args, "model", None) or getattr(args, "float_model", None)
-    if args.weights and path:
-        raise ValueError("give a model file or --weights, not both")
+    path = _float_path(args)
     if args.weights:
         from convert.load import weights_into_unet
 
-        size = spec.height if spec else (args.size or 256)
-        channels = spec.channels if spec else args.channels
-        return weights_into_unet(args.weights, input_size=size, channels=channels, classes=args.classes,
-                                 base_filters=args.base_filters, depth=args.depth, output=args.output,
-                                 split_skip=not args.concat_skips)
-    if not path:
-        raise ValueError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
+        return weights_into_unet(args.weights, **builder_options(args, spec))
     return load_keras_model(path, trust_code=args.trust_code, custom_objects=args.custom_objects)
+
+
+def _float_path(args) -> str | None:
+    path = getattr(args, "model", None) or getattr(args, "float_model", None)
+    if args.weights and path:
+        raise ValueError("give a model file or --weights, not both")
+    if not args.weights and not path:
+        raise ValueError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
+    return path
+
+
+def builder_options(args, spec=None) -> dict:
+    """The built-in U-Net's options for --weights (its size and channels from `spec`, else --size and --channels)."""
+    if spec:
+        size = spec.height
+    else:
+        h, w = _grid(args.size) or (256, 256)
+        if h != w:
+            raise ValueError(f"--size {args.size}: the built-in U-Net of --weights is square; give --size N")
+        size = h
+    return {"input_size": size, "channels": spec.channels if spec else args.channels, "classes": args.classes,
+            "base_filters": args.base_filters, "depth": args.depth, "output": args.output,
+            "split_skip": not args.concat_skips}
+
+
+def float_identity(args, spec=None) -> dict:
+    """The float model's identity (convert.load.model_identity) as the command names it."""
+    from convert.load import model_identity
+
+    if args.weights:
+        return model_identity(args.weights, builder=builder_options(args, spec))
+    return model_identity(_float_path(args))
 
 
 def _numbers(text: str | None, what: str):
@@ -325,16 +356,27 @@ def model_classes(config, labels: np.ndarray) -> int:
     return top + 1
 
 
-def data_spacings(args, shapes, spec):
+def data_spacings(args, shapes, spec, config=None):
     """Per-image (row, col) thickness units per model pixel of a labelled folder, and the unit's
-    name: --spacing-mm (mm, the same for every image), --native-px (each image's own pixels) or
-    model pixels."""
+    name: --spacing-mm (mm per model pixel, the same for every image), --native-px (each image's
+    own pixels), else the data set's spacing_mm (mm per image pixel, in its dataset.json or
+    --dataset-config: mm per model pixel of each image), else model pixels. A note says which."""
     if args.native_px and args.spacing_mm:
         raise ValueError("give --spacing-mm or --native-px, not both")
     if args.native_px:
         return [(h / spec.height, w / spec.width) for h, w in shapes], "px"
-    spacing = tuple(float(v) for v in args.spacing_mm.split(",")) if args.spacing_mm else None
-    return [spacing] * len(shapes), None
+    if args.spacing_mm:
+        return [tuple(float(v) for v in args.spacing_mm.split(","))] * len(shapes), None
+    stated = getattr(config, "spacing_mm", None)
+    if stated is not None:
+        from edge.preprocess import model_spacing
+
+        print(f"tlf-convert: note: thickness in mm: the data set states spacing_mm {stated[0]:g},{stated[1]:g} per "
+              "image pixel (--spacing-mm or --native-px instead to override)", file=sys.stderr)
+        return [model_spacing(stated, shape, spec) for shape in shapes], None
+    print("tlf-convert: note: thickness in model pixels: the data set states no spacing_mm (give --spacing-mm "
+          "for mm)", file=sys.stderr)
+    return [None] * len(shapes), None
 
 
 def calibration_images(source: str, n: int, spec) -> np.ndarray:
@@ -360,15 +402,37 @@ def calibration_images(source: str, n: int, spec) -> np.ndarray:
     return np.stack(images)
 
 
+def _grid(text: str | None) -> tuple[int, int] | None:
+    """(height, width) of --size N or HxW, or None."""
+    if text is None:
+        return None
+    return _pair(text if "x" in text.lower() else f"{text}x{text}", "--size", int)
+
+
+def model_grid(model, size: tuple[int, int] | None, text: str | None) -> tuple[int, int]:
+    """The grid a model is converted at: its own, with any side it leaves free (a fully
+    convolutional model) taken from --size, as the batch is fixed to 1."""
+    h, w = model.input_shape[1:3]
+    if size is None:
+        if h is None or w is None:
+            raise ValueError(f"model {model.name!r} takes images of any size ({h}x{w} px): give the grid it was trained "
+                             "at with --size, e.g. --size 256 (or --size HxW)")
+        return h, w
+    if (h is not None and h != size[0]) or (w is not None and w != size[1]):
+        raise ValueError(f"--size {text}: the model takes {h}x{w} images")
+    return size
+
+
 def cmd_quantize(args) -> int:
     from convert.data import read_dataset_config
     from convert.quantize import quantize_to_bundle
     from convert.validate import GateLimits
 
+    size = _grid(args.size)
     model = read_float_model(args)
     _, h, w, c = model.input_shape
-    if args.size and args.size != h and not args.weights:
-        raise ValueError(f"--size {args.size}: the model takes {h}x{w} images")
+    if not args.weights:
+        h, w = model_grid(model, size, args.size)
     spec = declared_spec(args, Path(args.model or args.weights), h, w, c)
     calib = calibration_images(args.calib, args.calib_n, spec)
     data = labelled_set(args.data, spec, args.dataset_config) if args.data else None
@@ -376,19 +440,21 @@ def cmd_quantize(args) -> int:
     classes = list(config.classes) if config is not None and not config.legacy else None
     if args.class_names:
         classes = [n.strip() for n in args.class_names.split(",")]
+    identity = float_identity(args)
     bundle = quantize_to_bundle(model, calib, spec, args.out, classes=classes, reference=data[0] if data else None,
                                 progress=sys.stdout.isatty(), check_prediction=not args.allow_one_class,
-                                allow_partitions=args.allow_partitions)
+                                allow_partitions=args.allow_partitions,
+                                check_preprocessing=not args.trust_preprocessing, extra={"float_model": identity})
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
     print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "
           f"{bundle.output_kind} head, {len(bundle.classes)} classes {bundle.classes}; input {spec.describe()})")
     if data is None:
         return 0
-    spacings, unit = data_spacings(args, data[3], spec)
+    spacings, unit = data_spacings(args, data[3], spec, data[2])
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
-                                 str(args.data), limits, unit=unit)
+                                 str(args.data), limits, unit=unit, float_model={**identity, "made_from": True})
     return 0 if passed else 3
 
 
@@ -477,7 +543,11 @@ def cmd_demo_bundle(args) -> int:
         **{name: vars(o) for name, o in stages.items()},
         "final": history[-1] if history else {},
     }
-    bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"}, progress=True)
+    from convert.load import model_identity
+
+    identity = model_identity(best)
+    bundle = quantize_to_bundle(model, calib, spec, args.out, progress=True,
+                                extra={"training": training, "name": "tlf-demo-phantom", "float_model": identity})
     bundle, figures = write_phantom_response(bundle, args.response_n)
     print_response(bundle, figures)
     (bundle.path / "training").mkdir(exist_ok=True)
@@ -488,7 +558,8 @@ def cmd_demo_bundle(args) -> int:
                 shutil.copy(src, bundle.path / "training" / f"{stage}_{name}")
     images, labels, spacings, looks = phantom_validation_set(args.validate_n, spec)
     passed = validate_and_record(bundle, model, images, labels, spacings, bundle.path / "validation",
-                                 phantom_set_name(args.validate_n), GateLimits(), groups=looks)
+                                 phantom_set_name(args.validate_n), GateLimits(), groups=looks,
+                                 float_model={**identity, "made_from": True})
     print(f"demo bundle written: {bundle.path}")
     return 0 if passed else 3
 
@@ -518,8 +589,9 @@ def phantom_set_name(n: int) -> str:
 
 
 def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits, groups=None,
-                        unit=None) -> bool:
-    """Run the float-versus-int8 gate, write its reports and record the result in the manifest."""
+                        unit=None, float_model: dict | None = None) -> bool:
+    """Run the float-versus-int8 gate, write its reports and record the result in the manifest
+    (with the float model's identity, `float_model`, when given)."""
     from convert.report import write_report
     from convert.validate import compare, gate
     from edge.bundle import update_manifest
@@ -527,7 +599,8 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
     report = compare(bundle, model, images, labels, spacings, groups=groups, unit=unit)
     failures = gate(report, limits)
     summary = write_report(report, images, labels, Path(out_dir), failures)
-    update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **summary})
+    against = {"float_model": float_model} if float_model is not None else {}
+    update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **against, **summary})
     f, q = summary["float"], summary["int8"]
     th = summary["thickness"]
     print(f"float mean IoU {f['mean_iou']:.4f}, int8 {q['mean_iou']:.4f}; TLF Dice int8 {q['dice'][bundle.tlf_class]:.4f}; "
@@ -567,6 +640,7 @@ def cmd_validate(args) -> int:
     except BundleError as e:
         raise ValueError(str(e)) from e
     spec = bundle.spec
+    identity = checked_float_model(args, bundle)
     model = read_float_model(args, spec)
     unit = None
     if args.data == "phantom":
@@ -579,13 +653,39 @@ def cmd_validate(args) -> int:
         if not config.legacy and len(config.classes) != len(bundle.manifest["classes"]):
             raise ValueError(f"the data set has {len(config.classes)} classes {list(config.classes)} but the bundle "
                              f"has {len(bundle.manifest['classes'])} {bundle.manifest['classes']}")
-        spacings, unit = data_spacings(args, shapes, spec)
+        spacings, unit = data_spacings(args, shapes, spec, config)
         set_name = str(args.data)
         groups = None
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     out = Path(args.out) if args.out else bundle.path / "validation"
     return 0 if validate_and_record(bundle, model, images, labels, spacings, out, set_name, limits, groups,
-                                    unit=unit) else 3
+                                    unit=unit, float_model=identity) else 3
+
+
+def checked_float_model(args, bundle) -> dict:
+    """The identity of the float model validate was given, refused (one line) when the bundle
+    records another one unless --other-model; with it, the identity says it is another
+    (`made_from` false). A bundle made before the record gets a warning."""
+    from convert.load import same_model
+
+    given = float_identity(args, bundle.spec)
+    recorded = bundle.manifest.get("float_model")
+    if not isinstance(recorded, dict):
+        print(f"tlf-convert: warning: bundle {str(bundle.path)!r} does not record the float model it was made from "
+              f"(made before tlf-convert recorded it): validating against {given['name']!r} unchecked",
+              file=sys.stderr)
+        return {**given, "made_from": None}
+    if same_model(recorded, given):
+        return {**given, "made_from": True}
+    line = (f"{given['name']!r} (sha256 {given['sha256'][:12]}...) is not the float model bundle "
+            f"{str(bundle.path)!r} was made from ({recorded.get('name')!r}, sha256 {str(recorded.get('sha256'))[:12]}..."
+            f"{', builder ' + str(recorded['builder']) if recorded.get('builder') else ''})")
+    if not args.other_model:
+        raise ValueError(f"{line}: validate against that model, or pass --other-model to validate against this one "
+                         "(the bundle's validation record then names it)")
+    print(f"tlf-convert: warning: {line}; validating against it (--other-model), as the validation record says",
+          file=sys.stderr)
+    return {**given, "made_from": False}
 
 
 def _pair(text: str, what: str, kind=float) -> tuple:

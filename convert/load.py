@@ -1,7 +1,10 @@
 """Users' Keras models, loaded however they were saved, as one Keras 3 model with one image in and
 one score map out.
 
-- A Keras 3 `.keras` file, in safe mode.
+- A Keras 3 `.keras` file, in safe mode; a Sequential one becomes the functional model of its layers.
+- A `.keras` file written by Keras 2 (2.13-2.15, or tf_keras; its metadata names the version):
+  its configuration mapped as for `.h5` below, with Keras 3's names of the model classes, else
+  read through tf_keras.
 - A legacy HDF5 `.h5` file written by Keras 2 (TensorFlow <= 2.15, or the tf_keras package):
   read by Keras 3 with its configuration mapped (the Keras 2 keys that Keras 3 refuses but that
   do nothing taken out, `LEGACY_INERT`; one-element axis lists made numbers), else through
@@ -19,6 +22,7 @@ Every failure is a QuantizeError of one line that says what was found and what t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -49,6 +53,7 @@ LEGACY_INERT = {
 # Keras 3 has no such layers; tf_keras reads them (by the op's name, no stored code).
 TF_OP_LAYERS = {"TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer"}
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
+KERAS2_MODULES = ("tf_keras.", "keras.engine.", "keras.src.engine.")  # where Keras 2 defines its model classes
 LEGACY_EXTRA = "pip install 'tlf-edge[legacy]'"
 
 
@@ -74,10 +79,15 @@ def read_model(path: str | Path, trust_code: bool = False, custom_objects: str |
     with _as_suffix(path, ".h5" if kind == "h5" else ".keras") as readable:
         if kind == "h5":
             return single_io(legacy_h5(readable, path, config, trust_code, objects))
+        version = saved_by(path)
+        if version.startswith("2.") or str(config.get("module", "")).startswith(KERAS2_MODULES):
+            return single_io(legacy_keras_file(readable, path, config, version, trust_code, objects))
         try:
             model = keras.models.load_model(readable, compile=False, safe_mode=not trust_code, custom_objects=objects)
         except Exception as e:  # keras raises many types for a file it cannot read
-            raise QuantizeError(f"cannot load Keras model {str(path)!r}: {_first_line(e)}") from e
+            raise QuantizeError(f"cannot load Keras model {str(path)!r} (a .keras file saved by Keras {version}): "
+                                f"{_first_line(e)}; if it loads where it was made, save it there again (.keras or "
+                                ".h5) or export a SavedModel folder, and convert that") from e
     return single_io(model)
 
 
@@ -91,6 +101,16 @@ def file_kind(path: Path) -> str:
         return "keras"
     raise QuantizeError(f"cannot load Keras model {str(path)!r}: it is neither a Keras 3 file (.keras, a zip) nor an "
                         "HDF5 file (.h5); a SavedModel is a folder")
+
+
+def saved_by(path: Path) -> str:
+    """The Keras version a .keras file names in its metadata.json ("?" when it names none)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            version = json.loads(z.read("metadata.json")).get("keras_version")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        return "?"
+    return str(version) if version else "?"
 
 
 def stored_config(path: Path, kind: str) -> dict | None:
@@ -247,6 +267,50 @@ def legacy_h5(readable: Path, path: Path, config: dict, trust_code: bool, object
     return through_saved_model(model, path)
 
 
+# Keras 3's own names of the model classes a Keras 2 configuration names with its own modules
+# ("tf_keras.src.engine.functional", "keras.src.engine.functional", "keras" ...).
+KERAS3_MODELS = {"Functional": ("keras.src.models.functional", "Functional"),
+                 "Model": ("keras.src.models.functional", "Functional"),
+                 "Sequential": ("keras.src.models.sequential", "Sequential")}
+
+
+def legacy_keras_file(readable: Path, path: Path, config: dict, version: str, trust_code: bool, objects: dict):
+    """A .keras file written by Keras 2 (2.13-2.15, or tf_keras): its configuration mapped as for
+    an .h5 file (mapped_legacy_config) with Keras 3's names of the model classes, the weights read
+    by Keras 3 as they are stored; else read through tf_keras."""
+    tf_ops = sorted({e.get("config", {}).get("name", "?") for e in layer_configs(config) if e.get("class_name") in TF_OP_LAYERS})
+    error = None
+    if not tf_ops:
+        mapped, _ = mapped_legacy_config(config)
+        for entry in [mapped, *layer_configs(mapped)]:
+            if entry.get("class_name") in KERAS3_MODELS:
+                entry["module"], entry["class_name"] = KERAS3_MODELS[entry["class_name"]]
+        with tempfile.TemporaryDirectory(prefix="tlf-legacy-") as tmp:
+            copy = Path(tmp) / "model.keras"
+            with zipfile.ZipFile(readable) as src, zipfile.ZipFile(copy, "w") as dst:
+                for name in src.namelist():
+                    dst.writestr(name, json.dumps(mapped) if name == "config.json" else src.read(name))
+            try:
+                return keras.models.load_model(copy, compile=False, safe_mode=not trust_code, custom_objects=objects)
+            except Exception as e:  # noqa: BLE001 - tried next through tf_keras
+                error = e
+    found = f"{str(path)!r}, a .keras file written by Keras {version} (Keras 2)"
+    try:
+        import tf_keras
+    except ImportError:
+        what = (f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)" if tf_ops
+                else f"{_first_line(error)}")
+        raise QuantizeError(f"Keras 3 cannot read {found}: {what}; install the Keras 2 reader ({LEGACY_EXTRA}) and "
+                            "run again") from error
+    try:
+        model = tf_keras.models.load_model(readable, compile=False, custom_objects=objects, safe_mode=not trust_code)
+    except Exception as e:  # noqa: BLE001
+        raise QuantizeError(f"cannot load {found} with Keras 3 ({_first_line(error) if error else 'TensorFlow-op layers'}) "
+                            f"nor with tf_keras ({_first_line(e)}); save it again from the Keras it was made with "
+                            "as .h5 or as a SavedModel folder") from e
+    return through_saved_model(model, path)
+
+
 def through_saved_model(tf_keras_model, path: Path) -> keras.Model:
     """A tf_keras model as a Keras 3 model: exported to a SavedModel and wrapped whole."""
     import tensorflow as tf
@@ -260,7 +324,8 @@ def through_saved_model(tf_keras_model, path: Path) -> keras.Model:
 
 
 def saved_model(path: Path, name: str | None = None) -> keras.Model:
-    """A SavedModel folder as a Keras 3 model of one layer (keras.layers.TFSMLayer) with batch 1."""
+    """A SavedModel folder as a Keras 3 model of one layer (keras.layers.TFSMLayer) with batch 1
+    (a side the signature leaves free stays free: quantize fixes it to --size)."""
     import tensorflow as tf
 
     try:
@@ -278,9 +343,9 @@ def saved_model(path: Path, name: str | None = None) -> keras.Model:
         raise QuantizeError(f"SavedModel {str(path)!r} signature {endpoint!r} has {len(inputs)} inputs and "
                             f"{len(outputs)} outputs; the family has one image in and one score map out")
     shape = tuple(inputs[0].shape)
-    if len(shape) != 4 or None in shape[1:]:
-        raise QuantizeError(f"SavedModel {str(path)!r} takes {shape}; the family takes a fixed-size image "
-                            "(batch, height, width, channels)")
+    if len(shape) != 4 or shape[3] is None:
+        raise QuantizeError(f"SavedModel {str(path)!r} takes {shape}; the family takes an image "
+                            "(batch, height, width, channels) with a fixed number of channels")
     layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint, name="saved_model")
     inp = keras.Input(shape[1:], batch_size=1, name="image")
     out = tf.nest.flatten(layer(inp))[0]
@@ -288,12 +353,31 @@ def saved_model(path: Path, name: str | None = None) -> keras.Model:
 
 
 def single_io(model) -> keras.Model:
-    """A functional model with one input and one output as a plain (not list or dict) one, sharing its layers."""
+    """A functional model with one input and one output as a plain (not list or dict) one, sharing
+    its layers; a Sequential model as such a functional one."""
+    if isinstance(model, keras.Sequential):
+        return _functional_of_sequential(model)
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
     if not isinstance(model, keras.Model) or not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
         return model  # quantize's family check says what is wrong with it
     if model.input is inputs[0] and model.output is outputs[0]:
         return model
+    return keras.Model(inputs[0], outputs[0], name=model.name)
+
+
+def _functional_of_sequential(model: keras.Sequential) -> keras.Model:
+    """A Sequential model as the functional model of its layers (Keras 3 gives a Sequential no
+    `input` of its own), or a QuantizeError saying what to do when it never had an input shape."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
+        raise QuantizeError(f"Sequential model {model.name!r} has no input shape (it was saved before it was built "
+                            "or trained, so it holds no trained weights): start it with keras.Input((256, 256, 1)) "
+                            "(your image size and channels), train it and save it again")
+    if len(inputs) != 1 or len(outputs) != 1:
+        return model  # quantize's family check says what is wrong with it
     return keras.Model(inputs[0], outputs[0], name=model.name)
 
 
@@ -330,3 +414,28 @@ def weights_into_unet(path: str | Path, **options) -> keras.Model:
                                 "--base-filters, --depth, --output, --concat-skips)") from e
     return model
 
+
+
+def model_identity(path: str | Path, builder: dict | None = None) -> dict:
+    """What identifies a float model: the sha256 of its file, of a SavedModel folder's files (their
+    relative paths and contents), or of a weights file together with the built-in U-Net's options
+    (`builder`) it is loaded into. Recorded in a bundle's manifest; see same_model."""
+    from edge.bundle import file_sha256
+
+    path = Path(path)
+    if not path.exists():
+        raise QuantizeError(f"no {'weights file' if builder is not None else 'model'} at {str(path)!r}")
+    if path.is_dir():
+        lines = [f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n"
+                 for p in sorted(path.rglob("*")) if p.is_file()]
+        digest = hashlib.sha256("".join(lines).encode()).hexdigest()
+        return {"kind": "savedmodel", "name": path.name, "sha256": digest}
+    if builder is not None:
+        return {"kind": "weights", "name": path.name, "sha256": file_sha256(path), "builder": dict(builder)}
+    return {"kind": "file", "name": path.name, "sha256": file_sha256(path)}
+
+
+def same_model(a: dict, b: dict) -> bool:
+    """Whether two model_identity records name the same model (whatever the files are called)."""
+    keys = ("kind", "sha256", "builder")
+    return all(a.get(k) == b.get(k) for k in keys)

@@ -12,6 +12,7 @@ import keras
 
 import edge
 from convert.calibration import check_calibration
+from convert.feeding import check_predictions
 from convert.errors import QuantizeError  # noqa: F401  (raised here, and imported from here by callers)
 from convert.quiet import export_announcement_hidden, on_console
 from convert.unet import export_ready
@@ -41,21 +42,34 @@ def load_keras_model(path: str | Path, trust_code: bool = False, custom_objects:
     return read_model(path, trust_code=trust_code, custom_objects=custom_objects)
 
 
-def with_fixed_batch(model: keras.Model) -> keras.Model:
-    """The same model and weights with its batch fixed to 1 (no dynamic-shape ops after export)."""
+def with_fixed_batch(model: keras.Model, height: int | None = None, width: int | None = None) -> keras.Model:
+    """The same model and weights with its batch fixed to 1 (no dynamic-shape ops after export),
+    and a side the model leaves free (a fully convolutional `keras.Input((None, None, C))`) fixed
+    to `height` / `width`."""
     from convert.load import single_io
 
     model = single_io(model)
-    if model.input_shape[0] == 1:
+    shape = [1, *model.input_shape[1:]]
+    if len(shape) == 4:
+        shape[1] = shape[1] if shape[1] is not None else height
+        shape[2] = shape[2] if shape[2] is not None else width
+    if tuple(model.input_shape) == tuple(shape):
         return model
-    inp = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
+    what = "batch" if tuple(model.input_shape[1:]) == tuple(shape[1:]) else "input"
+    inp = keras.Input(batch_shape=tuple(shape), name=model.inputs[0].name.split(":")[0])
     try:  # the same layers called on the new input: nothing is deserialized again (a Lambda stays as loaded)
         clone = keras.models.clone_model(model, input_tensors=inp, clone_function=lambda layer: layer)
     except (ValueError, TypeError) as e:
         raise QuantizeError(
-            f"cannot fix the batch of model {model.name!r} to 1 ({e}); build it with keras.Input(..., batch_size=1)"
+            f"cannot fix the {what} of model {model.name!r} to {tuple(shape)} ({_short(e)}); build it with "
+            f"keras.Input({tuple(shape[1:])}, batch_size=1)"
         ) from e
     return clone
+
+
+def _short(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def _tensor_shape(model: keras.Model, side: str) -> tuple:
@@ -84,7 +98,8 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
     _, h, w, c = shape_in
     if h is None or w is None:
         raise QuantizeError(
-            f"model {model.name!r} takes images of any size ({h}x{w}); fix the input size, e.g. keras.Input((256, 256, 1))"
+            f"model {model.name!r} takes images of any size ({h}x{w}): give the grid to convert it at, as it was "
+            "trained (tlf-convert quantize --size 256, or --size HxW)"
         )
     if c not in FAMILY_CHANNELS:
         raise QuantizeError(f"model {model.name!r} takes {c} channels; the family takes {' or '.join(map(str, FAMILY_CHANNELS))}")
@@ -330,71 +345,6 @@ def invoke_ms(model_bytes: bytes, runs: int = 5) -> float:
     return float(np.median(times) * 1000)
 
 
-MAX_ONE_CLASS_SHARE = 0.995  # of the calibration pixels: a model fed as it was trained draws more than one class
-MAX_SAME_LABELS = 0.999  # pixels labelled alike in every calibration image: the model does not see the images
-PREDICTION_IMAGES = 16
-
-
-def float_labels(model: keras.Model, images: np.ndarray, spec: PreprocessSpec, kind: str) -> np.ndarray:
-    """The float model's label maps (N, H, W) of `images` fed through `spec`."""
-    from edge.segmenter import scores_in_logit_units
-
-    out = []
-    for image in images:
-        raw = np.asarray(model(to_float(image, spec)[None], training=False))[0]
-        out.append(np.argmax(scores_in_logit_units(raw, kind), -1))
-    return np.stack(out)
-
-
-def _degenerate(labels: np.ndarray, classes: int) -> str | None:
-    """Why label maps look like a model fed otherwise than in training, or None."""
-    shares = np.bincount(labels.ravel(), minlength=classes) / labels.size
-    top = int(np.argmax(shares))
-    if shares[top] >= MAX_ONE_CLASS_SHARE:
-        return f"gives class {top} to {shares[top]:.1%} of their pixels"
-    same = float((labels == labels[:1]).all(axis=0).mean())
-    if len(labels) > 1 and same >= MAX_SAME_LABELS:
-        return f"gives the same labels to all {len(labels)} of them ({same:.2%} of the pixels alike), as if it did not see them"
-    return None
-
-
-def check_predictions(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, kind: str,
-                      classes: list[str]) -> list[float]:
-    """Stop when the float model, fed the calibration images through the declared preprocessing,
-    gives one class to almost every pixel, or the same label map to every image: it was most
-    likely fed otherwise in training. The message says which common preprocessing would not.
-    Returns the class shares."""
-    from dataclasses import replace
-
-    images = calibration[:PREDICTION_IMAGES]
-    labels = float_labels(model, images, spec, kind)
-    why = _degenerate(labels, len(classes))
-    if why is None:
-        return [round(float(v), 4) for v in np.bincount(labels.ravel(), minlength=len(classes)) / labels.size]
-    for i, name in enumerate(classes):
-        why = why.replace(f"class {i} ", f"class {name!r} ")
-    tries = {"--input-scale 1/255": replace(spec, scale=1 / 255, mean=0.0, std=1.0),
-             "--input-scale 1": replace(spec, scale=1.0, mean=0.0, std=1.0),
-             "--input-scale 1/127.5 --mean 1": replace(spec, scale=1 / 127.5, mean=1.0, std=1.0)}
-    if spec.channels == 3:
-        flipped = "rgb" if spec.channel_order == "bgr" else "bgr"
-        tries[f"--channel-order {flipped}"] = replace(spec, channel_order=flipped)
-    better = []
-    for flags, other in tries.items():
-        if other == spec:
-            continue
-        alt = images[..., ::-1] if other.channel_order != spec.channel_order else images  # model images, other order
-        alt_labels = float_labels(model, alt, other, kind)
-        if _degenerate(alt_labels, len(classes)) is None:
-            shares = np.bincount(alt_labels.ravel(), minlength=len(classes)) / alt_labels.size
-            better.append(f"with {flags} it gives {' / '.join(f'{v:.0%}' for v in shares)} of the classes")
-    hint = f" ({'; '.join(better)})" if better else ""
-    raise QuantizeError(
-        f"the float model, fed the calibration images as declared ({spec.describe()}), {why}: the preprocessing "
-        f"probably does not match its training{hint}; declare it with --input-scale, --mean/--std, --channel-order, "
-        "or pass --allow-one-class if the images truly show one class")
-
-
 def tool_versions() -> dict:
     return {
         "tlf-edge": edge.__version__,
@@ -419,18 +369,22 @@ def quantize_to_bundle(
     progress: bool = False,
     check_prediction: bool = True,
     allow_partitions: bool = False,
+    check_preprocessing: bool = True,
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
     `model` is any Keras model of the family (see check_family), built by convert.unet or not,
-    with a plain or list input and output. classes: one name per class (default: above/tlf/below
-    for 3 classes, background/tlf for 2, class0... otherwise; a one-channel head has 2).
+    with a plain or list input and output; a side it leaves free (`keras.Input((None, None, C))`)
+    is fixed to the spec's, as the batch is fixed to 1. classes: one name per class (default:
+    above/tlf/below for 3 classes, background/tlf for 2, class0... otherwise; a one-channel head has 2).
     tlf_class: the index of the TLF class (default: the class named "tlf", else 1). output_kind:
     "logits", "softmax" or "sigmoid"; it is read from the converted graph's last op (SOFTMAX,
     LOGISTIC, else logits) and recorded in the manifest for the device; given, it must agree.
     The calibration set is checked first (see convert.calibration); `reference` is validation
     data it must resemble. Then the float model must give more than one class on it
-    (check_predictions; `check_prediction=False` for images that truly show one class).
+    (`check_prediction=False` for images that truly show one class), and labels that follow its
+    input's level unless none of the common scales gives such labels (`check_preprocessing=False`
+    to convert as declared all the same); see convert.feeding.
     `check_calibration_set=False` (which skips both checks) exists only to build deliberately bad
     models for testing the validation gate. allow_partitions: convert a graph XNNPACK does not take whole, with a warning.
     """
@@ -438,6 +392,9 @@ def quantize_to_bundle(
     from convert.unet import export_plan
 
     model = single_io(model)
+    inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
+    if inputs and len(inputs) == 1 and len(inputs[0].shape) == 4 and None in tuple(inputs[0].shape)[1:3]:
+        model = with_fixed_batch(model, spec.height, spec.width)  # fully convolutional: at the spec's grid
     family = check_family(model, spec)
     if output_kind is not None and output_kind not in OUTPUT_KINDS:
         raise QuantizeError(f"output_kind must be one of {list(OUTPUT_KINDS)}, not {output_kind!r}")
@@ -456,6 +413,15 @@ def quantize_to_bundle(
     except ValueError as e:
         raise QuantizeError(str(e)) from e
     calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
+
+    def check_feeding(kind: str) -> None:
+        if (check_prediction or check_preprocessing) and check_calibration_set:
+            calib_stats["float_class_shares"] = check_predictions(float_model, calibration, spec, kind, classes,
+                                                                  check_one_class=check_prediction,
+                                                                  check_level=check_preprocessing)
+
+    if family["output_kind"] is not None:  # known from the last layer: checked before converting
+        check_feeding(family["output_kind"])
     model_bytes = convert_int8(model, calibration, spec, progress=progress)
     graph = graph_report(model_bytes)
     if graph["output_op"] in REFUSED_OUTPUT_OPS:
@@ -481,8 +447,8 @@ def quantize_to_bundle(
     want = [1, family["height"], family["width"], family["output_channels"]]
     if out["shape"] != want:
         raise QuantizeError(f"converted model outputs {out['shape']}, not {want}")
-    if check_prediction and check_calibration_set:
-        calib_stats["float_class_shares"] = check_predictions(float_model, calibration, spec, kind, classes)
+    if family["output_kind"] is None:  # a whole TensorFlow graph: its converted graph said what it outputs
+        check_feeding(kind)
     manifest = {
         "input": inp,
         "output": {**out, "layout": "NHWC", "kind": kind},

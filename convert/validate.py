@@ -129,7 +129,7 @@ def _errors(measured: np.ndarray, reference: np.ndarray) -> dict:
 @dataclass(frozen=True)
 class GateLimits:
     max_miou_drop: float = 0.01  # int8 mean IoU may be at most this much below float
-    max_thickness_bias: float = 0.05  # |mean int8 - float thickness|, in the thickness unit
+    max_thickness_bias: float = 0.05  # |mean int8 - float thickness|, in the thickness unit (mm, else px)
 
 
 def gate(report: dict, limits: GateLimits = GateLimits()) -> list[str]:
@@ -142,5 +142,6 @@ def gate(report: dict, limits: GateLimits = GateLimits()) -> list[str]:
     if bias is None:
         failures.append("no frame where both float and int8 measured a thickness")
     elif abs(bias) > limits.max_thickness_bias:
-        failures.append(f"int8 thickness bias against float is {bias:+.4f} (limit {limits.max_thickness_bias})")
+        unit = f" {report['unit']}" if report.get("unit") else ""
+        failures.append(f"int8 thickness bias against float is {bias:+.4f}{unit} (limit {limits.max_thickness_bias}{unit})")
     return failures

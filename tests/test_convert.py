@@ -165,7 +165,7 @@ def labelled_folder(tmp_path, tiny_val):
     return str(tmp_path / "data")
 
 
-def test_validate_passes_a_good_bundle_and_records_it(tiny_bundle, tiny_model_path, tiny_val, tmp_path):
+def test_validate_passes_a_good_bundle_and_records_it(tiny_bundle, tiny_model_path, tiny_val, tmp_path, capsys):
     import json
     import shutil
 
@@ -183,6 +183,9 @@ def test_validate_passes_a_good_bundle_and_records_it(tiny_bundle, tiny_model_pa
         assert (tmp_path / "rep" / name).stat().st_size > 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["validation"]["gate"]["passed"] is True
+    # made by quantize_to_bundle without the float model's record (as bundles before it): validated with a warning
+    assert "float_model" not in manifest and manifest["validation"]["float_model"]["made_from"] is None
+    assert "does not record the float model it was made from" in capsys.readouterr().err
 
 
 def test_validate_fails_a_broken_int8_model(tiny_model_path, tiny_spec, tiny_val, tmp_path):

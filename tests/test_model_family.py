@@ -21,7 +21,7 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from convert.quantize import DYNAMIC_OPS, QuantizeError, graph_report, quantize_to_bundle  # noqa: E402
+from convert.quantize import DYNAMIC_OPS, QuantizeError, check_family, graph_report, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet, export_ready  # noqa: E402
 from edge import phantom  # noqa: E402
 from edge.frame import Frame  # noqa: E402
@@ -262,7 +262,6 @@ def outside(case: str):
         ("9 classes", "outputs 9 classes; the family has 2-8"),
         ("640 px", "takes 640x640 px; the family takes 128-512 px"),
         ("2 channels", "takes 2 channels; the family takes 1 or 3"),
-        ("any size", "takes images of any size"),
         ("sigmoid", "ends in a 'sigmoid' activation over 3 channels"),
         ("smaller output", r"outputs \(None, 64, 64, 3\)"),
         ("subclassed", "has no symbolic input"),
@@ -279,6 +278,17 @@ def test_models_outside_the_family_are_refused_clearly(case, match, tmp_path):
         quantize_to_bundle(model, calib, spec, tmp_path / "b", **kw)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_model_of_any_size_converts_at_the_grid_its_spec_gives(tmp_path):
+    """keras.Input((None, None, 1)): quantize fixes the grid to the preprocessing's, as it fixes the
+    batch to 1; without a spec the family check asks for the grid."""
+    model = one_conv(size=None)
+    with pytest.raises(QuantizeError, match=r"takes images of any size \(NonexNone\): give the grid .* --size 256"):
+        check_family(model)
+    calib = np.stack([phantom.scan(s, shape=(128, 96)).image[..., None] for s in range(8)])
+    bundle = quantize_to_bundle(model, calib, PreprocessSpec(128, 96, 1), tmp_path / "b", check_prediction=False)
+    assert bundle.manifest["input"]["shape"] == [1, 128, 96, 1] and bundle.manifest["output"]["shape"] == [1, 128, 96, 3]
 
 
 def test_calibration_images_must_match_the_model_input(tmp_path):
