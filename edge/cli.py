@@ -264,7 +264,8 @@ def cmd_run(args) -> int:
         if cfg.recording.include_full_screen:
             print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
         sinks.append(RecordingSink.in_folder(recording_root, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class,
-                                             min_free_bytes=int(cfg.recording.min_free_mb * 2**20)))
+                                             min_free_bytes=int(cfg.recording.min_free_mb * 2**20),
+                                             overlay=cfg.recording.overlay))
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
