@@ -20,6 +20,7 @@ from analyze_inputs import cart_log, cart_recording, copy_dicoms, damaged_dicom,
 from conftest import DICOM_DIR
 from edge.cli import main
 from edge.quality import REJECTING
+from test_tf_free_commands import WITHOUT_CONVERT_EXTRA
 
 pytest.importorskip("pyarrow")
 pytest.importorskip("matplotlib")
@@ -247,13 +248,22 @@ def test_misuse_is_one_line(tmp_path, videos, capsys, args, message):
     assert rc == 2 and len(err) == 1 and err[0].startswith("tlf-edge: error: ") and message in err[0]
 
 
-def test_a_missing_extra_is_named_in_one_line(tmp_path, videos, capsys, monkeypatch):
-    import importlib.util
+# The refusing import system of the TensorFlow-free tests, refusing the modules named first on its command line.
+BLOCKING = WITHOUT_CONVERT_EXTRA.replace('BLOCKED = {"tensorflow", "keras", "tf_keras", "matplotlib"}',
+                                        'BLOCKED = set(sys.argv.pop(1).split(","))').replace(
+    "from convert.cli import main", "from edge.cli import main")
+assert "sys.argv.pop(1)" in BLOCKING and "from edge.cli import main" in BLOCKING
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
-    rc = main(["analyze", str(videos[0]["path"]), "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err == ["tlf-edge: error: analyze needs the [analyze] extra (missing: pyarrow): "
-                               "pip install 'tlf-edge[analyze]'"]
-    assert not (tmp_path / "out").exists()
+
+def test_analyze_runs_without_tensorflow_and_names_a_missing_extra_in_one_line(tmp_path, videos):
+    """As on a cart or a laptop with the [analyze] extra and no [convert]: no TensorFlow needed;
+    without pyarrow (the [analyze] extra not installed) one line says which extra to install."""
+    args = ["analyze", str(videos[0]["path"]), "--workers", "1", "--quiet", "--out"]
+    r = subprocess.run([sys.executable, "-c", BLOCKING, "tensorflow,keras,tf_keras", *args, str(tmp_path / "a")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", BLOCKING, "pyarrow", *args, str(tmp_path / "b")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "tlf-edge: error: analyze needs the [analyze] extra (missing: pyarrow): pip install 'tlf-edge[analyze]'"]
+    assert not (tmp_path / "b").exists()

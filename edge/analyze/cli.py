@@ -38,11 +38,18 @@ def add_parser(sub) -> None:
 def missing_extra(engine: str) -> str | None:
     """The one line saying which extra is missing for this run, or None."""
     for extra in ("analyze", "scale") if engine == "ray" else ("analyze",):
-        missing = [m for m in NEEDS[extra] if importlib.util.find_spec(m) is None]
+        missing = [m for m in NEEDS[extra] if not _importable(m)]
         if missing:
             return (f"analyze{' --engine ray' if extra == 'scale' else ''} needs the [{extra}] extra "
                     f"(missing: {', '.join(missing)}): pip install 'tlf-edge[{extra}]'")
     return None
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # an import system that refuses it
+        return False
 
 
 def cmd_analyze(args) -> int:

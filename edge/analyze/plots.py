@@ -47,7 +47,7 @@ def plot_png(rows: list[dict], summary: dict) -> bytes:
     filtered = series("filtered", lambda r: r["unit"] == unit)
     low, high = series("low", lambda r: r["unit"] == unit), series("high", lambda r: r["unit"] == unit)
 
-    fig, ax = plt.subplots(figsize=(7.2, 3.0), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.2, 3.4), dpi=100)
     try:
         ax.fill_between(t, low, high, color="tab:blue", alpha=0.25, linewidth=0, label="95 % band")
         ax.plot(t, filtered, color="tab:blue", linewidth=1.6, label="filtered")
@@ -71,7 +71,7 @@ def plot_png(rows: list[dict], summary: dict) -> bytes:
         if t.size == 1:
             ax.set_xlim(t[0] - 0.5, t[0] + 0.5)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=7, ncol=3, framealpha=0.8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, ncol=6, frameon=False)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")

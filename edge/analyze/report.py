@@ -73,9 +73,19 @@ def frames_csv(rows: list[dict]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(FRAME_COLUMNS)
     for r in rows:
-        w.writerow(["|".join(v) if k == "flag_names" else (" ".join(f"{x}" for x in v) if k == "spacing_mm" and v else
-                    ("" if v is None else v)) for k, v in ((k, r.get(k)) for k in FRAME_COLUMNS)])
+        w.writerow([_cell(k, r.get(k)) for k in FRAME_COLUMNS])
     return buf.getvalue()
+
+
+def _cell(key: str, value):
+    """A frames.csv field: flag names joined by '|', the spacing as 'row col', None empty."""
+    if value is None:
+        return ""
+    if key == "flag_names":
+        return "|".join(value)
+    if key == "spacing_mm":
+        return " ".join(str(v) for v in value)
+    return value
 
 
 def write_clip(out: Path, result) -> Path:
