@@ -15,6 +15,7 @@ machine is part of, "ray://HEAD:10001" connects through the Ray Client.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +48,7 @@ class RayClipWorker:
 
 def run_ray(tasks: list[Task], job: AnalysisJob, workers: int | None, address: str | None) -> Iterator[ClipResult]:
     """Each task's result as an actor finishes it; `workers` actors (default: the cluster's CPUs)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report to Ray's servers: nothing leaves the cluster
     import ray
     from ray.util import ActorPool
 
