@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     calibrate.add_argument("--points", required=True, metavar="X1,Y1,X2,Y2",
                            help="two points in image pixels, e.g. two ticks of the depth scale")
     calibrate.add_argument("--mm", required=True, type=float, help="their distance in mm (e.g. 10 for 1 cm apart)")
+    from edge.analyze.cli import add_parser as add_analyze
+
+    add_analyze(sub)
     args = parser.parse_args(argv)
     quiet_third_parties()
     try:
@@ -78,6 +81,10 @@ def main(argv=None) -> int:
             return 0
         if args.command == "calibrate":
             return cmd_calibrate(args)
+        if args.command == "analyze":
+            from edge.analyze.cli import cmd_analyze
+
+            return cmd_analyze(args)
         if args.command == "info":
             try:
                 bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
@@ -140,21 +147,27 @@ def cmd_bench(args) -> int:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     if args.spacing_mm is not None and args.data is None:
         raise EdgeError("--spacing-mm describes the --data images; give --data too")
-    from edge.config import folder_problem
-
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgeError(f"--out {args.out!r}: cannot make the folder: {e.strerror or e}") from e
-    problem = folder_problem(out)
-    if problem is not None:
-        raise EdgeError(f"--out {args.out!r}{problem}")
+    out = out_folder(args.out)
     report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, out,
                        data=args.data, spacing_mm=parse_spacing(args.spacing_mm))
     print(markdown(report))
     print(f"written: {args.out}/bench.json, bench.md, latency_hist.png")
     return 0
+
+
+def out_folder(text: str) -> Path:
+    """The --out folder, made if missing; EdgeError (one line) when it cannot be made or written."""
+    from edge.config import folder_problem
+
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgeError(f"--out {text!r}: cannot make the folder: {e.strerror or e}") from e
+    problem = folder_problem(out)
+    if problem is not None:
+        raise EdgeError(f"--out {text!r}{problem}")
+    return out
 
 
 def cmd_calibrate(args) -> int:
@@ -264,7 +277,8 @@ def cmd_run(args) -> int:
         if cfg.recording.include_full_screen:
             print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
         sinks.append(RecordingSink.in_folder(recording_root, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class,
-                                             min_free_bytes=int(cfg.recording.min_free_mb * 2**20)))
+                                             min_free_bytes=int(cfg.recording.min_free_mb * 2**20),
+                                             overlay=cfg.recording.overlay))
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement

@@ -147,6 +147,7 @@ class RecordingOptions:
     path: str = "recordings"  # folder for recordings (under [storage] data_dir when relative)
     include_full_screen: bool = False  # the whole screen, patient fields included, not only the B-mode
     min_free_mb: float = 100.0  # recording stops when the disk has less than this free
+    overlay: bool = True  # draw the TLF band and the reading into the frames; false: tlf-edge analyze can re-measure them
 
     def __post_init__(self):
         _require("recording", "path", self.path, bool(self.path.strip()), "must not be empty")

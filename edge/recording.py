@@ -28,10 +28,19 @@ margin, or another writer took the room), the writes fail silently and the file 
 the writer flushes in blocks of about 64 KB, so once the frames written since the last growth
 hold more than two such blocks (as the file's bytes per frame so far tell), the recording
 stops; the frames that reached the disk play with an FFmpeg-based reader.
+
+Re-analysis (`tlf-edge analyze`): beside `<stem>.avi` a sidecar `<stem>.jsonl` gets one JSON line
+per frame written (appended a whole line at a time, as the logs are): which part file and
+frame index it is, its time since the recording's first frame, and the pixel spacing of the
+ROI with where it came from. Its first line says whether the overlay is drawn into the pixels
+(`overlay`; `[recording] overlay = false` records the B-mode region as the model saw it, the
+only kind a re-analysis can measure). The sidecar holds no wall-clock time and nothing of the
+screen outside the B-mode region.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -45,7 +54,7 @@ import numpy as np
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.quality import names
-from edge.sinks import Sink
+from edge.sinks import LineFile, Sink
 
 DEFAULT_FPS = 30.0
 BAND_COLOUR = (0, 255, 0)  # BGR green: the TLF band contour
@@ -53,6 +62,13 @@ TEXT_COLOUR = (0, 255, 255)  # BGR yellow: the reading
 FLAG_COLOUR = (0, 0, 255)  # BGR red: quality flags when any is raised
 OK_COLOUR = (255, 255, 255)
 WRITER_BLOCK = 64 * 1024  # OpenCV's MJPG writer reaches the file in blocks of about this size
+SIDECAR_FORMAT = 1  # the first line of a recording's sidecar: {"tlf_edge_recording": 1, ...}
+
+
+def sidecar_path(video: str | Path) -> Path:
+    """The sidecar of the recording whose first part is `video` (`<stem>.jsonl`)."""
+    video = Path(video)
+    return video.with_name(video.stem + ".jsonl")
 
 
 def _fmt(v) -> str | None:
@@ -141,13 +157,21 @@ class RecordingSink(Sink):
     the file's bytes per frame are known, fewer: as many frames as hold two writer blocks.
     If the ROI changes size mid-run, the current file is closed and a new part
     `<stem>-part2.avi`, `-part3`, ... is started at the new size; `files` lists every part.
+    overlay: draw the TLF band and the reading into the frames (a recording to watch); False
+    writes the ROI as the model saw it (a recording `tlf-edge analyze` can measure again).
+    Every frame also gets a line in the sidecar (`sidecar_path`; see the module docstring).
     """
 
     name = "recording"
 
     def __init__(self, path: str | Path, fps: float | Callable[[], float | None] | None = None, tlf_class: int = 1,
-                 min_free_bytes: int = 100 * 2**20, quality: int = 90, stall_frames: int = 256):
+                 min_free_bytes: int = 100 * 2**20, quality: int = 90, stall_frames: int = 256,
+                 overlay: bool = True):
         self.path = Path(path)
+        self.overlay = bool(overlay)
+        self._sidecar = LineFile(sidecar_path(self.path))
+        self._sidecar_open = False
+        self._t0: float | None = None
         self.fps, self.tlf_class = fps, tlf_class
         self.min_free_bytes, self.quality, self.stall_frames = int(min_free_bytes), int(quality), int(stall_frames)
         self.files: list[Path] = []
@@ -230,7 +254,12 @@ class RecordingSink(Sink):
                 self._start_part(size)
             else:
                 self._check_space(self.files[-1])
-            self._writer.write(draw_overlay(image, m, seg.labels, self.tlf_class))
+            if self.overlay:
+                picture = draw_overlay(image, m, seg.labels, self.tlf_class)
+            else:
+                picture = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3]
+            self._writer.write(picture)
+            self._note(seg.frame)
             self.frames += 1
             self._part_frames += 1
             self._check_growth()
@@ -242,6 +271,22 @@ class RecordingSink(Sink):
             self.dead = f"recording failed: {type(e).__name__}: {detail}"
             raise SinkError(self.dead) from e
 
+    def _note(self, frame) -> None:
+        """The sidecar line of the frame just written (the header line first)."""
+        if not self._sidecar_open:
+            self._sidecar.open()
+            self._sidecar_open = True
+            self._sidecar.write_line(json.dumps({"tlf_edge_recording": SIDECAR_FORMAT, "overlay": self.overlay,
+                                                 "video": self.path.name, "fps": self._nominal_fps()}))
+        if self._t0 is None:
+            self._t0 = frame.t_capture
+        spacing = None if frame.spacing_mm is None else [round(float(v), 8) for v in frame.spacing_mm]
+        source = frame.spacing_source or ("source" if spacing is not None else "none")
+        self._sidecar.write_line(json.dumps({"file": self.files[-1].name, "index": self._part_frames, "seq": int(frame.seq),
+                                             "t": round(frame.t_capture - self._t0, 6), "spacing_mm": spacing,
+                                             "calibration": source}))
+
     def close(self) -> None:
         # release() writes the AVI index: after it the part written so far plays anywhere
         self._release()
+        self._sidecar.close()

@@ -432,7 +432,7 @@ def test_sigterm_while_recording_leaves_playable_video_and_whole_logs(tmp_path):
     frames = summary["frames"]
     assert frames >= 10 and summary["dead_outputs"] == {}
     check_logs(run_dir, frames)
-    video = next((tmp_path / "data" / "recordings").iterdir())
+    video = next((tmp_path / "data" / "recordings").glob("*.avi"))
     assert len(play(video)) == frames  # every measured frame plays
     assert len(play(video, cv2.CAP_OPENCV_MJPEG)) == frames  # the index was written: plays anywhere
 
@@ -456,4 +456,5 @@ def test_a_run_writes_only_under_its_data_dir(tmp_path):
     written = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").rglob("*") if p.is_file())
     assert [Path(w).name for w in written if w.startswith("runs/")] == ["display.png", "frames.csv", "frames.jsonl", "summary.json"]
     assert len([w for w in written if w.startswith("recordings/tlf-") and w.endswith(".avi")]) == 1
-    assert len(written) == 5
+    assert len([w for w in written if w.startswith("recordings/tlf-") and w.endswith(".jsonl")]) == 1  # its sidecar
+    assert len(written) == 6

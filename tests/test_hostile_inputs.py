@@ -590,7 +590,7 @@ def test_14_sighup_stops_the_run_like_sigterm(cart):
     assert "tlf-edge run summary" in out
     summary = strict_json((cart.run_dir() / "summary.json").read_text())
     assert summary["stopped_by"] == "SIGHUP" and summary["frames"] >= 5
-    video = next((cart.data / "recordings").iterdir())
+    video = next((cart.data / "recordings").glob("*.avi"))
     cap = cv2.VideoCapture(str(video), cv2.CAP_OPENCV_MJPEG)  # the strict reader: the AVI index was written
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]
     check_data(cart.data)
@@ -754,7 +754,7 @@ def test_20_the_recorded_reading_is_legible_and_says_filtered(cart):
     r = cart.run("run", "--config", cart.cart_config(str(clip), extra="[recording]\nenabled = true\nmin_free_mb = 1\n"))
     assert r.returncode == 0, r.stderr
     records = [strict_json(line) for line in (cart.run_dir() / "frames.jsonl").read_text().splitlines()]
-    cap = cv2.VideoCapture(str(next((cart.data / "recordings").iterdir())))
+    cap = cv2.VideoCapture(str(next((cart.data / "recordings").glob("*.avi"))))
     frames = []
     while (got := cap.read())[0]:
         frames.append(got[1])

@@ -113,7 +113,7 @@ def test_recording_and_csv_outputs_from_config(tmp_path):
     assert r.returncode == 0, r.stderr
     run_dir = next((tmp_path / "logs").iterdir())
     assert len((run_dir / "frames.csv").read_text().splitlines()) == 6  # header and 5 rows
-    video = next((tmp_path / "rec").iterdir())
+    video = next((tmp_path / "rec").glob("*.avi"))
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     ok, frame = cap.read()
