@@ -14,10 +14,11 @@ class Quality(enum.IntFlag):
     UNCALIBRATED = 16  # no mm scale known: thickness is in model pixels
     FROZEN = 32  # the frame repeats the previous one
     OUTLIER = 64  # rejected by the temporal filter
+    OUT_OF_DOMAIN = 128  # the frame is unlike the model's training images (edge.domain): not measured
 
 
 # A frame carrying any of these is excluded from the thickness measurement.
-REJECTING = Quality.NO_BAND | Quality.ORDER | Quality.FRAGMENTED | Quality.LOW_CONFIDENCE
+REJECTING = Quality.NO_BAND | Quality.ORDER | Quality.FRAGMENTED | Quality.LOW_CONFIDENCE | Quality.OUT_OF_DOMAIN
 
 
 def names(flags: int) -> list[str]:
