@@ -641,6 +641,8 @@ def cmd_demo_bundle(args) -> int:
     bundle = quantize_to_bundle(model, calib, spec, args.out, extra={"training": training, "name": "tlf-demo-phantom"}, progress=True)
     bundle, figures = write_phantom_response(bundle, args.response_n)
     print_response(bundle, figures)
+    bundle = record_phantom_domain(bundle, 600, 220)
+    print_domain(bundle)
     (bundle.path / "training").mkdir(exist_ok=True)
     for stage in stages:
         for name in ("history.csv", "history.png"):
@@ -710,7 +712,6 @@ def read_bundle(path):
 
 
 def cmd_domain(args) -> int:
-    from convert.data import phantom_batch
     from convert.domain import record_domain
 
     bundle = read_bundle(args.bundle)
@@ -718,8 +719,7 @@ def cmd_domain(args) -> int:
     if args.n < 4 or args.heldout_n < 2:
         raise ValueError("--n must be at least 4 and --heldout-n at least 2")
     if args.train == "phantom":
-        train = phantom_batch(range(DOMAIN_SEEDS, DOMAIN_SEEDS + args.n), spec)[0]
-        train_name = f"phantom seeds {DOMAIN_SEEDS}+{args.n}, the training's random looks"
+        train, train_name = phantom_domain_images(args.n, spec)
     else:
         train, train_name = calibration_images(args.train, args.n, spec), str(args.train)
     if args.heldout == "phantom":
@@ -730,6 +730,24 @@ def cmd_domain(args) -> int:
     bundle = record_domain(bundle, train, heldout, train_name, heldout_name)
     print_domain(bundle)
     return 0
+
+
+def phantom_domain_images(n: int, spec):
+    """Fresh phantom scenes of the training's random looks (a seed range no training uses), and their name."""
+    from convert.data import phantom_batch
+
+    return (phantom_batch(range(DOMAIN_SEEDS, DOMAIN_SEEDS + n), spec)[0],
+            f"phantom seeds {DOMAIN_SEEDS}+{n}, the training's random looks")
+
+
+def record_phantom_domain(bundle, n: int, heldout_n: int):
+    """A phantom-trained bundle's domain statistics: `n` fresh training-like scenes, margins on
+    the held-out validation scenes (as `tlf-convert domain BUNDLE --train phantom --heldout phantom`)."""
+    from convert.domain import record_domain
+
+    train, name = phantom_domain_images(n, bundle.spec)
+    return record_domain(bundle, train, phantom_validation_set(heldout_n, bundle.spec)[0], name,
+                         phantom_set_name(heldout_n))
 
 
 def print_domain(bundle) -> None:
