@@ -236,7 +236,7 @@ def summarise(out) -> dict:
         for name in FIGURES:
             values = [r["figures"][side][name] for r in results if r["figures"][side][name] is not None]
             stats[side][name] = _mean_sd(values)
-    drops = [r["figures"]["float"]["band_dice"] - r["figures"]["int8"]["band_dice"] for r in results]
+    drops = [abs(r["figures"]["float"]["band_dice"] - r["figures"]["int8"]["band_dice"]) for r in results]
     train_min = [r["seconds"]["train"] / 60 for r in results]
     summary = {"folds_done": [r["fold"] for r in results], "folds": plan["folds"], "images": plan["images"],
                "groups": plan["groups"], "fold_sizes": plan["fold_sizes"], "unit": results[0]["unit"] if results else None,
@@ -272,8 +272,8 @@ def summary_markdown(s: dict) -> str:
              f"| mean IoU | {_ms(s['float']['mean_iou'])} | {_ms(s['int8']['mean_iou'])} |",
              f"| band thickness MAE vs mask ({unit}) | {_ms(s['float']['thickness_mae'], 2)} | "
              f"{_ms(s['int8']['thickness_mae'], 2)} |",
-             f"| band Dice, float minus int8 | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
-             f"{s['max_int8_band_dice_drop']:+.4f}) |" if s["max_int8_band_dice_drop"] is not None else "",
+             f"| band Dice, float and int8 apart (|float - int8|) | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
+             f"{s['max_int8_band_dice_drop']:.4f}) |" if s["max_int8_band_dice_drop"] is not None else "",
              f"| training time per fold (min) | {_ms(s['train_minutes'], 1)} (longest {s['max_train_minutes']:.1f}) | |"
              if s["max_train_minutes"] is not None else "",
              "",
@@ -338,7 +338,7 @@ TARGET_KEYS = {
     "band_dice": ("int8 band Dice (mean over folds)", lambda s: s["int8"]["band_dice"]["mean"]),
     "float_band_dice": ("float band Dice (mean over folds)", lambda s: s["float"]["band_dice"]["mean"]),
     "thickness_mae": ("int8 band thickness MAE (mean over folds)", lambda s: s["int8"]["thickness_mae"]["mean"]),
-    "int8_dice_drop": ("band Dice, float minus int8 (largest fold)", lambda s: s["max_int8_band_dice_drop"]),
+    "int8_dice_drop": ("band Dice, |float - int8| (largest fold)", lambda s: s["max_int8_band_dice_drop"]),
     "fold_minutes": ("training time of a fold, min (longest)", lambda s: s["max_train_minutes"]),
 }
 
@@ -415,8 +415,10 @@ def docs_page(summary: dict, out: Path, page: Path, title: str, command: str, ta
               + f", up to {options.get('epochs')} epochs, patience {options.get('patience')}",
               f"- loss {options.get('loss')}" + (f" (Dice weight {options.get('dice_weight')})" if options.get("loss") == "dice_ce" else "")
               + (f" (gamma {options.get('focal_gamma')})" if options.get("loss") == "focal" else "")
-              + f", class weights {options.get('class_weights')}, best epoch by {options.get('select') or 'the default'}",
-              "- augmentation: " + (", ".join(f"{k} {v}" for k, v in aug.items()) if aug else "none"), ""]
+              + f", class weights {options.get('class_weights') or 'none'}, best epoch by "
+              + (options.get("select") or ("band Dice" if options.get("classes") == 2 else "mean IoU") + " (the default)"),
+              "- augmentation (convert/augment.py): " + (", ".join(f"{k} {v}" for k, v in aug.items()) if aug else "none"),
+              ""]
     if (figures / "augment_sheet.png").is_file():  # `tlf-convert augment-sheet` beside the page
         lines += ["Training samples as the augmentation draws them (each row: an image, then augmented copies with "
                   "their label outlines):", "", f"![augmented samples]({figures.name}/augment_sheet.png)", ""]

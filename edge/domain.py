@@ -97,8 +97,13 @@ def margin_features(logits: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
     """The model's confidence in one frame (MARGIN_FEATURES): of each pixel's best minus
     second-best class score in logit units, the mean, the 10th percentile and the share under
     UNCERTAIN_LOGITS."""
-    s = np.sort(np.asarray(logits, np.float32), axis=-1)
-    m = (s[..., -1] - s[..., -2]).ravel() * np.float32(logit_scale)
+    x = np.asarray(logits)
+    if x.shape[-1] == 2:
+        m = np.abs(x[..., 1].astype(np.float32) - x[..., 0])
+    else:  # the two largest scores of each pixel
+        top = np.partition(x, x.shape[-1] - 2, axis=-1)
+        m = top[..., -1].astype(np.float32) - top[..., -2]
+    m = m.ravel() * np.float32(logit_scale)
     return np.array([float(m.mean()), float(np.percentile(m, 10)), float((m < UNCERTAIN_LOGITS).mean())], np.float64)
 
 
