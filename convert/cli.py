@@ -14,10 +14,11 @@ from convert.quiet import native_output_hidden
 from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
-NEEDS_TENSORFLOW = {"train", "quantize", "demo-bundle", "validate"}
+NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
 
 # Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
 CALIBRATION_SEEDS = 20_000_000
+DOMAIN_SEEDS = 50_000_000  # the scenes a phantom bundle's domain statistics are taken from
 VALIDATION_SEEDS = PHANTOM_DATA_SEEDS  # the held-out scenes of edge.dataset ('phantom[:N]' data)
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
 STAGE4_SEED_OFFSET = 4_100_000  # demo stage 4's phantom stream: past every scene stages 1-3 draw
@@ -40,19 +41,33 @@ def main(argv=None) -> int:
                                   "masks without one); default: phantom stream")
     t.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
     t.add_argument("--out", required=True, help="output folder (model.keras, history.csv)")
-    t.add_argument("--epochs", type=int, default=200)
-    t.add_argument("--batch", type=int, default=16)
     t.add_argument("--steps", type=int, default=25, help="phantom batches per epoch")
-    t.add_argument("--base-filters", type=int, default=16)
-    t.add_argument("--depth", type=int, default=4)
-    t.add_argument("--size", type=int, default=256)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--patience", type=int, default=20)
     t.add_argument("--resume", action="store_true", help="continue a training in --out from its last epoch")
-    t.add_argument("--class-weights", help="comma-separated cross-entropy weight per class, e.g. 1,6,1")
-    t.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    t.add_argument("--interpolation", choices=["area", "linear", "cubic"], default="area",
-                   help="how images are resized to the model grid (the bundle states it; the device does the same)")
+    add_training_options(t)
+
+    cv = sub.add_parser("cv", help="k-fold cross-validation of a training recipe on a labelled folder: train, "
+                                   "quantize and validate each fold (look-alike images kept in one fold)")
+    cv.add_argument("--data", required=True, help="folder with images/ and masks/")
+    cv.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
+    cv.add_argument("--out", required=True, help="output folder (a fold_K/ per fold, summary.json, summary.md); "
+                                                "run again to resume")
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--only", help="comma-separated fold numbers to run now (default: all; the summary covers the "
+                                   "folds done)")
+    cv.add_argument("--similar", type=float, default=0.8,
+                    help="thumbnail correlation that makes two images one look-alike group")
+    cv.add_argument("--calib-n", type=int, default=200, help="calibration images per fold (from its training part)")
+    cv.add_argument("--spacing-mm", help="ROW,COL mm per model-input pixel of --data (default: native pixels)")
+    cv.add_argument("--model-px", action="store_true", help="thickness in model pixels (default: native pixels)")
+    cv.add_argument("--max-miou-drop", type=float, default=0.01)
+    cv.add_argument("--max-bias", type=float, default=0.5, help="int8 gate: |thickness bias| against float")
+    cv.add_argument("--revalidate", action="store_true",
+                    help="score the folds done again with their models as they are (no training)")
+    cv.add_argument("--docs", help="also write a Markdown page of the results here (figures beside it)")
+    cv.add_argument("--title", default="Cross-validation", help="--docs: the page's title")
+    cv.add_argument("--targets", help="--docs: targets to check, e.g. band_dice>=0.8,thickness_mae<=1.5,"
+                                      "int8_dice_drop<=0.01,fold_minutes<=20")
+    add_training_options(cv)
 
     q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
     q.add_argument("model", nargs="?", help="the float model: a .keras or .h5 file or a SavedModel folder "
@@ -131,6 +146,18 @@ def main(argv=None) -> int:
                    help="validate against a float model other than the one the bundle records it was made from "
                         "(the validation record names it)")
 
+    dm = sub.add_parser("domain", help="record in a bundle what its training images looked like (image statistics) "
+                                       "and how sure its model is of held-out images, for the device's "
+                                       "out-of-domain guard (edge.domain)")
+    dm.add_argument("bundle")
+    dm.add_argument("--train", required=True,
+                    help="'phantom' (fresh scenes of the training's random looks) or a folder of training images")
+    dm.add_argument("--heldout", required=True,
+                    help="'phantom' (the held-out validation scenes, presets in turn) or a folder of images the "
+                         "model was not trained on")
+    dm.add_argument("--n", type=int, default=600, help="phantom training images, or the most images read per folder")
+    dm.add_argument("--heldout-n", type=int, default=220, help="phantom held-out images")
+
     ph = sub.add_parser("phantom", help="write a labelled phantom data set (images/, masks/ and dataset.json)")
     ph.add_argument("--out", required=True)
     ph.add_argument("--n", type=int, default=100)
@@ -155,9 +182,24 @@ def main(argv=None) -> int:
     cs.add_argument("--wide", action="store_true", help="scenes from the wider ranges")
     cs.add_argument("--artefacts", type=float, default=0.0, help="probability of each artefact kind per image")
 
+    ag = sub.add_parser("augment-sheet", help="a PNG of labelled images beside augmented copies as training draws "
+                                              "them, with their label outlines")
+    ag.add_argument("--data", required=True, help="folder with images/ and masks/")
+    ag.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
+    ag.add_argument("--out", required=True, help="PNG file to write")
+    ag.add_argument("--images", type=int, default=4, help="images, one row each (the first by name)")
+    ag.add_argument("--per-image", type=int, default=5, help="augmented copies per image")
+    ag.add_argument("--size", type=int, default=256, help="the model grid the images are augmented on")
+    ag.add_argument("--tile", type=int, default=160, help="tile size in pixels")
+    ag.add_argument("--seed", type=int, default=0)
+    ag.add_argument("--augment-off", metavar="PARTS", default="",
+                    help="comma-separated augmentation parts to switch off (as for train)")
+
     args = p.parse_args(argv)
-    commands = {"train": cmd_train, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
-                "thickness-response": cmd_thickness_response, "validate": cmd_validate, "phantom": cmd_phantom,
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": cmd_train, "cv": cmd_cv, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
+                "thickness-response": cmd_thickness_response, "domain": cmd_domain,
+                "augment-sheet": cmd_augment_sheet, "validate": cmd_validate, "phantom": cmd_phantom,
                 "contact-sheet": cmd_contact_sheet}
     try:
         with native_output_hidden(args.verbose):  # native libraries' notices (TensorFlow, LiteRT, OpenCV)
@@ -185,6 +227,71 @@ def require_tensorflow(command: str) -> None:
         if extra is None:
             raise
         raise extra from e
+
+
+def add_training_options(p) -> None:
+    """The U-Net and optimiser options of `train` and `cv`, then the recipe (`add_recipe_options`)."""
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--class-weights", help="comma-separated cross-entropy weight per class, e.g. 1,6,1")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--final-learning-rate", type=float,
+                   help="decay the learning rate to this along a cosine over the epochs (default: constant)")
+    p.add_argument("--interpolation", choices=["area", "linear", "cubic"], default="area",
+                   help="how images are resized to the model grid (the bundle states it; the device does the same)")
+    add_recipe_options(p)
+
+
+def training_options(args, classes: int, has_data: bool):
+    """TrainOptions from `add_training_options` flags."""
+    from convert.train import TrainOptions
+
+    weights = None
+    if args.class_weights:
+        try:
+            weights = tuple(float(v) for v in args.class_weights.split(","))
+        except ValueError:
+            raise ValueError(f"--class-weights {args.class_weights!r} is not comma-separated numbers") from None
+    return TrainOptions(epochs=args.epochs, batch_size=args.batch, seed=args.seed, base_filters=args.base_filters,
+                        depth=args.depth, patience=args.patience, classes=classes, learning_rate=args.learning_rate,
+                        final_learning_rate=args.final_learning_rate, class_weights=weights,
+                        **recipe_options(args, has_data))
+
+
+def add_recipe_options(p) -> None:
+    """Loss, selection and augmentation options of `train` and `cv`."""
+    from convert.augment import PARTS
+
+    p.add_argument("--loss", choices=("ce", "dice_ce", "focal"), default="ce",
+                   help="cross-entropy (the study's), Dice + cross-entropy, or focal loss; --class-weights weigh the "
+                        "cross-entropy part (focal: its alpha)")
+    p.add_argument("--dice-weight", type=float, default=1.0, help="dice_ce: weight of the Dice term")
+    p.add_argument("--focal-gamma", type=float, default=2.0, help="focal: the focusing exponent")
+    p.add_argument("--select", choices=("band_dice", "mean_iou", "val_loss"),
+                   help="validation figure that picks the best epoch and stops early (default: band_dice for two "
+                        "classes, mean_iou otherwise)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train on the --data images as they are (augmentation is on by default for --data)")
+    p.add_argument("--augment-off", metavar="PARTS", default="",
+                   help=f"comma-separated augmentation parts to switch off: {','.join(PARTS)}")
+
+
+def recipe_options(args, has_data: bool) -> dict:
+    """TrainOptions fields from the recipe flags (`add_recipe_options`)."""
+    from convert.augment import AugmentOptions
+
+    augment = None
+    if has_data and not args.no_augment:
+        augment = AugmentOptions().without(args.augment_off.split(","))
+    elif args.augment_off and not has_data:
+        raise ValueError("--augment-off needs --data (the phantom stream is not augmented)")
+    return {"loss": args.loss, "dice_weight": args.dice_weight, "focal_gamma": args.focal_gamma,
+            "select": args.select, "augment": augment}
 
 
 def add_model_options(p) -> None:
@@ -303,45 +410,94 @@ def declared_spec(args, model_path: Path | None, height: int, width: int, channe
 
 
 def cmd_train(args) -> int:
-    from convert.train import TrainOptions, train
+    from convert.train import train
     from edge.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
     train_data = val_data = None
     classes = 3
     if args.data:
-        x, y, config, _ = labelled_set(args.data, spec, args.dataset_config)
+        x, y, config, _, _ = labelled_set(args.data, spec, args.dataset_config)
         classes = model_classes(config, y)
-        rng = np.random.default_rng(args.seed)
-        order = rng.permutation(len(x))
-        n_val = max(1, len(x) // 5)
-        val_data = (x[order[:n_val]], y[order[:n_val]])
-        train_data = (x[order[n_val:]], y[order[n_val:]])
+        val = validation_split(x, args.seed)
+        val_data = (x[val], y[val])
+        train_data = (x[~val], y[~val])
     elif args.dataset_config:
         raise ValueError("--dataset-config needs --data")
-    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch, seed=args.seed, base_filters=args.base_filters,
-                        depth=args.depth, patience=args.patience, classes=classes, learning_rate=args.learning_rate,
-                        class_weights=tuple(float(v) for v in args.class_weights.split(",")) if args.class_weights else None)
+    opts = training_options(args, classes, bool(args.data))
     best = train(Path(args.out), spec, opts, train_data, val_data, phantom_steps=args.steps, resume=args.resume,
                  verbose=1 if sys.stdout.isatty() else 2)  # progress bars only on a terminal, else a line per epoch
     print(f"trained model: {best}")
     return 0
 
 
+def validation_split(images: np.ndarray, seed: int) -> np.ndarray:
+    """A bool per image, True for the ~fifth kept for validation: whole look-alike groups
+    (convert.folds), so that no near-copy of a training image picks the best epoch."""
+    from convert.folds import look_alike_groups, split_groups, thumbnail
+
+    if len(images) < 2:
+        raise ValueError(f"training on --data needs at least 2 images (one for validation), got {len(images)}")
+    groups = look_alike_groups(np.stack([thumbnail(im) for im in images]))
+    held = split_groups(groups, 0.2, seed)
+    if held.all():  # one group holds every image: fall back to a random fifth
+        held = np.zeros(len(images), bool)
+        held[np.random.default_rng(seed).permutation(len(images))[:max(1, len(images) // 5)]] = True
+    return held
+
+
+def cmd_cv(args) -> int:
+    from convert.cv import command_line, cross_validate, docs_page, parse_targets
+    from convert.data import load_dataset_config, read_dataset_config
+    from convert.validate import GateLimits
+    from edge.preprocess import PreprocessSpec
+
+    if args.folds < 2:
+        raise ValueError(f"--folds must be at least 2, not {args.folds}")
+    targets = parse_targets(args.targets)
+    if args.spacing_mm and args.model_px:
+        raise ValueError("give --spacing-mm or --model-px, not both")
+    spacing = "model" if args.model_px else "native"
+    if args.spacing_mm:
+        spacing = tuple(float(v) for v in args.spacing_mm.split(","))
+    only = None
+    if args.only:
+        try:
+            only = [int(v) for v in args.only.split(",")]
+        except ValueError:
+            raise ValueError(f"--only {args.only!r} is not comma-separated fold numbers") from None
+    config = read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    if config.legacy:
+        raise ValueError(f"{args.data!r} has no dataset.json/.toml: give one (or --dataset-config) naming the classes")
+    spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
+    opts = training_options(args, len(config.classes), True)
+    summary = cross_validate(args.data, args.out, spec, opts, folds=args.folds, seed=args.seed, similar=args.similar,
+                             dataset_config=args.dataset_config, spacing=spacing,
+                             limits=GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias),
+                             only=only, calib_n=args.calib_n, verbose=1 if sys.stdout.isatty() else 2,
+                             revalidate=args.revalidate)
+    print((Path(args.out) / "summary.md").read_text())
+    if args.docs:
+        page = docs_page(summary, Path(args.out), Path(args.docs), args.title, command_line(args.argv), targets)
+        print(f"docs page written: {page}")
+    return 0
+
+
 def labelled_set(folder, spec, config_path=None):
     """A labelled folder on the model grid: (images NxHxWxC, labels NxHxW, its DatasetConfig,
-    native (height, width) of each image). config_path: a config file used instead of the one
-    beside images/."""
+    native (height, width) of each image, the native label maps). config_path: a config file
+    used instead of the one beside images/."""
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
     from edge.preprocess import resize_labels, to_model_image
 
     config = read_dataset_config(Path(config_path)) if config_path else load_dataset_config(Path(folder))
-    images, labels, shapes = [], [], []
+    images, labels, shapes, native = [], [], [], []
     for _, img, lab in iter_dataset(Path(folder), config):
         images.append(to_model_image(img, spec))
         labels.append(resize_labels(lab, spec))
         shapes.append(img.shape[:2])
-    return np.stack(images), np.stack(labels), config, shapes
+        native.append(lab)
+    return np.stack(images), np.stack(labels), config, shapes, native
 
 
 def model_classes(config, labels: np.ndarray) -> int:
@@ -425,6 +581,7 @@ def model_grid(model, size: tuple[int, int] | None, text: str | None) -> tuple[i
 
 def cmd_quantize(args) -> int:
     from convert.data import read_dataset_config
+    from convert.domain import record_domain
     from convert.quantize import quantize_to_bundle
     from convert.validate import GateLimits
 
@@ -445,6 +602,9 @@ def cmd_quantize(args) -> int:
                                 progress=sys.stdout.isatty(), check_prediction=not args.allow_one_class,
                                 allow_partitions=args.allow_partitions,
                                 check_preprocessing=not args.trust_preprocessing, extra={"float_model": identity})
+    bundle = record_domain(bundle, calib, data[0] if data else calib, f"calibration images ({args.calib})",
+                           f"{args.data} (the gate's labelled set)" if data else
+                           f"calibration images ({args.calib}; no held-out set given)")
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
     print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "
@@ -454,7 +614,8 @@ def cmd_quantize(args) -> int:
     spacings, unit = data_spacings(args, data[3], spec, data[2])
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
-                                 str(args.data), limits, unit=unit, float_model={**identity, "made_from": True})
+                                 str(args.data), limits, unit=unit, native_labels=data[4],
+                                 float_model={**identity, "made_from": True})
     return 0 if passed else 3
 
 
@@ -502,19 +663,20 @@ def cmd_demo_bundle(args) -> int:
     from edge.preprocess import PreprocessSpec
 
     spec_early, spec = PreprocessSpec(), PreprocessSpec(interpolation="cubic")
-    stage1 = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS)
+    stage1 = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS,
+                          select="val_loss")
     stage2 = TrainOptions(epochs=args.finetune_epochs, seed=args.seed + 1, patience=args.finetune_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=3e-4,
-                          final_learning_rate=3e-5)
+                          final_learning_rate=3e-5, select="val_loss")
     stage3 = TrainOptions(epochs=args.polish_epochs, seed=args.seed + 2, patience=args.polish_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
-                          final_learning_rate=1e-5)
+                          final_learning_rate=1e-5, select="val_loss")
     stage4 = TrainOptions(epochs=args.cubic_epochs, seed=args.seed + STAGE4_SEED_OFFSET, patience=args.cubic_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
-                          final_learning_rate=1e-5)
+                          final_learning_rate=1e-5, select="val_loss")
     stage5 = TrainOptions(epochs=args.more_epochs, seed=args.seed + STAGE5_SEED_OFFSET, patience=args.more_epochs,
                           class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
-                          final_learning_rate=1e-5)
+                          final_learning_rate=1e-5, select="val_loss")
     stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3, "stage4": stage4, "stage5": stage5}
     if args.model:
         best, work = Path(args.model), Path(args.model).parent
@@ -550,6 +712,8 @@ def cmd_demo_bundle(args) -> int:
                                 extra={"training": training, "name": "tlf-demo-phantom", "float_model": identity})
     bundle, figures = write_phantom_response(bundle, args.response_n)
     print_response(bundle, figures)
+    bundle = record_phantom_domain(bundle, 600, 220)
+    print_domain(bundle)
     (bundle.path / "training").mkdir(exist_ok=True)
     for stage in stages:
         for name in ("history.csv", "history.png"):
@@ -589,14 +753,14 @@ def phantom_set_name(n: int) -> str:
 
 
 def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits, groups=None,
-                        unit=None, float_model: dict | None = None) -> bool:
+                        unit=None, native_labels=None, float_model: dict | None = None) -> bool:
     """Run the float-versus-int8 gate, write its reports and record the result in the manifest
     (with the float model's identity, `float_model`, when given)."""
     from convert.report import write_report
     from convert.validate import compare, gate
     from edge.bundle import update_manifest
 
-    report = compare(bundle, model, images, labels, spacings, groups=groups, unit=unit)
+    report = compare(bundle, model, images, labels, spacings, groups=groups, unit=unit, native_labels=native_labels)
     failures = gate(report, limits)
     summary = write_report(report, images, labels, Path(out_dir), failures)
     against = {"float_model": float_model} if float_model is not None else {}
@@ -608,6 +772,64 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
           f"int8-truth MAE {th['int8_vs_truth'].get('mae')} {summary['unit']}")
     print(("gate PASSED" if not failures else "gate FAILED: " + "; ".join(failures)) + f" (report: {out_dir}/validation.md)")
     return not failures
+
+
+def read_bundle(path):
+    """A verified bundle, or ValueError with the loader's one line."""
+    from edge.bundle import load_bundle
+    from edge.errors import BundleError
+
+    try:
+        return load_bundle(path)
+    except BundleError as e:
+        raise ValueError(str(e)) from e
+
+
+def cmd_domain(args) -> int:
+    from convert.domain import record_domain
+
+    bundle = read_bundle(args.bundle)
+    spec = bundle.spec
+    if args.n < 4 or args.heldout_n < 2:
+        raise ValueError("--n must be at least 4 and --heldout-n at least 2")
+    if args.train == "phantom":
+        train, train_name = phantom_domain_images(args.n, spec)
+    else:
+        train, train_name = calibration_images(args.train, args.n, spec), str(args.train)
+    if args.heldout == "phantom":
+        heldout = phantom_validation_set(args.heldout_n, spec)[0]
+        heldout_name = phantom_set_name(args.heldout_n)
+    else:
+        heldout, heldout_name = calibration_images(args.heldout, args.n, spec), str(args.heldout)
+    bundle = record_domain(bundle, train, heldout, train_name, heldout_name)
+    print_domain(bundle)
+    return 0
+
+
+def phantom_domain_images(n: int, spec):
+    """Fresh phantom scenes of the training's random looks (a seed range no training uses), and their name."""
+    from convert.data import phantom_batch
+
+    return (phantom_batch(range(DOMAIN_SEEDS, DOMAIN_SEEDS + n), spec)[0],
+            f"phantom seeds {DOMAIN_SEEDS}+{n}, the training's random looks")
+
+
+def record_phantom_domain(bundle, n: int, heldout_n: int):
+    """A phantom-trained bundle's domain statistics: `n` fresh training-like scenes, margins on
+    the held-out validation scenes (as `tlf-convert domain BUNDLE --train phantom --heldout phantom`)."""
+    from convert.domain import record_domain
+
+    train, name = phantom_domain_images(n, bundle.spec)
+    return record_domain(bundle, train, phantom_validation_set(heldout_n, bundle.spec)[0], name,
+                         phantom_set_name(heldout_n))
+
+
+def print_domain(bundle) -> None:
+    d = bundle.domain
+    limits = "none" if d.margin_limits is None else ", ".join(f"{v:.4g}" for v in d.margin_limits)
+    print(f"domain statistics of {len(d.reference)} training images ({d.fitted_on}) recorded in {bundle.path}: "
+          f"limits {d.distance_limit:.2f} from the nearest, {d.spread_limit:.2f} from them as a whole; margin limits "
+          f"(mean, 10th percentile, uncertain share) {limits} ({d.margins_on or 'no held-out images'})")
 
 
 def cmd_thickness_response(args) -> int:
@@ -632,13 +854,8 @@ def print_response(bundle, figures: dict) -> None:
 
 def cmd_validate(args) -> int:
     from convert.validate import GateLimits
-    from edge.bundle import load_bundle
-    from edge.errors import BundleError
 
-    try:
-        bundle = load_bundle(args.bundle)
-    except BundleError as e:
-        raise ValueError(str(e)) from e
+    bundle = read_bundle(args.bundle)
     spec = bundle.spec
     identity = checked_float_model(args, bundle)
     model = read_float_model(args, spec)
@@ -647,19 +864,21 @@ def cmd_validate(args) -> int:
         if args.dataset_config or args.native_px:
             raise ValueError("--dataset-config and --native-px need a --data folder")
         images, labels, spacings, groups = phantom_validation_set(args.n, spec)
+        native = None
         set_name = phantom_set_name(args.n)
     else:
-        images, labels, config, shapes = labelled_set(args.data, spec, args.dataset_config)
+        images, labels, config, shapes, native = labelled_set(args.data, spec, args.dataset_config)
         if not config.legacy and len(config.classes) != len(bundle.manifest["classes"]):
             raise ValueError(f"the data set has {len(config.classes)} classes {list(config.classes)} but the bundle "
                              f"has {len(bundle.manifest['classes'])} {bundle.manifest['classes']}")
         spacings, unit = data_spacings(args, shapes, spec, config)
         set_name = str(args.data)
         groups = None
+        native = native if len(bundle.manifest["classes"]) == 2 else None
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     out = Path(args.out) if args.out else bundle.path / "validation"
     return 0 if validate_and_record(bundle, model, images, labels, spacings, out, set_name, limits, groups,
-                                    unit=unit, float_model=identity) else 3
+                                    unit=unit, native_labels=native, float_model=identity) else 3
 
 
 def checked_float_model(args, bundle) -> dict:
@@ -792,6 +1011,35 @@ def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_
     for r in rows[1:]:
         out += [sep, r]
     return np.vstack(out)
+
+
+def cmd_augment_sheet(args) -> int:
+    import cv2
+
+    from convert.augment import AugmentOptions, augment_sheet
+    from convert.data import iter_dataset, load_dataset_config, read_dataset_config
+    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+
+    if args.images < 1 or args.per_image < 1 or not 64 <= args.tile <= 512:
+        raise ValueError("need --images >= 1, --per-image >= 1 and --tile in 64-512")
+    options = AugmentOptions().without(args.augment_off.split(","))
+    spec = PreprocessSpec(height=args.size, width=args.size)
+    config = read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    names, images, labels = [], [], []
+    for stem, img, lab in iter_dataset(Path(args.data), config):
+        if len(names) >= args.images:
+            break
+        names.append(stem)
+        images.append(to_model_image(img, spec))
+        labels.append(resize_labels(lab, spec))
+    sheet = augment_sheet(np.stack(images), np.stack(labels), names, options, args.seed, args.per_image, args.tile)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OSError(f"cannot write {str(out)!r}")
+    print(f"augment sheet {sheet.shape[1]}x{sheet.shape[0]} ({len(names)} images, {args.per_image} augmented copies "
+          f"each; parts on: {', '.join(options.active) or 'none'}) written to {out}")
+    return 0
 
 
 def cmd_contact_sheet(args) -> int:

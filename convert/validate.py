@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.bands import band_thickness, band_zones
+from edge.bands import band_thickness, band_zones
 from edge.bundle import Bundle
 from edge.metrics import scores
 from edge.preprocess import to_float
@@ -15,7 +15,7 @@ from edge.thickness import measure_thickness
 
 
 def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2,
-            groups=None, unit: str | None = None) -> dict:
+            groups=None, unit: str | None = None, native_labels=None) -> dict:
     """Scores of the float model and of the bundle's int8 model against the labels, and thickness errors.
 
     images: uint8 (N,H,W,C) model images; labels: (N,H,W); spacings: per-image (row, col) mm per
@@ -24,9 +24,13 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     of the thickness unit when spacings are not mm (e.g. "px" for native image pixels).
 
     A two-class model (background and band) is measured per band: every band of the true mask
-    that spans the measurement window is one thickness sample (see convert.bands), so the
+    that spans the measurement window is one thickness sample (see edge.bands), so the
     thickness figures count bands, not images; a model of three or more classes gives one
-    sample per image.
+    sample per image. native_labels: each image's mask at its own size (two-class models): the
+    true thickness of each band is then measured on it, where the expert drew it, instead of on
+    the mask resampled to the model grid (nearest neighbour moves each edge by up to half a
+    model pixel, several native pixels on a small grid); its bands are matched to the grid's
+    by depth (`native_band_thickness`).
     """
     seg = Segmenter(bundle, threads)
     classes = seg.classes
@@ -50,7 +54,10 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, calibration=cal, image=img)
             q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf,
                                    calibration=cal, image=img)
-            t_th += band_thickness(lab, zones, None, sp, band=tlf)
+            if native_labels is not None:
+                t_th += native_band_thickness(native_labels[i], lab, zones, sp, tlf)
+            else:
+                t_th += band_thickness(lab, zones, None, sp, band=tlf)
             owner += [i] * len(zones)
             depth += range(1, len(zones) + 1)
             continue
@@ -93,8 +100,43 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
         },
         **({"bands": _by_depth(depth, f_th, q_th, t_th)} if classes == 2 else {}),
         "unit": unit or ("mm" if spacings and spacings[0] is not None else "px"),
+        **({"truth_thickness_on": "native masks" if native_labels is not None else "masks on the model grid"}
+           if classes == 2 else {}),
         "frames": frames,
     }
+
+
+MATCH_ROWS = 2.0  # model rows: a native band this close (centre to centre) to a grid band is the same band
+
+
+def native_band_thickness(native: np.ndarray, grid: np.ndarray, zones: list[np.ndarray], spacing, band: int = 1) -> list[float]:
+    """The thickness of each grid zone's band measured on the native-size mask (NaN where no
+    native band lies within MATCH_ROWS of it, or the measurement rejects it).
+
+    spacing: (row, col) units per model pixel, or None (model pixels); the native mask's own
+    pixels are that times the model grid over the native size.
+    """
+    gh, gw = grid.shape
+    nh, nw = native.shape
+    fy, fx = gh / nh, gw / nw
+    native_zones = band_zones(native, band)
+    sp = None if spacing is None else (spacing[0] * fy, spacing[1] * fx)
+    if spacing is None:
+        sp = (fy, fx)  # model pixels: a native row is fy model rows
+    values = band_thickness(native, native_zones, None, sp, band=band)
+
+    def centre(z, lab, scale):
+        rows = np.nonzero(z & (lab == band))[0]
+        return rows.mean() * scale if rows.size else np.nan
+
+    native_centres = [centre(z, native, fy) for z in native_zones]
+    out = []
+    for z in zones:
+        c = centre(z, grid, 1.0)
+        d = [abs(c - n) for n in native_centres]
+        j = int(np.argmin(d)) if d else -1
+        out.append(values[j] if j >= 0 and d[j] <= MATCH_ROWS else float("nan"))
+    return out
 
 
 def _by_depth(depth: list[int], f_th: np.ndarray, q_th: np.ndarray, t_th: np.ndarray) -> dict:

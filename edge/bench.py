@@ -35,7 +35,7 @@ from edge.doctor import FAST_INT8_FLAGS, cpu_flags
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
 from edge.metrics import scores
-from edge.pipeline import Pipeline, measure, smooth
+from edge.pipeline import Pipeline, measure, measure_frame, smooth
 from edge.prepare import Prepare
 from edge.preprocess import resize_labels, to_model_image
 from edge.segmenter import Segmenter, physical_cores
@@ -92,7 +92,8 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
     """
     times = {s: [] for s in STAGES}
     spec, options = segmenter.spec, ThicknessOptions()
-    temporal = TemporalFilter()
+    temporal: dict[int, TemporalFilter] = {}  # one per band, as the pipeline keeps them
+    domain = segmenter.bundle.domain
     prepare = Prepare(RoiOptions(), CalibrationOptions())
     ious, thick_err = [], []
     for sink in sinks:
@@ -114,15 +115,19 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             raw = segmenter.infer(model_image)
             t3 = time.perf_counter()
             seg = segmenter.segmentation(frame, raw, image=model_image)  # the runtime's labels and logit-unit scores
-            m = smooth(measure(seg, options, segmenter.bundle.tlf_class), temporal, seg.spacing_mm)
+            ms = [smooth(m, temporal.setdefault(m.band, TemporalFilter()), seg.spacing_mm)
+                  for m in measure_frame(seg, options, segmenter.bundle.tlf_class, domain=domain,
+                                         classes=segmenter.classes)]
             t4 = time.perf_counter()
             for sink in sinks:
-                sink.write(m, seg)
+                for m in ms:
+                    sink.write(m, seg)
             t5 = time.perf_counter()
             for name, a, b in zip(STAGES, (t0, t1, t1b, t2, t3, t4), (t1, t1b, t2, t3, t4, t5)):
                 times[name].append((b - a) * 1000)
             if frame.truth is not None and "labels" in frame.truth:
                 ious.append(scores(resize_labels(frame.truth["labels"], spec), seg.labels, segmenter.classes)["mean_iou"])
+                m = ms[0]
                 if "truth_mm" in m.extra and not math.isnan(m.thickness):
                     thick_err.append(abs(m.thickness - m.extra["truth_mm"]))
     for sink in sinks:

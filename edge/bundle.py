@@ -61,6 +61,15 @@ class Bundle:
         return None if d is None else ThicknessCalibration.from_dict(d)
 
     @property
+    def domain(self):
+        """The bundle's edge.domain.DomainModel (what its training images looked like), or None
+        for a bundle made without one (checked on load)."""
+        from edge.domain import DomainModel
+
+        d = self.manifest.get("domain")
+        return None if d is None else DomainModel.from_dict(d)
+
+    @property
     def tlf_class(self) -> int:
         return int(self.manifest["tlf_class"])
 
@@ -153,6 +162,7 @@ def load_bundle(path: str | Path, sealed: bool = True) -> Bundle:
     bundle = Bundle(path=path, manifest=manifest, spec=spec)
     try:
         bundle.thickness_calibration
+        bundle.domain
     except (TypeError, ValueError) as e:
         raise BundleError(f"manifest {str(manifest_path)!r}: {e}") from e
     return bundle
@@ -221,9 +231,16 @@ def write_bundle(path: str | Path, model_bytes: bytes, manifest: dict) -> Bundle
     return load_bundle(path)
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][0-9.eE+-]*(?:,\s*-?[0-9][0-9.eE+-]*)*)\s*\]")
+
+
 def write_manifest(path: str | Path, manifest: dict) -> None:
-    """Write `manifest` (sealed) as the manifest of the bundle folder `path`."""
-    (Path(path) / MANIFEST_FILE).write_text(json.dumps(seal(manifest), indent=2) + "\n")
+    """Write `manifest` (sealed) as the manifest of the bundle folder `path`: indented JSON, each
+    list of numbers on one line (a shape; a row of domain statistics). The seal is over the
+    content, not the layout."""
+    text = json.dumps(seal(manifest), indent=2)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+    (Path(path) / MANIFEST_FILE).write_text(text + "\n")
 
 
 def seal_bundle(path: str | Path) -> tuple[Bundle, bool]:

@@ -93,7 +93,11 @@ def main(argv=None) -> int:
                 if unsealed is not None:  # made before manifests were sealed: shown, so it can be checked
                     print(json.dumps(unsealed.manifest, indent=2))
                 raise
-            print(json.dumps(bundle.manifest, indent=2))
+            shown = dict(bundle.manifest)
+            if isinstance(shown.get("domain"), dict) and "reference" in shown["domain"]:
+                ref = shown["domain"]["reference"]  # hundreds of rows of numbers: said, not printed
+                shown["domain"] = {**shown["domain"], "reference": f"<{len(ref)} training images' statistics>"}
+            print(json.dumps(shown, indent=2))
             print(f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
                   f"{bundle.manifest['manifest_sha256'][:12]}...", file=sys.stderr)
             return 0
@@ -412,7 +416,14 @@ def display_report(sink) -> dict:
 
 def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
     ms = stats.measurements  # the most recent ones: values, latency and truth are over these
-    accepted = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
+    ok = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
+    accepted = [m for m in ok if m.band == 0]  # the TLF, or the most superficial band of a two-class model
+    by_band = {}
+    if any(m.bands > 1 for m in ms):
+        for b in sorted({m.band for m in ms}):
+            v = np.array([m.thickness for m in ok if m.band == b])
+            by_band[str(b)] = {"measured": sum(m.band == b for m in ms), "accepted": int(v.size),
+                               "median": round(float(np.median(v)), 3) if v.size else None}
     lat = np.array([m.latency_s for m in ms]) * 1000
     values = np.array([m.thickness for m in accepted])
     truths = np.array([m.extra["truth_mm"] for m in accepted if "truth_mm" in m.extra])
@@ -440,6 +451,8 @@ def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
         "thickness_median": round(float(np.median(values)), 3) if values.size else None,
         "thickness_iqr": round(float(np.subtract(*np.percentile(values, [75, 25]))), 3) if values.size else None,
         "dead_outputs": stats.dead_sinks,
+        **({"bands": by_band, "bands_measured": stats.bands_measured, "bands_accepted": stats.bands_accepted}
+           if by_band else {}),
         "display": display,
         "layout": _layout_summary(stats),
     }
@@ -481,6 +494,10 @@ def print_summary(s: dict, run_dir: Path) -> None:
         if "truth_median_mm" in s:
             line += f" | phantom truth {s['truth_median_mm']:.2f} mm | error {s['error_median_mm']:+.2f} mm"
         print(line)
+    for b, e in (s.get("bands") or {}).items():
+        median = "no accepted value" if e["median"] is None else f"median {e['median']:.2f} {unit}"
+        print(f"  band {int(b) + 1}     {e['accepted']} of {e['measured']} accepted, {median}"
+              + (" (the most superficial)" if b == "0" else ""))
     lay = s.get("layout")
     if lay is not None:
         x, y, w, h = lay["roi"]

@@ -18,7 +18,7 @@ from edge.frame import Measurement, Segmentation
 from edge.quality import names
 from edge.sinks import LineFile, Sink
 
-COLUMNS = ("seq", "t_capture", "wall_time", "thickness", "spread", "unit", "filtered", "low", "high",
+COLUMNS = ("seq", "t_capture", "wall_time", "band", "bands", "thickness", "spread", "unit", "filtered", "low", "high",
            "flags", "flag_names", "columns", "latency_ms", "model_sha256", "simulated")
 
 
@@ -30,8 +30,9 @@ def _number(v, digits: int) -> str:
 
 
 class CsvLog(Sink):
-    """Appends one CSV row per measurement to `path` (columns: COLUMNS); flag names joined by '|';
-    simulated is 1 for a reading of the built-in phantom scanner."""
+    """Appends one CSV row per measurement (a frame's band) to `path` (columns: COLUMNS); flag
+    names joined by '|'; simulated is 1 for a reading of the built-in phantom scanner; band is
+    the band's place by depth (0 = the most superficial) of the frame's `bands`."""
 
     name = "csv"
 
@@ -66,6 +67,8 @@ class CsvLog(Sink):
             m.seq,
             _number(m.t_capture, 6),
             _number(time.time(), 3),
+            m.band,
+            m.bands,
             _number(m.thickness, 4),
             _number(m.spread, 4),
             m.unit,

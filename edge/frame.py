@@ -49,7 +49,12 @@ class Segmentation:
 
 @dataclass(frozen=True)
 class Measurement:
-    """TLF thickness for one frame, with its quality flags and timing."""
+    """The thickness of one band in one frame, with its quality flags and timing.
+
+    A three-class model (tissue above, the TLF, tissue below) gives one measurement per frame:
+    band 0 of 1. A two-class model (background / band) gives one per band it drew, ordered by
+    depth (band 0 the most superficial; edge.bands), all with the frame's seq and t_capture.
+    """
 
     seq: int
     t_capture: float
@@ -60,3 +65,5 @@ class Measurement:
     columns: int  # how many columns contributed
     latency_s: float
     extra: dict = field(default_factory=dict)
+    band: int = 0  # this band's place by depth in the frame, 0 = the most superficial
+    bands: int = 1  # how many bands the frame reports

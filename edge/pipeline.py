@@ -42,32 +42,68 @@ from edge.segmenter import Segmenter
 from edge.sinks import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
 from edge.temporal import TemporalFilter, TemporalOptions
+from edge.bands import measure_bands, per_band
 from edge.thickness import ThicknessOptions, measure_thickness, window_slice
 
 
-def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False) -> Measurement:
-    """Thickness and quality for one segmentation; truth is attached when the frame carries it."""
-    result = measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
-                               calibration=seg.calibration, image=seg.image)
+def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
+                  domain=None, classes: int | None = None) -> list[Measurement]:
+    """Thickness and quality of every band of one segmentation, superficial first.
+
+    A three-class model's TLF is one band (one measurement); a two-class model's bands are each
+    measured on its own (edge.bands: the bands the model drew, by depth). domain: the bundle's
+    edge.domain.DomainModel, or None; a frame it finds unlike the training images is flagged
+    OUT_OF_DOMAIN and not measured (thickness NaN), with the reason in `extra["out_of_domain"]`.
+    Truth is attached when the frame carries it.
+    """
+    if classes is None:
+        classes = seg.logits.shape[-1] if seg.logits is not None else max(3, tlf_class + 1)
+    if per_band(classes):
+        results = measure_bands(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, band=tlf_class,
+                                calibration=seg.calibration, image=seg.image)
+    else:
+        results = [measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
+                                     calibration=seg.calibration, image=seg.image)]
     frame = seg.frame
     source = frame.spacing_source or ("source" if frame.spacing_mm is not None else "none")
-    extra = {"coverage": round(result.coverage, 3), "t_invoke_done": seg.t_done, "calibration": source}
+    extra = {"t_invoke_done": seg.t_done, "calibration": source}
+    flags = (Quality.FROZEN if frozen else Quality.OK) | (Quality.SCALE_UNCERTAIN if source == "refused" else Quality.OK)
+    if domain is not None and seg.image is not None:
+        check = domain.check(seg.image, seg.logits, seg.logit_scale)
+        extra["domain_distance"] = round(check.distance, 3)
+        extra["domain_margin"] = round(check.margin, 3)
+        if check.out:
+            flags |= Quality.OUT_OF_DOMAIN
+            extra["out_of_domain"] = check.reason()
     truth = seg.frame.truth
     if truth is not None and "thickness_mm" in truth:
         t = np.asarray(truth["thickness_mm"])
         extra["truth_mm"] = float(np.median(t[window_slice(options, t.size)]))
     now = time.monotonic()
-    return Measurement(
-        seq=seg.frame.seq,
-        t_capture=seg.frame.t_capture,
-        thickness=result.value,
-        spread=result.spread,
-        unit=result.unit,
-        flags=result.flags | (Quality.FROZEN if frozen else 0) | (Quality.SCALE_UNCERTAIN if source == "refused" else 0),
-        columns=result.columns,
-        latency_s=now - seg.frame.t_capture,
-        extra=extra,
-    )
+    out = []
+    for i, r in enumerate(results):
+        measured = not flags & Quality.OUT_OF_DOMAIN
+        out.append(Measurement(
+            seq=seg.frame.seq,
+            t_capture=seg.frame.t_capture,
+            thickness=r.value if measured else float("nan"),
+            spread=r.spread if measured else float("nan"),
+            unit=r.unit,
+            flags=r.flags | flags,
+            columns=r.columns,
+            latency_s=now - seg.frame.t_capture,
+            extra={"coverage": round(r.coverage, 3), **extra},
+            band=i,
+            bands=len(results),
+        ))
+    return out
+
+
+def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
+            domain=None) -> Measurement:
+    """The first (most superficial) band's measurement of `measure_frame`: the TLF of a
+    three-class model."""
+    return measure_frame(seg, options, tlf_class, frozen, domain)[0]
 
 
 KEEP_MEASUREMENTS = 2000  # the most recent measurements kept in RunStats (the sinks see them all)
@@ -89,8 +125,10 @@ class StatusChange:
 class RunStats:
     measurements: deque = field(default_factory=lambda: deque(maxlen=KEEP_MEASUREMENTS))  # the most recent
     measured: int = 0  # every frame that reached the sinks
-    accepted: int = 0  # of those, measured and not rejected by a quality flag
-    flagged: dict[str, int] = field(default_factory=dict)  # rejecting flag name -> frames
+    accepted: int = 0  # of those, with at least one band measured and not rejected by a quality flag
+    flagged: dict[str, int] = field(default_factory=dict)  # rejecting flag name -> frames with a band flagged so
+    bands_measured: int = 0  # band measurements (one per frame for a single-band model)
+    bands_accepted: int = 0
     dead_sinks: dict[str, str] = field(default_factory=dict)
     t_start: float = 0.0
     t_end: float = 0.0
@@ -107,12 +145,18 @@ class RunStats:
     source_reconnects: int = 0  # times a live source reopened its device
     unprocessed_at_stop: int = 0  # frames captured but let go when the run was stopped
 
-    def add(self, m: Measurement) -> None:
+    def add(self, frame: Measurement | list[Measurement]) -> None:
+        """Count one frame: its measurement, or the list of its bands' measurements."""
+        ms = [frame] if isinstance(frame, Measurement) else list(frame)
         self.measured += 1
-        self.measurements.append(m)
-        rejecting = m.flags & REJECTING
-        if not rejecting and not math.isnan(m.thickness):
-            self.accepted += 1
+        ok = [not (m.flags & REJECTING) and not math.isnan(m.thickness) for m in ms]
+        self.accepted += any(ok)
+        self.bands_measured += len(ms)
+        self.bands_accepted += sum(ok)
+        rejecting = Quality.OK
+        for m in ms:
+            self.measurements.append(m)
+            rejecting |= m.flags & REJECTING
         for name in names(rejecting):
             self.flagged[name] = self.flagged.get(name, 0) + 1
 
@@ -154,10 +198,18 @@ class Pipeline:
         self.prepare: Prepare | None = None
         if roi is not None or calibration is not None:
             self.prepare = Prepare(roi or RoiOptions(), calibration or CalibrationOptions())
-        self.temporal = TemporalFilter(temporal)
+        self.temporal_options = temporal
+        self.temporal: dict[int, TemporalFilter] = {}  # one filter per band index
+        self.domain = segmenter.bundle.domain  # the out-of-domain guard's statistics, or None
         self.freeze = FreezeDetector()
         self.stop_event = threading.Event()
         self.stats: RunStats | None = None
+
+    def filter_of(self, band: int) -> TemporalFilter:
+        """The temporal filter of one band index (each band's thickness is smoothed apart)."""
+        if band not in self.temporal:
+            self.temporal[band] = TemporalFilter(self.temporal_options)
+        return self.temporal[band]
 
     def _emit(self, live: list[Sink], m: Measurement, seg: Segmentation, stats: RunStats) -> list[Sink]:
         return _deliver(self.err, live, stats, lambda sink: sink.write(m, seg))
@@ -258,11 +310,12 @@ class Pipeline:
 
         def measured(frame, raw, image, frozen: bool, t0: float, t_done: float):
             seg = segmenter.segmentation(frame, raw, t_done, image=image)
-            m = measure(seg, self.options, segmenter.bundle.tlf_class, frozen)
-            m = smooth(m, self.temporal, seg.spacing_mm)
-            m = replace(m, extra={**m.extra, "wait_ms": (t0 - frame.t_capture) * 1000,
-                                  "infer_ms": (t_done - t0) * 1000, **due_events(frame.seq)})
-            return m, seg
+            ms = measure_frame(seg, self.options, segmenter.bundle.tlf_class, frozen, self.domain,
+                               getattr(segmenter, "classes", None))
+            timing = {"wait_ms": (t0 - frame.t_capture) * 1000, "infer_ms": (t_done - t0) * 1000, **due_events(frame.seq)}
+            ms = [replace(m, extra={**m.extra, **timing}) for m in (smooth(m, self.filter_of(m.band), seg.spacing_mm)
+                                                                  for m in ms)]
+            return ms, seg
 
         def output():
             nonlocal live
@@ -277,11 +330,12 @@ class Pipeline:
                 if isinstance(item, StatusChange):
                     live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "status", _nothing)(item.code, item.text))
                     continue
-                m, seg = measured(*item)
+                ms, seg = measured(*item)
                 if stats.t_first_measurement is None:
                     stats.t_first_measurement = time.monotonic()
-                stats.add(m)
-                live = self._emit(live, m, seg, stats)
+                stats.add(ms)
+                for m in ms:
+                    live = self._emit(live, m, seg, stats)
 
         def guarded(fn):
             def body():

@@ -54,7 +54,7 @@ import numpy as np
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.quality import names
-from edge.sinks import LineFile, Sink
+from edge.sinks import FrameBands, LineFile, Sink
 
 DEFAULT_FPS = 30.0
 BAND_COLOUR = (0, 255, 0)  # BGR green: the TLF band contour
@@ -75,9 +75,18 @@ def _fmt(v) -> str | None:
     return None if v is None or not math.isfinite(float(v)) else f"{float(v):.2f}"
 
 
-def overlay_text(m: Measurement) -> tuple[str, str]:
+def overlay_text(m: Measurement | list[Measurement]) -> tuple[str, str]:
     """The two overlay lines: the reading (with the temporally filtered value and its 95 % band,
-    in words, when known) and the flags."""
+    in words, when known) and the flags. A frame of several bands (a list) reads 'bands' and one
+    value per band, superficial first, and the flags of any of them."""
+    if isinstance(m, list) and len(m) > 1:
+        flags = 0
+        for b in m:
+            flags |= b.flags
+        values = " | ".join(_fmt(b.thickness) or "--" for b in m)
+        return f"bands {values} {m[0].unit}", "|".join(names(flags)) or "ok"
+    if isinstance(m, list):
+        m = m[0]
     value = _fmt(m.thickness)
     line = f"TLF {value if value else '--'} {m.unit}"
     filtered, low, high = (_fmt(m.extra.get(k)) for k in ("filtered", "low", "high"))
@@ -116,7 +125,8 @@ def text_masks(height: int, width: int, lines: list[str]) -> list[np.ndarray]:
     return masks
 
 
-def draw_overlay(image: np.ndarray, m: Measurement, labels: np.ndarray, tlf_class: int = 1) -> np.ndarray:
+def draw_overlay(image: np.ndarray, m: Measurement | list[Measurement], labels: np.ndarray,
+                 tlf_class: int = 1) -> np.ndarray:
     """A BGR copy of the ROI `image` with the TLF band contour (from model-grid `labels`, scaled to
     the image) and the reading drawn on it. `image` itself is left untouched.
 
@@ -176,6 +186,7 @@ class RecordingSink(Sink):
         self.min_free_bytes, self.quality, self.stall_frames = int(min_free_bytes), int(quality), int(stall_frames)
         self.files: list[Path] = []
         self.frames = 0  # written to all parts
+        self._bands = FrameBands()
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the open part
         self._last_bytes = 0
@@ -246,6 +257,9 @@ class RecordingSink(Sink):
     def write(self, m: Measurement, seg: Segmentation) -> None:
         if self.dead:
             return
+        frame = self._bands.add(m)  # one video frame per scanner frame, with all its bands
+        if frame is None:
+            return
         try:
             image = seg.frame.image
             size = (image.shape[1], image.shape[0])
@@ -255,7 +269,7 @@ class RecordingSink(Sink):
             else:
                 self._check_space(self.files[-1])
             if self.overlay:
-                picture = draw_overlay(image, m, seg.labels, self.tlf_class)
+                picture = draw_overlay(image, frame, seg.labels, self.tlf_class)
             else:
                 picture = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3]
             self._writer.write(picture)

@@ -48,6 +48,24 @@ class Sink:
         pass
 
 
+class FrameBands:
+    """Collects one frame's band measurements as they reach a sink one by one (band 0 first, all
+    of one seq); `add` returns the whole frame's list with its last band, else None. A sink that
+    draws or sends per frame (display, recording, console) uses it; a log writes every band."""
+
+    def __init__(self):
+        self._ms: list[Measurement] = []
+
+    def add(self, m: Measurement) -> list[Measurement] | None:
+        if m.band == 0 or (self._ms and self._ms[-1].seq != m.seq):
+            self._ms = []
+        self._ms.append(m)
+        if m.band < m.bands - 1:
+            return None
+        out, self._ms = self._ms, []
+        return out
+
+
 def _num(v: float):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
 
@@ -97,8 +115,9 @@ class LineFile:
 
 
 class JsonLinesLog(Sink):
-    """One JSON object per frame: time, thickness and spread, flags, latency, model hash, and
-    whether the source is simulated (the built-in phantom: a reading of nobody)."""
+    """One JSON object per frame and band: time, band index (0 = the most superficial) and the
+    frame's band count, thickness and spread, flags, latency, model hash, and whether the
+    source is simulated (the built-in phantom: a reading of nobody)."""
 
     name = "log"
 
@@ -115,6 +134,8 @@ class JsonLinesLog(Sink):
             "seq": m.seq,
             "t_capture": round(m.t_capture, 6),
             "wall_time": round(time.time(), 3),
+            "band": m.band,
+            "bands": m.bands,
             "thickness": _num(m.thickness),
             "spread": _num(m.spread),
             "unit": m.unit,
@@ -145,8 +166,12 @@ class ConsoleStatus(Sink):
         self._count = 0
         self._t0 = None
         self._state = RUNNING
+        self._bands = FrameBands()
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
+        frame = self._bands.add(m)
+        if frame is None:
+            return
         now = time.monotonic()
         self._t0 = self._t0 or now
         self._count += 1
@@ -154,14 +179,25 @@ class ConsoleStatus(Sink):
             return
         self._last = now
         fps = (self._count - 1) / (now - self._t0) if now > self._t0 else 0.0
+        if len(frame) == 1:
+            value = f"TLF {self._value(m)}"
+        else:  # one value per band, superficial first
+            value = "bands " + " | ".join(self._value(b, spread=False) for b in frame)
+        flag_bits = 0
+        for b in frame:
+            flag_bits |= b.flags
+        flags = ",".join(names(flag_bits)) or "ok"
+        self.stream.write(f"\r{self.prefix}frame {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  {value}  [{flags}]   ")
+        self.stream.flush()
+
+    @staticmethod
+    def _value(m: Measurement, spread: bool = True) -> str:
         filtered = m.extra.get("filtered", m.thickness)
         half = (m.extra.get("high", math.nan) - m.extra.get("low", math.nan)) / 2
         value = "  --  " if math.isnan(filtered) else f"{filtered:5.2f} {m.unit}"
-        if not math.isnan(filtered) and not math.isnan(half):
+        if spread and not math.isnan(filtered) and not math.isnan(half):
             value += f" +-{half:.2f}"
-        flags = ",".join(names(m.flags)) or "ok"
-        self.stream.write(f"\r{self.prefix}frame {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  TLF {value}  [{flags}]   ")
-        self.stream.flush()
+        return value
 
     def status(self, code: str, text: str) -> None:
         if code == NO_SIGNAL and self._state != NO_SIGNAL:
@@ -193,6 +229,7 @@ class DisplaySink(Sink):
         self.link = None
         self._status = None  # the last STATUS, sent again to a display that reconnects
         self._reconnects = 0
+        self._bands = FrameBands()
         self.link_stats: dict | None = None  # the link's stats when it closed
 
     def claim(self) -> "DisplaySink":
@@ -222,17 +259,24 @@ class DisplaySink(Sink):
         return self
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
+        """Offer a frame to the display once its last band has come: a MEASUREMENT per band, then the mask."""
         from firmware_bridge.messages import Measurement as WireMeasurement
 
-        wire = WireMeasurement(
-            thickness=float(m.thickness),
-            spread=float(m.spread),
-            uncertainty=float(m.extra.get("uncertainty", float("nan"))),
-            flags=int(m.flags),
-            unit_mm=m.unit == "mm",
+        frame = self._bands.add(m)
+        if frame is None:
+            return
+        t_us = int(m.t_capture * 1e6) & 0xFFFFFFFF
+        wire = [WireMeasurement(
+            thickness=float(b.thickness),
+            spread=float(b.spread),
+            uncertainty=float(b.extra.get("uncertainty", float("nan"))),
+            flags=int(b.flags),
+            unit_mm=b.unit == "mm",
             model_id=self.model_id,
-            t_capture_us=int(m.t_capture * 1e6) & 0xFFFFFFFF,
-        )
+            t_capture_us=t_us,
+            band=i,
+            bands=len(frame),
+        ) for i, b in enumerate(frame)]
         self.link.offer(wire, labels=seg.labels)
         self.link.pump(timeout=0)
 

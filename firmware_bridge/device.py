@@ -57,7 +57,8 @@ class DisplayState:
 
     width: int
     height: int
-    measurement: Measurement | None = None
+    measurement: Measurement | None = None  # the last one received
+    bands: dict = field(default_factory=dict)  # band index -> Measurement, of the frame of the last one
     mask: DecodedMask | None = None
     mask_t_capture_us: int = 0
     status: Status | None = None
@@ -216,6 +217,10 @@ class DisplayDevice:
             s.width, s.height = message.width, message.height  # equal unless strict_size is off
             s.masks_received += 1
         elif isinstance(message, Measurement):
+            last = s.measurement
+            if last is None or message.t_capture_us != last.t_capture_us or message.bands != last.bands:
+                s.bands = {}  # a new frame
+            s.bands[message.band] = message
             s.measurement = message
             s.frames_received += 1
         elif isinstance(message, Status):
@@ -270,7 +275,8 @@ def describe(event) -> list[str]:
     if isinstance(m, Measurement):
         return [
             f"MEASUREMENT {head} thickness={_f(m.thickness)} spread={_f(m.spread)} uncertainty={_f(m.uncertainty)} "
-            f"flags=0x{m.flags:08x} unit={'mm' if m.unit_mm else 'px'} model=0x{m.model_id:08x} capture={m.t_capture_us}"
+            f"flags=0x{m.flags:08x} unit={'mm' if m.unit_mm else 'px'} model=0x{m.model_id:08x} capture={m.t_capture_us} "
+            f"band={m.band}/{m.bands}"
         ]
     if isinstance(m, Mask):
         decoded = event.mask

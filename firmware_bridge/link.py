@@ -3,6 +3,7 @@
     link = DisplayLink("/dev/serial/by-id/usb-...", baudrate=921600)
     link.open()                         # LinkError (one line, port named) if it cannot
     link.offer(measurement, labels)     # from the pipeline: never blocks, a newer frame replaces an unsent one
+    link.offer([band0, band1], labels)  # a frame of several bands: one MEASUREMENT each, then the mask
     link.pump()                         # from the same thread: writes, reads, reconnects; never raises for I/O
     link.stats                          # frames_sent, frames_replaced, bytes_sent, reconnects, encoding, ...
     link.close()
@@ -31,13 +32,13 @@ from firmware_bridge.messages import (
 from firmware_bridge.pacing import EncodingChooser, LinkBudget, RateEstimate, frame_budget
 from firmware_bridge.ports import check_baudrate, open_port, out_waiting, read_available, write_some
 
-_MEASUREMENT_WIRE = 41  # bytes of a MEASUREMENT frame on the wire
+_MEASUREMENT_WIRE = 43  # bytes of a MEASUREMENT frame on the wire (27-byte payload)
 _ENCODING_NAMES = {"auto": None, **{e.name.lower(): e for e in Encoding if e != Encoding.NONE}}
 
 
 @dataclass
 class _Pending:
-    measurement: Measurement
+    measurements: tuple[Measurement, ...]  # the frame's bands, superficial first
     labels: np.ndarray | None
     t_offer: float
 
@@ -174,18 +175,26 @@ class DisplayLink:
         self.close()
 
     # -- the pipeline's side --------------------------------------------------------------------
-    def offer(self, measurement: Measurement, labels=None) -> None:
+    def offer(self, measurement, labels=None) -> None:
         """Store the newest frame for sending; replaces a frame not yet sent. Never blocks.
 
+        ``measurement`` is one Measurement, or the sequence of one frame's band measurements
+        (all of one t_capture_us, bands 0..n-1: they go out together, before the mask).
         ``labels`` is the (H, W) class map of the same frame; it is kept by reference until sent,
         so it must not be modified afterwards.
         """
-        if not isinstance(measurement, Measurement):
-            if isinstance(measurement, Status):
-                return self.offer_status(measurement)
-            raise ProtocolError(f"offer() takes a firmware_bridge Measurement, got {type(measurement).__name__!r}")
+        if isinstance(measurement, Status):
+            return self.offer_status(measurement)
+        bands = (measurement,) if isinstance(measurement, Measurement) else tuple(measurement) \
+            if isinstance(measurement, (list, tuple)) else None
+        if not bands or not all(isinstance(m, Measurement) for m in bands):
+            raise ProtocolError(f"offer() takes a firmware_bridge Measurement or a list of them, got "
+                                f"{type(measurement).__name__!r}")
+        if len(bands) > 1 and ([m.band for m in bands] != list(range(len(bands)))
+                               or any(m.bands != len(bands) or m.t_capture_us != bands[0].t_capture_us for m in bands)):
+            raise ProtocolError("a frame's band measurements must be bands 0..n-1 of n, of one t_capture_us")
         now = self.clock()
-        item = _Pending(measurement, labels, now)
+        item = _Pending(bands, labels, now)
         with self._lock:
             if self._pending is not None:
                 self._counters["frames_replaced"] += 1
@@ -453,7 +462,7 @@ class DisplayLink:
         return frame(message.TYPE, seq, t_us, message.pack())
 
     def _frame_bytes(self, item: _Pending, fps: float) -> bytes:
-        out = self._frame(item.measurement)
+        out = b"".join(self._frame(m) for m in item.measurements)
         if item.labels is None:
             return out
         try:
@@ -472,9 +481,9 @@ class DisplayLink:
         labels = np.asarray(item.labels)
         allowed = self._allowed_encodings()
         candidates: dict[Encoding, bytes] = {}
-        budget = frame_budget(self._budget.rate, fps, _MEASUREMENT_WIRE)
+        budget = frame_budget(self._budget.rate, fps, _MEASUREMENT_WIRE * len(item.measurements))
         if any(e in allowed for e in BOUNDARY_ENCODINGS):
-            top, bottom = boundaries_from_labels(labels, self.tlf_class, w, h)
+            top, bottom = boundaries_from_labels(labels, self.tlf_class, w, h, first_run=len(item.measurements) > 1)
             for e in BOUNDARY_ENCODINGS:
                 if e in allowed:
                     candidates[e] = encode_mask(e, top=top, bottom=bottom, height=h)
@@ -489,7 +498,7 @@ class DisplayLink:
         if enc is None:
             return None
         self._encoding = enc
-        return Mask(item.measurement.t_capture_us, w, h, enc, candidates[enc])
+        return Mask(item.measurements[0].t_capture_us, w, h, enc, candidates[enc])
 
     def _allowed_encodings(self) -> tuple[Encoding, ...]:
         dev = self._device

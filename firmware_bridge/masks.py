@@ -32,12 +32,15 @@ def _check_labels(labels) -> np.ndarray:
     return labels
 
 
-def boundaries_from_labels(labels, tlf_class: int = 1, width: int | None = None, height: int | None = None):
+def boundaries_from_labels(labels, tlf_class: int = 1, width: int | None = None, height: int | None = None,
+                           first_run: bool = False):
     """Per-column top and bottom of the TLF band, in display rows.
 
     ``labels`` is the runtime's (H, W) class map. Each of the ``width`` display columns samples the
     label column under its centre; ``top`` is the first TLF row and ``bottom`` one past the last,
     scaled from H rows to ``height`` display rows (outwards, so a thin band never vanishes).
+    With ``first_run`` (a frame of several bands) ``bottom`` ends the first run of band pixels
+    instead: the most superficial band, not everything from it to the deepest one.
     Columns without TLF pixels hold 0xFFFF in both arrays. Returns two uint16 arrays of ``width``.
     """
     labels = _check_labels(labels)
@@ -50,6 +53,10 @@ def boundaries_from_labels(labels, tlf_class: int = 1, width: int | None = None,
     present = cols.any(axis=0)
     first = np.argmax(cols, axis=0).astype(np.int64)
     last = h - np.argmax(cols[::-1], axis=0).astype(np.int64)  # one past the last TLF row
+    if first_run:
+        rows = np.arange(h)[:, None]
+        after = ~cols & (rows > first)  # the first non-band row below the first band row ends the run
+        last = np.where(after.any(axis=0), np.argmax(after, axis=0), h).astype(np.int64)
     top = (first * height) // h
     bottom = -((-last * height) // h)
     top = np.where(present, top, NO_BAND).astype(np.uint16)

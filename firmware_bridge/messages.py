@@ -159,7 +159,13 @@ class Reject:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One frame's TLF thickness as the display receives it (floats travel as binary32)."""
+    """One band's thickness in one frame as the display receives it (floats travel as binary32).
+
+    band, bands: this band's place by depth (0 = the most superficial) among the `bands` bands
+    the frame reports; one MEASUREMENT per band, all with the frame's t_capture_us. A single-band
+    model (the TLF between the tissue above and below it) sends band 0 of 1. A payload of 25
+    bytes (a host from before the band fields) reads as band 0 of 1.
+    """
 
     thickness: float  # NaN when not measurable
     spread: float
@@ -168,25 +174,35 @@ class Measurement:
     unit_mm: bool  # False: model pixels (uncalibrated)
     model_id: int  # u32
     t_capture_us: int  # u32, wraps
+    band: int = 0  # u8, 0 = the most superficial band of the frame
+    bands: int = 1  # u8, 1-255: how many bands the frame reports
 
     TYPE = MessageType.MEASUREMENT
-    _S = struct.Struct("<fffIIIB")
+    _S = struct.Struct("<fffIIIBBB")
+    MIN_SIZE = 25  # the payload before the band fields
 
     def pack(self) -> bytes:
+        _check_band(self.band, self.bands)
         try:
             return self._S.pack(
                 self.thickness, self.spread, self.uncertainty, _u32("flags", self.flags),
                 _u32("model_id", self.model_id), _u32("t_capture_us", self.t_capture_us), 1 if self.unit_mm else 0,
+                self.band, self.bands,
             )
         except (struct.error, TypeError) as e:
             raise ProtocolError(f"cannot pack {self!r}: {e}") from e
 
     @classmethod
     def unpack(cls, p: bytes) -> "Measurement":
-        th, sp, un, flags, model, t, unit = cls._S.unpack_from(p)
+        if len(p) >= cls._S.size:
+            th, sp, un, flags, model, t, unit, band, bands = cls._S.unpack_from(p)
+            _check_band(band, bands)
+        else:
+            th, sp, un, flags, model, t, unit = struct.unpack_from("<fffIIIB", p)
+            band, bands = 0, 1
         if unit > 1:
             raise ProtocolError(f"MEASUREMENT unit must be 0 (px) or 1 (mm), got {unit!r}")
-        return cls(th, sp, un, flags, unit == 1, model, t)
+        return cls(th, sp, un, flags, unit == 1, model, t, band, bands)
 
     @property
     def shown(self) -> str | None:
@@ -202,9 +218,14 @@ class Measurement:
         return self.pack() == other.pack() or (
             _eq_nan(f32(self.thickness), other.thickness) and _eq_nan(f32(self.spread), other.spread)
             and _eq_nan(f32(self.uncertainty), other.uncertainty)
-            and (self.flags, self.unit_mm, self.model_id, self.t_capture_us)
-            == (other.flags, other.unit_mm, other.model_id, other.t_capture_us)
+            and (self.flags, self.unit_mm, self.model_id, self.t_capture_us, self.band, self.bands)
+            == (other.flags, other.unit_mm, other.model_id, other.t_capture_us, other.band, other.bands)
         )
+
+
+def _check_band(band, bands) -> None:
+    if not (isinstance(bands, int) and 1 <= bands <= 0xFF and isinstance(band, int) and 0 <= band < bands):
+        raise ProtocolError(f"MEASUREMENT band {band!r} of {bands!r}: bands must be 1-255 and band 0 to bands - 1")
 
 
 def _eq_nan(a: float, b: float) -> bool:
@@ -310,6 +331,7 @@ def decode(msg_type: int, payload: bytes):
         cls = CLASSES[msg_type]
     except KeyError as e:
         raise ProtocolError(f"unknown message type {msg_type!r}") from e
-    if len(payload) < cls._S.size:
-        raise ProtocolError(f"{cls.TYPE.name} payload is {len(payload)!r} bytes, needs at least {cls._S.size}")
+    need = getattr(cls, "MIN_SIZE", cls._S.size)
+    if len(payload) < need:
+        raise ProtocolError(f"{cls.TYPE.name} payload is {len(payload)!r} bytes, needs at least {need}")
     return cls.unpack(payload)

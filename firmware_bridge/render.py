@@ -53,8 +53,13 @@ def caption(state: DisplayState) -> list[str]:
     m = state.measurement
     if m is None:
         lines.append("TLF  --")
-    else:
+    elif m.bands == 1:
         lines.append(f"TLF {m.shown or '--'}" + ("" if m.unit_mm else " (uncal.)"))
+    else:  # a frame of several bands: one line each, superficial first, numbered from 1
+        for i in range(m.bands):
+            b = state.bands.get(i)
+            shown = (b.shown if b is not None else None) or "--"
+            lines.append(f"band {i + 1} {shown}" + ("" if m.unit_mm else " (uncal.)"))
     status = state.status
     if status is not None and status.code != 0:
         lines.append(status.name.replace("_", " ").lower() + (f": {status.text}" if status.text else ""))

@@ -68,6 +68,10 @@ def _frames(w: int, h: int) -> _Stream:
         cap = 5_000_000 + 50_000 * i
         s.msg(Measurement(2.75 + 0.125 * i, 0.25, 0.0625, 0, True, 0x5EED0001, cap))
         s.msg(_mask(w, h, band_labels(96, 128, phase=0.1 * i, gap=(0.1, 0.2) if i == 2 else None), enc, cap))
+    # a frame of three bands (a two-class model of several aponeuroses): one MEASUREMENT per band, then its mask
+    for band, value in enumerate((1.5, NAN, 2.25)):
+        s.msg(Measurement(value, 0.125, NAN, 16 if band != 1 else 16 | 4, False, 0x5EED0002, 5_150_000, band, 3))
+    s.msg(_mask(w, h, band_labels(96, 128, phase=0.4), Encoding.LABELS2, 5_150_000))
     s.msg(Measurement(NAN, NAN, NAN, 1 | 16, False, 0x5EED0001, 5_200_000))
     s.msg(Measurement(float("inf"), -0.0, 1e-7, 0xFFFFFFFF, False, 0xFFFFFFFF, 0xFFFFFFFF))
     s.msg(Status(1, 0, "no signal"))
@@ -135,6 +139,11 @@ def _rejects(w: int, h: int) -> _Stream:
     s.raw(T.MEASUREMENT, good[:24])  # short payload
     s.raw(T.MEASUREMENT, good[:24] + b"\x02")  # unit neither px nor mm
     s.raw(T.MEASUREMENT, good + b"future fields")  # longer: accepted
+    s.raw(T.MEASUREMENT, good[:25])  # a host from before the band fields: band 0 of 1
+    s.raw(T.MEASUREMENT, good[:26])  # the band fields incomplete: read as a 25-byte payload
+    s.raw(T.MEASUREMENT, good[:25] + b"\x02\x02")  # band 2 of 2
+    s.raw(T.MEASUREMENT, good[:25] + b"\x00\x00")  # no bands
+    s.raw(T.MEASUREMENT, good[:25] + b"\x01\x02")  # band 1 of 2: accepted
     s.raw(T.HELLO, b"\x02\x01\x00\x00\x00\x00")  # min > max
     s.raw(T.HELLO, b"\x02\x03\x00\x00\x00\x00")  # versions 2..3 only: accepted, answered with REJECT
     s.raw(T.HEARTBEAT, b"\x00" * 11)

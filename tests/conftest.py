@@ -77,3 +77,43 @@ def tiny_bundle(tmp_path_factory, tiny_model_path, tiny_spec):
     model = load_keras_model(tiny_model_path)
     calib = small_field_set(32, seed=5)[0]
     return quantize_to_bundle(model, calib, tiny_spec, tmp_path_factory.mktemp("tiny_bundle"))
+
+
+APO_CONFIG = REPO / "examples" / "dltrack_apo" / "dataset.toml"
+APO_SIZE = 128
+
+
+def apo_crops(folder: Path = APO_FEW):
+    """The DL_Track screenshots of `folder` cut to their B-mode region as the device cuts them
+    (edge.roi), with their masks cut alike: (stems, images, labels) at native size."""
+    from edge.dataset import iter_dataset, read_dataset_config
+    from edge.roi import crop, detect_roi
+
+    stems, images, labels = [], [], []
+    for stem, img, lab in iter_dataset(folder, read_dataset_config(APO_CONFIG)):
+        roi = detect_roi(img)
+        stems.append(stem)
+        images.append(crop(img, roi) if roi is not None else img)
+        labels.append(crop(lab, roi) if roi is not None else lab)
+    return stems, images, labels
+
+
+@pytest.fixture(scope="session")
+def apo_bundle(tmp_path_factory):
+    """A tiny two-class (background / aponeurosis) U-Net trained until it draws the bands of the
+    five real DL_Track crops of tests/data, as an int8 bundle of 128x128 (no domain statistics)."""
+    pytest.importorskip("tensorflow")
+    from convert.quantize import load_keras_model, quantize_to_bundle
+    from convert.train import TrainOptions, train
+    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+
+    spec = PreprocessSpec(APO_SIZE, APO_SIZE)
+    _, images, labels = apo_crops()
+    x = np.stack([to_model_image(im, spec) for im in images])
+    y = np.stack([resize_labels(lab, spec) for lab in labels])
+    opts = TrainOptions(epochs=30, batch_size=2, base_filters=8, depth=3, seed=0, patience=30, learning_rate=3e-3,
+                        classes=2, class_weights=(1.0, 5.0), select="band_dice")
+    best = train(tmp_path_factory.mktemp("apo_train"), spec, opts, train_data=(x, y), val_data=(x, y), verbose=0)
+    calib = np.concatenate([x, x[:, :, ::-1]])  # the images and their mirror images: 10, the least is 8
+    return quantize_to_bundle(load_keras_model(best), calib, spec, tmp_path_factory.mktemp("apo_bundle"),
+                              classes=["background", "aponeurosis"])

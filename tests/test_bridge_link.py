@@ -387,3 +387,29 @@ def test_hello_on_loop_carries_the_protocol_version():
         link.pump()
     assert rec.of(Hello) == [Hello(1, 1, link._nonce)]
     assert decode(Hello.TYPE, Hello(1, 1, 5).pack()) == Hello(1, 1, 5)
+
+
+def test_a_frame_of_several_bands_goes_out_whole_and_the_display_shows_each():
+    """Three bands of one frame: three MEASUREMENTs in band order, then one mask; the display
+    keeps the frame's bands and its caption shows one line per band. A display of boundary masks only gets the superficial band's."""
+    from firmware_bridge.render import caption
+
+    labels = np.zeros((60, 40), np.uint8)
+    labels[5:9], labels[20:26], labels[40:43] = 1, 1, 1  # three bands, superficial first
+    bands = [meas(0, band=i, bands=3, unit_mm=False, thickness=v) for i, v in enumerate((4.0, 6.0, 3.0))]
+    port = FakePort(DisplayDevice(40, 60, encodings=(1 << Encoding.BOUNDS16) | (1 << Encoding.BOUNDS_DELTA)))
+    clock = FakeClock()
+    link = DisplayLink("fake://", 115200, opener=lambda u, b: port, clock=clock, display_width=40,
+                       display_height=60).open()
+    link.offer(bands, labels=labels)
+    for _ in range(20):
+        link.pump()
+        clock.t += 0.05
+    s = port.device.state
+    assert sorted(s.bands) == [0, 1, 2] and [s.bands[i].thickness for i in range(3)] == [4.0, 6.0, 3.0]
+    assert s.mask_t_capture_us == bands[0].t_capture_us
+    assert int(s.top[0]) == 5 and int(s.bottom[0]) == 9  # the first band, not rows 5 to 43
+    assert caption(s)[:3] == ["band 1 4.00 px (uncal.)", "band 2 6.00 px (uncal.)", "band 3 3.00 px (uncal.)"]
+    with pytest.raises(ProtocolError, match="bands 0..n-1"):
+        link.offer([bands[0], bands[2]])
+    link.close()

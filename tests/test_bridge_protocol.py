@@ -129,13 +129,27 @@ def test_decode_rejects_unknown_type_and_short_payload():
 
 
 def test_measurement_layout_is_little_endian_binary32():
-    m = Measurement(2.5, 0.25, float("nan"), 0x11, False, 0xA1B2C3D4, 99)
+    m = Measurement(2.5, 0.25, float("nan"), 0x11, False, 0xA1B2C3D4, 99, band=1, bands=3)
     p = m.pack()
-    assert len(p) == 25
+    assert len(p) == 27
     assert struct.unpack_from("<f", p, 0)[0] == 2.5
     assert p[12:16] == b"\x11\x00\x00\x00" and p[16:20] == b"\xd4\xc3\xb2\xa1" and p[24] == 0
+    assert p[25:27] == b"\x01\x03"  # band 1 (the second from the skin) of 3
     back = Measurement.unpack(p)
     assert math.isnan(back.uncertainty) and not back.unit_mm and back.model_id == 0xA1B2C3D4
+    assert (back.band, back.bands) == (1, 3)
+
+
+def test_measurement_band_fields_are_checked_and_an_older_payload_is_band_0_of_1():
+    m = Measurement(1.0, 0.0, 0.0, 0, True, 7, 8)
+    assert (m.band, m.bands) == (0, 1)
+    old = decode(MessageType.MEASUREMENT, m.pack()[:25])  # a host from before the band fields
+    assert (old.band, old.bands, old.thickness, old.model_id) == (0, 1, 1.0, 7)
+    for band, bands in ((2, 2), (0, 0), (-1, 1), (0, 256)):
+        with pytest.raises(ProtocolError, match="band"):
+            Measurement(1.0, 0.0, 0.0, 0, True, 7, 8, band, bands).pack()
+    with pytest.raises(ProtocolError, match="band 2 of 2"):
+        decode(MessageType.MEASUREMENT, m.pack()[:25] + b"\x02\x02")
 
 
 # -- masks --------------------------------------------------------------------------------------
@@ -346,5 +360,5 @@ def test_lost_packets_are_counted_from_sequence_numbers():
 
 def test_describe_matches_the_documented_packet_overhead():
     m = Measurement(1.0, 0.0, 0.0, 0, True, 1, 2)
-    assert len(frame(MessageType.MEASUREMENT, 0, 0, m.pack())) == OVERHEAD + 25 + 2 == 41
+    assert len(frame(MessageType.MEASUREMENT, 0, 0, m.pack())) == OVERHEAD + 27 + 2 == 43
     assert zlib.crc32(b"") == 0

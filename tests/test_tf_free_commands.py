@@ -78,8 +78,32 @@ def test_thickness_response_without_tensorflow(tmp_path):
     assert "of 16 phantom scanner screens" in load_bundle(dst).thickness_calibration.fitted_on
 
 
+def test_augment_sheet_without_tensorflow(tmp_path):
+    out = tmp_path / "sheet.png"
+    r = run_without_tensorflow(["augment-sheet", "--data", str(REPO / "tests" / "data" / "dltrack_apo"),
+                                "--dataset-config", str(REPO / "examples" / "dltrack_apo" / "dataset.toml"),
+                                "--out", str(out), "--images", "2", "--per-image", "3", "--tile", "96",
+                                "--augment-off", "blur,speckle"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2 images, 3 augmented copies" in r.stdout and "speckle" not in r.stdout.split("parts on:")[1]
+    import cv2
+
+    assert cv2.imread(str(out)).shape == (2 * 96 + 3, 4 * 96, 3)
+
+
+def test_domain_statistics_without_tensorflow(tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, dst)
+    r = run_without_tensorflow(["domain", str(dst), "--train", "phantom", "--heldout", "phantom", "--n", "8",
+                                "--heldout-n", "4"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    d = load_bundle(dst).domain
+    assert len(d.reference) == 8 and d.margin_limits is not None and "phantom seeds" in d.margins_on
+
+
 @pytest.mark.parametrize("args", [
     ["train", "--out", "m", "--epochs", "1"],
+    ["cv", "--data", "d", "--out", "o"],
     ["quantize", "model.keras", "--out", "b"],
     ["validate", "bundle", "--float", "model.keras"],
     ["demo-bundle", "--out", "b", "--work", "w"],

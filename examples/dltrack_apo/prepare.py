@@ -5,6 +5,8 @@ B-mode region, as the device does, and split the images into a training and a he
 
 writes OUT/train and OUT/heldout (images/, masks/, dataset.json: data sets `tlf-convert` reads)
 and OUT/split.json (the stems of each part, the B-mode rectangle of each image, the settings).
+With --all, every cropped image goes to OUT/all instead (for `tlf-convert cv`, which makes its
+own look-alike folds of them).
 
 Cropping: `edge.roi.detect_roi` finds the B-mode region of the screenshot and `edge.roi.crop`
 cuts it out, blanking the pixels outside its outline; the mask is cut with the same region, so
@@ -28,56 +30,16 @@ from pathlib import Path
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # the TIFFs carry private tags OpenCV warns about
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from convert.data import iter_dataset, read_dataset_config, write_dataset  # noqa: E402
+from convert.folds import largest_cross_correlation, look_alike_groups, split_groups, thumbnail  # noqa: E402
 from edge.roi import crop, detect_roi  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-THUMB = 48
-
-
-def thumbnail(image: np.ndarray) -> np.ndarray:
-    """A 48x48 grey thumbnail, zero mean and unit variance, flattened."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    t = cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
-    return (t - t.mean()) / max(t.std(), 1e-6)
-
-
-def look_alike_groups(thumbs: np.ndarray, threshold: float) -> np.ndarray:
-    """A group number per image: images linked by a thumbnail correlation >= threshold share one."""
-    corr = thumbs @ thumbs.T / thumbs.shape[1]
-    parent = list(range(len(thumbs)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(corr >= threshold, k=1))):
-        parent[root(i)] = root(j)
-    return np.unique([root(i) for i in range(len(thumbs))], return_inverse=True)[1]
-
-
-def split_groups(groups: np.ndarray, holdout: float, seed: int) -> np.ndarray:
-    """A bool per image, True for held-out: whole groups in a seeded order until ~holdout of the
-    images (a group that would overshoot the target by more than 2 images is passed over)."""
-    rng = np.random.default_rng(seed)
-    want = max(1, round(holdout * len(groups)))
-    held = np.zeros(len(groups), bool)
-    for g in rng.permutation(groups.max() + 1):
-        members = groups == g
-        if held.sum() + members.sum() > want + 2:
-            continue
-        held |= members
-        if held.sum() >= want:
-            break
-    return held
 
 
 def main(argv=None) -> int:
@@ -91,8 +53,9 @@ def main(argv=None) -> int:
     p.add_argument("--similar", type=float, default=0.8, help="thumbnail correlation that makes two images one group")
     p.add_argument("--no-crop", action="store_true", help="keep the whole screenshots (for comparison)")
     p.add_argument("--max-images", type=int, help="use only the first N images by stem (quick tests)")
+    p.add_argument("--all", action="store_true", help="write every image to OUT/all, unsplit (for tlf-convert cv)")
     args = p.parse_args(argv)
-    if not 0 < args.holdout < 1:
+    if not args.all and not 0 < args.holdout < 1:
         p.error(f"--holdout must be between 0 and 1, not {args.holdout}")
 
     config = read_dataset_config(Path(args.config))
@@ -115,13 +78,20 @@ def main(argv=None) -> int:
 
     thumbs = np.stack(thumbs)
     groups = look_alike_groups(thumbs, args.similar)
+    out = Path(args.out)
+    if args.all:
+        write_dataset(out / "all", images, labels, config, stems=stems)
+        info = {"source": str(args.src), "config": str(args.config), "crop": not args.no_crop, "all": stems,
+                "similar": args.similar, "groups": int(groups.max() + 1), "rects": dict(zip(stems, rects))}
+        (out / "split.json").write_text(json.dumps(info, indent=1) + "\n")
+        print(f"{len(stems)} images ({groups.max() + 1} look-alike groups at {args.similar}), "
+              f"{'cropped to the B-mode region' if not args.no_crop else 'whole screens'}, written to {out / 'all'}")
+        return 0
     held = split_groups(groups, args.holdout, args.seed)
-    corr = thumbs @ thumbs.T / thumbs.shape[1]
-    cross = float(corr[np.ix_(held, ~held)].max())
+    cross = largest_cross_correlation(thumbs, held)
     if set(groups[held]) & set(groups[~held]) or cross >= args.similar:
         raise SystemExit(f"split leaks: a held-out image correlates {cross:.3f} with a training image")
 
-    out = Path(args.out)
     parts = {}
     for name, sel in (("train", ~held), ("heldout", held)):
         idx = np.flatnonzero(sel)

@@ -100,8 +100,8 @@ static void print_event(const tlf_display *d, int ev)
         print_float("thickness", m->thickness);
         print_float("spread", m->spread);
         print_float("uncertainty", m->uncertainty);
-        printf(" flags=0x%08lx unit=%s model=0x%08lx capture=%lu\n", (unsigned long)m->flags, m->unit_mm ? "mm" : "px",
-               (unsigned long)m->model_id, (unsigned long)m->t_capture_us);
+        printf(" flags=0x%08lx unit=%s model=0x%08lx capture=%lu band=%u/%u\n", (unsigned long)m->flags,
+               m->unit_mm ? "mm" : "px", (unsigned long)m->model_id, (unsigned long)m->t_capture_us, m->band, m->bands);
         break;
     case TLF_MSG_MASK:
         print_mask(d);

@@ -308,17 +308,34 @@ static int finish(tlf_display *d)
     case TLF_MSG_REJECT:
         d->counters.ignored++;
         return TLF_EV_IGNORED;
-    case TLF_MSG_MEASUREMENT:
+    case TLF_MSG_MEASUREMENT: {
+        uint8_t band = 0, bands = 1;
+        uint32_t t_capture_us;
         if (h->length < 25u || p[24] > 1u) return drop(d, TLF_DROP_MALFORMED, TLF_REJECT_MALFORMED);
+        if (h->length >= 27u) { /* the band fields; a 25-byte payload is band 0 of 1 */
+            band = p[25];
+            bands = p[26];
+            if (bands == 0u || band >= bands) return drop(d, TLF_DROP_MALFORMED, TLF_REJECT_MALFORMED);
+        }
+        t_capture_us = rd32(p + 20);
+        if (!d->have_measurement || t_capture_us != d->measurement.t_capture_us || bands != d->measurement.bands)
+            d->band_seen = 0; /* a new frame */
         d->measurement.thickness = rdf32(p);
         d->measurement.spread = rdf32(p + 4);
         d->measurement.uncertainty = rdf32(p + 8);
         d->measurement.flags = rd32(p + 12);
         d->measurement.model_id = rd32(p + 16);
-        d->measurement.t_capture_us = rd32(p + 20);
+        d->measurement.t_capture_us = t_capture_us;
         d->measurement.unit_mm = p[24];
+        d->measurement.band = band;
+        d->measurement.bands = bands;
+        if (band < TLF_MAX_BANDS) {
+            d->band[band] = d->measurement;
+            d->band_seen |= (uint32_t)1u << band;
+        }
         d->have_measurement = 1;
         break;
+    }
     case TLF_MSG_MASK:
         reject = apply_mask(d, p, h->length);
         if (reject) return drop(d, TLF_DROP_MALFORMED, (uint8_t)reject);

@@ -46,6 +46,10 @@ extern "C" {
 #define TLF_LABEL_MAPS 1 /* 0: no label-map storage, RLE and LABELS2 unsupported */
 #endif
 
+#ifndef TLF_MAX_BANDS
+#define TLF_MAX_BANDS 8u /* bands of one frame kept in tlf_display.band (at most 32; deeper ones are not kept) */
+#endif
+
 #define TLF_HEADER_SIZE 10u
 #define TLF_OVERHEAD 14u /* header + CRC */
 #define TLF_STATUS_TEXT_MAX 64u
@@ -106,6 +110,8 @@ typedef struct {
     float thickness, spread, uncertainty; /* NaN when not measurable / unknown */
     uint32_t flags, model_id, t_capture_us;
     uint8_t unit_mm; /* 0: model pixels (uncalibrated) */
+    uint8_t band;    /* 0 = the most superficial band of the frame */
+    uint8_t bands;   /* bands the frame reports (1 for the single TLF band, and for 25-byte payloads) */
 } tlf_measurement;
 
 typedef struct {
@@ -154,7 +160,11 @@ typedef struct tlf_display {
 
     /* display state */
     uint8_t have_measurement;
-    tlf_measurement measurement;
+    tlf_measurement measurement; /* the last one received */
+    /* the bands of the frame of the last measurement (same t_capture_us and bands), by index;
+       band_seen bit i: band[i] belongs to that frame */
+    tlf_measurement band[TLF_MAX_BANDS];
+    uint32_t band_seen;
     uint8_t have_status;
     tlf_status status;
     tlf_heartbeat heartbeat;
