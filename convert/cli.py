@@ -11,6 +11,7 @@ import numpy as np
 
 from convert.errors import ConvertError, missing_extra
 from convert.quiet import native_output_hidden
+from edge.cli_help import conventions
 from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
@@ -195,6 +196,7 @@ def main(argv=None) -> int:
     ag.add_argument("--augment-off", metavar="PARTS", default="",
                     help="comma-separated augmentation parts to switch off (as for train)")
 
+    conventions(p, sub, codes=(0, 1, 2, 3, 130))
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": cmd_train, "cv": cmd_cv, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
@@ -215,6 +217,8 @@ def main(argv=None) -> int:
     except (ConvertError, ValueError, OSError) as e:
         print(f"tlf-convert: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def require_tensorflow(command: str) -> None:

@@ -237,7 +237,8 @@ def summarise(out) -> dict:
             values = [r["figures"][side][name] for r in results if r["figures"][side][name] is not None]
             stats[side][name] = _mean_sd(values)
     drops = [abs(r["figures"]["float"]["band_dice"] - r["figures"]["int8"]["band_dice"]) for r in results]
-    train_min = [r["seconds"]["train"] / 60 for r in results]
+    # a resumed fold timed only its last part: its time says nothing of a whole training
+    train_min = [r["seconds"]["train"] / 60 for r in results if not r.get("resumed")]
     summary = {"folds_done": [r["fold"] for r in results], "folds": plan["folds"], "images": plan["images"],
                "groups": plan["groups"], "fold_sizes": plan["fold_sizes"], "unit": results[0]["unit"] if results else None,
                **stats, "int8_band_dice_drop": _mean_sd(drops), "max_int8_band_dice_drop": max(drops) if drops else None,
@@ -274,7 +275,8 @@ def summary_markdown(s: dict) -> str:
              f"{_ms(s['int8']['thickness_mae'], 2)} |",
              f"| band Dice, float and int8 apart (|float - int8|) | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
              f"{s['max_int8_band_dice_drop']:.4f}) |" if s["max_int8_band_dice_drop"] is not None else "",
-             f"| training time per fold (min) | {_ms(s['train_minutes'], 1)} (longest {s['max_train_minutes']:.1f}) | |"
+             f"| training time per fold (min) | {_ms(s['train_minutes'], 1)} (longest {s['max_train_minutes']:.1f}"
+             f"{_resumed_note(s)}) | |"
              if s["max_train_minutes"] is not None else "",
              "",
              f"| fold | held out | band Dice float / int8 | mean IoU float / int8 | thickness MAE float / int8 ({unit}) "
@@ -286,10 +288,16 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"| {r['fold']} | {len(r['held_out'])} | {f['band_dice']:.3f} / {q['band_dice']:.3f} | "
                      f"{f['mean_iou']:.3f} / {q['mean_iou']:.3f} | {_fmt(f['thickness_mae'])} / {_fmt(q['thickness_mae'])} "
                      f"| {f['bands_measured']} / {q['bands_measured']} (of {r['figures'].get('bands_true')}) | "
-                     f"{sel.get('epoch')} ({sel.get('epochs_run')}) | {r['seconds']['train'] / 60:.1f} |")
+                     f"{sel.get('epoch')} ({sel.get('epochs_run')}) | {r['seconds']['train'] / 60:.1f}"
+                     f"{' (resumed: its last part only)' if r.get('resumed') else ''} |")
     lines.append("")
     lines.append(f"CPU: {s['cpu']}")
     return "\n".join(x for x in lines if x is not None)
+
+
+def _resumed_note(s: dict) -> str:
+    n = sum(1 for r in s["per_fold"] if r.get("resumed"))
+    return f"; over the {s['train_minutes']['n']} folds trained in one go, not the {n} resumed" if n else ""
 
 
 def fold_plot(history_csv: Path, report: dict, result: dict, png: Path) -> None:

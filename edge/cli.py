@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import SourceOptions
+from edge.cli_help import conventions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
 from edge.quality import REJECTING
 
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
     from edge.analyze.cli import add_parser as add_analyze
 
     add_analyze(sub)
+    conventions(parser, sub)
     args = parser.parse_args(argv)
     quiet_third_parties()
     try:

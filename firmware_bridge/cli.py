@@ -12,15 +12,28 @@ import math
 import sys
 import threading
 import time
+from importlib.metadata import PackageNotFoundError, version
 
 from firmware_bridge.errors import BridgeError
 
 
+EXIT_CODES = "exit codes: 0 ok, 1 runtime failure, 2 usage or bad input, 130 interrupted"
+
+
+def _version() -> str:
+    try:
+        return version("tlf-edge")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tlf-bridge", description="TLF display link tools")
+    p = argparse.ArgumentParser(prog="tlf-bridge", description="TLF display link tools", epilog=EXIT_CODES)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("monitor", help="decode and print what arrives on a port (never writes to it)")
+    m = sub.add_parser("monitor", help="decode and print what arrives on a port (never writes to it)",
+                       description="Decode and print what arrives on a port (never writes to it).", epilog=EXIT_CODES)
     m.add_argument("port", help="port URL or path: /dev/ttyUSB0, /dev/serial/by-id/..., usb:VID:PID, loop://")
     m.add_argument("--baud", type=int, default=115200)
     m.add_argument("--count", type=int, help="stop after this many packets")
@@ -30,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--size", help="display WIDTHxHEIGHT to check masks against (default: accept any)")
     m.add_argument("--png", help="draw the last display state to this PNG at exit")
 
-    e = sub.add_parser("emulate", help="emulate the display on a pseudo-terminal and print its path")
+    e = sub.add_parser("emulate", help="emulate the display on a pseudo-terminal and print its path",
+                       description="Emulate the display on a pseudo-terminal and print its path.", epilog=EXIT_CODES)
     e.add_argument("--width", type=int, default=320)
     e.add_argument("--height", type=int, default=240)
     e.add_argument("--link", help="also make this symlink to the pty (a stable path, like /dev/serial/by-id)")
@@ -39,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--frames", type=int, help="stop after this many measurements")
     e.add_argument("--quiet", action="store_true", help="no status line")
 
-    d = sub.add_parser("demo", help="send a synthetic measurement and band stream to a display port")
+    d = sub.add_parser("demo", help="send a synthetic measurement and band stream to a display port",
+                       description="Send a synthetic measurement and band stream to a display port.", epilog=EXIT_CODES)
     d.add_argument("port")
     d.add_argument("--baud", type=int, default=115200)
     d.add_argument("--fps", type=float, default=20.0)

@@ -99,3 +99,23 @@ def test_cv_trains_quantizes_and_validates_each_fold_and_resumes(band_set, tmp_p
     assert "another recipe" in capsys.readouterr().err
     assert main(["cv", "--data", str(band_set), "--out", str(out), *CV, "--revalidate"]) == 0
     assert (out / "fold_0" / "model" / "history.csv").read_text() == history
+
+
+def test_a_resumed_fold_is_left_out_of_the_training_time(tmp_path):
+    """A fold resumed after an interruption timed only its last part: the table says so and the
+    time figures (and the fold_minutes target) count only the folds trained in one go."""
+    from convert.cv import summarise
+
+    (tmp_path / "folds.json").write_text(json.dumps({"folds": 2, "images": 10, "groups": 6, "fold_sizes": [5, 5]}))
+    for k, (minutes, resumed) in enumerate([(18.0, False), (1.5, True)]):
+        side = {"band_dice": 0.7, "mean_iou": 0.75, "thickness_mae": 2.0, "thickness_bias": 0.1, "bands_measured": 3}
+        result = {"fold": k, "held_out": ["a", "b"], "figures": {"float": side, "int8": side, "bands_true": 4},
+                  "selection": {"epoch": 5, "epochs_run": 6}, "unit": "px", "resumed": resumed,
+                  "seconds": {"train": minutes * 60, "quantize_and_domain": 1.0, "validate": 1.0}}
+        (tmp_path / f"fold_{k}").mkdir()
+        (tmp_path / f"fold_{k}" / "result.json").write_text(json.dumps(result))
+    s = summarise(tmp_path)
+    assert s["max_train_minutes"] == 18.0 and s["train_minutes"]["n"] == 1
+    table = (tmp_path / "summary.md").read_text()
+    assert "1.5 (resumed: its last part only)" in table
+    assert "over the 1 folds trained in one go, not the 1 resumed" in table

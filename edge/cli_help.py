@@ -1,0 +1,38 @@
+"""What every tlf-* command line says about itself: --version, a description for each
+subcommand, and the exit codes."""
+
+from __future__ import annotations
+
+import argparse
+from importlib.metadata import PackageNotFoundError, version
+
+EXIT_CODES = {0: "ok", 1: "runtime failure (a run that failed or measured nothing)",
+              2: "usage or bad input, refused before anything ran", 3: "validation gate failed",
+              130: "interrupted"}
+
+
+def package_version() -> str:
+    """The installed distribution's version, or the source tree's when it is not installed."""
+    try:
+        return version("tlf-edge")
+    except PackageNotFoundError:
+        from edge import __version__
+
+        return __version__
+
+
+def exit_code_text(codes) -> str:
+    return "exit codes: " + ", ".join(f"{c} {EXIT_CODES[c]}" for c in codes)
+
+
+def conventions(parser: argparse.ArgumentParser, sub, codes=(0, 1, 2, 130)) -> None:
+    """Give `parser` --version and the exit codes, and each subcommand of `sub` (its
+    add_subparsers action) a description (its help line, when it has none) and the exit codes."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    text = exit_code_text(codes)
+    parser.epilog = text
+    helps = {a.dest: a.help for a in sub._choices_actions}  # argparse keeps each help line only here
+    for name, child in sub.choices.items():
+        if not child.description and helps.get(name):
+            child.description = helps[name][0].upper() + helps[name][1:] + "."
+        child.epilog = f"{child.epilog}\n\n{text}" if child.epilog else text
