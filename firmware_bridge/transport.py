@@ -11,7 +11,7 @@ protocol's (``firmware_bridge.protocol``).
 
 from __future__ import annotations
 
-from firmware_bridge.errors import BridgeError, LinkError
+from firmware_bridge.errors import BridgeError
 from firmware_bridge.ports import open_port, out_waiting, read_available, write_some
 from firmware_bridge.stats import LinkStats
 
