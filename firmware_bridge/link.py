@@ -39,9 +39,10 @@ class DisplayLink:
     """Host side of the display link over one serial port (see the module docstring).
 
     ``url`` is the port's URL followed by the other fields of ``LinkOptions`` as arguments
-    (``DisplayLink(url, 921600, encoding="rle")``), or a ``LinkOptions`` alone. ``listener(header, message)`` sees every
-    packet read from the port; ``opener(url, baudrate)`` replaces ``ports.open_port`` (link
-    models in tests and benchmarks); ``clock`` gives every time the link uses.
+    (``DisplayLink(url, 921600, encoding="rle")``), or a ``LinkOptions`` alone.
+    ``listener(header, message)`` sees every packet read from the port; ``opener(url, baudrate)``
+    replaces ``ports.open_port`` (link models in tests and benchmarks); ``clock`` gives every
+    time the link uses.
     """
 
     def __init__(self, url: str | LinkOptions, *args, listener=None, opener=None, clock=time.monotonic, **settings):
@@ -56,7 +57,7 @@ class DisplayLink:
         now = clock()
         self.counts = LinkStats()
         self.transport = SerialTransport(options.url, options.baudrate, opener=opener, stats=self.counts,
-                                         backoff=Backoff(*options.backoff, now))
+                                         backoff=Backoff(options.backoff[0], options.backoff[1], now))
         self.protocol = LinkProtocol(options.hello_interval_s, options.hello_attempts, listener=listener,
                                      stats=self.counts, clock=clock)
         self.pacer = Pacer(options.nominal_bps, now, max_rate=options.max_rate, heartbeat_s=options.heartbeat_s,

@@ -134,28 +134,36 @@ def test_transport_over_loop_writes_and_reads_back():
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals (POSIX)")
 def test_transport_write_never_blocks_on_a_full_pty_and_a_hang_up_is_a_link_error():
+    import select
     import tty
+
+    def wait_for(fd, events, ms=30_000) -> bool:  # an event, not a sleep; the timeout only ends a stuck test
+        poller = select.poll()
+        poller.register(fd, events)
+        return bool(poller.poll(ms))
 
     master, slave = os.openpty()
     tty.setraw(master)
+    t = SerialTransport(os.ttyname(slave), 115200, backoff=Backoff(0.1, 2.0))
     try:
-        t = SerialTransport(os.ttyname(slave), 115200, backoff=Backoff(0.1, 2.0))
         t.open()
         big = bytes(range(256)) * 4096  # 1 MiB, far more than a pty buffers
         taken = t.write(big)
         assert 0 < taken < len(big)  # the rest is refused, not waited for
-        while True:  # fill the buffer to the brim: then a write takes nothing, and returns at once
-            n = t.write(big)
-            if n == 0:
-                break
-        got = os.read(master, 4096)
-        assert got == big[:len(got)]
-        assert t.write(big[taken:]) > 0  # the reader made room: writing resumes
+        while t.write(big[taken:]) > 0:  # fill the buffer to the brim: then a write takes nothing, at once
+            pass
+        assert wait_for(master, select.POLLIN)
+        got = bytearray()
+        while wait_for(master, select.POLLIN, 0):  # the reader drains what is there
+            got += os.read(master, 65536)
+        assert bytes(got[:256]) == big[:256]
+        assert wait_for(t.port.fileno(), select.POLLOUT)  # the reader made room...
+        assert t.write(big) > 0  # ...and writing resumes
         os.close(master)
         master = None
+        assert wait_for(t.port.fileno(), select.POLLIN | select.POLLHUP)
         with pytest.raises(LinkError):
-            for _ in range(1000):  # until the hang-up is seen (the first read may still see data)
-                t.read()
+            t.read()
     finally:
         if master is not None:
             os.close(master)
