@@ -385,7 +385,7 @@ def test_hello_on_loop_carries_the_protocol_version():
     with DisplayLink("loop://", listener=rec) as link:
         link.pump()
         link.pump()
-    assert rec.of(Hello) == [Hello(1, 1, link._nonce)]
+    assert rec.of(Hello) == [Hello(1, 1, link.protocol.nonce)]
     assert decode(Hello.TYPE, Hello(1, 1, 5).pack()) == Hello(1, 1, 5)
 
 
