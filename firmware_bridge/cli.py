@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import threading
 import time
@@ -98,10 +99,17 @@ def _monitor(args) -> int:
     return 0
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _emulate(args) -> int:
     from firmware_bridge.emulator import DisplayEmulator
 
     emu = DisplayEmulator(args.width, args.height, link_path=args.link).start()
+    # stopped by a service manager or a closing terminal: end as for Ctrl-C, so the link is removed
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     print(emu.port, flush=True)  # first line: the path to point the runtime at
     if args.link:
         print(f"stable path {args.link} -> {emu.port}", flush=True)

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -282,3 +283,28 @@ def test_stop_removes_the_link_before_it_gives_up_the_pty(tmp_path, monkeypatch)
     emu.stop()
     monkeypatch.undo()
     assert seen == [False] and not os.path.lexists(link)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_an_emulator_stopped_by_a_signal_removes_its_link(tmp_path, sig):
+    """Stopped by a service manager (SIGTERM) or a closing terminal (SIGHUP), the emulator ends
+    as for Ctrl-C: it prints its last line and removes the link it made (a link left behind
+    would name a pty another program may get next)."""
+    stable = tmp_path / "display"
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "emulate", "--link", str(stable), "--quiet",
+                             "--seconds", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "the emulator printed no pty path"
+        proc.stdout.readline()
+        assert proc.stdout.readline().startswith("stable path") and os.path.islink(stable)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "received 0 frames" in out
+    assert not os.path.lexists(stable)
