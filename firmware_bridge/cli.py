@@ -108,13 +108,13 @@ def _emulate(args) -> int:
 
     emu = DisplayEmulator(args.width, args.height, link_path=args.link).start()
     # stopped by a service manager or a closing terminal: end as for Ctrl-C, so the link is removed
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    print(emu.port, flush=True)  # first line: the path to point the runtime at
-    if args.link:
-        print(f"stable path {args.link} -> {emu.port}", flush=True)
     t0 = time.monotonic()
     try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
+        print(emu.port, flush=True)  # first line: the path to point the runtime at
+        if args.link:
+            print(f"stable path {args.link} -> {emu.port}", flush=True)
         while True:
             left = None if args.seconds is None else args.seconds - (time.monotonic() - t0)
             if left is not None and left <= 0:

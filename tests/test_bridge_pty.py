@@ -3,6 +3,7 @@ coming back at a stable path mid-stream, and the tlf-bridge monitor / emulate / 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -224,26 +225,31 @@ def test_monitor_names_a_missing_port(capsys, tmp_path):
     assert err.startswith("tlf-bridge: error: cannot open display port") and err.count("\n") == 1
 
 
-def test_emulate_command_plays_the_display_for_the_demo_command(tmp_path):
-    stable = tmp_path / "display"
-    png = tmp_path / "shown.png"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_bridge.cli", "emulate", "--link", str(stable), "--frames", "5", "--png",
-         str(png), "--quiet", "--seconds", "30"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
+@contextlib.contextmanager
+def emulator_command(stable, *args):
+    """`tlf-bridge emulate --link STABLE --quiet ARGS` in a subprocess, once it has printed its pty
+    path and its link; killed at the end if still running."""
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "emulate", "--link", str(stable), "--quiet",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 120)
         assert ready, "the emulator printed no pty path"
-        pty_path = proc.stdout.readline().strip()
-        assert pty_path.startswith("/dev/")
+        assert proc.stdout.readline().strip().startswith("/dev/")
         assert proc.stdout.readline().startswith("stable path")
-        assert cli.main(["demo", str(stable), "--baud", "921600", "--fps", "40", "--seconds", "2"]) == 0
-        out, err = proc.communicate(timeout=120)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_emulate_command_plays_the_display_for_the_demo_command(tmp_path):
+    stable = tmp_path / "display"
+    png = tmp_path / "shown.png"
+    with emulator_command(stable, "--frames", "5", "--png", str(png), "--seconds", "30") as proc:
+        assert cli.main(["demo", str(stable), "--baud", "921600", "--fps", "40", "--seconds", "2"]) == 0
+        out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     received = re.search(r"received (\d+) frames", out)
     assert received and int(received.group(1)) >= 1, out
@@ -291,20 +297,10 @@ def test_an_emulator_stopped_by_a_signal_removes_its_link(tmp_path, sig):
     as for Ctrl-C: it prints its last line and removes the link it made (a link left behind
     would name a pty another program may get next)."""
     stable = tmp_path / "display"
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "emulate", "--link", str(stable), "--quiet",
-                             "--seconds", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 120)
-        assert ready, "the emulator printed no pty path"
-        proc.stdout.readline()
-        assert proc.stdout.readline().startswith("stable path") and os.path.islink(stable)
+    with emulator_command(stable, "--seconds", "120") as proc:
+        assert os.path.islink(stable)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "received 0 frames" in out
     assert not os.path.lexists(stable)
