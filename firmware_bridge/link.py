@@ -18,6 +18,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,7 @@ class DisplayLink:
         self._io = threading.RLock()  # one pump at a time
         self._wake = threading.Event()
         self._t0 = clock()
-        self._port = None
+        self._port: Any = None  # what the opener returned: a pyserial port or a link model
         self._closed = False
         self._pending: _Pending | None = None
         self._pending_status: Status | None = None
@@ -249,7 +250,7 @@ class DisplayLink:
     @property
     def stats(self) -> dict:
         with self._lock:
-            s = dict(self._counters)
+            s: dict[str, object] = dict(self._counters)
             now = self.clock()
             s.update(
                 connected=self._port is not None,
@@ -400,7 +401,9 @@ class DisplayLink:
                 with self._lock:
                     item, self._pending = self._pending, None
             elif self._pending is not None:
-                next_due = min(next_due, now + (1.0 - self._tokens) / self._device_rate())
+                rate = self._device_rate()
+                assert rate is not None  # no token is refused without a rate cap
+                next_due = min(next_due, now + (1.0 - self._tokens) / rate)
             if item is not None:
                 burst += self._frame_bytes(item, fps)
                 self._tokens -= 1.0
