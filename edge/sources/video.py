@@ -105,4 +105,4 @@ class VideoSource(Source):
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
-            self._cap: cv2.VideoCapture | None = None
+            self._cap = None
