@@ -63,7 +63,7 @@ class AugmentOptions:
         unknown = sorted(set(parts) - set(PARTS))
         if unknown:
             raise ValueError(f"unknown augmentation part(s) {unknown}; the parts are {', '.join(PARTS)}")
-        return replace(self, **{p: (False if p == "flip" else 0.0) for p in parts})
+        return replace(self, **{p: (False if p == "flip" else 0.0) for p in parts})  # type: ignore[arg-type]  # flip's off is False, the others' 0.0
 
     @property
     def active(self) -> list[str]:
@@ -134,7 +134,7 @@ def augment(image: np.ndarray, labels: np.ndarray, options: AugmentOptions, rng:
         applied["blur"] = max(sx, sy)
     if drawn("speckle"):
         s = float(rng.uniform(0.3, 1.0)) * o.speckle
-        field = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7)
+        field: np.ndarray = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7)
         field /= max(float(field.std()), 1e-6)
         noise = np.exp(s * field - s * s / 2)
         x = x * (noise[..., None] if x.ndim == 3 else noise)

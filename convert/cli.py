@@ -369,7 +369,9 @@ def float_identity(args, spec=None) -> dict:
 
     if args.weights:
         return model_identity(args.weights, builder=builder_options(args, spec))
-    return model_identity(_float_path(args))
+    path = _float_path(args)
+    assert path is not None  # without --weights, _float_path returns the model's path or raises
+    return model_identity(path)
 
 
 def _numbers(text: str | None, what: str):
@@ -967,7 +969,7 @@ def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), MASK_COLOURS_BGR[lab]
 
     width = label_w + per_row * 2 * tile
-    rows = []
+    rows: list[np.ndarray] = []
     for r, name in enumerate(presets):
         m = phantom.preset(name)
         row = np.full((tile, width, 3), 24, np.uint8)
@@ -1029,6 +1031,7 @@ def cmd_augment_sheet(args) -> int:
     options = AugmentOptions().without(args.augment_off.split(","))
     spec = PreprocessSpec(height=args.size, width=args.size)
     config = read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    names: list[str]
     names, images, labels = [], [], []
     for stem, img, lab in iter_dataset(Path(args.data), config):
         if len(names) >= args.images:

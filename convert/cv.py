@@ -95,7 +95,7 @@ def _recipe(options, spec) -> dict:
 
 
 def cross_validate(data, out, spec, options, folds: int = 5, seed: int = 0, similar: float = 0.8,
-                   dataset_config=None, spacing: str = "native", limits=None, only=None, calib_n: int = 200,
+                   dataset_config=None, spacing: str | tuple[float, ...] = "native", limits=None, only=None, calib_n: int = 200,
                    verbose: int = 2, log=print, revalidate: bool = False) -> dict:
     """Run (or resume) the cross-validation; returns the summary (also written to OUT/summary.json).
 
@@ -212,7 +212,7 @@ def _spacings(spacing, shapes, spec):
 
 def fold_figures(summary: dict, band: int) -> dict:
     """Band Dice, mean IoU and band thickness MAE of float and int8 from a validation summary."""
-    out = {}
+    out: dict = {}
     for side, key in (("float", "float_vs_truth"), ("int8", "int8_vs_truth")):
         th = summary["thickness"][key]
         out[side] = {"band_dice": summary[side]["dice"][band], "mean_iou": summary[side]["mean_iou"],
@@ -230,7 +230,7 @@ def summarise(out) -> dict:
     plan = json.loads((out / "folds.json").read_text())
     results = [json.loads((out / f"fold_{k}" / "result.json").read_text()) for k in range(plan["folds"])
                if (out / f"fold_{k}" / "result.json").is_file()]
-    stats = {}
+    stats: dict = {}
     for side in ("float", "int8"):
         stats[side] = {}
         for name in FIGURES:

@@ -39,7 +39,7 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 ANY = object()  # a key mapped away whatever its value
 # Keras 2 configuration keys that Keras 3 refuses, with the value at which they change nothing.
-LEGACY_INERT = {
+LEGACY_INERT: dict[str, dict[str, object]] = {
     "Conv1DTranspose": {"groups": 1},
     "Conv2DTranspose": {"groups": 1},
     "Conv3DTranspose": {"groups": 1},
@@ -169,6 +169,7 @@ def custom_objects_from(path: Path) -> dict:
     if not path.is_file() or path.suffix != ".py":
         raise QuantizeError(f"--custom-objects {str(path)!r} is not a Python file")
     spec = importlib.util.spec_from_file_location(f"tlf_custom_{path.stem}", path)
+    assert spec is not None and spec.loader is not None  # a .py file always gets the source loader
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -193,7 +194,8 @@ class _as_suffix:
     """The file itself when its name ends in `suffix` (what Keras reads by), else a copy whose name does."""
 
     def __init__(self, path: Path, suffix: str):
-        self.path, self.suffix, self.tmp = path, suffix, None
+        self.path, self.suffix = path, suffix
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> Path:
         name = self.path.name.lower()
@@ -257,7 +259,7 @@ def legacy_h5(readable: Path, path: Path, config: dict, trust_code: bool, object
         import tf_keras
     except ImportError:
         what = (f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)" if tf_ops
-                else f"{_first_line(error)}")
+                or error is None else f"{_first_line(error)}")
         raise QuantizeError(f"Keras 3 cannot read the Keras 2 model {str(path)!r}: {what}; install the Keras 2 "
                             f"reader ({LEGACY_EXTRA}) and run again") from error
     try:
@@ -299,7 +301,7 @@ def legacy_keras_file(readable: Path, path: Path, config: dict, version: str, tr
         import tf_keras
     except ImportError:
         what = (f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)" if tf_ops
-                else f"{_first_line(error)}")
+                or error is None else f"{_first_line(error)}")
         raise QuantizeError(f"Keras 3 cannot read {found}: {what}; install the Keras 2 reader ({LEGACY_EXTRA}) and "
                             "run again") from error
     try:

@@ -302,7 +302,7 @@ OP_HINTS = {
 }
 
 
-def check_graph(report: dict, allow: set[str] = frozenset(), allow_partitions: bool = False,
+def check_graph(report: dict, allow: set[str] | frozenset[str] = frozenset(), allow_partitions: bool = False,
                 model_bytes: bytes | None = None) -> list[str]:
     """Refuse a graph with dynamic-shape ops or one that XNNPACK does not take whole, in one line
     naming the ops, how many there are, the partitions, what each op comes from and what this

@@ -40,7 +40,7 @@ def scanner_screen(seed: int) -> tuple[Frame, phantom.Scan]:
     depth = float(np.random.default_rng(seed + 7).uniform(*SCREEN_DEPTHS_MM))
     s = phantom_screen.screen(seed, SCREEN_SIZE, depth, 40.0, "default")
     x, y, w, h = s.roi
-    return Frame(s.image[y : y + h, x : x + w], 0.0, 0, tuple(s.spacing_mm)), s.scan
+    return Frame(s.image[y : y + h, x : x + w], 0.0, 0, s.spacing_mm), s.scan
 
 
 def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
@@ -64,6 +64,7 @@ def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOp
                               calibration=s.calibration, image=s.image)
         if r.flags & REJECTING:
             continue
+        assert s.spacing_mm is not None and s.image is not None  # phantom frames have a spacing; segment() keeps the model image
         h, w = s.labels.shape
         win = window_slice(options, w)
         cols = ((np.arange(w)[win] + 0.5) * scan.image.shape[1] / w).astype(int)  # the scan column under each

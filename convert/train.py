@@ -360,7 +360,7 @@ def train(
         fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed,
                                  coverage, options.display, options.edge_weight, options.edge_sigma_px)
         fit_data.epoch = done
-        fit_kwargs = {}
+        fit_kwargs: dict = {}
     elif options.augment is not None:
         fit_data = LabelledStream(train_data[0], train_data[1], spec, options.batch_size, options.classes,
                                   options.augment, options.seed, options.edge_weight, options.edge_sigma_px)

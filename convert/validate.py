@@ -34,6 +34,7 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     """
     seg = Segmenter(bundle, threads)
     classes = seg.classes
+    depth: list[int]  # each band's depth rank in its image (two-class models)
     f_pred, q_pred, f_th, q_th, t_th, owner, depth = [], [], [], [], [], [], []
     q_drawn = []  # int8 thickness without the bundle's thickness calibration (when it has one)
     for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
@@ -142,7 +143,7 @@ def native_band_thickness(native: np.ndarray, grid: np.ndarray, zones: list[np.n
 def _by_depth(depth: list[int], f_th: np.ndarray, q_th: np.ndarray, t_th: np.ndarray) -> dict:
     """Band counts and thickness errors by depth rank (1 = the most superficial band of an image)."""
     depth = np.asarray(depth, int)
-    out = {"true": int(t_th.size), "truth_measured": int((~np.isnan(t_th)).sum()),
+    out: dict = {"true": int(t_th.size), "truth_measured": int((~np.isnan(t_th)).sum()),
            "float_measured": int((~np.isnan(f_th)).sum()), "int8_measured": int((~np.isnan(q_th)).sum()),
            "by_depth": {}}
     for d in sorted(set(depth.tolist())):

@@ -265,7 +265,10 @@ def read_dataset_config(path: Path) -> DatasetConfig:
     path = Path(path)
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10: the backport, a dependency there
+                import tomli as tomllib
 
             d = tomllib.loads(path.read_text(encoding="utf-8"))
         else:

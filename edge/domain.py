@@ -62,7 +62,7 @@ SATURATED_LEVEL = 250
 def image_features(model_image: np.ndarray) -> np.ndarray:
     """The 20 image statistics (IMAGE_FEATURES) of a uint8 model image (H, W) or (H, W, C)."""
     img = np.asarray(model_image)
-    g8 = img.reshape(img.shape[:2]) if img.ndim == 2 or img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    g8: np.ndarray = img.reshape(img.shape[:2]) if img.ndim == 2 or img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     h, w = g8.shape
     inside = g8 > BLANK_LEVEL
     use_inside = inside.mean() > 0.05
@@ -228,7 +228,7 @@ class DomainModel:
         if ref.ndim != 2 or ref.shape[1] != n or ref.shape[0] < 2 or centre.shape != (n,) or scale.shape != (n,):
             raise ValueError(f"domain statistics: reference {ref.shape}, centre {centre.shape}, scale {scale.shape} "
                              f"do not fit {n} features")
-        if (mean is None) != (precision is None) or (mean is not None and (mean.shape != (n,) or precision.shape != (n, n)
+        if (mean is None) != (precision is None) or (mean is not None and precision is not None and (mean.shape != (n,) or precision.shape != (n, n)
                                                                             or not np.isfinite(precision).all()
                                                                             or not np.isfinite(mean).all())):
             raise ValueError(f"domain statistics: mean and precision must be {n} and {n}x{n} finite numbers")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge.thickness import ThicknessCalibration
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Segmentation:
     spacing_mm: tuple[float, float] | None
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
-    calibration: object | None = None  # the bundle's edge.thickness.ThicknessCalibration, if it has one
+    calibration: ThicknessCalibration | None = None  # the bundle's edge.thickness.ThicknessCalibration, if it has one
     image: np.ndarray | None = None
 
 

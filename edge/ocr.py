@@ -65,7 +65,7 @@ def available() -> str | None:
     return _STATE["why"]
 
 
-def _prepared(crop: np.ndarray, text_px: float) -> np.ndarray:
+def _prepared(crop: np.ndarray, text_px: float) -> tuple[np.ndarray, float]:
     """Dark text on white, enlarged so that text `text_px` high becomes about TEXT_PX high."""
     g = crop.max(axis=2) if crop.ndim == 3 else crop  # coloured text (green, yellow) stays bright
     g = g.astype(np.float32)

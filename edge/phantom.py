@@ -983,6 +983,7 @@ def extension_clip(
         speckle = _mix(keep, tissue, math.sqrt(1 - keep * keep), drift)
         frame_art = art
         if washed is not None and i in washed[0]:
+            assert art is not None  # washed frames are drawn from the artefact set
             frame_art = replace(art, low_contrast=washed[1])
         scan_i = render(a, m, shape, seed=seed * 1000 + i, _texture=tex, _speckle=speckle,
                         artefacts=frame_art if frame_art is not None and frame_art.any else None)

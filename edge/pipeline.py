@@ -422,6 +422,7 @@ class _Outage:
             self.since, self.attempts, self._wait, self._noted = now, 0, 0.0, now
             self._line(f"no signal: {e}; next try in {e.retry_in:.2g} s")
         elif e.retry_in > self._wait * 1.01 or now - self._noted >= NOTE_EVERY_S:
+            assert self.since is not None  # not the first: set then
             self._line(f"no signal for {now - self.since:.1f} s ({self.attempts} attempts); next try in {e.retry_in:.2g} s")
             self._noted = now
         self.attempts += 1
@@ -430,6 +431,7 @@ class _Outage:
 
     def back(self) -> float:
         """Log the return of the signal; the length of the outage."""
+        assert self.since is not None  # back() follows a lost() of the same outage
         took = time.monotonic() - self.since
         self._line(f"signal back after {took:.1f} s ({self.attempts} attempts)")
         self.since = None

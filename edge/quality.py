@@ -23,4 +23,4 @@ REJECTING = Quality.NO_BAND | Quality.ORDER | Quality.FRAGMENTED | Quality.LOW_C
 
 
 def names(flags: int) -> list[str]:
-    return [f.name for f in Quality if f and flags & f]
+    return [f.name for f in Quality if f and flags & f and f.name]  # single flags: all named

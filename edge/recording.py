@@ -272,6 +272,7 @@ class RecordingSink(Sink):
                 picture = draw_overlay(image, frame, seg.labels, self.tlf_class)
             else:
                 picture = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3]
+            assert self._writer is not None  # opened above for this file
             self._writer.write(picture)
             self._note(seg.frame)
             self.frames += 1

@@ -164,7 +164,7 @@ class ConsoleStatus(Sink):
         self.prefix = "SIMULATED  " if simulated else ""
         self._last = 0.0
         self._count = 0
-        self._t0 = None
+        self._t0: float | None = None
         self._state = RUNNING
         self._bands = FrameBands()
 

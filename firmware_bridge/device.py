@@ -262,6 +262,7 @@ def describe(event) -> list[str]:
     if isinstance(event, Dropped):
         h = event.header
         if event.reason == "version":
+            assert h is not None  # a version drop always carries its header (its CRC held)
             return [f"DROP version version={h.version} type=0x{h.type:02x} seq={h.seq} reject={event.reject}"]
         if h is not None:
             return [f"DROP {event.reason} type=0x{h.type:02x} seq={h.seq} reject={event.reject}"]

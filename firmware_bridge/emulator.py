@@ -52,8 +52,8 @@ class DisplayEmulator:
         self.heartbeat_s = heartbeat_s
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._master = self._slave = None
-        self._wake_r = self._wake_w = None
+        self._master = self._slave = -1  # the pty's descriptors, from start()
+        self._wake_r = self._wake_w = -1
         self._stopping = False
         self._last_data = time.monotonic()
         self._busy = False
@@ -82,11 +82,12 @@ class DisplayEmulator:
         return self
 
     def _make_link(self) -> None:
-        path = self.link_path
+        path, port = self.link_path, self.port
+        assert path is not None and port is not None  # start() calls this with a link path, the pty open
         if _stale_pty_link(path):
             path.unlink()
         try:
-            os.symlink(self.port, path)  # fails, touching nothing, if anything is at `path`
+            os.symlink(port, path)  # fails, touching nothing, if anything is at `path`
         except FileExistsError:
             raise LinkError(f"link path {str(path)!r} already exists and is not a stale emulator link: "
                             "refusing to replace it (name a new path)") from None

@@ -312,7 +312,7 @@ class Heartbeat:
 
 
 Message = Hello | DeviceInfo | Reject | Measurement | Mask | Status | Heartbeat
-CLASSES = {cls.TYPE: cls for cls in (Hello, DeviceInfo, Reject, Measurement, Mask, Status, Heartbeat)}
+CLASSES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (Hello, DeviceInfo, Reject, Measurement, Mask, Status, Heartbeat)}
 HOST_TO_DEVICE = frozenset({MessageType.HELLO, MessageType.MEASUREMENT, MessageType.MASK, MessageType.STATUS, MessageType.HEARTBEAT})
 DEVICE_TO_HOST = frozenset({MessageType.DEVICE_INFO, MessageType.REJECT, MessageType.STATUS, MessageType.HEARTBEAT})
 

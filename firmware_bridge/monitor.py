@@ -27,8 +27,9 @@ def summarize_event(event, full: bool = False) -> list[str]:
     if full or not (isinstance(event, Received) and isinstance(event.message, Mask)):
         return describe(event)
     m, d, h = event.message, event.mask, event.header
+    assert d is not None  # a received MASK always carries its decoded contents
     head = f"MASK seq={h.seq} capture={m.t_capture_us} {m.width}x{m.height} enc={Encoding(m.encoding).name} bytes={len(m.data)}"
-    if d.top is not None:
+    if d.top is not None and d.bottom is not None:  # boundary encodings set both
         present = d.top != NO_BAND
         if present.any():
             thick = (d.bottom[present].astype(int) - d.top[present].astype(int))

@@ -326,7 +326,9 @@ class Pacer:
 
     def token_due(self, now: float, device: DeviceInfo | None) -> float:
         """When the rate cap next allows a frame (after ``token_ready`` said no)."""
-        return now + (1.0 - self._tokens) / self.cap(device)
+        cap = self.cap(device)
+        assert cap is not None  # token_ready refuses a frame only under a rate cap
+        return now + (1.0 - self._tokens) / cap
 
     def heartbeat_due(self, now: float) -> bool:
         return now - self.last_tx >= self.heartbeat_s

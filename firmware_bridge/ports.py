@@ -11,6 +11,8 @@ is looked up in ``serial.tools.list_ports`` each time the port is (re)opened.
 
 from __future__ import annotations
 
+from typing import Any
+
 import errno
 import os
 import re
@@ -51,12 +53,14 @@ def check_baudrate(baudrate) -> int:
     return baudrate
 
 
-def open_port(url: str, baudrate: int, exclusive: bool = True):
+def open_port(url: str, baudrate: int | None, exclusive: bool = True):
     """An open pyserial port for ``url`` with non-blocking reads; LinkError naming the port if it
-    fails, PortBusy if another program holds its lock. exclusive=False: do not take the lock."""
+    fails, PortBusy if another program holds its lock. exclusive=False: do not take the lock.
+    baudrate None: a port whose rate no baud setting decides (USB CDC, a pty) keeps pyserial's default."""
     target = resolve_port(url)
+    speed: dict[str, Any] = {} if baudrate is None else {"baudrate": baudrate}
     try:
-        port = serial.serial_for_url(target, baudrate=baudrate, timeout=0, do_not_open=True, exclusive=exclusive or None)
+        port = serial.serial_for_url(target, **speed, timeout=0, do_not_open=True, exclusive=exclusive or None)
         port.open()
     except serial.SerialException as e:
         if getattr(e, "errno", None) in (errno.EWOULDBLOCK, errno.EAGAIN):

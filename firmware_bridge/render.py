@@ -26,7 +26,7 @@ def render_rgb(state: DisplayState) -> np.ndarray:
     mask = state.mask
     if mask is not None and mask.labels is not None:
         img[:] = CLASS_RGB[np.clip(mask.labels, 0, 3)]
-    elif mask is not None and mask.top is not None:
+    elif mask is not None and mask.top is not None and mask.bottom is not None:
         rows = np.arange(h)[:, None]
         top = mask.top.astype(np.int64)
         bottom = mask.bottom.astype(np.int64)

@@ -11,6 +11,8 @@ protocol's (``firmware_bridge.protocol``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.ports import open_port, out_waiting, read_available, write_some
 from firmware_bridge.stats import LinkStats
@@ -47,7 +49,7 @@ class SerialTransport:
         self.backoff = backoff
         self.opener = opener or open_port
         self.stats = stats if stats is not None else LinkStats()
-        self.port = None
+        self.port: Any = None  # what the opener returned: a pyserial port or a link model
         self.closed = False
         self._down_since: float | None = None  # when the port was lost, while it is
         self._down_s = 0.0  # time without the port, outages that ended

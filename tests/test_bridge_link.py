@@ -119,6 +119,21 @@ def test_offer_keeps_only_the_newest_frame():
     assert link.stats["frames_sent"] == 1 and link.stats["frames_offered"] == 5
 
 
+def test_a_port_without_a_baud_rate_opens_and_carries_frames():
+    """baudrate=None (a USB CDC or pty port, whose rate no baud setting decides) opens with the
+    default opener and is paced at the assumed rate, not refused as "Not a valid baudrate"."""
+    rec = Recorder()
+    with DisplayLink("loop://", baudrate=None, listener=rec) as link:
+        assert link.connected
+        link.offer(meas(0))
+        link.pump(timeout=30.0)
+        link.pump()
+        stats = link.stats
+    assert [m.t_capture_us for m in rec.of(Measurement)] == [1000]
+    assert stats["frames_sent"] == 1 and stats["last_error"] is None
+    assert stats["link_rate_bps"] == 1_000_000.0
+
+
 def test_forced_label_map_encoding_over_loop():
     rec = Recorder()
     labels = band_labels(120, 160, phase=0.7)

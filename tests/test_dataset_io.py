@@ -106,6 +106,23 @@ def test_toml_config_with_explicit_colours_and_tolerance(tmp_path):
     assert np.array_equal(got.labels[0], labels[0]) and got.config.tolerance == 3
 
 
+def test_toml_config_reads_without_tomllib_through_tomli(tmp_path, monkeypatch):
+    """Python 3.10 has no tomllib: a .toml data-set config is read with the tomli backport (a
+    dependency there) instead of failing with ModuleNotFoundError. Here tomllib is hidden and the
+    standard library's own reader stands in for tomli (the same API)."""
+    import sys
+    import tomllib
+
+    images, labels = samples(n=2)
+    data.write_dataset(tmp_path, images, labels, CONFIGS["index0"])
+    (tmp_path / "dataset.json").unlink()
+    (tmp_path / "dataset.toml").write_text('version = 1\nclasses = ["above", "tlf", "below"]\n[mask]\nkind = "index"\n')
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` raises ImportError
+    monkeypatch.setitem(sys.modules, "tomli", tomllib)
+    config = data.read_dataset_config(tmp_path / "dataset.toml")
+    assert config.classes == ("above", "tlf", "below") and config.mask == "index"
+
+
 def bad_set(tmp_path, config="index0"):
     images, labels = samples(n=2)
     data.write_dataset(tmp_path, images, labels, CONFIGS[config])

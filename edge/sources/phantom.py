@@ -61,7 +61,8 @@ class _Pacer:
     """Holds each frame back until its time on `clock`: frame n at start + n / fps."""
 
     def __init__(self, fps: float, clock: Callable[[], float], sleep: Callable[[float], None]):
-        self.period, self.start = 1.0 / fps, None
+        self.period = 1.0 / fps
+        self.start: float | None = None
         self._clock, self._sleep = clock, sleep
 
     def wait(self, n: int) -> None:

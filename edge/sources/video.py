@@ -41,7 +41,7 @@ class VideoSource(Source):
         self._clock, self._sleep = clock, sleep
         self.corrupt = 0
         self.frame_count = 0  # from the container; 0 when unknown
-        self._cap = None
+        self._cap: cv2.VideoCapture | None = None
         self._seq = 0
         self._t0 = 0.0
         self._shape = None
