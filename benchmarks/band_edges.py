@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge import phantom  # noqa: E402
+from edge.sim import phantom  # noqa: E402
 from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402

@@ -131,7 +131,7 @@ def prepare(args, work: Path) -> dict:
         sys.exit(f"compare_runtimes: {e.name} is missing: pip install -e '.[convert,compare]'")
     import tensorflow as tf
 
-    from convert.cli import CALIBRATION_SEEDS, VALIDATION_SEEDS
+    from edge.sim.recipes import CALIBRATION_SEEDS, PHANTOM_DATA_SEEDS
     from convert.data import phantom_batch
     from convert.quantize import load_keras_model, quantize_to_bundle, with_fixed_batch
     from convert.unet import build_unet, split_skip_connections
@@ -155,7 +155,7 @@ def prepare(args, work: Path) -> dict:
     print(f"weights: {weights}; {model.count_params():,} parameters, input {h}x{w}x{c}", flush=True)
 
     calib = phantom_batch(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + args.calib_n), spec)[0]
-    images, truth = phantom_batch(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.eval_n), spec)
+    images, truth = phantom_batch(range(PHANTOM_DATA_SEEDS, PHANTOM_DATA_SEEDS + args.eval_n), spec)
     np.save(work / "eval_images.npy", images)
     np.save(work / "eval_truth.npy", truth)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/scale_reading.py [--screens 1050] [--seed 1] [--workers 2] [--sizes 640x480,...]
 
-Screens are drawn by edge.phantom_screen in each of its STYLES (tick layouts, labels, colours,
+Screens are drawn by edge.sim.phantom_screen in each of its STYLES (tick layouts, labels, colours,
 sides, markers, fonts, a sector with dots), at sizes from 640x480 to 1920x1080, each at a random
 depth (`DEPTHS`) and scene, written frame by frame into an MJPEG .avi per
 size and read back, so the reader sees what a capture card's recording holds. Each frame goes
@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge import ocr, phantom_screen  # noqa: E402
+from edge import ocr  # noqa: E402
+from edge.sim import phantom_screen  # noqa: E402
 
 SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1600, 900), (1920, 1080))
 # Depth ranges (mm) as such scales are used: 1 cm marks on deep settings (a 2 cm image would show

@@ -74,7 +74,7 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
     from edge.recording import RecordingSink
     from edge.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
-    from edge.sources import open_source
+    from edge.runtime.factory import open_source
 
     out.mkdir(parents=True, exist_ok=True)
     warmup = min(120.0, seconds / 4)

@@ -11,18 +11,13 @@ import numpy as np
 
 from convert.errors import ConvertError, missing_extra
 from convert.quiet import native_output_hidden
-from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
+from edge.sim.recipes import (CALIBRATION_SEEDS, DOMAIN_SEEDS, PHANTOM_DATA_SEEDS, STAGE4_SEED_OFFSET,
+                               STAGE5_SEED_OFFSET, held_out_look)
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
 NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
 
-# Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
-CALIBRATION_SEEDS = 20_000_000
-DOMAIN_SEEDS = 50_000_000  # the scenes a phantom bundle's domain statistics are taken from
-VALIDATION_SEEDS = PHANTOM_DATA_SEEDS  # the held-out scenes of edge.dataset ('phantom[:N]' data)
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
-STAGE4_SEED_OFFSET = 4_100_000  # demo stage 4's phantom stream: past every scene stages 1-3 draw
-STAGE5_SEED_OFFSET = 4_108_000  # demo stage 5's: past stage 4's 8,000 scenes
 DATASET_CONFIG_HELP = ("data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
                        "its images/ (for a folder you cannot write in)")
 MAX_LEGACY_CLASSES = 8  # masks without a config holding higher values are not class indices
@@ -735,11 +730,11 @@ def phantom_validation_set(n: int, spec):
     Returns (images, labels, spacings, presets), presets naming the look of each image.
     """
     from convert.data import phantom_sample
-    from edge import phantom
+    from edge.sim import phantom
     from edge.preprocess import model_spacing
 
     looks = [held_out_look(i) for i in range(n)]
-    samples = [phantom_sample(VALIDATION_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
+    samples = [phantom_sample(PHANTOM_DATA_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
     images = np.stack([s[0] for s in samples])
     labels = np.stack([s[1] for s in samples])
     spacings = [model_spacing(s[2].spacing_mm, s[2].image.shape, spec) for s in samples]
@@ -747,9 +742,9 @@ def phantom_validation_set(n: int, spec):
 
 
 def phantom_set_name(n: int) -> str:
-    from edge import phantom
+    from edge.sim import phantom
 
-    return f"phantom seeds {VALIDATION_SEEDS}+{n}, presets {', '.join(sorted(phantom.PRESETS))} in turn"
+    return f"phantom seeds {PHANTOM_DATA_SEEDS}+{n}, presets {', '.join(sorted(phantom.PRESETS))} in turn"
 
 
 def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits, groups=None,
@@ -921,7 +916,7 @@ def cmd_phantom(args) -> int:
     import itertools
 
     from convert.data import phantom_dataset_config, write_dataset
-    from edge import phantom
+    from edge.sim import phantom
 
     shape = _pair(args.size, "--size", int)
     field = _pair(args.field_mm, "--field-mm", float)
@@ -949,7 +944,7 @@ def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_
     extension clip (with a freeze) and one whole scanner screen. For looking, not for measuring."""
     import cv2
 
-    from edge import phantom, phantom_screen
+    from edge.sim import phantom, phantom_screen
 
     font, label_w = cv2.FONT_HERSHEY_SIMPLEX, 112
 

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge import phantom, phantom_screen
+from edge.sim import phantom, phantom_screen
 from edge.bundle import Bundle, update_manifest
-from edge.dataset import phantom_scan
+from edge.sim.recipes import RESPONSE_SEEDS, phantom_scan
 from edge.frame import Frame
 from edge.quality import REJECTING
 from edge.segmenter import Segmenter
 from edge.thickness import (ThicknessCalibration, ThicknessOptions, band_layering, fit_thickness_calibration,
                             measure_thickness, window_slice)
 
-RESPONSE_SEEDS = 40_000_000  # phantom scenes of the thickness response (see convert.cli for the other ranges)
 RESPONSE_IMAGES = ("screens", "scans")
 SCREEN_SIZE = (1280, 720)
 SCREEN_DEPTHS_MM = (30.0, 50.0)

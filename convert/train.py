@@ -347,7 +347,9 @@ def train(
     start_from = out_dir / "last.keras" if done else init_weights
     if start_from is not None:
         model.set_weights(keras.models.load_model(start_from, compile=False, safe_mode=True).get_weights())
-    val_seeds = range(10_000_000 + options.seed, 10_000_000 + options.seed + 32)
+    from edge.sim.recipes import TRAINING_VALIDATION_SEEDS
+
+    val_seeds = range(TRAINING_VALIDATION_SEEDS + options.seed, TRAINING_VALIDATION_SEEDS + options.seed + 32)
     if val_data is None and coverage:
         images, targets = phantom_coverage_batch(val_seeds, spec)
         val = (to_float(images, spec), targets)

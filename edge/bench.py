@@ -6,7 +6,7 @@ display write from the threaded pipeline; peak resident memory, CPU use, model s
 first measurement, on-device accuracy against phantom truth, and a device fingerprint. Writes
 bench.json, bench.md and latency_hist.png.
 
-Given labelled data (`data`: a data-set folder, see edge.dataset, or "phantom[:N]") it also scores
+Given labelled data (`data`: a data-set folder, see edge.data.dataset, or "phantom[:N]") it also scores
 the bundle's int8 model on it with the device's own preprocessing, kernels and measurement: pixel
 accuracy, IoU and Dice per class and their means (pooled over all images, on the model grid, as
 convert's validation does), and the thickness error against the thickness measured the same way
@@ -30,7 +30,7 @@ import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import CalibrationOptions, RoiOptions
-from edge.dataset import DatasetError, labelled_frames
+from edge.data.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
@@ -40,7 +40,7 @@ from edge.prepare import Prepare
 from edge.preprocess import resize_labels, to_model_image
 from edge.segmenter import Segmenter, physical_cores
 from edge.sinks import DisplaySink, JsonLinesLog, Sink
-from edge.sources import open_source
+from edge.runtime.factory import open_source
 from edge.temporal import TemporalFilter
 from edge.thickness import ThicknessOptions, measure_thickness
 

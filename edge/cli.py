@@ -247,7 +247,7 @@ def cmd_run(args) -> int:
     from edge.pipeline import Pipeline
     from edge.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
-    from edge.sources import open_source
+    from edge.runtime.factory import open_source
 
     if args.frames is not None and args.frames < 1:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")

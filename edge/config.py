@@ -60,7 +60,7 @@ def _require(section: str, key: str, value, ok: bool, why: str) -> None:
 
 @dataclass(frozen=True)
 class SourceOptions:
-    url: str = "phantom://clip?seed=7&frames=150&size=400x400&live=1"  # see edge.sources.open_source
+    url: str = "phantom://clip?seed=7&frames=150&size=400x400&live=1"  # see edge.runtime.factory.open_source
     max_pixels: int = 4096 * 4096  # frames larger than this (width x height) are refused or skipped
 
     def __post_init__(self):

@@ -64,7 +64,7 @@ def check_bundle(path: str) -> Check:
 def check_source(url: str, service: bool = False) -> Check:
     """Open the source and read a frame. service: the config of a cart, where the built-in
     phantom scanner is a mistake (it measures nobody), not a demo."""
-    from edge.sources import open_source
+    from edge.runtime.factory import open_source
 
     try:
         source = open_source(url)
@@ -88,7 +88,7 @@ def check_scale(cfg) -> Check:
     spacing, the config's, the depth setting, or the screen's scale read (and what it read),
     or why thickness would be in pixels."""
     from edge.prepare import Prepare
-    from edge.sources import open_source
+    from edge.runtime.factory import open_source
 
     try:
         with open_source(cfg.source.url) as source:

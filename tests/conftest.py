@@ -24,7 +24,7 @@ TINY_SPACING = (TINY_FIELD_MM / 64, TINY_FIELD_MM / 64)
 def small_field_set(n: int, seed: int, size: int = 64):
     """n phantom scans of a 16 mm field at 64x64 with a 1.6-2.5 mm TLF: (images NxHxWx1, labels, spacings).
     size: another side in pixels, the field growing with it (the same 0.25 mm pixels and layers)."""
-    from edge import phantom
+    from edge.sim import phantom
 
     rng = np.random.default_rng(seed)
     field = TINY_FIELD_MM * size / 64
@@ -86,7 +86,7 @@ APO_SIZE = 128
 def apo_crops(folder: Path = APO_FEW):
     """The DL_Track screenshots of `folder` cut to their B-mode region as the device cuts them
     (edge.roi), with their masks cut alike: (stems, images, labels) at native size."""
-    from edge.dataset import iter_dataset, read_dataset_config
+    from edge.data.dataset import iter_dataset, read_dataset_config
     from edge.roi import crop, detect_roi
 
     stems, images, labels = [], [], []

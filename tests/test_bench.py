@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from edge.bench import STAGES, accuracy_pass, run_bench
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.cli import main
-from edge.dataset import labelled_frames, phantom_dataset_config, write_dataset
+from edge.data.dataset import labelled_frames, phantom_dataset_config, write_dataset
 from edge.metrics import scores
 from edge.preprocess import model_spacing, resize_labels, to_model_image
 from edge.segmenter import Segmenter

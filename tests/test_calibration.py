@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge import ocr
-from edge import phantom_screen as ps
+from edge.sim import phantom_screen as ps
 from edge import scale_reader as sr
 from edge.calibration import (Calibrator, from_config, from_depth, from_dicom_region, from_points, from_screen,
                               read_scale)

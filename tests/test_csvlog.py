@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from edge.csvlog import COLUMNS, CsvLog
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation

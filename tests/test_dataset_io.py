@@ -18,7 +18,7 @@ from convert.data import (
     UnknownClassError,
     UnreadableFileError,
 )
-from edge import phantom
+from edge.sim import phantom
 from edge.preprocess import PreprocessSpec
 
 from conftest import APO_FEW

@@ -23,7 +23,7 @@ from edge.prepare import Prepare
 from edge.preprocess import to_model_image
 from edge.quality import REJECTING, Quality
 from edge.segmenter import Segmenter
-from edge.sources import open_source
+from edge.runtime.factory import open_source
 from edge.thickness import ThicknessOptions
 
 SHARED_APO = REALDATA / "dltrack_apo"
@@ -149,7 +149,7 @@ def test_a_bundle_trained_on_dltrack_flags_none_of_its_held_out_images_and_flags
     from convert.folds import look_alike_groups, split_groups, thumbnail
     from convert.quantize import load_keras_model, quantize_to_bundle
     from convert.train import TrainOptions, train
-    from edge.dataset import read_dataset_config, write_dataset
+    from edge.data.dataset import read_dataset_config, write_dataset
     from edge.preprocess import PreprocessSpec, resize_labels
 
     sub = tmp_path / "sub"  # every third image of the shared set: 40 crops of every image size

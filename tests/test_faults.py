@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge import phantom
-from edge import phantom_screen as ps
+from edge.sim import phantom
+from edge.sim import phantom_screen as ps
 from sandbox import listing, wait_until
 
 REPO = Path(__file__).resolve().parents[1]

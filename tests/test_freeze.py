@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom, phantom_screen
+from edge.sim import phantom, phantom_screen
 from edge.frame import Frame, Measurement
 from edge.freeze import FreezeDetector
 from edge.quality import Quality

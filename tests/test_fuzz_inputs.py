@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from edge.bundle import DEMO_BUNDLE, MANIFEST_FILE, load_bundle, write_manifest
 from edge.config import RUN_REQUIRED, SECTIONS, Config, check_data_dir, data_paths, load_config
 from edge.errors import BundleError, ConfigError, SourceError
-from edge.sources import open_source
+from edge.runtime.factory import open_source
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -688,7 +688,7 @@ def test_18_a_huge_image_and_a_fifo_in_a_folder_are_skipped_not_decoded_or_waite
     import cv2
     import numpy as np
 
-    from edge import phantom
+    from edge.sim import phantom
 
     folder = cart.etc / "frames"
     image_folder(folder, [phantom.scan(s, (256, 256)).image for s in (1, 2)])
@@ -705,7 +705,7 @@ def test_18_a_huge_image_and_a_fifo_in_a_folder_are_skipped_not_decoded_or_waite
 def test_18_a_video_larger_than_max_pixels_is_refused(cart):
     import cv2
 
-    from edge import phantom
+    from edge.sim import phantom
 
     clip = cart.etc / "clip.avi"
     w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (256, 256))
@@ -746,7 +746,7 @@ def test_20_the_recorded_reading_is_legible_and_says_filtered(cart):
     import cv2
     import numpy as np
 
-    from edge import phantom_screen as ps
+    from edge.sim import phantom_screen as ps
     from edge.recording import text_layout, text_masks
 
     clip = cart.etc / "screen.avi"

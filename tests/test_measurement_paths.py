@@ -26,7 +26,7 @@ from convert.quantize import load_keras_model, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet  # noqa: E402
 from convert.validate import compare, gate  # noqa: E402
 from edge.bench import accuracy_pass, stage_pass  # noqa: E402
-from edge.dataset import LabelledFrame, labelled_frames, phantom_dataset_config, write_dataset  # noqa: E402
+from edge.data.dataset import LabelledFrame, labelled_frames, phantom_dataset_config, write_dataset  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.pipeline import measure  # noqa: E402
 from edge.preprocess import to_float  # noqa: E402

@@ -23,7 +23,7 @@ from keras import layers  # noqa: E402
 
 from convert.quantize import DYNAMIC_OPS, QuantizeError, check_family, graph_report, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet, export_ready  # noqa: E402
-from edge import phantom  # noqa: E402
+from edge.sim import phantom  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402

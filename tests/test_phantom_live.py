@@ -11,7 +11,8 @@ from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import SourceError
 from edge.pipeline import Pipeline
 from edge.segmenter import Segmenter
-from edge.sources.base import Source, open_source
+from edge.runtime.factory import open_source
+from edge.sources.base import Source
 
 
 class FakeClock:

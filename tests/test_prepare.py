@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from edge import phantom_screen as ps
+from edge.sim import phantom_screen as ps
 from edge.config import CalibrationOptions, RoiOptions
 from edge.errors import SourceError
 from edge.frame import Frame
 from edge.prepare import Prepare
-from edge.sources import open_source
-from edge.sources.phantom import PhantomScreenSource, column_truth
+from edge.runtime.factory import open_source
+from edge.sim.source import PhantomScreenSource, column_truth
 
 SCREEN = "phantom://screen?seed={seed}&frames={frames}&size=640x480&depth=40,50&change_at={at}"
 # The default screen at 640x480 prints its depth in text 7 px high that OCR often reads as

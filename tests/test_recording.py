@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
 from edge.pipeline import Pipeline, RunStats, measure, smooth

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 from edge.frame import Frame
@@ -43,7 +43,7 @@ def test_segment_returns_labels_logits_and_model_spacing():
 
 def test_running_a_frame_loads_no_tensorflow():
     code = (
-        "import sys; from edge import phantom; from edge.frame import Frame;"
+        "import sys; from edge.sim import phantom; from edge.frame import Frame;"
         "from edge.segmenter import Segmenter, SegmenterOptions;"
         "s = phantom.scan(1); seg = Segmenter.create(SegmenterOptions(num_threads=1));"
         "seg.segment(Frame(s.image, 0.0, 0, spacing_mm=s.spacing_mm));"

@@ -182,7 +182,7 @@ class StallingSource(Source):
     """A few phantom frames, then read() blocks until released: a capture card that hangs."""
 
     def __init__(self, n):
-        from edge import phantom
+        from edge.sim import phantom
 
         self.scans = list(phantom.clip(3, frames=n, shape=(128, 128)))
         self.i = 0

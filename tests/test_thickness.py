@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from edge.quality import Quality
 from edge.thickness import ThicknessOptions, band_edges, measure_thickness
 

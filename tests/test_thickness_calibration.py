@@ -159,7 +159,7 @@ def test_measurement_inverts_the_response_in_mm_and_leaves_pixels_alone():
 
 
 def test_the_device_measures_with_the_bundles_calibration():
-    from edge import phantom
+    from edge.sim import phantom
     from edge.pipeline import measure
     from edge.segmenter import Segmenter
     from edge.thickness import ThicknessOptions
@@ -205,7 +205,7 @@ def test_validation_applies_the_response_in_mm_only():
     """With spacings in native pixels (--native-px) the response, a function of mm per row, must
     not be applied; in mm it is, and the report adds the figures without it."""
     from convert.validate import compare
-    from edge import phantom
+    from edge.sim import phantom
     from edge.preprocess import model_spacing, resize_labels, to_model_image
     from edge.segmenter import Segmenter
 

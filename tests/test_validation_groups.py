@@ -32,25 +32,26 @@ def test_compare_gives_each_group_its_own_scores_and_thickness(tiny_bundle, tiny
 
 
 def test_phantom_validation_set_cycles_the_presets_on_held_out_seeds():
-    from convert.cli import VALIDATION_SEEDS, phantom_validation_set
+    from convert.cli import phantom_validation_set
+    from edge.sim.recipes import PHANTOM_DATA_SEEDS
     from convert.data import phantom_sample
-    from edge import phantom
+    from edge.sim import phantom
     from edge.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(height=64, width=64)
     n = len(phantom.PRESETS) + 1
     images, labels, spacings, looks = phantom_validation_set(n, spec)
     assert looks[: len(phantom.PRESETS)] == sorted(phantom.PRESETS) and looks[-1] == looks[0]
-    img, lab, _ = phantom_sample(VALIDATION_SEEDS + 3, spec, phantom.PRESETS[looks[3]])
+    img, lab, _ = phantom_sample(PHANTOM_DATA_SEEDS + 3, spec, phantom.PRESETS[looks[3]])
     assert np.array_equal(images[3], img) and np.array_equal(labels[3], lab)
     assert len(spacings) == n and all(s[0] > 0 for s in spacings)
 
 
 def test_phantom_data_on_the_device_is_convert_s_validation_set():
-    """'phantom[:N]' (tlf-edge bench --data, edge.dataset) holds the same held-out scenes, in the same
+    """'phantom[:N]' (tlf-edge bench --data, edge.data.dataset) holds the same held-out scenes, in the same
     looks, as tlf-convert's validation set: on-device accuracy and the gate score the same images."""
     from convert.cli import phantom_validation_set
-    from edge.dataset import labelled_frames
+    from edge.data.dataset import labelled_frames
     from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     spec = PreprocessSpec(height=64, width=64)

@@ -40,43 +40,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge import phantom
 from edge.errors import EdgeError
 from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
-from edge.thickness import ThicknessOptions, window_slice
+from edge.thickness import ThicknessOptions
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-
-
-def phantom_scan(seed: int, machine=None) -> phantom.Scan:
-    """One phantom scan at a random native size (256-480 px a side) and field of view (30-50 mm):
-    the recipe of convert's training, calibration and validation samples."""
-    rng = np.random.default_rng(seed + 104729)
-    h = int(rng.choice([256, 320, 400, 480]))
-    w = int(rng.choice([256, 320, 400, 480]))
-    field_mm = (float(rng.uniform(30, 50)), float(rng.uniform(30, 50)))
-    return phantom.scan(seed, shape=(h, w), machine=machine, field_mm=field_mm)
-
-
-# Held-out phantom scenes: seeds that training and calibration never use, each with the look of a
-# named preset in turn (training draws random looks, never a preset's exact settings). convert's
-# validation set and the 'phantom[:N]' data are the same scenes.
-PHANTOM_DATA_SEEDS = 30_000_000
-
-
-def held_out_look(i: int) -> str:
-    """The preset whose look the i-th held-out scene has."""
-    names = sorted(phantom.PRESETS)
-    return names[i % len(names)]
-
-
-def held_out_scan(i: int) -> phantom.Scan:
-    """The i-th held-out phantom scan (seed PHANTOM_DATA_SEEDS + i, look `held_out_look(i)`)."""
-    return phantom_scan(PHANTOM_DATA_SEEDS + i, phantom.PRESETS[held_out_look(i)])
-
-
-PHANTOM_DATA_DEFAULT_N = 64
-
 MASK_KINDS = ("index", "palette", "binary")
 CONFIG_NAMES = ("dataset.json", "dataset.toml")
 IMAGE_FORMATS = {"png": ".png", "tif": ".tif", "tiff": ".tif", "jpg": ".jpg", "jpeg": ".jpg"}
@@ -537,6 +505,8 @@ def phantom_count(data: str) -> int | None:
         return None
     _, _, n = data.partition(":")
     if not n:
+        from edge.sim.recipes import PHANTOM_DATA_DEFAULT_N
+
         return PHANTOM_DATA_DEFAULT_N
     if not n.isdigit() or int(n) < 1:
         raise DatasetError(f"phantom:N takes a whole number of frames >= 1, not {data!r}")
@@ -556,7 +526,9 @@ def labelled_frames(data: str | Path, spacing_mm: tuple[float, float] | None = N
     if n is not None:
         if spacing_mm is not None:
             raise DatasetError("phantom data carries its own pixel spacing; give none")
-        return _phantom_frames(n, options)
+        from edge.sim.recipes import held_out_frames
+
+        return held_out_frames(n, options)
     root = Path(data)
     if not root.is_dir():
         raise DatasetError(f"labelled data {str(data)!r} is neither a data-set folder nor 'phantom[:N]'")
@@ -567,11 +539,3 @@ def labelled_frames(data: str | Path, spacing_mm: tuple[float, float] | None = N
     spacing = spacing_mm if spacing_mm is not None else config.spacing_mm
     return (LabelledFrame(stem, image, labels, spacing, classes=config.classes)
             for stem, image, labels in iter_dataset(root, config))
-
-
-def _phantom_frames(n: int, options: ThicknessOptions) -> Iterator[LabelledFrame]:
-    for i in range(n):
-        scan = held_out_scan(i)
-        exact = float(np.median(scan.thickness_mm[window_slice(options, scan.thickness_mm.size)]))
-        yield LabelledFrame(f"phantom-{PHANTOM_DATA_SEEDS + i}-{held_out_look(i)}", scan.image, scan.labels,
-                            scan.spacing_mm, exact)

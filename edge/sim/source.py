@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from edge import phantom
+from edge.sim import phantom
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.sources.base import Source, check_options, flag_option
+from edge.sources.base import Source, check_frame_size, check_options, flag_option, parse_options
 
 
 COMMON_OPTIONS = {"seed", "frames", "fps", "size", "live"}
@@ -164,7 +164,7 @@ def column_truth(thickness_mm: np.ndarray, width: int) -> np.ndarray:
 
 
 class PhantomScreenSource(_ClipSource):
-    """Whole scanner screens around a phantom clip (see edge.phantom_screen), paced only when live.
+    """Whole scanner screens around a phantom clip (see edge.sim.phantom_screen), paced only when live.
 
     Frames are the full screen (BGR) without a spacing, as from a capture card (`cropped` is
     False): ROI and scale must be found on the screen. Each frame's truth holds the B-mode
@@ -179,7 +179,7 @@ class PhantomScreenSource(_ClipSource):
     def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(1280, 720),
                  depths=(40.0,), change_at=(), width_mm: float = 40.0, preset: str = "default",
                  lateral_scale: bool = True, live: bool = False, style: str = "default"):
-        from edge import phantom_screen
+        from edge.sim import phantom_screen
 
         if style not in phantom_screen.STYLES:
             raise SourceError(f"unknown screen style {style!r} (one of {', '.join(phantom_screen.STYLES)})")
@@ -199,7 +199,7 @@ class PhantomScreenSource(_ClipSource):
     @classmethod
     def from_url(cls, options: dict[str, str]) -> "PhantomScreenSource":
         """phantom://screen?seed=7&frames=90&fps=30&size=1280x720&depth=40,50&change_at=45
-        &width=40&preset=default&lateral=1&live=0&style=default (edge.phantom_screen.STYLES)"""
+        &width=40&preset=default&lateral=1&live=0&style=default (edge.sim.phantom_screen.STYLES)"""
         _check_known(options, {"depth", "change_at", "width", "preset", "lateral", "style"}, "phantom screen")
         try:
             depths, width_mm = _floats(options.get("depth", "40")), float(options.get("width", 40.0))
@@ -218,7 +218,7 @@ class PhantomScreenSource(_ClipSource):
             raise SourceError(f"bad phantom screen option in {options!r}: {e}") from e
 
     def open(self) -> "PhantomScreenSource":
-        from edge import phantom_screen
+        from edge.sim import phantom_screen
         from edge.errors import ConfigError
 
         try:
@@ -229,7 +229,7 @@ class PhantomScreenSource(_ClipSource):
         return super().open()
 
     def _items(self):
-        from edge import phantom_screen
+        from edge.sim import phantom_screen
 
         return phantom_screen.screen_clip(
             self.seed, self.frames, self.size, self.depths, self.change_at, self.fps, self.width_mm,
@@ -244,3 +244,18 @@ class PhantomScreenSource(_ClipSource):
             "thickness_mm": column_truth(shot.scan.thickness_mm, shot.roi[2]),
         }
         return Frame(shot.image, self.clock(), seq, spacing_mm=None, truth=truth)
+
+
+def open_phantom(parts, max_pixels: int) -> Source:
+    """The phantom source a phantom:// URL names (`parts`: its urllib SplitResult), not yet opened.
+
+    phantom://clip?seed=7&frames=90&fps=30&size=400x400&preset=default  the built-in phantom
+    phantom://screen?seed=7&frames=90&size=1280x720&depth=40,50&change_at=45  its whole screen
+    """
+    kind = parts.netloc or parts.path
+    if kind == "screen":
+        source = PhantomScreenSource.from_url(parse_options(parts.query))
+    else:
+        source = PhantomSource.from_url(kind, parse_options(parts.query))
+    check_frame_size(*source.size, max_pixels, f"phantom {kind or 'clip'} size")
+    return source

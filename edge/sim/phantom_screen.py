@@ -6,7 +6,7 @@ label every cm, a focus marker, and a lateral scale under the image. Every scree
 its exact ground truth: the B-mode rectangle (x, y, w, h) in screen pixels and the screen's
 mm per pixel (row, column). Pixels on screen are square up to rounding, as on real scanners.
 
-The B-mode is rendered by `edge.phantom` at an acquisition size (256 rows by default) and
+The B-mode is rendered by `edge.sim.phantom` at an acquisition size (256 rows by default) and
 scan-converted (resized) into the rectangle, so the rectangle covers exactly depth x width mm.
 A clip can change depth mid-way (e.g. 40 mm then 50 mm): the rectangle and the scale change.
 Everything is deterministic for a seed.
@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from edge import phantom
+from edge.sim import phantom
 from edge.errors import ConfigError, SinkError
 
 SIZES = ((1280, 720), (1920, 1080), (1024, 768), (640, 480))
