@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
 from edge.data.dataset import IMAGE_SUFFIXES  # noqa: E402
 from edge.domain import MARGIN_FEATURES, MARGIN_LOW_IS_OUT  # noqa: E402
-from edge.prepare import Prepare  # noqa: E402
+from edge.screen.prepare import Prepare  # noqa: E402
 from edge.preprocess import to_model_image  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402
 from edge.runtime.factory import open_source  # noqa: E402

@@ -6,7 +6,7 @@ Screens are drawn by edge.sim.phantom_screen in each of its STYLES (tick layouts
 sides, markers, fonts, a sector with dots), at sizes from 640x480 to 1920x1080, each at a random
 depth (`DEPTHS`) and scene, written frame by frame into an MJPEG .avi per
 size and read back, so the reader sees what a capture card's recording holds. Each frame goes
-through ROI detection and edge.calibration.from_screen with the defaults, as the cart does;
+through ROI detection and edge.screen.spacing.from_screen with the defaults, as the cart does;
 the screen's exact mm per pixel is kept aside while writing.
 
 First it reads the real files in tests/data (each DICOM screen capture with its own spacing
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge import ocr  # noqa: E402
+from edge.screen import ocr  # noqa: E402
 from edge.sim import phantom_screen  # noqa: E402
 
 SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1600, 900), (1920, 1080))
@@ -84,8 +84,8 @@ def encode(items: list[dict], folder: Path) -> list[tuple[dict, np.ndarray]]:
 
 
 def read_one(job: tuple[dict, np.ndarray]) -> dict:
-    from edge.calibration import from_screen
-    from edge.roi import detect_roi
+    from edge.screen.spacing import from_screen
+    from edge.screen.roi import detect_roi
 
     it, img = job
     roi = detect_roi(img)
@@ -104,8 +104,8 @@ def verdict(r: dict) -> str:
 
 def real_files() -> None:
     """What the reader says of each real file in tests/data."""
-    from edge.calibration import from_screen
-    from edge.roi import detect_roi, manual_roi
+    from edge.screen.spacing import from_screen
+    from edge.screen.roi import detect_roi, manual_roi
 
     data = Path(__file__).resolve().parents[1] / "tests" / "data"
     print("real files (spacing withheld):")

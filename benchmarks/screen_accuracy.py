@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from edge.sim import phantom_screen  # noqa: E402
 from edge.bundle import DEMO_BUNDLE  # noqa: E402
-from edge.config import CalibrationOptions, RoiOptions  # noqa: E402
+from edge.screen.options import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.pipeline import Pipeline, measure  # noqa: E402
 from edge.quality import REJECTING  # noqa: E402

@@ -29,14 +29,14 @@ import cv2
 import numpy as np
 
 from edge.bundle import DEMO_BUNDLE, load_bundle
-from edge.config import CalibrationOptions, RoiOptions
+from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.data.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
 from edge.metrics import scores
 from edge.pipeline import Pipeline, measure, measure_frame, smooth
-from edge.prepare import Prepare
+from edge.screen.prepare import Prepare
 from edge.preprocess import resize_labels, to_model_image
 from edge.segmenter import Segmenter, physical_cores
 from edge.sinks import DisplaySink, JsonLinesLog, Sink
@@ -85,7 +85,7 @@ def percentiles(values_ms) -> dict:
 def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[Sink]) -> tuple[dict, dict]:
     """Times each stage one after the other; also scores the model against phantom truth.
 
-    The roi stage is the runtime's own (edge.prepare with the default [roi] and [calibration]
+    The roi stage is the runtime's own (edge.screen.prepare with the default [roi] and [calibration]
     options, as `tlf-edge run` without a config): a full screen is cut to its B-mode region and
     calibrated, a source that delivers the region already passes through. Screens on which no
     region is found are not measured (they count in the capture stage only).

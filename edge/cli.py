@@ -178,7 +178,7 @@ def cmd_calibrate(args) -> int:
     """Two points `--mm` apart on a still: the spacing, as config lines (square pixels)."""
     import cv2
 
-    from edge.calibration import from_points
+    from edge.screen.spacing import from_points
 
     img = cv2.imread(str(args.image), cv2.IMREAD_UNCHANGED) if Path(args.image).is_file() else None
     if img is None:

@@ -87,7 +87,7 @@ def check_scale(cfg) -> Check:
     """How the first frame of the configured source gets its mm per pixel: the source's own
     spacing, the config's, the depth setting, or the screen's scale read (and what it read),
     or why thickness would be in pixels."""
-    from edge.prepare import Prepare
+    from edge.screen.prepare import Prepare
     from edge.runtime.factory import open_source
 
     try:

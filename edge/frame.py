@@ -15,7 +15,7 @@ class Frame:
     t_capture: time.monotonic() when the source produced it; every latency is measured from here.
     spacing_mm: (row, column) pixel spacing of `image` in mm, or None when not calibrated.
     truth: ground truth when the source knows it (the phantom), else None.
-    spacing_source: where spacing_mm came from (edge.calibration sources: "config",
+    spacing_source: where spacing_mm came from (edge.screen.spacing sources: "config",
     "depth_mm", "source", "screen", "none", "refused"); "" when nothing said.
     """
 

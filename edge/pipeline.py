@@ -5,7 +5,7 @@ start none of their own. The inference thread does as little as it can beside th
 check, resize to the model grid, invoke): argmax, measurement and the temporal filter run on the
 output thread, so that they overlap the next invoke on a core the interpreter leaves free.
 Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
-(edge.prepare) before anything else sees it; a change of layout is noted on the first
+(edge.screen.prepare) before anything else sees it; a change of layout is noted on the first
 measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
 
 Faults a cart meets in a day are survived here: a live source that loses its device raises
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edge.config import CalibrationOptions, RoiOptions
+from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.errors import SignalLost
 from edge.frame import Measurement, Segmentation
 from edge.freeze import FreezeDetector
-from edge.prepare import LayoutEvent, Prepare
+from edge.screen.prepare import LayoutEvent, Prepare
 from edge.preprocess import to_model_image
 from edge.quality import REJECTING, Quality, names
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue

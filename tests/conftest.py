@@ -85,9 +85,9 @@ APO_SIZE = 128
 
 def apo_crops(folder: Path = APO_FEW):
     """The DL_Track screenshots of `folder` cut to their B-mode region as the device cuts them
-    (edge.roi), with their masks cut alike: (stems, images, labels) at native size."""
+    (edge.screen.roi), with their masks cut alike: (stems, images, labels) at native size."""
     from edge.data.dataset import iter_dataset, read_dataset_config
-    from edge.roi import crop, detect_roi
+    from edge.screen.roi import crop, detect_roi
 
     stems, images, labels = [], [], []
     for stem, img, lab in iter_dataset(folder, read_dataset_config(APO_CONFIG)):

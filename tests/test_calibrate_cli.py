@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import doctor, ocr
+from edge import doctor
+from edge.screen import ocr
 from edge.config import load_config
 from edge.frame import Frame, Segmentation
 from edge.pipeline import measure

@@ -19,7 +19,7 @@ from edge.domain import IMAGE_FEATURES, DomainModel, fit_domain, image_features,
 from edge.errors import BundleError
 from edge.frame import Frame
 from edge.pipeline import measure_frame
-from edge.prepare import Prepare
+from edge.screen.prepare import Prepare
 from edge.preprocess import to_model_image
 from edge.quality import REJECTING, Quality
 from edge.segmenter import Segmenter

@@ -188,7 +188,7 @@ class RoiOnly(Collect):
 
 
 def screen_pipeline(source, sinks, **kw):
-    from edge.config import CalibrationOptions, RoiOptions
+    from edge.screen.options import CalibrationOptions, RoiOptions
 
     seg = Segmenter.create(SegmenterOptions(num_threads=1))
     return Pipeline(source, seg, sinks, err=io.StringIO(), roi=RoiOptions(min_gap=1, **kw), calibration=CalibrationOptions())
@@ -227,7 +227,7 @@ def test_no_frame_is_measured_with_the_old_region_while_a_layout_change_waits_fo
     """Detections are at least min_gap frames apart; a depth change sooner after one must not be
     cut with the old rectangle and measured with the old scale in the meantime."""
     from edge.sim import phantom_screen as ps
-    from edge.config import CalibrationOptions, RoiOptions
+    from edge.screen.options import CalibrationOptions, RoiOptions
     from edge.runtime.factory import open_source
 
     path = tmp_path / "screen.avi"

@@ -11,7 +11,7 @@ import pytest
 from edge.sim import phantom_screen as ps
 from edge.errors import ConfigError
 from edge.frame import Frame
-from edge.roi import Roi, RoiTracker, crop, crop_frame, detect_roi, manual_roi
+from edge.screen.roi import Roi, RoiTracker, crop, crop_frame, detect_roi, manual_roi
 
 from conftest import APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
 

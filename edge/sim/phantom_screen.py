@@ -11,7 +11,7 @@ scan-converted (resized) into the rectangle, so the rectangle covers exactly dep
 A clip can change depth mid-way (e.g. 40 mm then 50 mm): the rectangle and the scale change.
 Everything is deterministic for a seed.
 
-`style` draws the depth scale as other scanners do (`STYLES`, see edge.scale_reader for how
+`style` draws the depth scale as other scanners do (`STYLES`, see edge.screen.scale_reader for how
 real machines draw it): 2.5, 2, 1 mm or 1 cm steps, cm labels, mm labels at the ends only, or
 none; ticks or dots; left, right or both sides; white, grey, green, yellow or blue; focus
 markers, a cursor or a TGC curve on or beside the scale; several fonts; the depth readout as

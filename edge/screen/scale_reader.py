@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge import ocr
+from edge.screen import ocr
 
 STEPS_MM = (1.0, 2.0, 2.5, 5.0, 10.0, 20.0)  # what one step between marks can be on real screens
 # Long ticks every k steps: the steps that pattern allows (k = 5 is 2 mm ticks with cm long

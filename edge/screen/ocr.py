@@ -4,7 +4,7 @@ readout ("4.0 cm", "11cm", "D 4cm", "Depth 40 mm").
 An optional extra (`pip install tlf-edge[ocr]`): Tesseract through pytesseract, with the
 `tesseract-ocr` Debian package (`apt-get install tesseract-ocr`). Without it `available()` says
 why and every reader returns nothing: the screen scale is then never confirmed by numbers and is
-refused, never guessed (edge.scale_reader).
+refused, never guessed (edge.screen.scale_reader).
 
 Screens are bright text on dark chrome, a few pixels high, sometimes drawn mirrored (a screen
 captured flipped). Each crop is turned dark-on-light, enlarged so that its text is about
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 TEXT_PX = 34  # text height Tesseract reads best at (its models were trained on about 30-40 px)
-ALT_TEXT_PX = 26  # a second reading's text height: two readings must agree (edge.scale_reader)
+ALT_TEXT_PX = 26  # a second reading's text height: two readings must agree (edge.screen.scale_reader)
 GAP_PX = 24  # white rows between stacked crops
 MIN_CONFIDENCE = 30.0  # Tesseract's word confidence (0-100) below which a word is dropped
 SURE = 70.0  # a number is used only when every word of it is read at least this confidently

@@ -3,7 +3,7 @@
 Origins, in order of trust: numbers in the config (`from_config`); the operator's depth setting
 (`from_depth`: depth / B-mode height) or two points a known distance apart (`from_points`,
 `tlf-edge calibrate`); the ultrasound regions of a DICOM file (`from_dicom_region`); the depth
-scale drawn beside the B-mode (`read_scale`, `from_screen`, read by edge.scale_reader: a spacing
+scale drawn beside the B-mode (`read_scale`, `from_screen`, read by edge.screen.scale_reader: a spacing
 only when the numbers on screen confirm the marks). A lateral scale whose step matches the depth
 scale confirms square pixels; without one the pixels are taken as square, and the result says
 so. When no scale is known the spacing is None, and when a scale is seen but not confirmed the
@@ -22,7 +22,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edge import scale_reader
+from edge.screen import scale_reader
 from edge.errors import ConfigError
 
 # mm per pixel a B-mode image can have (the config's own bounds): a spacing outside, stated by a
@@ -128,7 +128,7 @@ def read_scale(image: np.ndarray, roi, axis: str = "depth", tick_mm: float | Non
     refused (mm_per_px None, `note` says why); None when there are no marks at all.
 
     roi: a Roi or an (x, y, w, h) rectangle. tick_mm: the operator's word for one step between
-    marks (it confirms like a number on screen would). See edge.scale_reader.
+    marks (it confirms like a number on screen would). See edge.screen.scale_reader.
     """
     if axis != "depth":
         raise ConfigError(f"unknown scale axis {axis!r} (only 'depth' scales are read on their own)")

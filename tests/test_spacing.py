@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import ocr
+from edge.screen import ocr
 from edge.sim import phantom_screen as ps
-from edge import scale_reader as sr
-from edge.calibration import (Calibrator, from_config, from_depth, from_dicom_region, from_points, from_screen,
+from edge.screen import scale_reader as sr
+from edge.screen.spacing import (Calibrator, from_config, from_depth, from_dicom_region, from_points, from_screen,
                               read_scale)
 from edge.errors import ConfigError
-from edge.roi import detect_roi, manual_roi
+from edge.screen.roi import detect_roi, manual_roi
 
 from conftest import APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
 
