@@ -38,7 +38,7 @@ from edge.sim import phantom  # noqa: E402
 from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
-from edge.thickness import band_edges  # noqa: E402
+from edge.measure.thickness import band_edges  # noqa: E402
 
 DEPTHS_MM = (40.0, 50.0)
 THICKNESS_MM = (0.8, 1.6, 2.4)

@@ -294,7 +294,7 @@ def worker(runtime: str, threads: int, work: Path, runs: int, warmup: int, tag: 
 
 def summarise(prep: dict, results: list[dict], work: Path, threads: list[int]) -> list[dict]:
     from edge.bundle import load_bundle
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
 
     truth = np.load(work / "eval_truth.npy")
     k = len(load_bundle(prep["bundle"]).manifest["classes"])

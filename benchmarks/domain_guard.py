@@ -1,4 +1,4 @@
-"""How often a bundle's out-of-domain guard (edge.domain) flags the frames of some sources, each
+"""How often a bundle's out-of-domain guard (edge.measure.domain) flags the frames of some sources, each
 frame taken through the runtime's ROI stage and segmented as on the cart.
 
     python benchmarks/domain_guard.py [--bundle edge/models/demo] SOURCE...
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
 from edge.data.dataset import IMAGE_SUFFIXES  # noqa: E402
-from edge.domain import MARGIN_FEATURES, MARGIN_LOW_IS_OUT  # noqa: E402
+from edge.measure.domain import MARGIN_FEATURES, MARGIN_LOW_IS_OUT  # noqa: E402
 from edge.screen.prepare import Prepare  # noqa: E402
 from edge.preprocess import to_model_image  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402

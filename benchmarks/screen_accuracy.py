@@ -40,12 +40,12 @@ from edge.bundle import DEMO_BUNDLE  # noqa: E402
 from edge.screen.options import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.pipeline import Pipeline, measure  # noqa: E402
-from edge.quality import REJECTING  # noqa: E402
+from edge.measure.quality import REJECTING  # noqa: E402
 from edge.segmenter import Segmenter, SegmenterOptions  # noqa: E402
 from edge.sinks import Sink  # noqa: E402
 from edge.sim.source import column_truth  # noqa: E402
 from edge.sources.video import VideoSource  # noqa: E402
-from edge.thickness import ThicknessOptions  # noqa: E402
+from edge.measure.thickness import ThicknessOptions  # noqa: E402
 
 
 class Keep(Sink):

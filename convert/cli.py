@@ -143,7 +143,7 @@ def main(argv=None) -> int:
 
     dm = sub.add_parser("domain", help="record in a bundle what its training images looked like (image statistics) "
                                        "and how sure its model is of held-out images, for the device's "
-                                       "out-of-domain guard (edge.domain)")
+                                       "out-of-domain guard (edge.measure.domain)")
     dm.add_argument("bundle")
     dm.add_argument("--train", required=True,
                     help="'phantom' (fresh scenes of the training's random looks) or a folder of training images")

@@ -12,7 +12,7 @@ most one epoch.
 
 The summary gives, for float and int8, the mean and standard deviation over the folds of the
 band Dice, the mean IoU and the band thickness MAE (every band of a two-class mask measured on
-its own, edge.bands), and the training time of each fold.
+its own, edge.measure.bands), and the training time of each fold.
 """
 
 from __future__ import annotations

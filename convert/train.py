@@ -18,7 +18,7 @@ import numpy as np
 from convert.augment import AugmentOptions, augment_batch
 from convert.data import edge_weights, phantom_batch, phantom_coverage_batch
 from convert.unet import build_unet
-from edge.metrics import scores
+from edge.measure.metrics import scores
 from edge.preprocess import PreprocessSpec, to_float
 
 LOSSES = ("ce", "dice_ce", "focal")  # cross-entropy (the study's), Dice + cross-entropy, focal
@@ -147,7 +147,7 @@ class ValidationScores(keras.callbacks.Callback):
 
     The label maps are the argmax of the logits as the saved model will give them: with the
     class weights' shift already removed (`shift`, `class_weight_shift`). Scores are those of
-    edge.metrics over the whole set, as validation computes them. A band absent from both the
+    edge.measure.metrics over the whole set, as validation computes them. A band absent from both the
     labels and the prediction counts as Dice 0.
     """
 

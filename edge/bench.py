@@ -34,15 +34,15 @@ from edge.data.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
-from edge.metrics import scores
+from edge.measure.metrics import scores
 from edge.pipeline import Pipeline, measure, measure_frame, smooth
 from edge.screen.prepare import Prepare
 from edge.preprocess import resize_labels, to_model_image
 from edge.segmenter import Segmenter, physical_cores
 from edge.sinks import DisplaySink, JsonLinesLog, Sink
 from edge.runtime.factory import open_source
-from edge.temporal import TemporalFilter
-from edge.thickness import ThicknessOptions, measure_thickness
+from edge.measure.temporal import TemporalFilter
+from edge.measure.thickness import ThicknessOptions, measure_thickness
 
 STAGES = ("capture", "roi", "preprocess", "invoke", "postprocess", "sinks")
 DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"

@@ -54,17 +54,17 @@ class Bundle:
 
     @property
     def thickness_calibration(self):
-        """The bundle's edge.thickness.ThicknessCalibration, or None (checked on load)."""
-        from edge.thickness import ThicknessCalibration
+        """The bundle's edge.measure.thickness.ThicknessCalibration, or None (checked on load)."""
+        from edge.measure.thickness import ThicknessCalibration
 
         d = self.manifest.get("thickness_calibration")
         return None if d is None else ThicknessCalibration.from_dict(d)
 
     @property
     def domain(self):
-        """The bundle's edge.domain.DomainModel (what its training images looked like), or None
+        """The bundle's edge.measure.domain.DomainModel (what its training images looked like), or None
         for a bundle made without one (checked on load)."""
-        from edge.domain import DomainModel
+        from edge.measure.domain import DomainModel
 
         d = self.manifest.get("domain")
         return None if d is None else DomainModel.from_dict(d)

@@ -16,7 +16,7 @@ import numpy as np
 from edge.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import SourceOptions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
-from edge.quality import REJECTING
+from edge.measure.quality import REJECTING
 
 DEFAULT_SOURCE = SourceOptions.url
 

@@ -41,9 +41,9 @@ except ImportError:  # Python 3.10
 
 from edge.errors import ConfigError, require_option as _require
 from edge.screen.options import CalibrationOptions, RoiOptions
-from edge.temporal import TemporalOptions
+from edge.measure.temporal import TemporalOptions
 from firmware_bridge.ports import BAUD_RANGE
-from edge.thickness import ThicknessOptions
+from edge.measure.thickness import ThicknessOptions
 
 VERSION = 1
 # Keys a config file must set for `tlf-edge run` and `doctor`, with an example of each.

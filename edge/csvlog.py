@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
-from edge.quality import names
+from edge.measure.quality import names
 from edge.sinks import LineFile, Sink
 
 COLUMNS = ("seq", "t_capture", "wall_time", "band", "bands", "thickness", "spread", "unit", "filtered", "low", "high",

@@ -43,7 +43,7 @@ class Segmentation:
     spacing_mm: tuple[float, float] | None
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
-    calibration: object | None = None  # the bundle's edge.thickness.ThicknessCalibration, if it has one
+    calibration: object | None = None  # the bundle's edge.measure.thickness.ThicknessCalibration, if it has one
     image: np.ndarray | None = None
 
 
@@ -53,7 +53,7 @@ class Measurement:
 
     A three-class model (tissue above, the TLF, tissue below) gives one measurement per frame:
     band 0 of 1. A two-class model (background / band) gives one per band it drew, ordered by
-    depth (band 0 the most superficial; edge.bands), all with the frame's seq and t_capture.
+    depth (band 0 the most superficial; edge.measure.bands), all with the frame's seq and t_capture.
     """
 
     seq: int

@@ -33,17 +33,17 @@ import numpy as np
 from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.errors import SignalLost
 from edge.frame import Measurement, Segmentation
-from edge.freeze import FreezeDetector
+from edge.measure.freeze import FreezeDetector
 from edge.screen.prepare import LayoutEvent, Prepare
 from edge.preprocess import to_model_image
-from edge.quality import REJECTING, Quality, names
+from edge.measure.quality import REJECTING, Quality, names
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.segmenter import Segmenter
 from edge.sinks import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
-from edge.temporal import TemporalFilter, TemporalOptions
-from edge.bands import measure_bands, per_band
-from edge.thickness import ThicknessOptions, measure_thickness, window_slice
+from edge.measure.temporal import TemporalFilter, TemporalOptions
+from edge.measure.bands import measure_bands, per_band
+from edge.measure.thickness import ThicknessOptions, measure_thickness, window_slice
 
 
 def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
@@ -51,8 +51,8 @@ def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int =
     """Thickness and quality of every band of one segmentation, superficial first.
 
     A three-class model's TLF is one band (one measurement); a two-class model's bands are each
-    measured on its own (edge.bands: the bands the model drew, by depth). domain: the bundle's
-    edge.domain.DomainModel, or None; a frame it finds unlike the training images is flagged
+    measured on its own (edge.measure.bands: the bands the model drew, by depth). domain: the bundle's
+    edge.measure.domain.DomainModel, or None; a frame it finds unlike the training images is flagged
     OUT_OF_DOMAIN and not measured (thickness NaN), with the reason in `extra["out_of_domain"]`.
     Truth is attached when the frame carries it.
     """

@@ -53,7 +53,7 @@ import numpy as np
 
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
-from edge.quality import names
+from edge.measure.quality import names
 from edge.sinks import FrameBands, LineFile, Sink
 
 DEFAULT_FPS = 30.0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
-from edge.quality import names
+from edge.measure.quality import names
 
 RUNNING, NO_SIGNAL = "running", "no_signal"  # the runtime states a sink is told of
 

@@ -25,7 +25,7 @@ import time
 from typing import Callable, Mapping
 
 from edge.frame import Measurement, Segmentation
-from edge.quality import names
+from edge.measure.quality import names
 from edge.sinks import Sink
 
 

@@ -18,8 +18,8 @@ from edge.screen import ocr
 from edge.config import load_config
 from edge.frame import Frame, Segmentation
 from edge.pipeline import measure
-from edge.quality import Quality
-from edge.thickness import ThicknessOptions
+from edge.measure.quality import Quality
+from edge.measure.thickness import ThicknessOptions
 
 from conftest import APO_FEW
 

@@ -70,7 +70,7 @@ def test_int8_agrees_with_float_on_unseen_phantoms(tiny_bundle, tiny_model_path,
         agree.append((f == q).mean())
     assert np.mean(agree) > 0.97
     # and the tiny model has learnt the band
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
 
     q_all = np.stack([np.argmax(seg.infer(i), -1) for i in images])
     assert scores(labels, q_all, 3)["dice"][1] > 0.5

@@ -11,9 +11,9 @@ from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
 from edge.pipeline import measure, smooth
 from edge.preprocess import PreprocessSpec, model_spacing, resize_labels
-from edge.quality import Quality
-from edge.temporal import TemporalFilter
-from edge.thickness import ThicknessOptions
+from edge.measure.quality import Quality
+from edge.measure.temporal import TemporalFilter
+from edge.measure.thickness import ThicknessOptions
 
 SPEC = PreprocessSpec()
 

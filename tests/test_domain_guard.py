@@ -1,4 +1,4 @@
-"""The out-of-domain guard (edge.domain): a bundle records what its training images looked like
+"""The out-of-domain guard (edge.measure.domain): a bundle records what its training images looked like
 and how sure its model is of held-out images; the device flags frames far outside
 (OUT_OF_DOMAIN, not measured). The shipped demo bundle (phantom-trained) flags the real DL_Track
 screenshots and the real DICOMs and none of its phantom scanner's frames; a bundle trained on
@@ -15,16 +15,16 @@ import pytest
 
 from conftest import APO_CONFIG, APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
 from edge.bundle import DEMO_BUNDLE, load_bundle, update_manifest
-from edge.domain import IMAGE_FEATURES, DomainModel, fit_domain, image_features, margin_features
+from edge.measure.domain import IMAGE_FEATURES, DomainModel, fit_domain, image_features, margin_features
 from edge.errors import BundleError
 from edge.frame import Frame
 from edge.pipeline import measure_frame
 from edge.screen.prepare import Prepare
 from edge.preprocess import to_model_image
-from edge.quality import REJECTING, Quality
+from edge.measure.quality import REJECTING, Quality
 from edge.segmenter import Segmenter
 from edge.runtime.factory import open_source
-from edge.thickness import ThicknessOptions
+from edge.measure.thickness import ThicknessOptions
 
 SHARED_APO = REALDATA / "dltrack_apo"
 

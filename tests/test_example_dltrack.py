@@ -183,8 +183,8 @@ def test_classes_come_from_the_config_not_the_highest_label(tmp_path):
 def test_each_band_of_a_two_class_map_is_measured_on_its_own():
     """Two bands on background: the one-band measurement rejects the map (no 'below' class, two
     runs per column); per band, each is measured, with sub-pixel edges from the logits."""
-    from edge.bands import band_thickness, band_zones
-    from edge.thickness import measure_thickness
+    from edge.measure.bands import band_thickness, band_zones
+    from edge.measure.thickness import measure_thickness
 
     h, w = 100, 120
     edges = [(20.3, 27.6), (60.0, 72.5)]  # rows where the band starts and ends

@@ -75,7 +75,7 @@ def config_documents(draw) -> str:
 def usable(cfg: Config, tmp_path) -> None:
     """Build what `tlf-edge run` builds from a config, short of the model and the devices."""
     from edge.screen.prepare import Prepare
-    from edge.temporal import TemporalFilter
+    from edge.measure.temporal import TemporalFilter
 
     Prepare(cfg.roi, cfg.calibration)
     TemporalFilter(cfg.temporal)

@@ -32,7 +32,7 @@ from edge.pipeline import measure  # noqa: E402
 from edge.preprocess import to_float  # noqa: E402
 from edge.segmenter import Segmenter  # noqa: E402
 from edge.sinks import Sink  # noqa: E402
-from edge.thickness import ThicknessOptions, measure_thickness  # noqa: E402
+from edge.measure.thickness import ThicknessOptions, measure_thickness  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from edge.pipeline import Pipeline, RunStats, measure, smooth
 from edge.preprocess import PreprocessSpec, model_spacing, resize_labels
 from edge.recording import BAND_COLOUR, RecordingSink, draw_overlay, overlay_text
 from edge.sinks import Sink
-from edge.temporal import TemporalFilter
-from edge.thickness import ThicknessOptions
+from edge.measure.temporal import TemporalFilter
+from edge.measure.thickness import ThicknessOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ROI = (301, 257)  # odd on purpose: the file must keep the ROI size exactly

@@ -55,7 +55,7 @@ def test_running_a_frame_loads_no_tensorflow():
 
 
 def test_demo_bundle_segments_phantom_frames_well():
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
     from edge.preprocess import resize_labels
 
     seg = Segmenter.create(SegmenterOptions(num_threads=2))

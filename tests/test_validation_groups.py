@@ -11,7 +11,7 @@ def test_compare_gives_each_group_its_own_scores_and_thickness(tiny_bundle, tiny
     from convert.quantize import load_keras_model
     from convert.report import markdown
     from convert.validate import compare
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
 
     images, labels, spacings = tiny_val
     groups = ["a" if i % 3 else "b" for i in range(len(images))]

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge.analyze.inputs import Clip
 from edge.frame import Measurement, Segmentation
-from edge.quality import REJECTING, Quality, names
+from edge.measure.quality import REJECTING, Quality, names
 from edge.sinks import Sink
 from edge.sources.folder import FolderSource
 

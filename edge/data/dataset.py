@@ -42,7 +42,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
-from edge.thickness import ThicknessOptions
+from edge.measure.thickness import ThicknessOptions
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 MASK_KINDS = ("index", "palette", "binary")

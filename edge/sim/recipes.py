@@ -54,7 +54,7 @@ def held_out_frames(n: int, options) -> Iterator:
     """The first n held-out scans as labelled frames, each with its exact thickness (mm) in the
     measurement window of `options` (ThicknessOptions)."""
     from edge.data.dataset import LabelledFrame
-    from edge.thickness import window_slice
+    from edge.measure.thickness import window_slice
 
     for i in range(n):
         scan = held_out_scan(i)

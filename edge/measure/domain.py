@@ -192,7 +192,7 @@ class DomainModel:
 
     def to_dict(self) -> dict:
         return {"rule": "out of domain when the scaled image statistics are farther from every reference image than "
-                        "distance_limit, or a margin summary is beyond its margin limit (edge.domain)",
+                        "distance_limit, or a margin summary is beyond its margin limit (edge.measure.domain)",
                 "features": list(IMAGE_FEATURES),
                 "centre": [round(float(v), 6) for v in self.centre], "scale": [round(float(v), 6) for v in self.scale],
                 "reference": [[round(float(v), 4) for v in row] for row in self.reference],

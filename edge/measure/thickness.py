@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.quality import REJECTING, Quality
+from edge.measure.quality import REJECTING, Quality
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ThicknessCalibration:
 
     def to_dict(self) -> dict:
         return {"form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s + e*L, s = mm per model row, "
-                        "L = the band's layering contrast (edge.thickness.band_layering)",
+                        "L = the band's layering contrast (edge.measure.thickness.band_layering)",
                 "a": self.a, "b": self.b, "c": self.c, "d": self.d, "e": self.e, "s_range": list(self.s_range),
                 "fitted_on": self.fitted_on}
 

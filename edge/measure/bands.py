@@ -1,7 +1,7 @@
 """Each band of a two-class (background / band) label map, measured on its own: for the device
 and for validation alike.
 
-`edge.thickness.measure_thickness` measures one band lying between an 'above' and a 'below'
+`edge.measure.thickness.measure_thickness` measures one band lying between an 'above' and a 'below'
 class. A two-class map has no 'below' class and often holds several bands (the superficial and
 the deep aponeurosis of a muscle, fascia sublayers labelled as one class): measured as it is,
 every column is out of order and fragmented, and nothing is measured. Here each band that spans
@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.thickness import ThicknessOptions, ThicknessResult, measure_thickness, window_slice
+from edge.measure.thickness import ThicknessOptions, ThicknessResult, measure_thickness, window_slice
 
 
 def band_zones(labels: np.ndarray, band: int = 1, options: ThicknessOptions = ThicknessOptions()) -> list[np.ndarray]:

@@ -3,7 +3,7 @@
 `TemporalFilter` is called once per measurement, in capture order, and returns an `Estimate`:
 
 1. Frames that carry no new evidence add nothing: a frame flagged by quality (any
-   `edge.quality.REJECTING` flag) or with a NaN value. A FROZEN frame (the scanner's freeze
+   `edge.measure.quality.REJECTING` flag) or with a NaN value. A FROZEN frame (the scanner's freeze
    button) holds the current estimate as it is: it adds nothing and ages nothing, because the
    operator froze the image to read it.
 2. The window holds the last `window_frames` values that passed step 1, none older than
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.quality import REJECTING, Quality
+from edge.measure.quality import REJECTING, Quality
 
 SLOW_SPAN = 3.0  # on a slow cart the min_samples newest values may span this many window_s
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation

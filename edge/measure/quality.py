@@ -15,7 +15,7 @@ class Quality(enum.IntFlag):
     FROZEN = 32  # the frame repeats the previous one
     OUTLIER = 64  # rejected by the temporal filter
     SCALE_UNCERTAIN = 128  # a scale is on screen but its numbers do not confirm it: thickness in px
-    OUT_OF_DOMAIN = 256  # the frame is unlike the model's training images (edge.domain): not measured
+    OUT_OF_DOMAIN = 256  # the frame is unlike the model's training images (edge.measure.domain): not measured
 
 
 # A frame carrying any of these is excluded from the thickness measurement.
