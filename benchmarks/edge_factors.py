@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.band_edges import float_scorer, int8_scorer  # noqa: E402
 from edge.sim import phantom  # noqa: E402
-from edge.bundle import DEMO_BUNDLE  # noqa: E402
+from edge.model.bundle import DEMO_BUNDLE  # noqa: E402
 from edge.measure.thickness import band_edges  # noqa: E402
 
 PARAMETERS = ("tlf_mm", "sublayers", "gap_mm", "epimysium_mm", "abs_tilt_deg", "wave_amp_mm", "fat_mm", "thickness_var")

@@ -72,7 +72,7 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
     from edge.csvlog import CsvLog
     from edge.pipeline import Pipeline
     from edge.recording import RecordingSink
-    from edge.segmenter import Segmenter, SegmenterOptions
+    from edge.model.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
     from edge.runtime.factory import open_source
 

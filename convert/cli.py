@@ -383,7 +383,7 @@ def _fraction(text: str) -> float:
 def declared_spec(args, model_path: Path | None, height: int, width: int, channels: int):
     """The preprocessing a quantize command declares: its flags over the train.json beside the model
     (written by `tlf-convert train`); without either, --input-scale or --mean/--std is required."""
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     info = model_path.parent / "train.json" if model_path is not None else None
     trained = json.loads(info.read_text()).get("preprocess") if info is not None and info.is_file() else None
@@ -406,7 +406,7 @@ def declared_spec(args, model_path: Path | None, height: int, width: int, channe
 
 def cmd_train(args) -> int:
     from convert.train import train
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
     train_data = val_data = None
@@ -445,7 +445,7 @@ def cmd_cv(args) -> int:
     from convert.cv import command_line, cross_validate, docs_page, parse_targets
     from convert.data import load_dataset_config, read_dataset_config
     from convert.validate import GateLimits
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     if args.folds < 2:
         raise ValueError(f"--folds must be at least 2, not {args.folds}")
@@ -483,7 +483,7 @@ def labelled_set(folder, spec, config_path=None):
     native (height, width) of each image, the native label maps). config_path: a config file
     used instead of the one beside images/."""
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
-    from edge.preprocess import resize_labels, to_model_image
+    from edge.model.preprocess import resize_labels, to_model_image
 
     config = read_dataset_config(Path(config_path)) if config_path else load_dataset_config(Path(folder))
     images, labels, shapes, native = [], [], [], []
@@ -520,7 +520,7 @@ def data_spacings(args, shapes, spec, config=None):
         return [tuple(float(v) for v in args.spacing_mm.split(","))] * len(shapes), None
     stated = getattr(config, "spacing_mm", None)
     if stated is not None:
-        from edge.preprocess import model_spacing
+        from edge.model.preprocess import model_spacing
 
         print(f"tlf-convert: note: thickness in mm: the data set states spacing_mm {stated[0]:g},{stated[1]:g} per "
               "image pixel (--spacing-mm or --native-px instead to override)", file=sys.stderr)
@@ -532,7 +532,7 @@ def data_spacings(args, shapes, spec, config=None):
 
 def calibration_images(source: str, n: int, spec) -> np.ndarray:
     from convert.data import IMAGE_SUFFIXES, phantom_batch
-    from edge.preprocess import to_model_image
+    from edge.model.preprocess import to_model_image
 
     if source == "phantom":
         return phantom_batch(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + n), spec)[0]
@@ -655,7 +655,7 @@ def cmd_demo_bundle(args) -> int:
     from convert.response import write_phantom_response
     from convert.train import TrainOptions, read_history, train
     from convert.validate import GateLimits
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     spec_early, spec = PreprocessSpec(), PreprocessSpec(interpolation="cubic")
     stage1 = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS,
@@ -731,7 +731,7 @@ def phantom_validation_set(n: int, spec):
     """
     from convert.data import phantom_sample
     from edge.sim import phantom
-    from edge.preprocess import model_spacing
+    from edge.model.preprocess import model_spacing
 
     looks = [held_out_look(i) for i in range(n)]
     samples = [phantom_sample(PHANTOM_DATA_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
@@ -753,7 +753,7 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
     (with the float model's identity, `float_model`, when given)."""
     from convert.report import write_report
     from convert.validate import compare, gate
-    from edge.bundle import update_manifest
+    from edge.model.bundle import update_manifest
 
     report = compare(bundle, model, images, labels, spacings, groups=groups, unit=unit, native_labels=native_labels)
     failures = gate(report, limits)
@@ -771,7 +771,7 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
 
 def read_bundle(path):
     """A verified bundle, or ValueError with the loader's one line."""
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
     from edge.errors import BundleError
 
     try:
@@ -829,7 +829,7 @@ def print_domain(bundle) -> None:
 
 def cmd_thickness_response(args) -> int:
     from convert.response import write_phantom_response
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
 
     bundle, figures = write_phantom_response(load_bundle(args.bundle), args.n, images=args.images,
                                              layering=not args.no_layering)
@@ -1013,7 +1013,7 @@ def cmd_augment_sheet(args) -> int:
 
     from convert.augment import AugmentOptions, augment_sheet
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
-    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+    from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     if args.images < 1 or args.per_image < 1 or not 64 <= args.tile <= 512:
         raise ValueError("need --images >= 1, --per-image >= 1 and --tile in 64-512")

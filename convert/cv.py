@@ -53,7 +53,7 @@ def read_set(folder, spec, config_path=None):
     """A labelled folder on the model grid: (stems, images N,H,W,C, labels N,H,W, config, native shapes,
     thumbnails of the native images for the look-alike groups, native label maps)."""
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
-    from edge.preprocess import resize_labels, to_model_image
+    from edge.model.preprocess import resize_labels, to_model_image
 
     config = read_dataset_config(Path(config_path)) if config_path else load_dataset_config(Path(folder))
     stems, images, labels, shapes, thumbs, native = [], [], [], [], [], []
@@ -110,7 +110,7 @@ def cross_validate(data, out, spec, options, folds: int = 5, seed: int = 0, simi
     from convert.report import write_report
     from convert.train import train
     from convert.validate import GateLimits, compare, gate
-    from edge.bundle import load_bundle, update_manifest
+    from edge.model.bundle import load_bundle, update_manifest
 
     limits = limits or GateLimits()
     out = Path(out)

@@ -1,5 +1,5 @@
 """Training and calibration samples: phantom scans and labelled image folders, preprocessed by the
-device's own code (edge.preprocess).
+device's own code (edge.model.preprocess).
 
 The labelled data-set format (images/ + masks/ + dataset.json or dataset.toml, its reader and
 writer, and its errors) lives in edge.data.dataset, so the device can score a data set without
@@ -36,7 +36,7 @@ from edge.data.dataset import (  # noqa: F401  (re-exported)
     write_labelled_folder,
     write_palette_png,
 )
-from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 from edge.sim.recipes import phantom_scan
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.bundle import Bundle, update_manifest
+from edge.model.bundle import Bundle, update_manifest
 from edge.measure.domain import fit_domain, image_features, margin_features
-from edge.segmenter import Segmenter
+from edge.model.segmenter import Segmenter
 
 
 def domain_model(bundle: Bundle, train_images: np.ndarray, heldout_images: np.ndarray | None,

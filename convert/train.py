@@ -19,7 +19,7 @@ from convert.augment import AugmentOptions, augment_batch
 from convert.data import edge_weights, phantom_batch, phantom_coverage_batch
 from convert.unet import build_unet
 from edge.measure.metrics import scores
-from edge.preprocess import PreprocessSpec, to_float
+from edge.model.preprocess import PreprocessSpec, to_float
 
 LOSSES = ("ce", "dice_ce", "focal")  # cross-entropy (the study's), Dice + cross-entropy, focal
 SELECTIONS = ("band_dice", "mean_iou", "val_loss")  # what picks the best epoch and stops early

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.measure.bands import band_thickness, band_zones
-from edge.bundle import Bundle
+from edge.model.bundle import Bundle
 from edge.measure.metrics import scores
-from edge.preprocess import to_float
-from edge.segmenter import Segmenter, scores_in_logit_units
+from edge.model.preprocess import to_float
+from edge.model.segmenter import Segmenter, scores_in_logit_units
 from edge.measure.thickness import measure_thickness
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.data.dataset import DatasetError, labelled_frames
 from edge.doctor import FAST_INT8_FLAGS, cpu_flags
@@ -37,8 +37,8 @@ from edge.frame import Frame
 from edge.measure.metrics import scores
 from edge.pipeline import Pipeline, measure, measure_frame, smooth
 from edge.screen.prepare import Prepare
-from edge.preprocess import resize_labels, to_model_image
-from edge.segmenter import Segmenter, physical_cores
+from edge.model.preprocess import resize_labels, to_model_image
+from edge.model.segmenter import Segmenter, physical_cores
 from edge.sinks import DisplaySink, JsonLinesLog, Sink
 from edge.runtime.factory import open_source
 from edge.measure.temporal import TemporalFilter

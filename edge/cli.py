@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.config import SourceOptions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
 from edge.measure.quality import REJECTING
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         if args.command == "bench":
             return cmd_bench(args)
         if args.command == "seal":
-            from edge.bundle import seal_bundle
+            from edge.model.bundle import seal_bundle
 
             bundle, now = seal_bundle(args.bundle)
             print(f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
 
 def _unsealed(path):
     """The bundle at `path` if all but its seal verifies and it has none; None otherwise."""
-    from edge.bundle import MANIFEST_HASH
+    from edge.model.bundle import MANIFEST_HASH
 
     try:
         bundle = load_bundle(path, sealed=False)
@@ -130,7 +130,7 @@ def _unsealed(path):
 def quiet_third_parties() -> None:
     """Keep libraries' chatter off the console: OpenCV's warnings (two TIFF warnings per image on
     real scanner screenshots) below its errors. LiteRT's own INFO line is held back where the
-    interpreter is made (edge.segmenter)."""
+    interpreter is made (edge.model.segmenter)."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -140,7 +140,7 @@ def cmd_bench(args) -> int:
     from edge.bench import DEFAULT_SOURCE as BENCH_SOURCE
     from edge.bench import markdown, parse_spacing, run_bench
 
-    from edge.segmenter import check_threads
+    from edge.model.segmenter import check_threads
 
     try:
         threads = tuple(int(t) for t in args.threads.split(","))
@@ -245,7 +245,7 @@ def cmd_run(args) -> int:
     from edge import systemd
     from edge.config import check_data_dir, data_paths
     from edge.pipeline import Pipeline
-    from edge.segmenter import Segmenter, SegmenterOptions
+    from edge.model.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
     from edge.runtime.factory import open_source
 

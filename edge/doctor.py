@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 
 MIN_FREE_BYTES = 1 << 30  # recordings need room: at least 1 GiB free
@@ -51,7 +51,7 @@ def check_config(path: str | None) -> tuple[Check, object | None]:
 
 
 def check_bundle(path: str) -> Check:
-    from edge.segmenter import Segmenter
+    from edge.model.segmenter import Segmenter
 
     try:
         bundle = load_bundle(path)
@@ -146,7 +146,7 @@ def _is_tlf_edge(cmdline: str) -> bool:
 
 
 def check_cpu() -> Check:
-    from edge.segmenter import physical_cores
+    from edge.model.segmenter import physical_cores
 
     flags = cpu_flags()
     fast = sorted(flags & FAST_INT8_FLAGS)

@@ -33,7 +33,7 @@ class Segmentation:
 
     labels: uint8 HxW class indices. logits: HxWxK scores in logit units, one per class (the
     raw int8 logits, or float32 log-probabilities of a softmax or sigmoid model: see
-    edge.segmenter; their argmax is `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
+    edge.model.segmenter; their argmax is `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
     pixel in mm, or None. image: the model input (HxWxC uint8) the labels were drawn from.
     """
 

@@ -35,10 +35,10 @@ from edge.errors import SignalLost
 from edge.frame import Measurement, Segmentation
 from edge.measure.freeze import FreezeDetector
 from edge.screen.prepare import LayoutEvent, Prepare
-from edge.preprocess import to_model_image
+from edge.model.preprocess import to_model_image
 from edge.measure.quality import REJECTING, Quality, names
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
-from edge.segmenter import Segmenter
+from edge.model.segmenter import Segmenter
 from edge.sinks import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
 from edge.measure.temporal import TemporalFilter, TemporalOptions

@@ -49,7 +49,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def tiny_spec():
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     return PreprocessSpec(height=64, width=64)
 
@@ -105,7 +105,7 @@ def apo_bundle(tmp_path_factory):
     pytest.importorskip("tensorflow")
     from convert.quantize import load_keras_model, quantize_to_bundle
     from convert.train import TrainOptions, train
-    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+    from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     spec = PreprocessSpec(APO_SIZE, APO_SIZE)
     _, images, labels = apo_crops()

@@ -14,7 +14,7 @@ import pytest
 
 from convert.augment import NONE, PARTS, AugmentOptions, augment, augment_batch, sample_rng
 from edge.data.dataset import iter_dataset, read_dataset_config
-from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
 REPO = Path(__file__).resolve().parents[1]
 DLTRACK = REPO / "tests" / "data" / "dltrack_apo"

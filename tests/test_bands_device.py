@@ -14,7 +14,7 @@ from conftest import APO_SIZE, apo_crops
 from edge.measure.bands import band_thickness, band_zones, measure_bands
 from edge.frame import Frame, Segmentation
 from edge.pipeline import measure_frame
-from edge.preprocess import PreprocessSpec, resize_labels
+from edge.model.preprocess import PreprocessSpec, resize_labels
 from edge.measure.quality import Quality
 from edge.measure.thickness import ThicknessOptions, measure_thickness
 

@@ -10,7 +10,7 @@ from edge.csvlog import COLUMNS, CsvLog
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
 from edge.pipeline import measure, smooth
-from edge.preprocess import PreprocessSpec, model_spacing, resize_labels
+from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
 from edge.measure.quality import Quality
 from edge.measure.temporal import TemporalFilter
 from edge.measure.thickness import ThicknessOptions

@@ -19,7 +19,7 @@ from convert.data import (
     UnreadableFileError,
 )
 from edge.sim import phantom
-from edge.preprocess import PreprocessSpec
+from edge.model.preprocess import PreprocessSpec
 
 from conftest import APO_FEW
 

@@ -143,7 +143,7 @@ def test_a_capture_device_that_vanishes_shows_no_signal_and_resumes(tmp_path):
     from firmware_bridge.messages import StatusCode
 
     from edge.pipeline import Pipeline
-    from edge.segmenter import Segmenter, SegmenterOptions
+    from edge.model.segmenter import Segmenter, SegmenterOptions
     from edge.sinks import DisplaySink, JsonLinesLog, Sink
     from edge.sources.capture import CaptureSource
 
@@ -302,7 +302,7 @@ def _cut_manifest(bundle: Path) -> str:
 
 @pytest.mark.parametrize("damage", [_flip_a_model_byte, _future_schema, _cut_manifest])
 def test_a_wrong_or_tampered_bundle_is_refused_in_one_line(tmp_path, damage):
-    from edge.bundle import DEMO_BUNDLE
+    from edge.model.bundle import DEMO_BUNDLE
 
     bundle = tmp_path / "bundle"
     shutil.copytree(DEMO_BUNDLE, bundle)

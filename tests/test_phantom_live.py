@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import SourceError
 from edge.pipeline import Pipeline
-from edge.segmenter import Segmenter
+from edge.model.segmenter import Segmenter
 from edge.runtime.factory import open_source
 from edge.sources.base import Source
 

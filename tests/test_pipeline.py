@@ -10,7 +10,7 @@ from edge.sim import phantom
 from edge.frame import Frame
 from edge.pipeline import Pipeline
 from edge.measure.quality import Quality
-from edge.segmenter import Segmenter, SegmenterOptions
+from edge.model.segmenter import Segmenter, SegmenterOptions
 from edge.sinks import Sink
 from edge.sources.base import Source
 

@@ -16,7 +16,7 @@ from edge.sim import phantom
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
 from edge.pipeline import Pipeline, RunStats, measure, smooth
-from edge.preprocess import PreprocessSpec, model_spacing, resize_labels
+from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
 from edge.recording import BAND_COLOUR, RecordingSink, draw_overlay, overlay_text
 from edge.sinks import Sink
 from edge.measure.temporal import TemporalFilter

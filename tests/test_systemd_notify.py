@@ -15,7 +15,7 @@ import pytest
 from edge import systemd
 from edge.frame import Frame, Measurement
 from edge.pipeline import Pipeline
-from edge.segmenter import Segmenter, SegmenterOptions
+from edge.model.segmenter import Segmenter, SegmenterOptions
 from edge.sources.base import Source
 
 REPO = Path(__file__).resolve().parents[1]

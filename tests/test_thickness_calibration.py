@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.bundle import DEMO_BUNDLE, load_bundle, write_manifest
+from edge.model.bundle import DEMO_BUNDLE, load_bundle, write_manifest
 from edge.errors import BundleError
 from edge.frame import Frame
 from edge.measure.thickness import (ThicknessCalibration, band_edges, band_layering, fit_thickness_calibration,
@@ -161,7 +161,7 @@ def test_measurement_inverts_the_response_in_mm_and_leaves_pixels_alone():
 def test_the_device_measures_with_the_bundles_calibration():
     from edge.sim import phantom
     from edge.pipeline import measure
-    from edge.segmenter import Segmenter
+    from edge.model.segmenter import Segmenter
     from edge.measure.thickness import ThicknessOptions
 
     bundle = load_bundle(DEMO_BUNDLE)
@@ -206,8 +206,8 @@ def test_validation_applies_the_response_in_mm_only():
     not be applied; in mm it is, and the report adds the figures without it."""
     from convert.validate import compare
     from edge.sim import phantom
-    from edge.preprocess import model_spacing, resize_labels, to_model_image
-    from edge.segmenter import Segmenter
+    from edge.model.preprocess import model_spacing, resize_labels, to_model_image
+    from edge.model.segmenter import Segmenter
 
     bundle = load_bundle(DEMO_BUNDLE)
     seg = Segmenter(bundle, 1)

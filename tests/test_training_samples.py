@@ -10,7 +10,7 @@ import pytest
 from convert.data import DISPLAY_ZOOM, coverage_targets, displayed, edge_weights, phantom_coverage_batch, phantom_sample
 from edge.sim.recipes import phantom_scan
 from edge.sim import phantom
-from edge.preprocess import PreprocessSpec, to_model_image
+from edge.model.preprocess import PreprocessSpec, to_model_image
 
 
 @pytest.mark.parametrize("seed", [3, 40, 4116001])

@@ -36,7 +36,7 @@ def test_phantom_validation_set_cycles_the_presets_on_held_out_seeds():
     from edge.sim.recipes import PHANTOM_DATA_SEEDS
     from convert.data import phantom_sample
     from edge.sim import phantom
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(height=64, width=64)
     n = len(phantom.PRESETS) + 1
@@ -52,7 +52,7 @@ def test_phantom_data_on_the_device_is_convert_s_validation_set():
     looks, as tlf-convert's validation set: on-device accuracy and the gate score the same images."""
     from convert.cli import phantom_validation_set
     from edge.data.dataset import labelled_frames
-    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+    from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     spec = PreprocessSpec(height=64, width=64)
     n = 4

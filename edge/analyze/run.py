@@ -66,9 +66,9 @@ class Worker:
     """Analyses clips with one loaded bundle (one LiteRT thread)."""
 
     def __init__(self, job: AnalysisJob):
-        from edge.segmenter import Segmenter
+        from edge.model.segmenter import Segmenter
 
-        from edge.bundle import load_bundle
+        from edge.model.bundle import load_bundle
 
         self.job = job
         self.segmenter = Segmenter(load_bundle(job.bundle), 1)

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 from edge.measure.thickness import ThicknessOptions
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")

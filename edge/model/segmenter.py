@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import DEMO_BUNDLE, Bundle, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.errors import BundleError, EdgeError
 from edge.frame import Frame, Segmentation
-from edge.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
+from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
 
 
 def physical_cores() -> int:

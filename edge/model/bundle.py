@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import BundleError
-from edge.preprocess import PreprocessSpec
+from edge.model.preprocess import PreprocessSpec
 
 SCHEMA = "tlf-edge.bundle/1"
 MODEL_FILE = "model.tflite"
@@ -30,7 +30,7 @@ TENSOR_KEYS = ("shape", "dtype", "scale", "zero_point")
 # which a pixel takes where that probability exceeds 0.5.
 OUTPUT_KINDS = ("logits", "softmax", "sigmoid")
 
-DEMO_BUNDLE = Path(__file__).resolve().parent / "models" / "demo"
+DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "demo"
 
 
 @dataclass(frozen=True)
