@@ -42,7 +42,7 @@ from edge.frame import Frame  # noqa: E402
 from edge.pipeline import Pipeline, measure  # noqa: E402
 from edge.measure.quality import REJECTING  # noqa: E402
 from edge.model.segmenter import Segmenter, SegmenterOptions  # noqa: E402
-from edge.sinks import Sink  # noqa: E402
+from edge.sinks.base import Sink  # noqa: E402
 from edge.sim.source import column_truth  # noqa: E402
 from edge.sources.video import VideoSource  # noqa: E402
 from edge.measure.thickness import ThicknessOptions  # noqa: E402

@@ -39,7 +39,9 @@ from edge.pipeline import Pipeline, measure, measure_frame, smooth
 from edge.screen.prepare import Prepare
 from edge.model.preprocess import resize_labels, to_model_image
 from edge.model.segmenter import Segmenter, physical_cores
-from edge.sinks import DisplaySink, JsonLinesLog, Sink
+from edge.sinks.base import Sink
+from edge.sinks.display import DisplaySink
+from edge.sinks.jsonl import JsonLinesLog
 from edge.runtime.factory import open_source
 from edge.measure.temporal import TemporalFilter
 from edge.measure.thickness import ThicknessOptions, measure_thickness

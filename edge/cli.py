@@ -242,11 +242,13 @@ def remove_if_empty(run_dir: Path) -> None:
 
 
 def cmd_run(args) -> int:
-    from edge import systemd
+    from edge.sinks import systemd
     from edge.config import check_data_dir, data_paths
     from edge.pipeline import Pipeline
     from edge.model.segmenter import Segmenter, SegmenterOptions
-    from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
+    from edge.sinks.console import ConsoleStatus
+    from edge.sinks.display import DisplaySink
+    from edge.sinks.jsonl import JsonLinesLog
     from edge.runtime.factory import open_source
 
     if args.frames is not None and args.frames < 1:
@@ -272,11 +274,11 @@ def cmd_run(args) -> int:
     if display_sink is not None:
         sinks.append(display_sink)
     if cfg.log.csv:
-        from edge.csvlog import CsvLog
+        from edge.sinks.csvlog import CsvLog
 
         sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256, simulated))
     if cfg.recording.enabled:
-        from edge.recording import RecordingSink
+        from edge.sinks.recording import RecordingSink
 
         if cfg.recording.include_full_screen:
             print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
@@ -286,7 +288,7 @@ def cmd_run(args) -> int:
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
-    # and WATCHDOG=1 while they flow (edge/systemd.py); outside systemd it does nothing.
+    # and WATCHDOG=1 while they flow (edge/sinks/systemd.py); outside systemd it does nothing.
     sinks.append(systemd.NotifySink())
     pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)
     stopped_by = []

@@ -39,7 +39,7 @@ from edge.model.preprocess import to_model_image
 from edge.measure.quality import REJECTING, Quality, names
 from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.model.segmenter import Segmenter
-from edge.sinks import NO_SIGNAL, RUNNING, Sink
+from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
 from edge.measure.temporal import TemporalFilter, TemporalOptions
 from edge.measure.bands import measure_bands, per_band

@@ -122,7 +122,7 @@ def test_the_display_sink_sends_a_frames_bands_together():
     """DisplaySink offers a frame once its last band has come: one wire MEASUREMENT per band, in
     band order, with the frame's capture time, and the label map once."""
     from edge.frame import Measurement
-    from edge.sinks import DisplaySink
+    from edge.sinks.display import DisplaySink
 
     class Link:
         def __init__(self):

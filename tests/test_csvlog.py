@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from edge.sim import phantom
-from edge.csvlog import COLUMNS, CsvLog
+from edge.sinks.csvlog import COLUMNS, CsvLog
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
 from edge.pipeline import measure, smooth

@@ -144,7 +144,9 @@ def test_a_capture_device_that_vanishes_shows_no_signal_and_resumes(tmp_path):
 
     from edge.pipeline import Pipeline
     from edge.model.segmenter import Segmenter, SegmenterOptions
-    from edge.sinks import DisplaySink, JsonLinesLog, Sink
+    from edge.sinks.base import Sink
+    from edge.sinks.display import DisplaySink
+    from edge.sinks.jsonl import JsonLinesLog
     from edge.sources.capture import CaptureSource
 
     clip = write_phantom_avi(tmp_path / "card.avi", 24)

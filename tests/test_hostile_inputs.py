@@ -747,7 +747,7 @@ def test_20_the_recorded_reading_is_legible_and_says_filtered(cart):
     import numpy as np
 
     from edge.sim import phantom_screen as ps
-    from edge.recording import text_layout, text_masks
+    from edge.sinks.recording import text_layout, text_masks
 
     clip = cart.etc / "screen.avi"
     ps.write_clip(clip, 11, frames=8, size=(1280, 720))

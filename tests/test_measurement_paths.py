@@ -31,7 +31,7 @@ from edge.frame import Frame  # noqa: E402
 from edge.pipeline import measure  # noqa: E402
 from edge.model.preprocess import to_float  # noqa: E402
 from edge.model.segmenter import Segmenter  # noqa: E402
-from edge.sinks import Sink  # noqa: E402
+from edge.sinks.base import Sink  # noqa: E402
 from edge.measure.thickness import ThicknessOptions, measure_thickness  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from edge.frame import Frame
 from edge.pipeline import Pipeline
 from edge.measure.quality import Quality
 from edge.model.segmenter import Segmenter, SegmenterOptions
-from edge.sinks import Sink
+from edge.sinks.base import Sink
 from edge.sources.base import Source
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from edge.analyze.inputs import Clip
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import REJECTING, Quality, names
-from edge.sinks import Sink
+from edge.sinks.base import Sink
 from edge.sources.folder import FolderSource
 
 DEFAULT_FPS = 30.0  # the frame rate taken for a clip that states none (an image folder)

@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names
-from edge.sinks import Sink
+from edge.sinks.base import Sink
 
 
 def notify_address(env: Mapping[str, str] | None = None) -> str | None:
@@ -138,7 +138,7 @@ class NotifySink(Sink):
     def status(self, code: str, text: str) -> None:
         """A capture outage is not a hang: each NO_SIGNAL the capture thread posts while it retries
         (at most a backoff period apart) reached the output thread, so it keeps the watchdog fed."""
-        from edge.sinks import NO_SIGNAL
+        from edge.sinks.base import NO_SIGNAL
 
         if not (self.enabled and self.is_ready and code == NO_SIGNAL):
             return

@@ -54,7 +54,7 @@ import numpy as np
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names
-from edge.sinks import FrameBands, LineFile, Sink
+from edge.sinks.base import FrameBands, LineFile, Sink
 
 DEFAULT_FPS = 30.0
 BAND_COLOUR = (0, 255, 0)  # BGR green: the TLF band contour

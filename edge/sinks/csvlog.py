@@ -1,6 +1,6 @@
 """CSV log sink: one row per frame, for spreadsheets and quick plots.
 
-Each row goes out in a single write (edge.sinks.LineFile), so a crash loses at most the row
+Each row goes out in a single write (edge.sinks.base.LineFile), so a crash loses at most the row
 being written, and a row a full disk cannot take whole is cut back off the file. Numbers that are not finite (NaN: no measurement) are empty fields.
 Appending to an existing log is allowed only when its header is the same as ours.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names
-from edge.sinks import LineFile, Sink
+from edge.sinks.base import LineFile, Sink
 
 COLUMNS = ("seq", "t_capture", "wall_time", "band", "bands", "thickness", "spread", "unit", "filtered", "low", "high",
            "flags", "flag_names", "columns", "latency_ms", "model_sha256", "simulated")
