@@ -66,8 +66,8 @@ OPSET = 17
 
 
 def machine() -> dict:
-    from edge.bench import fingerprint
-    from edge.doctor import cpu_flags
+    from edge.ops.bench import fingerprint
+    from edge.ops.doctor import cpu_flags
 
     flags = cpu_flags()
     fp = fingerprint()

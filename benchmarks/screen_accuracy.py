@@ -39,7 +39,7 @@ from edge.sim import phantom_screen  # noqa: E402
 from edge.model.bundle import DEMO_BUNDLE  # noqa: E402
 from edge.screen.options import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.pipeline import Pipeline, measure  # noqa: E402
+from edge.runtime.pipeline import Pipeline, measure  # noqa: E402
 from edge.measure.quality import REJECTING  # noqa: E402
 from edge.model.segmenter import Segmenter, SegmenterOptions  # noqa: E402
 from edge.sinks.base import Sink  # noqa: E402

@@ -70,7 +70,7 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
     from firmware_bridge.emulator import DisplayEmulator
 
     from edge.sinks.csvlog import CsvLog
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
     from edge.sinks.recording import RecordingSink
     from edge.model.segmenter import Segmenter, SegmenterOptions
     from edge.sinks.console import ConsoleStatus

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
-from edge.config import SourceOptions
+from edge.runtime.config import SourceOptions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
 from edge.measure.quality import REJECTING
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "doctor":
-            from edge.doctor import main as doctor_main
+            from edge.ops.doctor import main as doctor_main
 
             return doctor_main(args.config)
         if args.command == "bench":
@@ -137,8 +137,8 @@ def quiet_third_parties() -> None:
 
 
 def cmd_bench(args) -> int:
-    from edge.bench import DEFAULT_SOURCE as BENCH_SOURCE
-    from edge.bench import markdown, parse_spacing, run_bench
+    from edge.ops.bench import DEFAULT_SOURCE as BENCH_SOURCE
+    from edge.ops.bench import markdown, parse_spacing, run_bench
 
     from edge.model.segmenter import check_threads
 
@@ -161,7 +161,7 @@ def cmd_bench(args) -> int:
 
 def out_folder(text: str) -> Path:
     """The --out folder, made if missing; EdgeError (one line) when it cannot be made or written."""
-    from edge.config import folder_problem
+    from edge.runtime.config import folder_problem
 
     out = Path(text)
     try:
@@ -202,7 +202,7 @@ def cmd_calibrate(args) -> int:
 
 def resolve_options(args):
     """The config file, then --set overrides, then the dedicated flags; returns the Config."""
-    from edge.config import RUN_REQUIRED, load_config
+    from edge.runtime.config import RUN_REQUIRED, load_config
 
     flags = {"source.url": args.source, "model.bundle": args.bundle, "display.url": args.display,
              "display.baud": args.baud, "model.num_threads": args.threads, "log.directory": args.out}
@@ -243,8 +243,8 @@ def remove_if_empty(run_dir: Path) -> None:
 
 def cmd_run(args) -> int:
     from edge.sinks import systemd
-    from edge.config import check_data_dir, data_paths
-    from edge.pipeline import Pipeline
+    from edge.runtime.config import check_data_dir, data_paths
+    from edge.runtime.pipeline import Pipeline
     from edge.model.segmenter import Segmenter, SegmenterOptions
     from edge.sinks.console import ConsoleStatus
     from edge.sinks.display import DisplaySink

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge.sim import phantom
-from edge.bench import STAGES, accuracy_pass, run_bench
+from edge.ops.bench import STAGES, accuracy_pass, run_bench
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.cli import main
 from edge.data.dataset import labelled_frames, phantom_dataset_config, write_dataset

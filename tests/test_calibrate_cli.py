@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import doctor
+from edge.ops import doctor
 from edge.screen import ocr
-from edge.config import load_config
+from edge.runtime.config import load_config
 from edge.frame import Frame, Segmentation
-from edge.pipeline import measure
+from edge.runtime.pipeline import measure
 from edge.measure.quality import Quality
 from edge.measure.thickness import ThicknessOptions
 

@@ -1,7 +1,7 @@
 import io
 import shutil
 
-from edge import doctor
+from edge.ops import doctor
 from edge.model.bundle import DEMO_BUNDLE
 
 

@@ -142,7 +142,7 @@ def test_a_capture_device_that_vanishes_shows_no_signal_and_resumes(tmp_path):
     from firmware_bridge.emulator import DisplayEmulator
     from firmware_bridge.messages import StatusCode
 
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
     from edge.model.segmenter import Segmenter, SegmenterOptions
     from edge.sinks.base import Sink
     from edge.sinks.display import DisplaySink

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.model.bundle import DEMO_BUNDLE, MANIFEST_FILE, load_bundle, write_manifest
-from edge.config import RUN_REQUIRED, SECTIONS, Config, check_data_dir, data_paths, load_config
+from edge.runtime.config import RUN_REQUIRED, SECTIONS, Config, check_data_dir, data_paths, load_config
 from edge.errors import BundleError, ConfigError, SourceError
 from edge.runtime.factory import open_source
 

@@ -9,7 +9,7 @@ import pytest
 
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import SourceError
-from edge.pipeline import Pipeline
+from edge.runtime.pipeline import Pipeline
 from edge.model.segmenter import Segmenter
 from edge.runtime.factory import open_source
 from edge.sources.base import Source

@@ -8,7 +8,7 @@ import pytest
 
 from edge.sim import phantom
 from edge.frame import Frame
-from edge.pipeline import Pipeline
+from edge.runtime.pipeline import Pipeline
 from edge.measure.quality import Quality
 from edge.model.segmenter import Segmenter, SegmenterOptions
 from edge.sinks.base import Sink

@@ -15,7 +15,7 @@ import pytest
 from edge.sim import phantom
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
-from edge.pipeline import Pipeline, RunStats, measure, smooth
+from edge.runtime.pipeline import Pipeline, RunStats, measure, smooth
 from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
 from edge.sinks.recording import BAND_COLOUR, RecordingSink, draw_overlay, overlay_text
 from edge.sinks.base import Sink

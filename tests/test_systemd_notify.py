@@ -14,7 +14,7 @@ import pytest
 
 from edge.sinks import systemd
 from edge.frame import Frame, Measurement
-from edge.pipeline import Pipeline
+from edge.runtime.pipeline import Pipeline
 from edge.model.segmenter import Segmenter, SegmenterOptions
 from edge.sources.base import Source
 

@@ -58,7 +58,7 @@ def cmd_analyze(args) -> int:
     from edge.analyze.run import AnalysisJob, Task, config_digest, identity, run_tasks
     from edge.model.bundle import DEMO_BUNDLE, load_bundle
     from edge.cli import out_folder
-    from edge.config import load_config
+    from edge.runtime.config import load_config
     from edge.model.segmenter import physical_cores
 
     problem = missing_extra(args.engine)

@@ -1,5 +1,5 @@
 """One clip through the cart's own chain: source -> ROI + spacing -> segmenter -> measurement ->
-temporal filter (and freeze check), run by edge.pipeline.Pipeline with the clip as a source
+temporal filter (and freeze check), run by edge.runtime.pipeline.Pipeline with the clip as a source
 that is not live (no frame dropped, as fast as the CPU decodes and infers).
 
 The only change to what the cart does: a frame's time is its time in the clip (a recording's
@@ -215,7 +215,7 @@ def _libraries_quiet():
 def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, keep_names: bool = False) -> ClipResult:
     """Run one clip through the pipeline; a ClipResult (with `error` set when it failed: a clip
     that cannot be opened, fails mid-way, or gives no frame to measure)."""
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     t0 = time.monotonic()
     base = {"clip_id": clip_id, "kind": clip.kind, **({"name": clip.name} if keep_names else {}), **identity}

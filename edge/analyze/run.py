@@ -27,7 +27,7 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
 @dataclass(frozen=True)
 class AnalysisJob:
     bundle: str  # the bundle folder
-    config: object  # edge.config.Config: [roi], [calibration], [measurement], [temporal], [source] max_pixels
+    config: object  # edge.runtime.config.Config: [roi], [calibration], [measurement], [temporal], [source] max_pixels
     keep_names: bool = False
 
 

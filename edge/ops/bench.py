@@ -31,11 +31,11 @@ import numpy as np
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.data.dataset import DatasetError, labelled_frames
-from edge.doctor import FAST_INT8_FLAGS, cpu_flags
+from edge.ops.doctor import FAST_INT8_FLAGS, cpu_flags
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
 from edge.measure.metrics import scores
-from edge.pipeline import Pipeline, measure, measure_frame, smooth
+from edge.runtime.pipeline import Pipeline, measure, measure_frame, smooth
 from edge.screen.prepare import Prepare
 from edge.model.preprocess import resize_labels, to_model_image
 from edge.model.segmenter import Segmenter, physical_cores
@@ -181,7 +181,7 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
 
     Segmentation scores are pooled over all images on the model grid (truth resized by nearest
     neighbour); `per_image_mean_iou` is the mean of the images' own mean IoUs. Thickness: the
-    runtime's own calls (`Segmenter.segment`, then `edge.pipeline.measure`: sub-pixel, from the
+    runtime's own calls (`Segmenter.segment`, then `edge.runtime.pipeline.measure`: sub-pixel, from the
     scores in logit units, log-probabilities for a softmax model) against the same measurement
     on the true mask with the model's class count; frames where either is rejected are counted,
     not scored.

@@ -41,7 +41,7 @@ def cpu_flags() -> set[str]:
 
 
 def check_config(path: str | None) -> tuple[Check, object | None]:
-    from edge.config import RUN_REQUIRED, load_config
+    from edge.runtime.config import RUN_REQUIRED, load_config
 
     try:
         cfg = load_config(path, required=RUN_REQUIRED)  # what `tlf-edge run --config` asks of it
@@ -159,7 +159,7 @@ def check_cpu() -> Check:
 def check_disk(directory: str, cfg=None) -> Check:
     """Free space and write access where the logs go; with a config, its [storage] data_dir must
     be an existing, writable folder (as `tlf-edge run` asks)."""
-    from edge.config import check_data_dir, folder_problem
+    from edge.runtime.config import check_data_dir, folder_problem
 
     if cfg is not None:
         try:
@@ -183,7 +183,7 @@ def check_disk(directory: str, cfg=None) -> Check:
 
 def _log_directory(cfg):
     """Where the runtime writes its logs: under [storage] data_dir when set (checked by the config)."""
-    from edge.config import data_paths
+    from edge.runtime.config import data_paths
     from edge.errors import ConfigError
 
     try:

@@ -37,7 +37,7 @@ from edge.measure.freeze import FreezeDetector
 from edge.screen.prepare import LayoutEvent, Prepare
 from edge.model.preprocess import to_model_image
 from edge.measure.quality import REJECTING, Quality, names
-from edge.queues import BLOCK, KEEP_NEWEST, BoundedQueue
+from edge.runtime.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.model.segmenter import Segmenter
 from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
