@@ -67,7 +67,7 @@ OPSET = 17
 
 def machine() -> dict:
     from edge.ops.bench import fingerprint
-    from edge.ops.doctor import cpu_flags
+    from edge.host import cpu_flags
 
     flags = cpu_flags()
     fp = fingerprint()

@@ -27,6 +27,7 @@ from edge.screen.prepare import Prepare  # noqa: E402
 from edge.model.preprocess import to_model_image  # noqa: E402
 from edge.model.segmenter import Segmenter  # noqa: E402
 from edge.runtime.factory import open_source  # noqa: E402
+from edge.host import cpu_name  # noqa: E402
 
 
 def frames(url: str, every: bool):
@@ -58,8 +59,7 @@ def main(argv=None) -> int:
         print(f"{args.bundle} records no domain statistics (tlf-convert domain)", file=sys.stderr)
         return 1
     seg, d = Segmenter(bundle, 2), bundle.domain
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.lower().startswith("model name")), "?")
+    cpu = cpu_name()
     print(f"bundle {args.bundle} (sha256 {bundle.sha256[:12]}); limits: nearest {d.distance_limit:.2f}, as a whole "
           f"{d.spread_limit:.2f}, margins {d.margin_limits}; CPU {cpu}")
     for source in args.sources:

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from edge.screen import ocr  # noqa: E402
 from edge.sim import phantom_screen  # noqa: E402
+from edge.host import cpu_name  # noqa: E402
 
 SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1600, 900), (1920, 1080))
 # Depth ranges (mm) as such scales are used: 1 cm marks on deep settings (a 2 cm image would show
@@ -205,8 +206,7 @@ def main() -> int:
             if args.save is not None:
                 args.save.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(args.save / f"{r['i']:04d}_{r['style']}.png"), frames[r["i"]])
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
+    cpu = cpu_name()
     print(f"{len(results)} screens in {took:.0f} s with {args.workers} workers on {cpu}")
     a = table["all"]
     n = sum(a.values())

@@ -18,7 +18,6 @@ its own, edge.measure.bands), and the training time of each fold.
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import sys
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 from convert.errors import ConvertError
 from convert.folds import group_folds, largest_cross_correlation, look_alike_groups, split_groups, thumbnail
+from edge.host import cpu_name
 
 VALIDATION_SHARE = 0.2  # of the training part's images, in whole look-alike groups
 FIGURES = ("band_dice", "mean_iou", "thickness_mae")
@@ -36,17 +36,6 @@ FIGURES = ("band_dice", "mean_iou", "thickness_mae")
 
 class CrossValidationError(ConvertError):
     """A cross-validation that cannot run or cannot resume."""
-
-
-def cpu_name() -> str:
-    """The CPU's model name (as `lscpu` prints it), for every figure that is a time."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_set(folder, spec, config_path=None):

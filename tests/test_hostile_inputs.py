@@ -355,7 +355,7 @@ def test_06_an_impossible_thread_count_is_refused(cart, args):
 
 def test_06_more_threads_than_cpus_run_on_the_cpus_there_are_with_a_warning(cart):
     """A config written for a bigger cart still runs: the count is lowered to this machine's CPUs."""
-    from edge.model.segmenter import usable_cpus
+    from edge.host import usable_cpus
 
     asked = usable_cpus() + 2
     r = cart.run("run", "--source", CLIP, "--display", "none", "--out", cart.data / "runs", "--quiet",

@@ -8,7 +8,8 @@ from edge.sim import phantom
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 from edge.frame import Frame
-from edge.model.segmenter import Segmenter, SegmenterOptions, physical_cores
+from edge.host import physical_cores
+from edge.model.segmenter import Segmenter, SegmenterOptions
 
 
 def test_physical_cores_is_sane():

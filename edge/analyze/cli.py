@@ -59,7 +59,7 @@ def cmd_analyze(args) -> int:
     from edge.model.bundle import DEMO_BUNDLE, load_bundle
     from edge.cli import out_folder
     from edge.runtime.config import load_config
-    from edge.model.segmenter import physical_cores
+    from edge.host import physical_cores
 
     problem = missing_extra(args.engine)
     if problem:

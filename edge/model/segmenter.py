@@ -28,41 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.host import physical_cores, usable_cpus
 from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.errors import BundleError, EdgeError
 from edge.frame import Frame, Segmentation
 from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
-
-
-def physical_cores() -> int:
-    """Physical CPU cores available to this process (hyper-threads not counted)."""
-    logical = usable_cpus()
-    try:
-        cores = set()
-        phys = core = None
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    phys = value.strip()
-                elif key == "core id":
-                    core = value.strip()
-                elif not line.strip() and core is not None:
-                    cores.add((phys, core))
-                    phys = core = None
-        if core is not None:
-            cores.add((phys, core))
-        if cores:
-            return max(1, min(logical, len(cores)))
-    except OSError:
-        pass
-    return max(1, logical)
-
-
-def usable_cpus() -> int:
-    """Logical CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)

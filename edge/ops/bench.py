@@ -31,14 +31,15 @@ import numpy as np
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.data.dataset import DatasetError, labelled_frames
-from edge.ops.doctor import FAST_INT8_FLAGS, cpu_flags
+from edge.host import cpu_flags, cpu_name, physical_cores
+from edge.ops.doctor import FAST_INT8_FLAGS
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
 from edge.measure.metrics import scores
 from edge.runtime.pipeline import Pipeline, measure, measure_frame, smooth
 from edge.screen.prepare import Prepare
 from edge.model.preprocess import resize_labels, to_model_image
-from edge.model.segmenter import Segmenter, physical_cores
+from edge.model.segmenter import Segmenter
 from edge.sinks.base import Sink
 from edge.sinks.display import DisplaySink
 from edge.sinks.jsonl import JsonLinesLog
@@ -51,20 +52,12 @@ DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"
 
 
 def fingerprint() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model", "Hardware")):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
     try:
         litert = importlib.metadata.version("ai-edge-litert")
     except importlib.metadata.PackageNotFoundError:
         litert = None
     return {
-        "cpu": model,
+        "cpu": cpu_name(),
         "machine": platform.machine(),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),

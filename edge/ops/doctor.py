@@ -3,7 +3,6 @@ the first frame gets its mm per pixel, and what the screen's scale read, or why 
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
@@ -26,18 +25,6 @@ class Check:
 
     def line(self) -> str:
         return f"{'PASS' if self.ok else 'FAIL'}  {self.name:<10} {self.detail}"
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
 
 
 def check_config(path: str | None) -> tuple[Check, object | None]:
@@ -146,7 +133,7 @@ def _is_tlf_edge(cmdline: str) -> bool:
 
 
 def check_cpu() -> Check:
-    from edge.model.segmenter import physical_cores
+    from edge.host import cpu_flags, physical_cores
 
     flags = cpu_flags()
     fast = sorted(flags & FAST_INT8_FLAGS)
