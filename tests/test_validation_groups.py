@@ -51,13 +51,13 @@ def test_phantom_data_on_the_device_is_convert_s_validation_set():
     """'phantom[:N]' (tlf-edge bench --data, edge.data.dataset) holds the same held-out scenes, in the same
     looks, as tlf-convert's validation set: on-device accuracy and the gate score the same images."""
     from convert.cli import phantom_validation_set
-    from edge.data.dataset import labelled_frames
+    from edge.ops.bench import labelled_data
     from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     spec = PreprocessSpec(height=64, width=64)
     n = 4
     images, labels, _, looks = phantom_validation_set(n, spec)
-    frames = list(labelled_frames(f"phantom:{n}"))
+    frames = list(labelled_data(f"phantom:{n}"))
     assert len(frames) == n
     for i, f in enumerate(frames):
         assert f.stem.endswith(f"-{looks[i]}")

@@ -23,9 +23,9 @@ before: class indices as they are (the first channel of a colour file).
 Images may be PNG, TIFF, JPEG or BMP, grayscale, RGB or RGBA (alpha dropped; 16-bit scaled to 8).
 Every problem is a DatasetError subclass whose one-line message names the file.
 
-`labelled_frames` yields the images of such a folder, or of "phantom[:N]" (the first N held-out
-phantom scans, the scenes of tlf-convert's validation set, with their exact truth), at native size
-with their spacing, for scoring on the device.
+`labelled_frames` yields the images of such a folder at native size with their spacing, for
+scoring on the device ("phantom[:N]", the held-out phantom scans with their exact truth, are the
+simulator's: edge.sim.recipes).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
-from edge.measure.thickness import ThicknessOptions
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+PHANTOM_DATA_DEFAULT_N = 64  # held-out phantom scenes in 'phantom' data without a count
 MASK_KINDS = ("index", "palette", "binary")
 CONFIG_NAMES = ("dataset.json", "dataset.toml")
 IMAGE_FORMATS = {"png": ".png", "tif": ".tif", "tiff": ".tif", "jpg": ".jpg", "jpeg": ".jpg"}
@@ -505,8 +505,6 @@ def phantom_count(data: str) -> int | None:
         return None
     _, _, n = data.partition(":")
     if not n:
-        from edge.sim.recipes import PHANTOM_DATA_DEFAULT_N
-
         return PHANTOM_DATA_DEFAULT_N
     if not n.isdigit() or int(n) < 1:
         raise DatasetError(f"phantom:N takes a whole number of frames >= 1, not {data!r}")
@@ -514,21 +512,15 @@ def phantom_count(data: str) -> int | None:
 
 
 def labelled_frames(data: str | Path, spacing_mm: tuple[float, float] | None = None,
-                    options: ThicknessOptions = ThicknessOptions(), model_classes: int | None = None) -> Iterator[LabelledFrame]:
-    """The frames of a data-set folder (read by iter_dataset) or of 'phantom[:N]'.
+                    model_classes: int | None = None) -> Iterator[LabelledFrame]:
+    """The frames of a data-set folder (read by iter_dataset); 'phantom[:N]' is the simulator's
+    (edge.sim.recipes.held_out_frames, which `tlf-edge bench --data` reaches through
+    edge.ops.bench.labelled_data).
 
-    spacing_mm: mm per native pixel; for a folder it overrides the data set's config, for the
-    phantom (which knows its own spacing) it is an error. model_classes: when given, a data set
-    whose config names another number of classes is refused. Bad arguments fail here, before
-    the first frame is read.
+    spacing_mm: mm per native pixel; it overrides the data set's config. model_classes: when given,
+    a data set whose config names another number of classes is refused. Bad arguments fail here,
+    before the first frame is read.
     """
-    n = phantom_count(str(data))
-    if n is not None:
-        if spacing_mm is not None:
-            raise DatasetError("phantom data carries its own pixel spacing; give none")
-        from edge.sim.recipes import held_out_frames
-
-        return held_out_frames(n, options)
     root = Path(data)
     if not root.is_dir():
         raise DatasetError(f"labelled data {str(data)!r} is neither a data-set folder nor 'phantom[:N]'")

@@ -24,13 +24,14 @@ import platform
 import resource
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.screen.options import CalibrationOptions, RoiOptions
-from edge.data.dataset import DatasetError, labelled_frames
+from edge.data.dataset import DatasetError, LabelledFrame, labelled_frames, phantom_count
 from edge.host import cpu_flags, cpu_name, physical_cores
 from edge.ops.doctor import FAST_INT8_FLAGS
 from edge.errors import EdgeError, RunFailed
@@ -165,6 +166,21 @@ def _errors(measured: list[float], reference: list[float]) -> dict:
         return {"n": 0, "mae": None, "bias": None, "max_abs": None}
     return {"n": int(d.size), "mae": round(float(np.abs(d).mean()), 4), "bias": round(float(d.mean()), 4),
             "max_abs": round(float(np.abs(d).max()), 4)}
+
+
+def labelled_data(data: str | Path, spacing_mm: tuple[float, float] | None = None,
+                  model_classes: int | None = None) -> Iterator[LabelledFrame]:
+    """The labelled frames `--data` names: a data-set folder or 'phantom[:N]' (the first N held-out
+    phantom scans, the scenes of tlf-convert's validation set, with their exact truth). Bad
+    arguments fail here, before the first frame is read."""
+    n = phantom_count(str(data))
+    if n is None:
+        return labelled_frames(data, spacing_mm, model_classes=model_classes)
+    if spacing_mm is not None:
+        raise DatasetError("phantom data carries its own pixel spacing; give none")
+    from edge.sim.recipes import held_out_frames
+
+    return held_out_frames(n)
 
 
 def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
@@ -363,7 +379,7 @@ def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, thre
     out.mkdir(parents=True, exist_ok=True)
     b = load_bundle(bundle)
     classes = len(b.manifest["classes"])
-    labelled = labelled_frames(data, spacing_mm, model_classes=classes) if data is not None else None  # fail now
+    labelled = labelled_data(data, spacing_mm, model_classes=classes) if data is not None else None  # fail now
     runs = [bench_threads(bundle, source, frames, t, out) for t in threads]
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # before scoring holds the masks
     accuracy = accuracy_pass(Segmenter(b, max(threads)), labelled, str(data)) if labelled is not None else None

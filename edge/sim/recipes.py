@@ -10,6 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
+from edge.data.dataset import LabelledFrame
+from edge.measure.thickness import ThicknessOptions, window_slice
 from edge.sim import phantom
 
 # Phantom seed ranges (first seed of each).
@@ -20,8 +22,6 @@ RESPONSE_SEEDS = 40_000_000  # the scenes the thickness response is fitted on
 DOMAIN_SEEDS = 50_000_000  # the scenes a phantom bundle's domain statistics are taken from
 STAGE4_SEED_OFFSET = 4_100_000  # demo stage 4's phantom stream: past every scene stages 1-3 draw
 STAGE5_SEED_OFFSET = 4_108_000  # demo stage 5's: past stage 4's 8,000 scenes
-
-PHANTOM_DATA_DEFAULT_N = 64  # scenes in 'phantom' data without a count
 
 
 def phantom_scan(seed: int, machine=None) -> phantom.Scan:
@@ -50,11 +50,9 @@ def held_out_scan(i: int) -> phantom.Scan:
     return phantom_scan(PHANTOM_DATA_SEEDS + i, phantom.PRESETS[held_out_look(i)])
 
 
-def held_out_frames(n: int, options) -> Iterator:
-    """The first n held-out scans as labelled frames, each with its exact thickness (mm) in the
-    measurement window of `options` (ThicknessOptions)."""
-    from edge.data.dataset import LabelledFrame
-    from edge.measure.thickness import window_slice
+def held_out_frames(n: int, options: ThicknessOptions = ThicknessOptions()) -> Iterator[LabelledFrame]:
+    """The first n held-out scans as labelled frames ('phantom:N' data), each with its exact
+    thickness (mm) in the measurement window of `options`."""
 
     for i in range(n):
         scan = held_out_scan(i)
