@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.numbers import rounded
+
 IMAGE_FEATURES = ("mean", "spread", "p5", "p50", "p95", "blank", "saturated",
                   "texture_1px", "texture_2px", "texture_4px", "texture_8px", "coherence", "anisotropy",
                   "axial_correlation", "lateral_correlation",
@@ -200,7 +202,7 @@ class DomainModel:
                 "mean": None if self.mean is None else [round(float(v), 6) for v in self.mean],
                 "precision": None if self.precision is None else [[round(float(v), 6) for v in row]
                                                                    for row in self.precision],
-                "spread_limit": round(self.spread_limit, 4) if math.isfinite(self.spread_limit) else None,
+                "spread_limit": rounded(self.spread_limit),
                 "margin_features": list(MARGIN_FEATURES),
                 "margin_limits": None if self.margin_limits is None else [round(float(v), 5) for v in self.margin_limits],
                 "fitted_on": self.fitted_on, "margins_on": self.margins_on}

@@ -33,6 +33,7 @@ from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.data.dataset import DatasetError, LabelledFrame, labelled_frames, phantom_count
 from edge.host import cpu_flags, cpu_name, physical_cores
+from edge.numbers import rounded
 from edge.ops.doctor import FAST_INT8_FLAGS
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
@@ -154,10 +155,6 @@ def parse_spacing(text: str | None) -> tuple[float, float] | None:
     return parts  # type: ignore[return-value]
 
 
-def _round(v: float | None) -> float | None:
-    return None if v is None or math.isnan(v) else round(v, 4)
-
-
 def _errors(measured: list[float], reference: list[float]) -> dict:
     m, r = np.asarray(measured, float), np.asarray(reference, float)
     ok = ~(np.isnan(m) | np.isnan(r))
@@ -236,12 +233,12 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
         "images": len(truths),
         "threads": segmenter.num_threads,
         "classes": segmenter.bundle.manifest.get("classes"),
-        "pixel_accuracy": _round(pooled["pixel_accuracy"]),
-        "mean_iou": _round(pooled["mean_iou"]),
-        "mean_dice": _round(pooled["mean_dice"]),
-        "iou": [_round(v) for v in pooled["iou"]],
-        "dice": [_round(v) for v in pooled["dice"]],
-        "per_image_mean_iou": _round(float(np.mean(per_image))),
+        "pixel_accuracy": rounded(pooled["pixel_accuracy"]),
+        "mean_iou": rounded(pooled["mean_iou"]),
+        "mean_dice": rounded(pooled["mean_dice"]),
+        "iou": [rounded(v) for v in pooled["iou"]],
+        "dice": [rounded(v) for v in pooled["dice"]],
+        "per_image_mean_iou": rounded(float(np.mean(per_image))),
         "thickness_mae": thickness["vs_mask"]["mae"],
         "thickness": thickness,
         "seconds": round(time.perf_counter() - t0, 2),

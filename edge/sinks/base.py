@@ -11,7 +11,6 @@ driven even without frames.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -60,10 +59,6 @@ class FrameBands:
             return None
         out, self._ms = self._ms, []
         return out
-
-
-def _num(v: float):
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
 
 
 class LineFile:

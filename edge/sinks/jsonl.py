@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names
-from edge.sinks.base import LineFile, Sink, _num
+from edge.numbers import rounded
+from edge.sinks.base import LineFile, Sink
 
 class JsonLinesLog(Sink):
     """One JSON object per frame and band: time, band index (0 = the most superficial) and the
@@ -32,8 +33,8 @@ class JsonLinesLog(Sink):
             "wall_time": round(time.time(), 3),
             "band": m.band,
             "bands": m.bands,
-            "thickness": _num(m.thickness),
-            "spread": _num(m.spread),
+            "thickness": rounded(m.thickness),
+            "spread": rounded(m.spread),
             "unit": m.unit,
             "flags": m.flags,
             "flag_names": names(m.flags),
@@ -41,7 +42,7 @@ class JsonLinesLog(Sink):
             "latency_ms": round(m.latency_s * 1000, 2),
             "model_sha256": self.model_sha256,
             "simulated": self.simulated,
-            **{k: _num(v) if isinstance(v, float) else v for k, v in m.extra.items()},
+            **{k: rounded(v) if isinstance(v, float) else v for k, v in m.extra.items()},
         }
         self._file.write_line(json.dumps(record))
 
