@@ -21,7 +21,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.model.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
-from edge.data.dataset import IMAGE_SUFFIXES  # noqa: E402
+from edge.sources.folder import IMAGE_SUFFIXES  # noqa: E402
 from edge.measure.domain import MARGIN_FEATURES, MARGIN_LOW_IS_OUT  # noqa: E402
 from edge.screen.prepare import Prepare  # noqa: E402
 from edge.model.preprocess import to_model_image  # noqa: E402

@@ -20,7 +20,8 @@ mask.kind is one of
 spacing_mm (row, column mm per pixel) is optional. Without a config file the masks are read as
 before: class indices as they are (the first channel of a colour file).
 
-Images may be PNG, TIFF, JPEG or BMP, grayscale, RGB or RGBA (alpha dropped; 16-bit scaled to 8).
+Images may be PNG, TIFF, JPEG, BMP, PGM/PPM or WebP (edge.sources.folder.IMAGE_SUFFIXES, the files the
+device reads), grayscale, RGB or RGBA (alpha dropped; 16-bit scaled to 8).
 Every problem is a DatasetError subclass whose one-line message names the file.
 
 `labelled_frames` yields the images of such a folder at native size with their spacing, for
@@ -41,9 +42,9 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.sources.folder import IMAGE_SUFFIXES  # the image files the device reads, read alike here
 from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 PHANTOM_DATA_DEFAULT_N = 64  # held-out phantom scenes in 'phantom' data without a count
 MASK_KINDS = ("index", "palette", "binary")
 CONFIG_NAMES = ("dataset.json", "dataset.toml")
