@@ -139,3 +139,10 @@ def test_the_default_config_and_a_file_source_load_no_simulator(tmp_path):
 def test_a_phantom_source_loads_the_simulator():
     code = "from edge.runtime.factory import open_source\nopen_source('phantom://clip?frames=2&size=64x64')"
     assert "edge.sim.source" in loaded_after(code)
+
+
+def test_every_folder_of_code_is_a_package_the_wheel_ships():
+    """pyproject's packages.find ships folders with an __init__.py only; a subpackage without one
+    would be missing from an installed cart."""
+    folders = {p.parent for p in modules()}
+    assert [str(f.relative_to(ROOT)) for f in sorted(folders) if not (f / "__init__.py").is_file()] == []
