@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge import phantom_screen  # noqa: E402
-from edge.bench import fingerprint  # noqa: E402
+from edge.sim import phantom_screen  # noqa: E402
+from edge.ops.bench import fingerprint  # noqa: E402
 
 
 def frames_of(out: Path) -> dict:

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge import phantom  # noqa: E402
-from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
+from edge.sim import phantom  # noqa: E402
+from edge.model.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
-from edge.thickness import band_edges  # noqa: E402
+from edge.model.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
+from edge.measure.thickness import band_edges  # noqa: E402
 
 DEPTHS_MM = (40.0, 50.0)
 THICKNESS_MM = (0.8, 1.6, 2.4)
@@ -79,7 +79,7 @@ def profile(scan: phantom.Scan) -> str:
 
 
 def int8_scorer(bundle_dir):
-    from edge.segmenter import Segmenter
+    from edge.model.segmenter import Segmenter
 
     seg = Segmenter(load_bundle(bundle_dir), 1)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_targets.py [--compare compare.json] [--frames 300] [--markdown targets.md]
 
-1. A 1280x720 phantom scanner-screen video is written with OpenCV (edge.phantom_screen, MJPG).
+1. A 1280x720 phantom scanner-screen video is written with OpenCV (edge.sim.phantom_screen, MJPG).
 2. `tlf-edge bench --source VIDEO --threads 1,2` runs in a child process: its invoke-only frames/s
    (1000 / median invoke time of the sequential pass) against the threaded pipeline's frames/s
    (decode, B-mode region and calibration, preprocessing, invoke, measurement, display link).
@@ -44,7 +44,7 @@ def env() -> dict:
 
 
 def write_screen_video(path: Path, frames: int, seed: int) -> float:
-    from edge import phantom_screen
+    from edge.sim import phantom_screen
 
     t0 = time.perf_counter()
     phantom_screen.write_clip(path, seed, frames=frames, size=(1280, 720))

@@ -7,7 +7,7 @@
 Rows (each at 1 and at 2 threads, every runtime held to that many threads):
   keras float32     the Keras model in TensorFlow (predict_on_batch; intra-op threads = n, inter-op 1)
   tflite float32    the same weights converted to float TFLite, run by LiteRT with XNNPACK
-  tflite int8       ours: the bundle's full-integer model through edge.segmenter (LiteRT, XNNPACK)
+  tflite int8       ours: the bundle's full-integer model through edge.model.segmenter (LiteRT, XNNPACK)
   onnxrt float32    the Keras model converted by tf2onnx, ONNX Runtime CPU (for reference)
   onnxrt int8       that ONNX model quantized statically by onnxruntime.quantization (QDQ,
                     per-channel weights) on the same calibration images as the bundle
@@ -21,7 +21,7 @@ The output says which weights were used.
 
 Each runtime runs in its own fresh process (TensorFlow fixes its thread pools once per process;
 it also gives each runtime its own peak memory). Invoke time is the model call alone, input
-already preprocessed: for ours, edge.segmenter's infer (int8 lookup, set, invoke, get). Every
+already preprocessed: for ours, edge.model.segmenter's infer (int8 lookup, set, invoke, get). Every
 runtime's label maps on held-out phantom images are compared with Keras float (pixel agreement,
 mean IoU) and with the phantom truth, so a broken conversion or quantization shows in the table.
 
@@ -53,7 +53,7 @@ RUNTIMES = ("keras_f32", "tflite_f32", "tflite_int8", "onnxrt_f32", "onnxrt_int8
 LABELS = {
     "keras_f32": "Keras float32 (TensorFlow)",
     "tflite_f32": "TFLite float32 (LiteRT, XNNPACK)",
-    "tflite_int8": "TFLite int8, ours (edge.segmenter)",
+    "tflite_int8": "TFLite int8, ours (edge.model.segmenter)",
     "onnxrt_f32": "ONNX Runtime float32",
     "onnxrt_int8": "ONNX Runtime int8 (static QDQ, per-channel)",
 }
@@ -66,8 +66,8 @@ OPSET = 17
 
 
 def machine() -> dict:
-    from edge.bench import fingerprint
-    from edge.doctor import cpu_flags
+    from edge.ops.bench import fingerprint
+    from edge.host import cpu_flags
 
     flags = cpu_flags()
     fp = fingerprint()
@@ -104,7 +104,7 @@ class _CalibrationReader:
     """onnxruntime's calibration data reader over the bundle's calibration images (float input)."""
 
     def __init__(self, name: str, images: np.ndarray, spec):
-        from edge.preprocess import to_float
+        from edge.model.preprocess import to_float
 
         self._feeds = [{name: to_float(img, spec)[None]} for img in images]
         self._i = 0
@@ -131,12 +131,12 @@ def prepare(args, work: Path) -> dict:
         sys.exit(f"compare_runtimes: {e.name} is missing: pip install -e '.[convert,compare]'")
     import tensorflow as tf
 
-    from convert.cli import CALIBRATION_SEEDS, VALIDATION_SEEDS
+    from edge.sim.recipes import CALIBRATION_SEEDS, PHANTOM_DATA_SEEDS
     from convert.data import phantom_batch
     from convert.quantize import load_keras_model, quantize_to_bundle, with_fixed_batch
     from convert.unet import build_unet, split_skip_connections
-    from edge.bundle import DEMO_BUNDLE, load_bundle
-    from edge.preprocess import PreprocessSpec
+    from edge.model.bundle import DEMO_BUNDLE, load_bundle
+    from edge.model.preprocess import PreprocessSpec
 
     work.mkdir(parents=True, exist_ok=True)
     if args.model:
@@ -155,7 +155,7 @@ def prepare(args, work: Path) -> dict:
     print(f"weights: {weights}; {model.count_params():,} parameters, input {h}x{w}x{c}", flush=True)
 
     calib = phantom_batch(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + args.calib_n), spec)[0]
-    images, truth = phantom_batch(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.eval_n), spec)
+    images, truth = phantom_batch(range(PHANTOM_DATA_SEEDS, PHANTOM_DATA_SEEDS + args.eval_n), spec)
     np.save(work / "eval_images.npy", images)
     np.save(work / "eval_truth.npy", truth)
 
@@ -223,12 +223,12 @@ def _loader(runtime: str, prep: dict, threads: int):
     """A function uint8 model image (H, W, C) -> raw output (H, W, K), for `runtime` at `threads`."""
     path = prep["files"][runtime]
     if runtime == "tflite_int8":
-        from edge.bundle import load_bundle
-        from edge.segmenter import Segmenter
+        from edge.model.bundle import load_bundle
+        from edge.model.segmenter import Segmenter
 
         return Segmenter(load_bundle(prep["bundle"]), threads).infer
-    from edge.bundle import load_bundle
-    from edge.preprocess import to_float
+    from edge.model.bundle import load_bundle
+    from edge.model.preprocess import to_float
 
     spec = load_bundle(prep["bundle"]).spec
     if runtime == "keras_f32":
@@ -293,8 +293,8 @@ def worker(runtime: str, threads: int, work: Path, runs: int, warmup: int, tag: 
 
 
 def summarise(prep: dict, results: list[dict], work: Path, threads: list[int]) -> list[dict]:
-    from edge.bundle import load_bundle
-    from edge.metrics import scores
+    from edge.model.bundle import load_bundle
+    from edge.measure.metrics import scores
 
     truth = np.load(work / "eval_truth.npy")
     k = len(load_bundle(prep["bundle"]).manifest["classes"])
@@ -454,7 +454,7 @@ def main(argv=None) -> int:
                 results.append(r)
                 print(f"  {LABELS[runtime]:44s} {t} thread(s): p50 {np.percentile(r['ms'], 50):7.2f} ms, "
                       f"load {r['load_average'][0]}-{r['load_average'][1]}", flush=True)
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
 
     now = load_bundle(report["prep"]["bundle"]).sha256
     if now != report["prep"]["bundle_sha256"]:  # --reuse after the bundle was rebuilt

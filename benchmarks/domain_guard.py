@@ -1,4 +1,4 @@
-"""How often a bundle's out-of-domain guard (edge.domain) flags the frames of some sources, each
+"""How often a bundle's out-of-domain guard (edge.measure.domain) flags the frames of some sources, each
 frame taken through the runtime's ROI stage and segmented as on the cart.
 
     python benchmarks/domain_guard.py [--bundle edge/models/demo] SOURCE...
@@ -20,13 +20,14 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
-from edge.dataset import IMAGE_SUFFIXES  # noqa: E402
-from edge.domain import MARGIN_FEATURES, MARGIN_LOW_IS_OUT  # noqa: E402
-from edge.prepare import Prepare  # noqa: E402
-from edge.preprocess import to_model_image  # noqa: E402
-from edge.segmenter import Segmenter  # noqa: E402
-from edge.sources import open_source  # noqa: E402
+from edge.model.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
+from edge.sources.folder import IMAGE_SUFFIXES  # noqa: E402
+from edge.measure.domain import MARGIN_FEATURES, MARGIN_LOW_IS_OUT  # noqa: E402
+from edge.screen.prepare import Prepare  # noqa: E402
+from edge.model.preprocess import to_model_image  # noqa: E402
+from edge.model.segmenter import Segmenter  # noqa: E402
+from edge.runtime.factory import open_source  # noqa: E402
+from edge.host import cpu_name  # noqa: E402
 
 
 def frames(url: str, every: bool):
@@ -58,8 +59,7 @@ def main(argv=None) -> int:
         print(f"{args.bundle} records no domain statistics (tlf-convert domain)", file=sys.stderr)
         return 1
     seg, d = Segmenter(bundle, 2), bundle.domain
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.lower().startswith("model name")), "?")
+    cpu = cpu_name()
     print(f"bundle {args.bundle} (sha256 {bundle.sha256[:12]}); limits: nearest {d.distance_limit:.2f}, as a whole "
           f"{d.spread_limit:.2f}, margins {d.margin_limits}; CPU {cpu}")
     for source in args.sources:

@@ -3,7 +3,7 @@ the per-scene edge and thickness errors regressed on the anatomy's parameters.
 
     python benchmarks/edge_factors.py [--bundle DIR | --model MODEL.keras] [--depth 50] [--scenes 120]
 
-Scenes are `edge.phantom.random_anatomy` draws (seeds fixed) rendered with one preset at 256x256
+Scenes are `edge.sim.phantom.random_anatomy` draws (seeds fixed) rendered with one preset at 256x256
 acquisition pixels and segmented as in benchmarks/band_edges.py (edges as drawn, over the central
 half of the columns). Printed per target (thickness mm, top and bottom edge in model pixels,
 positive = lower): the mean and spread over scenes, the spread left after a linear fit on the
@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.band_edges import float_scorer, int8_scorer  # noqa: E402
-from edge import phantom  # noqa: E402
-from edge.bundle import DEMO_BUNDLE  # noqa: E402
-from edge.thickness import band_edges  # noqa: E402
+from edge.sim import phantom  # noqa: E402
+from edge.model.bundle import DEMO_BUNDLE  # noqa: E402
+from edge.measure.thickness import band_edges  # noqa: E402
 
 PARAMETERS = ("tlf_mm", "sublayers", "gap_mm", "epimysium_mm", "abs_tilt_deg", "wave_amp_mm", "fat_mm", "thickness_var")
 

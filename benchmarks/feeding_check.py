@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     from convert.cli import _grid, calibration_images, declared_spec, labelled_set, model_grid
     from convert.errors import QuantizeError
     from convert.quantize import check_family, load_keras_model, with_fixed_batch
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
 
     model = load_keras_model(args.model, trust_code=args.trust_code)
     h, w = model_grid(model, _grid(args.size), args.size)

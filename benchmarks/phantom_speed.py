@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from edge import phantom, phantom_screen  # noqa: E402
+from edge.sim import phantom, phantom_screen  # noqa: E402
 
 
 def rate(make_items, seconds: float) -> float:

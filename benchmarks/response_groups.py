@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from convert.response import RESPONSE_SEEDS, measured_scans  # noqa: E402
-from edge import phantom  # noqa: E402
-from edge.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
+from convert.response import measured_scans  # noqa: E402
+from edge.sim.recipes import RESPONSE_SEEDS  # noqa: E402
+from edge.sim import phantom  # noqa: E402
+from edge.model.bundle import DEMO_BUNDLE, load_bundle  # noqa: E402
 
 FIRST_SEED = RESPONSE_SEEDS + 1000  # past the scans the response was fitted on
 

@@ -19,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.screen_accuracy import edge_error  # noqa: E402
-from edge import phantom, phantom_screen  # noqa: E402
+from edge.sim import phantom
+from edge.sim import phantom_screen  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.prepare import Prepare  # noqa: E402
+from edge.screen.prepare import Prepare  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -2,11 +2,11 @@
 
     python benchmarks/scale_reading.py [--screens 1050] [--seed 1] [--workers 2] [--sizes 640x480,...]
 
-Screens are drawn by edge.phantom_screen in each of its STYLES (tick layouts, labels, colours,
+Screens are drawn by edge.sim.phantom_screen in each of its STYLES (tick layouts, labels, colours,
 sides, markers, fonts, a sector with dots), at sizes from 640x480 to 1920x1080, each at a random
 depth (`DEPTHS`) and scene, written frame by frame into an MJPEG .avi per
 size and read back, so the reader sees what a capture card's recording holds. Each frame goes
-through ROI detection and edge.calibration.from_screen with the defaults, as the cart does;
+through ROI detection and edge.screen.spacing.from_screen with the defaults, as the cart does;
 the screen's exact mm per pixel is kept aside while writing.
 
 First it reads the real files in tests/data (each DICOM screen capture with its own spacing
@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge import ocr, phantom_screen  # noqa: E402
+from edge.screen import ocr  # noqa: E402
+from edge.sim import phantom_screen  # noqa: E402
+from edge.host import cpu_name  # noqa: E402
 
 SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1600, 900), (1920, 1080))
 # Depth ranges (mm) as such scales are used: 1 cm marks on deep settings (a 2 cm image would show
@@ -83,8 +85,8 @@ def encode(items: list[dict], folder: Path) -> list[tuple[dict, np.ndarray]]:
 
 
 def read_one(job: tuple[dict, np.ndarray]) -> dict:
-    from edge.calibration import from_screen
-    from edge.roi import detect_roi
+    from edge.screen.spacing import from_screen
+    from edge.screen.roi import detect_roi
 
     it, img = job
     roi = detect_roi(img)
@@ -103,8 +105,8 @@ def verdict(r: dict) -> str:
 
 def real_files() -> None:
     """What the reader says of each real file in tests/data."""
-    from edge.calibration import from_screen
-    from edge.roi import detect_roi, manual_roi
+    from edge.screen.spacing import from_screen
+    from edge.screen.roi import detect_roi, manual_roi
 
     data = Path(__file__).resolve().parents[1] / "tests" / "data"
     print("real files (spacing withheld):")
@@ -204,8 +206,7 @@ def main() -> int:
             if args.save is not None:
                 args.save.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(args.save / f"{r['i']:04d}_{r['style']}.png"), frames[r["i"]])
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
+    cpu = cpu_name()
     print(f"{len(results)} screens in {took:.0f} s with {args.workers} workers on {cpu}")
     a = table["all"]
     n = sum(a.values())

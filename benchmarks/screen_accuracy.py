@@ -35,17 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edge import phantom_screen  # noqa: E402
-from edge.bundle import DEMO_BUNDLE  # noqa: E402
-from edge.config import CalibrationOptions, RoiOptions  # noqa: E402
+from edge.sim import phantom_screen  # noqa: E402
+from edge.model.bundle import DEMO_BUNDLE  # noqa: E402
+from edge.screen.options import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.pipeline import Pipeline, measure  # noqa: E402
-from edge.quality import REJECTING  # noqa: E402
-from edge.segmenter import Segmenter, SegmenterOptions  # noqa: E402
-from edge.sinks import Sink  # noqa: E402
-from edge.sources.phantom import column_truth  # noqa: E402
+from edge.runtime.pipeline import Pipeline, measure  # noqa: E402
+from edge.measure.quality import REJECTING  # noqa: E402
+from edge.model.segmenter import Segmenter, SegmenterOptions  # noqa: E402
+from edge.sinks.base import Sink  # noqa: E402
+from edge.sim.source import column_truth  # noqa: E402
 from edge.sources.video import VideoSource  # noqa: E402
-from edge.thickness import ThicknessOptions  # noqa: E402
+from edge.measure.thickness import ThicknessOptions  # noqa: E402
 
 
 class Keep(Sink):

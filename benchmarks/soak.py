@@ -69,12 +69,14 @@ class Meter:
 def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256", threads: int = 0) -> dict:
     from firmware_bridge.emulator import DisplayEmulator
 
-    from edge.csvlog import CsvLog
-    from edge.pipeline import Pipeline
-    from edge.recording import RecordingSink
-    from edge.segmenter import Segmenter, SegmenterOptions
-    from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
-    from edge.sources import open_source
+    from edge.sinks.csvlog import CsvLog
+    from edge.runtime.pipeline import Pipeline
+    from edge.sinks.recording import RecordingSink
+    from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.sinks.console import ConsoleStatus
+    from edge.sinks.display import DisplaySink
+    from edge.sinks.jsonl import JsonLinesLog
+    from edge.runtime.factory import open_source
 
     out.mkdir(parents=True, exist_ok=True)
     warmup = min(120.0, seconds / 4)

@@ -10,7 +10,7 @@ nearest neighbour, so no class is invented; the intensity changes leave it alone
 
 Everything is drawn from a seeded generator per (seed, epoch, image), so a training run repeats
 exactly and the order in which batches are made does not matter. Pixels that were blank (0:
-outside the scanner's image outline, as `edge.roi.crop` leaves them) stay blank.
+outside the scanner's image outline, as `edge.screen.roi.crop` leaves them) stay blank.
 """
 
 from __future__ import annotations

@@ -12,18 +12,13 @@ import numpy as np
 from convert.errors import ConvertError, missing_extra
 from convert.quiet import native_output_hidden
 from edge.cli_help import conventions
-from edge.dataset import PHANTOM_DATA_SEEDS, held_out_look
+from edge.sim.recipes import (CALIBRATION_SEEDS, DOMAIN_SEEDS, PHANTOM_DATA_SEEDS, STAGE4_SEED_OFFSET,
+                               STAGE5_SEED_OFFSET, held_out_look)
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
 NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
 
-# Phantom seed ranges kept apart so that training, calibration and validation never share a scene.
-CALIBRATION_SEEDS = 20_000_000
-DOMAIN_SEEDS = 50_000_000  # the scenes a phantom bundle's domain statistics are taken from
-VALIDATION_SEEDS = PHANTOM_DATA_SEEDS  # the held-out scenes of edge.dataset ('phantom[:N]' data)
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
-STAGE4_SEED_OFFSET = 4_100_000  # demo stage 4's phantom stream: past every scene stages 1-3 draw
-STAGE5_SEED_OFFSET = 4_108_000  # demo stage 5's: past stage 4's 8,000 scenes
 DATASET_CONFIG_HELP = ("data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
                        "its images/ (for a folder you cannot write in)")
 MAX_LEGACY_CLASSES = 8  # masks without a config holding higher values are not class indices
@@ -149,7 +144,7 @@ def main(argv=None) -> int:
 
     dm = sub.add_parser("domain", help="record in a bundle what its training images looked like (image statistics) "
                                        "and how sure its model is of held-out images, for the device's "
-                                       "out-of-domain guard (edge.domain)")
+                                       "out-of-domain guard (edge.measure.domain)")
     dm.add_argument("bundle")
     dm.add_argument("--train", required=True,
                     help="'phantom' (fresh scenes of the training's random looks) or a folder of training images")
@@ -394,7 +389,7 @@ def _fraction(text: str) -> float:
 def declared_spec(args, model_path: Path | None, height: int, width: int, channels: int):
     """The preprocessing a quantize command declares: its flags over the train.json beside the model
     (written by `tlf-convert train`); without either, --input-scale or --mean/--std is required."""
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     info = model_path.parent / "train.json" if model_path is not None else None
     trained = json.loads(info.read_text()).get("preprocess") if info is not None and info.is_file() else None
@@ -417,7 +412,7 @@ def declared_spec(args, model_path: Path | None, height: int, width: int, channe
 
 def cmd_train(args) -> int:
     from convert.train import train
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
     train_data = val_data = None
@@ -456,7 +451,7 @@ def cmd_cv(args) -> int:
     from convert.cv import command_line, cross_validate, docs_page, parse_targets
     from convert.data import load_dataset_config, read_dataset_config
     from convert.validate import GateLimits
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     if args.folds < 2:
         raise ValueError(f"--folds must be at least 2, not {args.folds}")
@@ -494,7 +489,7 @@ def labelled_set(folder, spec, config_path=None):
     native (height, width) of each image, the native label maps). config_path: a config file
     used instead of the one beside images/."""
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
-    from edge.preprocess import resize_labels, to_model_image
+    from edge.model.preprocess import resize_labels, to_model_image
 
     config = read_dataset_config(Path(config_path)) if config_path else load_dataset_config(Path(folder))
     images, labels, shapes, native = [], [], [], []
@@ -531,7 +526,7 @@ def data_spacings(args, shapes, spec, config=None):
         return [tuple(float(v) for v in args.spacing_mm.split(","))] * len(shapes), None
     stated = getattr(config, "spacing_mm", None)
     if stated is not None:
-        from edge.preprocess import model_spacing
+        from edge.model.preprocess import model_spacing
 
         print(f"tlf-convert: note: thickness in mm: the data set states spacing_mm {stated[0]:g},{stated[1]:g} per "
               "image pixel (--spacing-mm or --native-px instead to override)", file=sys.stderr)
@@ -543,7 +538,7 @@ def data_spacings(args, shapes, spec, config=None):
 
 def calibration_images(source: str, n: int, spec) -> np.ndarray:
     from convert.data import IMAGE_SUFFIXES, phantom_batch
-    from edge.preprocess import to_model_image
+    from edge.model.preprocess import to_model_image
 
     if source == "phantom":
         return phantom_batch(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + n), spec)[0]
@@ -666,7 +661,7 @@ def cmd_demo_bundle(args) -> int:
     from convert.response import write_phantom_response
     from convert.train import TrainOptions, read_history, train
     from convert.validate import GateLimits
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     spec_early, spec = PreprocessSpec(), PreprocessSpec(interpolation="cubic")
     stage1 = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS,
@@ -741,11 +736,11 @@ def phantom_validation_set(n: int, spec):
     Returns (images, labels, spacings, presets), presets naming the look of each image.
     """
     from convert.data import phantom_sample
-    from edge import phantom
-    from edge.preprocess import model_spacing
+    from edge.sim import phantom
+    from edge.model.preprocess import model_spacing
 
     looks = [held_out_look(i) for i in range(n)]
-    samples = [phantom_sample(VALIDATION_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
+    samples = [phantom_sample(PHANTOM_DATA_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
     images = np.stack([s[0] for s in samples])
     labels = np.stack([s[1] for s in samples])
     spacings = [model_spacing(s[2].spacing_mm, s[2].image.shape, spec) for s in samples]
@@ -753,9 +748,9 @@ def phantom_validation_set(n: int, spec):
 
 
 def phantom_set_name(n: int) -> str:
-    from edge import phantom
+    from edge.sim import phantom
 
-    return f"phantom seeds {VALIDATION_SEEDS}+{n}, presets {', '.join(sorted(phantom.PRESETS))} in turn"
+    return f"phantom seeds {PHANTOM_DATA_SEEDS}+{n}, presets {', '.join(sorted(phantom.PRESETS))} in turn"
 
 
 def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits, groups=None,
@@ -764,7 +759,7 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
     (with the float model's identity, `float_model`, when given)."""
     from convert.report import write_report
     from convert.validate import compare, gate
-    from edge.bundle import update_manifest
+    from edge.model.bundle import update_manifest
 
     report = compare(bundle, model, images, labels, spacings, groups=groups, unit=unit, native_labels=native_labels)
     failures = gate(report, limits)
@@ -782,7 +777,7 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
 
 def read_bundle(path):
     """A verified bundle, or ValueError with the loader's one line."""
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
     from edge.errors import BundleError
 
     try:
@@ -840,7 +835,7 @@ def print_domain(bundle) -> None:
 
 def cmd_thickness_response(args) -> int:
     from convert.response import write_phantom_response
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
 
     bundle, figures = write_phantom_response(load_bundle(args.bundle), args.n, images=args.images,
                                              layering=not args.no_layering)
@@ -927,7 +922,7 @@ def cmd_phantom(args) -> int:
     import itertools
 
     from convert.data import phantom_dataset_config, write_dataset
-    from edge import phantom
+    from edge.sim import phantom
 
     shape = _pair(args.size, "--size", int)
     field = _pair(args.field_mm, "--field-mm", float)
@@ -955,7 +950,7 @@ def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_
     extension clip (with a freeze) and one whole scanner screen. For looking, not for measuring."""
     import cv2
 
-    from edge import phantom, phantom_screen
+    from edge.sim import phantom, phantom_screen
 
     font, label_w = cv2.FONT_HERSHEY_SIMPLEX, 112
 
@@ -1024,7 +1019,7 @@ def cmd_augment_sheet(args) -> int:
 
     from convert.augment import AugmentOptions, augment_sheet
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
-    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+    from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     if args.images < 1 or args.per_image < 1 or not 64 <= args.tile <= 512:
         raise ValueError("need --images >= 1, --per-image >= 1 and --tile in 64-512")

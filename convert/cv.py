@@ -12,13 +12,12 @@ most one epoch.
 
 The summary gives, for float and int8, the mean and standard deviation over the folds of the
 band Dice, the mean IoU and the band thickness MAE (every band of a two-class mask measured on
-its own, edge.bands), and the training time of each fold.
+its own, edge.measure.bands), and the training time of each fold.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import sys
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 from convert.errors import ConvertError
 from convert.folds import group_folds, largest_cross_correlation, look_alike_groups, split_groups, thumbnail
+from edge.host import cpu_name
 
 VALIDATION_SHARE = 0.2  # of the training part's images, in whole look-alike groups
 FIGURES = ("band_dice", "mean_iou", "thickness_mae")
@@ -38,22 +38,11 @@ class CrossValidationError(ConvertError):
     """A cross-validation that cannot run or cannot resume."""
 
 
-def cpu_name() -> str:
-    """The CPU's model name (as `lscpu` prints it), for every figure that is a time."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def read_set(folder, spec, config_path=None):
     """A labelled folder on the model grid: (stems, images N,H,W,C, labels N,H,W, config, native shapes,
     thumbnails of the native images for the look-alike groups, native label maps)."""
     from convert.data import iter_dataset, load_dataset_config, read_dataset_config
-    from edge.preprocess import resize_labels, to_model_image
+    from edge.model.preprocess import resize_labels, to_model_image
 
     config = read_dataset_config(Path(config_path)) if config_path else load_dataset_config(Path(folder))
     stems, images, labels, shapes, thumbs, native = [], [], [], [], [], []
@@ -110,7 +99,7 @@ def cross_validate(data, out, spec, options, folds: int = 5, seed: int = 0, simi
     from convert.report import write_report
     from convert.train import train
     from convert.validate import GateLimits, compare, gate
-    from edge.bundle import load_bundle, update_manifest
+    from edge.model.bundle import load_bundle, update_manifest
 
     limits = limits or GateLimits()
     out = Path(out)

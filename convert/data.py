@@ -1,8 +1,8 @@
 """Training and calibration samples: phantom scans and labelled image folders, preprocessed by the
-device's own code (edge.preprocess).
+device's own code (edge.model.preprocess).
 
 The labelled data-set format (images/ + masks/ + dataset.json or dataset.toml, its reader and
-writer, and its errors) lives in edge.dataset, so the device can score a data set without
+writer, and its errors) lives in edge.data.dataset, so the device can score a data set without
 TensorFlow; its names are re-exported here for convert's callers.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.dataset import (  # noqa: F401  (re-exported)
+from edge.data.dataset import (  # noqa: F401  (re-exported)
     CONFIG_NAMES,
     IMAGE_FORMATS,
     IMAGE_SUFFIXES,
@@ -28,7 +28,6 @@ from edge.dataset import (  # noqa: F401  (re-exported)
     iter_dataset,
     load_dataset_config,
     phantom_dataset_config,
-    phantom_scan,
     read_dataset,
     read_dataset_config,
     read_image,
@@ -37,7 +36,8 @@ from edge.dataset import (  # noqa: F401  (re-exported)
     write_labelled_folder,
     write_palette_png,
 )
-from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.sim.recipes import phantom_scan
 
 
 # A scanner fills its screen's B-mode rectangle by enlarging the acquired image (bilinear);

@@ -1,4 +1,4 @@
-"""Recording a bundle's domain statistics (edge.domain) into its manifest: `tlf-convert domain`,
+"""Recording a bundle's domain statistics (edge.measure.domain) into its manifest: `tlf-convert domain`,
 and the last step of `quantize` and `cv`.
 
 Image statistics come from training images, the confidence margins from the bundle's own int8
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.bundle import Bundle, update_manifest
-from edge.domain import fit_domain, image_features, margin_features
-from edge.segmenter import Segmenter
+from edge.model.bundle import Bundle, update_manifest
+from edge.measure.domain import fit_domain, image_features, margin_features
+from edge.model.segmenter import Segmenter
 
 
 def domain_model(bundle: Bundle, train_images: np.ndarray, heldout_images: np.ndarray | None,
                  fitted_on: str = "", margins_on: str = "", threads: int = 2):
-    """The edge.domain.DomainModel of these images for this bundle's int8 model."""
+    """The edge.measure.domain.DomainModel of these images for this bundle's int8 model."""
     features = np.stack([image_features(im) for im in train_images])
     margins = None
     if heldout_images is not None and len(heldout_images):

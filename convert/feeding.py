@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from convert.errors import QuantizeError
-from edge.preprocess import PreprocessSpec, to_float
+from edge.model.preprocess import PreprocessSpec, to_float
 
 MAX_ONE_CLASS_SHARE = 0.995  # of the calibration pixels: a model fed as it was trained draws more than one class
 MAX_SAME_LABELS = 0.999  # pixels labelled alike in every calibration image: the model does not see the images
@@ -59,7 +59,7 @@ def model_inputs(images: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def float_labels(model, inputs: np.ndarray, kind: str) -> np.ndarray:
     """The float model's label maps (N, H, W) of float model inputs (N, H, W, C)."""
-    from edge.segmenter import scores_in_logit_units
+    from edge.model.segmenter import scores_in_logit_units
 
     step = BATCH if model.input_shape[0] is None else 1
     # predict_on_batch runs a traced graph: many times faster than eager calls for the same shapes

@@ -422,7 +422,7 @@ def model_identity(path: str | Path, builder: dict | None = None) -> dict:
     """What identifies a float model: the sha256 of its file, of a SavedModel folder's files (their
     relative paths and contents), or of a weights file together with the built-in U-Net's options
     (`builder`) it is loaded into. Recorded in a bundle's manifest; see same_model."""
-    from edge.bundle import file_sha256
+    from edge.model.bundle import file_sha256
 
     path = Path(path)
     if not path.exists():

@@ -16,9 +16,9 @@ from convert.feeding import check_predictions
 from convert.errors import QuantizeError  # noqa: F401  (raised here, and imported from here by callers)
 from convert.quiet import export_announcement_hidden, on_console
 from convert.unet import export_ready
-from edge.bundle import OUTPUT_KINDS, Bundle, write_bundle
-from edge.preprocess import PreprocessSpec, to_float
-from edge.segmenter import interpreter_class
+from edge.model.bundle import OUTPUT_KINDS, Bundle, write_bundle
+from edge.model.preprocess import PreprocessSpec, to_float
+from edge.model.segmenter import interpreter_class
 
 DEFAULT_CLASSES = ["above", "tlf", "below"]
 DEFAULT_CLASSES_2 = ["background", "tlf"]
@@ -134,7 +134,7 @@ def int8_converter(model: keras.Model, calibration: np.ndarray, spec: Preprocess
     if calibration.dtype != np.uint8 or tuple(calibration.shape[1:]) != want:
         raise QuantizeError(
             f"calibration images are {calibration.dtype} {tuple(calibration.shape[1:])}, not uint8 {want}: "
-            "make them with edge.preprocess.to_model_image and the model's spec"
+            "make them with edge.model.preprocess.to_model_image and the model's spec"
         )
     converter = tf.lite.TFLiteConverter.from_keras_model(with_fixed_batch(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -1,9 +1,9 @@
 """A bundle's thickness response on phantom images of known thickness, fitted for the device to
-invert (edge.thickness.ThicknessCalibration).
+invert (edge.measure.thickness.ThicknessCalibration).
 
 Each image gives one point: the int8 model's band height (median over the measurement window's
 columns, in model rows, as drawn) against the true height over the same columns, at the
-image's mm per model row, with the band's layering contrast (edge.thickness.band_layering).
+image's mm per model row, with the band's layering contrast (edge.measure.thickness.band_layering).
 Two sets of images, from seeds no training, int8 calibration or validation image uses:
   screens: the phantom scanner as a cart sees it: its whole screen (the `default` look, depth
            30-50 mm), cropped to the B-mode region (the exact one) and reduced to the model
@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge import phantom, phantom_screen
-from edge.bundle import Bundle, update_manifest
-from edge.dataset import phantom_scan
+from edge.sim import phantom, phantom_screen
+from edge.model.bundle import Bundle, update_manifest
+from edge.sim.recipes import RESPONSE_SEEDS, phantom_scan
 from edge.frame import Frame
-from edge.quality import REJECTING
-from edge.segmenter import Segmenter
-from edge.thickness import (ThicknessCalibration, ThicknessOptions, band_layering, fit_thickness_calibration,
+from edge.measure.quality import REJECTING
+from edge.model.segmenter import Segmenter
+from edge.measure.thickness import (ThicknessCalibration, ThicknessOptions, band_layering, fit_thickness_calibration,
                             measure_thickness, window_slice)
 
-RESPONSE_SEEDS = 40_000_000  # phantom scenes of the thickness response (see convert.cli for the other ranges)
 RESPONSE_IMAGES = ("screens", "scans")
 SCREEN_SIZE = (1280, 720)
 SCREEN_DEPTHS_MM = (30.0, 50.0)

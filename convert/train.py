@@ -18,8 +18,8 @@ import numpy as np
 from convert.augment import AugmentOptions, augment_batch
 from convert.data import edge_weights, phantom_batch, phantom_coverage_batch
 from convert.unet import build_unet
-from edge.metrics import scores
-from edge.preprocess import PreprocessSpec, to_float
+from edge.measure.metrics import scores
+from edge.model.preprocess import PreprocessSpec, to_float
 
 LOSSES = ("ce", "dice_ce", "focal")  # cross-entropy (the study's), Dice + cross-entropy, focal
 SELECTIONS = ("band_dice", "mean_iou", "val_loss")  # what picks the best epoch and stops early
@@ -147,7 +147,7 @@ class ValidationScores(keras.callbacks.Callback):
 
     The label maps are the argmax of the logits as the saved model will give them: with the
     class weights' shift already removed (`shift`, `class_weight_shift`). Scores are those of
-    edge.metrics over the whole set, as validation computes them. A band absent from both the
+    edge.measure.metrics over the whole set, as validation computes them. A band absent from both the
     labels and the prediction counts as Dice 0.
     """
 
@@ -347,7 +347,9 @@ def train(
     start_from = out_dir / "last.keras" if done else init_weights
     if start_from is not None:
         model.set_weights(keras.models.load_model(start_from, compile=False, safe_mode=True).get_weights())
-    val_seeds = range(10_000_000 + options.seed, 10_000_000 + options.seed + 32)
+    from edge.sim.recipes import TRAINING_VALIDATION_SEEDS
+
+    val_seeds = range(TRAINING_VALIDATION_SEEDS + options.seed, TRAINING_VALIDATION_SEEDS + options.seed + 32)
     if val_data is None and coverage:
         images, targets = phantom_coverage_batch(val_seeds, spec)
         val = (to_float(images, spec), targets)

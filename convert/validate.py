@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.bands import band_thickness, band_zones
-from edge.bundle import Bundle
-from edge.metrics import scores
-from edge.preprocess import to_float
-from edge.segmenter import Segmenter, scores_in_logit_units
-from edge.thickness import measure_thickness
+from edge.measure.bands import band_thickness, band_zones
+from edge.model.bundle import Bundle
+from edge.measure.metrics import scores
+from edge.model.preprocess import to_float
+from edge.model.segmenter import Segmenter, scores_in_logit_units
+from edge.measure.thickness import measure_thickness
 
 
 def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2,
@@ -24,7 +24,7 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     of the thickness unit when spacings are not mm (e.g. "px" for native image pixels).
 
     A two-class model (background and band) is measured per band: every band of the true mask
-    that spans the measurement window is one thickness sample (see edge.bands), so the
+    that spans the measurement window is one thickness sample (see edge.measure.bands), so the
     thickness figures count bands, not images; a model of three or more classes gives one
     sample per image. native_labels: each image's mask at its own size (two-class models): the
     true thickness of each band is then measured on it, where the expert drew it, instead of on

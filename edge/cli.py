@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
-from edge.config import SourceOptions
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
+from edge.runtime.config import SourceOptions
 from edge.cli_help import conventions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
-from edge.quality import REJECTING
+from edge.measure.quality import REJECTING
 
 DEFAULT_SOURCE = SourceOptions.url
 
@@ -69,13 +69,13 @@ def main(argv=None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "doctor":
-            from edge.doctor import main as doctor_main
+            from edge.ops.doctor import main as doctor_main
 
             return doctor_main(args.config)
         if args.command == "bench":
             return cmd_bench(args)
         if args.command == "seal":
-            from edge.bundle import seal_bundle
+            from edge.model.bundle import seal_bundle
 
             bundle, now = seal_bundle(args.bundle)
             print(f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
 
 def _unsealed(path):
     """The bundle at `path` if all but its seal verifies and it has none; None otherwise."""
-    from edge.bundle import MANIFEST_HASH
+    from edge.model.bundle import MANIFEST_HASH
 
     try:
         bundle = load_bundle(path, sealed=False)
@@ -132,17 +132,17 @@ def _unsealed(path):
 def quiet_third_parties() -> None:
     """Keep libraries' chatter off the console: OpenCV's warnings (two TIFF warnings per image on
     real scanner screenshots) below its errors. LiteRT's own INFO line is held back where the
-    interpreter is made (edge.segmenter)."""
+    interpreter is made (edge.model.segmenter)."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def cmd_bench(args) -> int:
-    from edge.bench import DEFAULT_SOURCE as BENCH_SOURCE
-    from edge.bench import markdown, parse_spacing, run_bench
+    from edge.ops.bench import DEFAULT_SOURCE as BENCH_SOURCE
+    from edge.ops.bench import markdown, parse_spacing, run_bench
 
-    from edge.segmenter import check_threads
+    from edge.model.segmenter import check_threads
 
     try:
         threads = tuple(int(t) for t in args.threads.split(","))
@@ -163,7 +163,7 @@ def cmd_bench(args) -> int:
 
 def out_folder(text: str) -> Path:
     """The --out folder, made if missing; EdgeError (one line) when it cannot be made or written."""
-    from edge.config import folder_problem
+    from edge.runtime.config import folder_problem
 
     out = Path(text)
     try:
@@ -180,7 +180,7 @@ def cmd_calibrate(args) -> int:
     """Two points `--mm` apart on a still: the spacing, as config lines (square pixels)."""
     import cv2
 
-    from edge.calibration import from_points
+    from edge.screen.spacing import from_points
 
     img = cv2.imread(str(args.image), cv2.IMREAD_UNCHANGED) if Path(args.image).is_file() else None
     if img is None:
@@ -204,7 +204,7 @@ def cmd_calibrate(args) -> int:
 
 def resolve_options(args):
     """The config file, then --set overrides, then the dedicated flags; returns the Config."""
-    from edge.config import RUN_REQUIRED, load_config
+    from edge.runtime.config import RUN_REQUIRED, load_config
 
     flags = {"source.url": args.source, "model.bundle": args.bundle, "display.url": args.display,
              "display.baud": args.baud, "model.num_threads": args.threads, "log.directory": args.out}
@@ -244,12 +244,14 @@ def remove_if_empty(run_dir: Path) -> None:
 
 
 def cmd_run(args) -> int:
-    from edge import systemd
-    from edge.config import check_data_dir, data_paths
-    from edge.pipeline import Pipeline
-    from edge.segmenter import Segmenter, SegmenterOptions
-    from edge.sinks import ConsoleStatus, DisplaySink, JsonLinesLog
-    from edge.sources import open_source
+    from edge.sinks import systemd
+    from edge.runtime.config import check_data_dir, data_paths
+    from edge.runtime.pipeline import Pipeline
+    from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.sinks.console import ConsoleStatus
+    from edge.sinks.display import DisplaySink
+    from edge.sinks.jsonl import JsonLinesLog
+    from edge.runtime.factory import open_source
 
     if args.frames is not None and args.frames < 1:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")
@@ -274,11 +276,11 @@ def cmd_run(args) -> int:
     if display_sink is not None:
         sinks.append(display_sink)
     if cfg.log.csv:
-        from edge.csvlog import CsvLog
+        from edge.sinks.csvlog import CsvLog
 
         sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256, simulated))
     if cfg.recording.enabled:
-        from edge.recording import RecordingSink
+        from edge.sinks.recording import RecordingSink
 
         if cfg.recording.include_full_screen:
             print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
@@ -288,7 +290,7 @@ def cmd_run(args) -> int:
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
-    # and WATCHDOG=1 while they flow (edge/systemd.py); outside systemd it does nothing.
+    # and WATCHDOG=1 while they flow (edge/sinks/systemd.py); outside systemd it does nothing.
     sinks.append(systemd.NotifySink())
     pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)
     stopped_by = []

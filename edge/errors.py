@@ -17,6 +17,12 @@ class ConfigError(EdgeError):
     """A configuration file or option is malformed."""
 
 
+def require_option(section: str, key: str, value, ok: bool, why: str) -> None:
+    """ConfigError naming the [section] key and the value given, unless `ok`."""
+    if not ok:
+        raise ConfigError(f"[{section}] {key}: {why}, got {value!r}")
+
+
 class RunFailed(EdgeError):
     """A run that went but failed: it measured nothing, or its log or summary could not be written.
     The command line exits 1 for it (2 is for bad input refused before anything ran)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from edge.thickness import ThicknessCalibration
+    from edge.measure.thickness import ThicknessCalibration
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Frame:
     t_capture: time.monotonic() when the source produced it; every latency is measured from here.
     spacing_mm: (row, column) pixel spacing of `image` in mm, or None when not calibrated.
     truth: ground truth when the source knows it (the phantom), else None.
-    spacing_source: where spacing_mm came from (edge.calibration sources: "config",
+    spacing_source: where spacing_mm came from (edge.screen.spacing sources: "config",
     "depth_mm", "source", "screen", "none", "refused"); "" when nothing said.
     """
 
@@ -37,7 +37,7 @@ class Segmentation:
 
     labels: uint8 HxW class indices. logits: HxWxK scores in logit units, one per class (the
     raw int8 logits, or float32 log-probabilities of a softmax or sigmoid model: see
-    edge.segmenter; their argmax is `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
+    edge.model.segmenter; their argmax is `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
     pixel in mm, or None. image: the model input (HxWxC uint8) the labels were drawn from.
     """
 
@@ -47,7 +47,7 @@ class Segmentation:
     spacing_mm: tuple[float, float] | None
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
-    calibration: ThicknessCalibration | None = None  # the bundle's edge.thickness.ThicknessCalibration, if it has one
+    calibration: ThicknessCalibration | None = None  # the bundle's edge.measure.thickness.ThicknessCalibration, if it has one
     image: np.ndarray | None = None
 
 
@@ -57,7 +57,7 @@ class Measurement:
 
     A three-class model (tissue above, the TLF, tissue below) gives one measurement per frame:
     band 0 of 1. A two-class model (background / band) gives one per band it drew, ordered by
-    depth (band 0 the most superficial; edge.bands), all with the frame's seq and t_capture.
+    depth (band 0 the most superficial; edge.measure.bands), all with the frame's seq and t_capture.
     """
 
     seq: int

@@ -14,7 +14,7 @@ SCREEN = (1280, 720)  # the depth readout is legible at this size (the scale is 
 
 def screen_videos(folder: Path, seeds=(11, 12), frames: int = 6) -> list[dict]:
     """MJPEG AVIs of phantom scanner screens; the truth of each (roi, spacing per frame)."""
-    import edge.phantom_screen as ps
+    import edge.sim.phantom_screen as ps
 
     folder.mkdir(parents=True, exist_ok=True)
     return [{"path": folder / f"screen{s}.avi", "truth": ps.write_clip(folder / f"screen{s}.avi", s, frames=frames, size=SCREEN)}

@@ -24,7 +24,7 @@ TINY_SPACING = (TINY_FIELD_MM / 64, TINY_FIELD_MM / 64)
 def small_field_set(n: int, seed: int, size: int = 64):
     """n phantom scans of a 16 mm field at 64x64 with a 1.6-2.5 mm TLF: (images NxHxWx1, labels, spacings).
     size: another side in pixels, the field growing with it (the same 0.25 mm pixels and layers)."""
-    from edge import phantom
+    from edge.sim import phantom
 
     rng = np.random.default_rng(seed)
     field = TINY_FIELD_MM * size / 64
@@ -49,7 +49,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def tiny_spec():
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     return PreprocessSpec(height=64, width=64)
 
@@ -85,9 +85,9 @@ APO_SIZE = 128
 
 def apo_crops(folder: Path = APO_FEW):
     """The DL_Track screenshots of `folder` cut to their B-mode region as the device cuts them
-    (edge.roi), with their masks cut alike: (stems, images, labels) at native size."""
-    from edge.dataset import iter_dataset, read_dataset_config
-    from edge.roi import crop, detect_roi
+    (edge.screen.roi), with their masks cut alike: (stems, images, labels) at native size."""
+    from edge.data.dataset import iter_dataset, read_dataset_config
+    from edge.screen.roi import crop, detect_roi
 
     stems, images, labels = [], [], []
     for stem, img, lab in iter_dataset(folder, read_dataset_config(APO_CONFIG)):
@@ -105,7 +105,7 @@ def apo_bundle(tmp_path_factory):
     pytest.importorskip("tensorflow")
     from convert.quantize import load_keras_model, quantize_to_bundle
     from convert.train import TrainOptions, train
-    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+    from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     spec = PreprocessSpec(APO_SIZE, APO_SIZE)
     _, images, labels = apo_crops()

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge import phantom
+from edge.sim import phantom
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "phantom_reference"
 FIELDS = ("image", "labels", "thickness_mm", "top_px", "bottom_px", "spacing_mm")

@@ -1,4 +1,4 @@
-"""The default scanner screens of `edge.phantom_screen`, frozen: the chrome (everything but the
+"""The default scanner screens of `edge.sim.phantom_screen`, frozen: the chrome (everything but the
 B-mode and the clock) of the default look at each screen size, and one whole default screen.
 `tests/test_phantom_screen_pinned.py` holds the renderer to them; new screen styles must stay
 behind options that are off by default.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from edge import phantom_screen as ps
+from edge.sim import phantom_screen as ps
 
 FOLDER = Path(__file__).resolve().parent / "data" / "screen_reference"
 # (size, depth mm, seed, lateral scale): the chrome of each is stored.

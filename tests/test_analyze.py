@@ -19,7 +19,7 @@ import pytest
 from analyze_inputs import cart_log, cart_recording, copy_dicoms, damaged_dicom, frames_of, screen_videos, summaries_of
 from conftest import DICOM_DIR
 from edge.cli import main
-from edge.quality import REJECTING
+from edge.measure.quality import REJECTING
 from test_tf_free_commands import WITHOUT_CONVERT_EXTRA
 
 pytest.importorskip("pyarrow")

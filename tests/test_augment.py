@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from convert.augment import NONE, PARTS, AugmentOptions, augment, augment_batch, sample_rng
-from edge.dataset import iter_dataset, read_dataset_config
-from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.data.dataset import iter_dataset, read_dataset_config
+from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
 REPO = Path(__file__).resolve().parents[1]
 DLTRACK = REPO / "tests" / "data" / "dltrack_apo"
@@ -79,7 +79,7 @@ def test_intensity_parts_leave_labels_alone_and_blank_pixels_blank(real):
     images, labels = real
     intensity = AugmentOptions(probability=1.0).without(["flip", "rotate", "scale", "translate"])
     img0 = images[0].copy()
-    img0[:, :12] = 0  # blanked, as edge.roi.crop leaves the outside of the scanner's outline
+    img0[:, :12] = 0  # blanked, as edge.screen.roi.crop leaves the outside of the scanner's outline
     for i in range(6):
         img, lab, applied = augment(img0, labels[0], intensity, sample_rng(1, i, 0))
         assert {"gain", "contrast", "gamma", "speckle", "blur", "attenuation"} == set(applied)

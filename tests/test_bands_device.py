@@ -1,4 +1,4 @@
-"""Per-band measurement on the device (edge.bands, edge.pipeline.measure_frame): a two-class
+"""Per-band measurement on the device (edge.measure.bands, edge.runtime.pipeline.measure_frame): a two-class
 model's bands are found in its own label map, ordered by depth and each measured as validation
 measures it; logs, CSV and the display carry the band index; the three-class TLF stays one band."""
 
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from conftest import APO_SIZE, apo_crops
-from edge.bands import band_thickness, band_zones, measure_bands
+from edge.measure.bands import band_thickness, band_zones, measure_bands
 from edge.frame import Frame, Segmentation
-from edge.pipeline import measure_frame
-from edge.preprocess import PreprocessSpec, resize_labels
-from edge.quality import Quality
-from edge.thickness import ThicknessOptions, measure_thickness
+from edge.runtime.pipeline import measure_frame
+from edge.model.preprocess import PreprocessSpec, resize_labels
+from edge.measure.quality import Quality
+from edge.measure.thickness import ThicknessOptions, measure_thickness
 
 
 def seg_of(labels, logits=None, spacing=None) -> Segmentation:
@@ -122,7 +122,7 @@ def test_the_display_sink_sends_a_frames_bands_together():
     """DisplaySink offers a frame once its last band has come: one wire MEASUREMENT per band, in
     band order, with the frame's capture time, and the label map once."""
     from edge.frame import Measurement
-    from edge.sinks import DisplaySink
+    from edge.sinks.display import DisplaySink
 
     class Link:
         def __init__(self):

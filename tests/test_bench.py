@@ -3,15 +3,15 @@ import json
 import numpy as np
 import pytest
 
-from edge import phantom
-from edge.bench import STAGES, accuracy_pass, run_bench
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.sim import phantom
+from edge.ops.bench import STAGES, accuracy_pass, run_bench
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.cli import main
-from edge.dataset import labelled_frames, phantom_dataset_config, write_dataset
-from edge.metrics import scores
-from edge.preprocess import model_spacing, resize_labels, to_model_image
-from edge.segmenter import Segmenter
-from edge.thickness import measure_thickness
+from edge.data.dataset import labelled_frames, phantom_dataset_config, write_dataset
+from edge.measure.metrics import scores
+from edge.model.preprocess import model_spacing, resize_labels, to_model_image
+from edge.model.segmenter import Segmenter
+from edge.measure.thickness import measure_thickness
 
 
 def test_bench_report_format_on_a_short_run(tmp_path):

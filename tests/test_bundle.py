@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import DEMO_BUNDLE, SCHEMA, load_bundle, write_manifest
+from edge.model.bundle import DEMO_BUNDLE, SCHEMA, load_bundle, write_manifest
 from edge.errors import BundleError
 
 
@@ -107,7 +107,7 @@ def test_the_seal_covers_content_not_formatting(bundle_copy):
 
 
 def test_the_converters_writers_seal_the_manifest(bundle_copy):
-    from edge.bundle import manifest_digest, update_manifest
+    from edge.model.bundle import manifest_digest, update_manifest
 
     b = update_manifest(load_bundle(bundle_copy), validation={"gate": {"passed": True, "failures": []}})
     assert b.manifest["manifest_sha256"] == manifest_digest(b.manifest)
@@ -144,8 +144,8 @@ def test_model_path_escaping_the_bundle_is_refused(bundle_copy):
 
 
 def test_wrong_model_file_is_refused_by_the_segmenter(bundle_copy):
-    from edge.bundle import file_sha256
-    from edge.segmenter import Segmenter, SegmenterOptions
+    from edge.model.bundle import file_sha256
+    from edge.model.segmenter import Segmenter, SegmenterOptions
 
     (bundle_copy / "model.tflite").write_bytes(b"this is not a flatbuffer" * 10)
     edit_manifest(bundle_copy, lambda m: m.update(sha256=file_sha256(bundle_copy / "model.tflite")))
@@ -154,7 +154,7 @@ def test_wrong_model_file_is_refused_by_the_segmenter(bundle_copy):
 
 
 def test_a_failed_validation_gate_is_reported_when_the_model_is_loaded(bundle_copy, capsys):
-    from edge.segmenter import Segmenter, SegmenterOptions
+    from edge.model.segmenter import Segmenter, SegmenterOptions
 
     failed = {"gate": {"passed": False, "failures": ["int8 mean IoU is 0.0900 below float"]}}
     edit_manifest(bundle_copy, lambda m: m.update(validation=failed))

@@ -13,12 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import doctor, ocr
-from edge.config import load_config
+from edge.ops import doctor
+from edge.screen import ocr
+from edge.runtime.config import load_config
 from edge.frame import Frame, Segmentation
-from edge.pipeline import measure
-from edge.quality import Quality
-from edge.thickness import ThicknessOptions
+from edge.runtime.pipeline import measure
+from edge.measure.quality import Quality
+from edge.measure.thickness import ThicknessOptions
 
 from conftest import APO_FEW
 
@@ -129,7 +130,7 @@ def test_run_on_a_quarter_tick_screen_measures_in_mm_with_the_screen_scale(tmp_p
     run_dir = next((tmp_path / "runs").iterdir())
     lay = json.loads((run_dir / "summary.json").read_text())["layout"]
     assert lay["calibration"] == "screen" and "ticks of 2.5 mm" in lay["calibration_note"]
-    from edge import phantom_screen as ps
+    from edge.sim import phantom_screen as ps
 
     truth = ps.layout((1024, 768), 40.0, 40.0, 5, style="quarter").spacing_mm[0]
     assert abs(lay["spacing_mm"][0] / truth - 1) < 0.01

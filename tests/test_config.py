@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.config import RUN_REQUIRED, SECTIONS, Config, DisplayOptions, apply_overrides, load_config, tomllib
+from edge.runtime.config import RUN_REQUIRED, SECTIONS, Config, DisplayOptions, apply_overrides, load_config, tomllib
 from edge.errors import ConfigError
-from edge.temporal import TemporalOptions
-from edge.thickness import ThicknessOptions
+from edge.measure.temporal import TemporalOptions
+from edge.measure.thickness import ThicknessOptions
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "tlf-edge.example.toml"
 

@@ -7,7 +7,7 @@ tf = pytest.importorskip("tensorflow")
 
 from convert.quantize import QuantizeError, load_keras_model, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet  # noqa: E402
-from edge.preprocess import to_float  # noqa: E402
+from edge.model.preprocess import to_float  # noqa: E402
 
 
 def test_paper_size_unet_has_the_study_shape():
@@ -58,7 +58,7 @@ def test_tiny_bundle_is_full_integer_with_fixed_batch(tiny_bundle, tiny_spec):
 
 
 def test_int8_agrees_with_float_on_unseen_phantoms(tiny_bundle, tiny_model_path, tiny_spec, tiny_val):
-    from edge.segmenter import Segmenter
+    from edge.model.segmenter import Segmenter
 
     model = load_keras_model(tiny_model_path)
     seg = Segmenter(tiny_bundle, 2)
@@ -70,7 +70,7 @@ def test_int8_agrees_with_float_on_unseen_phantoms(tiny_bundle, tiny_model_path,
         agree.append((f == q).mean())
     assert np.mean(agree) > 0.97
     # and the tiny model has learnt the band
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
 
     q_all = np.stack([np.argmax(seg.infer(i), -1) for i in images])
     assert scores(labels, q_all, 3)["dice"][1] > 0.5
@@ -122,7 +122,7 @@ def test_missing_or_bad_model_file_is_a_clear_error(tmp_path):
 
 def test_quantize_cli_writes_a_bundle(tiny_model_path, tmp_path):
     from convert.cli import main
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
 
     out = tmp_path / "b"
     report = tmp_path / "layers.csv"
@@ -138,7 +138,7 @@ def test_quantize_states_the_resize_the_model_was_trained_with(tiny_model_path, 
     import shutil
 
     from convert.cli import main
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
 
     # tiny_model_path's train.json states area; a copy whose train.json states cubic.
     assert json.loads((tiny_model_path.parent / "train.json").read_text())["preprocess"]["interpolation"] == "area"

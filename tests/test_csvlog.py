@@ -5,15 +5,15 @@ from dataclasses import replace
 
 import pytest
 
-from edge import phantom
-from edge.csvlog import COLUMNS, CsvLog
+from edge.sim import phantom
+from edge.sinks.csvlog import COLUMNS, CsvLog
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
-from edge.pipeline import measure, smooth
-from edge.preprocess import PreprocessSpec, model_spacing, resize_labels
-from edge.quality import Quality
-from edge.temporal import TemporalFilter
-from edge.thickness import ThicknessOptions
+from edge.runtime.pipeline import measure, smooth
+from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
+from edge.measure.quality import Quality
+from edge.measure.temporal import TemporalFilter
+from edge.measure.thickness import ThicknessOptions
 
 SPEC = PreprocessSpec()
 

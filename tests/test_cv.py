@@ -47,7 +47,7 @@ def test_on_the_real_set_no_look_alike_pair_straddles_two_folds():
 @pytest.fixture(scope="module")
 def band_set(tmp_path_factory):
     """36 small-field phantom scans as a two-class set (background / band): always at hand."""
-    from edge.dataset import DatasetConfig, write_dataset
+    from edge.data.dataset import DatasetConfig, write_dataset
 
     images, labels, _ = small_field_set(36, seed=8)
     root = tmp_path_factory.mktemp("bandset") / "set"

@@ -18,8 +18,8 @@ from convert.data import (
     UnknownClassError,
     UnreadableFileError,
 )
-from edge import phantom
-from edge.preprocess import PreprocessSpec
+from edge.sim import phantom
+from edge.model.preprocess import PreprocessSpec
 
 from conftest import APO_FEW
 

@@ -178,7 +178,7 @@ def test_the_config_example_uses_the_udev_names():
 def test_the_installed_config_names_the_udev_devices_and_no_simulation():
     """install.sh installs tlf-edge.cart.toml as the service's config: it loads as a run's config
     (source and display named), names the devices the udev rules make, and is no phantom."""
-    from edge.config import RUN_REQUIRED, load_config
+    from edge.runtime.config import RUN_REQUIRED, load_config
     from edge.sources import open_source
 
     installer = (DEPLOY / "install.sh").read_text()

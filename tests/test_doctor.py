@@ -1,8 +1,8 @@
 import io
 import shutil
 
-from edge import doctor
-from edge.bundle import DEMO_BUNDLE
+from edge.ops import doctor
+from edge.model.bundle import DEMO_BUNDLE
 
 
 def test_doctor_passes_on_the_embedded_default_apart_from_the_machine(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The out-of-domain guard (edge.domain): a bundle records what its training images looked like
+"""The out-of-domain guard (edge.measure.domain): a bundle records what its training images looked like
 and how sure its model is of held-out images; the device flags frames far outside
 (OUT_OF_DOMAIN, not measured). The shipped demo bundle (phantom-trained) flags the real DL_Track
 screenshots and the real DICOMs and none of its phantom scanner's frames; a bundle trained on
@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 
 from conftest import APO_CONFIG, APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
-from edge.bundle import DEMO_BUNDLE, load_bundle, update_manifest
-from edge.domain import IMAGE_FEATURES, DomainModel, fit_domain, image_features, margin_features
+from edge.model.bundle import DEMO_BUNDLE, load_bundle, update_manifest
+from edge.measure.domain import IMAGE_FEATURES, DomainModel, fit_domain, image_features, margin_features
 from edge.errors import BundleError
 from edge.frame import Frame
-from edge.pipeline import measure_frame
-from edge.prepare import Prepare
-from edge.preprocess import to_model_image
-from edge.quality import REJECTING, Quality
-from edge.segmenter import Segmenter
-from edge.sources import open_source
-from edge.thickness import ThicknessOptions
+from edge.runtime.pipeline import measure_frame
+from edge.screen.prepare import Prepare
+from edge.model.preprocess import to_model_image
+from edge.measure.quality import REJECTING, Quality
+from edge.model.segmenter import Segmenter
+from edge.runtime.factory import open_source
+from edge.measure.thickness import ThicknessOptions
 
 SHARED_APO = REALDATA / "dltrack_apo"
 
@@ -149,8 +149,8 @@ def test_a_bundle_trained_on_dltrack_flags_none_of_its_held_out_images_and_flags
     from convert.folds import look_alike_groups, split_groups, thumbnail
     from convert.quantize import load_keras_model, quantize_to_bundle
     from convert.train import TrainOptions, train
-    from edge.dataset import read_dataset_config, write_dataset
-    from edge.preprocess import PreprocessSpec, resize_labels
+    from edge.data.dataset import read_dataset_config, write_dataset
+    from edge.model.preprocess import PreprocessSpec, resize_labels
 
     sub = tmp_path / "sub"  # every third image of the shared set: 40 crops of every image size
     for part in ("images", "masks"):

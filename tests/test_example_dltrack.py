@@ -92,7 +92,7 @@ def _size(stem: str) -> tuple[int, int]:
 
 @needs_data
 def test_bundle_is_a_two_class_aponeurosis_model(example):
-    from edge.bundle import load_bundle
+    from edge.model.bundle import load_bundle
 
     b = load_bundle(example / "bundle")
     assert b.manifest["classes"] == ["background", "aponeurosis"] and b.tlf_class == 1
@@ -130,7 +130,7 @@ def _summary():
 def test_broken_conversion_fails_the_agreement_bounds(example, tmp_path):
     """The bounds above are not vacuous: the same model calibrated on black frames breaks them."""
     from convert.quantize import load_keras_model, quantize_to_bundle
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     model = load_keras_model(example / "model" / "model.keras")
     black = np.zeros((16, SIZE, SIZE, 1), np.uint8)
@@ -183,8 +183,8 @@ def test_classes_come_from_the_config_not_the_highest_label(tmp_path):
 def test_each_band_of_a_two_class_map_is_measured_on_its_own():
     """Two bands on background: the one-band measurement rejects the map (no 'below' class, two
     runs per column); per band, each is measured, with sub-pixel edges from the logits."""
-    from edge.bands import band_thickness, band_zones
-    from edge.thickness import measure_thickness
+    from edge.measure.bands import band_thickness, band_zones
+    from edge.measure.thickness import measure_thickness
 
     h, w = 100, 120
     edges = [(20.3, 27.6), (60.0, 72.5)]  # rows where the band starts and ends

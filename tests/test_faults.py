@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge import phantom
-from edge import phantom_screen as ps
+from edge.sim import phantom
+from edge.sim import phantom_screen as ps
 from sandbox import listing, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,9 +142,11 @@ def test_a_capture_device_that_vanishes_shows_no_signal_and_resumes(tmp_path):
     from firmware_bridge.emulator import DisplayEmulator
     from firmware_bridge.messages import StatusCode
 
-    from edge.pipeline import Pipeline
-    from edge.segmenter import Segmenter, SegmenterOptions
-    from edge.sinks import DisplaySink, JsonLinesLog, Sink
+    from edge.runtime.pipeline import Pipeline
+    from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.sinks.base import Sink
+    from edge.sinks.display import DisplaySink
+    from edge.sinks.jsonl import JsonLinesLog
     from edge.sources.capture import CaptureSource
 
     clip = write_phantom_avi(tmp_path / "card.avi", 24)
@@ -302,7 +304,7 @@ def _cut_manifest(bundle: Path) -> str:
 
 @pytest.mark.parametrize("damage", [_flip_a_model_byte, _future_schema, _cut_manifest])
 def test_a_wrong_or_tampered_bundle_is_refused_in_one_line(tmp_path, damage):
-    from edge.bundle import DEMO_BUNDLE
+    from edge.model.bundle import DEMO_BUNDLE
 
     bundle = tmp_path / "bundle"
     shutil.copytree(DEMO_BUNDLE, bundle)

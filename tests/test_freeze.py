@@ -2,11 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom, phantom_screen
+from edge.sim import phantom, phantom_screen
 from edge.frame import Frame, Measurement
-from edge.freeze import FreezeDetector
-from edge.quality import Quality
-from edge.temporal import TemporalFilter
+from edge.measure.freeze import FreezeDetector
+from edge.measure.quality import Quality
+from edge.measure.temporal import TemporalFilter
 
 SEED = 4
 

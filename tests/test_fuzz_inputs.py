@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.bundle import DEMO_BUNDLE, MANIFEST_FILE, load_bundle, write_manifest
-from edge.config import RUN_REQUIRED, SECTIONS, Config, check_data_dir, data_paths, load_config
+from edge.model.bundle import DEMO_BUNDLE, MANIFEST_FILE, load_bundle, write_manifest
+from edge.runtime.config import RUN_REQUIRED, SECTIONS, Config, check_data_dir, data_paths, load_config
 from edge.errors import BundleError, ConfigError, SourceError
-from edge.sources import open_source
+from edge.runtime.factory import open_source
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -74,8 +74,8 @@ def config_documents(draw) -> str:
 
 def usable(cfg: Config, tmp_path) -> None:
     """Build what `tlf-edge run` builds from a config, short of the model and the devices."""
-    from edge.prepare import Prepare
-    from edge.temporal import TemporalFilter
+    from edge.screen.prepare import Prepare
+    from edge.measure.temporal import TemporalFilter
 
     Prepare(cfg.roi, cfg.calibration)
     TemporalFilter(cfg.temporal)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import DEMO_BUNDLE
+from edge.model.bundle import DEMO_BUNDLE
 from sandbox import listing, strict_json, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -355,7 +355,7 @@ def test_06_an_impossible_thread_count_is_refused(cart, args):
 
 def test_06_more_threads_than_cpus_run_on_the_cpus_there_are_with_a_warning(cart):
     """A config written for a bigger cart still runs: the count is lowered to this machine's CPUs."""
-    from edge.segmenter import usable_cpus
+    from edge.host import usable_cpus
 
     asked = usable_cpus() + 2
     r = cart.run("run", "--source", CLIP, "--display", "none", "--out", cart.data / "runs", "--quiet",
@@ -688,7 +688,7 @@ def test_18_a_huge_image_and_a_fifo_in_a_folder_are_skipped_not_decoded_or_waite
     import cv2
     import numpy as np
 
-    from edge import phantom
+    from edge.sim import phantom
 
     folder = cart.etc / "frames"
     image_folder(folder, [phantom.scan(s, (256, 256)).image for s in (1, 2)])
@@ -705,7 +705,7 @@ def test_18_a_huge_image_and_a_fifo_in_a_folder_are_skipped_not_decoded_or_waite
 def test_18_a_video_larger_than_max_pixels_is_refused(cart):
     import cv2
 
-    from edge import phantom
+    from edge.sim import phantom
 
     clip = cart.etc / "clip.avi"
     w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (256, 256))
@@ -746,8 +746,8 @@ def test_20_the_recorded_reading_is_legible_and_says_filtered(cart):
     import cv2
     import numpy as np
 
-    from edge import phantom_screen as ps
-    from edge.recording import text_layout, text_masks
+    from edge.sim import phantom_screen as ps
+    from edge.sinks.recording import text_layout, text_masks
 
     clip = cart.etc / "screen.avi"
     ps.write_clip(clip, 11, frames=8, size=(1280, 720))

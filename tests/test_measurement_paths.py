@@ -25,14 +25,14 @@ from conftest import small_field_set  # noqa: E402
 from convert.quantize import load_keras_model, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet  # noqa: E402
 from convert.validate import compare, gate  # noqa: E402
-from edge.bench import accuracy_pass, stage_pass  # noqa: E402
-from edge.dataset import LabelledFrame, labelled_frames, phantom_dataset_config, write_dataset  # noqa: E402
+from edge.ops.bench import accuracy_pass, stage_pass  # noqa: E402
+from edge.data.dataset import LabelledFrame, labelled_frames, phantom_dataset_config, write_dataset  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.pipeline import measure  # noqa: E402
-from edge.preprocess import to_float  # noqa: E402
-from edge.segmenter import Segmenter  # noqa: E402
-from edge.sinks import Sink  # noqa: E402
-from edge.thickness import ThicknessOptions, measure_thickness  # noqa: E402
+from edge.runtime.pipeline import measure  # noqa: E402
+from edge.model.preprocess import to_float  # noqa: E402
+from edge.model.segmenter import Segmenter  # noqa: E402
+from edge.sinks.base import Sink  # noqa: E402
+from edge.measure.thickness import ThicknessOptions, measure_thickness  # noqa: E402
 
 
 @pytest.fixture(scope="module")

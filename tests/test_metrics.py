@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.metrics import confusion, scores
+from edge.measure.metrics import confusion, scores
 
 
 def test_scores_on_a_known_case():

@@ -23,10 +23,10 @@ from keras import layers  # noqa: E402
 
 from convert.quantize import DYNAMIC_OPS, QuantizeError, check_family, graph_report, quantize_to_bundle  # noqa: E402
 from convert.unet import build_unet, export_ready  # noqa: E402
-from edge import phantom  # noqa: E402
+from edge.sim import phantom  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
-from edge.segmenter import Segmenter  # noqa: E402
+from edge.model.preprocess import PreprocessSpec, to_float, to_model_image  # noqa: E402
+from edge.model.segmenter import Segmenter  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ def test_calibration_images_must_match_the_model_input(tmp_path):
 def test_bundles_with_inconsistent_output_descriptions_are_refused(change, match, tmp_path):
     import shutil
 
-    from edge.bundle import DEMO_BUNDLE, load_bundle
+    from edge.model.bundle import DEMO_BUNDLE, load_bundle
     from edge.errors import BundleError
     from test_bundle import edit_manifest
 
@@ -322,7 +322,7 @@ def test_bundles_with_inconsistent_output_descriptions_are_refused(change, match
 
 
 def test_the_demo_bundle_is_a_logits_bundle():
-    from edge.bundle import DEMO_BUNDLE, load_bundle
+    from edge.model.bundle import DEMO_BUNDLE, load_bundle
 
     b = load_bundle(DEMO_BUNDLE)
     assert b.output_kind == "logits" and b.classes[b.tlf_class] == "tlf"

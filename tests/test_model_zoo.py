@@ -2,7 +2,7 @@
 .keras file and (with tf_keras, which the dev extra installs) as the Keras 2 .h5 that TensorFlow
 <= 2.15 wrote (or the Keras 2 .keras it recommended from 2.13), goes through `tlf-convert quantize` with the preprocessing it was trained with
 declared, passes the float-versus-int8 gate on labelled phantom scans, and runs on the device's
-LiteRT runtime through edge.segmenter.
+LiteRT runtime through edge.model.segmenter.
 
 One tiny U-Net (base 8, depth 2, 64 px; two heads: a 3-class softmax and a one-channel TLF
 sigmoid) is trained for a few seconds; every structure of the zoo is built from its weights by
@@ -29,10 +29,10 @@ import keras  # noqa: E402
 
 from conftest import TINY_SPACING, small_field_set  # noqa: E402
 from convert.cli import main  # noqa: E402
-from edge.bundle import load_bundle  # noqa: E402
+from edge.model.bundle import load_bundle  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.preprocess import to_float, to_model_image  # noqa: E402
-from edge.segmenter import Segmenter, scores_in_logit_units  # noqa: E402
+from edge.model.preprocess import to_float, to_model_image  # noqa: E402
+from edge.model.segmenter import Segmenter, scores_in_logit_units  # noqa: E402
 
 FILTERS = (8, 16, 32)  # enc0, enc1, bottom
 
@@ -250,7 +250,7 @@ def trained():
 
 
 def _spec(size, channels=1):
-    from edge.preprocess import PreprocessSpec
+    from edge.model.preprocess import PreprocessSpec
 
     return PreprocessSpec(size, size, channels)
 
@@ -377,7 +377,7 @@ DEVICE_CASES = [(s, fmt) for s, fmt in CASES if (s.id, fmt) in {
 
 @pytest.mark.parametrize("s, fmt", DEVICE_CASES, ids=[f"{s.id}-{fmt}" for s, fmt in DEVICE_CASES])
 def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, capsys, tmp_path):
-    """edge.segmenter on ai-edge-litert: labels as the float model draws them on frames of
+    """edge.model.segmenter on ai-edge-litert: labels as the float model draws them on frames of
     another size, scores in logit units whatever the head."""
     rc, _, _, bundle_path, path, _ = converted(s, fmt, capsys)
     assert rc in (0, 3) if s.near_limit else rc == 0  # 3: the gate judged it; the bundle is written all the same

@@ -1,6 +1,6 @@
 import numpy as np
 
-from edge import phantom
+from edge.sim import phantom
 
 
 def test_same_seed_same_scan_and_different_seed_differs():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 
 
 def test_complex_normal_is_circular_gaussian_with_unit_variance_per_part():

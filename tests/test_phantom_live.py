@@ -7,11 +7,12 @@ import threading
 
 import pytest
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import SourceError
-from edge.pipeline import Pipeline
-from edge.segmenter import Segmenter
-from edge.sources.base import Source, open_source
+from edge.runtime.pipeline import Pipeline
+from edge.model.segmenter import Segmenter
+from edge.runtime.factory import open_source
+from edge.sources.base import Source
 
 
 class FakeClock:

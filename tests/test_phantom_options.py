@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 
 
 def assert_band_matches_truth(s):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from phantom_reference import CASES, DIGESTS, REFERENCE, arrays, digest, load_reference
 
 # What an image may differ by between CPUs: the share of pixels more than 2 grey levels off, the

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom_screen as ps
+from edge.sim import phantom_screen as ps
 from edge.errors import ConfigError
 
 

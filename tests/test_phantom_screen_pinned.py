@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom_screen as ps
+from edge.sim import phantom_screen as ps
 from screen_reference import CHROME_CASES, FOLDER, SCREEN_CASE, chrome_case, screen_case
 
 MAX_CHROME_PIXELS_OFF = 4  # chrome pixels more than 2 grey levels off

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 
 SHAPE = (128, 128)
 

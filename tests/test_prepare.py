@@ -10,18 +10,18 @@ import sys
 import numpy as np
 import pytest
 
-from edge import phantom_screen as ps
-from edge.config import CalibrationOptions, RoiOptions
+from edge.sim import phantom_screen as ps
+from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.prepare import Prepare
-from edge.sources import open_source
-from edge.sources.phantom import PhantomScreenSource, column_truth
+from edge.screen.prepare import Prepare
+from edge.runtime.factory import open_source
+from edge.sim.source import PhantomScreenSource, column_truth
 
 SCREEN = "phantom://screen?seed={seed}&frames={frames}&size=640x480&depth=40,50&change_at={at}"
 # The default screen at 640x480 prints its depth in text 7 px high that OCR often reads as
 # "4.8 cm" for "4.0 cm": a readout that disagrees with the ticks, so the scale is refused
-# (edge.scale_reader). Tests that need the scale read use a size whose text is legible.
+# (edge.screen.scale_reader). Tests that need the scale read use a size whose text is legible.
 LEGIBLE = "phantom://screen?seed={seed}&frames={frames}&size=1024x768&depth=40,50&change_at={at}"
 
 

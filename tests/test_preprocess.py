@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import PreprocessSpec, int8_lookup, model_spacing, resize_labels, to_float, to_model_image
+from edge.model.preprocess import PreprocessSpec, int8_lookup, model_spacing, resize_labels, to_float, to_model_image
 
 
 def test_model_image_shape_gray_and_colour():
@@ -96,7 +96,7 @@ def test_a_manifest_without_the_new_fields_reads_as_before():
 
 
 def test_per_channel_int8_lookup_equals_quantizing_the_float_input():
-    from edge.preprocess import fill_int8
+    from edge.model.preprocess import fill_int8
 
     spec = PreprocessSpec(height=4, width=4, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     scale, zero = 0.0175, 3

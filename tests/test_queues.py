@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from edge.queues import BLOCK, FAIL, KEEP_NEWEST, BoundedQueue, QueueFull
+from edge.runtime.queues import BLOCK, FAIL, KEEP_NEWEST, BoundedQueue, QueueFull
 
 
 def test_keep_newest_drops_the_oldest_and_counts_it():

@@ -12,15 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom
+from edge.sim import phantom
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
-from edge.pipeline import Pipeline, RunStats, measure, smooth
-from edge.preprocess import PreprocessSpec, model_spacing, resize_labels
-from edge.recording import BAND_COLOUR, RecordingSink, draw_overlay, overlay_text
-from edge.sinks import Sink
-from edge.temporal import TemporalFilter
-from edge.thickness import ThicknessOptions
+from edge.runtime.pipeline import Pipeline, RunStats, measure, smooth
+from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
+from edge.sinks.recording import BAND_COLOUR, RecordingSink, draw_overlay, overlay_text
+from edge.sinks.base import Sink
+from edge.measure.temporal import TemporalFilter
+from edge.measure.thickness import ThicknessOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ROI = (301, 257)  # odd on purpose: the file must keep the ROI size exactly
@@ -150,7 +150,7 @@ def test_a_new_roi_size_starts_a_new_part(tmp_path, outputs):
 
 
 def test_a_full_disk_stops_recording_with_one_line_and_keeps_the_part_written(tmp_path, outputs, monkeypatch):
-    import edge.recording as recording
+    import edge.sinks.recording as recording
 
     real = recording.shutil.disk_usage
     Usage = namedtuple("Usage", "total used free")
@@ -170,7 +170,7 @@ def test_a_full_disk_stops_recording_with_one_line_and_keeps_the_part_written(tm
 
 
 def test_the_pipeline_reports_the_full_disk_and_other_sinks_go_on(tmp_path, outputs, monkeypatch):
-    import edge.recording as recording
+    import edge.sinks.recording as recording
 
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(recording.shutil, "disk_usage", lambda p: Usage(10, 10, 0))
@@ -198,7 +198,7 @@ def test_the_pipeline_reports_the_full_disk_and_other_sinks_go_on(tmp_path, outp
 
 
 def test_a_file_that_stops_growing_stops_recording(tmp_path, outputs, monkeypatch):
-    import edge.recording as recording
+    import edge.sinks.recording as recording
 
     sink = RecordingSink(tmp_path / "s.avi", stall_frames=3).open()
     sink.write(*outputs[0])
@@ -221,7 +221,7 @@ ABRUPT = """
 import os, sys
 sys.path.insert(0, {tests!r})
 from test_recording import phantom_outputs
-from edge.recording import RecordingSink
+from edge.sinks.recording import RecordingSink
 sink = RecordingSink({path!r}).open()
 for m, seg in phantom_outputs(12):
     sink.write(m, seg)

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import phantom_screen as ps
+from edge.sim import phantom_screen as ps
 from edge.errors import ConfigError
 from edge.frame import Frame
-from edge.roi import Roi, RoiTracker, crop, crop_frame, detect_roi, manual_roi
+from edge.screen.roi import Roi, RoiTracker, crop, crop_frame, detect_roi, manual_roi
 
 from conftest import APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
 

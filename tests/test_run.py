@@ -134,12 +134,12 @@ def test_doctor_and_bench_commands(tmp_path):
 def test_a_source_that_fails_mid_run_ends_with_its_summary_and_exit_1(tmp_path, monkeypatch, capsys):
     """A capture card that gives up after frames were measured: the run stops, its summary is
     printed and written, and it exits 1 (a runtime failure), not 2 (input refused at start)."""
-    import edge.sources
+    import edge.runtime.factory
     from edge.cli import main
     from edge.errors import SourceError
     from edge.sources.base import Source
 
-    real = edge.sources.open_source
+    real = edge.runtime.factory.open_source
 
     class GivesUp(Source):
         live = True
@@ -159,7 +159,7 @@ def test_a_source_that_fails_mid_run_ends_with_its_summary_and_exit_1(tmp_path, 
                 raise SourceError("capture '/dev/video0' lost and not back after 0 s (give_up)")
             return self.inner.read()
 
-    monkeypatch.setattr(edge.sources, "open_source", lambda url, **kw: GivesUp())
+    monkeypatch.setattr(edge.runtime.factory, "open_source", lambda url, **kw: GivesUp())
     rc = main(["run", "--source", "phantom://clip", "--display", "none", "--quiet", "--out", str(tmp_path / "runs")])
     out, err = capsys.readouterr()
     assert rc == 1, err
@@ -177,7 +177,7 @@ def test_a_frame_the_fixed_rect_does_not_fit_mid_run_is_skipped_and_counted(tmp_
     import cv2
     import numpy as np
 
-    from edge import phantom_screen
+    from edge.sim import phantom_screen
 
     folder = tmp_path / "screens"
     folder.mkdir()

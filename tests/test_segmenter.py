@@ -4,11 +4,12 @@ import sys
 import numpy as np
 import pytest
 
-from edge import phantom
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.sim import phantom
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 from edge.frame import Frame
-from edge.segmenter import Segmenter, SegmenterOptions, physical_cores
+from edge.host import physical_cores
+from edge.model.segmenter import Segmenter, SegmenterOptions
 
 
 def test_physical_cores_is_sane():
@@ -43,8 +44,8 @@ def test_segment_returns_labels_logits_and_model_spacing():
 
 def test_running_a_frame_loads_no_tensorflow():
     code = (
-        "import sys; from edge import phantom; from edge.frame import Frame;"
-        "from edge.segmenter import Segmenter, SegmenterOptions;"
+        "import sys; from edge.sim import phantom; from edge.frame import Frame;"
+        "from edge.model.segmenter import Segmenter, SegmenterOptions;"
         "s = phantom.scan(1); seg = Segmenter.create(SegmenterOptions(num_threads=1));"
         "seg.segment(Frame(s.image, 0.0, 0, spacing_mm=s.spacing_mm));"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')];"
@@ -55,8 +56,8 @@ def test_running_a_frame_loads_no_tensorflow():
 
 
 def test_demo_bundle_segments_phantom_frames_well():
-    from edge.metrics import scores
-    from edge.preprocess import resize_labels
+    from edge.measure.metrics import scores
+    from edge.model.preprocess import resize_labels
 
     seg = Segmenter.create(SegmenterOptions(num_threads=2))
     b = load_bundle(DEMO_BUNDLE)

@@ -1,4 +1,4 @@
-"""edge/systemd.py against a real AF_UNIX datagram socket standing in for systemd's notify socket,
+"""edge/sinks/systemd.py against a real AF_UNIX datagram socket standing in for systemd's notify socket,
 and `tlf-edge run` sending READY=1, WATCHDOG=1 and STOPPING=1 to it."""
 
 import math
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import systemd
+from edge.sinks import systemd
 from edge.frame import Frame, Measurement
-from edge.pipeline import Pipeline
-from edge.segmenter import Segmenter, SegmenterOptions
+from edge.runtime.pipeline import Pipeline
+from edge.model.segmenter import Segmenter, SegmenterOptions
 from edge.sources.base import Source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_sink_sends_ready_once_then_pings_at_a_third_of_the_interval(listener):
 
 
 def test_a_capture_outage_keeps_the_watchdog_fed_by_its_no_signal_reports(listener):
-    from edge.sinks import NO_SIGNAL, RUNNING
+    from edge.sinks.base import NO_SIGNAL, RUNNING
 
     s, env = listener
     clock = FakeClock()
@@ -182,7 +182,7 @@ class StallingSource(Source):
     """A few phantom frames, then read() blocks until released: a capture card that hangs."""
 
     def __init__(self, n):
-        from edge import phantom
+        from edge.sim import phantom
 
         self.scans = list(phantom.clip(3, frames=n, shape=(128, 128)))
         self.i = 0

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from edge.errors import ConfigError
 from edge.frame import Measurement
-from edge.quality import REJECTING, Quality
-from edge.temporal import Estimate, TemporalFilter, TemporalOptions
+from edge.measure.quality import REJECTING, Quality
+from edge.measure.temporal import Estimate, TemporalFilter, TemporalOptions
 
 FPS = 30.0
 

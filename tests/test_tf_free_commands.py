@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

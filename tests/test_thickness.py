@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from edge import phantom
-from edge.quality import Quality
-from edge.thickness import ThicknessOptions, band_edges, measure_thickness
+from edge.sim import phantom
+from edge.measure.quality import Quality
+from edge.measure.thickness import ThicknessOptions, band_edges, measure_thickness
 
 
 def band_labels(h=100, w=120, top=None, thickness=8):
@@ -101,7 +101,7 @@ def _band_logits(labels: np.ndarray, classes: int, blur: float = 1.5) -> np.ndar
 
 
 def test_two_class_band_has_background_on_both_sides_and_subpixel_edges():
-    from edge.thickness import measure_thickness, neighbours
+    from edge.measure.thickness import measure_thickness, neighbours
 
     assert neighbours(1, 2) == ((0,), (0,))
     assert neighbours(0, 2) == ((1,), (1,))
@@ -115,8 +115,8 @@ def test_two_class_band_has_background_on_both_sides_and_subpixel_edges():
 
 
 def test_two_bands_in_a_column_are_fragmented_not_measured():
-    from edge.quality import Quality
-    from edge.thickness import measure_thickness
+    from edge.measure.quality import Quality
+    from edge.measure.thickness import measure_thickness
 
     labels = np.zeros((64, 48), np.uint8)
     labels[10:16] = 1
@@ -126,8 +126,8 @@ def test_two_bands_in_a_column_are_fragmented_not_measured():
 
 
 def test_many_classes_keep_the_order_from_the_probe_down():
-    from edge.quality import Quality
-    from edge.thickness import measure_thickness, neighbours
+    from edge.measure.quality import Quality
+    from edge.measure.thickness import measure_thickness, neighbours
 
     assert neighbours(2, 5) == ((0, 1), (3, 4))
     labels = np.zeros((80, 40), np.uint8)
@@ -142,7 +142,7 @@ def test_many_classes_keep_the_order_from_the_probe_down():
 
 
 def test_a_band_class_outside_the_classes_is_an_error():
-    from edge.thickness import measure_thickness
+    from edge.measure.thickness import measure_thickness
 
     with pytest.raises(ValueError, match="band class"):
         measure_thickness(np.zeros((8, 8), np.uint8), np.zeros((8, 8, 2), np.float32), tlf=2)

@@ -1,4 +1,4 @@
-"""A bundle's thickness response (edge.thickness.ThicknessCalibration): its inverse, its fit, its
+"""A bundle's thickness response (edge.measure.thickness.ThicknessCalibration): its inverse, its fit, its
 place in the manifest, and its use by the device's measurement."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.bundle import DEMO_BUNDLE, load_bundle, write_manifest
+from edge.model.bundle import DEMO_BUNDLE, load_bundle, write_manifest
 from edge.errors import BundleError
 from edge.frame import Frame
-from edge.thickness import (ThicknessCalibration, band_edges, band_layering, fit_thickness_calibration,
+from edge.measure.thickness import (ThicknessCalibration, band_edges, band_layering, fit_thickness_calibration,
                             measure_thickness)
 
 CAL = ThicknessCalibration(a=2.0, b=1.04, c=-7.7, d=-0.9, s_range=(0.117, 0.195), fitted_on="test")
@@ -159,10 +159,10 @@ def test_measurement_inverts_the_response_in_mm_and_leaves_pixels_alone():
 
 
 def test_the_device_measures_with_the_bundles_calibration():
-    from edge import phantom
-    from edge.pipeline import measure
-    from edge.segmenter import Segmenter
-    from edge.thickness import ThicknessOptions
+    from edge.sim import phantom
+    from edge.runtime.pipeline import measure
+    from edge.model.segmenter import Segmenter
+    from edge.measure.thickness import ThicknessOptions
 
     bundle = load_bundle(DEMO_BUNDLE)
     assert bundle.thickness_calibration is not None  # the demo bundle carries its phantom response
@@ -205,9 +205,9 @@ def test_validation_applies_the_response_in_mm_only():
     """With spacings in native pixels (--native-px) the response, a function of mm per row, must
     not be applied; in mm it is, and the report adds the figures without it."""
     from convert.validate import compare
-    from edge import phantom
-    from edge.preprocess import model_spacing, resize_labels, to_model_image
-    from edge.segmenter import Segmenter
+    from edge.sim import phantom
+    from edge.model.preprocess import model_spacing, resize_labels, to_model_image
+    from edge.model.segmenter import Segmenter
 
     bundle = load_bundle(DEMO_BUNDLE)
     seg = Segmenter(bundle, 1)

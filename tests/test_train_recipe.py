@@ -70,8 +70,8 @@ def test_train_on_real_images_follows_band_dice_and_augments_by_default(loss, tm
     from convert.cli import main
     from convert.cv import read_set
     from convert.quantize import load_keras_model
-    from edge.metrics import scores
-    from edge.preprocess import PreprocessSpec, to_float
+    from edge.measure.metrics import scores
+    from edge.model.preprocess import PreprocessSpec, to_float
 
     out = tmp_path / "m"
     assert main(["train", "--data", str(APO_FEW), "--dataset-config", str(APO_CONFIG), "--out", str(out), "--size", "64",

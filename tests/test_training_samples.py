@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from convert.data import DISPLAY_ZOOM, coverage_targets, displayed, edge_weights, phantom_coverage_batch, phantom_sample
-from edge.dataset import phantom_scan
-from edge import phantom
-from edge.preprocess import PreprocessSpec, to_model_image
+from edge.sim.recipes import phantom_scan
+from edge.sim import phantom
+from edge.model.preprocess import PreprocessSpec, to_model_image
 
 
 @pytest.mark.parametrize("seed", [3, 40, 4116001])

@@ -11,7 +11,7 @@ def test_compare_gives_each_group_its_own_scores_and_thickness(tiny_bundle, tiny
     from convert.quantize import load_keras_model
     from convert.report import markdown
     from convert.validate import compare
-    from edge.metrics import scores
+    from edge.measure.metrics import scores
 
     images, labels, spacings = tiny_val
     groups = ["a" if i % 3 else "b" for i in range(len(images))]
@@ -32,31 +32,32 @@ def test_compare_gives_each_group_its_own_scores_and_thickness(tiny_bundle, tiny
 
 
 def test_phantom_validation_set_cycles_the_presets_on_held_out_seeds():
-    from convert.cli import VALIDATION_SEEDS, phantom_validation_set
+    from convert.cli import phantom_validation_set
+    from edge.sim.recipes import PHANTOM_DATA_SEEDS
     from convert.data import phantom_sample
-    from edge import phantom
-    from edge.preprocess import PreprocessSpec
+    from edge.sim import phantom
+    from edge.model.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(height=64, width=64)
     n = len(phantom.PRESETS) + 1
     images, labels, spacings, looks = phantom_validation_set(n, spec)
     assert looks[: len(phantom.PRESETS)] == sorted(phantom.PRESETS) and looks[-1] == looks[0]
-    img, lab, _ = phantom_sample(VALIDATION_SEEDS + 3, spec, phantom.PRESETS[looks[3]])
+    img, lab, _ = phantom_sample(PHANTOM_DATA_SEEDS + 3, spec, phantom.PRESETS[looks[3]])
     assert np.array_equal(images[3], img) and np.array_equal(labels[3], lab)
     assert len(spacings) == n and all(s[0] > 0 for s in spacings)
 
 
 def test_phantom_data_on_the_device_is_convert_s_validation_set():
-    """'phantom[:N]' (tlf-edge bench --data, edge.dataset) holds the same held-out scenes, in the same
+    """'phantom[:N]' (tlf-edge bench --data, edge.data.dataset) holds the same held-out scenes, in the same
     looks, as tlf-convert's validation set: on-device accuracy and the gate score the same images."""
     from convert.cli import phantom_validation_set
-    from edge.dataset import labelled_frames
-    from edge.preprocess import PreprocessSpec, resize_labels, to_model_image
+    from edge.ops.bench import labelled_data
+    from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     spec = PreprocessSpec(height=64, width=64)
     n = 4
     images, labels, _, looks = phantom_validation_set(n, spec)
-    frames = list(labelled_frames(f"phantom:{n}"))
+    frames = list(labelled_data(f"phantom:{n}"))
     assert len(frames) == n
     for i, f in enumerate(frames):
         assert f.stem.endswith(f"-{looks[i]}")

@@ -56,10 +56,10 @@ def cmd_analyze(args) -> int:
     from edge.analyze import report
     from edge.analyze.inputs import clip_id, content_hash, find_clips
     from edge.analyze.run import AnalysisJob, Task, config_digest, identity, run_tasks
-    from edge.bundle import DEMO_BUNDLE, load_bundle
+    from edge.model.bundle import DEMO_BUNDLE, load_bundle
     from edge.cli import out_folder
-    from edge.config import load_config
-    from edge.segmenter import physical_cores
+    from edge.runtime.config import load_config
+    from edge.host import physical_cores
 
     problem = missing_extra(args.engine)
     if problem:

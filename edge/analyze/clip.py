@@ -1,5 +1,5 @@
 """One clip through the cart's own chain: source -> ROI + spacing -> segmenter -> measurement ->
-temporal filter (and freeze check), run by edge.pipeline.Pipeline with the clip as a source
+temporal filter (and freeze check), run by edge.runtime.pipeline.Pipeline with the clip as a source
 that is not live (no frame dropped, as fast as the CPU decodes and infers).
 
 The only change to what the cart does: a frame's time is its time in the clip (a recording's
@@ -26,8 +26,9 @@ import numpy as np
 
 from edge.analyze.inputs import Clip
 from edge.frame import Measurement, Segmentation
-from edge.quality import REJECTING, Quality, names
-from edge.sinks import Sink
+from edge.measure.quality import REJECTING, Quality, names
+from edge.numbers import rounded
+from edge.sinks.base import Sink
 from edge.sources.folder import FolderSource
 
 DEFAULT_FPS = 30.0  # the frame rate taken for a clip that states none (an image folder)
@@ -89,33 +90,26 @@ class ClipTimeline:
         return getattr(self.source, name)
 
 
-def _num(v, digits: int = 6):
-    if v is None:
-        return None
-    v = float(v)
-    return round(v, digits) if math.isfinite(v) else None
-
-
 def frame_row(m: Measurement, seg: Segmentation) -> dict:
     """The frames.jsonl record of one measurement: only what the clip's content decides (no
     timing of this machine)."""
     spacing = seg.frame.spacing_mm
     row = {
         "seq": int(m.seq),
-        "t": _num(m.t_capture),
-        "thickness": _num(m.thickness),
-        "spread": _num(m.spread),
+        "t": rounded(m.t_capture, 6),
+        "thickness": rounded(m.thickness, 6),
+        "spread": rounded(m.spread, 6),
         "unit": m.unit,
         "flags": int(m.flags),
         "flag_names": names(m.flags),
         "columns": int(m.columns),
-        "coverage": _num(m.extra.get("coverage")),
-        "filtered": _num(m.extra.get("filtered")),
-        "low": _num(m.extra.get("low")),
-        "high": _num(m.extra.get("high")),
-        "uncertainty": _num(m.extra.get("uncertainty")),
+        "coverage": rounded(m.extra.get("coverage"), 6),
+        "filtered": rounded(m.extra.get("filtered"), 6),
+        "low": rounded(m.extra.get("low"), 6),
+        "high": rounded(m.extra.get("high"), 6),
+        "uncertainty": rounded(m.extra.get("uncertainty"), 6),
         "calibration": m.extra.get("calibration"),
-        "spacing_mm": None if spacing is None else [_num(v, 8) for v in spacing],
+        "spacing_mm": None if spacing is None else [rounded(v, 8) for v in spacing],
     }
     for key in ("layout", "layout_event"):
         if key in m.extra:
@@ -215,7 +209,7 @@ def _libraries_quiet():
 def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, keep_names: bool = False) -> ClipResult:
     """Run one clip through the pipeline; a ClipResult (with `error` set when it failed: a clip
     that cannot be opened, fails mid-way, or gives no frame to measure)."""
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     t0 = time.monotonic()
     base = {"clip_id": clip_id, "kind": clip.kind, **({"name": clip.name} if keep_names else {}), **identity}
@@ -278,8 +272,8 @@ def summarize_rows(rows: list[dict]) -> dict:
         "outliers": count(Quality.OUTLIER),
         "unit": unit,
         "other_unit_frames": sum(r["unit"] != unit for r in good),
-        "thickness_median": _num(np.median(values)) if values.size else None,
-        "thickness_iqr": _num(np.subtract(*np.percentile(values, [75, 25]))) if values.size else None,
+        "thickness_median": rounded(np.median(values), 6) if values.size else None,
+        "thickness_iqr": rounded(np.subtract(*np.percentile(values, [75, 25])), 6) if values.size else None,
         "filtered": last["filtered"] if last else None,
         "filtered_low": last["low"] if last else None,
         "filtered_high": last["high"] if last else None,
@@ -302,9 +296,9 @@ def clip_facts(source: ClipTimeline, stats, rows: list[dict]) -> dict:
         "spacing_mm": last.get("spacing_mm"),
         "roi": last.get("roi"),
         "layout_changes": stats.layout_changes,
-        "fps": _num(source.fps_used, 4),
+        "fps": rounded(source.fps_used, 4),
         "fps_stated": source.fps_stated,
-        "duration_s": _num(rows[-1]["t"] - rows[0]["t"]) if rows else None,
+        "duration_s": rounded(rows[-1]["t"] - rows[0]["t"], 6) if rows else None,
         "frames_without_roi": stats.frames_without_roi,
         "frames_layout_changing": stats.frames_layout_changing,
         "corrupt_frames": stats.corrupt_frames,

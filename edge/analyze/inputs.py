@@ -84,12 +84,12 @@ def _recording_clip(video: Path) -> Clip:
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         return Clip("recording", str(first), (str(first),), name, f"the recording's part {missing[0]!r} is missing")
-    from edge.recording import sidecar_path
+    from edge.sinks.recording import sidecar_path
 
     return Clip("recording", str(first), tuple(str(f) for f in files) + (str(sidecar_path(first)),), name)
 
 
-# How the cart names its recordings (edge.recording.RecordingSink.in_folder, later parts -partN).
+# How the cart names its recordings (edge.sinks.recording.RecordingSink.in_folder, later parts -partN).
 CART_RECORDING = re.compile(r"^tlf-\d{8}-\d{6}(-part\d+)?\.avi$")
 
 

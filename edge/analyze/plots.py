@@ -14,7 +14,7 @@ import io
 import cv2
 import numpy as np
 
-from edge.quality import Quality
+from edge.measure.quality import Quality
 
 THUMB_SIDE = 240  # the thumbnail's longer side at most, in pixels
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from edge.analyze.run import AnalysisJob, ClipResult, Task, Worker, single_threaded
-from edge.bundle import MANIFEST_FILE, load_bundle
+from edge.model.bundle import MANIFEST_FILE, load_bundle
 
 
 def bundle_files(path: str) -> dict[str, bytes]:

@@ -24,7 +24,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from edge.quality import REJECTING, names
+from edge.measure.quality import REJECTING, names
 
 FRAME_COLUMNS = ("seq", "t", "thickness", "spread", "unit", "flags", "flag_names", "columns", "coverage",
                  "filtered", "low", "high", "uncertainty", "calibration", "spacing_mm")

@@ -27,7 +27,7 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
 @dataclass(frozen=True)
 class AnalysisJob:
     bundle: str  # the bundle folder
-    config: object  # edge.config.Config: [roi], [calibration], [measurement], [temporal], [source] max_pixels
+    config: object  # edge.runtime.config.Config: [roi], [calibration], [measurement], [temporal], [source] max_pixels
     keep_names: bool = False
 
 
@@ -66,9 +66,9 @@ class Worker:
     """Analyses clips with one loaded bundle (one LiteRT thread)."""
 
     def __init__(self, job: AnalysisJob):
-        from edge.segmenter import Segmenter
+        from edge.model.segmenter import Segmenter
 
-        from edge.bundle import load_bundle
+        from edge.model.bundle import load_bundle
 
         self.job = job
         self.segmenter = Segmenter(load_bundle(job.bundle), 1)

@@ -89,11 +89,25 @@ def _is_index(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def open_source(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Source:
-    """Build the source named by `url` (not yet opened); SourceError (one line) for anything malformed.
+def split_url(url: str):
+    """`url` split into its parts (urllib's SplitResult); SourceError (one line) when it is malformed."""
+    url = str(url)
+    if "\0" in url:
+        raise SourceError(f"source {url!r} holds a NUL character")
+    if not url.strip():
+        raise SourceError("empty source URL")
+    try:
+        return urlsplit(url)
+    except ValueError as e:  # e.g. an unclosed [ in the host part
+        raise SourceError(f"malformed source URL {url!r}: {e}") from e
 
-    phantom://clip?seed=7&frames=90&fps=30&size=400x400&preset=default  the built-in phantom
-    phantom://screen?seed=7&frames=90&size=1280x720&depth=40,50&change_at=45  its whole screen
+
+def open_source(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Source:
+    """Build the scanner source named by `url` (not yet opened); SourceError (one line) for anything malformed.
+
+    The built-in phantom scanner (phantom://) is the simulator's: edge.runtime.factory.open_source
+    opens it too.
+
     0, /dev/video0, v4l2:///dev/video0?width=1280&height=720&fps=30&fourcc=MJPG  a capture card
         (also retry_max=2: longest wait in s between attempts to reopen a lost card;
         give_up=600: end the run after that many s without signal; absent: keep trying)
@@ -106,25 +120,10 @@ def open_source(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Source:
     named. max_pixels: frames larger than this (width x height) are refused or skipped.
     """
     url = str(url)
-    if "\0" in url:
-        raise SourceError(f"source {url!r} holds a NUL character")
-    if not url.strip():
-        raise SourceError("empty source URL")
-    try:
-        parts = urlsplit(url)
-    except ValueError as e:  # e.g. an unclosed [ in the host part
-        raise SourceError(f"malformed source URL {url!r}: {e}") from e
+    parts = split_url(url)
     scheme = parts.scheme.lower()
     if scheme == "phantom":
-        from edge.sources.phantom import PhantomScreenSource, PhantomSource
-
-        kind = parts.netloc or parts.path
-        if kind == "screen":
-            source = PhantomScreenSource.from_url(parse_options(parts.query))
-        else:
-            source = PhantomSource.from_url(kind, parse_options(parts.query))
-        check_frame_size(*source.size, max_pixels, f"phantom {kind or 'clip'} size")
-        return source
+        raise SourceError(f"{url!r}: phantom:// is the built-in simulator, opened by edge.runtime.factory.open_source")
     if scheme == "gst":
         from edge.sources.capture import CaptureSource
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.calibration import UNKNOWN, Calibration, from_dicom_region
+from edge.screen.spacing import UNKNOWN, Calibration, from_dicom_region
 from edge.errors import SourceError
 from edge.frame import Frame
 from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options, flag_option

@@ -1,7 +1,7 @@
 """Frames of a recording made by `tlf-edge run` ([recording] enabled), as the cart measured them.
 
 A cart recording is the B-mode region only (Motion-JPEG AVI, one part file per ROI size) with a
-sidecar `<stem>.jsonl` (edge.recording): for every frame its part file and index, its time since
+sidecar `<stem>.jsonl` (edge.sinks.recording): for every frame its part file and index, its time since
 the first frame and the spacing of its pixels with where that came from. This source delivers
 the frames in recorded order, already cropped (`cropped`), each with the spacing the cart used;
 `clip_time(frame)` is the frame's time in the recording (the cart's capture times, so a
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.recording import SIDECAR_FORMAT, sidecar_path
+from edge.sinks.recording import SIDECAR_FORMAT, sidecar_path
 from edge.sources.base import DEFAULT_MAX_PIXELS, Source
 from edge.sources.video import VideoSource
 

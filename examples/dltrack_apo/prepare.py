@@ -8,7 +8,7 @@ and OUT/split.json (the stems of each part, the B-mode rectangle of each image, 
 With --all, every cropped image goes to OUT/all instead (for `tlf-convert cv`, which makes its
 own look-alike folds of them).
 
-Cropping: `edge.roi.detect_roi` finds the B-mode region of the screenshot and `edge.roi.crop`
+Cropping: `edge.screen.roi.detect_roi` finds the B-mode region of the screenshot and `edge.screen.roi.crop`
 cuts it out, blanking the pixels outside its outline; the mask is cut with the same region, so
 the model is trained on what the device's ROI stage hands to the segmenter.
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from convert.data import iter_dataset, read_dataset_config, write_dataset  # noqa: E402
 from convert.folds import largest_cross_correlation, look_alike_groups, split_groups, thumbnail  # noqa: E402
-from edge.roi import crop, detect_roi  # noqa: E402
+from edge.screen.roi import crop, detect_roi  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,0 +1,64 @@
+"""The machine the product runs on: its CPU's name, instruction-set flags and cores, all read from
+/proc/cpuinfo by one parser (`cpuinfo`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+NAME_KEYS = ("model name", "Model", "Hardware")  # x86, then the keys ARM kernels use
+
+
+def cpuinfo() -> list[dict[str, str]]:
+    """The blocks of /proc/cpuinfo (one per logical CPU, and on ARM a last one about the board),
+    each as key -> value; empty where there is no such file."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return []
+    blocks, block = [], {}
+    for line in text.splitlines():
+        if not line.strip():
+            if block:
+                blocks.append(block)
+            block = {}
+            continue
+        key, _, value = line.partition(":")
+        block.setdefault(key.strip(), value.strip())
+    if block:
+        blocks.append(block)
+    return blocks
+
+
+def cpu_name() -> str:
+    """The CPU's model name (as `lscpu` prints it), for every figure that is a time."""
+    for block in cpuinfo():
+        for key, value in block.items():  # in the file's order
+            if key in NAME_KEYS and value:
+                return value
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of the first CPU ("flags" on x86, "Features" on ARM)."""
+    for block in cpuinfo():
+        for key in ("flags", "Features"):
+            if key in block:
+                return set(block[key].split())
+    return set()
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyper-threads not counted)."""
+    logical = usable_cpus()
+    cores = {(block.get("physical id"), block["core id"]) for block in cpuinfo() if "core id" in block}
+    if cores:
+        return max(1, min(logical, len(cores)))
+    return max(1, logical)

@@ -1,0 +1,270 @@
+"""The LiteRT int8 segmenter: a thin adapter around the interpreter.
+
+Tensor contract (checked when the segmenter is created against the bundle manifest):
+  input  int8 [1, H, W, C]  filled straight from uint8 pixels through a lookup table
+         (code = round(((pixel * spec.scale - mean) / std) / input_scale) + input_zero_point, one
+         column per channel when mean or std differ between channels), no float round trip;
+  output int8 [1, H, W, K]  per-class logits, or softmax probabilities (manifest output.kind
+         "softmax", scale 1/256), with a positive scale; the label map is their argmax, which
+         equals the argmax of the dequantized values. K = 1 is a binary head for two classes:
+         the second class's logit ("logits") or probability ("sigmoid", scale 1/256), and a
+         pixel is of the second class where that probability exceeds 0.5.
+The segmentation carries scores for sub-pixel edges and the confidence margin in logit units,
+one per class whatever the head: the raw int8 logits (real value = code * logit_scale, up to an
+offset that differences cancel; a binary logit head gets the zero point as the first class's
+score), or for a softmax or sigmoid model float32 log-probabilities (logit_scale 1), whose
+differences are the logit differences. So the device treats logits, softmax and sigmoid
+bundles alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.host import physical_cores, usable_cpus
+from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
+from edge.errors import BundleError, EdgeError
+from edge.frame import Frame, Segmentation
+from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
+
+
+MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)
+
+
+def check_threads(num_threads, warn: bool = True) -> int:
+    """The LiteRT thread count to use for `num_threads`: a whole number from 1 to MAX_THREADS, or
+    EdgeError. More than the CPUs this process may use only slows the interpreter down, so such a
+    count (a config written for a bigger cart) is lowered to them, with one warning line."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
+        raise EdgeError(f"LiteRT threads (model.num_threads, --threads) must be a whole number from 1 to "
+                        f"{MAX_THREADS}; got {num_threads!r} (best: the {physical_cores()} physical cores)")
+    cpus = usable_cpus()
+    if num_threads > cpus:
+        if warn:
+            print(f"tlf-edge: warning: {num_threads} LiteRT threads asked for, but this machine gives tlf-edge "
+                  f"{cpus} CPU(s): using {cpus}", file=sys.stderr)
+        return cpus
+    return num_threads
+
+
+def interpreter_class():
+    """The LiteRT Interpreter class: ai-edge-litert, else tflite_runtime, else an already loaded tf.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        pass
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        return tf.lite.Interpreter, "tensorflow"
+    raise EdgeError("no LiteRT interpreter installed: pip install ai-edge-litert")
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    bundle: str | Path = DEMO_BUNDLE
+    num_threads: int | None = None  # None: the physical cores
+
+
+class Segmenter:
+    """Runs one bundle's int8 model on B-mode frames; see the module docstring for the contract."""
+
+    def __init__(self, bundle: Bundle, num_threads: int):
+        self.bundle = bundle
+        self.spec = bundle.spec
+        self.num_threads = check_threads(num_threads)
+        num_threads = self.num_threads
+        self.calibration = bundle.thickness_calibration  # None: thickness as the model draws it
+        cls, self.runtime = interpreter_class()
+        try:
+            with _native_info_held_back():
+                self._interp = cls(model_path=str(bundle.model_path), num_threads=num_threads)
+                self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise BundleError(f"LiteRT cannot load {str(bundle.model_path)!r}: {e}") from e
+        inp = self._interp.get_input_details()
+        out = self._interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise BundleError(f"model must have one input and one output, has {len(inp)} and {len(out)}")
+        self._in, self._out = inp[0], out[0]
+        self._check_contract()
+        in_scale, in_zero = self._in["quantization"]
+        if self._in["dtype"] == np.int8:
+            self._lut = int8_lookup(self.spec, in_scale, in_zero)
+        else:
+            self._lut = None
+        self.output_kind = bundle.output_kind
+        self.binary = int(self._out["shape"][-1]) == 1  # one channel: two classes
+        out_scale, out_zero = self._out["quantization"]
+        quantized = self._out["dtype"] in (np.int8, np.uint8) and bool(out_scale)
+        self.output_scale = float(out_scale) if quantized else 1.0
+        self._out_zero = int(out_zero) if quantized else 0
+        self._log_lut = None
+        if self.output_kind in ("softmax", "sigmoid"):
+            if quantized:
+                lookup = _log_probability_lookup if self.output_kind == "softmax" else _log_sigmoid_lookup
+                self._log_lut = lookup(np.dtype(self._out["dtype"]), self.output_scale, self._out_zero)
+            self.logit_scale = 1.0
+        else:
+            self.logit_scale = self.output_scale
+
+    @classmethod
+    def create(cls, options: SegmenterOptions = SegmenterOptions()) -> "Segmenter":
+        threads = check_threads(options.num_threads if options.num_threads is not None else physical_cores())
+        bundle = load_bundle(options.bundle)
+        if bundle.gate_failures:
+            print(f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "
+                  f"{'; '.join(bundle.gate_failures)}", file=sys.stderr)
+        return cls(bundle, threads)
+
+    def _check_contract(self) -> None:
+        m = self.bundle.manifest
+        got_in = [int(v) for v in self._in["shape"]]
+        got_out = [int(v) for v in self._out["shape"]]
+        if got_in != list(m["input"]["shape"]) or got_out != list(m["output"]["shape"]):
+            raise BundleError(
+                f"model tensors {got_in} -> {got_out} do not match the manifest "
+                f"{m['input']['shape']} -> {m['output']['shape']}"
+            )
+        want = [1, self.spec.height, self.spec.width, self.spec.channels]
+        if got_in != want:
+            raise BundleError(f"model input {got_in} does not match its preprocessing {want}")
+        if np.dtype(self._in["dtype"]).name != m["input"]["dtype"]:
+            raise BundleError(f"model input dtype {np.dtype(self._in['dtype']).name} != manifest {m['input']['dtype']!r}")
+        scale, _ = self._out["quantization"]
+        if self._out["dtype"] in (np.int8, np.uint8) and not scale > 0:
+            raise BundleError(f"quantized output needs a positive scale, has {scale!r}")
+
+    @property
+    def classes(self) -> int:
+        return 2 if self.binary else int(self._out["shape"][-1])
+
+    def infer(self, model_image: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, C) model image -> raw output (H, W, K) in the model's output dtype."""
+        if self._lut is not None:
+            tensor = fill_int8(self._lut, model_image)
+        else:
+            tensor = to_float(model_image, self.spec).astype(self._in["dtype"])
+        self._interp.set_tensor(self._in["index"], tensor[None])
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out["index"])[0]
+
+    def logits(self, raw: np.ndarray) -> np.ndarray:
+        """Scores in logit units (times `logit_scale`) for a raw output of `infer`.
+
+        Logits models: `raw` itself (a binary head: the zero point, then `raw`). Softmax and
+        sigmoid models: float32 log-probabilities of each class (a probability below half a
+        quantization step counts as half a step), whose differences equal the model's logit
+        differences, so sub-pixel edges and margins mean the same for every kind.
+        """
+        if self._log_lut is not None:
+            return self._log_lut[(raw[..., 0] if self.binary else raw).view(np.uint8)]
+        if self.output_kind == "logits":
+            if not self.binary:
+                return raw
+            return np.stack([np.full(raw.shape[:-1], self._out_zero, raw.dtype), raw[..., 0]], axis=-1)
+        return scores_in_logit_units(raw, self.output_kind)
+
+    def labels(self, raw: np.ndarray) -> np.ndarray:
+        """The label map (H, W) uint8 of a raw output of `infer`: the class with the highest score
+        (a binary head: the second class where its probability exceeds 0.5)."""
+        return np.argmax(self.logits(raw) if self.binary else raw, axis=-1).astype(np.uint8)
+
+    def segment(self, frame: Frame) -> Segmentation:
+        """Preprocess the frame's B-mode image, run the model and take the argmax."""
+        image = to_model_image(frame.image, self.spec)
+        return self.segmentation(frame, self.infer(image), image=image)
+
+    def segmentation(self, frame: Frame, raw: np.ndarray, t_done: float | None = None,
+                     image: np.ndarray | None = None) -> Segmentation:
+        """The segmentation of `frame` from `raw`, the output of `infer` on its model image: labels,
+        scores in logit units (see `logits`) and the spacing of a model pixel. The pipeline (on
+        another thread than the invoke) and bench (timing inference apart) use this to get exactly
+        what `segment` gives. t_done: when the invoke finished (default: now, after the argmax).
+        image: the model image `raw` came from (default: made again from the frame)."""
+        labels = self.labels(raw)
+        spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
+        t_done = time.monotonic() if t_done is None else t_done
+        image = to_model_image(frame.image, self.spec) if image is None else image
+        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.calibration, image)
+
+
+@contextlib.contextmanager
+def _native_info_held_back():
+    """LiteRT's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight
+    to file descriptor 2 whenever an interpreter is made: noise on a cart's console and in the
+    journal. Its output while the interpreter is made goes to a pipe; every line but its INFO
+    lines is written to stderr afterwards (a warning or an error still shows)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError):
+        yield
+        return
+    os.set_blocking(write_end, False)  # more than a pipe holds is dropped, never waited on
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.set_blocking(read_end, False)
+        chunks = []
+        try:
+            while chunk := os.read(read_end, 65536):
+                chunks.append(chunk)
+        except BlockingIOError:
+            pass
+        os.close(read_end)
+        kept = [line for line in b"".join(chunks).decode(errors="replace").splitlines(keepends=True)
+                if not line.startswith("INFO: ")]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def _log_probability_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """A 256-entry table from a quantized probability's byte to its log (floored at half a step)."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)
+    p = np.maximum((codes - zero_point) * scale, scale / 2)
+    return np.log(p).astype(np.float32)
+
+
+def _log_sigmoid_lookup(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """A (256, 2) table from a quantized sigmoid probability's byte to the log-probabilities of
+    the two classes, (log(1 - p), log p), each floored at half a step."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)
+    p = (codes - zero_point) * scale
+    return np.log(np.maximum(np.stack([1.0 - p, p], axis=-1), scale / 2)).astype(np.float32)
+
+
+def scores_in_logit_units(output: np.ndarray, kind: str) -> np.ndarray:
+    """Float scores (H, W, classes) in logit units of a float model output (H, W, K) of `kind`:
+    logits as they are (a binary head: 0, then the logit), softmax probabilities as their logs,
+    a sigmoid probability p as (log(1 - p), log p). The argmax of the result is the label map."""
+    out = np.asarray(output, np.float32)
+    tiny = np.float32(1e-6)
+    if kind == "softmax":
+        return np.log(np.maximum(out, tiny))
+    if kind == "sigmoid":
+        p = np.clip(out[..., 0], tiny, 1 - tiny)
+        return np.log(np.stack([1 - p, p], axis=-1))
+    if out.shape[-1] == 1:
+        return np.concatenate([np.zeros_like(out), out], axis=-1)
+    return out

@@ -1,0 +1,453 @@
+"""The runtime's pipeline: source -> ROI + calibration -> segmenter -> measurement -> sinks.
+
+The pipeline owns the threads (capture, inference, output); sources, the segmenter and sinks
+start none of their own. The inference thread does as little as it can beside the model (freeze
+check, resize to the model grid, invoke): argmax, measurement and the temporal filter run on the
+output thread, so that they overlap the next invoke on a core the interpreter leaves free.
+Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
+(edge.screen.prepare) before anything else sees it; a change of layout is noted on the first
+measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
+
+Faults a cart meets in a day are survived here: a live source that loses its device raises
+SignalLost; the capture thread then tells every sink NO_SIGNAL (the display shows it; repeated
+at each reopen attempt, at most `retry_max` apart), logs the loss, waits on the stop event for
+the source's backoff and reads again, and tells the sinks RUNNING when frames come back. While
+no measurement comes, the output thread calls each sink's `idle()` so the display link keeps its
+heartbeats and can reconnect. A sink that fails (a full recording disk, a log that cannot be
+written) is reported once and dropped; the others go on. Run statistics stay bounded however
+long the run: counts for every frame, the measurements themselves for the last
+`KEEP_MEASUREMENTS` only.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.errors import SignalLost
+from edge.frame import Measurement, Segmentation
+from edge.measure.freeze import FreezeDetector
+from edge.screen.prepare import LayoutEvent, Prepare
+from edge.model.preprocess import to_model_image
+from edge.measure.quality import REJECTING, Quality, names
+from edge.runtime.queues import BLOCK, KEEP_NEWEST, BoundedQueue
+from edge.model.segmenter import Segmenter
+from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
+from edge.sources.base import Source
+from edge.measure.temporal import TemporalFilter, TemporalOptions
+from edge.measure.bands import measure_bands, per_band
+from edge.measure.thickness import ThicknessOptions, measure_thickness, window_slice
+
+
+def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
+                  domain=None, classes: int | None = None) -> list[Measurement]:
+    """Thickness and quality of every band of one segmentation, superficial first.
+
+    A three-class model's TLF is one band (one measurement); a two-class model's bands are each
+    measured on its own (edge.measure.bands: the bands the model drew, by depth). domain: the bundle's
+    edge.measure.domain.DomainModel, or None; a frame it finds unlike the training images is flagged
+    OUT_OF_DOMAIN and not measured (thickness NaN), with the reason in `extra["out_of_domain"]`.
+    Truth is attached when the frame carries it.
+    """
+    if classes is None:
+        classes = seg.logits.shape[-1] if seg.logits is not None else max(3, tlf_class + 1)
+    if per_band(classes):
+        results = measure_bands(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, band=tlf_class,
+                                calibration=seg.calibration, image=seg.image)
+    else:
+        results = [measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
+                                     calibration=seg.calibration, image=seg.image)]
+    frame = seg.frame
+    source = frame.spacing_source or ("source" if frame.spacing_mm is not None else "none")
+    extra = {"t_invoke_done": seg.t_done, "calibration": source}
+    flags = (Quality.FROZEN if frozen else Quality.OK) | (Quality.SCALE_UNCERTAIN if source == "refused" else Quality.OK)
+    if domain is not None and seg.image is not None:
+        check = domain.check(seg.image, seg.logits, seg.logit_scale)
+        extra["domain_distance"] = round(check.distance, 3)
+        extra["domain_margin"] = round(check.margin, 3)
+        if check.out:
+            flags |= Quality.OUT_OF_DOMAIN
+            extra["out_of_domain"] = check.reason()
+    truth = seg.frame.truth
+    if truth is not None and "thickness_mm" in truth:
+        t = np.asarray(truth["thickness_mm"])
+        extra["truth_mm"] = float(np.median(t[window_slice(options, t.size)]))
+    now = time.monotonic()
+    out = []
+    for i, r in enumerate(results):
+        measured = not flags & Quality.OUT_OF_DOMAIN
+        out.append(Measurement(
+            seq=seg.frame.seq,
+            t_capture=seg.frame.t_capture,
+            thickness=r.value if measured else float("nan"),
+            spread=r.spread if measured else float("nan"),
+            unit=r.unit,
+            flags=r.flags | flags,
+            columns=r.columns,
+            latency_s=now - seg.frame.t_capture,
+            extra={"coverage": round(r.coverage, 3), **extra},
+            band=i,
+            bands=len(results),
+        ))
+    return out
+
+
+def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
+            domain=None) -> Measurement:
+    """The first (most superficial) band's measurement of `measure_frame`: the TLF of a
+    three-class model."""
+    return measure_frame(seg, options, tlf_class, frozen, domain)[0]
+
+
+KEEP_MEASUREMENTS = 2000  # the most recent measurements kept in RunStats (the sinks see them all)
+IDLE_S = 0.25  # without a measurement for this long, the output thread calls each sink's idle()
+NOTE_EVERY_S = 60.0  # during a long outage, a "still no signal" line this often
+STOP_GRACE_S = 0.3  # once stopped, how long the model may take to finish its frame
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """The runtime's state as the output thread tells it to the sinks (edge.sinks RUNNING, NO_SIGNAL)."""
+
+    code: str
+    text: str
+    t: float
+
+
+@dataclass
+class RunStats:
+    measurements: deque = field(default_factory=lambda: deque(maxlen=KEEP_MEASUREMENTS))  # the most recent
+    measured: int = 0  # every frame that reached the sinks
+    accepted: int = 0  # of those, with at least one band measured and not rejected by a quality flag
+    flagged: dict[str, int] = field(default_factory=dict)  # rejecting flag name -> frames with a band flagged so
+    bands_measured: int = 0  # band measurements (one per frame for a single-band model)
+    bands_accepted: int = 0
+    dead_sinks: dict[str, str] = field(default_factory=dict)
+    t_start: float = 0.0
+    t_end: float = 0.0
+    t_first_measurement: float | None = None
+    dropped_frames: int = 0
+    layout_events: list[LayoutEvent] = field(default_factory=list)  # the first layout, then each change
+    frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
+    frames_rect_misfit: int = 0  # frames too small for the fixed [roi] rect after the first (not measured)
+    frames_layout_changing: int = 0  # screens whose layout changed, before the region was found again (not measured)
+    corrupt_frames: int = 0  # frames the source could not decode (skipped), as it counts them
+    oversize_frames: int = 0  # frames larger than [source] max_pixels (skipped), as the source counts them
+    signal_losses: int = 0  # times a live source lost its device
+    no_signal_s: float = 0.0  # time spent without signal
+    source_reconnects: int = 0  # times a live source reopened its device
+    unprocessed_at_stop: int = 0  # frames captured but let go when the run was stopped
+
+    def add(self, frame: Measurement | list[Measurement]) -> None:
+        """Count one frame: its measurement, or the list of its bands' measurements."""
+        ms = [frame] if isinstance(frame, Measurement) else list(frame)
+        self.measured += 1
+        ok = [not (m.flags & REJECTING) and not math.isnan(m.thickness) for m in ms]
+        self.accepted += any(ok)
+        self.bands_measured += len(ms)
+        self.bands_accepted += sum(ok)
+        rejecting = Quality.OK
+        for m in ms:
+            self.measurements.append(m)
+            rejecting |= m.flags & REJECTING
+        for name in names(rejecting):
+            self.flagged[name] = self.flagged.get(name, 0) + 1
+
+    @property
+    def layout_changes(self) -> int:
+        """How often the B-mode region or its spacing changed after the first layout."""
+        return sum(not e.initial for e in self.layout_events)
+
+    @property
+    def frames(self) -> int:
+        return self.measured
+
+    @property
+    def fps(self) -> float:
+        dt = self.t_end - self.t_start
+        return self.frames / dt if dt > 0 else 0.0
+
+
+def smooth(m: Measurement, temporal: TemporalFilter, spacing_mm) -> Measurement:
+    """Add the temporal filter's estimate and its 95 % band to a measurement (OUTLIER when rejected)."""
+    est = temporal(m, scale=spacing_mm)
+    extra = {**m.extra, "filtered": est.value, "low": est.low, "high": est.high, "uncertainty": est.uncertainty}
+    return replace(m, flags=est.flags, extra=extra)
+
+
+class Pipeline:
+    """source -> [prepare] -> segmenter -> measure -> temporal filter -> sinks, on three threads.
+
+    roi, calibration: the config's [roi] and [calibration] sections. Given either (tlf-edge run
+    always gives both), each frame goes through `Prepare` first: a full screen is cut down to its
+    B-mode region and calibrated, and only that region travels on. Without them frames reach the
+    model as the source delivers them (sources that deliver the B-mode region only).
+    """
+
+    def __init__(self, source: Source, segmenter: Segmenter, sinks: list[Sink], options: ThicknessOptions = ThicknessOptions(),
+                 temporal: TemporalOptions = TemporalOptions(), err=sys.stderr, roi: RoiOptions | None = None,
+                 calibration: CalibrationOptions | None = None):
+        self.source, self.segmenter, self.sinks, self.options, self.err = source, segmenter, list(sinks), options, err
+        self.prepare: Prepare | None = None
+        if roi is not None or calibration is not None:
+            self.prepare = Prepare(roi or RoiOptions(), calibration or CalibrationOptions())
+        self.temporal_options = temporal
+        self.temporal: dict[int, TemporalFilter] = {}  # one filter per band index
+        self.domain = segmenter.bundle.domain  # the out-of-domain guard's statistics, or None
+        self.freeze = FreezeDetector()
+        self.stop_event = threading.Event()
+        self.stats: RunStats | None = None
+
+    def filter_of(self, band: int) -> TemporalFilter:
+        """The temporal filter of one band index (each band's thickness is smoothed apart)."""
+        if band not in self.temporal:
+            self.temporal[band] = TemporalFilter(self.temporal_options)
+        return self.temporal[band]
+
+    def _emit(self, live: list[Sink], m: Measurement, seg: Segmentation, stats: RunStats) -> list[Sink]:
+        return _deliver(self.err, live, stats, lambda sink: sink.write(m, seg))
+
+    def run(self, max_frames: int | None = None) -> RunStats:
+        """Run until the source ends, `max_frames` are done or `stop_event` is set.
+
+        Three threads overlap capture, inference and output. Frames wait in a queue that keeps
+        the newest for live sources and blocks for files; measurements wait in a blocking queue
+        so that every one reaches the log. Once `stop_event` is set, the frame being segmented
+        is finished and logged if that takes at most STOP_GRACE_S, frames still waiting are
+        let go (`unprocessed_at_stop`), so a stop is prompt even on a starved CPU; every frame
+        that reached the outputs is in the log. An exception in any stage is re-raised here.
+        """
+        stats = self.stats = RunStats(t_start=time.monotonic())  # kept when run() raises: what was done till then
+        live: list[Sink] = []
+        for sink in self.sinks:
+            try:
+                live.append(sink.open())
+            except Exception as e:
+                sink.dead = f"{type(e).__name__}: {e}"
+                stats.dead_sinks[sink.name] = sink.dead
+                self.err.write(f"{sink.name} output not started: {sink.dead}\n")
+        segmenter = self.segmenter
+        frames = BoundedQueue(2, KEEP_NEWEST if self.source.live else BLOCK, "frames")
+        results = BoundedQueue(16, BLOCK, "measurements")
+        self.queues = (frames, results)
+        errors: list[BaseException] = []
+        stop = self.stop_event
+        # Layout events wait here until the first measured frame at or after them: the frames
+        # queue may drop the very frame that carried one.
+        pending: list[LayoutEvent] = []
+        pending_lock = threading.Lock()
+
+        def capture():
+            n = 0
+            outage = _Outage(self.err)
+            try:
+                with self.source:
+                    cropped = bool(getattr(self.source, "cropped", False))  # known once open
+                    while not stop.is_set() and (max_frames is None or n < max_frames):
+                        try:
+                            frame = self.source.read()
+                        except SignalLost as e:
+                            if outage.lost(e):
+                                stats.signal_losses += 1
+                            # Told at every attempt, not only the first: a sink can tell a source
+                            # still being retried from a stalled pipeline (a watchdog keeps quiet).
+                            results.put(StatusChange(NO_SIGNAL, str(e), time.monotonic()), force=True)
+                            stop.wait(e.retry_in)
+                            continue
+                        if outage.since is not None:
+                            stats.no_signal_s += outage.back()
+                            results.put(StatusChange(RUNNING, "signal back", time.monotonic()), force=True)
+                        if frame is None:
+                            break
+                        if self.prepare is not None:
+                            frame, event = self.prepare(frame, cropped)
+                            if event is not None:
+                                with pending_lock:
+                                    pending.append(event)
+                                    stats.layout_events.append(event)
+                            if frame is None:  # no B-mode region on this screen (yet), or a changing one
+                                if self.prepare.tracker.unsettled:
+                                    stats.frames_layout_changing += 1
+                                elif self.prepare.tracker.misfit:
+                                    stats.frames_rect_misfit += 1
+                                else:
+                                    stats.frames_without_roi += 1
+                                continue
+                        if frames.put(frame, stop):
+                            n += 1
+            finally:
+                if outage.since is not None:
+                    stats.no_signal_s += time.monotonic() - outage.since
+                frames.put(_END, force=True)
+
+        def due_events(seq: int) -> dict:
+            with pending_lock:
+                due = [e for e in pending if e.seq <= seq]
+                pending[:] = [e for e in pending if e.seq > seq]
+            return {("layout" if e.initial else "layout_event"): e.as_dict() for e in due}
+
+        def infer():
+            try:
+                while (frame := frames.get()) is not _END:
+                    if stop.is_set() and not errors:  # asked to stop: frames not yet segmented are let go
+                        stats.unprocessed_at_stop += 1
+                        continue
+                    frozen = self.freeze(frame.image)
+                    t0 = time.monotonic()
+                    image = to_model_image(frame.image, segmenter.spec)
+                    raw = segmenter.infer(image)
+                    # With the output thread gone (an error), a full queue must not hold this thread.
+                    results.put((frame, raw, image, frozen, t0, time.monotonic()), stop if errors else None)
+            finally:
+                results.put(_END, force=True)
+
+        def measured(frame, raw, image, frozen: bool, t0: float, t_done: float):
+            seg = segmenter.segmentation(frame, raw, t_done, image=image)
+            ms = measure_frame(seg, self.options, segmenter.bundle.tlf_class, frozen, self.domain,
+                               getattr(segmenter, "classes", None))
+            timing = {"wait_ms": (t0 - frame.t_capture) * 1000, "infer_ms": (t_done - t0) * 1000, **due_events(frame.seq)}
+            ms = [replace(m, extra={**m.extra, **timing}) for m in (smooth(m, self.filter_of(m.band), seg.spacing_mm)
+                                                                  for m in ms)]
+            return ms, seg
+
+        def output():
+            nonlocal live
+            while True:
+                try:
+                    item = results.get(timeout=IDLE_S)
+                except TimeoutError:  # no signal, or a slow source: keep the links alive
+                    live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "idle", _nothing)())
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, StatusChange):
+                    live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "status", _nothing)(item.code, item.text))
+                    continue
+                ms, seg = measured(*item)
+                if stats.t_first_measurement is None:
+                    stats.t_first_measurement = time.monotonic()
+                stats.add(ms)
+                for m in ms:
+                    live = self._emit(live, m, seg, stats)
+
+        def guarded(fn):
+            def body():
+                try:
+                    fn()
+                except BaseException as e:  # handed to the caller of run()
+                    errors.append(e)
+                    stop.set()
+            return body
+
+        threads = [threading.Thread(target=guarded(fn), name=f"tlf-{fn.__name__}", daemon=True) for fn in (capture, infer, output)]
+        stopped_at = None
+        abandoned = False
+        try:
+            for t in threads:
+                t.start()
+            while threads[2].is_alive():
+                threads[2].join(0.1)
+                if not stop.is_set():
+                    continue
+                if threads[0].is_alive():
+                    threads[0].join(0.5)  # a source stuck in read() must not hold up the stop
+                    frames.put(_END, force=True)
+                stopped_at = stopped_at or time.monotonic()
+                if (not errors and not abandoned and threads[1].is_alive()
+                        and time.monotonic() - stopped_at > STOP_GRACE_S):
+                    # The model is still on its last frame (a starved CPU, a hung delegate): that
+                    # frame is let go, and the outputs close with everything measured before it.
+                    abandoned = True
+                    stats.unprocessed_at_stop += 1
+                    results.put(_END, force=True)
+        finally:
+            stop.set()
+            for t in threads:
+                if not (abandoned and t is threads[1]):
+                    t.join(1.0)
+            for sink in live:
+                _close_quietly(sink)
+            stats.t_end = time.monotonic()
+            stats.dropped_frames = frames.dropped + getattr(self.source, "dropped", 0)
+            stats.corrupt_frames = int(getattr(self.source, "corrupt", 0))
+            stats.oversize_frames = int(getattr(self.source, "oversize", 0))
+            stats.source_reconnects = int(getattr(self.source, "reconnects", 0))
+        if errors:
+            raise errors[0]
+        return stats
+
+
+_END = object()  # end of stream between the pipeline's threads
+
+
+def _deliver(err, live: list[Sink], stats: RunStats, call) -> list[Sink]:
+    """`call(sink)` for each live sink; the sinks still alive. One that raises is reported once
+    on `err`, recorded in `stats.dead_sinks`, closed and dropped: a sink never stops the pipeline."""
+    alive = []
+    for sink in live:
+        try:
+            call(sink)
+            alive.append(sink)
+        except Exception as e:
+            sink.dead = f"{type(e).__name__}: {e}"
+            stats.dead_sinks[sink.name] = sink.dead
+            err.write(f"\n{sink.name} output stopped: {sink.dead}\n")
+            _close_quietly(sink)
+    return alive
+
+
+class _Outage:
+    """The log of one loss of signal: the loss, each longer wait of the backoff, a line every
+    NOTE_EVERY_S while it lasts, and the return (with how long it took)."""
+
+    def __init__(self, err):
+        self.err = err
+        self.since: float | None = None
+        self.attempts = 0
+        self._wait = 0.0
+        self._noted = 0.0
+
+    def lost(self, e: SignalLost) -> bool:
+        """Log a SignalLost; True if it starts an outage."""
+        now = time.monotonic()
+        first = self.since is None
+        if first:
+            self.since, self.attempts, self._wait, self._noted = now, 0, 0.0, now
+            self._line(f"no signal: {e}; next try in {e.retry_in:.2g} s")
+        elif e.retry_in > self._wait * 1.01 or now - self._noted >= NOTE_EVERY_S:
+            assert self.since is not None  # not the first: set then
+            self._line(f"no signal for {now - self.since:.1f} s ({self.attempts} attempts); next try in {e.retry_in:.2g} s")
+            self._noted = now
+        self.attempts += 1
+        self._wait = max(self._wait, e.retry_in)
+        return first
+
+    def back(self) -> float:
+        """Log the return of the signal; the length of the outage."""
+        assert self.since is not None  # back() follows a lost() of the same outage
+        took = time.monotonic() - self.since
+        self._line(f"signal back after {took:.1f} s ({self.attempts} attempts)")
+        self.since = None
+        return took
+
+    def _line(self, text: str) -> None:
+        self.err.write(f"\n{time.strftime('%H:%M:%S')} {text}\n")
+        self.err.flush()
+
+
+def _nothing(*args) -> None:
+    pass
+
+
+def _close_quietly(sink: Sink) -> None:
+    try:
+        sink.close()
+    except Exception:
+        pass

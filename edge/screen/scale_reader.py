@@ -1,0 +1,746 @@
+"""The depth scale of a scanner screen: its marks, the numbers beside them, the depth readout,
+and a spacing only when they agree.
+
+How real machines draw it (public manuals and screenshots; the real files in tests/data): a line
+of marks down one side of the image, or both, one per centimetre or finer: long ticks at each cm
+with 1, 3, 4 or 9 short ones between (5, 2.5, 2 or 1 mm), ticks all alike (1 cm, sometimes with
+a longer or coloured one every 5 cm, as on the Philips CX50 and Aloka SSD-4000 files), or dots
+instead of ticks, along the edge of a sector or curved image (Philips EPIQ: a dot per cm from the
+virtual apex down the sector's edge). Numbers are printed beside some long ticks (cm: 0 1 2 3;
+or mm: 0 ... 50 at the ends only, as on the DL_Track scanner) or not at all, and many screens
+print the depth as a line of its own ("11cm", "16cm", "4.0 cm", "D 4cm", "Depth 40 mm").
+White, grey, green, yellow or blue; focus markers, TGC curves and cursors sit on or beside it.
+
+A mark pitch alone cannot say how many millimetres one step is (a 2.5 mm tick and a 1 cm tick
+look alike), so the reader never assumes it: it finds the evenly spaced marks (`find_rows`),
+lists the step sizes their pattern allows (`candidate_steps`), and keeps the one step that the
+numbers on screen confirm (`interpret`): the labels (their values against the marks they sit
+beside, within AGREE) and the depth readout (the scale ends at the readout depth). Every
+source present must agree; without any number (no OCR installed, none legible) or with two
+steps left, the scale is refused with the reason, and the caller reports thickness in pixels.
+`tick_mm` from the operator counts as a number. The implied depth must lie within 1-30 cm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.screen import ocr
+
+STEPS_MM = (1.0, 2.0, 2.5, 5.0, 10.0, 20.0)  # what one step between marks can be on real screens
+# Long ticks every k steps: the steps that pattern allows (k = 5 is 2 mm ticks with cm long
+# ones, or 1 cm ticks with a long one each 5 cm).
+BY_PERIOD = {2: (5.0, 10.0), 4: (2.5,), 5: (2.0, 10.0), 10: (1.0, 10.0)}
+AGREE = 0.02  # labels, readout and marks must agree within 2 %
+DEPTH_RANGE_MM = (10.0, 300.0)  # a B-mode shows 1-30 cm
+MIN_MARKS = 4
+
+
+@dataclass(frozen=True)
+class MarkRow:
+    """Evenly spaced marks on screen (screen pixels, continuous coordinates).
+
+    kind: "ticks" or "dots". points: (n, 2) x, y of each mark (a tick: its centre row at the end
+    it shares with the others). index: whole steps from the first mark. pitch_px: pixels per
+    step. direction: unit vector from the first mark to the last. long: the long ticks.
+    period: long ticks every `period` steps, or None. band: (x, y, w, h) holding the marks.
+    """
+
+    kind: str
+    points: np.ndarray
+    index: np.ndarray
+    pitch_px: float
+    direction: tuple[float, float]
+    long: np.ndarray
+    period: int | None
+    band: tuple[int, int, int, int]
+    text_px: float = 0.0  # height of the text found beside the marks (0: none)
+    labels: tuple = ()  # (value, step index) pairs read beside the marks
+
+    @property
+    def steps(self) -> int:
+        return int(self.index[-1] - self.index[0])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The reading of one mark row: `step_mm` when confirmed, else None and `reason`."""
+
+    row: MarkRow
+    step_mm: float | None
+    reason: str
+    evidence: tuple[str, ...] = field(default=())
+
+    @property
+    def mm_per_px(self) -> float | None:
+        return None if self.step_mm is None else self.step_mm / self.row.pitch_px
+
+
+def brightness(image: np.ndarray) -> np.ndarray:
+    """Per pixel the brightest channel: coloured marks (green, yellow, blue) count as bright."""
+    return image if image.ndim == 2 else image.max(axis=2)
+
+
+def _threshold(v: np.ndarray, allowed: np.ndarray, level: float = 0.3) -> tuple[np.ndarray, float] | None:
+    """Marks brighter than the background by `level` of the brightest marks' contrast."""
+    vals = v[allowed]
+    if vals.size < 50:
+        return None
+    bg = float(np.median(vals))
+    top = float(np.percentile(vals, 99.9))
+    if top - bg < 30:
+        return None
+    return (v > bg + max(25.0, level * (top - bg))) & allowed, bg
+
+
+def _evenly_spaced(pos: np.ndarray) -> np.ndarray:
+    """The largest subset of sorted positions on one regular grid (a stray mark drops out).
+
+    Each pair of neighbours proposes a grid; the grid is refitted through the marks on it (one
+    pair's pitch is too rough for twenty steps) and the marks counted again."""
+    best = np.zeros(len(pos), bool)
+    for i in range(len(pos) - 1):
+        for j in (i + 1, i + 2):
+            if j >= len(pos) or pos[j] - pos[i] < 3:
+                continue
+            origin, pitch = pos[i], pos[j] - pos[i]
+            for _ in range(3):
+                k = np.round((pos - origin) / pitch)
+                fit = np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0
+                if fit.sum() < 3 or len(np.unique(k[fit])) < 3:
+                    break
+                pitch_new, origin = np.polyfit(k[fit], pos[fit], 1)
+                if pitch_new < 3:
+                    break
+                pitch = pitch_new
+            k = np.round((pos - origin) / pitch)
+            fit = np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0
+            _, first = np.unique(k[fit], return_index=True)  # one mark per grid position
+            keep = np.zeros(len(pos), bool)
+            keep[np.flatnonzero(fit)[first]] = True
+            if keep.sum() > best.sum():
+                best = keep
+    return best
+
+
+def _fit_pitch(pos: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Whole step indices and the pitch (least squares) of roughly evenly spaced positions."""
+    d = np.diff(pos)
+    if len(d) == 0:
+        return None
+    base = float(np.min(d[d >= 3])) if np.any(d >= 3) else 0.0
+    if base < 3:
+        return None
+    # the smallest gap may be a rounded one; refine on the median of gaps near it
+    near = d[np.abs(d / base - np.round(d / base)) < 0.2]
+    base = float(np.median(near / np.maximum(np.round(near / base), 1)))
+    steps = d / base
+    if np.any(np.abs(steps - np.round(steps)) > 0.15) or np.any(np.round(steps) < 1):
+        return None
+    index = np.concatenate([[0], np.cumsum(np.round(steps))]).astype(int)
+    slope = float(np.polyfit(index, pos, 1)[0])
+    return index, slope
+
+
+def _period(index: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """Which ticks are long, and every how many steps, when they repeat regularly."""
+    long = np.zeros(len(index), bool)
+    if len(lengths) < 3 or lengths.max() < 1.4 * lengths.min():
+        return long, None
+    long = lengths >= (lengths.max() + lengths.min()) / 2
+    li = index[long]
+    if len(li) >= 2:
+        gaps = set(np.diff(li).tolist())
+        if len(gaps) == 1 and next(iter(gaps)) in BY_PERIOD:
+            return long, int(next(iter(gaps)))
+        if len(li) == 2 or gaps <= {g * m for g in BY_PERIOD for m in (1, 2)}:
+            k = int(np.gcd.reduce(np.diff(li)))
+            if k in BY_PERIOD:
+                return long, k
+    return long, -1  # long ticks without a regular pattern: says nothing
+
+
+def _tick_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int]) -> list[MarkRow]:
+    """Groups of short horizontal marks sharing one end column, evenly spaced down the rows."""
+    th = _threshold(v, allowed)
+    if th is None:
+        return []
+    marks, bg = th
+    marks = marks.astype(np.uint8)
+    lv = max(15, int(span_min // 4))
+    marks[cv2.morphologyEx(marks, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8)) > 0] = 0  # the axis line
+    n, lab, st, _ = cv2.connectedComponentsWithStats(marks, connectivity=8)
+    if n < MIN_MARKS + 1:
+        return []
+    xs, ys, ws, hs, area = (st[1:, i] for i in range(5))
+    ok = (hs <= 6) & (ws >= 2) & (ws >= 1.5 * hs) & (area >= 0.6 * ws * hs) & (ws <= 60)
+    idx = np.flatnonzero(ok)
+    if len(idx) < MIN_MARKS:
+        return []
+    weight = np.clip(v.astype(np.float32) - bg, 0, None)
+    centre = np.zeros(n - 1)
+    for i in idx:
+        patch = weight[ys[i] : ys[i] + hs[i], xs[i] : xs[i] + ws[i]].sum(axis=1)
+        centre[i] = float((patch * (np.arange(ys[i], ys[i] + hs[i]) + 0.5)).sum() / max(patch.sum(), 1e-6))
+    rows, seen = [], set()
+    for ends, side in ((xs[idx], "left"), (xs[idx] + ws[idx], "right")):
+        for e in np.unique(ends):
+            sel = idx[np.abs(ends - e) <= 1]
+            if len(sel) < MIN_MARKS:
+                continue
+            sel = sel[np.argsort(centre[sel])]
+            pos = centre[sel]
+            keep = _evenly_spaced(pos)
+            sel, pos = sel[keep], pos[keep]
+            if len(sel) < MIN_MARKS or pos[-1] - pos[0] < span_min:
+                continue
+            key = tuple(sel.tolist())
+            if key in seen:
+                continue
+            seen.add(key)
+            fit = _fit_pitch(pos)
+            if fit is None:
+                continue
+            index, pitch = fit
+            if len(index) < 0.6 * (index[-1] + 1):  # most places of the grid hold a mark
+                continue
+            long, period = _period(index, ws[sel].astype(np.float64))
+            x_end = float(e) + 0.5
+            ox, oy = origin
+            pts = np.stack([np.full(len(pos), x_end + ox), pos + oy], axis=1)
+            x0, x1 = int(xs[sel].min()), int((xs[sel] + ws[sel]).max())
+            band = (x0 + ox, int(ys[sel].min()) + oy, x1 - x0, int((ys[sel] + hs[sel]).max() - ys[sel].min()))
+            rows.append(MarkRow("ticks", pts, index, pitch, (0.0, 1.0), long, period, band))
+    return rows
+
+
+def _dot_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int]) -> list[MarkRow]:
+    """Small round marks in a straight line at equal steps (any direction: a sector's edge).
+    Dots touch the image at a sector's edge: the brightest pixels make them, or, for faint
+    dots (small, compressed), a lower level."""
+    for level in (0.6, 0.35):
+        rows = _dots_at(v, allowed, span_min, origin, level)
+        if rows:
+            return rows
+    return []
+
+
+def _dots_at(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int], level: float) -> list[MarkRow]:
+    th = _threshold(v, allowed, level)
+    if th is None:
+        return []
+    marks, _ = th
+    n, lab, st, cen = cv2.connectedComponentsWithStats(marks.astype(np.uint8), connectivity=8)
+    if n < MIN_MARKS + 1:
+        return []
+    ws, hs, area = st[1:, 2], st[1:, 3], st[1:, 4]
+    ok = (ws <= 7) & (hs <= 7) & (area >= 2) & (np.maximum(ws, hs) <= 2.2 * np.minimum(ws, hs)) & (area >= 0.4 * ws * hs)
+    pts = cen[1:][ok]
+    if not 4 <= len(pts) <= 600:
+        return []
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    best = None
+    for i in range(len(pts)):
+        for j in np.argsort(d[i])[:4]:
+            step = pts[j] - pts[i]
+            length = float(np.hypot(*step))
+            if not 6 <= length <= 200:
+                continue
+            origin_pt = pts[i]
+            tol = max(1.5, 0.05 * length)
+            for _ in range(3):  # members, then the line refitted through them (a pair's step is rough)
+                rel = pts - origin_pt
+                t = rel @ step / length**2
+                perp = np.abs(rel[:, 0] * step[1] - rel[:, 1] * step[0]) / length
+                member = (np.abs(t - np.round(t)) * length <= tol) & (perp <= tol)
+                k = np.round(t[member]).astype(int)
+                if len(np.unique(k)) < 3:
+                    break
+                A = np.stack([np.ones(len(k)), k], axis=1)
+                (ox_, sx), (oy_, sy) = (np.linalg.lstsq(A, pts[member][:, c], rcond=None)[0] for c in (0, 1))
+                origin_pt, step = np.array([ox_, oy_]), np.array([sx, sy])
+                length = float(np.hypot(*step))
+                if length < 6:
+                    break
+            uniq = np.unique(k)
+            if len(uniq) < MIN_MARKS or (best is not None and len(uniq) <= len(best[0])):
+                continue
+            # the longest run of consecutive steps (gaps of one missing mark allowed)
+            runs = np.split(uniq, np.flatnonzero(np.diff(uniq) > 2) + 1)
+            run = max(runs, key=len)
+            if len(run) < MIN_MARKS or (best is not None and len(run) <= len(best[0])):
+                continue
+            sel = np.flatnonzero(member)
+            sel = sel[np.isin(k, run)]
+            _, first = np.unique(np.round(t[sel]), return_index=True)
+            best = (run, sel[first])
+    if best is None:
+        return []
+    sel = best[1]
+    p = pts[sel]
+    order = np.argsort(p[:, 1] + 1e-3 * p[:, 0])  # down the screen
+    p = p[order]
+    u = p[-1] - p[0]
+    u = u / max(np.hypot(*u), 1e-9)
+    pos = (p - p[0]) @ u
+    fit = _fit_pitch(pos)
+    if fit is None or pos[-1] < span_min:
+        return []
+    index, pitch = fit
+    if len(index) < 0.6 * (index[-1] + 1):
+        return []
+    ox, oy = origin
+    p = p + np.array([ox, oy])
+    x0, y0 = np.floor(p.min(axis=0)).astype(int) - 3
+    x1, y1 = np.ceil(p.max(axis=0)).astype(int) + 3
+    band = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+    return [MarkRow("dots", p, index, pitch, (float(u[0]), float(u[1])), np.zeros(len(p), bool), None, band)]
+
+
+def _search_area(shape, rect, mask, v: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Where a depth scale may be: beside the B-mode rectangle and inside it where there is no
+    image (outside the mask, or columns that are nearly empty: a scanner's region rectangle
+    often holds its own scale)."""
+    H, W = shape
+    x, y, w, h = rect
+    reach = max(60, int(0.35 * w))
+    m = int(0.2 * h) + 2  # a sector's dots start at its virtual apex, above the image
+    X0, X1, Y0, Y1 = max(0, x - reach), min(W, x + w + reach), max(0, y - m), min(H, y + h + m)
+    allowed = np.ones((Y1 - Y0, X1 - X0), bool)
+    inside = np.zeros_like(allowed)
+    inside[y - Y0 : y - Y0 + h, x - X0 : x - X0 + w] = True
+    full = np.zeros((h, w), bool) if mask is None else mask
+    img = np.zeros_like(allowed)
+    img[y - Y0 : y - Y0 + h, x - X0 : x - X0 + w] = full
+    # marks may sit on the image's very edge (a sector's dots): its outer 3 px are searched too
+    img = cv2.erode(img.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    # columns of the rectangle that are nearly empty are chrome, whatever the mask says
+    sub = v[y : y + h, x : x + w].astype(np.float32)
+    bg = float(np.median(v[Y0:Y1, X0:X1][~inside])) if (~inside).any() else float(np.median(sub))
+    flat = (np.abs(sub - bg) <= 12).mean(axis=0)  # share of a column at the chrome's own level
+    empty_cols = np.zeros(allowed.shape[1], bool)
+    empty_cols[x - X0 : x - X0 + w] = flat >= 0.8
+    allowed &= ~img | empty_cols[None, :]
+    return (X0, Y0, X1 - X0, Y1 - Y0), allowed
+
+
+def find_rows(image: np.ndarray, roi, axis: str = "depth") -> list[MarkRow]:
+    """Every evenly spaced row of marks along `axis` beside (or on the edge of) the B-mode.
+
+    roi: a Roi (its mask is used) or an (x, y, w, h) rectangle. axis "depth": marks down the
+    rows (ticks on either side, dots along a sector's edge); "lateral": ticks along the columns
+    above or below the image. Most marks first."""
+    rect = roi.rect if hasattr(roi, "rect") else tuple(int(v) for v in roi)
+    mask = getattr(roi, "mask", None)
+    v = brightness(image)
+    if axis == "lateral":
+        x, y, w, h = rect
+        rows = find_rows(np.ascontiguousarray(v.T), _Rect((y, x, h, w), None if mask is None else mask.T), "depth")
+        out = []
+        for r in rows:
+            if r.kind != "ticks":
+                continue
+            pts = r.points[:, ::-1].copy()
+            b = r.band
+            out.append(MarkRow(r.kind, pts, r.index, r.pitch_px, (1.0, 0.0), r.long, r.period, (b[1], b[0], b[3], b[2])))
+        return out
+    if axis != "depth":
+        raise ValueError(f"unknown scale axis {axis!r} (expected 'depth' or 'lateral')")
+    (X0, Y0, BW, BH), allowed = _search_area(v.shape, rect, mask, v)
+    area = v[Y0 : Y0 + BH, X0 : X0 + BW]
+    span_min = 0.35 * rect[3]
+    dots = [r for r in _dot_rows(area, allowed, span_min, (X0, Y0)) if _along_a_sector_edge(r, rect, mask)]
+    rows = _tick_rows(area, allowed, span_min, (X0, Y0)) + dots
+    return sorted(rows, key=lambda r: -len(r.index))
+
+
+def _along_a_sector_edge(row: MarkRow, rect, mask) -> bool:
+    """Dots count as a depth scale only where sector scales have them: a sector image (not a
+    rectangle), the line running down (not along a line of text), from its virtual apex at or
+    above the image's top over most of its depth, each dot hugging the image's edge."""
+    x, y, w, h = rect
+    if mask is None or mask.mean() > 0.9:
+        return False
+    ux, uy = row.direction
+    p = row.points
+    if uy < 0.5 or p[0, 1] > y + 0.05 * h or p[-1, 1] - p[0, 1] < 0.5 * h:
+        return False
+    outside = np.ascontiguousarray((~mask).astype(np.uint8))
+    dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)  # px from the image, outside it
+    inside = (p[:, 1] >= y) & (p[:, 1] < y + h) & (p[:, 0] >= x) & (p[:, 0] < x + w)
+    if inside.sum() < 3:
+        return False
+    d = dist[(p[inside, 1] - y).astype(int), (p[inside, 0] - x).astype(int)]
+    return bool(np.median(d) <= max(12.0, 0.02 * w))
+
+
+@dataclass(frozen=True)
+class _Rect:
+    rect: tuple[int, int, int, int]
+    mask: np.ndarray | None
+
+
+def candidate_steps(row: MarkRow, tick_mm: float | None = None) -> tuple[float, ...]:
+    """The mm one step of `row` can be, from its long-tick pattern (all of STEPS_MM without one)."""
+    if tick_mm is not None:
+        return (float(tick_mm),)
+    if row.period is not None and row.period > 0:
+        return BY_PERIOD[row.period]
+    return STEPS_MM
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def _text_boxes(v: np.ndarray, exclude: np.ndarray | None = None, run_together: bool = False):
+    """Boxes (x, y, w, h) of bright character-sized marks, the binary picture, and the boxes of
+    specks too small for a character (a decimal point)."""
+    flat = v if exclude is None else v[~exclude]
+    bg = float(np.median(flat)) if flat.size else 0.0
+    binary = (v > bg + 40).astype(np.uint8)
+    if exclude is not None:
+        binary[exclude] = 0
+    n, _, st, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    st = st[1:]
+    # characters, or (run_together) a few run together: small text after video compression
+    ok = (st[:, 3] >= 4) & (st[:, 3] <= 48) & (st[:, 2] <= (6 if run_together else 2.5) * st[:, 3] + 4) & (st[:, 4] >= 4)
+    return st[ok, :4], binary, st[(st[:, 3] < 4) & (st[:, 2] < 4), :4]
+
+
+def _lines(boxes: np.ndarray, shape, specks=()) -> list[tuple[int, int, int, int, float, int]]:
+    """Characters grouped into short lines: (x, y, w, h, text height, characters). Specks (a
+    decimal point) join the characters beside them, so "14.5cm" stays one line."""
+    if len(boxes) == 0:
+        return []
+    hs = boxes[:, 3].astype(np.float64)
+    canvas = np.zeros(shape, np.uint8)
+    for x, y, w, h in boxes:
+        canvas[y : y + h, x : x + w] = 1
+    for x, y, w, h in specks:
+        canvas[y : y + h, x : x + w] = 1
+    ch = float(np.median(hs))
+    gap = max(2, int(0.6 * ch))
+    joined = cv2.dilate(canvas, np.ones((1, 2 * gap + 1), np.uint8))
+    n, lab, st, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    out = []
+    cx = boxes[:, 0] + boxes[:, 2] / 2
+    cy = boxes[:, 1] + boxes[:, 3] / 2
+    which = lab[cy.astype(int), cx.astype(int)]
+    for i in range(1, n):
+        members = which == i
+        if not members.any():
+            continue
+        x, y, w, h = st[i, :4]
+        x, w = x + gap, w - 2 * gap
+        out.append((int(x), int(y), int(w), int(h), float(np.median(hs[members])), int(members.sum())))
+    return out
+
+
+def _readout_crops(image: np.ndarray, roi) -> list[tuple[np.ndarray, float]]:
+    """Short lines of text outside the B-mode, where a depth readout may be: (crop, text height).
+
+    Only lines 1.4 to 12 text heights long are taken (a readout is short; patient names and
+    notes are longer)."""
+    v = brightness(image)
+    H, W = v.shape
+    x, y, w, h = _rect(roi)
+    exclude = np.zeros((H, W), bool)
+    exclude[y : y + h, x : x + w] = True if getattr(roi, "mask", None) is None else roi.mask
+    boxes, _, specks = _text_boxes(v, exclude, run_together=True)
+    out = []
+    for lx, ly, lw, lh, th, n in _lines(boxes, (H, W), specks):
+        if lh <= 2.2 * th and 1.4 * th <= lw <= 12 * th:  # "4cm" ... "Depth 4.0 cm" (letters may touch)
+            p = max(2, int(0.3 * th))
+            out.append((image[max(0, ly - p) : ly + lh + p, max(0, lx - p) : lx + lw + p], th))
+    return out
+
+
+def _rect(roi) -> tuple[int, int, int, int]:
+    return roi.rect if hasattr(roi, "rect") else tuple(int(t) for t in roi)
+
+
+def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.ndarray], list[int], float]:
+    """The characters beside each long tick of a vertical tick row (each tick, without a regular
+    long-tick pattern), within a label height of its row, the ticks blanked: (crops, the step
+    index each belongs to, text height). The image is not blanked: a detected region may reach
+    into a label next to it; image speckle is not character-sized and drops out."""
+    if row.kind != "ticks" or row.direction != (0.0, 1.0):
+        return [], [], 0.0
+    v = brightness(image)
+    H, W = v.shape
+    bx, by, bw, bh = row.band
+    regular = row.period is not None and row.period > 0 and row.long.sum() >= 3
+    anchors = np.flatnonzero(row.long) if regular else np.arange(len(row.index))
+    gaps = np.diff(row.index[anchors])
+    pitch = row.pitch_px * (float(np.min(gaps)) if len(gaps) else 1.0)
+    reach = max(48, 4 * bw)
+    pad_y = int(0.5 * pitch) + 4
+    x0, x1 = max(0, bx - reach), min(W, bx + bw + reach)
+    y0, y1 = max(0, by - pad_y), min(H, by + bh + pad_y)
+    strip = v[y0:y1, x0:x1].copy()
+    fill = np.median(strip)
+    strip[:, max(0, bx - x0 - 1) : bx - x0 + bw + 1] = fill  # the ticks and their axis
+    boxes, _, _ = _text_boxes(strip)
+    if len(boxes) == 0:
+        return [], [], 0.0
+    text_px = float(np.median(boxes[:, 3]))
+    tol = min(0.45 * pitch, 2.5 * text_px)
+    cy = boxes[:, 1] + boxes[:, 3] / 2
+    crops, owners = [], []
+    for a in anchors:
+        ya = row.points[a, 1] - y0
+        near = _label_at(boxes[np.abs(cy - ya) <= tol], bx - x0, bx - x0 + bw, text_px)
+        if near is None:
+            continue
+        p = max(2, int(0.3 * text_px))
+        cx0, cy0 = max(0, near[:, 0].min() - p), max(0, near[:, 1].min() - p)
+        cx1, cy1 = (near[:, 0] + near[:, 2]).max() + p, (near[:, 1] + near[:, 3]).max() + p
+        crops.append(strip[cy0:cy1, cx0:cx1])
+        owners.append(int(row.index[a]))
+    return crops, owners, text_px
+
+
+def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
+    """The labels beside each of `rows` and the depth readouts on screen, in one OCR run.
+
+    Returns ([labels of each row: ((value, step index), ...)], readouts in mm). Label cuts are
+    read as they are and mirrored (a capture flipped left to right); the orientation giving more
+    numbers is kept. Without OCR: ([(), ...], ())."""
+    if ocr.available() is not None:
+        return [() for _ in rows], ()
+    crops, sizes, owner = [], [], []  # owner: ("label", row, step, flipped) or ("readout",)
+    for r, row in enumerate(rows):
+        cs, steps, tp = _label_crops(image, row, roi)
+        for flip in (False, True):
+            for c, k in zip(cs, steps):
+                crops.append(c[:, ::-1] if flip else c)
+                sizes.append(tp)
+                owner.append(("label", r, k, flip))
+    for c, tp in _readout_crops(image, roi):
+        crops.append(c)
+        sizes.append(tp)
+        owner.append(("readout",))
+    # Each cut is read twice, at two enlargements: a number counts when both readings give it,
+    # or one gives it surely and the other no number at all; two different numbers cancel, so a
+    # misread at one size ("60" as "3") does not make a scale on its own.
+    n = len(crops)
+    words = ocr.read_words(crops + crops, sizes + [t * ocr.TEXT_PX / ocr.ALT_TEXT_PX for t in sizes], in_line=True)
+    texts: dict[int, list] = {}
+    for wd in words:
+        texts.setdefault(wd.crop, []).append(wd)
+    labels = [({}, {}) for _ in rows]
+    readouts = set()
+    for i, who in enumerate(owner):
+        parse = ocr.number if who[0] == "label" else ocr.depth_readout
+        sure = ocr.SURE if who[0] == "label" else ocr.READOUT_SURE
+        got = []
+        for j in (i, i + n):
+            ws = sorted(texts.get(j, []), key=lambda wd: wd.box[0])
+            joined = ("" if who[0] == "label" else " ").join(wd.text for wd in ws)
+            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0), bool(ws)))
+        (a_val, a_conf, a_any), (b_val, b_conf, b_any) = got
+        # two numbers that differ: neither is trusted; one reading will do while the other
+        # gives no number there (a lone digit is often missed at one size). A readout comes from
+        # the first reading only (the second may only cancel it): it is a whole line of small
+        # text, and a second chance to read it is a second chance to misread it.
+        if a_val is not None and b_val is not None:
+            if a_val != b_val or a_conf < sure:
+                continue
+            value = a_val
+        elif a_val is not None and a_conf >= sure:
+            value = a_val
+        elif b_val is not None and b_conf >= sure and who[0] == "label":
+            value = b_val
+        else:
+            continue
+        if who[0] == "label":
+            _, r, k, flip = who
+            labels[r][int(flip)][k] = value
+        else:
+            readouts.add(value)
+    out = []
+    for straight, flipped in labels:
+        best, other = (straight, flipped) if len(straight) >= len(flipped) else (flipped, straight)
+        for k, val in other.items():  # a "0" or "8" reads the same mirrored: one missed either way counts
+            if k not in best and val in (0.0, 8.0):
+                best[k] = val
+        out.append(tuple(sorted(((val, k) for k, val in best.items()), key=lambda t: t[1])))
+    return out, tuple(sorted(readouts))
+
+
+def _label_at(boxes: np.ndarray, t0: float, t1: float, text_px: float) -> np.ndarray | None:
+    """The characters of the one label nearest the ticks' columns [t0, t1): the nearest box and
+    the boxes joined to it on its line (an icon or a marker further out is left alone)."""
+    boxes = boxes[(boxes[:, 3] >= 0.6 * text_px) & (boxes[:, 3] <= 1.6 * text_px)]  # character-high only
+    if len(boxes) == 0:
+        return None
+    x0, x1 = boxes[:, 0], boxes[:, 0] + boxes[:, 2]
+    dist = np.where(x1 <= t0, t0 - x1, np.where(x0 >= t1, x0 - t1, 0))
+    if dist.min() > 6 * text_px:
+        return None
+    seed = int(np.argmin(dist))
+    keep = np.zeros(len(boxes), bool)
+    keep[seed] = True
+    gap = 0.8 * text_px
+    # characters of one label share its line and height (image speckle beside it does not)
+    cy, h = boxes[:, 1] + boxes[:, 3] / 2, boxes[:, 3]
+    same_line = (np.abs(cy - cy[seed]) <= 0.25 * h[seed]) & (np.abs(h - h[seed]) <= 0.25 * h[seed] + 1)
+    for _ in range(len(boxes)):
+        lo, hi = x0[keep].min(), x1[keep].max()
+        grow = ~keep & same_line & (x1 >= lo - gap) & (x0 <= hi + gap)
+        if not grow.any():
+            break
+        keep |= grow
+    return boxes[keep]
+
+
+def _label_step(labels) -> tuple[float | None, str]:
+    """Label units per step from (value, index) pairs: the line through most of them."""
+    if len(labels) < 2:
+        return None, f"{len(labels)} label read"
+    vals = np.array([v for v, _ in labels], float)
+    idx = np.array([i for _, i in labels], float)
+    best, best_in = None, 0
+    for a in range(len(labels)):
+        for b in range(a + 1, len(labels)):
+            if idx[b] == idx[a] or vals[b] <= vals[a]:
+                continue
+            slope = (vals[b] - vals[a]) / (idx[b] - idx[a])
+            pred = vals[a] + slope * (idx - idx[a])
+            inl = np.abs(pred - vals) <= 0.02 * max(abs(slope), 1e-9) * max(idx.max() - idx.min(), 1)
+            if inl.sum() > best_in:
+                best, best_in = slope, int(inl.sum())
+    # every label on one line; from four labels on, one misread may stand aside
+    if best is None or best_in < (len(labels) if len(labels) <= 3 else max(3, len(labels) - 1)):
+        return None, f"labels {[v for v, _ in labels]} are not one scale"
+    return float(best), f"labels {[_fmt(v) for v, _ in labels]}"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def extent_px(row: MarkRow, roi) -> float:
+    """How far the B-mode reaches from the row's first mark along the row's direction (px)."""
+    rect = roi.rect if hasattr(roi, "rect") else tuple(int(t) for t in roi)
+    x, y, w, h = rect
+    mask = getattr(roi, "mask", None)
+    ux, uy = row.direction
+    p0 = row.points[0]
+    if mask is None or not mask.any():
+        corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]], float)
+        return float(((corners - p0) @ np.array([ux, uy])).max())
+    ys, xs = np.nonzero(mask)
+    proj = (xs + x + 0.5 - p0[0]) * ux + (ys + y + 0.5 - p0[1]) * uy
+    return float(proj.max())
+
+
+def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | None = None, fill: float = 1.0,
+              roi_h: float = 0.0, zero_at_top: bool = False) -> Verdict:
+    """The one step (mm) that the numbers on screen confirm for `row`, or a refusal with why."""
+    cands = candidate_steps(row, tick_mm)
+    evidence = []
+    sets = []
+    if tick_mm is not None:
+        evidence.append(f"ticks of {tick_mm:g} mm as configured")
+        sets.append(set(cands))
+    if len(labels) == 1 and labels[0][1] > 0 and row.kind == "ticks" and zero_at_top:
+        # one number read, the scale's first mark on the image's top edge: that mark is 0
+        labels = ((0.0, 0), *labels)
+    if labels:
+        per_step, why = _label_step(labels)
+        if per_step is None:
+            return Verdict(row, None, f"{why}", tuple(evidence))
+        ok = {t for t in cands for unit in (10.0, 1.0) if abs(per_step * unit / t - 1) <= AGREE}
+        # cm or mm labels: the unit whose depth is possible
+        ok = {t for t in ok if DEPTH_RANGE_MM[0] <= extent * t / row.pitch_px <= DEPTH_RANGE_MM[1]}
+        if not ok:
+            return Verdict(row, None, f"{why} give {per_step:g} per step, which no step of these marks "
+                           f"({', '.join(_fmt(c) for c in cands)} mm) matches within {AGREE:.0%}", tuple(evidence))
+        evidence.append(why)
+        sets.append(ok)
+    if len(readouts) > 1:
+        evidence.append(f"readouts {list(readouts)} mm disagree (not used)")
+    elif readouts:
+        depth = readouts[0]
+        ok = set()
+        for t in cands:
+            last = row.steps * t  # the depth of the last mark
+            shown = extent * t / row.pitch_px  # the depth the image reaches
+            if row.kind == "ticks" and fill >= 0.95:
+                # a linear image spans the depth it is set to, from its top or from the scale's
+                # first mark (a curved image's rectangle starts above its arc): within 2 %
+                # (or its last mark sits at the readout depth: a detected region may run long)
+                whole = roi_h * t / row.pitch_px
+                if min(abs(shown - depth), abs(whole - depth), abs(last - depth)) <= AGREE * depth + t / row.pitch_px:
+                    ok.add(t)
+            elif last <= depth * (1 + AGREE) and depth - last < 2.5 * t and shown <= depth * (1 + AGREE) + t:
+                ok.add(t)  # a sector's marks stop short of its arc: they end within a step or two of it
+        if not ok:
+            return Verdict(row, None, f"readout {depth:g} mm fits no step of these marks "
+                           f"({', '.join(_fmt(c) for c in cands)} mm; {row.steps} steps)", tuple(evidence))
+        evidence.append(f"readout {depth:g} mm")
+        sets.append(ok)
+    if not sets:
+        why = ocr.available()
+        return Verdict(row, None, f"{len(row.index)} {row.kind} {row.pitch_px:.1f} px apart but no number "
+                       "on screen says how many mm" + (f" ({why})" if why else ""), tuple(evidence))
+    agreed = set.intersection(*sets)
+    if len(agreed) != 1:
+        say = "disagree" if not agreed else f"leave {sorted(agreed)} mm per step"
+        return Verdict(row, None, f"{'; '.join(evidence)} {say}", tuple(evidence))
+    step = agreed.pop()
+    depth = extent * step / row.pitch_px
+    if not DEPTH_RANGE_MM[0] <= depth <= DEPTH_RANGE_MM[1]:
+        return Verdict(row, None, f"implied depth {depth:.0f} mm is outside 10-300 mm", tuple(evidence))
+    return Verdict(row, step, f"{row.kind} of {step:g} mm ({'; '.join(evidence)})", tuple(evidence))
+
+
+def read_depth_scale(image: np.ndarray, roi, tick_mm: float | None = None) -> tuple[Verdict | None, list[MarkRow]]:
+    """The depth scale's verdict (the first confirmed row of marks, else the best row's refusal)
+    and all rows found; (None, []) when there are no marks at all."""
+    rows = find_rows(image, roi, "depth")
+    if not rows:
+        return None, []
+    distinct: list[MarkRow] = []
+    for row in rows:
+        if len(distinct) < 3 and not any(_overlap(row.band, d.band) > 0.5 for d in distinct):
+            distinct.append(row)  # a row that is a subset of one kept holds nothing new
+    labels, readouts = read_numbers(image, roi, distinct)
+    _, top, _, h = _rect(roi)
+    verdicts = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h,
+                          abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px))
+                for row, lab in zip(distinct, labels)]
+    for v in verdicts:
+        if v.step_mm is not None:
+            return v, rows
+    return verdicts[0], rows
+
+
+def _fill(roi) -> float:
+    m = getattr(roi, "mask", None)
+    return 1.0 if m is None or m.size == 0 else float(m.mean())
+
+
+def _overlap(a, b) -> float:
+    """Intersection over the smaller of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def lateral_step(image: np.ndarray, roi, row_mm: float) -> tuple[float | None, MarkRow | None]:
+    """The column spacing of a lateral tick row under or over the image when one of its possible
+    steps matches the row spacing within AGREE (square pixels confirmed), else None."""
+    for row in find_rows(image, roi, "lateral")[:2]:
+        for t in candidate_steps(row):
+            s = t / row.pitch_px
+            if abs(s / row_mm - 1) <= AGREE:
+                return s, row
+        return None, row
+    return None, None
+
