@@ -248,6 +248,7 @@ def cmd_run(args) -> int:
     from edge.runtime.config import check_data_dir, data_paths
     from edge.runtime.pipeline import Pipeline
     from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.sinks.base import Sink
     from edge.sinks.console import ConsoleStatus
     from edge.sinks.display import DisplaySink
     from edge.sinks.jsonl import JsonLinesLog
@@ -267,12 +268,13 @@ def cmd_run(args) -> int:
         from firmware_bridge.emulator import DisplayEmulator
 
         emulator = DisplayEmulator().start()
+        assert emulator.port is not None  # start() opened its pty
         display_sink = DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated)
     elif args.display != "none":
         display_sink = DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated)
         display_sink.claim()  # a port another program holds (a second runtime) is refused here
     run_dir = make_run_dir(log_root, cfg)
-    sinks = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
+    sinks: list[Sink] = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
     if display_sink is not None:
         sinks.append(display_sink)
     if cfg.log.csv:

@@ -18,7 +18,8 @@ def cpuinfo() -> list[dict[str, str]]:
         text = CPUINFO.read_text()
     except OSError:
         return []
-    blocks, block = [], {}
+    blocks: list[dict[str, str]] = []
+    block: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
             if block:

@@ -120,3 +120,12 @@ def test_reading_a_phantom_before_open_is_a_named_error_and_open_restarts_the_cl
     src.open()  # a fresh clip: the same first frame again
     again = src.read()
     assert again.seq == 0 and (again.image == first.image).all()
+
+
+@pytest.mark.parametrize("kind, size", [("clip", "100x80"), ("screen", "320x240")])
+def test_a_phantom_larger_than_max_pixels_is_refused(kind, size):
+    width, height = (int(v) for v in size.split("x"))
+    url = f"phantom://{kind}?frames=1&size={size}"
+    with pytest.raises(SourceError, match=rf"^phantom {kind} size is {size} pixels, more than \[source\] max_pixels \(5000\)"):
+        open_source(url, max_pixels=5000)
+    assert open_source(url, max_pixels=width * height).size == (width, height)  # exactly the limit is allowed

@@ -114,6 +114,14 @@ def test_a_source_stated_spacing_is_used_for_an_uncropped_frame():
     assert out.spacing_mm == (0.09, 0.09) and event.calibration == "source"
 
 
+@pytest.mark.parametrize("stated", [(0.1,), (0.1, 0.1, 0.5)])
+def test_a_source_spacing_that_is_not_row_and_column_is_not_used(stated):
+    img = np.full((64, 80), 90, np.uint8)
+    out, event = Prepare()(Frame(img, 0.0, 0, spacing_mm=stated), cropped=True)
+    assert out.spacing_mm is None and event.spacing_mm is None and event.calibration == "none"
+    assert "is not (row, column) mm per pixel: not used" in event.calibration_note
+
+
 def test_a_screen_without_an_image_gives_no_frame():
     blank = np.full((480, 640, 3), 20, np.uint8)
     prepare = Prepare()

@@ -14,8 +14,8 @@ import pytest
 from edge.screen import ocr
 from edge.sim import phantom_screen as ps
 from edge.screen import scale_reader as sr
-from edge.screen.spacing import (Calibrator, from_config, from_depth, from_dicom_region, from_points, from_screen,
-                              read_scale)
+from edge.screen.spacing import (Calibration, Calibrator, from_config, from_depth, from_dicom_region, from_points,
+                              from_screen, from_source, read_scale)
 from edge.errors import ConfigError
 from edge.screen.roi import detect_roi, manual_roi
 
@@ -373,6 +373,14 @@ def test_a_dicom_spacing_no_scanner_has_is_not_used(delta_cm, spacing):
     assert cal.spacing_mm == (pytest.approx(spacing) if spacing else None)
     if delta_cm == 10.0:
         assert cal.note == "dicom spacing 100 x 100 mm per pixel is outside 0.001-10 mm: not used"
+
+
+@pytest.mark.parametrize("stated", [(0.2,), (0.2, 0.2, 1.0), [[0.2, 0.2]], 0.2, ("x", "y")])
+def test_a_source_spacing_must_be_row_and_column(stated):
+    cal = from_source(stated)
+    assert cal.spacing_mm is None and cal.source == "none"
+    assert cal.note == f"source spacing {stated!r} is not (row, column) mm per pixel: not used"
+    assert from_source(np.array([0.2, 0.25])) == Calibration((0.2, 0.25), "source", "stated by the source")
 
 
 def test_calibrator_without_a_roi_knows_no_spacing(needs_ocr):

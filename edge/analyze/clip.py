@@ -66,7 +66,7 @@ class ClipTimeline:
         self.source.open()
         fps = getattr(self.source, "fps", None)
         self.fps_stated = bool(fps and math.isfinite(fps) and fps > 0)
-        self.fps_used = float(fps) if self.fps_stated else DEFAULT_FPS
+        self.fps_used = float(fps) if fps and self.fps_stated else DEFAULT_FPS
         return self
 
     def read(self):
@@ -224,7 +224,8 @@ def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, ke
     try:
         source = ClipTimeline(open_clip_source(clip, config.source.max_pixels))
         recorder = ClipRecorder(segmenter.bundle.tlf_class)
-        pipeline = Pipeline(source, segmenter, [recorder], config.measurement, config.temporal, err=io.StringIO(),
+        # A Source by delegation: ClipTimeline hands on the wrapped source's attributes (__getattr__).
+        pipeline = Pipeline(source, segmenter, [recorder], config.measurement, config.temporal, err=io.StringIO(),  # type: ignore[arg-type]
                             roi=config.roi, calibration=config.calibration)
         with _libraries_quiet():  # a damaged file's warnings name its path: the clip's reason says what matters
             stats = pipeline.run()
@@ -235,7 +236,9 @@ def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, ke
     if not recorder.rows:
         from edge.cli import nothing_measured
 
-        return failed(nothing_measured(stats))
+        why = nothing_measured(stats)
+        assert why is not None  # no row: no measurement reached the recorder, so none was accepted
+        return failed(why)
     summary = {**base, "status": "done", "error": None,
                **summarize_rows(recorder.rows), **clip_facts(source, stats, recorder.rows)}
     from edge.analyze.plots import plot_png, thumbnail_png
@@ -282,7 +285,7 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 def clip_facts(source: ClipTimeline, stats, rows: list[dict]) -> dict:
     """Where the clip's spacing came from and what the source and the ROI stage met."""
-    layouts = [r.get("layout") or r.get("layout_event") for r in rows if r.get("layout") or r.get("layout_event")]
+    layouts = [lay for r in rows if (lay := r.get("layout") or r.get("layout_event"))]
     last = layouts[-1] if layouts else {}
     detail = last.get("calibration_note") or ""
     recorded = getattr(source.source, "calibrations", None)

@@ -74,6 +74,7 @@ def skipped_folder(folder: Path) -> str | None:
 
 def _recording_clip(video: Path) -> Clip:
     first = recording_of(video)
+    assert first is not None  # file_clip calls it for the video of a recording
     name = first.name
     try:
         _, lines = read_sidecar(first)
@@ -156,7 +157,9 @@ def find_clips(inputs: list[str], out: Path | None = None) -> tuple[list[Clip], 
                 raise EdgeError(f"{text!r} is the output folder; give the clips' folders")
             clips += _folder_clips(p, skip, notes)
         elif p.exists():
-            clips.append(file_clip(p, named=True))
+            named = file_clip(p, named=True)
+            assert named is not None  # a file given by name is a clip, failed or not
+            clips.append(named)
         elif glob.has_magic(text):
             matches = sorted(glob.glob(os.path.expanduser(text), recursive=True), key=_natural_key)
             if not matches:

@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from edge.analyze.run import AnalysisJob, ClipResult, Task, Worker, single_threaded
 from edge.model.bundle import MANIFEST_FILE, load_bundle
@@ -54,7 +54,7 @@ def run_ray(tasks: list[Task], job: AnalysisJob, workers: int | None, address: s
 
     started = not ray.is_initialized()
     if started:
-        options = {"include_dashboard": False} if address is None else {}
+        options: dict[str, Any] = {"include_dashboard": False} if address is None else {}
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **options)
     actors = []
     try:
@@ -66,7 +66,7 @@ def run_ray(tasks: list[Task], job: AnalysisJob, workers: int | None, address: s
         pool = ActorPool(actors)
         yield from pool.map_unordered(lambda a, task: a.analyse.remote(task), tasks)
     finally:
-        for a in actors:
-            ray.kill(a)
+        for a in actors:  # Ray types ray.remote(cls) as the class or its actor class; .remote() made actors
+            ray.kill(a)  # type: ignore[arg-type]
         if started:
             ray.shutdown()

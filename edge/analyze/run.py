@@ -90,6 +90,7 @@ def _init_process(job: AnalysisJob) -> None:
 
 
 def _run_in_process(task: Task) -> ClipResult:
+    assert _worker is not None  # the pool's initializer made it in this process
     return _worker(task)
 
 
@@ -125,9 +126,10 @@ def run_local(tasks: list[Task], job: AnalysisJob, workers: int) -> Iterator[Cli
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_tasks(tasks: list[Task], job: AnalysisJob, engine: str, workers: int, address: str | None) -> Iterable[ClipResult]:
+def run_tasks(tasks: list[Task], job: AnalysisJob, engine: str, workers: int | None, address: str | None) -> Iterable[ClipResult]:
     if engine == "ray":
         from edge.analyze.ray_engine import run_ray
 
         return run_ray(tasks, job, workers, address)
+    assert workers is not None  # None (the cluster's CPUs) is for Ray only: tlf-edge analyze counts the local cores
     return run_local(tasks, job, workers)

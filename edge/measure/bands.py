@@ -82,8 +82,7 @@ def measure_bands(
     band and the background. calibration: the bundle's thickness response, as the device applies it
     (image: the model input, for a response with a layering term).
     """
-    own = zones is None
-    if own:
+    if zones is None:
         zones = band_zones(labels, band, options)
         if not zones:
             zones = [np.ones(labels.shape, bool)]

@@ -104,7 +104,7 @@ class Segmenter:
         self._check_contract()
         in_scale, in_zero = self._in["quantization"]
         if self._in["dtype"] == np.int8:
-            self._lut = int8_lookup(self.spec, in_scale, in_zero)
+            self._lut: np.ndarray | None = int8_lookup(self.spec, in_scale, in_zero)
         else:
             self._lut = None
         self.output_kind = bundle.output_kind

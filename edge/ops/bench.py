@@ -24,7 +24,7 @@ import platform
 import resource
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -87,7 +87,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
     calibrated, a source that delivers the region already passes through. Screens on which no
     region is found are not measured (they count in the capture stage only).
     """
-    times = {s: [] for s in STAGES}
+    times: dict[str, list[float]] = {s: [] for s in STAGES}  # ms per frame
     spec, options = segmenter.spec, ThicknessOptions()
     temporal: dict[int, TemporalFilter] = {}  # one per band, as the pipeline keeps them
     domain = segmenter.bundle.domain
@@ -223,7 +223,7 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
         raise DatasetError(f"no labelled images in {data_name!r}")
     pooled = scores(np.stack(truths), np.stack(preds), k)
     dev, tru = np.asarray(device_mm), np.asarray(truth_mm)
-    thickness = {"unit": unit, "vs_mask": _errors(device_mm, truth_mm),
+    thickness: dict[str, Any] = {"unit": unit, "vs_mask": _errors(device_mm, truth_mm),
                  "device_rejected": int(np.isnan(dev).sum()), "truth_unmeasurable": int(np.isnan(tru).sum())}
     if not np.isnan(exact_mm).all():
         thickness["vs_exact"] = _errors(device_mm, exact_mm)

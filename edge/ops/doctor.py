@@ -8,9 +8,13 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.runtime.config import Config
 
 MIN_FREE_BYTES = 1 << 30  # recordings need room: at least 1 GiB free
 # Instruction-set features that make int8 inference fast (x86: VNNI/AVX2; Arm: dot product).
@@ -27,7 +31,7 @@ class Check:
         return f"{'PASS' if self.ok else 'FAIL'}  {self.name:<10} {self.detail}"
 
 
-def check_config(path: str | None) -> tuple[Check, object | None]:
+def check_config(path: str | None) -> tuple[Check, Config | None]:
     from edge.runtime.config import RUN_REQUIRED, load_config
 
     try:

@@ -407,7 +407,7 @@ class _Outage:
     """The log of one loss of signal: the loss, each longer wait of the backoff, a line every
     NOTE_EVERY_S while it lasts, and the return (with how long it took)."""
 
-    def __init__(self, err):
+    def __init__(self, err) -> None:
         self.err = err
         self.since: float | None = None
         self.attempts = 0

@@ -83,7 +83,10 @@ class Prepare:
 
     def __init__(self, roi: RoiOptions = RoiOptions(), calibration: CalibrationOptions = CalibrationOptions(),
                  detector=detect_roi):
-        manual = manual_roi(*roi.rect) if roi.rect else None
+        manual = None
+        if roi.rect:  # four numbers: RoiOptions checked
+            x, y, w, h = roi.rect
+            manual = manual_roi(x, y, w, h)
         self.fixed: Calibration | None = from_config(*calibration.spacing_mm) if calibration.spacing_mm else None
         self.tracker = RoiTracker(manual, roi.redetect_every, roi.persist, roi.min_gap, roi.tol, detector=detector)
         self.depth_mm, self.width_mm = calibration.depth_mm or None, calibration.width_mm or None
@@ -114,6 +117,7 @@ class Prepare:
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append(f"scale: {why}")
         event = self._event(frame.seq, roi.rect, cal, reasons)
+        assert self.calibration is not None  # _event keeps the first calibration and every change
         return replace(crop_frame(frame, roi, self.calibration.spacing_mm), spacing_source=self.calibration.source), event
 
     def _pass_through(self, frame: Frame) -> tuple[Frame, LayoutEvent | None]:
@@ -132,6 +136,7 @@ class Prepare:
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append("scale: source spacing changed")
         event = self._event(frame.seq, (0, 0, w, h), cal, reasons)
+        assert self.calibration is not None  # _event keeps the first calibration and every change
         spacing, source = self.calibration.spacing_mm, self.calibration.source
         if spacing == frame.spacing_mm and (source == frame.spacing_source or
                                             (not frame.spacing_source and source in ("source", "none"))):
@@ -145,11 +150,12 @@ class Prepare:
             return None
         old_roi = self.roi
         old_spacing = None if self.calibration is None else self.calibration.spacing_mm
-        self.roi, self.calibration = tuple(int(v) for v in rect), cal
+        x, y, w, h = (int(v) for v in rect)
+        self.roi, self.calibration = (x, y, w, h), cal
         return LayoutEvent(
             seq=int(seq),
             roi=self.roi,
-            spacing_mm=None if cal.spacing_mm is None else tuple(float(v) for v in cal.spacing_mm),
+            spacing_mm=None if cal.spacing_mm is None else (float(cal.spacing_mm[0]), float(cal.spacing_mm[1])),
             calibration=cal.source,
             calibration_note=cal.note,
             reason="; ".join(reasons) if reasons else "first frame",

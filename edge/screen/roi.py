@@ -467,7 +467,7 @@ class RoiTracker:
         self._suspect = 0
         self._sig: np.ndarray | None = None
         self._sig_mask: np.ndarray | None = None
-        self._strips: list | None = None
+        self._strips: list[tuple] = []  # (inside box, outside box, chrome level, chrome lines) of each edge strip
         self.unsettled = False  # the last frame failed a check and was not followed by a detection
         self.misfit = False  # the last frame was too small for the fixed [roi] rect (not measured)
         self._volatile: np.ndarray | None = None  # chrome cells that change by themselves
@@ -608,6 +608,7 @@ class RoiTracker:
 
     def _moved(self, gray: np.ndarray) -> str | None:
         self._failed = (None, [])
+        assert self._sig is not None and self._sig_mask is not None  # _remember set them with the ROI _check follows
         sig = self._signature(gray)
         if sig.shape != self._sig.shape:
             return "screen size changed"

@@ -460,7 +460,10 @@ def _readout_crops(image: np.ndarray, roi) -> list[tuple[np.ndarray, float]]:
 
 
 def _rect(roi) -> tuple[int, int, int, int]:
-    return roi.rect if hasattr(roi, "rect") else tuple(int(t) for t in roi)
+    if hasattr(roi, "rect"):
+        return roi.rect
+    x, y, w, h = (int(t) for t in roi)
+    return x, y, w, h
 
 
 def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.ndarray], list[int], float]:
@@ -512,7 +515,8 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
     numbers is kept. Without OCR: ([(), ...], ())."""
     if ocr.available() is not None:
         return [() for _ in rows], ()
-    crops, sizes, owner = [], [], []  # owner: ("label", row, step, flipped) or ("readout",)
+    crops, sizes = [], []
+    owner: list[tuple] = []  # ("label", row, step, flipped) or ("readout",)
     for r, row in enumerate(rows):
         cs, steps, tp = _label_crops(image, row, roi)
         for flip in (False, True):
@@ -532,7 +536,7 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
     texts: dict[int, list] = {}
     for wd in words:
         texts.setdefault(wd.crop, []).append(wd)
-    labels = [({}, {}) for _ in rows]
+    labels: list[tuple[dict[int, float], dict[int, float]]] = [({}, {}) for _ in rows]
     readouts = set()
     for i, who in enumerate(owner):
         parse = ocr.number if who[0] == "label" else ocr.depth_readout

@@ -65,8 +65,15 @@ def plausible(cal: Calibration) -> Calibration:
 
 
 def from_source(spacing_mm) -> Calibration:
-    """The spacing a source states for its frames (a DICOM region, the phantom), if plausible."""
-    return plausible(Calibration(tuple(float(v) for v in spacing_mm), "source", "stated by the source"))
+    """The spacing a source states for its frames (a DICOM region, the phantom), if plausible;
+    no spacing (with the reason) when it is not two numbers, (row, column)."""
+    try:
+        values = tuple(float(v) for v in spacing_mm)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 2:
+        return Calibration(None, "none", f"source spacing {spacing_mm!r} is not (row, column) mm per pixel: not used")
+    return plausible(Calibration((values[0], values[1]), "source", "stated by the source"))
 
 
 def from_config(row_mm, col_mm=None) -> Calibration:
@@ -157,6 +164,7 @@ def from_screen(
     row_mm = depth.mm_per_px
     col_mm, lateral = scale_reader.lateral_step(image, roi, row_mm)
     if col_mm is not None:
+        assert lateral is not None  # lateral_step gives a step only with the row it was read on
         lat = _reading("lateral", lateral, col_mm * lateral.pitch_px, "step matches the depth scale")
         return Calibration((row_mm, col_mm), "screen", f"depth and lateral scales: {depth.note}"), (depth, lat)
     if not square_pixels:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -620,6 +621,7 @@ def _lateral_sigma_mm(m: Machine, depth_mm: np.ndarray) -> np.ndarray:
 def _rf_pulse(m: Machine, fy: float) -> tuple[np.ndarray, np.ndarray]:
     """The two-way RF pulse sampled every fy mm and its Hilbert transform (the quadrature filter of
     envelope detection), scaled so that unit scatterers give unit RF power."""
+    assert m.rf_mhz is not None  # _beamform calls it for an RF machine only
     lam = SPEED_OF_SOUND_MM_US / m.rf_mhz
     r = int(math.ceil(4.0 * m.axial_psf_mm / fy))
     z = np.arange(-r, r + 1) * fy
@@ -715,7 +717,7 @@ def render(
         # Scatterers weighted by reflectivity, blurred by the point-spread function: speckle. (The
         # real and imaginary parts of scat * e, computed apart: e is real, so the same products.)
         sig_x, sig_y = machine.lateral_psf_mm / sx, machine.axial_psf_mm / sy
-        parts = []
+        parts: list[np.ndarray] = []
         for name, part in (("i", scat.real), ("q", scat.imag)):
             field = np.multiply(part, e, out=_SCRATCH.get(f"render.{name}_field", (h, w)))
             dst = _SCRATCH.get(f"render.{name}", (h, w))
@@ -834,7 +836,7 @@ def _smoothstep(u: float) -> float:
     return u * u * (3.0 - 2.0 * u)
 
 
-def extension_level(rng: np.random.Generator, duration_s: float) -> "callable":
+def extension_level(rng: np.random.Generator, duration_s: float) -> Callable[[float], float]:
     """A random trunk-extension schedule: rest, rise, hold, return, repeated; E(t) in 0-1, smooth (C1).
 
     Returns E as a function of time in seconds.

@@ -221,6 +221,7 @@ def _styled_scale(img: np.ndarray, lay: Layout) -> None:
     x, y, w, h = lay.roi
     fs = max(0.45, 0.4 / u)  # labels stay legible on small screens, as real scanners keep them
     if st.marks == "dots":
+        assert lay.apex is not None  # a "dots" style is a sector image: _styled_layout gave it its apex
         ax, ay = lay.apex
         half = math.radians(FAN_DEG)
         ux, uy = math.sin(half), math.cos(half)
@@ -466,7 +467,7 @@ def write_video(path, screens: Iterator[Screen], fps: float = 30.0, fourcc: str 
         for s in screens:
             if writer is None:
                 h, w = s.image.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), float(fps), (w, h))
                 if not writer.isOpened():
                     raise SinkError(f"OpenCV cannot write {str(path)!r} with codec {fourcc!r}")
             writer.write(s.image)

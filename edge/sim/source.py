@@ -81,6 +81,7 @@ class _ClipSource(Source):
 
     fps: float
     live: bool
+    what: str  # the kind of clip, for messages
     simulated = True
     clock: Callable[[], float] = staticmethod(time.monotonic)
     sleep: Callable[[float], None] = staticmethod(time.sleep)
@@ -258,5 +259,6 @@ def open_phantom(parts, max_pixels: int) -> Source:
         source = PhantomScreenSource.from_url(parse_options(parts.query))
     else:
         source = PhantomSource.from_url(kind, parse_options(parts.query))
-    check_frame_size(*source.size, max_pixels, f"phantom {kind or 'clip'} size")
+    width, height = source.size  # two numbers: _common checked the size option
+    check_frame_size(width, height, max_pixels, f"phantom {kind or 'clip'} size")
     return source

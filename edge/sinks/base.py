@@ -48,7 +48,7 @@ class FrameBands:
     of one seq); `add` returns the whole frame's list with its last band, else None. A sink that
     draws or sends per frame (display, recording, console) uses it; a log writes every band."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._ms: list[Measurement] = []
 
     def add(self, m: Measurement) -> list[Measurement] | None:
@@ -84,6 +84,7 @@ class LineFile:
         return self
 
     def write_line(self, text: str) -> None:
+        assert self._fd is not None, f"{self.path} written before open()"  # the sinks open it first
         data = memoryview((text + "\n").encode("utf-8"))
         try:
             while data:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from edge.errors import SinkError
 from edge.frame import Measurement, Segmentation
 from edge.sinks.base import NO_SIGNAL, RUNNING, FrameBands, Sink
+
+if TYPE_CHECKING:
+    from firmware_bridge.link import DisplayLink
+    from firmware_bridge.messages import Status
 
 SIMULATED_TEXT = "SIMULATED"  # the STATUS text a display shows under a reading of the phantom scanner
 
@@ -20,8 +26,8 @@ class DisplaySink(Sink):
     def __init__(self, url: str, model_id: int, baudrate: int = 115200, tlf_class: int = 1, simulated: bool = False):
         self.url, self.model_id, self.baudrate, self.tlf_class = url, model_id, baudrate, tlf_class
         self.simulated = bool(simulated)
-        self.link = None
-        self._status = None  # the last STATUS, sent again to a display that reconnects
+        self.link: DisplayLink | None = None
+        self._status: Status | None = None  # the last STATUS, sent again to a display that reconnects
         self._reconnects = 0
         self._bands = FrameBands()
         self.link_stats: dict | None = None  # the link's stats when it closed
@@ -71,6 +77,7 @@ class DisplaySink(Sink):
             band=i,
             bands=len(frame),
         ) for i, b in enumerate(frame)]
+        assert self.link is not None  # the pipeline writes only to a sink that opened
         self.link.offer(wire, labels=seg.labels)
         self.link.pump(timeout=0)
 
@@ -81,10 +88,12 @@ class DisplaySink(Sink):
         # Shown as is, short and plain; a plain "running" needs no words.
         label = "no signal" if code == NO_SIGNAL else (SIMULATED_TEXT if self.simulated else "")
         self._status = Status(wire, 0, label)
+        assert self.link is not None  # called by open() once the link is there, then by the pipeline
         self.link.offer_status(self._status)
         self.link.pump(timeout=0)
 
     def idle(self) -> None:
+        assert self.link is not None  # the pipeline keeps only a sink that opened
         reconnects = self.link.stats["reconnects"]
         if reconnects != self._reconnects and self._status is not None:
             self.link.offer_status(self._status)  # a display that came back learns the state again

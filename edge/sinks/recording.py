@@ -152,7 +152,7 @@ def draw_overlay(image: np.ndarray, m: Measurement | list[Measurement], labels: 
     for mask, colour in zip(masks, (TEXT_COLOUR, OK_COLOUR if flags == "ok" else FLAG_COLOUR)):
         ink = mask > 0
         alpha = mask[ink].astype(np.float32)[:, None] / 255.0
-        strip[ink] = (strip[ink] * (1 - alpha) + np.float32(colour) * alpha).astype(np.uint8)
+        strip[ink] = (strip[ink] * (1 - alpha) + np.asarray(colour, np.float32) * alpha).astype(np.uint8)
     return out
 
 
@@ -214,7 +214,7 @@ class RecordingSink(Sink):
     def _start_part(self, size: tuple[int, int]) -> None:
         part = self.path if not self.files else self.path.with_name(f"{self.path.stem}-part{len(self.files) + 1}{self.path.suffix}")
         self._check_space(part)
-        writer = cv2.VideoWriter(str(part), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), self._nominal_fps(),
+        writer = cv2.VideoWriter(str(part), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter.fourcc(*"MJPG"), self._nominal_fps(),
                                  size, [cv2.VIDEOWRITER_PROP_QUALITY, self.quality])
         if not writer.isOpened():
             raise SinkError(f"cannot open {str(part)!r} for writing an MJPG video of {size[0]}x{size[1]}")

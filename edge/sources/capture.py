@@ -41,7 +41,7 @@ def opencv_has_gstreamer() -> bool:
 def _fourcc_code(fourcc: str) -> int:
     if len(fourcc) != 4:
         raise SourceError(f"fourcc {fourcc!r} must be four characters, e.g. 'MJPG' or 'YUYV'")
-    return cv2.VideoWriter_fourcc(*fourcc)
+    return cv2.VideoWriter.fourcc(*fourcc)
 
 
 class CaptureSource(Source):
@@ -90,7 +90,7 @@ class CaptureSource(Source):
         self.max_pixels = int(max_pixels)
         self._clock = clock
         self._factory = capture_factory or cv2.VideoCapture
-        self._cap = None
+        self._cap: cv2.VideoCapture | None = None
         self._seq = 0
         self._failures = 0
         self.dropped = 0
@@ -197,6 +197,7 @@ class CaptureSource(Source):
             if self._cap is None:
                 self._reopen()
             cap = self._cap
+            assert cap is not None  # _reopen opened it or raised
             t0 = self._clock()
             if not cap.grab():
                 self._fail("stopped delivering frames")
@@ -240,6 +241,7 @@ class CaptureSource(Source):
         """Try to reopen the lost device if an attempt is due; SignalLost while it is not back."""
         now = self._clock()
         name = self._name()
+        assert self._lost_at is not None  # called only while the device is lost, since _fail
         if self.give_up is not None and now - self._lost_at >= self.give_up:
             raise SourceError(f"capture {name} {self._why}; not back after {self.give_up:g} s")
         if now < self._next_try:

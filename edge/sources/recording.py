@@ -138,6 +138,7 @@ class RecordingSource(Source):
             line = self._lines[self._i]
             if self._part is None or line["file"] != self._part_name:
                 self._open_part(line["file"])
+            assert self._part is not None  # _open_part opened it
             frame = self._part.read()
             if frame is None:  # the video ends before its sidecar: the frames lost at a cut
                 self._skip_part()
@@ -152,7 +153,10 @@ class RecordingSource(Source):
                 continue
             line = self._lines[self._i]
             self._i += 1
-            spacing = tuple(float(v) for v in line["spacing_mm"]) if line["spacing_mm"] is not None else None
+            spacing = None
+            if line["spacing_mm"] is not None:  # two numbers: read_sidecar checked
+                row_mm, col_mm = line["spacing_mm"]
+                spacing = (float(row_mm), float(col_mm))
             calibration = str(line.get("calibration") or ("source" if spacing else "none"))
             out = Frame(frame.image, frame.t_capture, self._seq, spacing_mm=spacing, spacing_source=calibration)
             self._times[self._seq] = float(line["t"])

@@ -44,7 +44,7 @@ class VideoSource(Source):
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
         self._t0 = 0.0
-        self._shape = None
+        self._shape: tuple[int, ...] | None = None  # the last good frame's: a frame of another size is broken
 
     @classmethod
     def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "VideoSource":
