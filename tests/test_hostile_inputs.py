@@ -522,6 +522,9 @@ def test_12_a_dicom_pixel_size_no_scanner_has_is_not_used(cart):
     assert records and all(rec["unit"] == "px" and "UNCALIBRATED" in rec["flag_names"] for rec in records)
     summary = strict_json((run_dir / "summary.json").read_text())
     assert "100 x 100 mm per pixel is outside 0.001-10 mm: not used" in summary["source_note"]
+    # the console's b-mode line says why there is no scale, not that the file states none
+    bmode = next(line for line in r.stdout.splitlines() if line.strip().startswith("b-mode"))
+    assert "not used" in bmode and "states no spacing" not in bmode, bmode
 
 
 @pytest.mark.parametrize("baud", ["7", str(10**17)])
@@ -673,7 +676,9 @@ def test_17_a_config_with_a_byte_order_mark_runs(cart):
     ("file:///data/clip.mp4?speed=2", "unknown video option(s) ['speed']"),
     ("phantom://clip?seed=1&seed=2", "'seed' is given twice"),
     ("phantom://clip?live=maybe", "live='maybe'"),
-    ("v4l2:///dev/video0?width=abc", "bad capture option"),
+    ("v4l2:///dev/video0?width=abc", "width 'abc' must be a number of 0 or more"),
+    ("v4l2:///dev/video0?height=12.5", "height '12.5' must be a whole number of pixels"),
+    ("phantom://screen?depth=nan", "depth 'nan' and width '40' (mm) must be finite numbers"),
     ("file://data/clip.mp4", "takes an absolute path"),
     ("http://[::1", "malformed source URL"),
 ])

@@ -267,7 +267,7 @@ class Pipeline:
                         if frame is None:
                             break
                         if self.prepare is not None:
-                            frame, event = self.prepare(frame, cropped)
+                            frame, event = self.prepare(frame, cropped, getattr(self.source, "calibration", None))
                             if event is not None:
                                 with pending_lock:
                                     pending.append(event)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edge.screen.spacing import Calibration, Calibrator, from_config, from_depth, from_source
+from edge.screen.spacing import UNKNOWN, Calibration, Calibrator, from_config, from_depth, from_source
 from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.frame import Frame
 from edge.screen.roi import RoiTracker, crop_frame, detect_roi, manual_roi
@@ -94,10 +94,18 @@ class Prepare:
                                      calibration.retry_every, depth_mm=self.depth_mm, width_mm=self.width_mm)
         self.roi: tuple[int, int, int, int] | None = None
         self.calibration: Calibration | None = None
+        self.stated: Calibration | None = None
         self.frames_without_roi = 0
         self.frames_layout_changing = 0
 
-    def __call__(self, frame: Frame, cropped: bool = False) -> tuple[Frame | None, LayoutEvent | None]:
+    def __call__(self, frame: Frame, cropped: bool = False,
+                 stated: Calibration | None = None) -> tuple[Frame | None, LayoutEvent | None]:
+        """The frame's B-mode region with its spacing, and the layout event if the layout changed.
+        cropped: the source delivers the B-mode region only. stated: what the source says of its
+        spacing (a DICOM region's reading): when it refused one (no spacing, a note), that note
+        says why there is no scale, rather than "states no spacing"."""
+        self.stated = stated if stated is not None and stated.spacing_mm is None and stated.source == "none" \
+            and stated.note and stated.note != UNKNOWN.note else None
         if cropped:
             return self._pass_through(frame)
         roi, roi_change = self.tracker.update(frame.image, frame.seq)
@@ -111,6 +119,8 @@ class Prepare:
             # The config's spacing, or the scale on the screen (read again on a layout change).
             cal, scale_change = self.calibrator.update(frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq)
             why = scale_change.reason if scale_change is not None else "spacing changed"
+            if self.stated is not None and cal.spacing_mm is None and cal.source == "none":
+                cal = self.stated  # no scale on the screen either: say why the source's was not used
         else:  # the source knows the spacing of its whole frame (a DICOM file not cropped)
             cal, why = from_source(frame.spacing_mm), "source spacing changed"
         reasons = [f"ROI: {roi_change.reason}"] if roi_change is not None else []
@@ -129,7 +139,7 @@ class Prepare:
         elif frame.spacing_mm is not None:
             cal = from_source(frame.spacing_mm)
         else:
-            cal = Calibration(None, "none", "the source states no spacing")
+            cal = self.stated or Calibration(None, "none", "the source states no spacing")
         reasons = []
         if self.roi is not None and self.roi != (0, 0, w, h):
             reasons.append("ROI: frame size changed")

@@ -206,7 +206,8 @@ class PhantomScreenSource(_ClipSource):
         try:
             depths, width_mm = _floats(options.get("depth", "40")), float(options.get("width", 40.0))
             if not depths or not all(math.isfinite(d) for d in depths + (width_mm,)):
-                raise ValueError(f"depth {options.get('depth')!r} and width {options.get('width')!r} must be numbers")
+                raise ValueError(f"depth {options.get('depth', '40')!r} and width {options.get('width', '40')!r} (mm) "
+                                 "must be finite numbers")
             return cls(
                 **_common(options, "1280x720"),
                 depths=depths,

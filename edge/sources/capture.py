@@ -44,6 +44,14 @@ def _fourcc_code(fourcc: str) -> int:
     return cv2.VideoWriter.fourcc(*fourcc)
 
 
+def _non_negative(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value >= 0
+
+
 class CaptureSource(Source):
     """A live capture device or pipeline.
 
@@ -110,13 +118,16 @@ class CaptureSource(Source):
             raise SourceError("v4l2:// names no device (v4l2:///dev/video0)")
         try:
             for key in ("width", "height", "fps", "retry_max", "give_up"):
-                if key in options and not (math.isfinite(float(options[key])) and float(options[key]) >= 0):
+                if key in options and not _non_negative(options[key]):
                     raise ValueError(f"{key} {options[key]!r} must be a number of 0 or more")
+            for key in ("width", "height"):
+                if key in options and not float(options[key]).is_integer():
+                    raise ValueError(f"{key} {options[key]!r} must be a whole number of pixels")
             dev: int | str = int(device) if device.isascii() and device.isdigit() else device
             return cls(
                 dev,
-                width=int(options["width"]) if "width" in options else None,
-                height=int(options["height"]) if "height" in options else None,
+                width=int(float(options["width"])) if "width" in options else None,
+                height=int(float(options["height"])) if "height" in options else None,
                 fps=float(options["fps"]) if "fps" in options else None,
                 fourcc=options.get("fourcc"),
                 backoff=(0.1, max(0.1, float(options.get("retry_max", 2.0)))),
