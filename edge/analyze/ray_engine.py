@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from edge.analyze.run import AnalysisJob, ClipResult, Task, Worker, single_threaded
 from edge.model.bundle import MANIFEST_FILE, load_bundle

@@ -834,7 +834,7 @@ def _smoothstep(u: float) -> float:
     return u * u * (3.0 - 2.0 * u)
 
 
-def extension_level(rng: np.random.Generator, duration_s: float) -> "callable":
+def extension_level(rng: np.random.Generator, duration_s: float) -> callable:
     """A random trunk-extension schedule: rest, rise, hold, return, repeated; E(t) in 0-1, smooth (C1).
 
     Returns E as a function of time in seconds.
