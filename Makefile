@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test test-stress venv-runtime venv-dev demo-bundle clean
+.PHONY: demo test test-stress lint venv-runtime venv-dev demo-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 demo: $(VENV)/.runtime
 	$(BIN)/tlf-edge run
 
-test: $(VENV)/.dev
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The linter and the type checker, configured in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: $(VENV)/.dev
+	$(BIN)/ruff check edge convert firmware_bridge
+	$(BIN)/mypy
 
 # The suite on a machine made slow and different on purpose: a CPU burner on every core, and
 # numpy and OpenCV kept off their AVX-512 code paths (tests/stress.py says how).

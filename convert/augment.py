@@ -57,7 +57,7 @@ class AugmentOptions:
         if self.rotate > 45 or self.scale >= 0.5 or self.translate >= 0.5:
             raise ValueError("augmentation rotate must be at most 45 degrees, scale and translate under 0.5")
 
-    def without(self, parts) -> "AugmentOptions":
+    def without(self, parts) -> AugmentOptions:
         """These options with the named parts switched off (ValueError naming an unknown part)."""
         parts = [p.strip() for p in parts if p.strip()]
         unknown = sorted(set(parts) - set(PARTS))
@@ -74,7 +74,7 @@ class AugmentOptions:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AugmentOptions":
+    def from_dict(cls, d: dict) -> AugmentOptions:
         return cls(**d)
 
 

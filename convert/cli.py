@@ -12,8 +12,14 @@ import numpy as np
 from convert.errors import ConvertError, missing_extra
 from convert.quiet import native_output_hidden
 from edge.cli_help import conventions
-from edge.sim.recipes import (CALIBRATION_SEEDS, DOMAIN_SEEDS, PHANTOM_DATA_SEEDS, STAGE4_SEED_OFFSET,
-                               STAGE5_SEED_OFFSET, held_out_look)
+from edge.sim.recipes import (
+    CALIBRATION_SEEDS,
+    DOMAIN_SEEDS,
+    PHANTOM_DATA_SEEDS,
+    STAGE4_SEED_OFFSET,
+    STAGE5_SEED_OFFSET,
+    held_out_look,
+)
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
 NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
@@ -736,8 +742,8 @@ def phantom_validation_set(n: int, spec):
     Returns (images, labels, spacings, presets), presets naming the look of each image.
     """
     from convert.data import phantom_sample
-    from edge.sim import phantom
     from edge.model.preprocess import model_spacing
+    from edge.sim import phantom
 
     looks = [held_out_look(i) for i in range(n)]
     samples = [phantom_sample(PHANTOM_DATA_SEEDS + i, spec, phantom.PRESETS[look]) for i, look in enumerate(looks)]
@@ -777,8 +783,8 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
 
 def read_bundle(path):
     """A verified bundle, or ValueError with the loader's one line."""
-    from edge.model.bundle import load_bundle
     from edge.errors import BundleError
+    from edge.model.bundle import load_bundle
 
     try:
         return load_bundle(path)

@@ -39,7 +39,6 @@ from edge.data.dataset import (  # noqa: F401  (re-exported)
 from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 from edge.sim.recipes import phantom_scan
 
-
 # A scanner fills its screen's B-mode rectangle by enlarging the acquired image (bilinear);
 # a capture of that screen reaches the model through the device's reduction of the enlargement.
 DISPLAY_ZOOM = (1.0, 2.5)

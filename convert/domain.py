@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.model.bundle import Bundle, update_manifest
 from edge.measure.domain import fit_domain, image_features, margin_features
+from edge.model.bundle import Bundle, update_manifest
 from edge.model.segmenter import Segmenter
 
 

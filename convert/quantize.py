@@ -6,16 +6,15 @@ import platform
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 import edge
 from convert.calibration import check_calibration
-from convert.feeding import check_predictions
 from convert.errors import QuantizeError  # noqa: F401  (raised here, and imported from here by callers)
+from convert.feeding import check_predictions
 from convert.quiet import export_announcement_hidden, on_console
-from convert.unet import export_ready
 from edge.model.bundle import OUTPUT_KINDS, Bundle, write_bundle
 from edge.model.preprocess import PreprocessSpec, to_float
 from edge.model.segmenter import interpreter_class
@@ -273,7 +272,7 @@ def _output_op(model_bytes: bytes) -> str | None:
     """The op that makes the model's output (looking through reshapes and requantizations), read
     without the default delegate so that the graph's own ops are listed."""
     cls, _ = interpreter_class()
-    resolver = getattr(sys.modules[cls.__module__], "OpResolverType").BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    resolver = sys.modules[cls.__module__].OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = cls(model_content=model_bytes, experimental_op_resolver_type=resolver)
     details = interp._get_ops_details()
     makers = {int(t): op for op in details for t in op["outputs"]}

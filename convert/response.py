@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.sim import phantom, phantom_screen
-from edge.model.bundle import Bundle, update_manifest
-from edge.sim.recipes import RESPONSE_SEEDS, phantom_scan
 from edge.frame import Frame
 from edge.measure.quality import REJECTING
+from edge.measure.thickness import (
+    ThicknessCalibration,
+    ThicknessOptions,
+    band_layering,
+    fit_thickness_calibration,
+    measure_thickness,
+    window_slice,
+)
+from edge.model.bundle import Bundle, update_manifest
 from edge.model.segmenter import Segmenter
-from edge.measure.thickness import (ThicknessCalibration, ThicknessOptions, band_layering, fit_thickness_calibration,
-                            measure_thickness, window_slice)
+from edge.sim import phantom, phantom_screen
+from edge.sim.recipes import RESPONSE_SEEDS, phantom_scan
 
 RESPONSE_IMAGES = ("screens", "scans")
 SCREEN_SIZE = (1280, 720)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.measure.bands import band_thickness, band_zones
-from edge.model.bundle import Bundle
 from edge.measure.metrics import scores
+from edge.measure.thickness import measure_thickness
+from edge.model.bundle import Bundle
 from edge.model.preprocess import to_float
 from edge.model.segmenter import Segmenter, scores_in_logit_units
-from edge.measure.thickness import measure_thickness
 
 
 def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2,

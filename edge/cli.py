@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.model.bundle import DEMO_BUNDLE, load_bundle
-from edge.runtime.config import SourceOptions
 from edge.cli_help import conventions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
 from edge.measure.quality import REJECTING
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
+from edge.runtime.config import SourceOptions
 
 DEFAULT_SOURCE = SourceOptions.url
 
@@ -139,10 +139,9 @@ def quiet_third_parties() -> None:
 
 
 def cmd_bench(args) -> int:
+    from edge.model.segmenter import check_threads
     from edge.ops.bench import DEFAULT_SOURCE as BENCH_SOURCE
     from edge.ops.bench import markdown, parse_spacing, run_bench
-
-    from edge.model.segmenter import check_threads
 
     try:
         threads = tuple(int(t) for t in args.threads.split(","))
@@ -244,15 +243,15 @@ def remove_if_empty(run_dir: Path) -> None:
 
 
 def cmd_run(args) -> int:
-    from edge.sinks import systemd
-    from edge.runtime.config import check_data_dir, data_paths
-    from edge.runtime.pipeline import Pipeline
     from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.runtime.config import check_data_dir, data_paths
+    from edge.runtime.factory import open_source
+    from edge.runtime.pipeline import Pipeline
+    from edge.sinks import systemd
     from edge.sinks.base import Sink
     from edge.sinks.console import ConsoleStatus
     from edge.sinks.display import DisplaySink
     from edge.sinks.jsonl import JsonLinesLog
-    from edge.runtime.factory import open_source
 
     if args.frames is not None and args.frames < 1:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")

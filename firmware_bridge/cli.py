@@ -17,7 +17,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from firmware_bridge.errors import BridgeError
 
-
 EXIT_CODES = "exit codes: 0 ok, 1 runtime failure, 2 usage or bad input, 130 interrupted"
 
 
@@ -120,7 +119,7 @@ def _emulate(args) -> int:
             if left is not None and left <= 0:
                 break
             target = args.frames if args.frames is not None else math.inf
-            if emu.wait_for(lambda s: s.frames_received >= target, timeout=min(1.0, left if left is not None else 1.0)):
+            if emu.wait_for(lambda s, target=target: s.frames_received >= target, timeout=min(1.0, left if left is not None else 1.0)):
                 emu.wait_idle(timeout=1.0)
                 break
             if not args.quiet:

@@ -23,8 +23,18 @@ from firmware_bridge.errors import MaskError, ProtocolError
 from firmware_bridge.framing import DELIMITER, Drop, FrameDecoder, Header, Packet, frame
 from firmware_bridge.masks import DecodedMask, decode_mask
 from firmware_bridge.messages import (
-    ALL_ENCODINGS, DeviceInfo, Encoding, Heartbeat, Hello, Mask, Measurement, MessageType, Reject,
-    RejectReason, Status, decode,
+    ALL_ENCODINGS,
+    DeviceInfo,
+    Encoding,
+    Heartbeat,
+    Hello,
+    Mask,
+    Measurement,
+    MessageType,
+    Reject,
+    RejectReason,
+    Status,
+    decode,
 )
 
 COUNTER_NAMES = ("ok", "truncated", "overlong", "crc", "version", "type", "malformed", "ignored", "lost")
@@ -80,7 +90,7 @@ class DisplayState:
     def labels(self):
         return None if self.mask is None else self.mask.labels
 
-    def copy(self) -> "DisplayState":
+    def copy(self) -> DisplayState:
         c = DisplayState(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         c.counters = dict(self.counters)
         return c

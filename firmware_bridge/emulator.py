@@ -61,7 +61,7 @@ class DisplayEmulator:
         self.bytes_received = 0
 
     # -- lifecycle
-    def start(self) -> "DisplayEmulator":
+    def start(self) -> DisplayEmulator:
         try:
             self._master, self._slave = os.openpty()
         except OSError as e:

@@ -70,7 +70,7 @@ class DisplayLink:
         self._inflight_frame: PendingFrame | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def open(self, handshake_timeout: float = 0.0) -> "DisplayLink":
+    def open(self, handshake_timeout: float = 0.0) -> DisplayLink:
         """Open the port and greet the device; LinkError if the port cannot be opened.
 
         With ``handshake_timeout`` > 0, pump until the device has answered (or the time is up);
@@ -295,7 +295,7 @@ class PumpThread:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "PumpThread":
+    def start(self) -> PumpThread:
         self._thread = threading.Thread(target=self._run, name="display-link-pump", daemon=True)
         self._thread.start()
         return self

@@ -101,7 +101,7 @@ class Hello:
         return self._S.pack(_u8("min_version", self.min_version), _u8("max_version", self.max_version), _u32("nonce", self.nonce))
 
     @classmethod
-    def unpack(cls, p: bytes) -> "Hello":
+    def unpack(cls, p: bytes) -> Hello:
         lo, hi, nonce = cls._S.unpack_from(p)
         if lo > hi:
             raise ProtocolError(f"HELLO min_version {lo!r} is above max_version {hi!r}")
@@ -133,7 +133,7 @@ class DeviceInfo:
         )
 
     @classmethod
-    def unpack(cls, p: bytes) -> "DeviceInfo":
+    def unpack(cls, p: bytes) -> DeviceInfo:
         return cls(*cls._S.unpack_from(p))
 
 
@@ -153,7 +153,7 @@ class Reject:
                             _u16("seq", self.seq), _u8("max_version", self.max_version))
 
     @classmethod
-    def unpack(cls, p: bytes) -> "Reject":
+    def unpack(cls, p: bytes) -> Reject:
         return cls(*cls._S.unpack_from(p))
 
 
@@ -193,7 +193,7 @@ class Measurement:
             raise ProtocolError(f"cannot pack {self!r}: {e}") from e
 
     @classmethod
-    def unpack(cls, p: bytes) -> "Measurement":
+    def unpack(cls, p: bytes) -> Measurement:
         if len(p) >= cls._S.size:
             th, sp, un, flags, model, t, unit, band, bands = cls._S.unpack_from(p)
             _check_band(band, bands)
@@ -213,7 +213,7 @@ class Measurement:
             return None
         return f"{self.thickness:.2f} {unit}"
 
-    def same_on_wire(self, other: "Measurement") -> bool:
+    def same_on_wire(self, other: Measurement) -> bool:
         """Equality after binary32 rounding, with NaN equal to NaN."""
         return self.pack() == other.pack() or (
             _eq_nan(f32(self.thickness), other.thickness) and _eq_nan(f32(self.spread), other.spread)
@@ -250,7 +250,7 @@ class Mask:
                             _u16("height", self.height), _u8("encoding", self.encoding)) + bytes(self.data)
 
     @classmethod
-    def unpack(cls, p: bytes) -> "Mask":
+    def unpack(cls, p: bytes) -> Mask:
         t, w, h, enc = cls._S.unpack_from(p)
         return cls(t, w, h, enc, bytes(p[cls._S.size:]))
 
@@ -278,7 +278,7 @@ class Status:
         return self._S.pack(_u8("code", self.code), _u32("detail", self.detail)) + raw
 
     @classmethod
-    def unpack(cls, p: bytes) -> "Status":
+    def unpack(cls, p: bytes) -> Status:
         code, detail = cls._S.unpack_from(p)
         raw = bytes(p[cls._S.size:])
         if len(raw) > STATUS_TEXT_MAX:
@@ -307,7 +307,7 @@ class Heartbeat:
                             _u32("rx_bad", self.rx_bad & 0xFFFFFFFF))
 
     @classmethod
-    def unpack(cls, p: bytes) -> "Heartbeat":
+    def unpack(cls, p: bytes) -> Heartbeat:
         return cls(*cls._S.unpack_from(p))
 
 

@@ -216,7 +216,7 @@ class PendingFrame:
     t_offer: float
 
     @classmethod
-    def of(cls, measurement, labels, now: float) -> "PendingFrame":
+    def of(cls, measurement, labels, now: float) -> PendingFrame:
         """A frame from one Measurement or one frame's band measurements; ProtocolError otherwise."""
         bands = (measurement,) if isinstance(measurement, Measurement) else tuple(measurement) \
             if isinstance(measurement, (list, tuple)) else None

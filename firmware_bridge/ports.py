@@ -11,12 +11,11 @@ is looked up in ``serial.tools.list_ports`` each time the port is (re)opened.
 
 from __future__ import annotations
 
-from typing import Any
-
 import errno
 import os
 import re
 import select
+from typing import Any
 
 import serial
 import serial.tools.list_ports

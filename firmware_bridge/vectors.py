@@ -12,12 +12,23 @@ import struct
 import sys
 from pathlib import Path
 
+from firmware_bridge import cobs
 from firmware_bridge.device import DEFAULT_MAX_PAYLOAD, decode_stream
 from firmware_bridge.framing import DELIMITER, frame, packet
-from firmware_bridge import cobs
 from firmware_bridge.masks import boundaries_from_labels, encode_mask, labels_for_display
 from firmware_bridge.messages import (
-    DeviceInfo, Encoding, Heartbeat, Hello, Mask, Measurement, MessageType as T, Reject, Status, encode,
+    DeviceInfo,
+    Encoding,
+    Heartbeat,
+    Hello,
+    Mask,
+    Measurement,
+    Reject,
+    Status,
+    encode,
+)
+from firmware_bridge.messages import (
+    MessageType as T,
 )
 from firmware_bridge.synthetic import band_labels
 

@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from edge.errors import EdgeError, RunFailed
 
@@ -56,10 +55,10 @@ def cmd_analyze(args) -> int:
     from edge.analyze import report
     from edge.analyze.inputs import clip_id, content_hash, find_clips
     from edge.analyze.run import AnalysisJob, Task, config_digest, identity, run_tasks
-    from edge.model.bundle import DEMO_BUNDLE, load_bundle
     from edge.cli import out_folder
-    from edge.runtime.config import load_config
     from edge.host import physical_cores
+    from edge.model.bundle import DEMO_BUNDLE, load_bundle
+    from edge.runtime.config import load_config
 
     problem = missing_extra(args.engine)
     if problem:

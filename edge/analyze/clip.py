@@ -62,7 +62,7 @@ class ClipTimeline:
         self.fps_used = DEFAULT_FPS
         self.fps_stated = False
 
-    def open(self) -> "ClipTimeline":
+    def open(self) -> ClipTimeline:
         self.source.open()
         fps = getattr(self.source, "fps", None)
         self.fps_stated = bool(fps and math.isfinite(fps) and fps > 0)
@@ -148,7 +148,7 @@ class ImageFiles(FolderSource):
         super().__init__(files[0], max_pixels=max_pixels)
         self._listed = list(files)
 
-    def open(self) -> "ImageFiles":
+    def open(self) -> ImageFiles:
         self.files = list(self._listed)
         self._i = self._seq = 0
         self.corrupt = self.oversize = 0

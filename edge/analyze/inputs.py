@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.errors import EdgeError, SourceError
 from edge.sources.folder import IMAGE_SUFFIXES, _natural_key, _regular
 from edge.sources.recording import read_sidecar, recording_of
 from edge.sources.video import VIDEO_SUFFIXES
-from edge.errors import EdgeError, SourceError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 ANALYSIS_MARKER = "analysis.json"  # the run file of an analysis folder: such folders are not inputs

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from edge.analyze.run import AnalysisJob, ClipResult, Task, Worker, single_threaded
 from edge.model.bundle import MANIFEST_FILE, load_bundle

@@ -14,9 +14,8 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Iterator
 
 from edge.analyze.clip import FORMAT, ClipResult, analyse_clip
 from edge.analyze.inputs import Clip
@@ -66,9 +65,8 @@ class Worker:
     """Analyses clips with one loaded bundle (one LiteRT thread)."""
 
     def __init__(self, job: AnalysisJob):
-        from edge.model.segmenter import Segmenter
-
         from edge.model.bundle import load_bundle
+        from edge.model.segmenter import Segmenter
 
         self.job = job
         self.segmenter = Segmenter(load_bundle(job.bundle), 1)

@@ -34,16 +34,16 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.sources.folder import IMAGE_SUFFIXES  # the image files the device reads, read alike here
 from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
+from edge.sources.folder import IMAGE_SUFFIXES  # the image files the device reads, read alike here
 
 PHANTOM_DATA_DEFAULT_N = 64  # held-out phantom scenes in 'phantom' data without a count
 MASK_KINDS = ("index", "palette", "binary")
@@ -118,7 +118,7 @@ class DatasetConfig:
             else:
                 mask["base"] = self.base
         elif self.mask == "palette":
-            mask["colours"] = {"#%02x%02x%02x" % rgb: self.classes[c] for rgb, c in self.colours}
+            mask["colours"] = {"#{:02x}{:02x}{:02x}".format(*rgb): self.classes[c] for rgb, c in self.colours}
             if self.tolerance:
                 mask["tolerance"] = self.tolerance
         else:
@@ -129,7 +129,7 @@ class DatasetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "") -> "DatasetConfig":
+    def from_dict(cls, d: dict, source: str = "") -> DatasetConfig:
         where = f" in {source!r}" if source else ""
 
         def bad(msg: str) -> DatasetConfigError:
@@ -287,7 +287,7 @@ def decode_mask(mask: np.ndarray, config: DatasetConfig, path: Path | str = "") 
         best = diff.argmin(axis=1)
         ok = diff[np.arange(len(uniq)), best] <= config.tolerance
         if not ok.all():
-            missing = ["#%06x" % u for u in uniq[~ok][:5]]
+            missing = [f"#{int(u):06x}" for u in uniq[~ok][:5]]
             raise UnknownClassError(f"mask {name!r} has colour(s) {missing} that map to no class")
         return pal_cls[best][inverse].reshape(keys.shape).astype(np.uint8)
     if mask.ndim == 3:

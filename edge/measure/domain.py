@@ -208,7 +208,7 @@ class DomainModel:
                 "fitted_on": self.fitted_on, "margins_on": self.margins_on}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DomainModel":
+    def from_dict(cls, d: dict) -> DomainModel:
         if not isinstance(d, dict):
             raise ValueError(f"domain statistics must be an object, not {type(d).__name__}")
         if list(d.get("features", [])) != list(IMAGE_FEATURES) or (

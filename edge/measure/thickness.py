@@ -75,7 +75,7 @@ class ThicknessCalibration:
                 "fitted_on": self.fitted_on}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ThicknessCalibration":
+    def from_dict(cls, d: dict) -> ThicknessCalibration:
         if not isinstance(d, dict):
             raise ValueError(f"thickness calibration must be an object, not {type(d).__name__}")
         missing = [k for k in ("a", "b", "c", "d", "s_range") if k not in d]  # other keys: figures, for people

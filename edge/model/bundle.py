@@ -161,8 +161,7 @@ def load_bundle(path: str | Path, sealed: bool = True) -> Bundle:
         raise BundleError(f"bad preprocessing spec in {str(manifest_path)!r}: {e}") from e
     bundle = Bundle(path=path, manifest=manifest, spec=spec)
     try:
-        bundle.thickness_calibration
-        bundle.domain
+        _ = bundle.thickness_calibration, bundle.domain  # both parsed now: a bad entry is refused at load
     except (TypeError, ValueError) as e:
         raise BundleError(f"manifest {str(manifest_path)!r}: {e}") from e
     return bundle

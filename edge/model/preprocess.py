@@ -83,7 +83,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessSpec":
+    def from_dict(cls, d: dict) -> PreprocessSpec:
         if not isinstance(d, dict):
             raise ValueError(f"a preprocessing spec is an object, not {type(d).__name__}")
         unknown = set(d) - set(cls.__dataclass_fields__)

@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.host import physical_cores, usable_cpus
-from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.errors import BundleError, EdgeError
 from edge.frame import Frame, Segmentation
+from edge.host import physical_cores, usable_cpus
+from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
-
 
 MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)
 
@@ -123,7 +122,7 @@ class Segmenter:
             self.logit_scale = self.output_scale
 
     @classmethod
-    def create(cls, options: SegmenterOptions = SegmenterOptions()) -> "Segmenter":
+    def create(cls, options: SegmenterOptions = SegmenterOptions()) -> Segmenter:
         threads = check_threads(options.num_threads if options.num_threads is not None else physical_cores())
         bundle = load_bundle(options.bundle)
         if bundle.gate_failures:

@@ -23,31 +23,32 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
-from edge.model.bundle import DEMO_BUNDLE, load_bundle
-from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.data.dataset import DatasetError, LabelledFrame, labelled_frames, phantom_count
-from edge.host import cpu_flags, cpu_name, physical_cores
-from edge.numbers import rounded
-from edge.ops.doctor import FAST_INT8_FLAGS
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
+from edge.host import cpu_flags, cpu_name, physical_cores
 from edge.measure.metrics import scores
-from edge.runtime.pipeline import Pipeline, measure, measure_frame, smooth
-from edge.screen.prepare import Prepare
+from edge.measure.temporal import TemporalFilter
+from edge.measure.thickness import ThicknessOptions, measure_thickness
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.model.preprocess import resize_labels, to_model_image
 from edge.model.segmenter import Segmenter
+from edge.numbers import rounded
+from edge.ops.doctor import FAST_INT8_FLAGS
+from edge.runtime.factory import open_source
+from edge.runtime.pipeline import Pipeline, measure, measure_frame, smooth
+from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.prepare import Prepare
 from edge.sinks.base import Sink
 from edge.sinks.display import DisplaySink
 from edge.sinks.jsonl import JsonLinesLog
-from edge.runtime.factory import open_source
-from edge.measure.temporal import TemporalFilter
-from edge.measure.thickness import ThicknessOptions, measure_thickness
 
 STAGES = ("capture", "roi", "preprocess", "invoke", "postprocess", "sinks")
 DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
+from edge.model.bundle import DEMO_BUNDLE, load_bundle
 
 if TYPE_CHECKING:
     from edge.runtime.config import Config
@@ -78,8 +78,8 @@ def check_scale(cfg) -> Check:
     """How the first frame of the configured source gets its mm per pixel: the source's own
     spacing, the config's, the depth setting, or the screen's scale read (and what it read),
     or why thickness would be in pixels."""
-    from edge.screen.prepare import Prepare
     from edge.runtime.factory import open_source
+    from edge.screen.prepare import Prepare
 
     try:
         with open_source(cfg.source.url) as source:
@@ -174,8 +174,8 @@ def check_disk(directory: str, cfg=None) -> Check:
 
 def _log_directory(cfg):
     """Where the runtime writes its logs: under [storage] data_dir when set (checked by the config)."""
-    from edge.runtime.config import data_paths
     from edge.errors import ConfigError
+    from edge.runtime.config import data_paths
 
     try:
         return data_paths(cfg)[0]

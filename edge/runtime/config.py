@@ -30,20 +30,21 @@ import os
 import re
 import stat
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Iterable
 
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from edge.errors import ConfigError, require_option as _require
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.errors import ConfigError
+from edge.errors import require_option as _require
 from edge.measure.temporal import TemporalOptions
-from firmware_bridge.ports import BAUD_RANGE
 from edge.measure.thickness import ThicknessOptions
+from edge.screen.options import CalibrationOptions, RoiOptions
+from firmware_bridge.ports import BAUD_RANGE
 
 VERSION = 1
 # Keys a config file must set for `tlf-edge run` and `doctor`, with an example of each.

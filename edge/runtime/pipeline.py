@@ -30,20 +30,20 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.errors import SignalLost
 from edge.frame import Measurement, Segmentation
+from edge.measure.bands import measure_bands, per_band
 from edge.measure.freeze import FreezeDetector
-from edge.screen.prepare import LayoutEvent, Prepare
-from edge.model.preprocess import to_model_image
 from edge.measure.quality import REJECTING, Quality, names
-from edge.runtime.queues import BLOCK, KEEP_NEWEST, BoundedQueue
+from edge.measure.temporal import TemporalFilter, TemporalOptions
+from edge.measure.thickness import ThicknessOptions, measure_thickness, window_slice
+from edge.model.preprocess import to_model_image
 from edge.model.segmenter import Segmenter
+from edge.runtime.queues import BLOCK, KEEP_NEWEST, BoundedQueue
+from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.prepare import LayoutEvent, Prepare
 from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
-from edge.measure.temporal import TemporalFilter, TemporalOptions
-from edge.measure.bands import measure_bands, per_band
-from edge.measure.thickness import ThicknessOptions, measure_thickness, window_slice
 
 
 def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
@@ -328,7 +328,7 @@ class Pipeline:
                 if item is _END:
                     break
                 if isinstance(item, StatusChange):
-                    live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "status", _nothing)(item.code, item.text))
+                    live = _deliver(self.err, live, stats, lambda sink, change=item: getattr(sink, "status", _nothing)(change.code, change.text))
                     continue
                 ms, seg = measured(*item)
                 if stats.t_first_measurement is None:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edge.screen.spacing import UNKNOWN, Calibration, Calibrator, from_config, from_depth, from_source
-from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.frame import Frame
+from edge.screen.options import CalibrationOptions, RoiOptions
 from edge.screen.roi import RoiTracker, crop_frame, detect_roi, manual_roi
+from edge.screen.spacing import UNKNOWN, Calibration, Calibrator, from_config, from_depth, from_source
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ full-screen Frame into a ROI Frame whose pixels outside the mask are blanked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ class Roi:
         """Fraction of the rectangle that is image."""
         return float(self.mask.mean()) if self.mask.size else 0.0
 
-    def near(self, other: "Roi | None", tol: int = 2) -> bool:
+    def near(self, other: Roi | None, tol: int = 2) -> bool:
         """True when `other` is the same rectangle within `tol` pixels on every edge."""
         if other is None:
             return False

@@ -186,7 +186,7 @@ def _tick_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tupl
         patch = weight[ys[i] : ys[i] + hs[i], xs[i] : xs[i] + ws[i]].sum(axis=1)
         centre[i] = float((patch * (np.arange(ys[i], ys[i] + hs[i]) + 0.5)).sum() / max(patch.sum(), 1e-6))
     rows, seen = [], set()
-    for ends, side in ((xs[idx], "left"), (xs[idx] + ws[idx], "right")):
+    for ends in (xs[idx], xs[idx] + ws[idx]):  # left and right ends
         for e in np.unique(ends):
             sel = idx[np.abs(ends - e) <= 1]
             if len(sel) < MIN_MARKS:
@@ -452,7 +452,7 @@ def _readout_crops(image: np.ndarray, roi) -> list[tuple[np.ndarray, float]]:
     exclude[y : y + h, x : x + w] = True if getattr(roi, "mask", None) is None else roi.mask
     boxes, _, specks = _text_boxes(v, exclude, run_together=True)
     out = []
-    for lx, ly, lw, lh, th, n in _lines(boxes, (H, W), specks):
+    for lx, ly, lw, lh, th, _ in _lines(boxes, (H, W), specks):
         if lh <= 2.2 * th and 1.4 * th <= lw <= 12 * th:  # "4cm" ... "Depth 4.0 cm" (letters may touch)
             p = max(2, int(0.3 * th))
             out.append((image[max(0, ly - p) : ly + lh + p, max(0, lx - p) : lx + lw + p], th))

@@ -16,14 +16,14 @@ pixels where the scale was found change, and reports a `ScaleChange`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from edge.screen import scale_reader
 from edge.errors import ConfigError
+from edge.screen import scale_reader
 
 # mm per pixel a B-mode image can have (the config's own bounds): a spacing outside, stated by a
 # file or read off a screen, is a wrong one, and is not used (thickness in pixels instead).
@@ -41,7 +41,7 @@ class Calibration:
     source: str
     note: str = ""
 
-    def close_to(self, other: "Calibration | None", rel: float = 0.005) -> bool:
+    def close_to(self, other: Calibration | None, rel: float = 0.005) -> bool:
         """Same spacing within `rel` (relative) on both axes; None only matches None."""
         if other is None:
             return False

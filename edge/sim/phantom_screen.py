@@ -22,15 +22,15 @@ style is the screen as it always was (tests/test_phantom_screen_pinned.py holds 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 
-from edge.sim import phantom
 from edge.errors import ConfigError, SinkError
+from edge.sim import phantom
 
 SIZES = ((1280, 720), (1920, 1080), (1024, 768), (640, 480))
 

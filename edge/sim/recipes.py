@@ -6,7 +6,7 @@ statistics and the thickness response never share a scene.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

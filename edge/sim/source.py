@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from edge.sim import phantom
 from edge.errors import SourceError
 from edge.frame import Frame
+from edge.sim import phantom
 from edge.sources.base import Source, check_frame_size, check_options, flag_option, parse_options
-
 
 COMMON_OPTIONS = {"seed", "frames", "fps", "size", "live"}
 MIN_SIDE = 16  # pixels: smaller pictures hold no anatomy
@@ -131,7 +130,7 @@ class PhantomSource(_ClipSource):
         self._seq = 0
 
     @classmethod
-    def from_url(cls, kind: str, options: dict[str, str]) -> "PhantomSource":
+    def from_url(cls, kind: str, options: dict[str, str]) -> PhantomSource:
         if kind not in ("", "clip"):
             raise SourceError(f"unknown phantom kind {kind!r} (expected phantom://clip or phantom://screen)")
         _check_known(options, {"preset"}, "phantom")
@@ -199,7 +198,7 @@ class PhantomScreenSource(_ClipSource):
         self._seq = 0
 
     @classmethod
-    def from_url(cls, options: dict[str, str]) -> "PhantomScreenSource":
+    def from_url(cls, options: dict[str, str]) -> PhantomScreenSource:
         """phantom://screen?seed=7&frames=90&fps=30&size=1280x720&depth=40,50&change_at=45
         &width=40&preset=default&lateral=1&live=0&style=default (edge.sim.phantom_screen.STYLES)"""
         _check_known(options, {"depth", "change_at", "width", "preset", "lateral", "style"}, "phantom screen")
@@ -220,9 +219,9 @@ class PhantomScreenSource(_ClipSource):
         except ValueError as e:
             raise SourceError(f"bad phantom screen option in {options!r}: {e}") from e
 
-    def open(self) -> "PhantomScreenSource":
-        from edge.sim import phantom_screen
+    def open(self) -> PhantomScreenSource:
         from edge.errors import ConfigError
+        from edge.sim import phantom_screen
 
         try:
             for depth in self.depths:  # checks size and field early

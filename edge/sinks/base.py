@@ -26,7 +26,7 @@ class Sink:
     name = "sink"
     dead: str | None = None
 
-    def open(self) -> "Sink":
+    def open(self) -> Sink:
         return self
 
     def write(self, measurement: Measurement, segmentation: Segmentation) -> None:
@@ -74,7 +74,7 @@ class LineFile:
         self._fd: int | None = None
         self._size = 0
 
-    def open(self) -> "LineFile":
+    def open(self) -> LineFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

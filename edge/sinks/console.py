@@ -10,6 +10,7 @@ from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names
 from edge.sinks.base import NO_SIGNAL, RUNNING, FrameBands, Sink
 
+
 class ConsoleStatus(Sink):
     """A one-line live status (fps, latency, thickness), redrawn at most `hz` times a second;
     it starts with SIMULATED when the source is the phantom scanner."""

@@ -45,7 +45,7 @@ class CsvLog(Sink):
         csv.writer(buf, lineterminator="").writerow(row)
         return buf.getvalue()
 
-    def open(self) -> "CsvLog":
+    def open(self) -> CsvLog:
         header = ",".join(COLUMNS)
         try:
             fresh = not (self.path.exists() and self.path.stat().st_size > 0)

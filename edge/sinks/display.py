@@ -32,7 +32,7 @@ class DisplaySink(Sink):
         self._bands = FrameBands()
         self.link_stats: dict | None = None  # the link's stats when it closed
 
-    def claim(self) -> "DisplaySink":
+    def claim(self) -> DisplaySink:
         """Open the port now, before the run: SinkError (one line) if another program holds it,
         so that a second runtime is refused at start. Any other failure is left for open() to
         report, as a display that is not plugged in does not stop the measurement."""

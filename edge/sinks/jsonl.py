@@ -11,6 +11,7 @@ from edge.measure.quality import names
 from edge.numbers import rounded
 from edge.sinks.base import LineFile, Sink
 
+
 class JsonLinesLog(Sink):
     """One JSON object per frame and band: time, band index (0 = the most superficial) and the
     frame's band count, thickness and spread, flags, latency, model hash, and whether the

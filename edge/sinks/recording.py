@@ -45,8 +45,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -195,11 +195,11 @@ class RecordingSink(Sink):
         self._grown_frames = 0  # of those, how many had been written when the file last grew
 
     @classmethod
-    def in_folder(cls, folder: str | Path, **kwargs) -> "RecordingSink":
+    def in_folder(cls, folder: str | Path, **kwargs) -> RecordingSink:
         """A sink recording to `folder/tlf-YYYYmmdd-HHMMSS.avi` (local time of creation)."""
         return cls(Path(folder) / time.strftime("tlf-%Y%m%d-%H%M%S.avi"), **kwargs)
 
-    def open(self) -> "RecordingSink":
+    def open(self) -> RecordingSink:
         # the writer is made on the first frame, when the ROI size is known
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

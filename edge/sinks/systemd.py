@@ -22,7 +22,7 @@ import math
 import os
 import socket
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names

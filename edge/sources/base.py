@@ -23,7 +23,7 @@ class Source:
     dropped: int = 0
     fps: float | None = None  # nominal frame rate, when the source knows it
 
-    def open(self) -> "Source":
+    def open(self) -> Source:
         return self
 
     def read(self) -> Frame | None:

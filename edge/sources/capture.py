@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 
@@ -112,7 +112,7 @@ class CaptureSource(Source):
         self._next_try = 0.0
 
     @classmethod
-    def from_v4l2_url(cls, device: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "CaptureSource":
+    def from_v4l2_url(cls, device: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> CaptureSource:
         check_options(options, {"width", "height", "fps", "fourcc", "retry_max", "give_up"}, "capture")
         if not device:
             raise SourceError("v4l2:// names no device (v4l2:///dev/video0)")
@@ -140,7 +140,7 @@ class CaptureSource(Source):
     def _name(self) -> str:
         return f"gst://{self.device}" if self.backend == "gstreamer" else repr(self.device)
 
-    def open(self) -> "CaptureSource":
+    def open(self) -> CaptureSource:
         """Open the device; SourceError if it cannot be (at start the device must be there)."""
         self._cap = self._connect()
         self._seq = 0

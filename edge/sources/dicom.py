@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.screen.spacing import UNKNOWN, Calibration, from_dicom_region
 from edge.errors import SourceError
 from edge.frame import Frame
+from edge.screen.spacing import UNKNOWN, Calibration, from_dicom_region
 from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options, flag_option
 
 INSTALL_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
@@ -124,7 +124,7 @@ class DicomSource(Source):
         self._seq = 0
 
     @classmethod
-    def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "DicomSource":
+    def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DicomSource:
         check_options(options, {"region", "crop"}, "DICOM")
         try:
             region = int(options["region"]) if "region" in options else None
@@ -132,7 +132,7 @@ class DicomSource(Source):
             raise SourceError(f"DICOM region {options['region']!r} is not an integer") from e
         return cls(path, region=region, crop=flag_option(options, "crop", True), max_pixels=max_pixels)
 
-    def open(self) -> "DicomSource":
+    def open(self) -> DicomSource:
         pydicom = _import_pydicom()
         if not Path(self.path).is_file():
             raise SourceError(f"no such DICOM file {self.path!r}")

@@ -89,7 +89,7 @@ class FolderSource(Source):
         self._i = 0
         self._seq = 0
 
-    def open(self) -> "FolderSource":
+    def open(self) -> FolderSource:
         p = Path(self.pattern)
         if p.is_dir():
             files = [str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and _regular(f)]

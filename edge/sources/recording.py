@@ -102,7 +102,7 @@ class RecordingSource(Source):
         self._seq = 0
         self._times: dict[int, float] = {}
 
-    def open(self) -> "RecordingSource":
+    def open(self) -> RecordingSource:
         first = recording_of(self.path)
         if first is None:
             raise SourceError(f"{self.path.name!r} has no recording sidecar ({sidecar_path(self.path).name})")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 
@@ -47,11 +47,11 @@ class VideoSource(Source):
         self._shape: tuple[int, ...] | None = None  # the last good frame's: a frame of another size is broken
 
     @classmethod
-    def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> "VideoSource":
+    def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSource:
         check_options(options, {"pace"}, "video")
         return cls(path, pace=flag_option(options, "pace", False), max_pixels=max_pixels)
 
-    def open(self) -> "VideoSource":
+    def open(self) -> VideoSource:
         if not Path(self.path).is_file():
             raise SourceError(f"no such video file {self.path!r}")
         cap = cv2.VideoCapture(self.path)
