@@ -30,6 +30,7 @@ test: lint
 # The linter and the type checker, configured in pyproject.toml ([tool.ruff], [tool.mypy]).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check edge convert firmware_bridge
+	$(BIN)/ruff format --check edge convert firmware_bridge
 	$(BIN)/mypy
 
 # The suite on a machine made slow and different on purpose: a CPU burner on every core, and

@@ -163,8 +163,9 @@ def augment(image: np.ndarray, labels: np.ndarray, options: AugmentOptions, rng:
     return out, lab.astype(labels.dtype, copy=False), applied
 
 
-def augment_batch(images: np.ndarray, labels: np.ndarray, options: AugmentOptions, seed: int, epoch: int,
-                  indices) -> tuple[np.ndarray, np.ndarray]:
+def augment_batch(
+    images: np.ndarray, labels: np.ndarray, options: AugmentOptions, seed: int, epoch: int, indices
+) -> tuple[np.ndarray, np.ndarray]:
     """Augmented copies of images[indices] and labels[indices], each from `sample_rng(seed, epoch, index)`."""
     pairs = [augment(images[i], labels[i], options, sample_rng(seed, epoch, i))[:2] for i in indices]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
@@ -174,22 +175,43 @@ def describe(applied: dict) -> str:
     """A short caption of what `augment` drew, e.g. 'flip rot+7 x1.05 g-2dB'."""
     words = []
     for part, v in applied.items():
-        words.append({"flip": lambda _: "flip", "rotate": lambda a: f"rot{a:+.0f}", "scale": lambda s: f"x{s:.2f}",
-                      "translate": lambda t: f"shift{t:.0f}", "gain": lambda g: f"g{g:+.1f}dB",
-                      "contrast": lambda k: f"c{k:.2f}", "gamma": lambda g: f"gam{g:.2f}",
-                      "speckle": lambda s: f"spk{s:.2f}", "blur": lambda s: f"blur{s:.1f}",
-                      "attenuation": lambda a: f"att{a:+.1f}"}[part](v))
+        words.append(
+            {
+                "flip": lambda _: "flip",
+                "rotate": lambda a: f"rot{a:+.0f}",
+                "scale": lambda s: f"x{s:.2f}",
+                "translate": lambda t: f"shift{t:.0f}",
+                "gain": lambda g: f"g{g:+.1f}dB",
+                "contrast": lambda k: f"c{k:.2f}",
+                "gamma": lambda g: f"gam{g:.2f}",
+                "speckle": lambda s: f"spk{s:.2f}",
+                "blur": lambda s: f"blur{s:.1f}",
+                "attenuation": lambda a: f"att{a:+.1f}",
+            }[part](v)
+        )
     return " ".join(words) or "as is"
 
 
-MASK_BGR = [(0, 0, 0), (40, 200, 255), (60, 120, 240), (80, 200, 60), (200, 80, 200), (255, 160, 40), (0, 0, 200),
-            (255, 255, 255)]  # class outline colours; class 0 (background, or the tissue above) is not drawn
+MASK_BGR = [
+    (0, 0, 0),
+    (40, 200, 255),
+    (60, 120, 240),
+    (80, 200, 60),
+    (200, 80, 200),
+    (255, 160, 40),
+    (0, 0, 200),
+    (255, 255, 255),
+]  # class outline colours; class 0 (background, or the tissue above) is not drawn
 
 
 def sheet_tile(image: np.ndarray, labels: np.ndarray, tile: int, caption: str) -> np.ndarray:
     """One contact-sheet tile: the image in grey with every class but the first outlined in its
     colour (labels nearest-neighbour), and a caption."""
-    grey = image.reshape(image.shape[:2]) if image.ndim == 2 or image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    grey = (
+        image.reshape(image.shape[:2])
+        if image.ndim == 2 or image.shape[2] == 1
+        else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    )
     out = cv2.cvtColor(cv2.resize(grey, (tile, tile), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
     lab = cv2.resize(labels.astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST_EXACT)
     for c in range(1, int(lab.max()) + 1):
@@ -209,8 +231,15 @@ def sheet_tile(image: np.ndarray, labels: np.ndarray, tile: int, caption: str) -
     return out
 
 
-def augment_sheet(images: np.ndarray, labels: np.ndarray, names: list[str], options: AugmentOptions, seed: int = 0,
-                  per_image: int = 5, tile: int = 160) -> np.ndarray:
+def augment_sheet(
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: list[str],
+    options: AugmentOptions,
+    seed: int = 0,
+    per_image: int = 5,
+    tile: int = 160,
+) -> np.ndarray:
     """A BGR contact sheet: per image a row of the image as it is, then `per_image` augmented
     copies as training draws them (epochs 0, 1, ... of `seed`), each with its label outlines and
     what was drawn. For looking, not for measuring."""

@@ -49,14 +49,20 @@ def check_calibration(images: np.ndarray, reference: np.ndarray | None = None) -
     stds = images.reshape(n, -1).std(axis=1)
     blank = int((stds < MIN_STD).sum())
     if blank > n // 2:
-        raise CalibrationError(f"calibration set is constant: {blank} of {n} images have no contrast (std < {MIN_STD} grey levels)")
+        raise CalibrationError(
+            f"calibration set is constant: {blank} of {n} images have no contrast (std < {MIN_STD} grey levels)"
+        )
     corr = np.array([neighbour_correlation(im) for im in images])
     if np.median(corr) < MIN_NEIGHBOUR_CORRELATION:
         raise CalibrationError(
             f"calibration set looks like noise: median neighbour correlation {np.median(corr):.2f} "
             f"(B-mode images have at least {MIN_NEIGHBOUR_CORRELATION})"
         )
-    stats = {"images": n, "median_std": round(float(np.median(stds)), 2), "median_neighbour_correlation": round(float(np.median(corr)), 3)}
+    stats = {
+        "images": n,
+        "median_std": round(float(np.median(stds)), 2),
+        "median_neighbour_correlation": round(float(np.median(corr)), 3),
+    }
     if reference is not None and len(reference):
         d = hellinger(histogram(images), histogram(reference))
         stats["histogram_distance_to_validation"] = round(d, 3)

@@ -25,74 +25,115 @@ from edge.sim.recipes import (
 NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
 
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
-DATASET_CONFIG_HELP = ("data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
-                       "its images/ (for a folder you cannot write in)")
+DATASET_CONFIG_HELP = (
+    "data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
+    "its images/ (for a folder you cannot write in)"
+)
 MAX_LEGACY_CLASSES = 8  # masks without a config holding higher values are not class indices
-NATIVE_PX_HELP = ("thickness in each image's own pixels (its size over the model's, per axis) instead of model "
-                  "pixels, for data without a pixel spacing")
+NATIVE_PX_HELP = (
+    "thickness in each image's own pixels (its size over the model's, per axis) instead of model "
+    "pixels, for data without a pixel spacing"
+)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tlf-convert", description="Host-side training and int8 conversion for tlf-edge.")
-    p.add_argument("--verbose", action="store_true",
-                   help="show TensorFlow's own log (native notices, converter logs, export dumps); hidden by default")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own log (native notices, converter logs, export dumps); hidden by default",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the U-Net on a labelled folder or on phantom data")
-    t.add_argument("--data", help="folder with images/ and masks/ (read by its dataset.json/.toml, class-index "
-                                  "masks without one); default: phantom stream")
+    t.add_argument(
+        "--data",
+        help="folder with images/ and masks/ (read by its dataset.json/.toml, class-index "
+        "masks without one); default: phantom stream",
+    )
     t.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
     t.add_argument("--out", required=True, help="output folder (model.keras, history.csv)")
     t.add_argument("--steps", type=int, default=25, help="phantom batches per epoch")
     t.add_argument("--resume", action="store_true", help="continue a training in --out from its last epoch")
     add_training_options(t)
 
-    cv = sub.add_parser("cv", help="k-fold cross-validation of a training recipe on a labelled folder: train, "
-                                   "quantize and validate each fold (look-alike images kept in one fold)")
+    cv = sub.add_parser(
+        "cv",
+        help="k-fold cross-validation of a training recipe on a labelled folder: train, "
+        "quantize and validate each fold (look-alike images kept in one fold)",
+    )
     cv.add_argument("--data", required=True, help="folder with images/ and masks/")
     cv.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
-    cv.add_argument("--out", required=True, help="output folder (a fold_K/ per fold, summary.json, summary.md); "
-                                                "run again to resume")
+    cv.add_argument(
+        "--out", required=True, help="output folder (a fold_K/ per fold, summary.json, summary.md); run again to resume"
+    )
     cv.add_argument("--folds", type=int, default=5)
-    cv.add_argument("--only", help="comma-separated fold numbers to run now (default: all; the summary covers the "
-                                   "folds done)")
-    cv.add_argument("--similar", type=float, default=0.8,
-                    help="thumbnail correlation that makes two images one look-alike group")
+    cv.add_argument(
+        "--only", help="comma-separated fold numbers to run now (default: all; the summary covers the folds done)"
+    )
+    cv.add_argument(
+        "--similar", type=float, default=0.8, help="thumbnail correlation that makes two images one look-alike group"
+    )
     cv.add_argument("--calib-n", type=int, default=200, help="calibration images per fold (from its training part)")
     cv.add_argument("--spacing-mm", help="ROW,COL mm per model-input pixel of --data (default: native pixels)")
     cv.add_argument("--model-px", action="store_true", help="thickness in model pixels (default: native pixels)")
     cv.add_argument("--max-miou-drop", type=float, default=0.01)
     cv.add_argument("--max-bias", type=float, default=0.5, help="int8 gate: |thickness bias| against float")
-    cv.add_argument("--revalidate", action="store_true",
-                    help="score the folds done again with their models as they are (no training)")
+    cv.add_argument(
+        "--revalidate",
+        action="store_true",
+        help="score the folds done again with their models as they are (no training)",
+    )
     cv.add_argument("--docs", help="also write a Markdown page of the results here (figures beside it)")
     cv.add_argument("--title", default="Cross-validation", help="--docs: the page's title")
-    cv.add_argument("--targets", help="--docs: targets to check, e.g. band_dice>=0.8,thickness_mae<=1.5,"
-                                      "int8_dice_drop<=0.01,fold_minutes<=20")
+    cv.add_argument(
+        "--targets",
+        help="--docs: targets to check, e.g. band_dice>=0.8,thickness_mae<=1.5,int8_dice_drop<=0.01,fold_minutes<=20",
+    )
     add_training_options(cv)
 
     q = sub.add_parser("quantize", help="full-integer int8 conversion into a model bundle")
-    q.add_argument("model", nargs="?", help="the float model: a .keras or .h5 file or a SavedModel folder "
-                                            "(or --weights)")
+    q.add_argument(
+        "model", nargs="?", help="the float model: a .keras or .h5 file or a SavedModel folder (or --weights)"
+    )
     q.add_argument("--calib", default="phantom", help="'phantom' or a folder of images (preprocessed like the device)")
     q.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
     q.add_argument("--out", required=True, help="bundle folder to write")
-    q.add_argument("--size", default=None, help="input grid, N or HxW pixels: a model of any size (keras.Input((None, "
-                                                "None, C))) is converted at it (default: the model's; --weights: 256)")
+    q.add_argument(
+        "--size",
+        default=None,
+        help="input grid, N or HxW pixels: a model of any size (keras.Input((None, "
+        "None, C))) is converted at it (default: the model's; --weights: 256)",
+    )
     q.add_argument("--channels", type=int, choices=(1, 3), default=1, help="--weights: the U-Net's input channels")
     add_model_options(q)
     add_preprocess_options(q)
-    q.add_argument("--class-names", help="comma-separated class names in output order (default: the --data or "
-                                         "--dataset-config classes, else above,tlf,below for 3 and background,tlf for 2)")
-    q.add_argument("--allow-one-class", action="store_true",
-                   help="convert even when the float model gives one class to almost every calibration pixel")
-    q.add_argument("--trust-preprocessing", action="store_true",
-                   help="convert as declared even when the float model's labels do not follow its input's level "
-                        "while they do under another common --input-scale")
-    q.add_argument("--allow-partitions", action="store_true",
-                   help="convert even when XNNPACK cannot take the graph whole (the cost is printed)")
-    q.add_argument("--data", help="labelled folder (images/, masks/): the calibration set must resemble it, "
-                                  "and the float-versus-int8 gate runs on it")
+    q.add_argument(
+        "--class-names",
+        help="comma-separated class names in output order (default: the --data or "
+        "--dataset-config classes, else above,tlf,below for 3 and background,tlf for 2)",
+    )
+    q.add_argument(
+        "--allow-one-class",
+        action="store_true",
+        help="convert even when the float model gives one class to almost every calibration pixel",
+    )
+    q.add_argument(
+        "--trust-preprocessing",
+        action="store_true",
+        help="convert as declared even when the float model's labels do not follow its input's level "
+        "while they do under another common --input-scale",
+    )
+    q.add_argument(
+        "--allow-partitions",
+        action="store_true",
+        help="convert even when XNNPACK cannot take the graph whole (the cost is printed)",
+    )
+    q.add_argument(
+        "--data",
+        help="labelled folder (images/, masks/): the calibration set must resemble it, "
+        "and the float-versus-int8 gate runs on it",
+    )
     q.add_argument("--dataset-config", help=DATASET_CONFIG_HELP + "; its class names go into the bundle")
     q.add_argument("--spacing-mm", help="ROW,COL mm per model-input pixel of --data (default: pixels)")
     q.add_argument("--native-px", action="store_true", help=NATIVE_PX_HELP)
@@ -104,37 +145,66 @@ def main(argv=None) -> int:
     d.add_argument("--out", default="edge/models/demo")
     d.add_argument("--work", default="build/demo", help="folder for the float model and training history")
     d.add_argument("--epochs", type=int, default=14, help="stage 1 epochs (class-weighted cross-entropy)")
-    d.add_argument("--finetune-epochs", type=int, default=8,
-                   help="stage 2 epochs (label smoothing 0.1, learning rate 3e-4 decaying to 3e-5)")
-    d.add_argument("--polish-epochs", type=int, default=10,
-                   help="stage 3 epochs (as stage 2, learning rate 1e-4 decaying to 1e-5)")
-    d.add_argument("--cubic-epochs", type=int, default=20,
-                   help="stage 4 epochs (as stage 3, on scenes no earlier stage saw, the images reduced to the "
-                        "model grid with the cubic kernel the device then uses)")
-    d.add_argument("--more-epochs", type=int, default=12,
-                   help="stage 5 epochs (as stage 4, from its last weights, on scenes of a seed range of its own)")
+    d.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=8,
+        help="stage 2 epochs (label smoothing 0.1, learning rate 3e-4 decaying to 3e-5)",
+    )
+    d.add_argument(
+        "--polish-epochs", type=int, default=10, help="stage 3 epochs (as stage 2, learning rate 1e-4 decaying to 1e-5)"
+    )
+    d.add_argument(
+        "--cubic-epochs",
+        type=int,
+        default=20,
+        help="stage 4 epochs (as stage 3, on scenes no earlier stage saw, the images reduced to the "
+        "model grid with the cubic kernel the device then uses)",
+    )
+    d.add_argument(
+        "--more-epochs",
+        type=int,
+        default=12,
+        help="stage 5 epochs (as stage 4, from its last weights, on scenes of a seed range of its own)",
+    )
     d.add_argument("--steps", type=int, default=25)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--validate-n", type=int, default=220, help="held-out phantom images (presets in turn)")
     d.add_argument("--model", help="reuse a trained model (.keras, with its train.json) instead of training")
-    d.add_argument("--response-n", type=int, default=1000,
-                   help="phantom scanner screens the bundle's thickness response is fitted on (see thickness-response)")
+    d.add_argument(
+        "--response-n",
+        type=int,
+        default=1000,
+        help="phantom scanner screens the bundle's thickness response is fitted on (see thickness-response)",
+    )
 
-    r = sub.add_parser("thickness-response",
-                       help="fit a phantom-trained bundle's thickness response on phantom images of known thickness "
-                            "into its manifest (the device then inverts it)")
+    r = sub.add_parser(
+        "thickness-response",
+        help="fit a phantom-trained bundle's thickness response on phantom images of known thickness "
+        "into its manifest (the device then inverts it)",
+    )
     r.add_argument("bundle")
     r.add_argument("--n", type=int, default=1000, help="phantom images to fit on")
-    r.add_argument("--images", choices=["screens", "scans"], default="screens",
-                   help="screens: the phantom scanner's, cropped to the B-mode region as a cart sees them (the "
-                        "response for that scanner); scans: the training's random looks (convert.response)")
-    r.add_argument("--no-layering", action="store_true",
-                   help="fit without the term for the band's layering contrast (an older bundle's form)")
+    r.add_argument(
+        "--images",
+        choices=["screens", "scans"],
+        default="screens",
+        help="screens: the phantom scanner's, cropped to the B-mode region as a cart sees them (the "
+        "response for that scanner); scans: the training's random looks (convert.response)",
+    )
+    r.add_argument(
+        "--no-layering",
+        action="store_true",
+        help="fit without the term for the band's layering contrast (an older bundle's form)",
+    )
 
     v = sub.add_parser("validate", help="compare float and int8 on a labelled set; non-zero exit when the gate fails")
     v.add_argument("bundle")
-    v.add_argument("--float", dest="float_model", help="the float model the bundle came from (.keras, .h5 or a "
-                                                       "SavedModel folder; or --weights)")
+    v.add_argument(
+        "--float",
+        dest="float_model",
+        help="the float model the bundle came from (.keras, .h5 or a SavedModel folder; or --weights)",
+    )
     add_model_options(v)
     v.add_argument("--data", default="phantom", help="'phantom' or a folder with images/ and masks/")
     v.add_argument("--n", type=int, default=220, help="phantom images to validate on (presets in turn)")
@@ -144,19 +214,31 @@ def main(argv=None) -> int:
     v.add_argument("--out", help="report folder (default: BUNDLE/validation)")
     v.add_argument("--max-miou-drop", type=float, default=0.01)
     v.add_argument("--max-bias", type=float, default=0.05)
-    v.add_argument("--other-model", action="store_true",
-                   help="validate against a float model other than the one the bundle records it was made from "
-                        "(the validation record names it)")
+    v.add_argument(
+        "--other-model",
+        action="store_true",
+        help="validate against a float model other than the one the bundle records it was made from "
+        "(the validation record names it)",
+    )
 
-    dm = sub.add_parser("domain", help="record in a bundle what its training images looked like (image statistics) "
-                                       "and how sure its model is of held-out images, for the device's "
-                                       "out-of-domain guard (edge.measure.domain)")
+    dm = sub.add_parser(
+        "domain",
+        help="record in a bundle what its training images looked like (image statistics) "
+        "and how sure its model is of held-out images, for the device's "
+        "out-of-domain guard (edge.measure.domain)",
+    )
     dm.add_argument("bundle")
-    dm.add_argument("--train", required=True,
-                    help="'phantom' (fresh scenes of the training's random looks) or a folder of training images")
-    dm.add_argument("--heldout", required=True,
-                    help="'phantom' (the held-out validation scenes, presets in turn) or a folder of images the "
-                         "model was not trained on")
+    dm.add_argument(
+        "--train",
+        required=True,
+        help="'phantom' (fresh scenes of the training's random looks) or a folder of training images",
+    )
+    dm.add_argument(
+        "--heldout",
+        required=True,
+        help="'phantom' (the held-out validation scenes, presets in turn) or a folder of images the "
+        "model was not trained on",
+    )
     dm.add_argument("--n", type=int, default=600, help="phantom training images, or the most images read per folder")
     dm.add_argument("--heldout-n", type=int, default=220, help="phantom held-out images")
 
@@ -164,8 +246,12 @@ def main(argv=None) -> int:
     ph.add_argument("--out", required=True)
     ph.add_argument("--n", type=int, default=100)
     ph.add_argument("--seed", type=int, default=0)
-    ph.add_argument("--mask", choices=("index", "palette", "binary"), default="index",
-                    help="class-index masks, colour (palette PNG) masks, or 0/255 masks of the TLF alone")
+    ph.add_argument(
+        "--mask",
+        choices=("index", "palette", "binary"),
+        default="index",
+        help="class-index masks, colour (palette PNG) masks, or 0/255 masks of the TLF alone",
+    )
     ph.add_argument("--base", type=int, choices=(0, 1), default=0, help="index masks: value of the first class")
     ph.add_argument("--image-format", choices=("png", "tif", "jpg"), default="png")
     ph.add_argument("--preset", help="scanner preset for every image (default: a random look per image)")
@@ -177,15 +263,20 @@ def main(argv=None) -> int:
     cs = sub.add_parser("contact-sheet", help="a PNG of phantom samples beside their masks and one scanner screen")
     cs.add_argument("--out", required=True, help="PNG file to write")
     cs.add_argument("--seed", type=int, default=0)
-    cs.add_argument("--presets", default="default,l15_fine,l6_deep,rf_10mhz,low_gain,washed_out",
-                    help="comma-separated scanner presets, one row each")
+    cs.add_argument(
+        "--presets",
+        default="default,l15_fine,l6_deep,rf_10mhz,low_gain,washed_out",
+        help="comma-separated scanner presets, one row each",
+    )
     cs.add_argument("--per-row", type=int, default=2, help="image/mask pairs per row")
     cs.add_argument("--tile", type=int, default=140, help="tile size in pixels")
     cs.add_argument("--wide", action="store_true", help="scenes from the wider ranges")
     cs.add_argument("--artefacts", type=float, default=0.0, help="probability of each artefact kind per image")
 
-    ag = sub.add_parser("augment-sheet", help="a PNG of labelled images beside augmented copies as training draws "
-                                              "them, with their label outlines")
+    ag = sub.add_parser(
+        "augment-sheet",
+        help="a PNG of labelled images beside augmented copies as training draws them, with their label outlines",
+    )
     ag.add_argument("--data", required=True, help="folder with images/ and masks/")
     ag.add_argument("--dataset-config", help=DATASET_CONFIG_HELP)
     ag.add_argument("--out", required=True, help="PNG file to write")
@@ -194,16 +285,28 @@ def main(argv=None) -> int:
     ag.add_argument("--size", type=int, default=256, help="the model grid the images are augmented on")
     ag.add_argument("--tile", type=int, default=160, help="tile size in pixels")
     ag.add_argument("--seed", type=int, default=0)
-    ag.add_argument("--augment-off", metavar="PARTS", default="",
-                    help="comma-separated augmentation parts to switch off (as for train)")
+    ag.add_argument(
+        "--augment-off",
+        metavar="PARTS",
+        default="",
+        help="comma-separated augmentation parts to switch off (as for train)",
+    )
 
     conventions(p, sub, codes=(0, 1, 2, 3, 130))
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": cmd_train, "cv": cmd_cv, "quantize": cmd_quantize, "demo-bundle": cmd_demo_bundle,
-                "thickness-response": cmd_thickness_response, "domain": cmd_domain,
-                "augment-sheet": cmd_augment_sheet, "validate": cmd_validate, "phantom": cmd_phantom,
-                "contact-sheet": cmd_contact_sheet}
+    commands = {
+        "train": cmd_train,
+        "cv": cmd_cv,
+        "quantize": cmd_quantize,
+        "demo-bundle": cmd_demo_bundle,
+        "thickness-response": cmd_thickness_response,
+        "domain": cmd_domain,
+        "augment-sheet": cmd_augment_sheet,
+        "validate": cmd_validate,
+        "phantom": cmd_phantom,
+        "contact-sheet": cmd_contact_sheet,
+    }
     try:
         with native_output_hidden(args.verbose):  # native libraries' notices (TensorFlow, LiteRT, OpenCV)
             if args.command in NEEDS_TENSORFLOW:
@@ -245,10 +348,17 @@ def add_training_options(p) -> None:
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--class-weights", help="comma-separated cross-entropy weight per class, e.g. 1,6,1")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--final-learning-rate", type=float,
-                   help="decay the learning rate to this along a cosine over the epochs (default: constant)")
-    p.add_argument("--interpolation", choices=["area", "linear", "cubic"], default="area",
-                   help="how images are resized to the model grid (the bundle states it; the device does the same)")
+    p.add_argument(
+        "--final-learning-rate",
+        type=float,
+        help="decay the learning rate to this along a cosine over the epochs (default: constant)",
+    )
+    p.add_argument(
+        "--interpolation",
+        choices=["area", "linear", "cubic"],
+        default="area",
+        help="how images are resized to the model grid (the bundle states it; the device does the same)",
+    )
     add_recipe_options(p)
 
 
@@ -262,28 +372,51 @@ def training_options(args, classes: int, has_data: bool):
             weights = tuple(float(v) for v in args.class_weights.split(","))
         except ValueError:
             raise ValueError(f"--class-weights {args.class_weights!r} is not comma-separated numbers") from None
-    return TrainOptions(epochs=args.epochs, batch_size=args.batch, seed=args.seed, base_filters=args.base_filters,
-                        depth=args.depth, patience=args.patience, classes=classes, learning_rate=args.learning_rate,
-                        final_learning_rate=args.final_learning_rate, class_weights=weights,
-                        **recipe_options(args, has_data))
+    return TrainOptions(
+        epochs=args.epochs,
+        batch_size=args.batch,
+        seed=args.seed,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        patience=args.patience,
+        classes=classes,
+        learning_rate=args.learning_rate,
+        final_learning_rate=args.final_learning_rate,
+        class_weights=weights,
+        **recipe_options(args, has_data),
+    )
 
 
 def add_recipe_options(p) -> None:
     """Loss, selection and augmentation options of `train` and `cv`."""
     from convert.augment import PARTS
 
-    p.add_argument("--loss", choices=("ce", "dice_ce", "focal"), default="ce",
-                   help="cross-entropy (the study's), Dice + cross-entropy, or focal loss; --class-weights weigh the "
-                        "cross-entropy part (focal: its alpha)")
+    p.add_argument(
+        "--loss",
+        choices=("ce", "dice_ce", "focal"),
+        default="ce",
+        help="cross-entropy (the study's), Dice + cross-entropy, or focal loss; --class-weights weigh the "
+        "cross-entropy part (focal: its alpha)",
+    )
     p.add_argument("--dice-weight", type=float, default=1.0, help="dice_ce: weight of the Dice term")
     p.add_argument("--focal-gamma", type=float, default=2.0, help="focal: the focusing exponent")
-    p.add_argument("--select", choices=("band_dice", "mean_iou", "val_loss"),
-                   help="validation figure that picks the best epoch and stops early (default: band_dice for two "
-                        "classes, mean_iou otherwise)")
-    p.add_argument("--no-augment", action="store_true",
-                   help="train on the --data images as they are (augmentation is on by default for --data)")
-    p.add_argument("--augment-off", metavar="PARTS", default="",
-                   help=f"comma-separated augmentation parts to switch off: {','.join(PARTS)}")
+    p.add_argument(
+        "--select",
+        choices=("band_dice", "mean_iou", "val_loss"),
+        help="validation figure that picks the best epoch and stops early (default: band_dice for two "
+        "classes, mean_iou otherwise)",
+    )
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train on the --data images as they are (augmentation is on by default for --data)",
+    )
+    p.add_argument(
+        "--augment-off",
+        metavar="PARTS",
+        default="",
+        help=f"comma-separated augmentation parts to switch off: {','.join(PARTS)}",
+    )
 
 
 def recipe_options(args, has_data: bool) -> dict:
@@ -295,37 +428,60 @@ def recipe_options(args, has_data: bool) -> dict:
         augment = AugmentOptions().without(args.augment_off.split(","))
     elif args.augment_off and not has_data:
         raise ValueError("--augment-off needs --data (the phantom stream is not augmented)")
-    return {"loss": args.loss, "dice_weight": args.dice_weight, "focal_gamma": args.focal_gamma,
-            "select": args.select, "augment": augment}
+    return {
+        "loss": args.loss,
+        "dice_weight": args.dice_weight,
+        "focal_gamma": args.focal_gamma,
+        "select": args.select,
+        "augment": augment,
+    }
 
 
 def add_model_options(p) -> None:
     """How the float model is read: a file's safe-mode exceptions, or weights into the built-in U-Net."""
-    p.add_argument("--trust-code", action="store_true",
-                   help="load Lambda layers (runs the Python code stored in the model file; only for files you trust)")
-    p.add_argument("--custom-objects", metavar="FILE.py",
-                   help="a Python file defining the model's custom layers (it is run)")
-    p.add_argument("--weights", metavar="FILE",
-                   help="weights only (.weights.h5, .h5 or .keras), loaded into the built-in U-Net of the options below")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="load Lambda layers (runs the Python code stored in the model file; only for files you trust)",
+    )
+    p.add_argument(
+        "--custom-objects", metavar="FILE.py", help="a Python file defining the model's custom layers (it is run)"
+    )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="weights only (.weights.h5, .h5 or .keras), loaded into the built-in U-Net of the options below",
+    )
     p.add_argument("--base-filters", type=int, default=16, help="--weights: filters of the first level")
     p.add_argument("--depth", type=int, default=4, help="--weights: poolings")
     p.add_argument("--classes", type=int, default=3, help="--weights: output classes")
     p.add_argument("--output", choices=("logits", "softmax"), default="logits", help="--weights: the U-Net's head")
-    p.add_argument("--concat-skips", action="store_true",
-                   help="--weights: skips as concatenations (the classic U-Net) instead of the builder's split form")
+    p.add_argument(
+        "--concat-skips",
+        action="store_true",
+        help="--weights: skips as concatenations (the classic U-Net) instead of the builder's split form",
+    )
 
 
 def add_preprocess_options(p) -> None:
-    p.add_argument("--input-scale", help="how the model was fed: each pixel 0-255 times this (e.g. 1/255 for inputs "
-                                         "0-1, 1 for raw pixels), before --mean/--std (default: the train.json "
-                                         "beside the model; required without one)")
+    p.add_argument(
+        "--input-scale",
+        help="how the model was fed: each pixel 0-255 times this (e.g. 1/255 for inputs "
+        "0-1, 1 for raw pixels), before --mean/--std (default: the train.json "
+        "beside the model; required without one)",
+    )
     p.add_argument("--mean", help="subtracted after the scale: one value or one per channel (comma-separated)")
     p.add_argument("--std", help="divided by after the mean: one value or one per channel (comma-separated)")
-    p.add_argument("--channel-order", choices=("bgr", "rgb"),
-                   help="a 3-channel model's channel order in training (frames arrive as BGR; default bgr)")
-    p.add_argument("--interpolation", choices=["area", "linear", "cubic"],
-                   help="how images are resized to the model grid (default: as in the train.json beside the "
-                        "model, else area)")
+    p.add_argument(
+        "--channel-order",
+        choices=("bgr", "rgb"),
+        help="a 3-channel model's channel order in training (frames arrive as BGR; default bgr)",
+    )
+    p.add_argument(
+        "--interpolation",
+        choices=["area", "linear", "cubic"],
+        help="how images are resized to the model grid (default: as in the train.json beside the model, else area)",
+    )
 
 
 def read_float_model(args, spec=None):
@@ -359,9 +515,15 @@ def builder_options(args, spec=None) -> dict:
         if h != w:
             raise ValueError(f"--size {args.size}: the built-in U-Net of --weights is square; give --size N")
         size = h
-    return {"input_size": size, "channels": spec.channels if spec else args.channels, "classes": args.classes,
-            "base_filters": args.base_filters, "depth": args.depth, "output": args.output,
-            "split_skip": not args.concat_skips}
+    return {
+        "input_size": size,
+        "channels": spec.channels if spec else args.channels,
+        "classes": args.classes,
+        "base_filters": args.base_filters,
+        "depth": args.depth,
+        "output": args.output,
+        "split_skip": not args.concat_skips,
+    }
 
 
 def float_identity(args, spec=None) -> dict:
@@ -382,8 +544,9 @@ def _numbers(text: str | None, what: str):
     try:
         values = tuple(_fraction(v) for v in text.split(","))
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{what} {text!r} is not a number or comma-separated numbers (e.g. 1/255, 0.5 or "
-                         "0.485,0.456,0.406)") from None
+        raise ValueError(
+            f"{what} {text!r} is not a number or comma-separated numbers (e.g. 1/255, 0.5 or 0.485,0.456,0.406)"
+        ) from None
     return values[0] if len(values) == 1 else values
 
 
@@ -400,17 +563,27 @@ def declared_spec(args, model_path: Path | None, height: int, width: int, channe
     info = model_path.parent / "train.json" if model_path is not None else None
     trained = json.loads(info.read_text()).get("preprocess") if info is not None and info.is_file() else None
     base = PreprocessSpec.from_dict(trained).to_dict() if trained else None
-    scale, mean, std = (_numbers(args.input_scale, "--input-scale"), _numbers(args.mean, "--mean"),
-                        _numbers(args.std, "--std"))
+    scale, mean, std = (
+        _numbers(args.input_scale, "--input-scale"),
+        _numbers(args.mean, "--mean"),
+        _numbers(args.std, "--std"),
+    )
     if isinstance(scale, tuple):
         raise ValueError(f"--input-scale {args.input_scale!r} is one number")
     if base is None and scale is None:
         name = model_path.name if model_path is not None else "the model"
-        raise ValueError(f"how was {name} fed in training? declare it: --input-scale 1/255 (pixels scaled to 0-1), "
-                         "--input-scale 1 (raw 0-255 pixels), and --mean/--std if it was normalised after that")
+        raise ValueError(
+            f"how was {name} fed in training? declare it: --input-scale 1/255 (pixels scaled to 0-1), "
+            "--input-scale 1 (raw 0-255 pixels), and --mean/--std if it was normalised after that"
+        )
     d = dict(base or {}, height=height, width=width, channels=channels)
-    for key, value in (("scale", scale), ("mean", mean), ("std", std), ("channel_order", args.channel_order),
-                       ("interpolation", args.interpolation)):
+    for key, value in (
+        ("scale", scale),
+        ("mean", mean),
+        ("std", std),
+        ("channel_order", args.channel_order),
+        ("interpolation", args.interpolation),
+    ):
         if value is not None:
             d[key] = value
     return PreprocessSpec.from_dict(d)
@@ -432,8 +605,16 @@ def cmd_train(args) -> int:
     elif args.dataset_config:
         raise ValueError("--dataset-config needs --data")
     opts = training_options(args, classes, bool(args.data))
-    best = train(Path(args.out), spec, opts, train_data, val_data, phantom_steps=args.steps, resume=args.resume,
-                 verbose=1 if sys.stdout.isatty() else 2)  # progress bars only on a terminal, else a line per epoch
+    best = train(
+        Path(args.out),
+        spec,
+        opts,
+        train_data,
+        val_data,
+        phantom_steps=args.steps,
+        resume=args.resume,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )  # progress bars only on a terminal, else a line per epoch
     print(f"trained model: {best}")
     return 0
 
@@ -449,7 +630,7 @@ def validation_split(images: np.ndarray, seed: int) -> np.ndarray:
     held = split_groups(groups, 0.2, seed)
     if held.all():  # one group holds every image: fall back to a random fifth
         held = np.zeros(len(images), bool)
-        held[np.random.default_rng(seed).permutation(len(images))[:max(1, len(images) // 5)]] = True
+        held[np.random.default_rng(seed).permutation(len(images))[: max(1, len(images) // 5)]] = True
     return held
 
 
@@ -473,16 +654,29 @@ def cmd_cv(args) -> int:
             only = [int(v) for v in args.only.split(",")]
         except ValueError:
             raise ValueError(f"--only {args.only!r} is not comma-separated fold numbers") from None
-    config = read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    config = (
+        read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    )
     if config.legacy:
         raise ValueError(f"{args.data!r} has no dataset.json/.toml: give one (or --dataset-config) naming the classes")
     spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
     opts = training_options(args, len(config.classes), True)
-    summary = cross_validate(args.data, args.out, spec, opts, folds=args.folds, seed=args.seed, similar=args.similar,
-                             dataset_config=args.dataset_config, spacing=spacing,
-                             limits=GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias),
-                             only=only, calib_n=args.calib_n, verbose=1 if sys.stdout.isatty() else 2,
-                             revalidate=args.revalidate)
+    summary = cross_validate(
+        args.data,
+        args.out,
+        spec,
+        opts,
+        folds=args.folds,
+        seed=args.seed,
+        similar=args.similar,
+        dataset_config=args.dataset_config,
+        spacing=spacing,
+        limits=GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias),
+        only=only,
+        calib_n=args.calib_n,
+        verbose=1 if sys.stdout.isatty() else 2,
+        revalidate=args.revalidate,
+    )
     print((Path(args.out) / "summary.md").read_text())
     if args.docs:
         page = docs_page(summary, Path(args.out), Path(args.docs), args.title, command_line(args.argv), targets)
@@ -514,8 +708,10 @@ def model_classes(config, labels: np.ndarray) -> int:
         return len(config.classes)
     top = int(labels.max())
     if top >= MAX_LEGACY_CLASSES:
-        raise ValueError(f"the masks hold the value {top} and the data set has no config: give it a dataset.json "
-                         "(or --dataset-config) saying how to read them, e.g. binary 0/255 masks")
+        raise ValueError(
+            f"the masks hold the value {top} and the data set has no config: give it a dataset.json "
+            "(or --dataset-config) saying how to read them, e.g. binary 0/255 masks"
+        )
     return top + 1
 
 
@@ -534,11 +730,16 @@ def data_spacings(args, shapes, spec, config=None):
     if stated is not None:
         from edge.model.preprocess import model_spacing
 
-        print(f"tlf-convert: note: thickness in mm: the data set states spacing_mm {stated[0]:g},{stated[1]:g} per "
-              "image pixel (--spacing-mm or --native-px instead to override)", file=sys.stderr)
+        print(
+            f"tlf-convert: note: thickness in mm: the data set states spacing_mm {stated[0]:g},{stated[1]:g} per "
+            "image pixel (--spacing-mm or --native-px instead to override)",
+            file=sys.stderr,
+        )
         return [model_spacing(stated, shape, spec) for shape in shapes], None
-    print("tlf-convert: note: thickness in model pixels: the data set states no spacing_mm (give --spacing-mm "
-          "for mm)", file=sys.stderr)
+    print(
+        "tlf-convert: note: thickness in model pixels: the data set states no spacing_mm (give --spacing-mm for mm)",
+        file=sys.stderr,
+    )
     return [None] * len(shapes), None
 
 
@@ -578,8 +779,10 @@ def model_grid(model, size: tuple[int, int] | None, text: str | None) -> tuple[i
     h, w = model.input_shape[1:3]
     if size is None:
         if h is None or w is None:
-            raise ValueError(f"model {model.name!r} takes images of any size ({h}x{w} px): give the grid it was trained "
-                             "at with --size, e.g. --size 256 (or --size HxW)")
+            raise ValueError(
+                f"model {model.name!r} takes images of any size ({h}x{w} px): give the grid it was trained "
+                "at with --size, e.g. --size 256 (or --size HxW)"
+            )
         return h, w
     if (h is not None and h != size[0]) or (w is not None and w != size[1]):
         raise ValueError(f"--size {text}: the model takes {h}x{w} images")
@@ -605,24 +808,51 @@ def cmd_quantize(args) -> int:
     if args.class_names:
         classes = [n.strip() for n in args.class_names.split(",")]
     identity = float_identity(args)
-    bundle = quantize_to_bundle(model, calib, spec, args.out, classes=classes, reference=data[0] if data else None,
-                                progress=sys.stdout.isatty(), check_prediction=not args.allow_one_class,
-                                allow_partitions=args.allow_partitions,
-                                check_preprocessing=not args.trust_preprocessing, extra={"float_model": identity})
-    bundle = record_domain(bundle, calib, data[0] if data else calib, f"calibration images ({args.calib})",
-                           f"{args.data} (the gate's labelled set)" if data else
-                           f"calibration images ({args.calib}; no held-out set given)")
+    bundle = quantize_to_bundle(
+        model,
+        calib,
+        spec,
+        args.out,
+        classes=classes,
+        reference=data[0] if data else None,
+        progress=sys.stdout.isatty(),
+        check_prediction=not args.allow_one_class,
+        allow_partitions=args.allow_partitions,
+        check_preprocessing=not args.trust_preprocessing,
+        extra={"float_model": identity},
+    )
+    bundle = record_domain(
+        bundle,
+        calib,
+        data[0] if data else calib,
+        f"calibration images ({args.calib})",
+        f"{args.data} (the gate's labelled set)"
+        if data
+        else f"calibration images ({args.calib}; no held-out set given)",
+    )
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
-    print(f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "
-          f"{bundle.output_kind} head, {len(bundle.classes)} classes {bundle.classes}; input {spec.describe()})")
+    print(
+        f"bundle written: {bundle.path} (sha256 {bundle.sha256[:12]}, {bundle.model_path.stat().st_size} bytes; "
+        f"{bundle.output_kind} head, {len(bundle.classes)} classes {bundle.classes}; input {spec.describe()})"
+    )
     if data is None:
         return 0
     spacings, unit = data_spacings(args, data[3], spec, data[2])
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
-    passed = validate_and_record(bundle, model, data[0], data[1], spacings, bundle.path / "validation",
-                                 str(args.data), limits, unit=unit, native_labels=data[4],
-                                 float_model={**identity, "made_from": True})
+    passed = validate_and_record(
+        bundle,
+        model,
+        data[0],
+        data[1],
+        spacings,
+        bundle.path / "validation",
+        str(args.data),
+        limits,
+        unit=unit,
+        native_labels=data[4],
+        float_model={**identity, "made_from": True},
+    )
     return 0 if passed else 3
 
 
@@ -670,34 +900,87 @@ def cmd_demo_bundle(args) -> int:
     from edge.model.preprocess import PreprocessSpec
 
     spec_early, spec = PreprocessSpec(), PreprocessSpec(interpolation="cubic")
-    stage1 = TrainOptions(epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS,
-                          select="val_loss")
-    stage2 = TrainOptions(epochs=args.finetune_epochs, seed=args.seed + 1, patience=args.finetune_epochs,
-                          class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=3e-4,
-                          final_learning_rate=3e-5, select="val_loss")
-    stage3 = TrainOptions(epochs=args.polish_epochs, seed=args.seed + 2, patience=args.polish_epochs,
-                          class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
-                          final_learning_rate=1e-5, select="val_loss")
-    stage4 = TrainOptions(epochs=args.cubic_epochs, seed=args.seed + STAGE4_SEED_OFFSET, patience=args.cubic_epochs,
-                          class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
-                          final_learning_rate=1e-5, select="val_loss")
-    stage5 = TrainOptions(epochs=args.more_epochs, seed=args.seed + STAGE5_SEED_OFFSET, patience=args.more_epochs,
-                          class_weights=DEMO_CLASS_WEIGHTS, label_smoothing=0.1, learning_rate=1e-4,
-                          final_learning_rate=1e-5, select="val_loss")
+    stage1 = TrainOptions(
+        epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS, select="val_loss"
+    )
+    stage2 = TrainOptions(
+        epochs=args.finetune_epochs,
+        seed=args.seed + 1,
+        patience=args.finetune_epochs,
+        class_weights=DEMO_CLASS_WEIGHTS,
+        label_smoothing=0.1,
+        learning_rate=3e-4,
+        final_learning_rate=3e-5,
+        select="val_loss",
+    )
+    stage3 = TrainOptions(
+        epochs=args.polish_epochs,
+        seed=args.seed + 2,
+        patience=args.polish_epochs,
+        class_weights=DEMO_CLASS_WEIGHTS,
+        label_smoothing=0.1,
+        learning_rate=1e-4,
+        final_learning_rate=1e-5,
+        select="val_loss",
+    )
+    stage4 = TrainOptions(
+        epochs=args.cubic_epochs,
+        seed=args.seed + STAGE4_SEED_OFFSET,
+        patience=args.cubic_epochs,
+        class_weights=DEMO_CLASS_WEIGHTS,
+        label_smoothing=0.1,
+        learning_rate=1e-4,
+        final_learning_rate=1e-5,
+        select="val_loss",
+    )
+    stage5 = TrainOptions(
+        epochs=args.more_epochs,
+        seed=args.seed + STAGE5_SEED_OFFSET,
+        patience=args.more_epochs,
+        class_weights=DEMO_CLASS_WEIGHTS,
+        label_smoothing=0.1,
+        learning_rate=1e-4,
+        final_learning_rate=1e-5,
+        select="val_loss",
+    )
     stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3, "stage4": stage4, "stage5": stage5}
     if args.model:
         best, work = Path(args.model), Path(args.model).parent
     else:
         work = Path(args.work)
         train(work / "stage1", spec_early, stage1, phantom_steps=args.steps, verbose=2)
-        train(work / "stage2", spec_early, stage2, phantom_steps=args.steps, verbose=2,
-              init_weights=work / "stage1" / "last.keras")
-        train(work / "stage3", spec_early, stage3, phantom_steps=args.steps, verbose=2,
-              init_weights=work / "stage2" / "last.keras")
-        train(work / "stage4", spec, stage4, phantom_steps=args.steps, verbose=2,
-              init_weights=work / "stage3" / "last.keras")
-        best = train(work / "stage5", spec, stage5, phantom_steps=args.steps, verbose=2,
-                     init_weights=work / "stage4" / "last.keras")
+        train(
+            work / "stage2",
+            spec_early,
+            stage2,
+            phantom_steps=args.steps,
+            verbose=2,
+            init_weights=work / "stage1" / "last.keras",
+        )
+        train(
+            work / "stage3",
+            spec_early,
+            stage3,
+            phantom_steps=args.steps,
+            verbose=2,
+            init_weights=work / "stage2" / "last.keras",
+        )
+        train(
+            work / "stage4",
+            spec,
+            stage4,
+            phantom_steps=args.steps,
+            verbose=2,
+            init_weights=work / "stage3" / "last.keras",
+        )
+        best = train(
+            work / "stage5",
+            spec,
+            stage5,
+            phantom_steps=args.steps,
+            verbose=2,
+            init_weights=work / "stage4" / "last.keras",
+        )
         work = work / "stage5"
     info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
     if not info.get("prior_corrected"):
@@ -715,8 +998,14 @@ def cmd_demo_bundle(args) -> int:
     from convert.load import model_identity
 
     identity = model_identity(best)
-    bundle = quantize_to_bundle(model, calib, spec, args.out, progress=True,
-                                extra={"training": training, "name": "tlf-demo-phantom", "float_model": identity})
+    bundle = quantize_to_bundle(
+        model,
+        calib,
+        spec,
+        args.out,
+        progress=True,
+        extra={"training": training, "name": "tlf-demo-phantom", "float_model": identity},
+    )
     bundle, figures = write_phantom_response(bundle, args.response_n)
     print_response(bundle, figures)
     bundle = record_phantom_domain(bundle, 600, 220)
@@ -728,9 +1017,18 @@ def cmd_demo_bundle(args) -> int:
             if src.is_file():
                 shutil.copy(src, bundle.path / "training" / f"{stage}_{name}")
     images, labels, spacings, looks = phantom_validation_set(args.validate_n, spec)
-    passed = validate_and_record(bundle, model, images, labels, spacings, bundle.path / "validation",
-                                 phantom_set_name(args.validate_n), GateLimits(), groups=looks,
-                                 float_model={**identity, "made_from": True})
+    passed = validate_and_record(
+        bundle,
+        model,
+        images,
+        labels,
+        spacings,
+        bundle.path / "validation",
+        phantom_set_name(args.validate_n),
+        GateLimits(),
+        groups=looks,
+        float_model={**identity, "made_from": True},
+    )
     print(f"demo bundle written: {bundle.path}")
     return 0 if passed else 3
 
@@ -759,8 +1057,20 @@ def phantom_set_name(n: int) -> str:
     return f"phantom seeds {PHANTOM_DATA_SEEDS}+{n}, presets {', '.join(sorted(phantom.PRESETS))} in turn"
 
 
-def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_name, limits, groups=None,
-                        unit=None, native_labels=None, float_model: dict | None = None) -> bool:
+def validate_and_record(
+    bundle,
+    model,
+    images,
+    labels,
+    spacings,
+    out_dir,
+    set_name,
+    limits,
+    groups=None,
+    unit=None,
+    native_labels=None,
+    float_model: dict | None = None,
+) -> bool:
     """Run the float-versus-int8 gate, write its reports and record the result in the manifest
     (with the float model's identity, `float_model`, when given)."""
     from convert.report import write_report
@@ -774,10 +1084,15 @@ def validate_and_record(bundle, model, images, labels, spacings, out_dir, set_na
     update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **against, **summary})
     f, q = summary["float"], summary["int8"]
     th = summary["thickness"]
-    print(f"float mean IoU {f['mean_iou']:.4f}, int8 {q['mean_iou']:.4f}; TLF Dice int8 {q['dice'][bundle.tlf_class]:.4f}; "
-          f"int8-float thickness bias {th['int8_vs_float'].get('bias')} {summary['unit']}, "
-          f"int8-truth MAE {th['int8_vs_truth'].get('mae')} {summary['unit']}")
-    print(("gate PASSED" if not failures else "gate FAILED: " + "; ".join(failures)) + f" (report: {out_dir}/validation.md)")
+    print(
+        f"float mean IoU {f['mean_iou']:.4f}, int8 {q['mean_iou']:.4f}; TLF Dice int8 {q['dice'][bundle.tlf_class]:.4f}; "
+        f"int8-float thickness bias {th['int8_vs_float'].get('bias')} {summary['unit']}, "
+        f"int8-truth MAE {th['int8_vs_truth'].get('mae')} {summary['unit']}"
+    )
+    print(
+        ("gate PASSED" if not failures else "gate FAILED: " + "; ".join(failures))
+        + f" (report: {out_dir}/validation.md)"
+    )
     return not failures
 
 
@@ -817,8 +1132,10 @@ def phantom_domain_images(n: int, spec):
     """Fresh phantom scenes of the training's random looks (a seed range no training uses), and their name."""
     from convert.data import phantom_batch
 
-    return (phantom_batch(range(DOMAIN_SEEDS, DOMAIN_SEEDS + n), spec)[0],
-            f"phantom seeds {DOMAIN_SEEDS}+{n}, the training's random looks")
+    return (
+        phantom_batch(range(DOMAIN_SEEDS, DOMAIN_SEEDS + n), spec)[0],
+        f"phantom seeds {DOMAIN_SEEDS}+{n}, the training's random looks",
+    )
 
 
 def record_phantom_domain(bundle, n: int, heldout_n: int):
@@ -827,24 +1144,28 @@ def record_phantom_domain(bundle, n: int, heldout_n: int):
     from convert.domain import record_domain
 
     train, name = phantom_domain_images(n, bundle.spec)
-    return record_domain(bundle, train, phantom_validation_set(heldout_n, bundle.spec)[0], name,
-                         phantom_set_name(heldout_n))
+    return record_domain(
+        bundle, train, phantom_validation_set(heldout_n, bundle.spec)[0], name, phantom_set_name(heldout_n)
+    )
 
 
 def print_domain(bundle) -> None:
     d = bundle.domain
     limits = "none" if d.margin_limits is None else ", ".join(f"{v:.4g}" for v in d.margin_limits)
-    print(f"domain statistics of {len(d.reference)} training images ({d.fitted_on}) recorded in {bundle.path}: "
-          f"limits {d.distance_limit:.2f} from the nearest, {d.spread_limit:.2f} from them as a whole; margin limits "
-          f"(mean, 10th percentile, uncertain share) {limits} ({d.margins_on or 'no held-out images'})")
+    print(
+        f"domain statistics of {len(d.reference)} training images ({d.fitted_on}) recorded in {bundle.path}: "
+        f"limits {d.distance_limit:.2f} from the nearest, {d.spread_limit:.2f} from them as a whole; margin limits "
+        f"(mean, 10th percentile, uncertain share) {limits} ({d.margins_on or 'no held-out images'})"
+    )
 
 
 def cmd_thickness_response(args) -> int:
     from convert.response import write_phantom_response
     from edge.model.bundle import load_bundle
 
-    bundle, figures = write_phantom_response(load_bundle(args.bundle), args.n, images=args.images,
-                                             layering=not args.no_layering)
+    bundle, figures = write_phantom_response(
+        load_bundle(args.bundle), args.n, images=args.images, layering=not args.no_layering
+    )
     print_response(bundle, figures)
     print("validate the bundle again (tlf-convert validate) for figures measured with it")
     return 0
@@ -852,11 +1173,15 @@ def cmd_thickness_response(args) -> int:
 
 def print_response(bundle, figures: dict) -> None:
     cal = bundle.thickness_calibration
-    print(f"thickness response: measured rows = {cal.a:+.3f} {cal.b:+.4f}*true {cal.c:+.3f}*s {cal.d:+.4f}*true*s "
-          f"{cal.e:+.3f}*L (s {cal.s_range[0]:.4f}-{cal.s_range[1]:.4f} mm per row, L the band's layering contrast; "
-          f"{cal.fitted_on})")
-    print(f"on those images: bias {figures['bias_mm_before']:+.4f} -> {figures['bias_mm_after']:+.4f} mm, "
-          f"MAE {figures['mae_mm_before']:.4f} -> {figures['mae_mm_after']:.4f} mm")
+    print(
+        f"thickness response: measured rows = {cal.a:+.3f} {cal.b:+.4f}*true {cal.c:+.3f}*s {cal.d:+.4f}*true*s "
+        f"{cal.e:+.3f}*L (s {cal.s_range[0]:.4f}-{cal.s_range[1]:.4f} mm per row, L the band's layering contrast; "
+        f"{cal.fitted_on})"
+    )
+    print(
+        f"on those images: bias {figures['bias_mm_before']:+.4f} -> {figures['bias_mm_after']:+.4f} mm, "
+        f"MAE {figures['mae_mm_before']:.4f} -> {figures['mae_mm_after']:.4f} mm"
+    )
 
 
 def cmd_validate(args) -> int:
@@ -876,16 +1201,34 @@ def cmd_validate(args) -> int:
     else:
         images, labels, config, shapes, native = labelled_set(args.data, spec, args.dataset_config)
         if not config.legacy and len(config.classes) != len(bundle.manifest["classes"]):
-            raise ValueError(f"the data set has {len(config.classes)} classes {list(config.classes)} but the bundle "
-                             f"has {len(bundle.manifest['classes'])} {bundle.manifest['classes']}")
+            raise ValueError(
+                f"the data set has {len(config.classes)} classes {list(config.classes)} but the bundle "
+                f"has {len(bundle.manifest['classes'])} {bundle.manifest['classes']}"
+            )
         spacings, unit = data_spacings(args, shapes, spec, config)
         set_name = str(args.data)
         groups = None
         native = native if len(bundle.manifest["classes"]) == 2 else None
     limits = GateLimits(max_miou_drop=args.max_miou_drop, max_thickness_bias=args.max_bias)
     out = Path(args.out) if args.out else bundle.path / "validation"
-    return 0 if validate_and_record(bundle, model, images, labels, spacings, out, set_name, limits, groups,
-                                    unit=unit, native_labels=native, float_model=identity) else 3
+    return (
+        0
+        if validate_and_record(
+            bundle,
+            model,
+            images,
+            labels,
+            spacings,
+            out,
+            set_name,
+            limits,
+            groups,
+            unit=unit,
+            native_labels=native,
+            float_model=identity,
+        )
+        else 3
+    )
 
 
 def checked_float_model(args, bundle) -> dict:
@@ -897,20 +1240,28 @@ def checked_float_model(args, bundle) -> dict:
     given = float_identity(args, bundle.spec)
     recorded = bundle.manifest.get("float_model")
     if not isinstance(recorded, dict):
-        print(f"tlf-convert: warning: bundle {str(bundle.path)!r} does not record the float model it was made from "
-              f"(made before tlf-convert recorded it): validating against {given['name']!r} unchecked",
-              file=sys.stderr)
+        print(
+            f"tlf-convert: warning: bundle {str(bundle.path)!r} does not record the float model it was made from "
+            f"(made before tlf-convert recorded it): validating against {given['name']!r} unchecked",
+            file=sys.stderr,
+        )
         return {**given, "made_from": None}
     if same_model(recorded, given):
         return {**given, "made_from": True}
-    line = (f"{given['name']!r} (sha256 {given['sha256'][:12]}...) is not the float model bundle "
-            f"{str(bundle.path)!r} was made from ({recorded.get('name')!r}, sha256 {str(recorded.get('sha256'))[:12]}..."
-            f"{', builder ' + str(recorded['builder']) if recorded.get('builder') else ''})")
+    line = (
+        f"{given['name']!r} (sha256 {given['sha256'][:12]}...) is not the float model bundle "
+        f"{str(bundle.path)!r} was made from ({recorded.get('name')!r}, sha256 {str(recorded.get('sha256'))[:12]}..."
+        f"{', builder ' + str(recorded['builder']) if recorded.get('builder') else ''})"
+    )
     if not args.other_model:
-        raise ValueError(f"{line}: validate against that model, or pass --other-model to validate against this one "
-                         "(the bundle's validation record then names it)")
-    print(f"tlf-convert: warning: {line}; validating against it (--other-model), as the validation record says",
-          file=sys.stderr)
+        raise ValueError(
+            f"{line}: validate against that model, or pass --other-model to validate against this one "
+            "(the bundle's validation record then names it)"
+        )
+    print(
+        f"tlf-convert: warning: {line}; validating against it (--other-model), as the validation record says",
+        file=sys.stderr,
+    )
     return {**given, "made_from": False}
 
 
@@ -936,13 +1287,21 @@ def cmd_phantom(args) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, not {args.n}")
     config = phantom_dataset_config(args.mask, args.base, spacing_mm=(field[0] / shape[0], field[1] / shape[1]))
-    scans = (phantom.scan(args.seed + i, shape, machine, field, wide=args.wide, artefacts=args.artefacts)
-             for i in range(args.n))
+    scans = (
+        phantom.scan(args.seed + i, shape, machine, field, wide=args.wide, artefacts=args.artefacts)
+        for i in range(args.n)
+    )
     a, b = itertools.tee(scans)  # consumed in lockstep: one scan in memory at a time
     images = (s.image for s in a)
     labels = ((s.labels == phantom.TLF).astype(np.uint8) if args.mask == "binary" else s.labels for s in b)
-    path = write_dataset(Path(args.out), images, labels, config, stems=[f"{args.seed + i:06d}" for i in range(args.n)],
-                         image_format=args.image_format)
+    path = write_dataset(
+        Path(args.out),
+        images,
+        labels,
+        config,
+        stems=[f"{args.seed + i:06d}" for i in range(args.n)],
+        image_format=args.image_format,
+    )
     print(f"{args.n} phantom images with {args.mask} masks written to {args.out} (config {path.name})")
     return 0
 
@@ -950,8 +1309,14 @@ def cmd_phantom(args) -> int:
 MASK_COLOURS_BGR = np.array([(70, 40, 20), (40, 200, 255), (60, 120, 40)], np.uint8)  # above, TLF, below
 
 
-def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_10mhz", "low_gain", "washed_out"),
-                  per_row: int = 2, tile: int = 140, wide: bool = False, artefacts: float = 0.0) -> np.ndarray:
+def contact_sheet(
+    seed: int = 0,
+    presets=("default", "l15_fine", "l6_deep", "rf_10mhz", "low_gain", "washed_out"),
+    per_row: int = 2,
+    tile: int = 140,
+    wide: bool = False,
+    artefacts: float = 0.0,
+) -> np.ndarray:
     """A BGR picture: per preset a row of phantom B-modes beside their label maps, a strip of an
     extension clip (with a freeze) and one whole scanner screen. For looking, not for measuring."""
     import cv2
@@ -987,9 +1352,15 @@ def contact_sheet(seed: int = 0, presets=("default", "l15_fine", "l6_deep", "rf_
             row[:, x0 : x0 + tile], row[:, x0 + tile : x0 + 2 * tile] = img, mask
             text(row, f"TLF {np.median(sc.thickness_mm):.2f} mm", (x0 + tile + 4, tile - 8), 0.38)
             if sc.artefacts is not None:
-                kinds = [n for n, on in (("shadow", sc.artefacts.shadow_x_mm is not None),
-                                         ("reverb", sc.artefacts.reverb_mm is not None),
-                                         ("washed", sc.artefacts.low_contrast < 1.0)) if on]
+                kinds = [
+                    n
+                    for n, on in (
+                        ("shadow", sc.artefacts.shadow_x_mm is not None),
+                        ("reverb", sc.artefacts.reverb_mm is not None),
+                        ("washed", sc.artefacts.low_contrast < 1.0),
+                    )
+                    if on
+                ]
                 text(row, "+".join(kinds), (x0 + 4, tile - 8), 0.36, (120, 220, 255))
         rows.append(row)
 
@@ -1031,7 +1402,9 @@ def cmd_augment_sheet(args) -> int:
         raise ValueError("need --images >= 1, --per-image >= 1 and --tile in 64-512")
     options = AugmentOptions().without(args.augment_off.split(","))
     spec = PreprocessSpec(height=args.size, width=args.size)
-    config = read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    config = (
+        read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
+    )
     names: list[str]
     names, images, labels = [], [], []
     for stem, img, lab in iter_dataset(Path(args.data), config):
@@ -1045,8 +1418,10 @@ def cmd_augment_sheet(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"cannot write {str(out)!r}")
-    print(f"augment sheet {sheet.shape[1]}x{sheet.shape[0]} ({len(names)} images, {args.per_image} augmented copies "
-          f"each; parts on: {', '.join(options.active) or 'none'}) written to {out}")
+    print(
+        f"augment sheet {sheet.shape[1]}x{sheet.shape[0]} ({len(names)} images, {args.per_image} augmented copies "
+        f"each; parts on: {', '.join(options.active) or 'none'}) written to {out}"
+    )
     return 0
 
 

@@ -63,19 +63,28 @@ def make_folds(thumbs: np.ndarray, folds: int, seed: int, similar: float):
 
 
 def _plan(stems, fold_of, groups, thumbs, folds: int, seed: int, similar: float) -> dict:
-    plan = {"folds": folds, "seed": seed, "similar": similar, "images": len(stems), "groups": int(groups.max()) + 1,
-            "fold_of": {s: int(f) for s, f in zip(stems, fold_of)}, "group_of": {s: int(g) for s, g in zip(stems, groups)},
-            "fold_sizes": [int((fold_of == k).sum()) for k in range(folds)],
-            "largest_cross_fold_correlation": [round(largest_cross_correlation(thumbs, fold_of == k), 4)
-                                               for k in range(folds)]}
+    plan = {
+        "folds": folds,
+        "seed": seed,
+        "similar": similar,
+        "images": len(stems),
+        "groups": int(groups.max()) + 1,
+        "fold_of": {s: int(f) for s, f in zip(stems, fold_of)},
+        "group_of": {s: int(g) for s, g in zip(stems, groups)},
+        "fold_sizes": [int((fold_of == k).sum()) for k in range(folds)],
+        "largest_cross_fold_correlation": [
+            round(largest_cross_correlation(thumbs, fold_of == k), 4) for k in range(folds)
+        ],
+    }
     return plan
 
 
 def _check_same(old: dict, new: dict, path: Path) -> None:
     for key in ("folds", "seed", "similar", "fold_of"):
         if old.get(key) != new.get(key):
-            raise CrossValidationError(f"{str(path)!r} belongs to another cross-validation ({key} differs): give a "
-                                       "new --out, or remove it")
+            raise CrossValidationError(
+                f"{str(path)!r} belongs to another cross-validation ({key} differs): give a new --out, or remove it"
+            )
 
 
 def _recipe(options, spec) -> dict:
@@ -83,9 +92,23 @@ def _recipe(options, spec) -> dict:
     return json.loads(json.dumps(d))
 
 
-def cross_validate(data, out, spec, options, folds: int = 5, seed: int = 0, similar: float = 0.8,
-                   dataset_config=None, spacing: str | tuple[float, ...] = "native", limits=None, only=None, calib_n: int = 200,
-                   verbose: int = 2, log=print, revalidate: bool = False) -> dict:
+def cross_validate(
+    data,
+    out,
+    spec,
+    options,
+    folds: int = 5,
+    seed: int = 0,
+    similar: float = 0.8,
+    dataset_config=None,
+    spacing: str | tuple[float, ...] = "native",
+    limits=None,
+    only=None,
+    calib_n: int = 200,
+    verbose: int = 2,
+    log=print,
+    revalidate: bool = False,
+) -> dict:
     """Run (or resume) the cross-validation; returns the summary (also written to OUT/summary.json).
 
     spacing: "native" (thickness in each image's own pixels), "model" (model pixels) or a
@@ -120,9 +143,11 @@ def cross_validate(data, out, spec, options, folds: int = 5, seed: int = 0, simi
     plan_path.write_text(json.dumps(plan, indent=1) + "\n")
     (out / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")
     class_names = list(config.classes) if not config.legacy else None
-    log(f"{len(stems)} images in {plan['groups']} look-alike groups (thumbnail correlation >= {similar}) -> "
+    log(
+        f"{len(stems)} images in {plan['groups']} look-alike groups (thumbnail correlation >= {similar}) -> "
         f"{folds} folds of {', '.join(map(str, plan['fold_sizes']))} images; largest held-out/training correlation "
-        f"{max(plan['largest_cross_fold_correlation']):.3f}")
+        f"{max(plan['largest_cross_fold_correlation']):.3f}"
+    )
     for k in range(folds) if only is None else only:
         if not 0 <= k < folds:
             raise CrossValidationError(f"fold {k} is not one of 0-{folds - 1}")
@@ -142,48 +167,99 @@ def cross_validate(data, out, spec, options, folds: int = 5, seed: int = 0, simi
             before = json.loads((fold / "result.json").read_text())
             model = load_keras_model(fold / "model" / "model.keras")
             bundle = load_bundle(fold / "bundle")
-            train_s, quantize_s, resumed = before["seconds"]["train"], before["seconds"]["quantize_and_domain"], \
-                before["resumed"]
+            train_s, quantize_s, resumed = (
+                before["seconds"]["train"],
+                before["seconds"]["quantize_and_domain"],
+                before["resumed"],
+            )
         else:
             resumed = (fold / "model" / "history.csv").is_file()
             t0 = time.monotonic()
-            best = train(fold / "model", spec, replace(options, seed=options.seed + k),
-                         (images[inner_train], labels[inner_train]), (images[inner_val], labels[inner_val]),
-                         verbose=verbose, resume=resumed)
+            best = train(
+                fold / "model",
+                spec,
+                replace(options, seed=options.seed + k),
+                (images[inner_train], labels[inner_train]),
+                (images[inner_val], labels[inner_val]),
+                verbose=verbose,
+                resume=resumed,
+            )
             train_s = time.monotonic() - t0
             model = load_keras_model(best)
             t1 = time.monotonic()
             calib = images[rest][:calib_n]
-            bundle = quantize_to_bundle(model, calib, spec, fold / "bundle", classes=class_names, reference=calib,
-                                        extra={"name": f"cv fold {k}", "training": {
-                                            "cross_validation": {"fold": k, "folds": folds, "data": str(data)},
-                                            "train_images": [stems[i] for i in inner_train],
-                                            "validation_images": [stems[i] for i in inner_val]}})
-            bundle = record_domain(bundle, images[inner_train], images[inner_val],
-                                   f"training images of cv fold {k} of {data}", f"validation images of cv fold {k}")
+            bundle = quantize_to_bundle(
+                model,
+                calib,
+                spec,
+                fold / "bundle",
+                classes=class_names,
+                reference=calib,
+                extra={
+                    "name": f"cv fold {k}",
+                    "training": {
+                        "cross_validation": {"fold": k, "folds": folds, "data": str(data)},
+                        "train_images": [stems[i] for i in inner_train],
+                        "validation_images": [stems[i] for i in inner_val],
+                    },
+                },
+            )
+            bundle = record_domain(
+                bundle,
+                images[inner_train],
+                images[inner_val],
+                f"training images of cv fold {k} of {data}",
+                f"validation images of cv fold {k}",
+            )
             quantize_s = time.monotonic() - t1
         t2 = time.monotonic()
         sel = np.flatnonzero(test)
         spacings, unit = _spacings(spacing, [shapes[i] for i in sel], spec)
-        report = compare(bundle, model, images[sel], labels[sel], spacings, unit=unit,
-                         native_labels=[native[i] for i in sel] if classes == 2 else None)
+        report = compare(
+            bundle,
+            model,
+            images[sel],
+            labels[sel],
+            spacings,
+            unit=unit,
+            native_labels=[native[i] for i in sel] if classes == 2 else None,
+        )
         failures = gate(report, limits)
         summary = write_report(report, images[sel], labels[sel], fold / "validation", failures)
-        bundle = update_manifest(bundle, validation={"set": f"cv fold {k} held out: {int(test.sum())} images of {data}",
-                                                     "limits": vars(limits), **summary})
+        bundle = update_manifest(
+            bundle,
+            validation={
+                "set": f"cv fold {k} held out: {int(test.sum())} images of {data}",
+                "limits": vars(limits),
+                **summary,
+            },
+        )
         validate_s = time.monotonic() - t2
         train_info = json.loads((fold / "model" / "train.json").read_text())
-        result = {"fold": k, "held_out": [stems[i] for i in sel], "figures": fold_figures(summary, bundle.tlf_class),
-                  "selection": train_info.get("selection"), "gate": summary["gate"], "unit": summary["unit"],
-                  "seconds": {"train": round(train_s, 1), "quantize_and_domain": round(quantize_s, 1),
-                              "validate": round(validate_s, 1)},
-                  "resumed": resumed, "cpu": cpu_name(), "bundle_sha256": bundle.sha256}
+        result = {
+            "fold": k,
+            "held_out": [stems[i] for i in sel],
+            "figures": fold_figures(summary, bundle.tlf_class),
+            "selection": train_info.get("selection"),
+            "gate": summary["gate"],
+            "unit": summary["unit"],
+            "seconds": {
+                "train": round(train_s, 1),
+                "quantize_and_domain": round(quantize_s, 1),
+                "validate": round(validate_s, 1),
+            },
+            "resumed": resumed,
+            "cpu": cpu_name(),
+            "bundle_sha256": bundle.sha256,
+        }
         fold_plot(fold / "model" / "history.csv", report, result, fold / "fold.png")
         (fold / "result.json").write_text(json.dumps(result, indent=1) + "\n")
         f, q = result["figures"]["float"], result["figures"]["int8"]
-        log(f"fold {k}: band Dice float {f['band_dice']:.3f} int8 {q['band_dice']:.3f}; mean IoU {f['mean_iou']:.3f} / "
+        log(
+            f"fold {k}: band Dice float {f['band_dice']:.3f} int8 {q['band_dice']:.3f}; mean IoU {f['mean_iou']:.3f} / "
             f"{q['mean_iou']:.3f}; thickness MAE {_fmt(f['thickness_mae'])} / {_fmt(q['thickness_mae'])} "
-            f"{result['unit']}; trained in {train_s / 60:.1f} min")
+            f"{result['unit']}; trained in {train_s / 60:.1f} min"
+        )
     return summarise(out)
 
 
@@ -204,8 +280,13 @@ def fold_figures(summary: dict, band: int) -> dict:
     out: dict = {}
     for side, key in (("float", "float_vs_truth"), ("int8", "int8_vs_truth")):
         th = summary["thickness"][key]
-        out[side] = {"band_dice": summary[side]["dice"][band], "mean_iou": summary[side]["mean_iou"],
-                     "thickness_mae": th.get("mae"), "thickness_bias": th.get("bias"), "bands_measured": th.get("n", 0)}
+        out[side] = {
+            "band_dice": summary[side]["dice"][band],
+            "mean_iou": summary[side]["mean_iou"],
+            "thickness_mae": th.get("mae"),
+            "thickness_bias": th.get("bias"),
+            "bands_measured": th.get("n", 0),
+        }
     bands = summary.get("bands") or {}
     out["bands_true"] = bands.get("true")
     out["int8_vs_float_pixel_agreement"] = summary["int8_vs_float_pixel_agreement"]
@@ -217,8 +298,11 @@ def summarise(out) -> dict:
     OUT/summary.md."""
     out = Path(out)
     plan = json.loads((out / "folds.json").read_text())
-    results = [json.loads((out / f"fold_{k}" / "result.json").read_text()) for k in range(plan["folds"])
-               if (out / f"fold_{k}" / "result.json").is_file()]
+    results = [
+        json.loads((out / f"fold_{k}" / "result.json").read_text())
+        for k in range(plan["folds"])
+        if (out / f"fold_{k}" / "result.json").is_file()
+    ]
     stats: dict = {}
     for side in ("float", "int8"):
         stats[side] = {}
@@ -228,12 +312,22 @@ def summarise(out) -> dict:
     drops = [abs(r["figures"]["float"]["band_dice"] - r["figures"]["int8"]["band_dice"]) for r in results]
     # a resumed fold timed only its last part: its time says nothing of a whole training
     train_min = [r["seconds"]["train"] / 60 for r in results if not r.get("resumed")]
-    summary = {"folds_done": [r["fold"] for r in results], "folds": plan["folds"], "images": plan["images"],
-               "groups": plan["groups"], "fold_sizes": plan["fold_sizes"], "unit": results[0]["unit"] if results else None,
-               **stats, "int8_band_dice_drop": _mean_sd(drops), "max_int8_band_dice_drop": max(drops) if drops else None,
-               "train_minutes": _mean_sd(train_min), "max_train_minutes": max(train_min) if train_min else None,
-               "cpu": cpu_name(), "per_fold": results,
-               "recipe": json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").is_file() else None}
+    summary = {
+        "folds_done": [r["fold"] for r in results],
+        "folds": plan["folds"],
+        "images": plan["images"],
+        "groups": plan["groups"],
+        "fold_sizes": plan["fold_sizes"],
+        "unit": results[0]["unit"] if results else None,
+        **stats,
+        "int8_band_dice_drop": _mean_sd(drops),
+        "max_int8_band_dice_drop": max(drops) if drops else None,
+        "train_minutes": _mean_sd(train_min),
+        "max_train_minutes": max(train_min) if train_min else None,
+        "cpu": cpu_name(),
+        "per_fold": results,
+        "recipe": json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").is_file() else None,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary) + "\n")
     return summary
@@ -243,8 +337,11 @@ def _mean_sd(values) -> dict:
     v = np.asarray(values, float)
     if v.size == 0:
         return {"mean": None, "sd": None, "n": 0}
-    return {"mean": round(float(v.mean()), 4), "sd": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4),
-            "n": int(v.size)}
+    return {
+        "mean": round(float(v.mean()), 4),
+        "sd": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4),
+        "n": int(v.size),
+    }
 
 
 def _ms(d: dict, digits: int = 3) -> str:
@@ -257,28 +354,36 @@ def summary_markdown(s: dict) -> str:
     """The summary table (mean ± sd over the folds done) and one row per fold."""
     unit = s.get("unit") or "px"
     n = len(s["folds_done"])
-    lines = [f"| figure (mean ± sd over {n} fold{'s' if n != 1 else ''}) | float | int8 |", "| --- | --- | --- |",
-             f"| band Dice | {_ms(s['float']['band_dice'])} | {_ms(s['int8']['band_dice'])} |",
-             f"| mean IoU | {_ms(s['float']['mean_iou'])} | {_ms(s['int8']['mean_iou'])} |",
-             f"| band thickness MAE vs mask ({unit}) | {_ms(s['float']['thickness_mae'], 2)} | "
-             f"{_ms(s['int8']['thickness_mae'], 2)} |",
-             f"| band Dice, float and int8 apart (|float - int8|) | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
-             f"{s['max_int8_band_dice_drop']:.4f}) |" if s["max_int8_band_dice_drop"] is not None else "",
-             f"| training time per fold (min) | {_ms(s['train_minutes'], 1)} (longest {s['max_train_minutes']:.1f}"
-             f"{_resumed_note(s)}) | |"
-             if s["max_train_minutes"] is not None else "",
-             "",
-             f"| fold | held out | band Dice float / int8 | mean IoU float / int8 | thickness MAE float / int8 ({unit}) "
-             "| bands measured float / int8 (of true) | best epoch (of run) | training (min) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"| figure (mean ± sd over {n} fold{'s' if n != 1 else ''}) | float | int8 |",
+        "| --- | --- | --- |",
+        f"| band Dice | {_ms(s['float']['band_dice'])} | {_ms(s['int8']['band_dice'])} |",
+        f"| mean IoU | {_ms(s['float']['mean_iou'])} | {_ms(s['int8']['mean_iou'])} |",
+        f"| band thickness MAE vs mask ({unit}) | {_ms(s['float']['thickness_mae'], 2)} | "
+        f"{_ms(s['int8']['thickness_mae'], 2)} |",
+        f"| band Dice, float and int8 apart (|float - int8|) | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
+        f"{s['max_int8_band_dice_drop']:.4f}) |"
+        if s["max_int8_band_dice_drop"] is not None
+        else "",
+        f"| training time per fold (min) | {_ms(s['train_minutes'], 1)} (longest {s['max_train_minutes']:.1f}"
+        f"{_resumed_note(s)}) | |"
+        if s["max_train_minutes"] is not None
+        else "",
+        "",
+        f"| fold | held out | band Dice float / int8 | mean IoU float / int8 | thickness MAE float / int8 ({unit}) "
+        "| bands measured float / int8 (of true) | best epoch (of run) | training (min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in s["per_fold"]:
         f, q = r["figures"]["float"], r["figures"]["int8"]
         sel = r.get("selection") or {}
-        lines.append(f"| {r['fold']} | {len(r['held_out'])} | {f['band_dice']:.3f} / {q['band_dice']:.3f} | "
-                     f"{f['mean_iou']:.3f} / {q['mean_iou']:.3f} | {_fmt(f['thickness_mae'])} / {_fmt(q['thickness_mae'])} "
-                     f"| {f['bands_measured']} / {q['bands_measured']} (of {r['figures'].get('bands_true')}) | "
-                     f"{sel.get('epoch')} ({sel.get('epochs_run')}) | {r['seconds']['train'] / 60:.1f}"
-                     f"{' (resumed: its last part only)' if r.get('resumed') else ''} |")
+        lines.append(
+            f"| {r['fold']} | {len(r['held_out'])} | {f['band_dice']:.3f} / {q['band_dice']:.3f} | "
+            f"{f['mean_iou']:.3f} / {q['mean_iou']:.3f} | {_fmt(f['thickness_mae'])} / {_fmt(q['thickness_mae'])} "
+            f"| {f['bands_measured']} / {q['bands_measured']} (of {r['figures'].get('bands_true')}) | "
+            f"{sel.get('epoch')} ({sel.get('epochs_run')}) | {r['seconds']['train'] / 60:.1f}"
+            f"{' (resumed: its last part only)' if r.get('resumed') else ''} |"
+        )
     lines.append("")
     lines.append(f"CPU: {s['cpu']}")
     return "\n".join(x for x in lines if x is not None)
@@ -323,8 +428,10 @@ def fold_plot(history_csv: Path, report: dict, result: dict, png: Path) -> None:
     axes[1].set_xlabel(f"band thickness on the mask ({unit})")
     axes[1].set_ylabel(f"int8 band thickness ({unit})")
     f = result["figures"]["int8"]
-    axes[1].set_title(f"int8: band Dice {f['band_dice']:.3f}, MAE {_fmt(f['thickness_mae'])} {unit} "
-                      f"(n={f['bands_measured']})", fontsize=10)
+    axes[1].set_title(
+        f"int8: band Dice {f['band_dice']:.3f}, MAE {_fmt(f['thickness_mae'])} {unit} (n={f['bands_measured']})",
+        fontsize=10,
+    )
     fig.suptitle(f"fold {result['fold']}: {len(result['held_out'])} held-out images", fontsize=11)
     fig.tight_layout()
     fig.savefig(png, dpi=90)
@@ -393,36 +500,59 @@ def docs_page(summary: dict, out: Path, page: Path, title: str, command: str, ta
     recipe = summary.get("recipe") or {}
     options = recipe.get("options", {})
     aug = options.get("augment")
-    lines = [f"# {title}", "",
-             "Generated by the command below, which measured every figure on this page; do not edit by hand.", "",
-             "```sh", command, "```", "",
-             f"{summary['images']} labelled images in {summary['groups']} look-alike groups, {summary['folds']} folds of "
-             f"{', '.join(map(str, summary['fold_sizes']))} images (whole groups per fold). Each fold: trained on the "
-             "other folds (a fifth of their groups kept for validation: best epoch, early stopping, confidence "
-             "margins), quantized to int8 calibrated on them, scored on the held-out fold. Thickness per band, in "
-             f"{summary['unit']}.", "",
-             summary_markdown(summary), ""]
+    lines = [
+        f"# {title}",
+        "",
+        "Generated by the command below, which measured every figure on this page; do not edit by hand.",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"{summary['images']} labelled images in {summary['groups']} look-alike groups, {summary['folds']} folds of "
+        f"{', '.join(map(str, summary['fold_sizes']))} images (whole groups per fold). Each fold: trained on the "
+        "other folds (a fifth of their groups kept for validation: best epoch, early stopping, confidence "
+        "margins), quantized to int8 calibrated on them, scored on the held-out fold. Thickness per band, in "
+        f"{summary['unit']}.",
+        "",
+        summary_markdown(summary),
+        "",
+    ]
     if targets:
         lines += ["## Targets", "", *target_lines(summary, targets), ""]
-    lines += ["## Recipe", "",
-              f"- U-Net base {options.get('base_filters')} filters, depth {options.get('depth')}, input "
-              f"{recipe.get('preprocess', {}).get('height')}x{recipe.get('preprocess', {}).get('width')}, batch "
-              f"{options.get('batch_size')}, Adam {options.get('learning_rate')}"
-              + (f" decaying to {options['final_learning_rate']}" if options.get("final_learning_rate") else "")
-              + f", up to {options.get('epochs')} epochs, patience {options.get('patience')}",
-              f"- loss {options.get('loss')}" + (f" (Dice weight {options.get('dice_weight')})" if options.get("loss") == "dice_ce" else "")
-              + (f" (gamma {options.get('focal_gamma')})" if options.get("loss") == "focal" else "")
-              + f", class weights {options.get('class_weights') or 'none'}, best epoch by "
-              + (options.get("select") or ("band Dice" if options.get("classes") == 2 else "mean IoU") + " (the default)"),
-              "- augmentation (convert/augment.py): " + (", ".join(f"{k} {v}" for k, v in aug.items()) if aug else "none"),
-              ""]
+    lines += [
+        "## Recipe",
+        "",
+        f"- U-Net base {options.get('base_filters')} filters, depth {options.get('depth')}, input "
+        f"{recipe.get('preprocess', {}).get('height')}x{recipe.get('preprocess', {}).get('width')}, batch "
+        f"{options.get('batch_size')}, Adam {options.get('learning_rate')}"
+        + (f" decaying to {options['final_learning_rate']}" if options.get("final_learning_rate") else "")
+        + f", up to {options.get('epochs')} epochs, patience {options.get('patience')}",
+        f"- loss {options.get('loss')}"
+        + (f" (Dice weight {options.get('dice_weight')})" if options.get("loss") == "dice_ce" else "")
+        + (f" (gamma {options.get('focal_gamma')})" if options.get("loss") == "focal" else "")
+        + f", class weights {options.get('class_weights') or 'none'}, best epoch by "
+        + (options.get("select") or ("band Dice" if options.get("classes") == 2 else "mean IoU") + " (the default)"),
+        "- augmentation (convert/augment.py): " + (", ".join(f"{k} {v}" for k, v in aug.items()) if aug else "none"),
+        "",
+    ]
     if (figures / "augment_sheet.png").is_file():  # `tlf-convert augment-sheet` beside the page
-        lines += ["Training samples as the augmentation draws them (each row: an image, then augmented copies with "
-                  "their label outlines):", "", f"![augmented samples]({figures.name}/augment_sheet.png)", ""]
-    lines += ["## Per fold", "",
-              "Left: the validation figures per epoch, the epoch kept marked; right: the int8 model's band "
-              "thickness against the mask's, one point per measured band of the held-out images.", "",
-              *fold_images, ""]
+        lines += [
+            "Training samples as the augmentation draws them (each row: an image, then augmented copies with "
+            "their label outlines):",
+            "",
+            f"![augmented samples]({figures.name}/augment_sheet.png)",
+            "",
+        ]
+    lines += [
+        "## Per fold",
+        "",
+        "Left: the validation figures per epoch, the epoch kept marked; right: the int8 model's band "
+        "thickness against the mask's, one point per measured band of the held-out images.",
+        "",
+        *fold_images,
+        "",
+    ]
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines))
     return page

@@ -115,5 +115,5 @@ def edge_weights(labels: np.ndarray, weight: float, sigma_px: float = 1.0) -> np
         g = np.float32(np.exp(-((k - 0.5) ** 2) / (2.0 * sigma_px**2)))
         lo, hi = max(0, k), min(h, h - 1 + k)
         if hi > lo:
-            near[..., lo:hi, :] += g * change[..., lo - k:hi - k, :]
+            near[..., lo:hi, :] += g * change[..., lo - k : hi - k, :]
     return (1.0 + weight * np.minimum(near, 1.0)).astype(np.float32)

@@ -15,8 +15,14 @@ from edge.model.bundle import Bundle, update_manifest
 from edge.model.segmenter import Segmenter
 
 
-def domain_model(bundle: Bundle, train_images: np.ndarray, heldout_images: np.ndarray | None,
-                 fitted_on: str = "", margins_on: str = "", threads: int = 2):
+def domain_model(
+    bundle: Bundle,
+    train_images: np.ndarray,
+    heldout_images: np.ndarray | None,
+    fitted_on: str = "",
+    margins_on: str = "",
+    threads: int = 2,
+):
     """The edge.measure.domain.DomainModel of these images for this bundle's int8 model."""
     features = np.stack([image_features(im) for im in train_images])
     margins = None
@@ -26,8 +32,14 @@ def domain_model(bundle: Bundle, train_images: np.ndarray, heldout_images: np.nd
     return fit_domain(features, margins, fitted_on, margins_on if margins is not None else "")
 
 
-def record_domain(bundle: Bundle, train_images: np.ndarray, heldout_images: np.ndarray | None,
-                  fitted_on: str = "", margins_on: str = "", threads: int = 2) -> Bundle:
+def record_domain(
+    bundle: Bundle,
+    train_images: np.ndarray,
+    heldout_images: np.ndarray | None,
+    fitted_on: str = "",
+    margins_on: str = "",
+    threads: int = 2,
+) -> Bundle:
     """Write the domain statistics into the bundle's manifest (sealed again); the bundle reloaded."""
     model = domain_model(bundle, train_images, heldout_images, fitted_on, margins_on, threads)
     return update_manifest(bundle, domain=model.to_dict())

@@ -17,8 +17,13 @@ class MissingExtra(ConvertError):
 
 
 # The top-level modules each extra brings, by extra.
-EXTRA_OF_MODULE = {"tensorflow": "convert", "keras": "convert", "matplotlib": "convert", "tf_keras": "convert",
-                   "pydicom": "dicom"}
+EXTRA_OF_MODULE = {
+    "tensorflow": "convert",
+    "keras": "convert",
+    "matplotlib": "convert",
+    "tf_keras": "convert",
+    "pydicom": "dicom",
+}
 
 
 def missing_extra(error: ImportError, what: str) -> MissingExtra | None:

@@ -49,8 +49,7 @@ class Reading:
     same: float  # share of the pixels labelled alike in every image
 
     def follows(self, classes: int) -> bool:
-        return (self.moved >= FOLLOWS and self.same <= MAX_SAME_FOLLOWING
-                and _degenerate(self.labels, classes) is None)
+        return self.moved >= FOLLOWS and self.same <= MAX_SAME_FOLLOWING and _degenerate(self.labels, classes) is None
 
 
 def model_inputs(images: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -102,8 +101,15 @@ def level_alternatives(spec: PreprocessSpec) -> dict[str, PreprocessSpec]:
     return out
 
 
-def check_predictions(model, calibration: np.ndarray, spec: PreprocessSpec, kind: str, classes: list[str],
-                      check_one_class: bool = True, check_level: bool = True) -> list[float]:
+def check_predictions(
+    model,
+    calibration: np.ndarray,
+    spec: PreprocessSpec,
+    kind: str,
+    classes: list[str],
+    check_one_class: bool = True,
+    check_level: bool = True,
+) -> list[float]:
     """Stop when the float model, fed the calibration images through the declared preprocessing,
     gives degenerate labels (check_one_class) or labels that do not follow the input's level
     while they do under a common alternative scale (check_level); see the module docstring.
@@ -128,7 +134,8 @@ def check_predictions(model, calibration: np.ndarray, spec: PreprocessSpec, kind
                 f"values far from those of its training does; with {best.flags} they follow the input "
                 f"({best.moved:.1%} change) and differ from the declared ones on {differ:.0%} of the pixels: the "
                 "preprocessing probably does not match its training; declare it with --input-scale (and "
-                "--mean/--std), or pass --trust-preprocessing to convert as declared")
+                "--mean/--std), or pass --trust-preprocessing to convert as declared"
+            )
     return [round(float(v), 4) for v in shares]
 
 
@@ -138,9 +145,11 @@ def _check_degenerate(model, images, spec, kind, classes, labels) -> None:
         return
     for i, name in enumerate(classes):
         why = why.replace(f"class {i} ", f"class {name!r} ")
-    tries = {"--input-scale 1/255": replace(spec, scale=1 / 255, mean=0.0, std=1.0),
-             "--input-scale 1": replace(spec, scale=1.0, mean=0.0, std=1.0),
-             "--input-scale 1/127.5 --mean 1": replace(spec, scale=1 / 127.5, mean=1.0, std=1.0)}
+    tries = {
+        "--input-scale 1/255": replace(spec, scale=1 / 255, mean=0.0, std=1.0),
+        "--input-scale 1": replace(spec, scale=1.0, mean=0.0, std=1.0),
+        "--input-scale 1/127.5 --mean 1": replace(spec, scale=1 / 127.5, mean=1.0, std=1.0),
+    }
     if spec.channels == 3:
         flipped = "rgb" if spec.channel_order == "bgr" else "bgr"
         tries[f"--channel-order {flipped}"] = replace(spec, channel_order=flipped)
@@ -157,4 +166,5 @@ def _check_degenerate(model, images, spec, kind, classes, labels) -> None:
     raise QuantizeError(
         f"the float model, fed the calibration images as declared ({spec.describe()}), {why}: the preprocessing "
         f"probably does not match its training{hint}; declare it with --input-scale, --mean/--std, --channel-order, "
-        "or pass --allow-one-class if the images truly show one class")
+        "or pass --allow-one-class if the images truly show one class"
+    )

@@ -17,7 +17,11 @@ SIMILAR = 0.8  # thumbnail correlation that makes two images one group
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
     """A 48x48 grey thumbnail, zero mean and unit variance, flattened."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 and image.shape[2] == 3 else image.reshape(image.shape[:2])
+    grey = (
+        cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if image.ndim == 3 and image.shape[2] == 3
+        else image.reshape(image.shape[:2])
+    )
     t = cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
     return (t - t.mean()) / max(t.std(), 1e-6)
 

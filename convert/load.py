@@ -67,14 +67,18 @@ def read_model(path: str | Path, trust_code: bool = False, custom_objects: str |
     objects = custom_objects_from(Path(custom_objects)) if custom_objects else {}
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
-            raise QuantizeError(f"folder {str(path)!r} is not a TensorFlow SavedModel (no saved_model.pb); "
-                                "give a .keras or .h5 file or a SavedModel folder")
+            raise QuantizeError(
+                f"folder {str(path)!r} is not a TensorFlow SavedModel (no saved_model.pb); "
+                "give a .keras or .h5 file or a SavedModel folder"
+            )
         return single_io(saved_model(path))
     kind = file_kind(path)
     config = stored_config(path, kind)
     if config is None:
-        raise QuantizeError(f"{str(path)!r} holds weights only (no model configuration): give it as --weights "
-                            f"{path.name} with the built-in U-Net's options (--size, --base-filters, --depth, ...)")
+        raise QuantizeError(
+            f"{str(path)!r} holds weights only (no model configuration): give it as --weights "
+            f"{path.name} with the built-in U-Net's options (--size, --base-filters, --depth, ...)"
+        )
     check_code(config, path, trust_code, objects)
     with _as_suffix(path, ".h5" if kind == "h5" else ".keras") as readable:
         if kind == "h5":
@@ -85,22 +89,26 @@ def read_model(path: str | Path, trust_code: bool = False, custom_objects: str |
         try:
             model = keras.models.load_model(readable, compile=False, safe_mode=not trust_code, custom_objects=objects)
         except Exception as e:  # keras raises many types for a file it cannot read
-            raise QuantizeError(f"cannot load Keras model {str(path)!r} (a .keras file saved by Keras {version}): "
-                                f"{_first_line(e)}; if it loads where it was made, save it there again (.keras or "
-                                ".h5) or export a SavedModel folder, and convert that") from e
+            raise QuantizeError(
+                f"cannot load Keras model {str(path)!r} (a .keras file saved by Keras {version}): "
+                f"{_first_line(e)}; if it loads where it was made, save it there again (.keras or "
+                ".h5) or export a SavedModel folder, and convert that"
+            ) from e
     return single_io(model)
 
 
 def file_kind(path: Path) -> str:
-    """"h5" (HDF5: Keras 2 or legacy Keras 3 files) or "keras" (a Keras 3 zip), by content."""
+    """ "h5" (HDF5: Keras 2 or legacy Keras 3 files) or "keras" (a Keras 3 zip), by content."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head == HDF5_MAGIC:
         return "h5"
     if head[:4] == ZIP_MAGIC:
         return "keras"
-    raise QuantizeError(f"cannot load Keras model {str(path)!r}: it is neither a Keras 3 file (.keras, a zip) nor an "
-                        "HDF5 file (.h5); a SavedModel is a folder")
+    raise QuantizeError(
+        f"cannot load Keras model {str(path)!r}: it is neither a Keras 3 file (.keras, a zip) nor an "
+        "HDF5 file (.h5); a SavedModel is a folder"
+    )
 
 
 def saved_by(path: Path) -> str:
@@ -152,16 +160,25 @@ def check_code(config: dict, path: Path, trust_code: bool, objects: dict) -> Non
     entries = list(layer_configs(config))
     lambdas = [e.get("config", {}).get("name", "?") for e in entries if e.get("class_name") == "Lambda"]
     if lambdas and not trust_code:
-        raise QuantizeError(f"model {str(path)!r} has Lambda layer(s) {lambdas}: their Python code is stored in the "
-                            "file and loading runs it, which safe mode refuses; if you trust the file, pass --trust-code")
-    custom = [(e.get("config", {}).get("name", "?"), e.get("class_name")) for e in entries
-              if e.get("class_name") not in TF_OP_LAYERS and e.get("class_name") != "Lambda"
-              and not _known_keras_layer(e) and e.get("class_name") not in objects
-              and e.get("registered_name") not in objects]
+        raise QuantizeError(
+            f"model {str(path)!r} has Lambda layer(s) {lambdas}: their Python code is stored in the "
+            "file and loading runs it, which safe mode refuses; if you trust the file, pass --trust-code"
+        )
+    custom = [
+        (e.get("config", {}).get("name", "?"), e.get("class_name"))
+        for e in entries
+        if e.get("class_name") not in TF_OP_LAYERS
+        and e.get("class_name") != "Lambda"
+        and not _known_keras_layer(e)
+        and e.get("class_name") not in objects
+        and e.get("registered_name") not in objects
+    ]
     if custom:
         names = ", ".join(f"{name!r} ({cls})" for name, cls in custom)
-        raise QuantizeError(f"model {str(path)!r} has custom layer(s) {names} that Keras does not define: give the "
-                            "Python file that defines them with --custom-objects FILE.py (it is run)")
+        raise QuantizeError(
+            f"model {str(path)!r} has custom layer(s) {names} that Keras does not define: give the "
+            "Python file that defines them with --custom-objects FILE.py (it is run)"
+        )
 
 
 def custom_objects_from(path: Path) -> dict:
@@ -241,7 +258,9 @@ def legacy_h5(readable: Path, path: Path, config: dict, trust_code: bool, object
     import h5py
 
     mapped, changed = mapped_legacy_config(config)
-    tf_ops = sorted({e.get("config", {}).get("name", "?") for e in layer_configs(config) if e.get("class_name") in TF_OP_LAYERS})
+    tf_ops = sorted(
+        {e.get("config", {}).get("name", "?") for e in layer_configs(config) if e.get("class_name") in TF_OP_LAYERS}
+    )
     error = None
     if not tf_ops:
         with tempfile.TemporaryDirectory(prefix="tlf-legacy-") as tmp:
@@ -258,10 +277,15 @@ def legacy_h5(readable: Path, path: Path, config: dict, trust_code: bool, object
     try:
         import tf_keras
     except ImportError:
-        what = (f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)" if tf_ops
-                or error is None else f"{_first_line(error)}")
-        raise QuantizeError(f"Keras 3 cannot read the Keras 2 model {str(path)!r}: {what}; install the Keras 2 "
-                            f"reader ({LEGACY_EXTRA}) and run again") from error
+        what = (
+            f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)"
+            if tf_ops or error is None
+            else f"{_first_line(error)}"
+        )
+        raise QuantizeError(
+            f"Keras 3 cannot read the Keras 2 model {str(path)!r}: {what}; install the Keras 2 "
+            f"reader ({LEGACY_EXTRA}) and run again"
+        ) from error
     try:
         model = tf_keras.models.load_model(readable, compile=False, custom_objects=objects, safe_mode=not trust_code)
     except Exception as e:  # noqa: BLE001
@@ -271,16 +295,20 @@ def legacy_h5(readable: Path, path: Path, config: dict, trust_code: bool, object
 
 # Keras 3's own names of the model classes a Keras 2 configuration names with its own modules
 # ("tf_keras.src.engine.functional", "keras.src.engine.functional", "keras" ...).
-KERAS3_MODELS = {"Functional": ("keras.src.models.functional", "Functional"),
-                 "Model": ("keras.src.models.functional", "Functional"),
-                 "Sequential": ("keras.src.models.sequential", "Sequential")}
+KERAS3_MODELS = {
+    "Functional": ("keras.src.models.functional", "Functional"),
+    "Model": ("keras.src.models.functional", "Functional"),
+    "Sequential": ("keras.src.models.sequential", "Sequential"),
+}
 
 
 def legacy_keras_file(readable: Path, path: Path, config: dict, version: str, trust_code: bool, objects: dict):
     """A .keras file written by Keras 2 (2.13-2.15, or tf_keras): its configuration mapped as for
     an .h5 file (mapped_legacy_config) with Keras 3's names of the model classes, the weights read
     by Keras 3 as they are stored; else read through tf_keras."""
-    tf_ops = sorted({e.get("config", {}).get("name", "?") for e in layer_configs(config) if e.get("class_name") in TF_OP_LAYERS})
+    tf_ops = sorted(
+        {e.get("config", {}).get("name", "?") for e in layer_configs(config) if e.get("class_name") in TF_OP_LAYERS}
+    )
     error = None
     if not tf_ops:
         mapped, _ = mapped_legacy_config(config)
@@ -300,16 +328,22 @@ def legacy_keras_file(readable: Path, path: Path, config: dict, version: str, tr
     try:
         import tf_keras
     except ImportError:
-        what = (f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)" if tf_ops
-                or error is None else f"{_first_line(error)}")
-        raise QuantizeError(f"Keras 3 cannot read {found}: {what}; install the Keras 2 reader ({LEGACY_EXTRA}) and "
-                            "run again") from error
+        what = (
+            f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)"
+            if tf_ops or error is None
+            else f"{_first_line(error)}"
+        )
+        raise QuantizeError(
+            f"Keras 3 cannot read {found}: {what}; install the Keras 2 reader ({LEGACY_EXTRA}) and run again"
+        ) from error
     try:
         model = tf_keras.models.load_model(readable, compile=False, custom_objects=objects, safe_mode=not trust_code)
     except Exception as e:  # noqa: BLE001
-        raise QuantizeError(f"cannot load {found} with Keras 3 ({_first_line(error) if error else 'TensorFlow-op layers'}) "
-                            f"nor with tf_keras ({_first_line(e)}); save it again from the Keras it was made with "
-                            "as .h5 or as a SavedModel folder") from e
+        raise QuantizeError(
+            f"cannot load {found} with Keras 3 ({_first_line(error) if error else 'TensorFlow-op layers'}) "
+            f"nor with tf_keras ({_first_line(e)}); save it again from the Keras it was made with "
+            "as .h5 or as a SavedModel folder"
+        ) from e
     return through_saved_model(model, path)
 
 
@@ -320,8 +354,10 @@ def through_saved_model(tf_keras_model, path: Path) -> keras.Model:
     with tempfile.TemporaryDirectory(prefix="tlf-tfkeras-") as tmp:
         tf.saved_model.save(tf_keras_model, tmp)
         model = saved_model(Path(tmp), name=tf_keras_model.name)
-    print(f"tlf-convert: note: {str(path)!r} was read with tf_keras (Keras 2) and is converted as one TensorFlow graph",
-          flush=True)
+    print(
+        f"tlf-convert: note: {str(path)!r} was read with tf_keras (Keras 2) and is converted as one TensorFlow graph",
+        flush=True,
+    )
     return model
 
 
@@ -342,12 +378,16 @@ def saved_model(path: Path, name: str | None = None) -> keras.Model:
     inputs = [s for s in tf.nest.flatten(sig.structured_input_signature) if isinstance(s, tf.TensorSpec)]
     outputs = tf.nest.flatten(sig.structured_outputs)
     if len(inputs) != 1 or len(outputs) != 1:
-        raise QuantizeError(f"SavedModel {str(path)!r} signature {endpoint!r} has {len(inputs)} inputs and "
-                            f"{len(outputs)} outputs; the family has one image in and one score map out")
+        raise QuantizeError(
+            f"SavedModel {str(path)!r} signature {endpoint!r} has {len(inputs)} inputs and "
+            f"{len(outputs)} outputs; the family has one image in and one score map out"
+        )
     shape = tuple(inputs[0].shape)
     if len(shape) != 4 or shape[3] is None:
-        raise QuantizeError(f"SavedModel {str(path)!r} takes {shape}; the family takes an image "
-                            "(batch, height, width, channels) with a fixed number of channels")
+        raise QuantizeError(
+            f"SavedModel {str(path)!r} takes {shape}; the family takes an image "
+            "(batch, height, width, channels) with a fixed number of channels"
+        )
     layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint, name="saved_model")
     inp = keras.Input(shape[1:], batch_size=1, name="image")
     out = tf.nest.flatten(layer(inp))[0]
@@ -375,9 +415,11 @@ def _functional_of_sequential(model: keras.Sequential) -> keras.Model:
     except (AttributeError, ValueError):
         inputs = outputs = None
     if not inputs or not outputs:
-        raise QuantizeError(f"Sequential model {model.name!r} has no input shape (it was saved before it was built "
-                            "or trained, so it holds no trained weights): start it with keras.Input((256, 256, 1)) "
-                            "(your image size and channels), train it and save it again")
+        raise QuantizeError(
+            f"Sequential model {model.name!r} has no input shape (it was saved before it was built "
+            "or trained, so it holds no trained weights): start it with keras.Input((256, 256, 1)) "
+            "(your image size and channels), train it and save it again"
+        )
     if len(inputs) != 1 or len(outputs) != 1:
         return model  # quantize's family check says what is wrong with it
     return keras.Model(inputs[0], outputs[0], name=model.name)
@@ -411,11 +453,12 @@ def weights_into_unet(path: str | Path, **options) -> keras.Model:
         try:
             model.load_weights(readable)
         except Exception as e:  # keras raises many types for weights that do not fit
-            raise QuantizeError(f"the weights in {str(path)!r} do not fit the built-in U-Net ({described}): "
-                                f"{_first_line(e)}; give the options it was built with (--size, --channels, --classes, "
-                                "--base-filters, --depth, --output, --concat-skips)") from e
+            raise QuantizeError(
+                f"the weights in {str(path)!r} do not fit the built-in U-Net ({described}): "
+                f"{_first_line(e)}; give the options it was built with (--size, --channels, --classes, "
+                "--base-filters, --depth, --output, --concat-skips)"
+            ) from e
     return model
-
 
 
 def model_identity(path: str | Path, builder: dict | None = None) -> dict:
@@ -428,8 +471,9 @@ def model_identity(path: str | Path, builder: dict | None = None) -> dict:
     if not path.exists():
         raise QuantizeError(f"no {'weights file' if builder is not None else 'model'} at {str(path)!r}")
     if path.is_dir():
-        lines = [f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n"
-                 for p in sorted(path.rglob("*")) if p.is_file()]
+        lines = [
+            f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n" for p in sorted(path.rglob("*")) if p.is_file()
+        ]
         digest = hashlib.sha256("".join(lines).encode()).hexdigest()
         return {"kind": "savedmodel", "name": path.name, "sha256": digest}
     if builder is not None:

@@ -32,9 +32,9 @@ FAMILY_CHANNELS = (1, 3)
 FAMILY_CLASSES = (2, 8)
 
 
-
-
-def load_keras_model(path: str | Path, trust_code: bool = False, custom_objects: str | Path | None = None) -> keras.Model:
+def load_keras_model(
+    path: str | Path, trust_code: bool = False, custom_objects: str | Path | None = None
+) -> keras.Model:
     """Load a user's model however it was saved, in safe mode (see convert.load.read_model)."""
     from convert.load import read_model
 
@@ -79,7 +79,9 @@ def _tensor_shape(model: keras.Model, side: str) -> tuple:
             "Keras models with a declared input (keras.Input) can be converted with a fixed batch"
         )
     if len(tensors) != 1:
-        raise QuantizeError(f"model {model.name!r} has {len(tensors)} {side}s; the family has one image in and one score map out")
+        raise QuantizeError(
+            f"model {model.name!r} has {len(tensors)} {side}s; the family has one image in and one score map out"
+        )
     return tuple(tensors[0].shape)
 
 
@@ -93,7 +95,9 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
     """
     shape_in, shape_out = _tensor_shape(model, "input"), _tensor_shape(model, "output")
     if len(shape_in) != 4:
-        raise QuantizeError(f"model {model.name!r} takes {shape_in}; the family takes an image (batch, height, width, channels)")
+        raise QuantizeError(
+            f"model {model.name!r} takes {shape_in}; the family takes an image (batch, height, width, channels)"
+        )
     _, h, w, c = shape_in
     if h is None or w is None:
         raise QuantizeError(
@@ -101,12 +105,16 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
             "trained (tlf-convert quantize --size 256, or --size HxW)"
         )
     if c not in FAMILY_CHANNELS:
-        raise QuantizeError(f"model {model.name!r} takes {c} channels; the family takes {' or '.join(map(str, FAMILY_CHANNELS))}")
+        raise QuantizeError(
+            f"model {model.name!r} takes {c} channels; the family takes {' or '.join(map(str, FAMILY_CHANNELS))}"
+        )
     lo, hi = FAMILY_SIDES
     if not (MIN_SIDE <= h <= hi and MIN_SIDE <= w <= hi):
         raise QuantizeError(f"model {model.name!r} takes {h}x{w} px; the family takes {lo}-{hi} px per side")
     if h < lo or w < lo:
-        print(f"tlf-convert: warning: model {model.name!r} takes {h}x{w} px, below the family's {lo} px", file=sys.stderr)
+        print(
+            f"tlf-convert: warning: model {model.name!r} takes {h}x{w} px, below the family's {lo} px", file=sys.stderr
+        )
     if len(shape_out) != 4 or tuple(shape_out[1:3]) != (h, w):
         raise QuantizeError(
             f"model {model.name!r} outputs {shape_out}; the family outputs one score per class and pixel, "
@@ -114,17 +122,27 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
         )
     k = shape_out[-1]
     if k is None or not (k == 1 or FAMILY_CLASSES[0] <= k <= FAMILY_CLASSES[1]):
-        raise QuantizeError(f"model {model.name!r} outputs {k} classes; the family has {FAMILY_CLASSES[0]}-{FAMILY_CLASSES[1]} "
-                            "(or one channel: a sigmoid or logit head for two classes)")
+        raise QuantizeError(
+            f"model {model.name!r} outputs {k} classes; the family has {FAMILY_CLASSES[0]}-{FAMILY_CLASSES[1]} "
+            "(or one channel: a sigmoid or logit head for two classes)"
+        )
     if spec is not None and (spec.height, spec.width, spec.channels) != (h, w, c):
         raise QuantizeError(
             f"preprocessing makes {spec.height}x{spec.width}x{spec.channels} images but model {model.name!r} takes {h}x{w}x{c}"
         )
-    return {"height": int(h), "width": int(w), "channels": int(c), "classes": 2 if k == 1 else int(k),
-            "output_channels": int(k), "output_kind": output_kind_of(model)}
+    return {
+        "height": int(h),
+        "width": int(w),
+        "channels": int(c),
+        "classes": 2 if k == 1 else int(k),
+        "output_channels": int(k),
+        "output_kind": output_kind_of(model),
+    }
 
 
-def int8_converter(model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True, progress: bool = False):
+def int8_converter(
+    model: keras.Model, calibration: np.ndarray, spec: PreprocessSpec, int8_io: bool = True, progress: bool = False
+):
     """A TFLite converter set for full-integer int8 with per-channel weights and a fixed batch of 1."""
     calibration = np.asarray(calibration)
     if len(calibration) == 0:
@@ -191,8 +209,9 @@ def layer_report(model: keras.Model, calibration: np.ndarray, spec: PreprocessSp
             yield [to_float(image, spec)[None]]
 
     with export_announcement_hidden():
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset,
-                                                             debug_options=options)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=dataset, debug_options=options
+        )
         debugger.run()
     rows = [
         {"tensor": name, "snr_db": round(float(st["snr_db"]), 2), "levels_used": int(st["levels_used"])}
@@ -216,17 +235,23 @@ def output_kind_of(model: keras.Model) -> str | None:
     if isinstance(last, keras.layers.Softmax):
         axis = last.axis if isinstance(last.axis, int) else tuple(last.axis)
         if axis not in (-1, 3, (-1,), (3,)):
-            raise QuantizeError(f"model {model.name!r} ends in a softmax over axis {axis!r}; it must be over the classes (-1)")
+            raise QuantizeError(
+                f"model {model.name!r} ends in a softmax over axis {axis!r}; it must be over the classes (-1)"
+            )
         return "softmax"
     if isinstance(last, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.PReLU)):
-        raise QuantizeError(f"model {model.name!r} ends in a {type(last).__name__} layer; the family outputs logits or softmax")
+        raise QuantizeError(
+            f"model {model.name!r} ends in a {type(last).__name__} layer; the family outputs logits or softmax"
+        )
     name = getattr(getattr(last, "activation", None), "__name__", "linear")
     if name in ("linear", "softmax"):
         return "logits" if name == "linear" else "softmax"
     if name == "sigmoid" and channels == 1:
         return "sigmoid"
-    raise QuantizeError(f"model {model.name!r} ends in a {name!r} activation over {channels} channels; the family "
-                        "outputs logits or softmax over the classes, or one sigmoid channel (two classes at p = 0.5)")
+    raise QuantizeError(
+        f"model {model.name!r} ends in a {name!r} activation over {channels} channels; the family "
+        "outputs logits or softmax over the classes, or one sigmoid channel (two classes at p = 0.5)"
+    )
 
 
 # The converted graph's last op, and the output kind it makes.
@@ -236,9 +261,25 @@ REFUSED_OUTPUT_OPS = {"RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "ELU", "TAN
 
 # Ops that XNNPACK runs in int8 (the subset a U-Net of this family uses).
 XNNPACK_INT8_OPS = {
-    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-    "MAX_POOL_2D", "MUL", "PAD", "RESHAPE", "RESIZE_BILINEAR", "SUB", "DEPTH_TO_SPACE",
-    "TRANSPOSE_CONV", "LEAKY_RELU", "HARD_SWISH", "TANH", "LOGISTIC", "ELU",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "CONCATENATION",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "MAX_POOL_2D",
+    "MUL",
+    "PAD",
+    "RESHAPE",
+    "RESIZE_BILINEAR",
+    "SUB",
+    "DEPTH_TO_SPACE",
+    "TRANSPOSE_CONV",
+    "LEAKY_RELU",
+    "HARD_SWISH",
+    "TANH",
+    "LOGISTIC",
+    "ELU",
 }  # not RESIZE_NEAREST_NEIGHBOR nor TILE: measured outside the delegate (ai-edge-litert, int8)
 # Ops that mean the graph kept dynamic shapes or float islands.
 DYNAMIC_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "UNPACK", "GATHER", "FILL", "RANGE", "DEQUANTIZE", "QUANTIZE"}
@@ -252,7 +293,12 @@ def graph_report(model_bytes: bytes) -> dict:
 
     def entry(d):
         scale, zero = d["quantization"]
-        return {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
+        return {
+            "shape": [int(v) for v in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero),
+        }
 
     details = interp._get_ops_details()
     names = [op["op_name"] for op in details]
@@ -293,7 +339,7 @@ OP_HINTS = {
     "STRIDED_SLICE": "shapes computed at run time (a dynamic batch inside a SavedModel): export it with a fixed batch of 1",
     "PACK": "shapes computed at run time (a dynamic batch inside a SavedModel): export it with a fixed batch of 1",
     "TILE": "a nearest-neighbour UpSampling2D inside a SavedModel: save the model as .keras or .h5 (it is then "
-            "rewritten exactly) or upsample bilinearly",
+    "rewritten exactly) or upsample bilinearly",
     "RESIZE_NEAREST_NEIGHBOR": "a nearest-neighbour resize: save the model as .keras or .h5, or resize bilinearly",
     "SOFTMAX": "a softmax before the last op: end the model in it, or export logits",
     "DEQUANTIZE": "a float part of the graph: every op must have an int8 kernel",
@@ -301,8 +347,12 @@ OP_HINTS = {
 }
 
 
-def check_graph(report: dict, allow: set[str] | frozenset[str] = frozenset(), allow_partitions: bool = False,
-                model_bytes: bytes | None = None) -> list[str]:
+def check_graph(
+    report: dict,
+    allow: set[str] | frozenset[str] = frozenset(),
+    allow_partitions: bool = False,
+    model_bytes: bytes | None = None,
+) -> list[str]:
     """Refuse a graph with dynamic-shape ops or one that XNNPACK does not take whole, in one line
     naming the ops, how many there are, the partitions, what each op comes from and what this
     graph costs per frame (measured here with LiteRT). allow_partitions: warn instead (the lines
@@ -316,10 +366,14 @@ def check_graph(report: dict, allow: set[str] | frozenset[str] = frozenset(), al
     hints = sorted({OP_HINTS[op] for op in set(dynamic) | set(outside) if op in OP_HINTS})
     cost = ""
     if model_bytes is not None:
-        cost = f"; this graph takes {invoke_ms(model_bytes):.1f} ms per frame here (1 thread), the ops outside " \
-               "XNNPACK on LiteRT's reference kernels"
-    line = (f"XNNPACK takes the converted graph in {report['delegate_partitions']} partition(s); ops outside it or "
-            f"keeping dynamic shapes: {named or 'none'}{cost}" + (f" ({'; '.join(hints)})" if hints else ""))
+        cost = (
+            f"; this graph takes {invoke_ms(model_bytes):.1f} ms per frame here (1 thread), the ops outside "
+            "XNNPACK on LiteRT's reference kernels"
+        )
+    line = (
+        f"XNNPACK takes the converted graph in {report['delegate_partitions']} partition(s); ops outside it or "
+        f"keeping dynamic shapes: {named or 'none'}{cost}" + (f" ({'; '.join(hints)})" if hints else "")
+    )
     if not allow_partitions:
         raise QuantizeError(line + "; --allow-partitions converts it all the same")
     print(f"tlf-convert: warning: {line}", file=sys.stderr)
@@ -411,37 +465,57 @@ def quantize_to_bundle(
         model, notes = export_plan(model)
     except ValueError as e:
         raise QuantizeError(str(e)) from e
-    calib_stats = check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
+    calib_stats = (
+        check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
+    )
 
     def check_feeding(kind: str) -> None:
         if (check_prediction or check_preprocessing) and check_calibration_set:
-            calib_stats["float_class_shares"] = check_predictions(float_model, calibration, spec, kind, classes,
-                                                                  check_one_class=check_prediction,
-                                                                  check_level=check_preprocessing)
+            calib_stats["float_class_shares"] = check_predictions(
+                float_model,
+                calibration,
+                spec,
+                kind,
+                classes,
+                check_one_class=check_prediction,
+                check_level=check_preprocessing,
+            )
 
     if family["output_kind"] is not None:  # known from the last layer: checked before converting
         check_feeding(family["output_kind"])
     model_bytes = convert_int8(model, calibration, spec, progress=progress)
     graph = graph_report(model_bytes)
     if graph["output_op"] in REFUSED_OUTPUT_OPS:
-        raise QuantizeError(f"model {model.name!r} ends in a {graph['output_op']} op; the family outputs logits, "
-                            "softmax or one sigmoid channel")
+        raise QuantizeError(
+            f"model {model.name!r} ends in a {graph['output_op']} op; the family outputs logits, "
+            "softmax or one sigmoid channel"
+        )
     kind = OUTPUT_OPS.get(graph["output_op"], "logits")
     if kind == "sigmoid" and family["output_channels"] != 1:
-        raise QuantizeError(f"model {model.name!r} ends in a sigmoid over {family['output_channels']} channels; the "
-                            "family outputs logits or softmax over the classes, or one sigmoid channel")
+        raise QuantizeError(
+            f"model {model.name!r} ends in a sigmoid over {family['output_channels']} channels; the "
+            "family outputs logits or softmax over the classes, or one sigmoid channel"
+        )
     for stated, how in ((output_kind, "output_kind"), (family["output_kind"], "its last layer")):
         if stated is not None and stated != kind:
-            raise QuantizeError(f"model {model.name!r}: {how} says {stated!r} but its converted graph ends in "
-                                f"{graph['output_op']} ({kind!r})")
+            raise QuantizeError(
+                f"model {model.name!r}: {how} says {stated!r} but its converted graph ends in "
+                f"{graph['output_op']} ({kind!r})"
+            )
     if graph["ops"].count("CONCATENATION") and not any("CONCATENATION" in n for n in notes):
-        notes.append(f"{graph['op_counts']['CONCATENATION']} CONCATENATION op(s) of a graph converted whole stay: int8 puts "
-                     "each one's inputs on one scale (the gate's figures include what that costs); save the model as "
-                     ".keras or .h5 to have them split")
+        notes.append(
+            f"{graph['op_counts']['CONCATENATION']} CONCATENATION op(s) of a graph converted whole stay: int8 puts "
+            "each one's inputs on one scale (the gate's figures include what that costs); save the model as "
+            ".keras or .h5 to have them split"
+        )
     for note in notes:
         print(f"tlf-convert: note: {note}", file=sys.stderr)
-    partitions = check_graph(graph, allow={"SOFTMAX"} if kind == "softmax" else set(), allow_partitions=allow_partitions,
-                             model_bytes=model_bytes)
+    partitions = check_graph(
+        graph,
+        allow={"SOFTMAX"} if kind == "softmax" else set(),
+        allow_partitions=allow_partitions,
+        model_bytes=model_bytes,
+    )
     inp, out = graph["input"], graph["output"]
     want = [1, family["height"], family["width"], family["output_channels"]]
     if out["shape"] != want:

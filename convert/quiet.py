@@ -54,8 +54,14 @@ def native_output_hidden(verbose: bool = False):
         except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
             on_fd = False  # a stream that is not the fd itself (a test's capture) is left alone
         if on_fd:
-            kept = open(saved[fd], "w", buffering=1, encoding=getattr(stream, "encoding", None) or "utf-8",
-                        errors="replace", closefd=False)
+            kept = open(
+                saved[fd],
+                "w",
+                buffering=1,
+                encoding=getattr(stream, "encoding", None) or "utf-8",
+                errors="replace",
+                closefd=False,
+            )
             swapped.append((name, stream, kept))
             setattr(sys, name, kept)
     levels = {n: logging.getLogger(n).level for n in ("tensorflow", "absl", "keras")}

@@ -8,7 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-COLOURS = np.array([[0, 0, 0], [0, 220, 255], [200, 80, 0], [0, 160, 0], [160, 0, 160], [0, 0, 200], [120, 120, 0], [255, 255, 255]], np.uint8)
+COLOURS = np.array(
+    [[0, 0, 0], [0, 220, 255], [200, 80, 0], [0, 160, 0], [160, 0, 160], [0, 0, 200], [120, 120, 0], [255, 255, 255]],
+    np.uint8,
+)
 
 
 def summary_of(report: dict) -> dict:
@@ -44,20 +47,41 @@ def markdown(s: dict) -> str:
     th = ["", f"| thickness ({unit}) | n | bias | MAE | 95% limits of agreement |", "| --- | --- | --- | --- | --- |"]
     for name, e in s["thickness"].items():
         if e.get("n"):
-            th.append(f"| {name.replace('_', ' ')} | {e['n']} | {e['bias']:+.4f} | {e['mae']:.4f} | {e['loa'][0]:+.4f} to {e['loa'][1]:+.4f} |")
+            th.append(
+                f"| {name.replace('_', ' ')} | {e['n']} | {e['bias']:+.4f} | {e['mae']:.4f} | {e['loa'][0]:+.4f} to {e['loa'][1]:+.4f} |"
+            )
     if s.get("groups"):
-        th += ["", f"| int8 by group | images | mean IoU | Dice per class | thickness n | bias ({unit}) | MAE ({unit}) |",
-               "| --- | --- | --- | --- | --- | --- | --- |"]
+        th += [
+            "",
+            f"| int8 by group | images | mean IoU | Dice per class | thickness n | bias ({unit}) | MAE ({unit}) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, g in s["groups"].items():
             e = g["int8_vs_truth"]
             err = f"{e['bias']:+.4f} | {e['mae']:.4f}" if e.get("n") else "- | -"
-            th.append(f"| {name} | {g['images']} | {g['int8_mean_iou']:.4f} | {' / '.join(f'{d:.3f}' for d in g['int8_dice'])} "
-                      f"| {e.get('n', 0)} | {err} |")
+            th.append(
+                f"| {name} | {g['images']} | {g['int8_mean_iou']:.4f} | {' / '.join(f'{d:.3f}' for d in g['int8_dice'])} "
+                f"| {e.get('n', 0)} | {err} |"
+            )
     gate = s["gate"]
     verdict = "PASSED" if gate["passed"] else "FAILED: " + "; ".join(gate["failures"])
-    return "\n".join([f"# Validation: float versus int8 on {s['images']} images", "", *rows, *th, "",
-                      f"int8 versus float pixel agreement: {s['int8_vs_float_pixel_agreement']:.4f}", "",
-                      f"Gate: {verdict}", "", "![Bland-Altman](bland_altman.png)", "", "![Worst frames](worst_frames.jpg)", ""])
+    return "\n".join(
+        [
+            f"# Validation: float versus int8 on {s['images']} images",
+            "",
+            *rows,
+            *th,
+            "",
+            f"int8 versus float pixel agreement: {s['int8_vs_float_pixel_agreement']:.4f}",
+            "",
+            f"Gate: {verdict}",
+            "",
+            "![Bland-Altman](bland_altman.png)",
+            "",
+            "![Worst frames](worst_frames.jpg)",
+            "",
+        ]
+    )
 
 
 def bland_altman_png(report: dict, path: Path) -> None:
@@ -68,7 +92,10 @@ def bland_altman_png(report: dict, path: Path) -> None:
 
     fr = report["frames"]
     unit = report.get("unit", "mm")
-    pairs = [("int8 vs float", fr["thickness_int8"], fr["thickness_float"]), ("int8 vs truth", fr["thickness_int8"], fr["thickness_truth"])]
+    pairs = [
+        ("int8 vs float", fr["thickness_int8"], fr["thickness_float"]),
+        ("int8 vs truth", fr["thickness_int8"], fr["thickness_truth"]),
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (title, a, b) in zip(axes, pairs):
         a, b = np.asarray(a, float), np.asarray(b, float)
@@ -89,7 +116,11 @@ def bland_altman_png(report: dict, path: Path) -> None:
 
 def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The image in grey with each class boundary drawn in its colour."""
-    base = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR) if image.ndim == 2 or image.shape[-1] == 1 else image.copy()
+    base = (
+        cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+        if image.ndim == 2 or image.shape[-1] == 1
+        else image.copy()
+    )
     for c in range(1, int(labels.max()) + 1):
         contours, _ = cv2.findContours((labels == c).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(base, contours, -1, tuple(int(v) for v in COLOURS[c % len(COLOURS)]), 1)

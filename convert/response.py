@@ -48,8 +48,14 @@ def scanner_screen(seed: int) -> tuple[Frame, phantom.Scan]:
     return Frame(s.image[y : y + h, x : x + w], 0.0, 0, s.spacing_mm), s.scan
 
 
-def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
-                   machine=None, images: str = "screens"):
+def measured_scans(
+    bundle: Bundle,
+    seeds,
+    threads: int = 2,
+    options: ThicknessOptions = ThicknessOptions(),
+    machine=None,
+    images: str = "screens",
+):
     """Run the bundle on the response's images of `seeds` (images: "screens", the phantom
     scanner's; or "scans", the training recipe's, machine: a look for all of them, default each
     scan's random one) and measure as the device does, with the bundle's response. Yields, per image the
@@ -65,51 +71,81 @@ def measured_scans(bundle: Bundle, seeds, threads: int = 2, options: ThicknessOp
             scan = phantom_scan(seed, machine)
             frame = Frame(scan.image, 0.0, i, scan.spacing_mm)
         s = seg.segment(frame)
-        r = measure_thickness(s.labels, s.logits, s.spacing_mm, options, s.logit_scale, tlf=bundle.tlf_class,
-                              calibration=s.calibration, image=s.image)
+        r = measure_thickness(
+            s.labels,
+            s.logits,
+            s.spacing_mm,
+            options,
+            s.logit_scale,
+            tlf=bundle.tlf_class,
+            calibration=s.calibration,
+            image=s.image,
+        )
         if r.flags & REJECTING:
             continue
-        assert s.spacing_mm is not None and s.image is not None  # phantom frames have a spacing; segment() keeps the model image
+        assert (
+            s.spacing_mm is not None and s.image is not None
+        )  # phantom frames have a spacing; segment() keeps the model image
         h, w = s.labels.shape
         win = window_slice(options, w)
         cols = ((np.arange(w)[win] + 0.5) * scan.image.shape[1] / w).astype(int)  # the scan column under each
         k = h / scan.image.shape[0]
         drawn = float(np.nanmedian(r.edges.bottom[win] - r.edges.top[win]))
         true = float(np.median(scan.bottom_px[cols] - scan.top_px[cols]) * k)
-        yield (seed, r, drawn, true, float(np.median(scan.thickness_mm[cols])), s.spacing_mm[0],
-               band_layering(s.image, r.edges, win))
+        yield (
+            seed,
+            r,
+            drawn,
+            true,
+            float(np.median(scan.thickness_mm[cols])),
+            s.spacing_mm[0],
+            band_layering(s.image, r.edges, win),
+        )
 
 
-def phantom_points(bundle: Bundle, n: int, threads: int = 2, options: ThicknessOptions = ThicknessOptions(),
-                   images: str = "screens"):
+def phantom_points(
+    bundle: Bundle, n: int, threads: int = 2, options: ThicknessOptions = ThicknessOptions(), images: str = "screens"
+):
     """(measured rows, true rows, mm per model row, layering contrast) of the first n response
     images that the bundle measures (a frame its quality checks reject gives no point). The band
     is taken as drawn: a response the bundle already carries changes neither its edges nor the checks."""
-    points = [(drawn, true, s, lay) for _, _, drawn, true, _, s, lay in
-              measured_scans(bundle, range(RESPONSE_SEEDS, RESPONSE_SEEDS + n), threads, options, images=images)]
+    points = [
+        (drawn, true, s, lay)
+        for _, _, drawn, true, _, s, lay in measured_scans(
+            bundle, range(RESPONSE_SEEDS, RESPONSE_SEEDS + n), threads, options, images=images
+        )
+    ]
     return tuple(np.array(v) for v in zip(*points)) if points else (np.array([]),) * 4
 
 
-def fit_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens",
-                         layering: bool = True) -> tuple[ThicknessCalibration, dict]:
+def fit_phantom_response(
+    bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens", layering: bool = True
+) -> tuple[ThicknessCalibration, dict]:
     """The fitted calibration and its figures: points used, and the mean and mean absolute error
     (mm) of the thickness before and after the correction on those points. layering: False fits
     the response without its layering term (e = 0)."""
     m, t, s, lay = phantom_points(bundle, n, threads, images=images)
-    what = {"screens": "phantom scanner screens (default look, depth 30-50 mm)",
-            "scans": "phantom scans (the training's random looks)"}[images]
+    what = {
+        "screens": "phantom scanner screens (default look, depth 30-50 mm)",
+        "scans": "phantom scans (the training's random looks)",
+    }[images]
     name = f"{m.size} of {n} {what}, seeds {RESPONSE_SEEDS}-{RESPONSE_SEEDS + n - 1}"
     cal = fit_thickness_calibration(m, t, s, fitted_on=name, layering=lay if layering else None)
     corrected = np.array([cal.correct(np.array([mi]), si, li)[0] for mi, si, li in zip(m, s, lay)])
     before, after = (m - t) * s, (corrected - t) * s
-    figures = {"points": int(m.size), "bias_mm_before": round(float(before.mean()), 4),
-               "mae_mm_before": round(float(np.abs(before).mean()), 4),
-               "bias_mm_after": round(float(after.mean()), 4), "mae_mm_after": round(float(np.abs(after).mean()), 4)}
+    figures = {
+        "points": int(m.size),
+        "bias_mm_before": round(float(before.mean()), 4),
+        "mae_mm_before": round(float(np.abs(before).mean()), 4),
+        "bias_mm_after": round(float(after.mean()), 4),
+        "mae_mm_after": round(float(np.abs(after).mean()), 4),
+    }
     return cal, figures
 
 
-def write_phantom_response(bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens",
-                           layering: bool = True) -> tuple[Bundle, dict]:
+def write_phantom_response(
+    bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens", layering: bool = True
+) -> tuple[Bundle, dict]:
     """Fit the bundle's response (the model as drawn: a calibration already in the manifest plays
     no part) and record it in the manifest, replacing any earlier one; the bundle is verified again."""
     cal, figures = fit_phantom_response(bundle, n, threads, images, layering)

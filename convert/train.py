@@ -24,7 +24,11 @@ from edge.model.preprocess import PreprocessSpec, to_float
 LOSSES = ("ce", "dice_ce", "focal")  # cross-entropy (the study's), Dice + cross-entropy, focal
 SELECTIONS = ("band_dice", "mean_iou", "val_loss")  # what picks the best epoch and stops early
 # The figures the selection callback adds to each epoch's logs, and which way is better.
-SELECTED_LOG = {"band_dice": ("val_band_dice", "max"), "mean_iou": ("val_mean_iou", "max"), "val_loss": ("val_loss", "min")}
+SELECTED_LOG = {
+    "band_dice": ("val_band_dice", "max"),
+    "mean_iou": ("val_mean_iou", "max"),
+    "val_loss": ("val_loss", "min"),
+}
 
 
 def default_selection(classes: int) -> str:
@@ -82,8 +86,18 @@ class TrainOptions:
 class PhantomStream(keras.utils.PyDataset):
     """Fresh phantom batches every step (seeds never repeat across steps or epochs)."""
 
-    def __init__(self, spec: PreprocessSpec, steps: int, batch_size: int, classes: int, seed: int,
-                 coverage: bool = False, display: float = 0.0, edge_weight: float = 0.0, edge_sigma_px: float = 1.0):
+    def __init__(
+        self,
+        spec: PreprocessSpec,
+        steps: int,
+        batch_size: int,
+        classes: int,
+        seed: int,
+        coverage: bool = False,
+        display: float = 0.0,
+        edge_weight: float = 0.0,
+        edge_sigma_px: float = 1.0,
+    ):
         super().__init__()
         self.spec, self.steps, self.batch_size, self.classes, self.seed = spec, steps, batch_size, classes, seed
         self.coverage, self.display = coverage, display
@@ -117,8 +131,18 @@ class LabelledStream(keras.utils.PyDataset):
     exactly, resumed or not (set `epoch` to the epochs done).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec, batch_size: int, classes: int,
-                 augment: AugmentOptions, seed: int, edge_weight: float = 0.0, edge_sigma_px: float = 1.0):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        spec: PreprocessSpec,
+        batch_size: int,
+        classes: int,
+        augment: AugmentOptions,
+        seed: int,
+        edge_weight: float = 0.0,
+        edge_sigma_px: float = 1.0,
+    ):
         super().__init__()
         self.images, self.labels, self.spec, self.batch_size = images, labels, spec, batch_size
         self.classes, self.augment, self.seed = classes, augment, seed
@@ -133,7 +157,7 @@ class LabelledStream(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         order = np.random.default_rng([self.seed, self.epoch, 2405]).permutation(len(self.images))
-        idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        idx = order[i * self.batch_size : (i + 1) * self.batch_size]
         x, labels = augment_batch(self.images, self.labels, self.augment, self.seed, self.epoch, idx)
         y = keras.utils.to_categorical(labels, self.classes)
         if self.edge_weight:
@@ -151,7 +175,9 @@ class ValidationScores(keras.callbacks.Callback):
     labels and the prediction counts as Dice 0.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: int, band: int, shift=None, batch_size: int = 8):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, classes: int, band: int, shift=None, batch_size: int = 8
+    ):
         super().__init__()
         self.images, self.labels, self.classes, self.band, self.batch_size = images, labels, classes, band, batch_size
         self.shift = np.zeros(classes, np.float32) if shift is None else np.asarray(shift, np.float32)
@@ -202,8 +228,9 @@ def focal_loss(class_weights=None, gamma: float = 2.0, label_smoothing: float = 
     """Focal loss on logits: the cross-entropy of each pixel times (1 - p)^gamma, p the model's
     probability of the true class, so that pixels already right weigh little; each pixel also
     weighted by its true class's weight (the focal loss's alpha)."""
-    weights = keras.ops.convert_to_tensor(np.ones(classes, np.float32) if class_weights is None
-                                          else np.asarray(class_weights, np.float32))
+    weights = keras.ops.convert_to_tensor(
+        np.ones(classes, np.float32) if class_weights is None else np.asarray(class_weights, np.float32)
+    )
 
     def loss(y_true, y_pred):
         t = keras.ops.cast(y_true, y_pred.dtype)
@@ -212,7 +239,11 @@ def focal_loss(class_weights=None, gamma: float = 2.0, label_smoothing: float = 
         logp = keras.ops.log_softmax(y_pred, axis=-1)
         ce = -keras.ops.sum(t * logp, axis=-1)
         p_true = keras.ops.sum(t * keras.ops.exp(logp), axis=-1)
-        return keras.ops.power(1.0 - p_true, gamma) * ce * keras.ops.sum(keras.ops.cast(y_true, y_pred.dtype) * weights, axis=-1)
+        return (
+            keras.ops.power(1.0 - p_true, gamma)
+            * ce
+            * keras.ops.sum(keras.ops.cast(y_true, y_pred.dtype) * weights, axis=-1)
+        )
 
     return loss
 
@@ -222,8 +253,15 @@ def focal_loss(class_weights=None, gamma: float = 2.0, label_smoothing: float = 
 HEIGHT_SHARPNESS = 3.0
 
 
-def with_band_height(ce_loss, weight: float, classes: int, class_weights=None, label_smoothing: float = 0.0,
-                     tlf: int = 1, hard_targets: bool = True):
+def with_band_height(
+    ce_loss,
+    weight: float,
+    classes: int,
+    class_weights=None,
+    label_smoothing: float = 0.0,
+    tlf: int = 1,
+    hard_targets: bool = True,
+):
     """`ce_loss` plus `weight` times each image's mean absolute error of the band height per column
     (model rows), so the loss sees the thickness itself, not only which side of an edge each pixel
     centre lies.
@@ -234,8 +272,11 @@ def with_band_height(ce_loss, weight: float, classes: int, class_weights=None, l
     height. hard_targets: the cross-entropy sees the targets' argmax as one-hot (coverage targets
     then feed only the height).
     """
-    shift = keras.ops.convert_to_tensor(class_weight_shift(class_weights, label_smoothing) if class_weights is not None
-                                        else np.zeros(classes, np.float32))
+    shift = keras.ops.convert_to_tensor(
+        class_weight_shift(class_weights, label_smoothing)
+        if class_weights is not None
+        else np.zeros(classes, np.float32)
+    )
     is_band = keras.ops.convert_to_tensor(np.eye(classes, dtype=bool)[tlf])
 
     def loss(y_true, y_pred):
@@ -266,7 +307,9 @@ def class_weight_shift(class_weights, label_smoothing: float = 0.0) -> np.ndarra
     return np.log(((1 - e) * w + mix) / ((1 - e) * r + mix)).astype(np.float32)
 
 
-def remove_class_weight_prior(model: keras.Model, class_weights, label_smoothing: float = 0.0, layer: str = "logits") -> None:
+def remove_class_weight_prior(
+    model: keras.Model, class_weights, label_smoothing: float = 0.0, layer: str = "logits"
+) -> None:
     """Undo the shift that class weights give the decision boundaries, in place.
 
     The up-weighted TLF would grow at each edge; subtracting `class_weight_shift` from the final
@@ -276,9 +319,17 @@ def remove_class_weight_prior(model: keras.Model, class_weights, label_smoothing
     model.get_layer(layer).set_weights([kernel, bias - class_weight_shift(class_weights, label_smoothing)])
 
 
-def compile_model(model: keras.Model, learning_rate, class_weights=None, label_smoothing: float = 0.0,
-                  height_weight: float = 0.0, hard_targets: bool = True, loss_name: str = "ce",
-                  dice_weight: float = 1.0, focal_gamma: float = 2.0) -> keras.Model:
+def compile_model(
+    model: keras.Model,
+    learning_rate,
+    class_weights=None,
+    label_smoothing: float = 0.0,
+    height_weight: float = 0.0,
+    hard_targets: bool = True,
+    loss_name: str = "ce",
+    dice_weight: float = 1.0,
+    focal_gamma: float = 2.0,
+) -> keras.Model:
     """learning_rate: a number or a keras LearningRateSchedule. height_weight: see `with_band_height`.
     loss_name: one of LOSSES (dice_ce: `dice_plus_crossentropy` with `dice_weight`; focal:
     `focal_loss` with `focal_gamma`)."""
@@ -286,8 +337,11 @@ def compile_model(model: keras.Model, learning_rate, class_weights=None, label_s
     if loss_name == "focal":
         loss = focal_loss(class_weights, focal_gamma, label_smoothing, classes)
     else:
-        loss = (weighted_crossentropy(class_weights, label_smoothing) if class_weights is not None
-                else keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing))
+        loss = (
+            weighted_crossentropy(class_weights, label_smoothing)
+            if class_weights is not None
+            else keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+        )
     if loss_name == "dice_ce":  # the cross-entropy per pixel, the Dice per batch
         ce = weighted_crossentropy(np.ones(classes) if class_weights is None else class_weights, label_smoothing)
         loss = dice_plus_crossentropy(ce, classes, dice_weight)
@@ -339,10 +393,17 @@ def train(
         raise ValueError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
     if options.augment is not None and train_data is None:
         raise ValueError("augmentation is for labelled images; the phantom stream draws new scenes every step")
-    compile_model(model, learning_rate_of(options, steps_per_epoch(train_data, phantom_steps, options.batch_size)),
-                  options.class_weights, options.label_smoothing, options.height_weight,
-                  hard_targets=not options.coverage_targets, loss_name=options.loss, dice_weight=options.dice_weight,
-                  focal_gamma=options.focal_gamma)
+    compile_model(
+        model,
+        learning_rate_of(options, steps_per_epoch(train_data, phantom_steps, options.batch_size)),
+        options.class_weights,
+        options.label_smoothing,
+        options.height_weight,
+        hard_targets=not options.coverage_targets,
+        loss_name=options.loss,
+        dice_weight=options.dice_weight,
+        focal_gamma=options.focal_gamma,
+    )
     coverage = options.coverage_targets or options.height_weight > 0  # phantom heights to sub-pixel detail
     start_from = out_dir / "last.keras" if done else init_weights
     if start_from is not None:
@@ -359,13 +420,31 @@ def train(
         val = (to_float(val_data[0], spec), keras.utils.to_categorical(val_data[1], options.classes))
         val_labels = val_data[1]
     if train_data is None:
-        fit_data = PhantomStream(spec, phantom_steps, options.batch_size, options.classes, options.seed,
-                                 coverage, options.display, options.edge_weight, options.edge_sigma_px)
+        fit_data = PhantomStream(
+            spec,
+            phantom_steps,
+            options.batch_size,
+            options.classes,
+            options.seed,
+            coverage,
+            options.display,
+            options.edge_weight,
+            options.edge_sigma_px,
+        )
         fit_data.epoch = done
         fit_kwargs: dict = {}
     elif options.augment is not None:
-        fit_data = LabelledStream(train_data[0], train_data[1], spec, options.batch_size, options.classes,
-                                  options.augment, options.seed, options.edge_weight, options.edge_sigma_px)
+        fit_data = LabelledStream(
+            train_data[0],
+            train_data[1],
+            spec,
+            options.batch_size,
+            options.classes,
+            options.augment,
+            options.seed,
+            options.edge_weight,
+            options.edge_sigma_px,
+        )
         fit_data.epoch = done
         fit_kwargs = {}
     else:
@@ -378,14 +457,26 @@ def train(
     shift = class_weight_shift(options.class_weights, options.label_smoothing) if options.prior_shift else None
     callbacks = [
         ValidationScores(val[0], val_labels, options.classes, options.band_class, shift),
-        keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode=mode, save_best_only=True,
-                                        initial_value_threshold=_best_logged(history_csv, monitor, mode) if done else None),
+        keras.callbacks.ModelCheckpoint(
+            best,
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            initial_value_threshold=_best_logged(history_csv, monitor, mode) if done else None,
+        ),
         keras.callbacks.ModelCheckpoint(out_dir / "last.keras"),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=options.patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(history_csv), append=bool(done)),
     ]
-    model.fit(fit_data, validation_data=val, epochs=options.epochs, initial_epoch=done, callbacks=callbacks,
-              verbose=verbose, **fit_kwargs)
+    model.fit(
+        fit_data,
+        validation_data=val,
+        epochs=options.epochs,
+        initial_epoch=done,
+        callbacks=callbacks,
+        verbose=verbose,
+        **fit_kwargs,
+    )
     plot_history(history_csv, out_dir / "history.png", monitor)
     if options.prior_shift:
         best_model = keras.models.load_model(best, compile=False, safe_mode=True)
@@ -393,9 +484,17 @@ def train(
         best_model.save(best)
     rows = read_history(history_csv)
     picked = (max if mode == "max" else min)(rows, key=lambda r: r.get(monitor, float("nan"))) if rows else {}
-    info = {"options": asdict(options), "preprocess": spec.to_dict(), "prior_corrected": options.prior_shift,
-            "selection": {"figure": monitor, "epoch": int(picked["epoch"]) + 1 if picked else None,
-                          "value": picked.get(monitor), "epochs_run": len(rows)}}
+    info = {
+        "options": asdict(options),
+        "preprocess": spec.to_dict(),
+        "prior_corrected": options.prior_shift,
+        "selection": {
+            "figure": monitor,
+            "epoch": int(picked["epoch"]) + 1 if picked else None,
+            "value": picked.get(monitor),
+            "epochs_run": len(rows),
+        },
+    }
     (out_dir / "train.json").write_text(json.dumps(info, indent=2))
     return best
 
@@ -410,9 +509,14 @@ def learning_rate_of(options: TrainOptions, steps: int):
     if options.final_learning_rate is None:
         return options.learning_rate
     if not 0 < options.final_learning_rate <= options.learning_rate:
-        raise ValueError(f"final learning rate {options.final_learning_rate!r} must be in (0, {options.learning_rate!r}]")
-    return keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=max(1, options.epochs * steps),
-                                                  alpha=options.final_learning_rate / options.learning_rate)
+        raise ValueError(
+            f"final learning rate {options.final_learning_rate!r} must be in (0, {options.learning_rate!r}]"
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        options.learning_rate,
+        decay_steps=max(1, options.epochs * steps),
+        alpha=options.final_learning_rate / options.learning_rate,
+    )
 
 
 def _best_logged(history_csv: Path, key: str, mode: str) -> float | None:
@@ -439,8 +543,11 @@ def plot_history(history_csv: Path, png: Path, selected: str | None = None) -> N
     axes[0].plot(epochs, [r.get("loss") for r in rows], label="training")
     axes[0].plot(epochs, [r.get("val_loss") for r in rows], label="validation")
     axes[0].set_ylabel("loss")
-    for key, name in (("val_band_dice", "validation band Dice"), ("val_mean_iou", "validation mean IoU"),
-                      ("accuracy", "training accuracy")):
+    for key, name in (
+        ("val_band_dice", "validation band Dice"),
+        ("val_mean_iou", "validation mean IoU"),
+        ("accuracy", "training accuracy"),
+    ):
         if key in rows[0]:
             axes[1].plot(epochs, [r.get(key) for r in rows], label=name)
     axes[1].set_ylabel("score")

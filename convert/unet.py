@@ -128,20 +128,36 @@ class RepeatUpsample(layers.Layer):
 
     def compute_output_shape(self, shape):
         n = self.factor
-        return (shape[0], None if shape[1] is None else shape[1] * n, None if shape[2] is None else shape[2] * n, shape[3])
+        return (
+            shape[0],
+            None if shape[1] is None else shape[1] * n,
+            None if shape[2] is None else shape[2] * n,
+            shape[3],
+        )
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
 
 
 def _nearest_square_upsampling(layer) -> bool:
-    return (isinstance(layer, layers.UpSampling2D) and layer.interpolation == "nearest"
-            and layer.data_format == "channels_last" and layer.size[0] == layer.size[1])
+    return (
+        isinstance(layer, layers.UpSampling2D)
+        and layer.interpolation == "nearest"
+        and layer.data_format == "channels_last"
+        and layer.size[0] == layer.size[1]
+    )
 
 
 # Layers that are the identity at inference: a split reaches through them.
-_INFERENCE_IDENTITY = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D, layers.SpatialDropout3D,
-                       layers.GaussianDropout, layers.GaussianNoise, layers.AlphaDropout)
+_INFERENCE_IDENTITY = (
+    layers.Dropout,
+    layers.SpatialDropout1D,
+    layers.SpatialDropout2D,
+    layers.SpatialDropout3D,
+    layers.GaussianDropout,
+    layers.GaussianNoise,
+    layers.AlphaDropout,
+)
 # Layers that act on each channel alone: a split applies one copy to each part.
 _PER_CHANNEL = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU)
 
@@ -159,8 +175,13 @@ def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = Fals
         arg = args[0] if len(args) == 1 and not kwargs else None
         split_in = arg is not None and not isinstance(arg, (list, tuple)) and id(arg) in parts
         # Dropout and batch normalisation nodes carry training= and mask= (None at inference).
-        plain = len(args) == 1 and not isinstance(args[0], (list, tuple)) and id(args[0]) in parts and \
-            all(v is None for v in kwargs.values()) and set(kwargs) <= {"training", "mask"}
+        plain = (
+            len(args) == 1
+            and not isinstance(args[0], (list, tuple))
+            and id(args[0]) in parts
+            and all(v is None for v in kwargs.values())
+            and set(kwargs) <= {"training", "mask"}
+        )
         if concat and isinstance(layer, layers.Concatenate) and layer.axis in (-1, 3) and not kwargs:
             out = layer(*args)
             flat = []
@@ -192,10 +213,12 @@ def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = Fals
         raise ValueError(f"cannot rewrite model {model.name!r} for export: {e}") from e
     if not notes:
         return ready
-    lines = [f"concatenation {name!r} stays whole: it feeds {', '.join(sorted(set(users)))}, which the skip split "
-             "does not reach (it reaches Conv2D, through dropout, batch normalisation and activations); int8 puts "
-             "its inputs on one scale (the gate's figures include what that costs)"
-             for name, users in kept.items()]
+    lines = [
+        f"concatenation {name!r} stays whole: it feeds {', '.join(sorted(set(users)))}, which the skip split "
+        "does not reach (it reaches Conv2D, through dropout, batch normalisation and activations); int8 puts "
+        "its inputs on one scale (the gate's figures include what that costs)"
+        for name, users in kept.items()
+    ]
     return ready, lines
 
 
@@ -212,7 +235,7 @@ def _per_part(layer, inputs: list) -> list:
         copy = type(layer).from_config({**layer.get_config(), "name": f"{layer.name}_part{i}"})
         y = copy(x)
         if layer.get_weights():
-            copy.set_weights([w[start:start + n] for w in layer.get_weights()])
+            copy.set_weights([w[start : start + n] for w in layer.get_weights()])
         out.append(y)
         start += n
     return out
@@ -232,7 +255,7 @@ def _split_conv(conv: layers.Conv2D, inputs: list):
         n = int(x.shape[-1])
         part = layers.Conv2D.from_config({**config, "name": f"{conv.name}_{suffix}", "use_bias": bool(bias) and i == 0})
         outs.append(part(x))
-        part.set_weights([kernel[:, :, start:start + n]] + (bias if i == 0 else []))
+        part.set_weights([kernel[:, :, start : start + n]] + (bias if i == 0 else []))
         start += n
     x = layers.Add(name=f"{conv.name}_add")(outs)
     act = getattr(conv.activation, "__name__", "linear")

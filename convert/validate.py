@@ -14,8 +14,17 @@ from edge.model.preprocess import to_float
 from edge.model.segmenter import Segmenter, scores_in_logit_units
 
 
-def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray, spacings, threads: int = 2,
-            groups=None, unit: str | None = None, native_labels=None) -> dict:
+def compare(
+    bundle: Bundle,
+    float_model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    spacings,
+    threads: int = 2,
+    groups=None,
+    unit: str | None = None,
+    native_labels=None,
+) -> dict:
     """Scores of the float model and of the bundle's int8 model against the labels, and thickness errors.
 
     images: uint8 (N,H,W,C) model images; labels: (N,H,W); spacings: per-image (row, col) mm per
@@ -40,8 +49,9 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
     for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
         # Measure on scores in logit units, as the runtime does: softmax and sigmoid probabilities
         # become log-probabilities (their differences are the logit differences).
-        logits_f = scores_in_logit_units(np.asarray(float_model(to_float(img, bundle.spec)[None], training=False))[0],
-                                         seg.output_kind)
+        logits_f = scores_in_logit_units(
+            np.asarray(float_model(to_float(img, bundle.spec)[None], training=False))[0], seg.output_kind
+        )
         raw_q = seg.infer(img)
         f_pred.append(np.argmax(logits_f, -1))
         q_pred.append(seg.labels(raw_q))
@@ -53,8 +63,9 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
         if classes == 2:
             zones = band_zones(lab, tlf)
             f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, calibration=cal, image=img)
-            q_th += band_thickness(q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf,
-                                   calibration=cal, image=img)
+            q_th += band_thickness(
+                q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf, calibration=cal, image=img
+            )
             if native_labels is not None:
                 t_th += native_band_thickness(native_labels[i], lab, zones, sp, tlf)
             else:
@@ -62,30 +73,49 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             owner += [i] * len(zones)
             depth += range(1, len(zones) + 1)
             continue
-        f_th.append(measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal,
-                                      image=img).value)
-        q_th.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf,
-                                      calibration=cal, image=img).value)
+        f_th.append(
+            measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal, image=img).value
+        )
+        q_th.append(
+            measure_thickness(
+                q_pred[-1].astype(np.uint8),
+                logits_q,
+                sp,
+                logit_scale=seg.logit_scale,
+                tlf=tlf,
+                calibration=cal,
+                image=img,
+            ).value
+        )
         if cal is not None:
-            q_drawn.append(measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale,
-                                             tlf=tlf).value)
+            q_drawn.append(
+                measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf).value
+            )
         t_th.append(measure_thickness(lab, None, sp, tlf=tlf, classes=classes).value)
         owner.append(i)
     f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)
     f_th, q_th, t_th = (np.asarray(v, np.float64) for v in (f_th, q_th, t_th))
     owner = np.asarray(owner, int)
     per_frame_iou = [scores(lab, q, classes)["mean_iou"] for lab, q in zip(labels, q_pred)]
-    frames = {"int8_mean_iou": per_frame_iou, "thickness_float": f_th.tolist(), "thickness_int8": q_th.tolist(),
-              "thickness_truth": t_th.tolist(), "int8_pred": q_pred}
+    frames = {
+        "int8_mean_iou": per_frame_iou,
+        "thickness_float": f_th.tolist(),
+        "thickness_int8": q_th.tolist(),
+        "thickness_truth": t_th.tolist(),
+        "int8_pred": q_pred,
+    }
     by_group = {}
     if groups is not None:
         names = np.asarray(groups)
         for name in sorted(set(groups)):
             sel = names == name
             sc = scores(labels[sel], q_pred[sel], classes)
-            by_group[str(name)] = {"images": int(sel.sum()), "int8_mean_iou": round(sc["mean_iou"], 4),
-                                   "int8_dice": [round(d, 4) for d in sc["dice"]],
-                                   "int8_vs_truth": _errors(q_th[sel[owner]], t_th[sel[owner]])}
+            by_group[str(name)] = {
+                "images": int(sel.sum()),
+                "int8_mean_iou": round(sc["mean_iou"], 4),
+                "int8_dice": [round(d, 4) for d in sc["dice"]],
+                "int8_vs_truth": _errors(q_th[sel[owner]], t_th[sel[owner]]),
+            }
     return {
         "images": int(len(images)),
         **({"groups": by_group} if by_group else {}),
@@ -96,13 +126,19 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
             "float_vs_truth": _errors(f_th, t_th),
             "int8_vs_truth": _errors(q_th, t_th),
             "int8_vs_float": _errors(q_th, f_th),
-            **({"int8_vs_truth_without_thickness_calibration": _errors(np.asarray(q_drawn, np.float64), t_th)}
-               if q_drawn else {}),
+            **(
+                {"int8_vs_truth_without_thickness_calibration": _errors(np.asarray(q_drawn, np.float64), t_th)}
+                if q_drawn
+                else {}
+            ),
         },
         **({"bands": _by_depth(depth, f_th, q_th, t_th)} if classes == 2 else {}),
         "unit": unit or ("mm" if spacings and spacings[0] is not None else "px"),
-        **({"truth_thickness_on": "native masks" if native_labels is not None else "masks on the model grid"}
-           if classes == 2 else {}),
+        **(
+            {"truth_thickness_on": "native masks" if native_labels is not None else "masks on the model grid"}
+            if classes == 2
+            else {}
+        ),
         "frames": frames,
     }
 
@@ -110,7 +146,9 @@ def compare(bundle: Bundle, float_model, images: np.ndarray, labels: np.ndarray,
 MATCH_ROWS = 2.0  # model rows: a native band this close (centre to centre) to a grid band is the same band
 
 
-def native_band_thickness(native: np.ndarray, grid: np.ndarray, zones: list[np.ndarray], spacing, band: int = 1) -> list[float]:
+def native_band_thickness(
+    native: np.ndarray, grid: np.ndarray, zones: list[np.ndarray], spacing, band: int = 1
+) -> list[float]:
     """The thickness of each grid zone's band measured on the native-size mask (NaN where no
     native band lies within MATCH_ROWS of it, or the measurement rejects it).
 
@@ -143,14 +181,21 @@ def native_band_thickness(native: np.ndarray, grid: np.ndarray, zones: list[np.n
 def _by_depth(depth: list[int], f_th: np.ndarray, q_th: np.ndarray, t_th: np.ndarray) -> dict:
     """Band counts and thickness errors by depth rank (1 = the most superficial band of an image)."""
     depth = np.asarray(depth, int)
-    out: dict = {"true": int(t_th.size), "truth_measured": int((~np.isnan(t_th)).sum()),
-           "float_measured": int((~np.isnan(f_th)).sum()), "int8_measured": int((~np.isnan(q_th)).sum()),
-           "by_depth": {}}
+    out: dict = {
+        "true": int(t_th.size),
+        "truth_measured": int((~np.isnan(t_th)).sum()),
+        "float_measured": int((~np.isnan(f_th)).sum()),
+        "int8_measured": int((~np.isnan(q_th)).sum()),
+        "by_depth": {},
+    }
     for d in sorted(set(depth.tolist())):
         sel = depth == d
-        out["by_depth"][str(d)] = {"true": int(sel.sum()), "float_vs_truth": _errors(f_th[sel], t_th[sel]),
-                                   "int8_vs_truth": _errors(q_th[sel], t_th[sel]),
-                                   "int8_vs_float": _errors(q_th[sel], f_th[sel])}
+        out["by_depth"][str(d)] = {
+            "true": int(sel.sum()),
+            "float_vs_truth": _errors(f_th[sel], t_th[sel]),
+            "int8_vs_truth": _errors(q_th[sel], t_th[sel]),
+            "int8_vs_float": _errors(q_th[sel], f_th[sel]),
+        }
     return out
 
 
@@ -186,5 +231,7 @@ def gate(report: dict, limits: GateLimits = GateLimits()) -> list[str]:
         failures.append("no frame where both float and int8 measured a thickness")
     elif abs(bias) > limits.max_thickness_bias:
         unit = f" {report['unit']}" if report.get("unit") else ""
-        failures.append(f"int8 thickness bias against float is {bias:+.4f}{unit} (limit {limits.max_thickness_bias}{unit})")
+        failures.append(
+            f"int8 thickness bias against float is {bias:+.4f}{unit} (limit {limits.max_thickness_bias}{unit})"
+        )
     return failures

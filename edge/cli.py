@@ -23,9 +23,13 @@ DEFAULT_SOURCE = SourceOptions.url
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart.")
+    parser = argparse.ArgumentParser(
+        prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)")
+    run = sub.add_parser(
+        "run", help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)"
+    )
     run.add_argument("--config", help="TOML config file (see deploy/tlf-edge.example.toml); flags override it")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config key")
     run.add_argument("--bundle", help="model bundle folder (default: the bundled demo model)")
@@ -38,8 +42,9 @@ def main(argv=None) -> int:
     run.add_argument("--quiet", action="store_true", help="no live status line")
     info = sub.add_parser("info", help="verify a bundle and print its manifest")
     info.add_argument("bundle", nargs="?", default=str(DEMO_BUNDLE))
-    seal = sub.add_parser("seal", help="seal the manifest of a bundle made before manifests were sealed "
-                                       "(check its content first)")
+    seal = sub.add_parser(
+        "seal", help="seal the manifest of a bundle made before manifests were sealed (check its content first)"
+    )
     seal.add_argument("bundle")
     doctor = sub.add_parser("doctor", help="check capture device, display port, model, disk, CPU and config")
     doctor.add_argument("--config", help="TOML config file (default: the built-in defaults)")
@@ -49,15 +54,29 @@ def main(argv=None) -> int:
     bench.add_argument("--frames", type=int, default=100)
     bench.add_argument("--threads", default="1,2", help="comma-separated LiteRT thread counts to compare")
     bench.add_argument("--out", default="bench", help="folder for bench.json, bench.md, latency_hist.png")
-    bench.add_argument("--data", help="also score the model on labelled data: a data-set folder (images/, masks/, "
-                       "dataset.json) or 'phantom[:N]' (the first N scenes of tlf-convert's held-out phantom set, with exact truth, default 64)")
-    bench.add_argument("--spacing-mm", metavar="R,C", help="mm per pixel (row,column) of the --data images; "
-                       "overrides the data set's spacing_mm (thickness in pixels without either)")
-    calibrate = sub.add_parser("calibrate", help="mm per pixel from two points a known distance apart on a still "
-                               "image of the screen; prints the [calibration] lines to paste into the config")
+    bench.add_argument(
+        "--data",
+        help="also score the model on labelled data: a data-set folder (images/, masks/, "
+        "dataset.json) or 'phantom[:N]' (the first N scenes of tlf-convert's held-out phantom set, with exact truth, default 64)",
+    )
+    bench.add_argument(
+        "--spacing-mm",
+        metavar="R,C",
+        help="mm per pixel (row,column) of the --data images; "
+        "overrides the data set's spacing_mm (thickness in pixels without either)",
+    )
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="mm per pixel from two points a known distance apart on a still "
+        "image of the screen; prints the [calibration] lines to paste into the config",
+    )
     calibrate.add_argument("image", help="a still of the scanner screen (PNG, JPEG, TIFF, BMP)")
-    calibrate.add_argument("--points", required=True, metavar="X1,Y1,X2,Y2",
-                           help="two points in image pixels, e.g. two ticks of the depth scale")
+    calibrate.add_argument(
+        "--points",
+        required=True,
+        metavar="X1,Y1,X2,Y2",
+        help="two points in image pixels, e.g. two ticks of the depth scale",
+    )
     calibrate.add_argument("--mm", required=True, type=float, help="their distance in mm (e.g. 10 for 1 cm apart)")
     from edge.analyze.cli import add_parser as add_analyze
 
@@ -78,8 +97,10 @@ def main(argv=None) -> int:
             from edge.model.bundle import seal_bundle
 
             bundle, now = seal_bundle(args.bundle)
-            print(f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
-                  f"(manifest sha256 {bundle.manifest['manifest_sha256'][:12]}..., model sha256 {bundle.sha256[:12]}...)")
+            print(
+                f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
+                f"(manifest sha256 {bundle.manifest['manifest_sha256'][:12]}..., model sha256 {bundle.sha256[:12]}...)"
+            )
             return 0
         if args.command == "calibrate":
             return cmd_calibrate(args)
@@ -100,8 +121,11 @@ def main(argv=None) -> int:
                 ref = shown["domain"]["reference"]  # hundreds of rows of numbers: said, not printed
                 shown["domain"] = {**shown["domain"], "reference": f"<{len(ref)} training images' statistics>"}
             print(json.dumps(shown, indent=2))
-            print(f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
-                  f"{bundle.manifest['manifest_sha256'][:12]}...", file=sys.stderr)
+            print(
+                f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
+                f"{bundle.manifest['manifest_sha256'][:12]}...",
+                file=sys.stderr,
+            )
             return 0
     except RunFailed as e:  # the run went, but failed or measured nothing
         print(f"tlf-edge: error: {e}", file=sys.stderr)
@@ -153,8 +177,15 @@ def cmd_bench(args) -> int:
     if args.spacing_mm is not None and args.data is None:
         raise EdgeError("--spacing-mm describes the --data images; give --data too")
     out = out_folder(args.out)
-    report = run_bench(args.bundle, args.source or BENCH_SOURCE, args.frames, threads, out,
-                       data=args.data, spacing_mm=parse_spacing(args.spacing_mm))
+    report = run_bench(
+        args.bundle,
+        args.source or BENCH_SOURCE,
+        args.frames,
+        threads,
+        out,
+        data=args.data,
+        spacing_mm=parse_spacing(args.spacing_mm),
+    )
     print(markdown(report))
     print(f"written: {args.out}/bench.json, bench.md, latency_hist.png")
     return 0
@@ -194,8 +225,10 @@ def cmd_calibrate(args) -> int:
             raise EdgeError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
     mm_px = from_points((x1, y1), (x2, y2), args.mm)
     d = math.hypot(x2 - x1, y2 - y1)
-    print(f"# tlf-edge calibrate: {args.mm:g} mm over {d:.1f} px from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) "
-          f"on {Path(args.image).name}: {mm_px:.6f} mm per pixel, square pixels")
+    print(
+        f"# tlf-edge calibrate: {args.mm:g} mm over {d:.1f} px from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) "
+        f"on {Path(args.image).name}: {mm_px:.6f} mm per pixel, square pixels"
+    )
     print("[calibration]")
     print(f"spacing_mm = [{mm_px:.6f}]")
     return 0
@@ -205,8 +238,14 @@ def resolve_options(args):
     """The config file, then --set overrides, then the dedicated flags; returns the Config."""
     from edge.runtime.config import RUN_REQUIRED, load_config
 
-    flags = {"source.url": args.source, "model.bundle": args.bundle, "display.url": args.display,
-             "display.baud": args.baud, "model.num_threads": args.threads, "log.directory": args.out}
+    flags = {
+        "source.url": args.source,
+        "model.bundle": args.bundle,
+        "display.url": args.display,
+        "display.baud": args.baud,
+        "model.num_threads": args.threads,
+        "log.directory": args.out,
+    }
     overrides = list(args.set) + [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_config(args.config, overrides, required=RUN_REQUIRED)  # a file must name its devices
     args.bundle = cfg.model.bundle or str(DEMO_BUNDLE)
@@ -268,12 +307,18 @@ def cmd_run(args) -> int:
 
         emulator = DisplayEmulator().start()
         assert emulator.port is not None  # start() opened its pty
-        display_sink = DisplaySink(emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated)
+        display_sink = DisplaySink(
+            emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated
+        )
     elif args.display != "none":
-        display_sink = DisplaySink(args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated)
+        display_sink = DisplaySink(
+            args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated
+        )
         display_sink.claim()  # a port another program holds (a second runtime) is refused here
     run_dir = make_run_dir(log_root, cfg)
-    sinks: list[Sink] = [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
+    sinks: list[Sink] = (
+        [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
+    )
     if display_sink is not None:
         sinks.append(display_sink)
     if cfg.log.csv:
@@ -284,16 +329,27 @@ def cmd_run(args) -> int:
         from edge.sinks.recording import RecordingSink
 
         if cfg.recording.include_full_screen:
-            print("tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored", file=sys.stderr)
-        sinks.append(RecordingSink.in_folder(recording_root, fps=lambda: source.fps, tlf_class=segmenter.bundle.tlf_class,
-                                             min_free_bytes=int(cfg.recording.min_free_mb * 2**20),
-                                             overlay=cfg.recording.overlay))
+            print(
+                "tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored",
+                file=sys.stderr,
+            )
+        sinks.append(
+            RecordingSink.in_folder(
+                recording_root,
+                fps=lambda: source.fps,
+                tlf_class=segmenter.bundle.tlf_class,
+                min_free_bytes=int(cfg.recording.min_free_mb * 2**20),
+                overlay=cfg.recording.overlay,
+            )
+        )
     if not args.quiet:
         sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
     # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
     # and WATCHDOG=1 while they flow (edge/sinks/systemd.py); outside systemd it does nothing.
     sinks.append(systemd.NotifySink())
-    pipeline = Pipeline(source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration)
+    pipeline = Pipeline(
+        source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration
+    )
     stopped_by = []
 
     def on_signal(signum, _frame):
@@ -427,8 +483,11 @@ def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
     if any(m.bands > 1 for m in ms):
         for b in sorted({m.band for m in ms}):
             v = np.array([m.thickness for m in ok if m.band == b])
-            by_band[str(b)] = {"measured": sum(m.band == b for m in ms), "accepted": int(v.size),
-                               "median": round(float(np.median(v)), 3) if v.size else None}
+            by_band[str(b)] = {
+                "measured": sum(m.band == b for m in ms),
+                "accepted": int(v.size),
+                "median": round(float(np.median(v)), 3) if v.size else None,
+            }
     lat = np.array([m.latency_s for m in ms]) * 1000
     values = np.array([m.thickness for m in accepted])
     truths = np.array([m.extra["truth_mm"] for m in accepted if "truth_mm" in m.extra])
@@ -448,16 +507,24 @@ def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
         "corrupt_frames": stats.corrupt_frames,
         "oversize_frames": stats.oversize_frames,
         "rect_misfit_frames": stats.frames_rect_misfit,
-        "signal": {"losses": stats.signal_losses, "seconds_without": round(stats.no_signal_s, 1),
-                   "reconnects": stats.source_reconnects},
+        "signal": {
+            "losses": stats.signal_losses,
+            "seconds_without": round(stats.no_signal_s, 1),
+            "reconnects": stats.source_reconnects,
+        },
         "latency_ms": {f"p{q}": round(float(np.percentile(lat, q)), 2) if lat.size else None for q in (50, 90)},
-        "start_to_first_measurement_s": round(stats.t_first_measurement - stats.t_start, 3) if stats.t_first_measurement else None,
+        "start_to_first_measurement_s": round(stats.t_first_measurement - stats.t_start, 3)
+        if stats.t_first_measurement
+        else None,
         "unit": ms[0].unit if ms else None,
         "thickness_median": round(float(np.median(values)), 3) if values.size else None,
         "thickness_iqr": round(float(np.subtract(*np.percentile(values, [75, 25]))), 3) if values.size else None,
         "dead_outputs": stats.dead_sinks,
-        **({"bands": by_band, "bands_measured": stats.bands_measured, "bands_accepted": stats.bands_accepted}
-           if by_band else {}),
+        **(
+            {"bands": by_band, "bands_measured": stats.bands_measured, "bands_accepted": stats.bands_accepted}
+            if by_band
+            else {}
+        ),
         "display": display,
         "layout": _layout_summary(stats),
     }
@@ -474,10 +541,15 @@ def _layout_summary(stats) -> dict | None:
     if not events:
         return None
     last = events[-1].as_dict()
-    return {"roi": last["roi"], "spacing_mm": last["spacing_mm"], "calibration": last["calibration"],
-            "calibration_note": last["calibration_note"],
-            "changes": stats.layout_changes, "frames_without_roi": stats.frames_without_roi,
-            "frames_layout_changing": stats.frames_layout_changing}
+    return {
+        "roi": last["roi"],
+        "spacing_mm": last["spacing_mm"],
+        "calibration": last["calibration"],
+        "calibration_note": last["calibration_note"],
+        "changes": stats.layout_changes,
+        "frames_without_roi": stats.frames_without_roi,
+        "frames_layout_changing": stats.frames_layout_changing,
+    }
 
 
 def print_summary(s: dict, run_dir: Path) -> None:
@@ -486,12 +558,20 @@ def print_summary(s: dict, run_dir: Path) -> None:
     print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
     if s.get("thickness_calibration"):
         print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_calibration']})")
-    print(f"  source     {s['source']}" + (" (SIMULATED: the built-in phantom scanner, no patient)" if s["simulated"] else ""))
+    print(
+        f"  source     {s['source']}"
+        + (" (SIMULATED: the built-in phantom scanner, no patient)" if s["simulated"] else "")
+    )
     flagged = ", ".join(f"{k} x{v}" for k, v in s["flagged"].items()) or "none"
     dropped = f" ({s['dropped_frames']} older frames dropped: the newest frame wins)" if s["dropped_frames"] else ""
-    print(f"  frames     {s['frames']} measured{dropped}, {s['accepted']} accepted" + (f"; rejected: {flagged}" if s["frames"] else ""))
+    print(
+        f"  frames     {s['frames']} measured{dropped}, {s['accepted']} accepted"
+        + (f"; rejected: {flagged}" if s["frames"] else "")
+    )
     if s["frames"]:
-        print(f"  speed      {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} ms, p90 {s['latency_ms']['p90']:.1f} ms")
+        print(
+            f"  speed      {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} ms, p90 {s['latency_ms']['p90']:.1f} ms"
+        )
     if s["thickness_median"] is None:
         print("  thickness  no accepted frame")
     else:
@@ -501,22 +581,34 @@ def print_summary(s: dict, run_dir: Path) -> None:
         print(line)
     for b, e in (s.get("bands") or {}).items():
         median = "no accepted value" if e["median"] is None else f"median {e['median']:.2f} {unit}"
-        print(f"  band {int(b) + 1}     {e['accepted']} of {e['measured']} accepted, {median}"
-              + (" (the most superficial)" if b == "0" else ""))
+        print(
+            f"  band {int(b) + 1}     {e['accepted']} of {e['measured']} accepted, {median}"
+            + (" (the most superficial)" if b == "0" else "")
+        )
     lay = s.get("layout")
     if lay is not None:
         x, y, w, h = lay["roi"]
         note = f": {lay['calibration_note']}" if lay.get("calibration_note") else ""
-        spacing = f"no scale (thickness in px; {lay['calibration']}{note})" if lay["spacing_mm"] is None else \
-            f"{lay['spacing_mm'][0]:.4f} x {lay['spacing_mm'][1]:.4f} mm/px ({lay['calibration']}{note})"
-        print(f"  b-mode     {w}x{h} at ({x}, {y}), {spacing}; {lay['changes']} layout changes"
-              + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else "")
-              + (f", {lay['frames_layout_changing']} screens skipped while the layout changed"
-                 if lay["frames_layout_changing"] else ""))
+        spacing = (
+            f"no scale (thickness in px; {lay['calibration']}{note})"
+            if lay["spacing_mm"] is None
+            else f"{lay['spacing_mm'][0]:.4f} x {lay['spacing_mm'][1]:.4f} mm/px ({lay['calibration']}{note})"
+        )
+        print(
+            f"  b-mode     {w}x{h} at ({x}, {y}), {spacing}; {lay['changes']} layout changes"
+            + (f", {lay['frames_without_roi']} screens without B-mode" if lay["frames_without_roi"] else "")
+            + (
+                f", {lay['frames_layout_changing']} screens skipped while the layout changed"
+                if lay["frames_layout_changing"]
+                else ""
+            )
+        )
     d = s["display"]
     if d is not None:
         if d.get("emulated"):
-            print(f"  display    {d['frames_received']} frames decoded by the emulated display, {d['crc_errors']} CRC errors")
+            print(
+                f"  display    {d['frames_received']} frames decoded by the emulated display, {d['crc_errors']} CRC errors"
+            )
         elif not d.get("opened"):
             print(f"  display    {d['port']} never opened: {d['error']}")
         else:
@@ -531,7 +623,9 @@ def print_summary(s: dict, run_dir: Path) -> None:
     if s["corrupt_frames"]:
         print(f"  damaged    {s['corrupt_frames']} source frames could not be decoded (skipped)")
     if s["oversize_frames"]:
-        print(f"  too large  {s['oversize_frames']} images skipped, larger than [source] max_pixels ({s['source_note']})")
+        print(
+            f"  too large  {s['oversize_frames']} images skipped, larger than [source] max_pixels ({s['source_note']})"
+        )
     if s["rect_misfit_frames"]:
         print(f"  too small  {s['rect_misfit_frames']} frames skipped, smaller than the [roi] rect")
     if s.get("failed"):

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 from importlib.metadata import PackageNotFoundError, version
 
-EXIT_CODES = {0: "ok", 1: "runtime failure (a run that failed or measured nothing)",
-              2: "usage or bad input, refused before anything ran", 3: "validation gate failed",
-              130: "interrupted"}
+EXIT_CODES = {
+    0: "ok",
+    1: "runtime failure (a run that failed or measured nothing)",
+    2: "usage or bad input, refused before anything ran",
+    3: "validation gate failed",
+    130: "interrupted",
+}
 
 
 def package_version() -> str:

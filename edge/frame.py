@@ -47,7 +47,9 @@ class Segmentation:
     spacing_mm: tuple[float, float] | None
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
-    calibration: ThicknessCalibration | None = None  # the bundle's edge.measure.thickness.ThicknessCalibration, if it has one
+    calibration: ThicknessCalibration | None = (
+        None  # the bundle's edge.measure.thickness.ThicknessCalibration, if it has one
+    )
     image: np.ndarray | None = None
 
 

@@ -1,8 +1,8 @@
 """``tlf-bridge``: tools around the display link.
 
-    tlf-bridge monitor PORT [--baud 115200]       decode a live line and print it
-    tlf-bridge emulate [--link PATH] [--png OUT]  play the display on a pseudo-terminal
-    tlf-bridge demo PORT [--fps 20]               send a synthetic TLF stream to a display
+tlf-bridge monitor PORT [--baud 115200]       decode a live line and print it
+tlf-bridge emulate [--link PATH] [--png OUT]  play the display on a pseudo-terminal
+tlf-bridge demo PORT [--fps 20]               send a synthetic TLF stream to a display
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("monitor", help="decode and print what arrives on a port (never writes to it)",
-                       description="Decode and print what arrives on a port (never writes to it).", epilog=EXIT_CODES)
+    m = sub.add_parser(
+        "monitor",
+        help="decode and print what arrives on a port (never writes to it)",
+        description="Decode and print what arrives on a port (never writes to it).",
+        epilog=EXIT_CODES,
+    )
     m.add_argument("port", help="port URL or path: /dev/ttyUSB0, /dev/serial/by-id/..., usb:VID:PID, loop://")
     m.add_argument("--baud", type=int, default=115200)
     m.add_argument("--count", type=int, help="stop after this many packets")
@@ -43,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--size", help="display WIDTHxHEIGHT to check masks against (default: accept any)")
     m.add_argument("--png", help="draw the last display state to this PNG at exit")
 
-    e = sub.add_parser("emulate", help="emulate the display on a pseudo-terminal and print its path",
-                       description="Emulate the display on a pseudo-terminal and print its path.", epilog=EXIT_CODES)
+    e = sub.add_parser(
+        "emulate",
+        help="emulate the display on a pseudo-terminal and print its path",
+        description="Emulate the display on a pseudo-terminal and print its path.",
+        epilog=EXIT_CODES,
+    )
     e.add_argument("--width", type=int, default=320)
     e.add_argument("--height", type=int, default=240)
     e.add_argument("--link", help="also make this symlink to the pty (a stable path, like /dev/serial/by-id)")
@@ -53,8 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--frames", type=int, help="stop after this many measurements")
     e.add_argument("--quiet", action="store_true", help="no status line")
 
-    d = sub.add_parser("demo", help="send a synthetic measurement and band stream to a display port",
-                       description="Send a synthetic measurement and band stream to a display port.", epilog=EXIT_CODES)
+    d = sub.add_parser(
+        "demo",
+        help="send a synthetic measurement and band stream to a display port",
+        description="Send a synthetic measurement and band stream to a display port.",
+        epilog=EXIT_CODES,
+    )
     d.add_argument("port")
     d.add_argument("--baud", type=int, default=115200)
     d.add_argument("--fps", type=float, default=20.0)
@@ -91,8 +103,16 @@ def _monitor(args) -> int:
     from firmware_bridge.render import render_png
 
     w, h = _size(args.size)
-    dev = monitor(args.port, args.baud, count=args.count, seconds=args.seconds, full=args.full, quiet=args.quiet,
-                  width=w, height=h)
+    dev = monitor(
+        args.port,
+        args.baud,
+        count=args.count,
+        seconds=args.seconds,
+        full=args.full,
+        quiet=args.quiet,
+        width=w,
+        height=h,
+    )
     if args.png:
         print(f"display drawn to {render_png(dev.state, args.png)}")
     return 0
@@ -119,7 +139,10 @@ def _emulate(args) -> int:
             if left is not None and left <= 0:
                 break
             target = args.frames if args.frames is not None else math.inf
-            if emu.wait_for(lambda s, target=target: s.frames_received >= target, timeout=min(1.0, left if left is not None else 1.0)):
+            if emu.wait_for(
+                lambda s, target=target: s.frames_received >= target,
+                timeout=min(1.0, left if left is not None else 1.0),
+            ):
                 emu.wait_idle(timeout=1.0)
                 break
             if not args.quiet:
@@ -135,8 +158,10 @@ def _emulate(args) -> int:
         s = emu.state
         emu.stop()
     shown = (s.measurement.shown if s.measurement is not None else None) or "--"
-    print(f"received {s.frames_received} frames, showing TLF {shown}, counters {s.counters}"
-          + (f"; display drawn to {args.png}" if args.png else ""))
+    print(
+        f"received {s.frames_received} frames, showing TLF {shown}, counters {s.counters}"
+        + (f"; display drawn to {args.png}" if args.png else "")
+    )
     return 0
 
 
@@ -154,8 +179,10 @@ def _demo(args) -> int:
         while not stop.is_set() and time.monotonic() - t0 < args.seconds:
             t = time.monotonic()
             thickness = 3.0 + 0.4 * math.sin(t - t0)
-            link.offer(Measurement(thickness, 0.2, 0.1, 0, True, 0xDE30, int(t * 1e6) & 0xFFFFFFFF),
-                       band_labels(256, 256, phase=0.05 * n))
+            link.offer(
+                Measurement(thickness, 0.2, 0.1, 0, True, 0xDE30, int(t * 1e6) & 0xFFFFFFFF),
+                band_labels(256, 256, phase=0.05 * n),
+            )
             link.pump()
             n += 1
             stop.wait(max(0.0, t0 + n * period - time.monotonic()))  # pace the synthetic source
@@ -165,8 +192,18 @@ def _demo(args) -> int:
     finally:
         stats = link.stats
         link.close()
-    keys = ("frames_offered", "frames_sent", "frames_replaced", "bytes_sent", "encoding", "sent_fps", "latency_ms",
-            "reconnects", "device", "last_error")
+    keys = (
+        "frames_offered",
+        "frames_sent",
+        "frames_replaced",
+        "bytes_sent",
+        "encoding",
+        "sent_fps",
+        "latency_ms",
+        "reconnects",
+        "device",
+        "last_error",
+    )
     for k in keys:
         print(f"{k:16s} {stats[k]}")
     return 0

@@ -132,7 +132,9 @@ class DisplayDevice:
     @property
     def info(self) -> DeviceInfo:
         s = self.state
-        return DeviceInfo(PROTOCOL_VERSION, s.width, s.height, self.encodings, self.max_rate_hz, self.max_payload, 0, self.firmware)
+        return DeviceInfo(
+            PROTOCOL_VERSION, s.width, s.height, self.encodings, self.max_rate_hz, self.max_payload, 0, self.firmware
+        )
 
     def feed(self, data: bytes) -> list:
         events = []
@@ -251,6 +253,7 @@ class _Unsupported(Exception):
 
 # -- canonical text (shared with the C test driver) ---------------------------------------------
 
+
 def _f(x: float) -> str:
     bits = struct.unpack("<I", struct.pack("<f", x))[0]
     if math.isnan(x):
@@ -298,7 +301,10 @@ def describe(event) -> list[str]:
         elif decoded.labels is not None:
             flat = np.ascontiguousarray(decoded.labels, dtype=np.uint8)
             counts = np.bincount(flat.ravel(), minlength=4)[:4]
-            lines.append(f"  labels crc=0x{zlib.crc32(flat.tobytes()) & 0xFFFFFFFF:08x} counts=" + ",".join(map(str, counts.tolist())))
+            lines.append(
+                f"  labels crc=0x{zlib.crc32(flat.tobytes()) & 0xFFFFFFFF:08x} counts="
+                + ",".join(map(str, counts.tolist()))
+            )
         return lines
     if isinstance(m, Status):
         return [f"STATUS {head} code={m.code}({m.name}) detail=0x{m.detail:08x} text={m.raw_text.hex()}"]

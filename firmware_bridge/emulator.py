@@ -47,7 +47,9 @@ class DisplayEmulator:
         max_rate_hz: int = 120,
         heartbeat_s: float = 1.0,
     ):
-        self._device = DisplayDevice(width, height, encodings=encodings, max_payload=max_payload, max_rate_hz=max_rate_hz)
+        self._device = DisplayDevice(
+            width, height, encodings=encodings, max_payload=max_payload, max_rate_hz=max_rate_hz
+        )
         self.link_path = None if link_path is None else Path(link_path)
         self.heartbeat_s = heartbeat_s
         self._cond = threading.Condition()
@@ -89,8 +91,10 @@ class DisplayEmulator:
         try:
             os.symlink(port, path)  # fails, touching nothing, if anything is at `path`
         except FileExistsError:
-            raise LinkError(f"link path {str(path)!r} already exists and is not a stale emulator link: "
-                            "refusing to replace it (name a new path)") from None
+            raise LinkError(
+                f"link path {str(path)!r} already exists and is not a stale emulator link: "
+                "refusing to replace it (name a new path)"
+            ) from None
         except OSError as e:
             raise LinkError(f"cannot make the link {str(path)!r}: {e.strerror or e}") from e
 

@@ -56,14 +56,22 @@ class DisplayLink:
         self.clock = clock
         now = clock()
         self.counts = LinkStats()
-        self.transport = SerialTransport(options.url, options.baudrate, opener=opener, stats=self.counts,
-                                         backoff=Backoff(options.backoff[0], options.backoff[1], now))
-        self.protocol = LinkProtocol(options.hello_interval_s, options.hello_attempts, listener=listener,
-                                     stats=self.counts, clock=clock)
-        self.pacer = Pacer(options.nominal_bps, now, max_rate=options.max_rate, heartbeat_s=options.heartbeat_s,
-                           stats=self.counts)
-        self.encoder = MaskEncoder(options.display_width, options.display_height, options.tlf_class,
-                                   options.forced_encoding)
+        self.transport = SerialTransport(
+            options.url,
+            options.baudrate,
+            opener=opener,
+            stats=self.counts,
+            backoff=Backoff(options.backoff[0], options.backoff[1], now),
+        )
+        self.protocol = LinkProtocol(
+            options.hello_interval_s, options.hello_attempts, listener=listener, stats=self.counts, clock=clock
+        )
+        self.pacer = Pacer(
+            options.nominal_bps, now, max_rate=options.max_rate, heartbeat_s=options.heartbeat_s, stats=self.counts
+        )
+        self.encoder = MaskEncoder(
+            options.display_width, options.display_height, options.tlf_class, options.forced_encoding
+        )
         self._io = threading.RLock()  # one pump at a time
         self._wake = threading.Event()
         self._inflight = b""  # bytes of the last burst the port has not taken yet

@@ -32,8 +32,9 @@ def _check_labels(labels) -> np.ndarray:
     return labels
 
 
-def boundaries_from_labels(labels, tlf_class: int = 1, width: int | None = None, height: int | None = None,
-                           first_run: bool = False):
+def boundaries_from_labels(
+    labels, tlf_class: int = 1, width: int | None = None, height: int | None = None, first_run: bool = False
+):
     """Per-column top and bottom of the TLF band, in display rows.
 
     ``labels`` is the runtime's (H, W) class map. Each of the ``width`` display columns samples the
@@ -83,11 +84,14 @@ def check_boundaries(top, bottom, height: int) -> tuple[np.ndarray, np.ndarray]:
     ok = absent | ((t >= 0) & (t < b) & (b <= height))
     if not ok.all():
         i = int(np.argmin(ok))
-        raise MaskError(f"column {i!r} has top {int(t[i])!r} and bottom {int(b[i])!r}, not a band within {height!r} rows")
+        raise MaskError(
+            f"column {i!r} has top {int(t[i])!r} and bottom {int(b[i])!r}, not a band within {height!r} rows"
+        )
     return t, b
 
 
 # -- encoders -----------------------------------------------------------------------------------
+
 
 def encode_bounds16(top, bottom, height: int) -> bytes:
     t, b = check_boundaries(top, bottom, height)
@@ -171,6 +175,7 @@ def encode_labels2(labels) -> bytes:
 
 
 # -- decoding -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DecodedMask:

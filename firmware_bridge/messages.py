@@ -98,7 +98,9 @@ class Hello:
     def pack(self) -> bytes:
         if self.min_version > self.max_version:
             raise ProtocolError(f"HELLO min_version {self.min_version!r} is above max_version {self.max_version!r}")
-        return self._S.pack(_u8("min_version", self.min_version), _u8("max_version", self.max_version), _u32("nonce", self.nonce))
+        return self._S.pack(
+            _u8("min_version", self.min_version), _u8("max_version", self.max_version), _u32("nonce", self.nonce)
+        )
 
     @classmethod
     def unpack(cls, p: bytes) -> Hello:
@@ -127,9 +129,14 @@ class DeviceInfo:
 
     def pack(self) -> bytes:
         return self._S.pack(
-            _u8("version", self.version), _u16("width", self.width), _u16("height", self.height),
-            _u16("encodings", self.encodings), _u16("max_rate_hz", self.max_rate_hz),
-            _u16("max_payload", self.max_payload), _u32("nonce", self.nonce), _u32("firmware", self.firmware),
+            _u8("version", self.version),
+            _u16("width", self.width),
+            _u16("height", self.height),
+            _u16("encodings", self.encodings),
+            _u16("max_rate_hz", self.max_rate_hz),
+            _u16("max_payload", self.max_payload),
+            _u32("nonce", self.nonce),
+            _u32("firmware", self.firmware),
         )
 
     @classmethod
@@ -149,8 +156,13 @@ class Reject:
     _S = struct.Struct("<BBBHB")
 
     def pack(self) -> bytes:
-        return self._S.pack(_u8("reason", self.reason), _u8("version", self.version), _u8("type", self.type),
-                            _u16("seq", self.seq), _u8("max_version", self.max_version))
+        return self._S.pack(
+            _u8("reason", self.reason),
+            _u8("version", self.version),
+            _u8("type", self.type),
+            _u16("seq", self.seq),
+            _u8("max_version", self.max_version),
+        )
 
     @classmethod
     def unpack(cls, p: bytes) -> Reject:
@@ -185,9 +197,15 @@ class Measurement:
         _check_band(self.band, self.bands)
         try:
             return self._S.pack(
-                self.thickness, self.spread, self.uncertainty, _u32("flags", self.flags),
-                _u32("model_id", self.model_id), _u32("t_capture_us", self.t_capture_us), 1 if self.unit_mm else 0,
-                self.band, self.bands,
+                self.thickness,
+                self.spread,
+                self.uncertainty,
+                _u32("flags", self.flags),
+                _u32("model_id", self.model_id),
+                _u32("t_capture_us", self.t_capture_us),
+                1 if self.unit_mm else 0,
+                self.band,
+                self.bands,
             )
         except (struct.error, TypeError) as e:
             raise ProtocolError(f"cannot pack {self!r}: {e}") from e
@@ -216,7 +234,8 @@ class Measurement:
     def same_on_wire(self, other: Measurement) -> bool:
         """Equality after binary32 rounding, with NaN equal to NaN."""
         return self.pack() == other.pack() or (
-            _eq_nan(f32(self.thickness), other.thickness) and _eq_nan(f32(self.spread), other.spread)
+            _eq_nan(f32(self.thickness), other.thickness)
+            and _eq_nan(f32(self.spread), other.spread)
             and _eq_nan(f32(self.uncertainty), other.uncertainty)
             and (self.flags, self.unit_mm, self.model_id, self.t_capture_us, self.band, self.bands)
             == (other.flags, other.unit_mm, other.model_id, other.t_capture_us, other.band, other.bands)
@@ -246,13 +265,17 @@ class Mask:
     _S = struct.Struct("<IHHB")
 
     def pack(self) -> bytes:
-        return self._S.pack(_u32("t_capture_us", self.t_capture_us), _u16("width", self.width),
-                            _u16("height", self.height), _u8("encoding", self.encoding)) + bytes(self.data)
+        return self._S.pack(
+            _u32("t_capture_us", self.t_capture_us),
+            _u16("width", self.width),
+            _u16("height", self.height),
+            _u8("encoding", self.encoding),
+        ) + bytes(self.data)
 
     @classmethod
     def unpack(cls, p: bytes) -> Mask:
         t, w, h, enc = cls._S.unpack_from(p)
-        return cls(t, w, h, enc, bytes(p[cls._S.size:]))
+        return cls(t, w, h, enc, bytes(p[cls._S.size :]))
 
 
 @dataclass(frozen=True)
@@ -280,7 +303,7 @@ class Status:
     @classmethod
     def unpack(cls, p: bytes) -> Status:
         code, detail = cls._S.unpack_from(p)
-        raw = bytes(p[cls._S.size:])
+        raw = bytes(p[cls._S.size :])
         if len(raw) > STATUS_TEXT_MAX:
             raise ProtocolError(f"STATUS text is {len(raw)!r} bytes, the limit is {STATUS_TEXT_MAX}")
         return cls(code, detail, raw.decode("utf-8", "surrogateescape"))
@@ -303,8 +326,11 @@ class Heartbeat:
     _S = struct.Struct("<III")
 
     def pack(self) -> bytes:
-        return self._S.pack(_u32("uptime_ms", self.uptime_ms & 0xFFFFFFFF), _u32("rx_ok", self.rx_ok & 0xFFFFFFFF),
-                            _u32("rx_bad", self.rx_bad & 0xFFFFFFFF))
+        return self._S.pack(
+            _u32("uptime_ms", self.uptime_ms & 0xFFFFFFFF),
+            _u32("rx_ok", self.rx_ok & 0xFFFFFFFF),
+            _u32("rx_bad", self.rx_bad & 0xFFFFFFFF),
+        )
 
     @classmethod
     def unpack(cls, p: bytes) -> Heartbeat:
@@ -312,8 +338,12 @@ class Heartbeat:
 
 
 Message = Hello | DeviceInfo | Reject | Measurement | Mask | Status | Heartbeat
-CLASSES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (Hello, DeviceInfo, Reject, Measurement, Mask, Status, Heartbeat)}
-HOST_TO_DEVICE = frozenset({MessageType.HELLO, MessageType.MEASUREMENT, MessageType.MASK, MessageType.STATUS, MessageType.HEARTBEAT})
+CLASSES: dict[int, type[Message]] = {
+    cls.TYPE: cls for cls in (Hello, DeviceInfo, Reject, Measurement, Mask, Status, Heartbeat)
+}
+HOST_TO_DEVICE = frozenset(
+    {MessageType.HELLO, MessageType.MEASUREMENT, MessageType.MASK, MessageType.STATUS, MessageType.HEARTBEAT}
+)
 DEVICE_TO_HOST = frozenset({MessageType.DEVICE_INFO, MessageType.REJECT, MessageType.STATUS, MessageType.HEARTBEAT})
 
 

@@ -32,9 +32,11 @@ def summarize_event(event, full: bool = False) -> list[str]:
     if d.top is not None and d.bottom is not None:  # boundary encodings set both
         present = d.top != NO_BAND
         if present.any():
-            thick = (d.bottom[present].astype(int) - d.top[present].astype(int))
-            return [f"{head} band in {int(present.sum())}/{m.width} columns, rows {int(d.top[present].min())}"
-                    f"..{int(d.bottom[present].max())}, thickness {int(np.median(thick))} px (median)"]
+            thick = d.bottom[present].astype(int) - d.top[present].astype(int)
+            return [
+                f"{head} band in {int(present.sum())}/{m.width} columns, rows {int(d.top[present].min())}"
+                f"..{int(d.bottom[present].max())}, thickness {int(np.median(thick))} px (median)"
+            ]
         return [f"{head} no band"]
     if d.labels is not None:
         counts = np.bincount(d.labels.ravel(), minlength=4)[:4].tolist()
@@ -46,9 +48,19 @@ def _fields(message) -> str:
     return " ".join(f"{k}={v}" for k, v in message.__dict__.items())
 
 
-def monitor(url: str, baudrate: int = 115200, *, out=None, count: int | None = None, seconds: float | None = None,
-            full: bool = False, quiet: bool = False, width: int | None = None, height: int | None = None,
-            clock=time.monotonic) -> DisplayDevice:
+def monitor(
+    url: str,
+    baudrate: int = 115200,
+    *,
+    out=None,
+    count: int | None = None,
+    seconds: float | None = None,
+    full: bool = False,
+    quiet: bool = False,
+    width: int | None = None,
+    height: int | None = None,
+    clock=time.monotonic,
+) -> DisplayDevice:
     """Print what arrives on ``url`` until ``count`` packets, ``seconds`` or Ctrl-C; returns the decoder."""
     out = out or sys.stdout
     check_baudrate(baudrate)
@@ -80,9 +92,13 @@ def monitor(url: str, baudrate: int = 115200, *, out=None, count: int | None = N
                 fps = (s.frames_received - last_frames) / (now - last)
                 rate = (nbytes - last_bytes) / (now - last)
                 m = s.measurement
-                value = "--" if m is None or math.isnan(m.thickness) else f"{m.thickness:.2f} {'mm' if m.unit_mm else 'px'}"
-                out.write(f"{now - t0:9.3f} -- {fps:5.1f} frames/s {rate / 1000:6.2f} kB/s  TLF {value}  "
-                          f"ok={s.counters['ok']} dropped={bad} lost={s.counters['lost']}\n")
+                value = (
+                    "--" if m is None or math.isnan(m.thickness) else f"{m.thickness:.2f} {'mm' if m.unit_mm else 'px'}"
+                )
+                out.write(
+                    f"{now - t0:9.3f} -- {fps:5.1f} frames/s {rate / 1000:6.2f} kB/s  TLF {value}  "
+                    f"ok={s.counters['ok']} dropped={bad} lost={s.counters['lost']}\n"
+                )
                 last, last_bytes, last_frames = now, nbytes, s.frames_received
             out.flush()
             if count is not None and packets >= count:

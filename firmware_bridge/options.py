@@ -1,7 +1,7 @@
 """The display link's settings, checked when they are made.
 
-    options = LinkOptions("/dev/serial/by-id/usb-...", baudrate=921600, encoding="auto")
-    link = DisplayLink(options)         # or DisplayLink(url, baudrate=..., ...): the same keywords
+options = LinkOptions("/dev/serial/by-id/usb-...", baudrate=921600, encoding="auto")
+link = DisplayLink(options)         # or DisplayLink(url, baudrate=..., ...): the same keywords
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class LinkOptions:
         if self.max_rate is not None and not self.max_rate > 0:
             raise ConfigError(f"max_rate must be positive, got {self.max_rate!r}")
         if not self.heartbeat_s > 0 or not self.hello_interval_s > 0:
-            raise ConfigError(f"heartbeat_s and hello_interval_s must be positive, got {self.heartbeat_s!r} and "
-                              f"{self.hello_interval_s!r}")
+            raise ConfigError(
+                f"heartbeat_s and hello_interval_s must be positive, got {self.heartbeat_s!r} and "
+                f"{self.hello_interval_s!r}"
+            )
         if not 0 < self.backoff[0] <= self.backoff[1]:
             raise ConfigError(f"backoff must be (first, longest) with 0 < first <= longest, got {self.backoff!r}")
 

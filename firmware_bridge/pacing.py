@@ -175,8 +175,9 @@ class MaskEncoder:
             return BOUNDARY_ENCODINGS
         return tuple(e for e in BOUNDARY_ENCODINGS + LABEL_ENCODINGS if device.supports(e))
 
-    def encode(self, labels, measurements: tuple[Measurement, ...], device: DeviceInfo | None,
-               rate_bps: float, fps: float) -> Mask | None:
+    def encode(
+        self, labels, measurements: tuple[Measurement, ...], device: DeviceInfo | None, rate_bps: float, fps: float
+    ) -> Mask | None:
         """The MASK to send after ``measurements``, None if no encoding can carry it; MaskError
         or ProtocolError for a label map that cannot be encoded."""
         w, h = self.display(device)
@@ -218,13 +219,21 @@ class PendingFrame:
     @classmethod
     def of(cls, measurement, labels, now: float) -> PendingFrame:
         """A frame from one Measurement or one frame's band measurements; ProtocolError otherwise."""
-        bands = (measurement,) if isinstance(measurement, Measurement) else tuple(measurement) \
-            if isinstance(measurement, (list, tuple)) else None
+        bands = (
+            (measurement,)
+            if isinstance(measurement, Measurement)
+            else tuple(measurement)
+            if isinstance(measurement, (list, tuple))
+            else None
+        )
         if not bands or not all(isinstance(m, Measurement) for m in bands):
-            raise ProtocolError(f"offer() takes a firmware_bridge Measurement or a list of them, got "
-                                f"{type(measurement).__name__!r}")
-        if len(bands) > 1 and ([m.band for m in bands] != list(range(len(bands)))
-                               or any(m.bands != len(bands) or m.t_capture_us != bands[0].t_capture_us for m in bands)):
+            raise ProtocolError(
+                f"offer() takes a firmware_bridge Measurement or a list of them, got {type(measurement).__name__!r}"
+            )
+        if len(bands) > 1 and (
+            [m.band for m in bands] != list(range(len(bands)))
+            or any(m.bands != len(bands) or m.t_capture_us != bands[0].t_capture_us for m in bands)
+        ):
             raise ProtocolError("a frame's band measurements must be bands 0..n-1 of n, of one t_capture_us")
         return cls(bands, labels, now)
 
@@ -268,8 +277,15 @@ class Pacer:
     and the rate cap (the device's or ``max_rate``, a bucket of two frames) allows; a HEARTBEAT
     is due after ``heartbeat_s`` without sending. Times are passed in."""
 
-    def __init__(self, nominal_bps: float | None, now: float, *, max_rate: float | None = None,
-                 heartbeat_s: float = 1.0, stats: LinkStats | None = None):
+    def __init__(
+        self,
+        nominal_bps: float | None,
+        now: float,
+        *,
+        max_rate: float | None = None,
+        heartbeat_s: float = 1.0,
+        stats: LinkStats | None = None,
+    ):
         self.nominal_bps, self.max_rate, self.heartbeat_s = nominal_bps, max_rate, heartbeat_s
         self.stats = stats if stats is not None else LinkStats()
         self.frames = KeepNewest()

@@ -34,7 +34,8 @@ def resolve_port(url: str) -> str:
         return url
     vid, pid, serial_number = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
     found = sorted(
-        p.device for p in serial.tools.list_ports.comports()
+        p.device
+        for p in serial.tools.list_ports.comports()
         if p.vid == vid and p.pid == pid and (serial_number is None or p.serial_number == serial_number)
     )
     if not found:

@@ -35,8 +35,15 @@ class LinkProtocol(serial.threaded.Protocol):
     carry (microseconds since the protocol was made) and the HELLO schedule.
     """
 
-    def __init__(self, hello_interval_s: float = 0.5, hello_attempts: int = 4, *, listener=None,
-                 stats: LinkStats | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        hello_interval_s: float = 0.5,
+        hello_attempts: int = 4,
+        *,
+        listener=None,
+        stats: LinkStats | None = None,
+        clock=time.monotonic,
+    ):
         self.hello_interval_s, self.hello_attempts = hello_interval_s, hello_attempts
         self.listener = listener
         self.stats = stats if stats is not None else LinkStats()
@@ -97,8 +104,10 @@ class LinkProtocol(serial.threaded.Protocol):
             self.stats.add("rejects")
             self.last_reject = message
             if message.reason == RejectReason.VERSION:
-                self.stats.error(f"device speaks protocol versions up to {message.max_version!r}, "
-                                 f"this host speaks {PROTOCOL_VERSION!r}")
+                self.stats.error(
+                    f"device speaks protocol versions up to {message.max_version!r}, "
+                    f"this host speaks {PROTOCOL_VERSION!r}"
+                )
                 self.hellos_left = 0
         elif isinstance(message, Heartbeat):
             self.device_heartbeat = message

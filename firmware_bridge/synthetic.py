@@ -7,8 +7,14 @@ import math
 import numpy as np
 
 
-def band_labels(height: int, width: int, phase: float = 0.0, depth: float = 0.4, thickness: float = 0.08,
-                gap: tuple[float, float] | None = None) -> np.ndarray:
+def band_labels(
+    height: int,
+    width: int,
+    phase: float = 0.0,
+    depth: float = 0.4,
+    thickness: float = 0.08,
+    gap: tuple[float, float] | None = None,
+) -> np.ndarray:
     """(height, width) uint8 classes: 0 above the band, 1 TLF, 2 below; ``gap`` (fractions of the
     width) leaves columns without any band, as where the model loses it under a shadow."""
     x = np.arange(width) / max(width - 1, 1)

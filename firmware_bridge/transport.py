@@ -43,8 +43,9 @@ class SerialTransport:
     (link models in tests and benchmarks); reconnections, disconnections and the last error
     are counted in ``stats``, time without the port in ``seconds_disconnected``."""
 
-    def __init__(self, url: str, baudrate: int | None, *, backoff: Backoff, opener=None,
-                 stats: LinkStats | None = None):
+    def __init__(
+        self, url: str, baudrate: int | None, *, backoff: Backoff, opener=None, stats: LinkStats | None = None
+    ):
         self.url, self.baudrate = url, baudrate
         self.backoff = backoff
         self.opener = opener or open_port

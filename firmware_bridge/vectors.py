@@ -178,10 +178,16 @@ def _rejects(w: int, h: int) -> _Stream:
         Mask(1, w, h, Encoding.BOUNDS_DELTA, b"\x00\x00" + delta),  # empty run
         Mask(1, w, h, Encoding.BOUNDS_DELTA, b"\x00" + bytes((w + 1,))),  # run past the width
         Mask(1, w, h, Encoding.BOUNDS_DELTA, b"\x11" * w),  # top goes negative
-        Mask(1, w, h, Encoding.BOUNDS_DELTA, struct.pack("<BHH", 1, h - 2, 3) + b"\x00" + bytes((w - 1,))),  # past the bottom
-        Mask(1, w, h, Encoding.BOUNDS_DELTA, struct.pack("<BHH", 1, 2, 0) + b"\x00" + bytes((w - 1,))),  # zero thickness
+        Mask(
+            1, w, h, Encoding.BOUNDS_DELTA, struct.pack("<BHH", 1, h - 2, 3) + b"\x00" + bytes((w - 1,))
+        ),  # past the bottom
+        Mask(
+            1, w, h, Encoding.BOUNDS_DELTA, struct.pack("<BHH", 1, 2, 0) + b"\x00" + bytes((w - 1,))
+        ),  # zero thickness
         Mask(1, w, h, Encoding.BOUNDS16, b16[:-2]),
-        Mask(1, w, h, Encoding.BOUNDS16, b"\x05\x00" + b16[2 : 2 * w] + b"\x05\x00" + b16[2 * w + 2 :]),  # top == bottom
+        Mask(
+            1, w, h, Encoding.BOUNDS16, b"\x05\x00" + b16[2 : 2 * w] + b"\x05\x00" + b16[2 * w + 2 :]
+        ),  # top == bottom
         Mask(1, w, h, Encoding.BOUNDS16, b"\xff\xff" + b16[2 : 2 * w] + b"\x05\x00" + b16[2 * w + 2 :]),  # half absent
         Mask(1, w, h, Encoding.RLE, b"\x7f"),  # too few pixels
         Mask(1, w, h, Encoding.RLE, b"\x40" + struct.pack("<H", w * h)),  # too many

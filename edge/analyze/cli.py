@@ -15,22 +15,45 @@ NEEDS = {"analyze": ("matplotlib", "pyarrow", "tqdm"), "scale": ("ray",)}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("analyze", help="re-analyse recorded clips (DICOM, videos, image folders, the cart's recordings): "
-                                       "per-clip measurements and plots, a table and an HTML index")
+    p = sub.add_parser(
+        "analyze",
+        help="re-analyse recorded clips (DICOM, videos, image folders, the cart's recordings): "
+        "per-clip measurements and plots, a table and an HTML index",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (searched through) or glob patterns")
-    p.add_argument("--out", required=True, help="output folder (made if missing; a second run into it continues the first)")
-    p.add_argument("--bundle", help="model bundle folder (default: [model] bundle of --config, else the bundled demo model)")
-    p.add_argument("--config", help="TOML config file: its [roi], [calibration], [measurement], [temporal] and "
-                                    "[source] max_pixels apply, as on the cart")
+    p.add_argument(
+        "--out", required=True, help="output folder (made if missing; a second run into it continues the first)"
+    )
+    p.add_argument(
+        "--bundle", help="model bundle folder (default: [model] bundle of --config, else the bundled demo model)"
+    )
+    p.add_argument(
+        "--config",
+        help="TOML config file: its [roi], [calibration], [measurement], [temporal] and "
+        "[source] max_pixels apply, as on the cart",
+    )
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config key")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes, each with one LiteRT thread (default: the physical cores; "
-                        "with --engine ray: the cluster's CPUs)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local processes (default) or Ray actors (the [scale] extra)")
-    p.add_argument("--address", help="with --engine ray: the cluster, e.g. ray://HEAD:10001 or auto (default: a local Ray)")
-    p.add_argument("--keep-names", action="store_true",
-                   help="name clips by their file names (default: by content hash, as file names can hold a patient's)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes, each with one LiteRT thread (default: the physical cores; "
+        "with --engine ray: the cluster's CPUs)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local processes (default) or Ray actors (the [scale] extra)",
+    )
+    p.add_argument(
+        "--address", help="with --engine ray: the cluster, e.g. ray://HEAD:10001 or auto (default: a local Ray)"
+    )
+    p.add_argument(
+        "--keep-names",
+        action="store_true",
+        help="name clips by their file names (default: by content hash, as file names can hold a patient's)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -39,8 +62,10 @@ def missing_extra(engine: str) -> str | None:
     for extra in ("analyze", "scale") if engine == "ray" else ("analyze",):
         missing = [m for m in NEEDS[extra] if not _importable(m)]
         if missing:
-            return (f"analyze{' --engine ray' if extra == 'scale' else ''} needs the [{extra}] extra "
-                    f"(missing: {', '.join(missing)}): pip install 'tlf-edge[{extra}]'")
+            return (
+                f"analyze{' --engine ray' if extra == 'scale' else ''} needs the [{extra}] extra "
+                f"(missing: {', '.join(missing)}): pip install 'tlf-edge[{extra}]'"
+            )
     return None
 
 
@@ -101,8 +126,10 @@ def cmd_analyze(args) -> int:
     job = AnalysisJob(str(bundle.path), cfg, args.keep_names)
     skipped = len(order) - len(tasks)
     if skipped:
-        print(f"tlf-edge: {skipped} of {len(order)} clips already analysed with this bundle and config: skipped",
-              file=sys.stderr)
+        print(
+            f"tlf-edge: {skipped} of {len(order)} clips already analysed with this bundle and config: skipped",
+            file=sys.stderr,
+        )
     t0 = time.monotonic()
     failed = []
     interrupted = False
@@ -124,24 +151,41 @@ def cmd_analyze(args) -> int:
         signal.signal(signal.SIGTERM, previous)
     seconds = time.monotonic() - t0
     rows = [summaries[c] for c in order if c in summaries]
-    run = {"tlf_edge_analysis": 1, "model_sha256": bundle.sha256, "bundle_name": bundle.path.name,
-           "bundle_manifest_sha256": bundle.manifest.get("manifest_sha256"), "config_sha256": config_sha,
-           "config": _config_dict(cfg), "engine": args.engine, "workers": workers, "clips": len(order),
-           "analysed_now": len(rows) - skipped, "skipped": skipped, "failed": len(failed),
-           "seconds": round(seconds, 2), "interrupted": interrupted}
+    run = {
+        "tlf_edge_analysis": 1,
+        "model_sha256": bundle.sha256,
+        "bundle_name": bundle.path.name,
+        "bundle_manifest_sha256": bundle.manifest.get("manifest_sha256"),
+        "config_sha256": config_sha,
+        "config": _config_dict(cfg),
+        "engine": args.engine,
+        "workers": workers,
+        "clips": len(order),
+        "analysed_now": len(rows) - skipped,
+        "skipped": skipped,
+        "failed": len(failed),
+        "seconds": round(seconds, 2),
+        "interrupted": interrupted,
+    }
     (out / "analysis.json").write_text(report.json_text(run))
     report.write_table(out, rows)
     report.write_index(out, rows, run)
     done = sum(r.get("status") == "done" for r in rows)
     if interrupted:
-        print(f"tlf-edge: interrupted: {len(rows)} of {len(order)} clips are in {out}/; the same command continues",
-              file=sys.stderr)
+        print(
+            f"tlf-edge: interrupted: {len(rows)} of {len(order)} clips are in {out}/; the same command continues",
+            file=sys.stderr,
+        )
         return 130
-    print(f"tlf-edge analyze: {done} of {len(order)} clips analysed ({len(tasks)} now, {skipped} before), "
-          f"{len(failed)} failed; table {out}/clips.csv, clips.parquet; index {out}/index.html")
+    print(
+        f"tlf-edge analyze: {done} of {len(order)} clips analysed ({len(tasks)} now, {skipped} before), "
+        f"{len(failed)} failed; table {out}/clips.csv, clips.parquet; index {out}/index.html"
+    )
     if failed:
-        raise RunFailed(f"{len(failed)} of {len(order)} clips failed ({', '.join(failed[:3])}"
-                        f"{', ...' if len(failed) > 3 else ''}); clips.csv gives each reason")
+        raise RunFailed(
+            f"{len(failed)} of {len(order)} clips failed ({', '.join(failed[:3])}"
+            f"{', ...' if len(failed) > 3 else ''}); clips.csv gives each reason"
+        )
     return 0
 
 
@@ -152,12 +196,14 @@ def _interrupt(signum, frame):
 def _config_dict(cfg) -> dict:
     import dataclasses
 
-    return {k: dataclasses.asdict(getattr(cfg, k)) for k in ("roi", "calibration", "measurement", "temporal")} | \
-        {"source": {"max_pixels": cfg.source.max_pixels}}
+    return {k: dataclasses.asdict(getattr(cfg, k)) for k in ("roi", "calibration", "measurement", "temporal")} | {
+        "source": {"max_pixels": cfg.source.max_pixels}
+    }
 
 
 def _bar(total: int, initial: int, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="clip", desc="analyse", disable=quiet, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, unit="clip", desc="analyse", disable=quiet, file=sys.stderr, dynamic_ncols=True
+    )

@@ -216,8 +216,9 @@ def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, ke
 
     def failed(reason: str) -> ClipResult:
         reason = reason if keep_names else scrub(reason, clip, clip_id)
-        return ClipResult(clip_id, {**base, "status": "failed", "error": reason}, error=reason,
-                          seconds=time.monotonic() - t0)
+        return ClipResult(
+            clip_id, {**base, "status": "failed", "error": reason}, error=reason, seconds=time.monotonic() - t0
+        )
 
     if clip.error:
         return failed(clip.error)
@@ -225,8 +226,16 @@ def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, ke
         source = ClipTimeline(open_clip_source(clip, config.source.max_pixels))
         recorder = ClipRecorder(segmenter.bundle.tlf_class)
         # A Source by delegation: ClipTimeline hands on the wrapped source's attributes (__getattr__).
-        pipeline = Pipeline(source, segmenter, [recorder], config.measurement, config.temporal, err=io.StringIO(),  # type: ignore[arg-type]
-                            roi=config.roi, calibration=config.calibration)
+        pipeline = Pipeline(
+            source,  # type: ignore[arg-type]
+            segmenter,
+            [recorder],
+            config.measurement,
+            config.temporal,
+            err=io.StringIO(),
+            roi=config.roi,
+            calibration=config.calibration,
+        )
         with _libraries_quiet():  # a damaged file's warnings name its path: the clip's reason says what matters
             stats = pipeline.run()
     except Exception as e:  # one clip's failure is its own: the run goes on
@@ -239,8 +248,13 @@ def analyse_clip(clip: Clip, clip_id: str, identity: dict, segmenter, config, ke
         why = nothing_measured(stats)
         assert why is not None  # no row: no measurement reached the recorder, so none was accepted
         return failed(why)
-    summary = {**base, "status": "done", "error": None,
-               **summarize_rows(recorder.rows), **clip_facts(source, stats, recorder.rows)}
+    summary = {
+        **base,
+        "status": "done",
+        "error": None,
+        **summarize_rows(recorder.rows),
+        **clip_facts(source, stats, recorder.rows),
+    }
     from edge.analyze.plots import plot_png, thumbnail_png
 
     plot = plot_png(recorder.rows, summary)

@@ -101,9 +101,14 @@ def file_clip(path: Path, named: bool) -> Clip | None:
         if recording_of(path) is not None:
             return _recording_clip(path)
         if CART_RECORDING.match(path.name):  # a cart recording made before sidecars: overlay drawn in, no spacing
-            return Clip("recording", str(path), (str(path),), path.name,
-                        "a cart recording without its sidecar (.jsonl): its frames carry the overlay and no spacing, "
-                        "so it cannot be measured again")
+            return Clip(
+                "recording",
+                str(path),
+                (str(path),),
+                path.name,
+                "a cart recording without its sidecar (.jsonl): its frames carry the overlay and no spacing, "
+                "so it cannot be measured again",
+            )
         return Clip("video", str(path), (str(path),), path.name)
     if is_dicom(path):
         return Clip("dicom", str(path), (str(path),), path.name)

@@ -59,14 +59,24 @@ def plot_png(rows: list[dict], summary: dict) -> bytes:
             ax.plot(t[outlier], value[outlier], "o", mfc="none", color="tab:orange", markersize=6, label="outlier")
         rejected = ~np.array([accepted(r) for r in rows])
         if rejected.any():
-            ax.plot(t[rejected], np.zeros(int(rejected.sum())), "|", color="tab:red", markersize=12,
-                    transform=ax.get_xaxis_transform(), clip_on=False, label="rejected (flag)")
+            ax.plot(
+                t[rejected],
+                np.zeros(int(rejected.sum())),
+                "|",
+                color="tab:red",
+                markersize=12,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label="rejected (flag)",
+            )
         if not good.any():
             ax.text(0.5, 0.5, "no accepted frame", transform=ax.transAxes, ha="center", va="center", color="tab:red")
         ax.set_xlabel("time in clip (s)")
         ax.set_ylabel(f"TLF thickness ({unit})" if unit else "TLF thickness")
         med, iqr = summary.get("thickness_median"), summary.get("thickness_iqr")
-        head = f"{summary['clip_id']}: " + (f"median {med:.2f} {unit} (IQR {iqr:.2f})" if med is not None else "not measured")
+        head = f"{summary['clip_id']}: " + (
+            f"median {med:.2f} {unit} (IQR {iqr:.2f})" if med is not None else "not measured"
+        )
         ax.set_title(f"{head}, {summary.get('accepted', 0)} of {len(rows)} frames accepted", fontsize=10)
         if t.size == 1:
             ax.set_xlim(t[0] - 0.5, t[0] + 0.5)

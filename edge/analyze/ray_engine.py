@@ -29,8 +29,10 @@ from edge.model.bundle import MANIFEST_FILE, load_bundle
 def bundle_files(path: str) -> dict[str, bytes]:
     """The files a bundle is made of (manifest and model), by name."""
     bundle = load_bundle(path)
-    return {MANIFEST_FILE: (bundle.path / MANIFEST_FILE).read_bytes(),
-            bundle.manifest["model_file"]: bundle.model_path.read_bytes()}
+    return {
+        MANIFEST_FILE: (bundle.path / MANIFEST_FILE).read_bytes(),
+        bundle.manifest["model_file"]: bundle.model_path.read_bytes(),
+    }
 
 
 class RayClipWorker:

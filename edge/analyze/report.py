@@ -26,21 +26,57 @@ from pathlib import Path
 
 from edge.measure.quality import REJECTING, names
 
-FRAME_COLUMNS = ("seq", "t", "thickness", "spread", "unit", "flags", "flag_names", "columns", "coverage",
-                 "filtered", "low", "high", "uncertainty", "calibration", "spacing_mm")
+FRAME_COLUMNS = (
+    "seq",
+    "t",
+    "thickness",
+    "spread",
+    "unit",
+    "flags",
+    "flag_names",
+    "columns",
+    "coverage",
+    "filtered",
+    "low",
+    "high",
+    "uncertainty",
+    "calibration",
+    "spacing_mm",
+)
 REJECT_NAMES = tuple(names(REJECTING)) + ("NOT_MEASURED",)
 # (column, type) of the run table; its Parquet schema is made from the types.
 TABLE_COLUMNS = (
-    ("clip_id", str), ("name", str), ("kind", str), ("status", str), ("error", str),
-    ("frames", int), ("accepted", int), ("rejected", int),
+    ("clip_id", str),
+    ("name", str),
+    ("kind", str),
+    ("status", str),
+    ("error", str),
+    ("frames", int),
+    ("accepted", int),
+    ("rejected", int),
     *((f"rejected_{n}", int) for n in REJECT_NAMES),
-    ("frozen", int), ("outliers", int), ("unit", str),
-    ("thickness_median", float), ("thickness_iqr", float),
-    ("filtered", float), ("filtered_low", float), ("filtered_high", float),
-    ("spacing_source", str), ("spacing_detail", str), ("spacing_row_mm", float), ("spacing_col_mm", float),
-    ("layout_changes", int), ("fps", float), ("fps_stated", bool), ("duration_s", float),
-    ("frames_without_roi", int), ("corrupt_frames", int),
-    ("model_sha256", str), ("bundle_manifest_sha256", str), ("config_sha256", str), ("content_sha256", str),
+    ("frozen", int),
+    ("outliers", int),
+    ("unit", str),
+    ("thickness_median", float),
+    ("thickness_iqr", float),
+    ("filtered", float),
+    ("filtered_low", float),
+    ("filtered_high", float),
+    ("spacing_source", str),
+    ("spacing_detail", str),
+    ("spacing_row_mm", float),
+    ("spacing_col_mm", float),
+    ("layout_changes", int),
+    ("fps", float),
+    ("fps_stated", bool),
+    ("duration_s", float),
+    ("frames_without_roi", int),
+    ("corrupt_frames", int),
+    ("model_sha256", str),
+    ("bundle_manifest_sha256", str),
+    ("config_sha256", str),
+    ("content_sha256", str),
 )
 
 
@@ -184,21 +220,34 @@ def write_index(out: Path, summaries: list[dict], run: dict) -> None:
     ]
     for s in summaries:
         cid = e(s["clip_id"])
-        title = cid + (f"<br><small>{e(s['name'])}</small>" if s.get("name") else "") + f"<br><small>{e(s['kind'])}</small>"
+        title = (
+            cid + (f"<br><small>{e(s['name'])}</small>" if s.get("name") else "") + f"<br><small>{e(s['kind'])}</small>"
+        )
         if s.get("status") != "done":
-            parts.append(f"<tr><td>{title}</td><td colspan='3' class='failed'>failed: {e(s.get('error') or '')}</td></tr>")
+            parts.append(
+                f"<tr><td>{title}</td><td colspan='3' class='failed'>failed: {e(s.get('error') or '')}</td></tr>"
+            )
             continue
         unit = s.get("unit") or ""
-        thumb = f"<img src='clips/{cid}/roi.png' alt='B-mode region of {cid}'>" if (out / "clips" / s["clip_id"] / "roi.png").exists() else "–"
+        thumb = (
+            f"<img src='clips/{cid}/roi.png' alt='B-mode region of {cid}'>"
+            if (out / "clips" / s["clip_id"] / "roi.png").exists()
+            else "–"
+        )
         flags = ", ".join(f"{k} {v}" for k, v in (s.get("rejected_by_flag") or {}).items()) or "none"
         spacing = s.get("spacing_mm")
-        numbers = (f"median {_fmt(s.get('thickness_median'), unit)} (IQR {_fmt(s.get('thickness_iqr'))})<br>"
-                   f"filtered {_fmt(s.get('filtered'), unit)} [{_fmt(s.get('filtered_low'))}, {_fmt(s.get('filtered_high'))}]<br>"
-                   f"{s['accepted']} of {s['frames']} frames accepted; rejected: {e(flags)}<br>"
-                   f"spacing {e(s.get('spacing_source') or 'none')}"
-                   + (f" {spacing[0]:.4f} x {spacing[1]:.4f} mm/px" if spacing else "") + "<br>"
-                   f"<small>{e(s.get('spacing_detail') or '')}</small>")
-        parts.append(f"<tr><td>{title}</td><td>{thumb}</td><td><img src='clips/{cid}/thickness.png' "
-                     f"alt='thickness of {cid}' width='576'></td><td class='num'>{numbers}</td></tr>")
+        numbers = (
+            f"median {_fmt(s.get('thickness_median'), unit)} (IQR {_fmt(s.get('thickness_iqr'))})<br>"
+            f"filtered {_fmt(s.get('filtered'), unit)} [{_fmt(s.get('filtered_low'))}, {_fmt(s.get('filtered_high'))}]<br>"
+            f"{s['accepted']} of {s['frames']} frames accepted; rejected: {e(flags)}<br>"
+            f"spacing {e(s.get('spacing_source') or 'none')}"
+            + (f" {spacing[0]:.4f} x {spacing[1]:.4f} mm/px" if spacing else "")
+            + "<br>"
+            f"<small>{e(s.get('spacing_detail') or '')}</small>"
+        )
+        parts.append(
+            f"<tr><td>{title}</td><td>{thumb}</td><td><img src='clips/{cid}/thickness.png' "
+            f"alt='thickness of {cid}' width='576'></td><td class='num'>{numbers}</td></tr>"
+        )
     parts.append("</table></body></html>\n")
     _write_atomic(out / "index.html", "".join(parts).encode())

@@ -39,16 +39,25 @@ class Task:
 
 def config_digest(config) -> str:
     """The sha256 of every config value that can change a measurement."""
-    relevant = {"format": FORMAT, "roi": dataclasses.asdict(config.roi), "calibration": dataclasses.asdict(config.calibration),
-                "measurement": dataclasses.asdict(config.measurement), "temporal": dataclasses.asdict(config.temporal),
-                "max_pixels": config.source.max_pixels}
+    relevant = {
+        "format": FORMAT,
+        "roi": dataclasses.asdict(config.roi),
+        "calibration": dataclasses.asdict(config.calibration),
+        "measurement": dataclasses.asdict(config.measurement),
+        "temporal": dataclasses.asdict(config.temporal),
+        "max_pixels": config.source.max_pixels,
+    }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def identity(bundle, config_sha256: str, content_sha256: str) -> dict:
     """The hashes that decide a clip's results, and the key made of them."""
-    ids = {"model_sha256": bundle.sha256, "bundle_manifest_sha256": bundle.manifest.get("manifest_sha256"),
-           "config_sha256": config_sha256, "content_sha256": content_sha256}
+    ids = {
+        "model_sha256": bundle.sha256,
+        "bundle_manifest_sha256": bundle.manifest.get("manifest_sha256"),
+        "config_sha256": config_sha256,
+        "content_sha256": content_sha256,
+    }
     ids["key"] = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()
     return ids
 
@@ -72,7 +81,9 @@ class Worker:
         self.segmenter = Segmenter(load_bundle(job.bundle), 1)
 
     def __call__(self, task: Task) -> ClipResult:
-        return analyse_clip(task.clip, task.clip_id, task.identity, self.segmenter, self.job.config, self.job.keep_names)
+        return analyse_clip(
+            task.clip, task.clip_id, task.identity, self.segmenter, self.job.config, self.job.keep_names
+        )
 
 
 _worker: Worker | None = None  # the worker of a local worker process
@@ -109,8 +120,12 @@ def run_local(tasks: list[Task], job: AnalysisJob, workers: int) -> Iterator[Cli
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)) or 1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_process, initargs=(job,))
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)) or 1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_process,
+        initargs=(job,),
+    )
     finished = False
     try:
         futures = [pool.submit(_run_in_process, t) for t in tasks]
@@ -124,7 +139,9 @@ def run_local(tasks: list[Task], job: AnalysisJob, workers: int) -> Iterator[Cli
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_tasks(tasks: list[Task], job: AnalysisJob, engine: str, workers: int | None, address: str | None) -> Iterable[ClipResult]:
+def run_tasks(
+    tasks: list[Task], job: AnalysisJob, engine: str, workers: int | None, address: str | None
+) -> Iterable[ClipResult]:
     if engine == "ray":
         from edge.analyze.ray_engine import run_ray
 

@@ -151,8 +151,11 @@ class DatasetConfig:
         if not isinstance(mask, dict):
             raise bad(f"'mask' must be a table, not {mask!r}")
         kind = mask.get("kind", "index")
-        allowed = {"index": {"kind", "base", "values"}, "palette": {"kind", "colours", "tolerance"},
-                   "binary": {"kind", "threshold"}}.get(kind)
+        allowed = {
+            "index": {"kind", "base", "values"},
+            "palette": {"kind", "colours", "tolerance"},
+            "binary": {"kind", "threshold"},
+        }.get(kind)
         if allowed is None:
             raise bad(f"mask kind {kind!r} is not one of {list(MASK_KINDS)}")
         unknown = set(mask) - allowed
@@ -184,7 +187,7 @@ class DatasetConfig:
             elif kind == "palette":
                 colours = mask.get("colours")
                 if not isinstance(colours, dict) or not colours:
-                    raise bad("'colours' must map colours (\"#rrggbb\" or \"r,g,b\") to classes")
+                    raise bad('\'colours\' must map colours ("#rrggbb" or "r,g,b") to classes')
                 args["colours"] = tuple((_parse_colour(k, bad), cls_of(v)) for k, v in colours.items())
                 args["tolerance"] = int(mask.get("tolerance", 0))
             else:
@@ -310,8 +313,10 @@ def decode_mask(mask: np.ndarray, config: DatasetConfig, path: Path | str = "") 
     bad = out == 255
     if bad.any():
         values = np.unique(mask[bad])
-        raise UnknownClassError(f"mask {name!r} has value(s) {values[:5].tolist()} that map to no class "
-                                f"(classes {list(config.classes)}, {config.mask} masks, base {config.base})")
+        raise UnknownClassError(
+            f"mask {name!r} has value(s) {values[:5].tolist()} that map to no class "
+            f"(classes {list(config.classes)}, {config.mask} masks, base {config.base})"
+        )
     return out
 
 
@@ -353,8 +358,10 @@ def iter_dataset(
         if raw is None:
             raise UnreadableFileError(f"cannot decode mask {str(masks[stem])!r}")
         if img.shape[:2] != raw.shape[:2]:
-            raise SizeMismatchError(f"image {str(path)!r} is {img.shape[1]}x{img.shape[0]} but its mask "
-                                    f"{str(masks[stem])!r} is {raw.shape[1]}x{raw.shape[0]}")
+            raise SizeMismatchError(
+                f"image {str(path)!r} is {img.shape[1]}x{img.shape[0]} but its mask "
+                f"{str(masks[stem])!r} is {raw.shape[1]}x{raw.shape[0]}"
+            )
         yield stem, img, decode_mask(raw, config, masks[stem])
 
 
@@ -414,8 +421,9 @@ def _imwrite(path: Path, img: np.ndarray) -> None:
         raise DatasetError(f"cannot write {str(path)!r}")
 
 
-def write_dataset(root: Path, images, labels, config: DatasetConfig, stems=None, image_format: str = "png",
-                  palette_png: bool = True) -> Path:
+def write_dataset(
+    root: Path, images, labels, config: DatasetConfig, stems=None, image_format: str = "png", palette_png: bool = True
+) -> Path:
     """Write images, masks and dataset.json so that `read_dataset(root)` gives the same classes back.
 
     images: uint8 grey (H, W) or BGR (H, W, 3); labels: class indices. Masks are PNG in the
@@ -515,8 +523,9 @@ def phantom_count(data: str) -> int | None:
     return int(n)
 
 
-def labelled_frames(data: str | Path, spacing_mm: tuple[float, float] | None = None,
-                    model_classes: int | None = None) -> Iterator[LabelledFrame]:
+def labelled_frames(
+    data: str | Path, spacing_mm: tuple[float, float] | None = None, model_classes: int | None = None
+) -> Iterator[LabelledFrame]:
     """The frames of a data-set folder (read by iter_dataset); 'phantom[:N]' is the simulator's
     (edge.sim.recipes.held_out_frames, which `tlf-edge bench --data` reaches through
     edge.ops.bench.labelled_data).
@@ -530,8 +539,11 @@ def labelled_frames(data: str | Path, spacing_mm: tuple[float, float] | None = N
         raise DatasetError(f"labelled data {str(data)!r} is neither a data-set folder nor 'phantom[:N]'")
     config = load_dataset_config(root)
     if model_classes is not None and config.classes and len(config.classes) != model_classes:
-        raise DatasetError(f"the data set has {len(config.classes)} classes {list(config.classes)} "
-                           f"but the model has {model_classes}")
+        raise DatasetError(
+            f"the data set has {len(config.classes)} classes {list(config.classes)} but the model has {model_classes}"
+        )
     spacing = spacing_mm if spacing_mm is not None else config.spacing_mm
-    return (LabelledFrame(stem, image, labels, spacing, classes=config.classes)
-            for stem, image, labels in iter_dataset(root, config))
+    return (
+        LabelledFrame(stem, image, labels, spacing, classes=config.classes)
+        for stem, image, labels in iter_dataset(root, config)
+    )

@@ -87,17 +87,37 @@ def measure_bands(
         if not zones:
             zones = [np.ones(labels.shape, bool)]
     three = None if logits is None else logits[..., [1 - band, band, 1 - band]]
-    return [measure_thickness(in_zone(labels, z, band), three, spacing_mm=spacing_mm, options=options,
-                              logit_scale=logit_scale, tlf=1, calibration=calibration, image=image)
-            for z in zones]
+    return [
+        measure_thickness(
+            in_zone(labels, z, band),
+            three,
+            spacing_mm=spacing_mm,
+            options=options,
+            logit_scale=logit_scale,
+            tlf=1,
+            calibration=calibration,
+            image=image,
+        )
+        for z in zones
+    ]
 
 
-def band_thickness(labels: np.ndarray, zones: list[np.ndarray], logits: np.ndarray | None = None, spacing_mm=None,
-                   options: ThicknessOptions = ThicknessOptions(), logit_scale: float = 1.0, band: int = 1,
-                   calibration=None, image: np.ndarray | None = None) -> list[float]:
+def band_thickness(
+    labels: np.ndarray,
+    zones: list[np.ndarray],
+    logits: np.ndarray | None = None,
+    spacing_mm=None,
+    options: ThicknessOptions = ThicknessOptions(),
+    logit_scale: float = 1.0,
+    band: int = 1,
+    calibration=None,
+    image: np.ndarray | None = None,
+) -> list[float]:
     """Thickness of the band in each of the given zones (NaN where `measure_thickness` rejects it)."""
-    return [r.value for r in measure_bands(labels, logits, spacing_mm, options, logit_scale, band, calibration, image,
-                                           zones=zones)]
+    return [
+        r.value
+        for r in measure_bands(labels, logits, spacing_mm, options, logit_scale, band, calibration, image, zones=zones)
+    ]
 
 
 def per_band(classes: int) -> bool:

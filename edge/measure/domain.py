@@ -41,10 +41,28 @@ import numpy as np
 
 from edge.numbers import rounded
 
-IMAGE_FEATURES = ("mean", "spread", "p5", "p50", "p95", "blank", "saturated",
-                  "texture_1px", "texture_2px", "texture_4px", "texture_8px", "coherence", "anisotropy",
-                  "axial_correlation", "lateral_correlation",
-                  "depth_profile_1", "depth_profile_2", "depth_profile_3", "depth_profile_4", "lateral_profile")
+IMAGE_FEATURES = (
+    "mean",
+    "spread",
+    "p5",
+    "p50",
+    "p95",
+    "blank",
+    "saturated",
+    "texture_1px",
+    "texture_2px",
+    "texture_4px",
+    "texture_8px",
+    "coherence",
+    "anisotropy",
+    "axial_correlation",
+    "lateral_correlation",
+    "depth_profile_1",
+    "depth_profile_2",
+    "depth_profile_3",
+    "depth_profile_4",
+    "lateral_profile",
+)
 MARGIN_FEATURES = ("mean_margin", "margin_p10", "uncertain_share")
 MARGIN_LOW_IS_OUT = (True, True, False)  # which end of each margin summary is out of domain
 UNCERTAIN_LOGITS = 1.0  # a pixel whose margin is below this is uncertain
@@ -64,7 +82,9 @@ SATURATED_LEVEL = 250
 def image_features(model_image: np.ndarray) -> np.ndarray:
     """The 20 image statistics (IMAGE_FEATURES) of a uint8 model image (H, W) or (H, W, C)."""
     img = np.asarray(model_image)
-    g8: np.ndarray = img.reshape(img.shape[:2]) if img.ndim == 2 or img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    g8: np.ndarray = (
+        img.reshape(img.shape[:2]) if img.ndim == 2 or img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    )
     h, w = g8.shape
     inside = g8 > BLANK_LEVEL
     use_inside = inside.mean() > 0.05
@@ -76,21 +96,30 @@ def image_features(model_image: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(hist) / max(hist.sum(), 1.0)
     r = cdf[g8].astype(np.float32)  # each pixel's grey-level rank, 0-1
     r[~inside if use_inside else np.zeros_like(inside)] = 0.0
-    grey = [float(v.mean()), float(v.std()), *(float(q) for q in np.percentile(v, [5, 50, 95])),
-            float(1.0 - inside.mean()), float((g8 >= SATURATED_LEVEL).mean())]
+    grey = [
+        float(v.mean()),
+        float(v.std()),
+        *(float(q) for q in np.percentile(v, [5, 50, 95])),
+        float(1.0 - inside.mean()),
+        float((g8 >= SATURATED_LEVEL).mean()),
+    ]
     b1, b2, b4, b8 = (cv2.GaussianBlur(r, (0, 0), s) for s in (1, 2, 4, 8))
-    texture = [float(np.abs(r - b1).mean()), float(np.abs(b1 - b2).mean()), float(np.abs(b2 - b4).mean()),
-               float(np.abs(b4 - b8).mean())]
+    texture = [
+        float(np.abs(r - b1).mean()),
+        float(np.abs(b1 - b2).mean()),
+        float(np.abs(b2 - b4).mean()),
+        float(np.abs(b4 - b8).mean()),
+    ]
     gy = cv2.Sobel(b1, cv2.CV_32F, 0, 1)
     gx = cv2.Sobel(b1, cv2.CV_32F, 1, 0)
     jxx, jyy, jxy = (cv2.blur(a, (15, 15)) for a in (gx * gx, gy * gy, gx * gy))
-    coherence = float((np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)).mean())
+    coherence = float((np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-6)).mean())
     anisotropy = float(np.abs(gy).mean() / (np.abs(gx).mean() + 1e-6))
     z = r - b4
     power = float((z * z).mean()) + 1e-8
     axial = float((z[2:] * z[:-2]).mean() / power)
     lateral = float((z[:, 2:] * z[:, :-2]).mean() / power)
-    depth = [float(r[i * h // 4:(i + 1) * h // 4].mean()) for i in range(4)]
+    depth = [float(r[i * h // 4 : (i + 1) * h // 4].mean()) for i in range(4)]
     across = float(r.mean(axis=0).std())
     return np.array(grey + texture + [coherence, anisotropy, axial, lateral] + depth + [across], np.float64)
 
@@ -130,15 +159,21 @@ class DomainCheck:
     def reason(self) -> str:
         parts = []
         if self.distance > self.distance_limit:
-            parts.append(f"image statistics {self.distance:.1f} from the nearest training image (limit "
-                         f"{self.distance_limit:.1f}; most: {', '.join(self.farthest)})")
+            parts.append(
+                f"image statistics {self.distance:.1f} from the nearest training image (limit "
+                f"{self.distance_limit:.1f}; most: {', '.join(self.farthest)})"
+            )
         if self.spread > self.spread_limit:
-            parts.append(f"image statistics {self.spread:.1f} from the training images as a whole (limit "
-                         f"{self.spread_limit:.1f})")
+            parts.append(
+                f"image statistics {self.spread:.1f} from the training images as a whole (limit "
+                f"{self.spread_limit:.1f})"
+            )
         for name, low, value, limit in zip(MARGIN_FEATURES, MARGIN_LOW_IS_OUT, self.margins, self.margin_limits or ()):
             if (value < limit) if low else (value > limit):
-                parts.append(f"model confidence: {name.replace('_', ' ')} {value:.3g} "
-                             f"({'under' if low else 'over'} {limit:.3g}, the held-out images' limit)")
+                parts.append(
+                    f"model confidence: {name.replace('_', ' ')} {value:.3g} "
+                    f"({'under' if low else 'over'} {limit:.3g}, the held-out images' limit)"
+                )
         return "; ".join(parts)
 
 
@@ -186,35 +221,47 @@ class DomainModel:
         dist, diff = self.distance(features)
         spread = self.spread(features)
         margins = tuple(margin_features(logits, logit_scale)) if logits is not None else (math.nan,) * 3
-        out = (dist > self.distance_limit or spread > self.spread_limit
-               or (self.margin_limits is not None and _beyond(margins, self.margin_limits)))
+        out = (
+            dist > self.distance_limit
+            or spread > self.spread_limit
+            or (self.margin_limits is not None and _beyond(margins, self.margin_limits))
+        )
         farthest = tuple(IMAGE_FEATURES[j] for j in np.argsort(-np.abs(diff))[:3])
-        return DomainCheck(bool(out), dist, self.distance_limit, spread, self.spread_limit, margins, self.margin_limits,
-                           farthest)
+        return DomainCheck(
+            bool(out), dist, self.distance_limit, spread, self.spread_limit, margins, self.margin_limits, farthest
+        )
 
     def to_dict(self) -> dict:
-        return {"rule": "out of domain when the scaled image statistics are farther from every reference image than "
-                        "distance_limit, or a margin summary is beyond its margin limit (edge.measure.domain)",
-                "features": list(IMAGE_FEATURES),
-                "centre": [round(float(v), 6) for v in self.centre], "scale": [round(float(v), 6) for v in self.scale],
-                "reference": [[round(float(v), 4) for v in row] for row in self.reference],
-                "distance_limit": round(self.distance_limit, 4),
-                "mean": None if self.mean is None else [round(float(v), 6) for v in self.mean],
-                "precision": None if self.precision is None else [[round(float(v), 6) for v in row]
-                                                                   for row in self.precision],
-                "spread_limit": rounded(self.spread_limit),
-                "margin_features": list(MARGIN_FEATURES),
-                "margin_limits": None if self.margin_limits is None else [round(float(v), 5) for v in self.margin_limits],
-                "fitted_on": self.fitted_on, "margins_on": self.margins_on}
+        return {
+            "rule": "out of domain when the scaled image statistics are farther from every reference image than "
+            "distance_limit, or a margin summary is beyond its margin limit (edge.measure.domain)",
+            "features": list(IMAGE_FEATURES),
+            "centre": [round(float(v), 6) for v in self.centre],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "reference": [[round(float(v), 4) for v in row] for row in self.reference],
+            "distance_limit": round(self.distance_limit, 4),
+            "mean": None if self.mean is None else [round(float(v), 6) for v in self.mean],
+            "precision": None
+            if self.precision is None
+            else [[round(float(v), 6) for v in row] for row in self.precision],
+            "spread_limit": rounded(self.spread_limit),
+            "margin_features": list(MARGIN_FEATURES),
+            "margin_limits": None if self.margin_limits is None else [round(float(v), 5) for v in self.margin_limits],
+            "fitted_on": self.fitted_on,
+            "margins_on": self.margins_on,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> DomainModel:
         if not isinstance(d, dict):
             raise ValueError(f"domain statistics must be an object, not {type(d).__name__}")
         if list(d.get("features", [])) != list(IMAGE_FEATURES) or (
-                d.get("margin_limits") is not None and list(d.get("margin_features", [])) != list(MARGIN_FEATURES)):
-            raise ValueError("domain statistics of other image or margin features than this runtime computes; "
-                             "record them again with tlf-convert domain")
+            d.get("margin_limits") is not None and list(d.get("margin_features", [])) != list(MARGIN_FEATURES)
+        ):
+            raise ValueError(
+                "domain statistics of other image or margin features than this runtime computes; "
+                "record them again with tlf-convert domain"
+            )
         try:
             ref = np.asarray(d["reference"], np.float64)
             centre, scale = np.asarray(d["centre"], np.float64), np.asarray(d["scale"], np.float64)
@@ -228,30 +275,59 @@ class DomainModel:
             raise ValueError(f"domain statistics: {e!r}") from e
         n = len(IMAGE_FEATURES)
         if ref.ndim != 2 or ref.shape[1] != n or ref.shape[0] < 2 or centre.shape != (n,) or scale.shape != (n,):
-            raise ValueError(f"domain statistics: reference {ref.shape}, centre {centre.shape}, scale {scale.shape} "
-                             f"do not fit {n} features")
-        if (mean is None) != (precision is None) or (mean is not None and precision is not None and (mean.shape != (n,) or precision.shape != (n, n)
-                                                                            or not np.isfinite(precision).all()
-                                                                            or not np.isfinite(mean).all())):
+            raise ValueError(
+                f"domain statistics: reference {ref.shape}, centre {centre.shape}, scale {scale.shape} "
+                f"do not fit {n} features"
+            )
+        if (mean is None) != (precision is None) or (
+            mean is not None
+            and precision is not None
+            and (
+                mean.shape != (n,)
+                or precision.shape != (n, n)
+                or not np.isfinite(precision).all()
+                or not np.isfinite(mean).all()
+            )
+        ):
             raise ValueError(f"domain statistics: mean and precision must be {n} and {n}x{n} finite numbers")
         if margins is not None and len(margins) != len(MARGIN_FEATURES):
             raise ValueError(f"domain statistics: {len(margins)} margin limits for {len(MARGIN_FEATURES)} summaries")
-        if not (np.isfinite(ref).all() and np.isfinite(centre).all() and (scale > 0).all() and math.isfinite(limit)
-                and limit > 0 and (margins is None or all(math.isfinite(v) for v in margins))):
+        if not (
+            np.isfinite(ref).all()
+            and np.isfinite(centre).all()
+            and (scale > 0).all()
+            and math.isfinite(limit)
+            and limit > 0
+            and (margins is None or all(math.isfinite(v) for v in margins))
+        ):
             raise ValueError("domain statistics must be finite numbers with positive scales and limit")
         if not spread_limit > 0:
             raise ValueError("domain statistics must be finite numbers with positive scales and limit")
-        return cls(ref, centre, scale, limit, margins, str(d.get("fitted_on", "")), str(d.get("margins_on", "")),
-                   mean, precision, spread_limit)
+        return cls(
+            ref,
+            centre,
+            scale,
+            limit,
+            margins,
+            str(d.get("fitted_on", "")),
+            str(d.get("margins_on", "")),
+            mean,
+            precision,
+            spread_limit,
+        )
 
 
-def fit_domain(train_features: np.ndarray, heldout_margins=None, fitted_on: str = "", margins_on: str = "") -> DomainModel:
+def fit_domain(
+    train_features: np.ndarray, heldout_margins=None, fitted_on: str = "", margins_on: str = ""
+) -> DomainModel:
     """The DomainModel of training images' statistics (N, 20) and held-out images' margin
     summaries (M, 3; `margin_features`), or None for a model without the margin check."""
     f = np.asarray(train_features, np.float64)
     if f.ndim != 2 or f.shape[0] < 4 or f.shape[1] != len(IMAGE_FEATURES):
-        raise ValueError(f"domain statistics need at least 4 training images' {len(IMAGE_FEATURES)} statistics, "
-                         f"got an array of shape {f.shape}")
+        raise ValueError(
+            f"domain statistics need at least 4 training images' {len(IMAGE_FEATURES)} statistics, "
+            f"got an array of shape {f.shape}"
+        )
     centre = np.median(f, axis=0)
     lo, hi = np.percentile(f, [10, 90], axis=0)
     scale = np.maximum((hi - lo) / 2.563, MIN_SCALE)  # the interdecile range of a normal distribution is 2.563 sd
@@ -277,7 +353,9 @@ def fit_domain(train_features: np.ndarray, heldout_margins=None, fitted_on: str 
             for j, low in enumerate(MARGIN_LOW_IS_OUT):
                 lo_m, hi_m = np.quantile(m[:, j], [0.1, 0.9])
                 edge = np.quantile(m[:, j], MARGIN_QUANTILE if low else 1 - MARGIN_QUANTILE)
-                limits.append(float(edge - MARGIN_SLACK * (hi_m - lo_m) if low else edge + MARGIN_SLACK * (hi_m - lo_m)))
+                limits.append(
+                    float(edge - MARGIN_SLACK * (hi_m - lo_m) if low else edge + MARGIN_SLACK * (hi_m - lo_m))
+                )
             margin_limits = tuple(limits)
     return DomainModel(f, centre, scale, limit, margin_limits, fitted_on, margins_on, mean, precision, spread_limit)
 

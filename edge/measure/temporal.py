@@ -51,9 +51,11 @@ MAD_EFFICIENCY = 0.37  # a MAD is worth this fraction of the values a standard d
 MEDIAN_SE = math.sqrt(math.pi / 2)  # standard error of the median / standard error of the mean
 # Two-sided 95 % quantiles of Student's t for 1-30 degrees of freedom: the band of a few values
 # must be wider than the normal 1.96 because their spread is itself uncertain.
+# fmt: off
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
         2.052, 2.048, 2.045, 2.042)
+# fmt: on
 
 
 def _t95(df: int) -> float:

@@ -69,10 +69,17 @@ class ThicknessCalibration:
         return np.maximum((vertical - self.a - self.c * s - self.e * layering) / self.slope(s), 0.0)
 
     def to_dict(self) -> dict:
-        return {"form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s + e*L, s = mm per model row, "
-                        "L = the band's layering contrast (edge.measure.thickness.band_layering)",
-                "a": self.a, "b": self.b, "c": self.c, "d": self.d, "e": self.e, "s_range": list(self.s_range),
-                "fitted_on": self.fitted_on}
+        return {
+            "form": "measured_rows = a + b*true_rows + c*s + d*true_rows*s + e*L, s = mm per model row, "
+            "L = the band's layering contrast (edge.measure.thickness.band_layering)",
+            "a": self.a,
+            "b": self.b,
+            "c": self.c,
+            "d": self.d,
+            "e": self.e,
+            "s_range": list(self.s_range),
+            "fitted_on": self.fitted_on,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ThicknessCalibration:
@@ -83,8 +90,15 @@ class ThicknessCalibration:
             raise ValueError(f"thickness calibration lacks {missing}")
         try:
             lo, hi = (float(v) for v in d["s_range"])
-            return cls(float(d["a"]), float(d["b"]), float(d["c"]), float(d["d"]), (lo, hi), str(d.get("fitted_on", "")),
-                       float(d.get("e", 0.0)))
+            return cls(
+                float(d["a"]),
+                float(d["b"]),
+                float(d["c"]),
+                float(d["d"]),
+                (lo, hi),
+                str(d.get("fitted_on", "")),
+                float(d.get("e", 0.0)),
+            )
         except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"thickness calibration: {e}") from e
 

@@ -79,7 +79,7 @@ class Bundle:
 
     @property
     def output_kind(self) -> str:
-        """"logits", "softmax" or "sigmoid" (probabilities); bundles from before the field hold logits."""
+        """ "logits", "softmax" or "sigmoid" (probabilities); bundles from before the field hold logits."""
         return self.manifest["output"].get("kind", "logits")
 
     @property
@@ -112,14 +112,17 @@ def seal(manifest: dict) -> dict:
 def _check_seal(manifest: dict, manifest_path: Path) -> None:
     recorded = manifest.get(MANIFEST_HASH)
     if recorded is None:
-        raise BundleError(f"manifest {str(manifest_path)!r} is not sealed (no {MANIFEST_HASH}): refusing an "
-                          f"unverifiable bundle; a bundle made before manifests were sealed: check it, then "
-                          f"tlf-edge seal {str(manifest_path.parent)!r}")
+        raise BundleError(
+            f"manifest {str(manifest_path)!r} is not sealed (no {MANIFEST_HASH}): refusing an "
+            f"unverifiable bundle; a bundle made before manifests were sealed: check it, then "
+            f"tlf-edge seal {str(manifest_path.parent)!r}"
+        )
     actual = manifest_digest(manifest)
     if recorded != actual:
         raise BundleError(
             f"manifest {str(manifest_path)!r} does not match its {MANIFEST_HASH} (content {actual[:12]}..., "
-            f"sealed {str(recorded)[:12]}...): refusing an edited manifest")
+            f"sealed {str(recorded)[:12]}...): refusing an edited manifest"
+        )
 
 
 def load_bundle(path: str | Path, sealed: bool = True) -> Bundle:
@@ -136,7 +139,9 @@ def load_bundle(path: str | Path, sealed: bool = True) -> Bundle:
     if not isinstance(manifest, dict):
         raise BundleError(f"manifest {str(manifest_path)!r} is not a JSON object")
     if manifest.get("schema") != SCHEMA:
-        raise BundleError(f"unsupported bundle schema {manifest.get('schema')!r} in {str(path)!r} (expected {SCHEMA!r})")
+        raise BundleError(
+            f"unsupported bundle schema {manifest.get('schema')!r} in {str(path)!r} (expected {SCHEMA!r})"
+        )
     if sealed or MANIFEST_HASH in manifest:
         _check_seal(manifest, manifest_path)
     missing = [k for k in REQUIRED if k not in manifest]
@@ -173,33 +178,53 @@ def _number(v) -> bool:
 
 def _check_fields(m: dict, where: str) -> None:
     """The types of the entries the device reads, so that nothing later fails on a wrong one."""
+
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise BundleError(f"{where}: {what}")
 
-    need(isinstance(m["model_file"], str) and bool(m["model_file"]), f"model_file {m['model_file']!r} is not a file name")
-    need(isinstance(m["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", m["sha256"]) is not None,
-         f"sha256 {m['sha256']!r} is not a sha256 digest")
+    need(
+        isinstance(m["model_file"], str) and bool(m["model_file"]), f"model_file {m['model_file']!r} is not a file name"
+    )
+    need(
+        isinstance(m["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", m["sha256"]) is not None,
+        f"sha256 {m['sha256']!r} is not a sha256 digest",
+    )
     for side in ("input", "output"):
         t = m[side]
         need(isinstance(t, dict), f"{side} is not an object: {t!r}")
         absent = [k for k in TENSOR_KEYS if k not in t]
         need(not absent, f"{side} lacks {absent}")
         shape = t["shape"]
-        need(isinstance(shape, list) and bool(shape) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                                            for v in shape), f"{side} shape {shape!r} is not a tensor shape")
+        need(
+            isinstance(shape, list)
+            and bool(shape)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape),
+            f"{side} shape {shape!r} is not a tensor shape",
+        )
         need(isinstance(t["dtype"], str), f"{side} dtype {t['dtype']!r} is not a type name")
         need(_number(t["scale"]), f"{side} scale {t['scale']!r} is not a number")
-        need(isinstance(t["zero_point"], int) and not isinstance(t["zero_point"], bool),
-             f"{side} zero_point {t['zero_point']!r} is not a whole number")
-    need(isinstance(m["classes"], list) and all(isinstance(c, str) for c in m["classes"]),
-         f"classes {m['classes']!r} is not a list of names")
+        need(
+            isinstance(t["zero_point"], int) and not isinstance(t["zero_point"], bool),
+            f"{side} zero_point {t['zero_point']!r} is not a whole number",
+        )
+    need(
+        isinstance(m["classes"], list) and all(isinstance(c, str) for c in m["classes"]),
+        f"classes {m['classes']!r} is not a list of names",
+    )
     need(isinstance(m["created_by"], dict), f"created_by {m['created_by']!r} is not an object")
     validation = m.get("validation")
     need(validation is None or isinstance(validation, dict), f"validation {validation!r} is not an object")
     gate = (validation or {}).get("gate")
-    need(gate is None or (isinstance(gate, dict) and isinstance(gate.get("passed", True), bool)
-                          and isinstance(gate.get("failures", []), list)), f"validation gate {gate!r} is malformed")
+    need(
+        gate is None
+        or (
+            isinstance(gate, dict)
+            and isinstance(gate.get("passed", True), bool)
+            and isinstance(gate.get("failures", []), list)
+        ),
+        f"validation gate {gate!r} is malformed",
+    )
 
 
 def _check_output(manifest: dict, manifest_path: Path) -> None:
@@ -212,8 +237,10 @@ def _check_output(manifest: dict, manifest_path: Path) -> None:
     channels = shape[-1] if isinstance(shape, list) and shape else None
     want = 2 if channels == 1 else channels  # one channel: a binary head for two classes
     if not isinstance(classes, list) or channels is None or len(classes) != want:
-        raise BundleError(f"{where}: {len(classes) if isinstance(classes, list) else classes!r} class names "
-                          f"for an output of shape {shape!r}")
+        raise BundleError(
+            f"{where}: {len(classes) if isinstance(classes, list) else classes!r} class names "
+            f"for an output of shape {shape!r}"
+        )
     if kind == "sigmoid" and channels != 1:
         raise BundleError(f"{where}: a sigmoid output has one channel (two classes at p = 0.5), not {channels}")
     if isinstance(tlf, bool) or not isinstance(tlf, int) or not 0 <= tlf < len(classes):

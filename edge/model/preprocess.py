@@ -14,8 +14,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
-                  "nearest": cv2.INTER_NEAREST_EXACT}
+_INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST_EXACT,
+}
 
 
 CHANNEL_ORDERS = ("bgr", "rgb")  # the order of a 3-channel model's input (frames arrive as BGR)
@@ -63,7 +67,9 @@ class PreprocessSpec:
                 object.__setattr__(self, name, value[0] if len(value) == 1 else value)
             values = np.atleast_1d(np.asarray(getattr(self, name), np.float64))
             if not np.isfinite(values).all() or (name == "std" and not (values > 0).all()):
-                raise ValueError(f"{name} {getattr(self, name)!r} must be finite" + (" and positive" if name == "std" else ""))
+                raise ValueError(
+                    f"{name} {getattr(self, name)!r} must be finite" + (" and positive" if name == "std" else "")
+                )
 
     @property
     def per_channel(self) -> bool:
@@ -89,13 +95,18 @@ class PreprocessSpec:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}  # __post_init__ checks
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
+        }  # __post_init__ checks
         return cls(**fields)
 
     def describe(self) -> str:
         """One line for messages: how a pixel p becomes the model input."""
-        scale = f"p/{1 / self.scale:g}" if self.scale < 1 and abs(1 / self.scale - round(1 / self.scale)) < 1e-9 \
+        scale = (
+            f"p/{1 / self.scale:g}"
+            if self.scale < 1 and abs(1 / self.scale - round(1 / self.scale)) < 1e-9
             else f"p*{self.scale:g}"
+        )
         text = scale
         if self.mean != 0.0:
             text = f"({text} - {self.mean})"

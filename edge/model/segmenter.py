@@ -42,13 +42,18 @@ def check_threads(num_threads, warn: bool = True) -> int:
     EdgeError. More than the CPUs this process may use only slows the interpreter down, so such a
     count (a config written for a bigger cart) is lowered to them, with one warning line."""
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
-        raise EdgeError(f"LiteRT threads (model.num_threads, --threads) must be a whole number from 1 to "
-                        f"{MAX_THREADS}; got {num_threads!r} (best: the {physical_cores()} physical cores)")
+        raise EdgeError(
+            f"LiteRT threads (model.num_threads, --threads) must be a whole number from 1 to "
+            f"{MAX_THREADS}; got {num_threads!r} (best: the {physical_cores()} physical cores)"
+        )
     cpus = usable_cpus()
     if num_threads > cpus:
         if warn:
-            print(f"tlf-edge: warning: {num_threads} LiteRT threads asked for, but this machine gives tlf-edge "
-                  f"{cpus} CPU(s): using {cpus}", file=sys.stderr)
+            print(
+                f"tlf-edge: warning: {num_threads} LiteRT threads asked for, but this machine gives tlf-edge "
+                f"{cpus} CPU(s): using {cpus}",
+                file=sys.stderr,
+            )
         return cpus
     return num_threads
 
@@ -126,8 +131,11 @@ class Segmenter:
         threads = check_threads(options.num_threads if options.num_threads is not None else physical_cores())
         bundle = load_bundle(options.bundle)
         if bundle.gate_failures:
-            print(f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "
-                  f"{'; '.join(bundle.gate_failures)}", file=sys.stderr)
+            print(
+                f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "
+                f"{'; '.join(bundle.gate_failures)}",
+                file=sys.stderr,
+            )
         return cls(bundle, threads)
 
     def _check_contract(self) -> None:
@@ -143,7 +151,9 @@ class Segmenter:
         if got_in != want:
             raise BundleError(f"model input {got_in} does not match its preprocessing {want}")
         if np.dtype(self._in["dtype"]).name != m["input"]["dtype"]:
-            raise BundleError(f"model input dtype {np.dtype(self._in['dtype']).name} != manifest {m['input']['dtype']!r}")
+            raise BundleError(
+                f"model input dtype {np.dtype(self._in['dtype']).name} != manifest {m['input']['dtype']!r}"
+            )
         scale, _ = self._out["quantization"]
         if self._out["dtype"] in (np.int8, np.uint8) and not scale > 0:
             raise BundleError(f"quantized output needs a positive scale, has {scale!r}")
@@ -188,8 +198,9 @@ class Segmenter:
         image = to_model_image(frame.image, self.spec)
         return self.segmentation(frame, self.infer(image), image=image)
 
-    def segmentation(self, frame: Frame, raw: np.ndarray, t_done: float | None = None,
-                     image: np.ndarray | None = None) -> Segmentation:
+    def segmentation(
+        self, frame: Frame, raw: np.ndarray, t_done: float | None = None, image: np.ndarray | None = None
+    ) -> Segmentation:
         """The segmentation of `frame` from `raw`, the output of `infer` on its model image: labels,
         scores in logit units (see `logits`) and the spacing of a model pixel. The pipeline (on
         another thread than the invoke) and bench (timing inference apart) use this to get exactly
@@ -231,8 +242,11 @@ def _native_info_held_back():
         except BlockingIOError:
             pass
         os.close(read_end)
-        kept = [line for line in b"".join(chunks).decode(errors="replace").splitlines(keepends=True)
-                if not line.startswith("INFO: ")]
+        kept = [
+            line
+            for line in b"".join(chunks).decode(errors="replace").splitlines(keepends=True)
+            if not line.startswith("INFO: ")
+        ]
         if kept:
             sys.stderr.write("".join(kept))
             sys.stderr.flush()

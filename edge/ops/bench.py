@@ -113,9 +113,12 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             raw = segmenter.infer(model_image)
             t3 = time.perf_counter()
             seg = segmenter.segmentation(frame, raw, image=model_image)  # the runtime's labels and logit-unit scores
-            ms = [smooth(m, temporal.setdefault(m.band, TemporalFilter()), seg.spacing_mm)
-                  for m in measure_frame(seg, options, segmenter.bundle.tlf_class, domain=domain,
-                                         classes=segmenter.classes)]
+            ms = [
+                smooth(m, temporal.setdefault(m.band, TemporalFilter()), seg.spacing_mm)
+                for m in measure_frame(
+                    seg, options, segmenter.bundle.tlf_class, domain=domain, classes=segmenter.classes
+                )
+            ]
             t4 = time.perf_counter()
             for sink in sinks:
                 for m in ms:
@@ -124,20 +127,27 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             for name, a, b in zip(STAGES, (t0, t1, t1b, t2, t3, t4), (t1, t1b, t2, t3, t4, t5)):
                 times[name].append((b - a) * 1000)
             if frame.truth is not None and "labels" in frame.truth:
-                ious.append(scores(resize_labels(frame.truth["labels"], spec), seg.labels, segmenter.classes)["mean_iou"])
+                ious.append(
+                    scores(resize_labels(frame.truth["labels"], spec), seg.labels, segmenter.classes)["mean_iou"]
+                )
                 m = ms[0]
                 if "truth_mm" in m.extra and not math.isnan(m.thickness):
                     thick_err.append(abs(m.thickness - m.extra["truth_mm"]))
     for sink in sinks:
         sink.close()
     if not times["invoke"]:
-        raise RunFailed(f"the source {source_url!r} delivered no frame to measure"
-                        + (" (no B-mode region found on its screens)" if prepare.frames_without_roi else ""))
+        raise RunFailed(
+            f"the source {source_url!r} delivered no frame to measure"
+            + (" (no B-mode region found on its screens)" if prepare.frames_without_roi else "")
+        )
     accuracy = {}
     if ious:
-        accuracy = {"frames": len(ious), "mean_iou": round(float(np.mean(ious)), 4),
-                    "thickness_mae_mm": round(float(np.mean(thick_err)), 4) if thick_err else None,
-                    "measured_frames": len(thick_err)}
+        accuracy = {
+            "frames": len(ious),
+            "mean_iou": round(float(np.mean(ious)), 4),
+            "thickness_mae_mm": round(float(np.mean(thick_err)), 4) if thick_err else None,
+            "measured_frames": len(thick_err),
+        }
     return times, accuracy
 
 
@@ -162,12 +172,17 @@ def _errors(measured: list[float], reference: list[float]) -> dict:
     d = m[ok] - r[ok]
     if d.size == 0:
         return {"n": 0, "mae": None, "bias": None, "max_abs": None}
-    return {"n": int(d.size), "mae": round(float(np.abs(d).mean()), 4), "bias": round(float(d.mean()), 4),
-            "max_abs": round(float(np.abs(d).max()), 4)}
+    return {
+        "n": int(d.size),
+        "mae": round(float(np.abs(d).mean()), 4),
+        "bias": round(float(d.mean()), 4),
+        "max_abs": round(float(np.abs(d).max()), 4),
+    }
 
 
-def labelled_data(data: str | Path, spacing_mm: tuple[float, float] | None = None,
-                  model_classes: int | None = None) -> Iterator[LabelledFrame]:
+def labelled_data(
+    data: str | Path, spacing_mm: tuple[float, float] | None = None, model_classes: int | None = None
+) -> Iterator[LabelledFrame]:
     """The labelled frames `--data` names: a data-set folder or 'phantom[:N]' (the first N held-out
     phantom scans, the scenes of tlf-convert's validation set, with their exact truth). Bad
     arguments fail here, before the first frame is read."""
@@ -181,8 +196,9 @@ def labelled_data(data: str | Path, spacing_mm: tuple[float, float] | None = Non
     return held_out_frames(n)
 
 
-def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
-                  options: ThicknessOptions = ThicknessOptions()) -> dict:
+def accuracy_pass(
+    segmenter: Segmenter, frames, data_name: str = "", options: ThicknessOptions = ThicknessOptions()
+) -> dict:
     """Score the segmenter on labelled frames with the device's preprocessing, int8 kernels,
     argmax and thickness measurement.
 
@@ -200,13 +216,17 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
     t0 = time.perf_counter()
     for i, f in enumerate(frames):
         if f.classes and len(f.classes) != k:
-            raise DatasetError(f"the data set has {len(f.classes)} classes {list(f.classes)} but the model has {k} "
-                               f"{segmenter.bundle.manifest.get('classes')}")
+            raise DatasetError(
+                f"the data set has {len(f.classes)} classes {list(f.classes)} but the model has {k} "
+                f"{segmenter.bundle.manifest.get('classes')}"
+            )
         truth = resize_labels(f.labels, spec)
         top = int(truth.max(initial=0))
         if top >= k:
-            raise DatasetError(f"labels of {f.stem!r} hold class {top} but the model has {k} classes "
-                               f"{segmenter.bundle.manifest.get('classes')}")
+            raise DatasetError(
+                f"labels of {f.stem!r} hold class {top} but the model has {k} classes "
+                f"{segmenter.bundle.manifest.get('classes')}"
+            )
         seg = segmenter.segment(Frame(f.image, 0.0, i, f.spacing_mm))
         truths.append(truth)
         preds.append(seg.labels)
@@ -218,14 +238,20 @@ def accuracy_pass(segmenter: Segmenter, frames, data_name: str = "",
         if unit is None:
             unit = device.unit
         elif unit != device.unit:
-            raise DatasetError(f"image {f.stem!r} has {'no ' if device.unit == 'px' else ''}pixel spacing unlike the "
-                               "images before it: give --spacing-mm or spacing for every image")
+            raise DatasetError(
+                f"image {f.stem!r} has {'no ' if device.unit == 'px' else ''}pixel spacing unlike the "
+                "images before it: give --spacing-mm or spacing for every image"
+            )
     if not truths:
         raise DatasetError(f"no labelled images in {data_name!r}")
     pooled = scores(np.stack(truths), np.stack(preds), k)
     dev, tru = np.asarray(device_mm), np.asarray(truth_mm)
-    thickness: dict[str, Any] = {"unit": unit, "vs_mask": _errors(device_mm, truth_mm),
-                 "device_rejected": int(np.isnan(dev).sum()), "truth_unmeasurable": int(np.isnan(tru).sum())}
+    thickness: dict[str, Any] = {
+        "unit": unit,
+        "vs_mask": _errors(device_mm, truth_mm),
+        "device_rejected": int(np.isnan(dev).sum()),
+        "truth_unmeasurable": int(np.isnan(tru).sum()),
+    }
     if not np.isnan(exact_mm).all():
         thickness["vs_exact"] = _errors(device_mm, exact_mm)
         thickness["mask_vs_exact"] = _errors(truth_mm, exact_mm)
@@ -264,10 +290,14 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
     segmenter = Segmenter(load_bundle(bundle_path), threads)
     times, accuracy = stage_pass(segmenter, source_url, frames, [DisplaySink("loop://", segmenter.bundle.model_id)])
     latency = _Latency()
-    sinks = [JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
-             DisplaySink("loop://", segmenter.bundle.model_id), latency]
-    pipeline = Pipeline(open_source(source_url), segmenter, sinks, err=io.StringIO(),
-                        roi=RoiOptions(), calibration=CalibrationOptions())
+    sinks = [
+        JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
+        DisplaySink("loop://", segmenter.bundle.model_id),
+        latency,
+    ]
+    pipeline = Pipeline(
+        open_source(source_url), segmenter, sinks, err=io.StringIO(), roi=RoiOptions(), calibration=CalibrationOptions()
+    )
     t_run = time.monotonic()
     stats = pipeline.run(max_frames=frames)
     cpu1 = os.times()
@@ -281,7 +311,9 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
         "pipeline_fps": round(stats.fps, 2),
         "pipeline_vs_invoke": round(stats.fps / invoke_fps, 3) if invoke_fps else None,
         "capture_to_display_ms": percentiles(latency.ms),
-        "start_to_first_measurement_s": round(stats.t_first_measurement - t_run, 3) if stats.t_first_measurement else None,
+        "start_to_first_measurement_s": round(stats.t_first_measurement - t_run, 3)
+        if stats.t_first_measurement
+        else None,
         "cpu_percent": round(100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 1),
         "dropped_frames": stats.dropped_frames,
         "frames_without_roi": stats.frames_without_roi,
@@ -310,11 +342,21 @@ def histogram_png(results: list[dict], path: Path, width: int = 640, height: int
             x0 = int(left + i * bar_w + k * bar_w / len(results))
             x1 = int(x0 + bar_w / len(results)) - 1
             cv2.rectangle(img, (x0, bottom), (x1, int(bottom - n / top * plot_h)), colours[k % 4], -1)
-        cv2.putText(img, f"{r['threads']} thread(s)", (left + 10, 20 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colours[k % 4], 1)
+        cv2.putText(
+            img,
+            f"{r['threads']} thread(s)",
+            (left + 10, 20 + 16 * k),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            colours[k % 4],
+            1,
+        )
     cv2.line(img, (left, bottom), (width - 20, bottom), (0, 0, 0), 1)
     for frac in (0, 0.25, 0.5, 0.75, 1.0):
         x = int(left + frac * (width - left - 20))
-        cv2.putText(img, f"{lo + frac * (hi - lo):.1f}", (x - 10, bottom + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(
+            img, f"{lo + frac * (hi - lo):.1f}", (x - 10, bottom + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1
+        )
     cv2.putText(img, "invoke latency (ms)", (width // 2 - 70, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     cv2.imwrite(str(path), img)
 
@@ -329,48 +371,74 @@ def markdown(report: dict) -> str:
         f"Model: {report['bundle']} ({report['model_bytes']} bytes, sha256 {report['model_sha256'][:12]}). "
         f"Source: `{report['source']}`, {report['frames']} frames. Peak resident memory {report['peak_rss_mb']} MB.",
         "",
-        "| threads | " + " | ".join(f"{s} p50/p90/p99 ms" for s in STAGES) + " | invoke fps | pipeline fps | capture to display p50/p90 ms | first measurement s | CPU % |",
+        "| threads | "
+        + " | ".join(f"{s} p50/p90/p99 ms" for s in STAGES)
+        + " | invoke fps | pipeline fps | capture to display p50/p90 ms | first measurement s | CPU % |",
         "|" + " --- |" * (len(STAGES) + 6),
     ]
     for r in report["runs"]:
         st = " | ".join("/".join(str(r["stage_ms"][s][p]) for p in ("p50", "p90", "p99")) for s in STAGES)
         lat = r["capture_to_display_ms"]
-        lines.append(f"| {r['threads']} | {st} | {r['invoke_fps']} | {r['pipeline_fps']} | {lat['p50']}/{lat['p90']} | "
-                     f"{r['start_to_first_measurement_s']} | {r['cpu_percent']} |")
+        lines.append(
+            f"| {r['threads']} | {st} | {r['invoke_fps']} | {r['pipeline_fps']} | {lat['p50']}/{lat['p90']} | "
+            f"{r['start_to_first_measurement_s']} | {r['cpu_percent']} |"
+        )
     best = report.get("best_threads")
     if best:
-        lines += ["", f"Most frames end to end: {best['threads']} interpreter thread(s), {best['pipeline_fps']} fps "
-                      f"({best['of_invoke']}x the invoke-only rate). On this device set `[model] num_threads = "
-                      f"{best['threads']}` (`tlf-edge run --threads {best['threads']}`); the default is the physical cores."]
+        lines += [
+            "",
+            f"Most frames end to end: {best['threads']} interpreter thread(s), {best['pipeline_fps']} fps "
+            f"({best['of_invoke']}x the invoke-only rate). On this device set `[model] num_threads = "
+            f"{best['threads']}` (`tlf-edge run --threads {best['threads']}`); the default is the physical cores.",
+        ]
     acc = report["runs"][0]["accuracy"] if report["runs"] else {}
     if acc:
-        lines += ["", f"On-device accuracy against phantom truth ({acc['frames']} frames): mean IoU {acc['mean_iou']}, "
-                      f"thickness MAE {acc['thickness_mae_mm']} mm over {acc['measured_frames']} measured frames."]
+        lines += [
+            "",
+            f"On-device accuracy against phantom truth ({acc['frames']} frames): mean IoU {acc['mean_iou']}, "
+            f"thickness MAE {acc['thickness_mae_mm']} mm over {acc['measured_frames']} measured frames.",
+        ]
     data = report.get("accuracy")
     if data:
         th = data["thickness"]
         unit = th["unit"]
-        lines += ["", f"On-device accuracy on `{data['data']}` ({data['images']} images, int8 model, {data['threads']} thread(s)): "
-                      f"pixel accuracy {data['pixel_accuracy']}, mean IoU {data['mean_iou']}, mean Dice {data['mean_dice']} "
-                      f"(pooled over the images; per-image mean IoU {data['per_image_mean_iou']}).",
-                  "",
-                  "| class | IoU | Dice |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            f"On-device accuracy on `{data['data']}` ({data['images']} images, int8 model, {data['threads']} thread(s)): "
+            f"pixel accuracy {data['pixel_accuracy']}, mean IoU {data['mean_iou']}, mean Dice {data['mean_dice']} "
+            f"(pooled over the images; per-image mean IoU {data['per_image_mean_iou']}).",
+            "",
+            "| class | IoU | Dice |",
+            "| --- | --- | --- |",
+        ]
         names = data["classes"] or [str(i) for i in range(len(data["iou"]))]
         lines += [f"| {n} | {i} | {d} |" for n, i, d in zip(names, data["iou"], data["dice"])]
         vm = th["vs_mask"]
-        lines += ["", f"Thickness against the same measurement on the true mask: MAE {vm['mae']} {unit}, bias {vm['bias']} {unit}, "
-                      f"max {vm['max_abs']} {unit} over {vm['n']} images ({th['device_rejected']} rejected by the device, "
-                      f"{th['truth_unmeasurable']} unmeasurable on the mask)."]
+        lines += [
+            "",
+            f"Thickness against the same measurement on the true mask: MAE {vm['mae']} {unit}, bias {vm['bias']} {unit}, "
+            f"max {vm['max_abs']} {unit} over {vm['n']} images ({th['device_rejected']} rejected by the device, "
+            f"{th['truth_unmeasurable']} unmeasurable on the mask).",
+        ]
         if "vs_exact" in th:
             ve, me = th["vs_exact"], th["mask_vs_exact"]
-            lines.append(f"Against the phantom's exact thickness: device MAE {ve['mae']} {unit} (bias {ve['bias']}) over {ve['n']} images; "
-                         f"the true mask itself, measured on the model grid: MAE {me['mae']} {unit}.")
+            lines.append(
+                f"Against the phantom's exact thickness: device MAE {ve['mae']} {unit} (bias {ve['bias']}) over {ve['n']} images; "
+                f"the true mask itself, measured on the model grid: MAE {me['mae']} {unit}."
+            )
     lines += ["", "![invoke latency](latency_hist.png)", ""]
     return "\n".join(lines)
 
 
-def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, threads=(1, 2), out: Path = Path("bench"),
-              data: str | Path | None = None, spacing_mm: tuple[float, float] | None = None) -> dict:
+def run_bench(
+    bundle=DEMO_BUNDLE,
+    source=DEFAULT_SOURCE,
+    frames: int = 100,
+    threads=(1, 2),
+    out: Path = Path("bench"),
+    data: str | Path | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+) -> dict:
     """Bench the bundle on `source` once per thread count; with `data` (a labelled folder or
     'phantom[:N]') also score it there. Writes bench.json, bench.md and latency_hist.png to `out`."""
     out = Path(out)
@@ -393,8 +461,11 @@ def run_bench(bundle=DEMO_BUNDLE, source=DEFAULT_SOURCE, frames: int = 100, thre
     }
     if runs:
         top = max(runs, key=lambda r: r["pipeline_fps"])
-        report["best_threads"] = {"threads": top["threads"], "pipeline_fps": top["pipeline_fps"],
-                                  "of_invoke": round(top["pipeline_fps"] / top["invoke_fps"], 3)}
+        report["best_threads"] = {
+            "threads": top["threads"],
+            "pipeline_fps": top["pipeline_fps"],
+            "of_invoke": round(top["pipeline_fps"] / top["invoke_fps"], 3),
+        }
     if accuracy is not None:
         report["accuracy"] = accuracy
     histogram_png(runs, out / "latency_hist.png")

@@ -60,8 +60,12 @@ def check_source(url: str, service: bool = False) -> Check:
     try:
         source = open_source(url)
         if source.simulated and service:
-            return Check("capture", False, f"{url!r} is the built-in phantom scanner (SIMULATED), not a scanner: "
-                                           "name the capture card in [source] url")
+            return Check(
+                "capture",
+                False,
+                f"{url!r} is the built-in phantom scanner (SIMULATED), not a scanner: "
+                "name the capture card in [source] url",
+            )
         with source:
             frame = source.read()
     except EdgeError as e:
@@ -71,7 +75,9 @@ def check_source(url: str, service: bool = False) -> Check:
     if frame is None:
         return Check("capture", False, f"{url!r} opened but delivered no frame")
     h, w = frame.image.shape[:2]
-    return Check("capture", True, f"{url!r} delivers {w}x{h} frames" + (" (SIMULATED: the demo)" if source.simulated else ""))
+    return Check(
+        "capture", True, f"{url!r} delivers {w}x{h} frames" + (" (SIMULATED: the demo)" if source.simulated else "")
+    )
 
 
 def check_scale(cfg) -> Check:
@@ -104,8 +110,12 @@ def check_scale(cfg) -> Check:
 def check_display(url: str, baud: int, service: bool = False) -> Check:
     """Open the display port. service: the config of a cart, where the emulator shows nothing."""
     if url == "emulate" and service:
-        return Check("display", False, "'emulate' is the display emulator, which shows nothing on a cart: "
-                                       "name the display's port in [display] url (or 'none')")
+        return Check(
+            "display",
+            False,
+            "'emulate' is the display emulator, which shows nothing on a cart: "
+            "name the display's port in [display] url (or 'none')",
+        )
     if url in ("none", "emulate"):
         return Check("display", True, f"{url!r}: no serial port to check")
     from firmware_bridge.errors import BridgeError, PortBusy
@@ -121,8 +131,11 @@ def check_display(url: str, baud: int, service: bool = False) -> Check:
         except BridgeError:
             holder = None
         if holder is not None and _is_tlf_edge(holder[1]):
-            return Check("display", True, f"{url!r} is driven by the running tlf-edge (pid {holder[0]}); "
-                                          "not opened while it runs")
+            return Check(
+                "display",
+                True,
+                f"{url!r} is driven by the running tlf-edge (pid {holder[0]}); not opened while it runs",
+            )
         who = f" by pid {holder[0]} ({holder[1][:80]})" if holder is not None else ""
         return Check("display", False, f"{e}{who}")
     except BridgeError as e:
@@ -169,7 +182,9 @@ def check_disk(directory: str, cfg=None) -> Check:
     except OSError as e:
         return Check("disk", False, f"cannot check {str(probe)!r}: {e.strerror or e}")
     ok = free >= MIN_FREE_BYTES and problem is None
-    return Check("disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + (f" ({problem.strip()})" if problem else ""))
+    return Check(
+        "disk", ok, f"{free / 2**30:.1f} GiB free at {str(probe)!r}" + (f" ({problem.strip()})" if problem else "")
+    )
 
 
 def _log_directory(cfg):

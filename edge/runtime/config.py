@@ -61,8 +61,13 @@ class SourceOptions:
 
     def __post_init__(self):
         _require("source", "url", self.url, bool(self.url.strip()), "must not be empty")
-        _require("source", "max_pixels", self.max_pixels, 64 * 64 <= self.max_pixels <= 2**31,
-                 "must be between 4096 (64x64) and 2147483648")
+        _require(
+            "source",
+            "max_pixels",
+            self.max_pixels,
+            64 * 64 <= self.max_pixels <= 2**31,
+            "must be between 4096 (64x64) and 2147483648",
+        )
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,13 @@ class StorageOptions:
     data_dir: str = ""  # every file the runtime writes goes under this folder; empty: the working directory
 
     def __post_init__(self):
-        _require("storage", "data_dir", self.data_dir, self.data_dir == "" or bool(self.data_dir.strip()),
-                 "must be empty (the working directory) or a folder")
+        _require(
+            "storage",
+            "data_dir",
+            self.data_dir,
+            self.data_dir == "" or bool(self.data_dir.strip()),
+            "must be empty (the working directory) or a folder",
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,9 @@ class RecordingOptions:
     path: str = "recordings"  # folder for recordings (under [storage] data_dir when relative)
     include_full_screen: bool = False  # the whole screen, patient fields included, not only the B-mode
     min_free_mb: float = 100.0  # recording stops when the disk has less than this free
-    overlay: bool = True  # draw the TLF band and the reading into the frames; false: tlf-edge analyze can re-measure them
+    overlay: bool = (
+        True  # draw the TLF band and the reading into the frames; false: tlf-edge analyze can re-measure them
+    )
 
     def __post_init__(self):
         _require("recording", "path", self.path, bool(self.path.strip()), "must not be empty")
@@ -129,9 +141,13 @@ class ConsoleOptions:
 
 def _check_measurement(o: ThicknessOptions) -> None:
     a, b = o.window
-    _require("measurement", "window", list(o.window), 0 <= a < b <= 1, "expected [start, end] with 0 <= start < end <= 1")
+    _require(
+        "measurement", "window", list(o.window), 0 <= a < b <= 1, "expected [start, end] with 0 <= start < end <= 1"
+    )
     _require("measurement", "min_coverage", o.min_coverage, 0 <= o.min_coverage <= 1, "must be between 0 and 1")
-    _require("measurement", "max_order_errors", o.max_order_errors, 0 <= o.max_order_errors <= 1, "must be between 0 and 1")
+    _require(
+        "measurement", "max_order_errors", o.max_order_errors, 0 <= o.max_order_errors <= 1, "must be between 0 and 1"
+    )
     _require("measurement", "min_margin", o.min_margin, o.min_margin >= 0, "must be 0 or more")
     _require("measurement", "slope_window", o.slope_window, o.slope_window >= 1, "must be at least 1")
 
@@ -259,7 +275,9 @@ def _check_required(config: Config, explicit: set[str], required: Iterable[str],
         section, _, key = dotted.partition(".")
         if dotted in explicit or (section == "display" and not config.display.enabled):
             continue
-        raise ConfigError(f"{origin}: [{section}] {key}: not set; a config file must name {RUN_REQUIRED.get(dotted, dotted)}")
+        raise ConfigError(
+            f"{origin}: [{section}] {key}: not set; a config file must name {RUN_REQUIRED.get(dotted, dotted)}"
+        )
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file is a few kB; anything this large is not one
@@ -391,7 +409,10 @@ def data_paths(config: Config) -> tuple[Path, Path]:
     """
     root = Path(config.storage.data_dir).expanduser() if config.storage.data_dir else Path()
     paths = []
-    for section, key, value in (("log", "directory", config.log.directory), ("recording", "path", config.recording.path)):
+    for section, key, value in (
+        ("log", "directory", config.log.directory),
+        ("recording", "path", config.recording.path),
+    ):
         path = root / Path(value).expanduser()
         if config.storage.data_dir:
             try:
@@ -400,7 +421,8 @@ def data_paths(config: Config) -> tuple[Path, Path]:
                 raise ConfigError(f"[{section}] {key}: {value!r}: {e}") from e
             if inside != top and top not in inside.parents:
                 through = f" (through a symlink, to {str(inside)!r})" if Path(os.path.abspath(path)) != inside else ""
-                raise ConfigError(f"[{section}] {key}: {value!r} is outside [storage] data_dir "
-                                  f"{config.storage.data_dir!r}{through}")
+                raise ConfigError(
+                    f"[{section}] {key}: {value!r} is outside [storage] data_dir {config.storage.data_dir!r}{through}"
+                )
         paths.append(path)
     return paths[0], paths[1]

@@ -46,8 +46,14 @@ from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
 
 
-def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
-                  domain=None, classes: int | None = None) -> list[Measurement]:
+def measure_frame(
+    seg: Segmentation,
+    options: ThicknessOptions,
+    tlf_class: int = 1,
+    frozen: bool = False,
+    domain=None,
+    classes: int | None = None,
+) -> list[Measurement]:
     """Thickness and quality of every band of one segmentation, superficial first.
 
     A three-class model's TLF is one band (one measurement); a two-class model's bands are each
@@ -59,15 +65,35 @@ def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int =
     if classes is None:
         classes = seg.logits.shape[-1] if seg.logits is not None else max(3, tlf_class + 1)
     if per_band(classes):
-        results = measure_bands(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, band=tlf_class,
-                                calibration=seg.calibration, image=seg.image)
+        results = measure_bands(
+            seg.labels,
+            seg.logits,
+            seg.spacing_mm,
+            options,
+            seg.logit_scale,
+            band=tlf_class,
+            calibration=seg.calibration,
+            image=seg.image,
+        )
     else:
-        results = [measure_thickness(seg.labels, seg.logits, seg.spacing_mm, options, seg.logit_scale, tlf=tlf_class,
-                                     calibration=seg.calibration, image=seg.image)]
+        results = [
+            measure_thickness(
+                seg.labels,
+                seg.logits,
+                seg.spacing_mm,
+                options,
+                seg.logit_scale,
+                tlf=tlf_class,
+                calibration=seg.calibration,
+                image=seg.image,
+            )
+        ]
     frame = seg.frame
     source = frame.spacing_source or ("source" if frame.spacing_mm is not None else "none")
     extra = {"t_invoke_done": seg.t_done, "calibration": source}
-    flags = (Quality.FROZEN if frozen else Quality.OK) | (Quality.SCALE_UNCERTAIN if source == "refused" else Quality.OK)
+    flags = (Quality.FROZEN if frozen else Quality.OK) | (
+        Quality.SCALE_UNCERTAIN if source == "refused" else Quality.OK
+    )
     if domain is not None and seg.image is not None:
         check = domain.check(seg.image, seg.logits, seg.logit_scale)
         extra["domain_distance"] = round(check.distance, 3)
@@ -83,24 +109,27 @@ def measure_frame(seg: Segmentation, options: ThicknessOptions, tlf_class: int =
     out = []
     for i, r in enumerate(results):
         measured = not flags & Quality.OUT_OF_DOMAIN
-        out.append(Measurement(
-            seq=seg.frame.seq,
-            t_capture=seg.frame.t_capture,
-            thickness=r.value if measured else float("nan"),
-            spread=r.spread if measured else float("nan"),
-            unit=r.unit,
-            flags=r.flags | flags,
-            columns=r.columns,
-            latency_s=now - seg.frame.t_capture,
-            extra={"coverage": round(r.coverage, 3), **extra},
-            band=i,
-            bands=len(results),
-        ))
+        out.append(
+            Measurement(
+                seq=seg.frame.seq,
+                t_capture=seg.frame.t_capture,
+                thickness=r.value if measured else float("nan"),
+                spread=r.spread if measured else float("nan"),
+                unit=r.unit,
+                flags=r.flags | flags,
+                columns=r.columns,
+                latency_s=now - seg.frame.t_capture,
+                extra={"coverage": round(r.coverage, 3), **extra},
+                band=i,
+                bands=len(results),
+            )
+        )
     return out
 
 
-def measure(seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False,
-            domain=None) -> Measurement:
+def measure(
+    seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False, domain=None
+) -> Measurement:
     """The first (most superficial) band's measurement of `measure_frame`: the TLF of a
     three-class model."""
     return measure_frame(seg, options, tlf_class, frozen, domain)[0]
@@ -191,9 +220,17 @@ class Pipeline:
     model as the source delivers them (sources that deliver the B-mode region only).
     """
 
-    def __init__(self, source: Source, segmenter: Segmenter, sinks: list[Sink], options: ThicknessOptions = ThicknessOptions(),
-                 temporal: TemporalOptions = TemporalOptions(), err=sys.stderr, roi: RoiOptions | None = None,
-                 calibration: CalibrationOptions | None = None):
+    def __init__(
+        self,
+        source: Source,
+        segmenter: Segmenter,
+        sinks: list[Sink],
+        options: ThicknessOptions = ThicknessOptions(),
+        temporal: TemporalOptions = TemporalOptions(),
+        err=sys.stderr,
+        roi: RoiOptions | None = None,
+        calibration: CalibrationOptions | None = None,
+    ):
         self.source, self.segmenter, self.sinks, self.options, self.err = source, segmenter, list(sinks), options, err
         self.prepare: Prepare | None = None
         if roi is not None or calibration is not None:
@@ -310,11 +347,18 @@ class Pipeline:
 
         def measured(frame, raw, image, frozen: bool, t0: float, t_done: float):
             seg = segmenter.segmentation(frame, raw, t_done, image=image)
-            ms = measure_frame(seg, self.options, segmenter.bundle.tlf_class, frozen, self.domain,
-                               getattr(segmenter, "classes", None))
-            timing = {"wait_ms": (t0 - frame.t_capture) * 1000, "infer_ms": (t_done - t0) * 1000, **due_events(frame.seq)}
-            ms = [replace(m, extra={**m.extra, **timing}) for m in (smooth(m, self.filter_of(m.band), seg.spacing_mm)
-                                                                  for m in ms)]
+            ms = measure_frame(
+                seg, self.options, segmenter.bundle.tlf_class, frozen, self.domain, getattr(segmenter, "classes", None)
+            )
+            timing = {
+                "wait_ms": (t0 - frame.t_capture) * 1000,
+                "infer_ms": (t_done - t0) * 1000,
+                **due_events(frame.seq),
+            }
+            ms = [
+                replace(m, extra={**m.extra, **timing})
+                for m in (smooth(m, self.filter_of(m.band), seg.spacing_mm) for m in ms)
+            ]
             return ms, seg
 
         def output():
@@ -328,7 +372,12 @@ class Pipeline:
                 if item is _END:
                     break
                 if isinstance(item, StatusChange):
-                    live = _deliver(self.err, live, stats, lambda sink, change=item: getattr(sink, "status", _nothing)(change.code, change.text))
+                    live = _deliver(
+                        self.err,
+                        live,
+                        stats,
+                        lambda sink, change=item: getattr(sink, "status", _nothing)(change.code, change.text),
+                    )
                     continue
                 ms, seg = measured(*item)
                 if stats.t_first_measurement is None:
@@ -344,9 +393,13 @@ class Pipeline:
                 except BaseException as e:  # handed to the caller of run()
                     errors.append(e)
                     stop.set()
+
             return body
 
-        threads = [threading.Thread(target=guarded(fn), name=f"tlf-{fn.__name__}", daemon=True) for fn in (capture, infer, output)]
+        threads = [
+            threading.Thread(target=guarded(fn), name=f"tlf-{fn.__name__}", daemon=True)
+            for fn in (capture, infer, output)
+        ]
         stopped_at = None
         abandoned = False
         try:
@@ -360,8 +413,12 @@ class Pipeline:
                     threads[0].join(0.5)  # a source stuck in read() must not hold up the stop
                     frames.put(_END, force=True)
                 stopped_at = stopped_at or time.monotonic()
-                if (not errors and not abandoned and threads[1].is_alive()
-                        and time.monotonic() - stopped_at > STOP_GRACE_S):
+                if (
+                    not errors
+                    and not abandoned
+                    and threads[1].is_alive()
+                    and time.monotonic() - stopped_at > STOP_GRACE_S
+                ):
                     # The model is still on its last frame (a starved CPU, a hung delegate): that
                     # frame is let go, and the outputs close with everything measured before it.
                     abandoned = True
@@ -423,7 +480,9 @@ class _Outage:
             self._line(f"no signal: {e}; next try in {e.retry_in:.2g} s")
         elif e.retry_in > self._wait * 1.01 or now - self._noted >= NOTE_EVERY_S:
             assert self.since is not None  # not the first: set then
-            self._line(f"no signal for {now - self.since:.1f} s ({self.attempts} attempts); next try in {e.retry_in:.2g} s")
+            self._line(
+                f"no signal for {now - self.since:.1f} s ({self.attempts} attempts); next try in {e.retry_in:.2g} s"
+            )
             self._noted = now
         self.attempts += 1
         self._wait = max(self._wait, e.retry_in)

@@ -76,8 +76,9 @@ def _prepared(crop: np.ndarray, text_px: float) -> tuple[np.ndarray, float]:
     return (255 - np.clip(g, 0, 255)).astype(np.uint8), f
 
 
-def read_words(crops: list[np.ndarray], text_px: list[float], whitelist: str | None = None,
-               in_line: bool = False) -> list[Word]:
+def read_words(
+    crops: list[np.ndarray], text_px: list[float], whitelist: str | None = None, in_line: bool = False
+) -> list[Word]:
     """The words Tesseract reads in each crop (all crops in one run); [] without OCR.
 
     text_px: the height of the text in each crop (screen pixels), to scale it for Tesseract.
@@ -122,7 +123,9 @@ def read_words(crops: list[np.ndarray], text_px: list[float], whitelist: str | N
     except Exception:  # Tesseract failed on this picture: nothing read (the caller refuses)
         return []
     words = []
-    for text, conf, left, top, w, h in zip(data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"]):
+    for text, conf, left, top, w, h in zip(
+        data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"]
+    ):
         text = str(text).strip()
         if not text or float(conf) < MIN_CONFIDENCE:
             continue

@@ -19,8 +19,13 @@ class RoiOptions:
 
     def __post_init__(self):
         r = self.rect
-        _require("roi", "rect", list(r), len(r) == 0 or (len(r) == 4 and min(r[:2]) >= 0 and min(r[2:]) >= 8),
-                 "expected [] or [x, y, w, h] with x, y >= 0 and w, h >= 8")
+        _require(
+            "roi",
+            "rect",
+            list(r),
+            len(r) == 0 or (len(r) == 4 and min(r[:2]) >= 0 and min(r[2:]) >= 8),
+            "expected [] or [x, y, w, h] with x, y >= 0 and w, h >= 8",
+        )
         _require("roi", "redetect_every", self.redetect_every, self.redetect_every >= 0, "must be 0 or more")
         _require("roi", "persist", self.persist, self.persist >= 1, "must be at least 1")
         _require("roi", "min_gap", self.min_gap, self.min_gap >= 0, "must be 0 or more")
@@ -39,13 +44,35 @@ class CalibrationOptions:
     def __post_init__(self):
         s = self.spacing_mm
         lo, hi = SPACING_RANGE_MM
-        _require("calibration", "spacing_mm", list(s), len(s) <= 2 and all(lo <= v <= hi for v in s),
-                 f"expected [], [mm] or [row_mm, column_mm], each {lo:g}-{hi:g} mm")
-        _require("calibration", "tick_mm", self.tick_mm, self.tick_mm in (0, 1, 2, 2.5, 5, 10, 20),
-                 "must be 0 (automatic) or a scale step: 1, 2, 2.5, 5, 10 or 20")
+        _require(
+            "calibration",
+            "spacing_mm",
+            list(s),
+            len(s) <= 2 and all(lo <= v <= hi for v in s),
+            f"expected [], [mm] or [row_mm, column_mm], each {lo:g}-{hi:g} mm",
+        )
+        _require(
+            "calibration",
+            "tick_mm",
+            self.tick_mm,
+            self.tick_mm in (0, 1, 2, 2.5, 5, 10, 20),
+            "must be 0 (automatic) or a scale step: 1, 2, 2.5, 5, 10 or 20",
+        )
         _require("calibration", "retry_every", self.retry_every, self.retry_every >= 1, "must be at least 1")
-        _require("calibration", "depth_mm", self.depth_mm, self.depth_mm == 0 or 10 <= self.depth_mm <= 300,
-                 "must be 0 (not set) or a depth of 10-300 mm")
-        _require("calibration", "width_mm", self.width_mm, self.width_mm == 0 or (self.depth_mm and 5 <= self.width_mm <= 300),
-                 "must be 0, or 5-300 mm together with depth_mm")
-        _require("calibration", "depth_mm", self.depth_mm, not (self.depth_mm and s), "and spacing_mm are both set: give one")
+        _require(
+            "calibration",
+            "depth_mm",
+            self.depth_mm,
+            self.depth_mm == 0 or 10 <= self.depth_mm <= 300,
+            "must be 0 (not set) or a depth of 10-300 mm",
+        )
+        _require(
+            "calibration",
+            "width_mm",
+            self.width_mm,
+            self.width_mm == 0 or (self.depth_mm and 5 <= self.width_mm <= 300),
+            "must be 0, or 5-300 mm together with depth_mm",
+        )
+        _require(
+            "calibration", "depth_mm", self.depth_mm, not (self.depth_mm and s), "and spacing_mm are both set: give one"
+        )

@@ -81,8 +81,12 @@ class Prepare:
     pixels only, never a view into the screen. `roi` and `calibration` hold the current state.
     """
 
-    def __init__(self, roi: RoiOptions = RoiOptions(), calibration: CalibrationOptions = CalibrationOptions(),
-                 detector=detect_roi):
+    def __init__(
+        self,
+        roi: RoiOptions = RoiOptions(),
+        calibration: CalibrationOptions = CalibrationOptions(),
+        detector=detect_roi,
+    ):
         manual = None
         if roi.rect:  # four numbers: RoiOptions checked
             x, y, w, h = roi.rect
@@ -90,22 +94,36 @@ class Prepare:
         self.fixed: Calibration | None = from_config(*calibration.spacing_mm) if calibration.spacing_mm else None
         self.tracker = RoiTracker(manual, roi.redetect_every, roi.persist, roi.min_gap, roi.tol, detector=detector)
         self.depth_mm, self.width_mm = calibration.depth_mm or None, calibration.width_mm or None
-        self.calibrator = Calibrator(self.fixed, calibration.tick_mm or None, calibration.square_pixels,
-                                     calibration.retry_every, depth_mm=self.depth_mm, width_mm=self.width_mm)
+        self.calibrator = Calibrator(
+            self.fixed,
+            calibration.tick_mm or None,
+            calibration.square_pixels,
+            calibration.retry_every,
+            depth_mm=self.depth_mm,
+            width_mm=self.width_mm,
+        )
         self.roi: tuple[int, int, int, int] | None = None
         self.calibration: Calibration | None = None
         self.stated: Calibration | None = None
         self.frames_without_roi = 0
         self.frames_layout_changing = 0
 
-    def __call__(self, frame: Frame, cropped: bool = False,
-                 stated: Calibration | None = None) -> tuple[Frame | None, LayoutEvent | None]:
+    def __call__(
+        self, frame: Frame, cropped: bool = False, stated: Calibration | None = None
+    ) -> tuple[Frame | None, LayoutEvent | None]:
         """The frame's B-mode region with its spacing, and the layout event if the layout changed.
         cropped: the source delivers the B-mode region only. stated: what the source says of its
         spacing (a DICOM region's reading): when it refused one (no spacing, a note), that note
         says why there is no scale, rather than "states no spacing"."""
-        self.stated = stated if stated is not None and stated.spacing_mm is None and stated.source == "none" \
-            and stated.note and stated.note != UNKNOWN.note else None
+        self.stated = (
+            stated
+            if stated is not None
+            and stated.spacing_mm is None
+            and stated.source == "none"
+            and stated.note
+            and stated.note != UNKNOWN.note
+            else None
+        )
         if cropped:
             return self._pass_through(frame)
         roi, roi_change = self.tracker.update(frame.image, frame.seq)
@@ -117,7 +135,9 @@ class Prepare:
             return None, None
         if self.fixed is not None or self.depth_mm is not None or frame.spacing_mm is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).
-            cal, scale_change = self.calibrator.update(frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq)
+            cal, scale_change = self.calibrator.update(
+                frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq
+            )
             why = scale_change.reason if scale_change is not None else "spacing changed"
             if self.stated is not None and cal.spacing_mm is None and cal.source == "none":
                 cal = self.stated  # no scale on the screen either: say why the source's was not used
@@ -128,7 +148,9 @@ class Prepare:
             reasons.append(f"scale: {why}")
         event = self._event(frame.seq, roi.rect, cal, reasons)
         assert self.calibration is not None  # _event keeps the first calibration and every change
-        return replace(crop_frame(frame, roi, self.calibration.spacing_mm), spacing_source=self.calibration.source), event
+        return replace(
+            crop_frame(frame, roi, self.calibration.spacing_mm), spacing_source=self.calibration.source
+        ), event
 
     def _pass_through(self, frame: Frame) -> tuple[Frame, LayoutEvent | None]:
         h, w = frame.image.shape[:2]
@@ -148,8 +170,9 @@ class Prepare:
         event = self._event(frame.seq, (0, 0, w, h), cal, reasons)
         assert self.calibration is not None  # _event keeps the first calibration and every change
         spacing, source = self.calibration.spacing_mm, self.calibration.source
-        if spacing == frame.spacing_mm and (source == frame.spacing_source or
-                                            (not frame.spacing_source and source in ("source", "none"))):
+        if spacing == frame.spacing_mm and (
+            source == frame.spacing_source or (not frame.spacing_source and source in ("source", "none"))
+        ):
             return frame, event  # the frame says it already (an unset source reads as its own)
         return replace(frame, spacing_mm=spacing, spacing_source=source), event
 
@@ -173,4 +196,3 @@ class Prepare:
             old_roi=old_roi,
             old_spacing_mm=old_spacing,
         )
-

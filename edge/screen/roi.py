@@ -537,7 +537,9 @@ class RoiTracker:
         """The check that failed before this detection saw content that moves by itself."""
         cells, strips = self._failed
         if cells is not None:
-            self._volatile = cells if self._volatile is None or self._volatile.shape != cells.shape else self._volatile | cells
+            self._volatile = (
+                cells if self._volatile is None or self._volatile.shape != cells.shape else self._volatile | cells
+            )
         self._quiet.update(strips)
         self._failed = (None, [])
 
@@ -618,8 +620,11 @@ class RoiTracker:
             if changed.sum() > max(6, 0.003 * cells):
                 self._failed = (changed, [])
                 return "chrome changed"
-        failed = [inside for (inside, _, _, _), (i0, o0), (i1, o1) in zip(self._strips, self._strip_base, self._strip_scores(gray))
-                  if i1 < 0.5 * i0 - 0.05 or o1 > o0 + 0.3]
+        failed = [
+            inside
+            for (inside, _, _, _), (i0, o0), (i1, o1) in zip(self._strips, self._strip_base, self._strip_scores(gray))
+            if i1 < 0.5 * i0 - 0.05 or o1 > o0 + 0.3
+        ]
         if failed:
             self._failed = (None, failed)
             return "ROI edge changed"

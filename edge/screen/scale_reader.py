@@ -228,7 +228,9 @@ def _dot_rows(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple
     return []
 
 
-def _dots_at(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int], level: float) -> list[MarkRow]:
+def _dots_at(
+    v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[int, int], level: float
+) -> list[MarkRow]:
     th = _threshold(v, allowed, level)
     if th is None:
         return []
@@ -237,7 +239,9 @@ def _dots_at(v: np.ndarray, allowed: np.ndarray, span_min: float, origin: tuple[
     if n < MIN_MARKS + 1:
         return []
     ws, hs, area = st[1:, 2], st[1:, 3], st[1:, 4]
-    ok = (ws <= 7) & (hs <= 7) & (area >= 2) & (np.maximum(ws, hs) <= 2.2 * np.minimum(ws, hs)) & (area >= 0.4 * ws * hs)
+    ok = (
+        (ws <= 7) & (hs <= 7) & (area >= 2) & (np.maximum(ws, hs) <= 2.2 * np.minimum(ws, hs)) & (area >= 0.4 * ws * hs)
+    )
     pts = cen[1:][ok]
     if not 4 <= len(pts) <= 600:
         return []
@@ -346,7 +350,9 @@ def find_rows(image: np.ndarray, roi, axis: str = "depth") -> list[MarkRow]:
                 continue
             pts = r.points[:, ::-1].copy()
             b = r.band
-            out.append(MarkRow(r.kind, pts, r.index, r.pitch_px, (1.0, 0.0), r.long, r.period, (b[1], b[0], b[3], b[2])))
+            out.append(
+                MarkRow(r.kind, pts, r.index, r.pitch_px, (1.0, 0.0), r.long, r.period, (b[1], b[0], b[3], b[2]))
+            )
         return out
     if axis != "depth":
         raise ValueError(f"unknown scale axis {axis!r} (expected 'depth' or 'lateral')")
@@ -407,7 +413,9 @@ def _text_boxes(v: np.ndarray, exclude: np.ndarray | None = None, run_together: 
     n, _, st, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     st = st[1:]
     # characters, or (run_together) a few run together: small text after video compression
-    ok = (st[:, 3] >= 4) & (st[:, 3] <= 48) & (st[:, 2] <= (6 if run_together else 2.5) * st[:, 3] + 4) & (st[:, 4] >= 4)
+    ok = (
+        (st[:, 3] >= 4) & (st[:, 3] <= 48) & (st[:, 2] <= (6 if run_together else 2.5) * st[:, 3] + 4) & (st[:, 4] >= 4)
+    )
     return st[ok, :4], binary, st[(st[:, 3] < 4) & (st[:, 2] < 4), :4]
 
 
@@ -643,8 +651,16 @@ def extent_px(row: MarkRow, roi) -> float:
     return float(proj.max())
 
 
-def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | None = None, fill: float = 1.0,
-              roi_h: float = 0.0, zero_at_top: bool = False) -> Verdict:
+def interpret(
+    row: MarkRow,
+    labels,
+    readouts,
+    extent: float,
+    tick_mm: float | None = None,
+    fill: float = 1.0,
+    roi_h: float = 0.0,
+    zero_at_top: bool = False,
+) -> Verdict:
     """The one step (mm) that the numbers on screen confirm for `row`, or a refusal with why."""
     cands = candidate_steps(row, tick_mm)
     evidence = []
@@ -663,8 +679,13 @@ def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | No
         # cm or mm labels: the unit whose depth is possible
         ok = {t for t in ok if DEPTH_RANGE_MM[0] <= extent * t / row.pitch_px <= DEPTH_RANGE_MM[1]}
         if not ok:
-            return Verdict(row, None, f"{why} give {per_step:g} per step, which no step of these marks "
-                           f"({', '.join(_fmt(c) for c in cands)} mm) matches within {AGREE:.0%}", tuple(evidence))
+            return Verdict(
+                row,
+                None,
+                f"{why} give {per_step:g} per step, which no step of these marks "
+                f"({', '.join(_fmt(c) for c in cands)} mm) matches within {AGREE:.0%}",
+                tuple(evidence),
+            )
         evidence.append(why)
         sets.append(ok)
     if len(readouts) > 1:
@@ -685,14 +706,24 @@ def interpret(row: MarkRow, labels, readouts, extent: float, tick_mm: float | No
             elif last <= depth * (1 + AGREE) and depth - last < 2.5 * t and shown <= depth * (1 + AGREE) + t:
                 ok.add(t)  # a sector's marks stop short of its arc: they end within a step or two of it
         if not ok:
-            return Verdict(row, None, f"readout {depth:g} mm fits no step of these marks "
-                           f"({', '.join(_fmt(c) for c in cands)} mm; {row.steps} steps)", tuple(evidence))
+            return Verdict(
+                row,
+                None,
+                f"readout {depth:g} mm fits no step of these marks "
+                f"({', '.join(_fmt(c) for c in cands)} mm; {row.steps} steps)",
+                tuple(evidence),
+            )
         evidence.append(f"readout {depth:g} mm")
         sets.append(ok)
     if not sets:
         why = ocr.available()
-        return Verdict(row, None, f"{len(row.index)} {row.kind} {row.pitch_px:.1f} px apart but no number "
-                       "on screen says how many mm" + (f" ({why})" if why else ""), tuple(evidence))
+        return Verdict(
+            row,
+            None,
+            f"{len(row.index)} {row.kind} {row.pitch_px:.1f} px apart but no number "
+            "on screen says how many mm" + (f" ({why})" if why else ""),
+            tuple(evidence),
+        )
     agreed = set.intersection(*sets)
     if len(agreed) != 1:
         say = "disagree" if not agreed else f"leave {sorted(agreed)} mm per step"
@@ -716,9 +747,19 @@ def read_depth_scale(image: np.ndarray, roi, tick_mm: float | None = None) -> tu
             distinct.append(row)  # a row that is a subset of one kept holds nothing new
     labels, readouts = read_numbers(image, roi, distinct)
     _, top, _, h = _rect(roi)
-    verdicts = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h,
-                          abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px))
-                for row, lab in zip(distinct, labels)]
+    verdicts = [
+        interpret(
+            row,
+            lab,
+            readouts,
+            extent_px(row, roi),
+            tick_mm,
+            _fill(roi),
+            h,
+            abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px),
+        )
+        for row, lab in zip(distinct, labels)
+    ]
     for v in verdicts:
         if v.step_mm is not None:
             return v, rows
@@ -747,4 +788,3 @@ def lateral_step(image: np.ndarray, roi, row_mm: float) -> tuple[float | None, M
                 return s, row
         return None, row
     return None, None
-

@@ -126,8 +126,17 @@ class ScaleReading:
 
 def _reading(axis: str, row: scale_reader.MarkRow, mm_per_tick: float | None, note: str) -> ScaleReading:
     pos = (row.points - row.points[0]) @ np.array(row.direction)
-    return ScaleReading(axis, pos, row.long, row.pitch_px, mm_per_tick,
-                        None if mm_per_tick is None else mm_per_tick / row.pitch_px, row.band, row.kind, note)
+    return ScaleReading(
+        axis,
+        pos,
+        row.long,
+        row.pitch_px,
+        mm_per_tick,
+        None if mm_per_tick is None else mm_per_tick / row.pitch_px,
+        row.band,
+        row.kind,
+        note,
+    )
 
 
 def read_scale(image: np.ndarray, roi, axis: str = "depth", tick_mm: float | None = None) -> ScaleReading | None:
@@ -177,7 +186,9 @@ def from_depth(depth_mm: float, roi_h: int, roi_w: int, width_mm: float | None =
     width when the width is given, else square."""
     row = float(depth_mm) / max(int(roi_h), 1)
     col = row if not width_mm else float(width_mm) / max(int(roi_w), 1)
-    note = f"depth {depth_mm:g} mm over {roi_h} rows" + (f", width {width_mm:g} mm over {roi_w} columns" if width_mm else "")
+    note = f"depth {depth_mm:g} mm over {roi_h} rows" + (
+        f", width {width_mm:g} mm over {roi_w} columns" if width_mm else ""
+    )
     return Calibration((row, col), "depth_mm", note)
 
 
@@ -237,7 +248,10 @@ class Calibrator:
         self._since = 0
 
     def _signatures(self, g: np.ndarray) -> list[np.ndarray]:
-        return [g[max(0, y) : y + h, max(0, x) : x + w].astype(np.int16) for (x, y, w, h) in (r.band for r in self._readings)]
+        return [
+            g[max(0, y) : y + h, max(0, x) : x + w].astype(np.int16)
+            for (x, y, w, h) in (r.band for r in self._readings)
+        ]
 
     def _scale_moved(self, g: np.ndarray) -> bool:
         for old, new in zip(self._signature, self._signatures(g)):
@@ -269,7 +283,11 @@ class Calibrator:
             if self.current is not None and not roi_changed:
                 return self.current, None
             x, y, w, h = roi.rect if hasattr(roi, "rect") else roi
-            return self._set(from_depth(self.depth_mm, h, w, self.width_mm), seq, "first frame" if self.current is None else "ROI changed")
+            return self._set(
+                from_depth(self.depth_mm, h, w, self.width_mm),
+                seq,
+                "first frame" if self.current is None else "ROI changed",
+            )
         g = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         self._since += 1
         reason = None

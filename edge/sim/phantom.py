@@ -706,7 +706,9 @@ def render(
         e = _artefact_reflectivity(e, artefacts, y, x, top)
     scat = _speckle if _speckle is not None else tex.window(tex.scatter, slide_px)
     # The noise stream is separate from the texture's; its two planes add to the I and Q parts.
-    noise = _complex_normal(np.random.default_rng(seed + 7919), (h, w), _SCRATCH.get("render.noise", (h, w), np.complex64))
+    noise = _complex_normal(
+        np.random.default_rng(seed + 7919), (h, w), _SCRATCH.get("render.noise", (h, w), np.complex64)
+    )
     noise *= np.float32(machine.noise)
     noise = (noise.real, noise.imag)
     if machine.focus_mm is not None or machine.rf_mhz is not None:
@@ -946,7 +948,7 @@ def extension_clip(
 
     drift = _complex_normal(rng, (h, w))
     keep = _SPECKLE_KEEP if decorrelation > 0 else 1.0
-    x = ((np.arange(w) + 0.5) * sx)
+    x = (np.arange(w) + 0.5) * sx
     last: Scan | None = None
     prev_e = level_at(0.0)
     for i in range(frames):
@@ -972,8 +974,13 @@ def extension_clip(
         drift = _mix(rho, drift, math.sqrt(max(0.0, 1 - rho * rho)), fresh)
         if frozen[i] and last is not None:
             yield replace(
-                last, image=last.image.copy(), labels=last.labels.copy(), thickness_mm=last.thickness_mm.copy(),
-                top_px=last.top_px.copy(), bottom_px=last.bottom_px.copy(), frozen=True,
+                last,
+                image=last.image.copy(),
+                labels=last.labels.copy(),
+                thickness_mm=last.thickness_mm.copy(),
+                top_px=last.top_px.copy(),
+                bottom_px=last.bottom_px.copy(),
+                frozen=True,
             )
             continue
         slide_px = a.slide_mm / sx
@@ -987,8 +994,14 @@ def extension_clip(
         if washed is not None and i in washed[0]:
             assert art is not None  # washed frames are drawn from the artefact set
             frame_art = replace(art, low_contrast=washed[1])
-        scan_i = render(a, m, shape, seed=seed * 1000 + i, _texture=tex, _speckle=speckle,
-                        artefacts=frame_art if frame_art is not None and frame_art.any else None)
+        scan_i = render(
+            a,
+            m,
+            shape,
+            seed=seed * 1000 + i,
+            _texture=tex,
+            _speckle=speckle,
+            artefacts=frame_art if frame_art is not None and frame_art.any else None,
+        )
         last = replace(scan_i, extension=float(e), artefacts=frame_art)
         yield last
-

@@ -56,24 +56,53 @@ class ScaleStyle:
 
 
 DEFAULT = ScaleStyle("default")
-STYLES = {s.name: s for s in (
-    DEFAULT,
-    # cm labels, 3 short ticks between (2.5 mm), focus markers on the line, left, grey
-    ScaleStyle("quarter", 2.5, 4, "cm", "left", (170, 170, 170), readout="D {cm:g}cm",
-               font=cv2.FONT_HERSHEY_DUPLEX, focus_on_scale=True),
-    # 1 cm ticks all white, a longer blue one each 5 cm, no labels, the depth as "11cm"
-    ScaleStyle("cm_blue", 10.0, 5, "none", "right", (213, 213, 213), (255, 205, 90), readout="{cm:g}cm",
-               font=cv2.FONT_HERSHEY_DUPLEX),
-    # 1 cm ticks all alike, 0 and the depth in mm at the ends, grey chrome, a TGC curve, no readout
-    ScaleStyle("mm_ends", 10.0, 0, "mm_ends", "right", (190, 190, 190), readout="", tgc=True, chrome=58),
-    # 2 mm ticks (4 short between), cm labels, both sides, green, a cursor, "Depth 40 mm"
-    ScaleStyle("green_2mm", 2.0, 5, "cm", "both", (60, 210, 60), readout="Depth {mm:.0f} mm", cursor=True),
-    # 1 mm ticks (9 short between), cm labels, left, yellow
-    ScaleStyle("yellow_1mm", 1.0, 10, "cm", "left", (60, 220, 230), readout="Depth {cm:.1f} cm",
-               font=cv2.FONT_HERSHEY_COMPLEX),
-    # a sector image with a dot per cm from its virtual apex down its right edge, "16cm"
-    ScaleStyle("sector_dots", 10.0, 0, "none", "right", (224, 224, 224), marks="dots", readout="{cm:g}cm"),
-)}
+STYLES = {
+    s.name: s
+    for s in (
+        DEFAULT,
+        # cm labels, 3 short ticks between (2.5 mm), focus markers on the line, left, grey
+        ScaleStyle(
+            "quarter",
+            2.5,
+            4,
+            "cm",
+            "left",
+            (170, 170, 170),
+            readout="D {cm:g}cm",
+            font=cv2.FONT_HERSHEY_DUPLEX,
+            focus_on_scale=True,
+        ),
+        # 1 cm ticks all white, a longer blue one each 5 cm, no labels, the depth as "11cm"
+        ScaleStyle(
+            "cm_blue",
+            10.0,
+            5,
+            "none",
+            "right",
+            (213, 213, 213),
+            (255, 205, 90),
+            readout="{cm:g}cm",
+            font=cv2.FONT_HERSHEY_DUPLEX,
+        ),
+        # 1 cm ticks all alike, 0 and the depth in mm at the ends, grey chrome, a TGC curve, no readout
+        ScaleStyle("mm_ends", 10.0, 0, "mm_ends", "right", (190, 190, 190), readout="", tgc=True, chrome=58),
+        # 2 mm ticks (4 short between), cm labels, both sides, green, a cursor, "Depth 40 mm"
+        ScaleStyle("green_2mm", 2.0, 5, "cm", "both", (60, 210, 60), readout="Depth {mm:.0f} mm", cursor=True),
+        # 1 mm ticks (9 short between), cm labels, left, yellow
+        ScaleStyle(
+            "yellow_1mm",
+            1.0,
+            10,
+            "cm",
+            "left",
+            (60, 220, 230),
+            readout="Depth {cm:.1f} cm",
+            font=cv2.FONT_HERSHEY_COMPLEX,
+        ),
+        # a sector image with a dot per cm from its virtual apex down its right edge, "16cm"
+        ScaleStyle("sector_dots", 10.0, 0, "none", "right", (224, 224, 224), marks="dots", readout="{cm:g}cm"),
+    )
+}
 FAN_DEG = 38.0  # a sector style's half angle
 NAMES = ("DOE^JANE", "ROE^RICHARD", "MUSTERFRAU^ERIKA", "BIANCHI^LUCIA", "DUPONT^MARC")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -200,8 +229,16 @@ def _styled_layout(size, depth_mm, width_mm, seed, lateral_scale, st: ScaleStyle
         r = min(int(top) + int(math.floor(k * st.step_mm / row_mm)), y + h)
         ticks.append((r, st.long_every > 0 and k % st.long_every == 0))
     scale_x = (x + w + round(12 * u)) if st.side != "left" else (x - round(12 * u))
-    return replace(lay, width_mm=float(width), roi=(x, y, w, h), spacing_mm=spacing, scale_x=scale_x,
-                   depth_ticks=tuple(ticks), style=st, apex=apex)
+    return replace(
+        lay,
+        width_mm=float(width),
+        roi=(x, y, w, h),
+        spacing_mm=spacing,
+        scale_x=scale_x,
+        depth_ticks=tuple(ticks),
+        style=st,
+        apex=apex,
+    )
 
 
 def fan_mask(lay: Layout) -> np.ndarray | None:

@@ -57,5 +57,6 @@ def held_out_frames(n: int, options: ThicknessOptions = ThicknessOptions()) -> I
     for i in range(n):
         scan = held_out_scan(i)
         exact = float(np.median(scan.thickness_mm[window_slice(options, scan.thickness_mm.size)]))
-        yield LabelledFrame(f"phantom-{PHANTOM_DATA_SEEDS + i}-{held_out_look(i)}", scan.image, scan.labels,
-                            scan.spacing_mm, exact)
+        yield LabelledFrame(
+            f"phantom-{PHANTOM_DATA_SEEDS + i}-{held_out_look(i)}", scan.image, scan.labels, scan.spacing_mm, exact
+        )

@@ -118,8 +118,15 @@ class PhantomSource(_ClipSource):
     cropped = True
     what = "phantom"
 
-    def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(400, 400), preset: str = "default",
-                 live: bool = False):
+    def __init__(
+        self,
+        seed: int = 7,
+        frames: int = 90,
+        fps: float = 30.0,
+        size=(400, 400),
+        preset: str = "default",
+        live: bool = False,
+    ):
         """size: (width, height) of the B-mode image in pixels. live: frames at `fps` on the wall clock."""
         if preset not in phantom.PRESETS:
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
@@ -177,9 +184,20 @@ class PhantomScreenSource(_ClipSource):
     cropped = False
     what = "phantom screen"
 
-    def __init__(self, seed: int = 7, frames: int = 90, fps: float = 30.0, size=(1280, 720),
-                 depths=(40.0,), change_at=(), width_mm: float = 40.0, preset: str = "default",
-                 lateral_scale: bool = True, live: bool = False, style: str = "default"):
+    def __init__(
+        self,
+        seed: int = 7,
+        frames: int = 90,
+        fps: float = 30.0,
+        size=(1280, 720),
+        depths=(40.0,),
+        change_at=(),
+        width_mm: float = 40.0,
+        preset: str = "default",
+        lateral_scale: bool = True,
+        live: bool = False,
+        style: str = "default",
+    ):
         from edge.sim import phantom_screen
 
         if style not in phantom_screen.STYLES:
@@ -188,8 +206,10 @@ class PhantomScreenSource(_ClipSource):
             raise SourceError(f"unknown phantom preset {preset!r} (one of {sorted(phantom.PRESETS)})")
         steps = list(change_at)
         if len(steps) != len(depths) - 1 or sorted(steps) != steps or any(s <= 0 for s in steps):
-            raise SourceError(f"phantom screen: change_at {tuple(steps)!r} does not fit depths {tuple(depths)!r} "
-                              "(one increasing frame index per depth after the first)")
+            raise SourceError(
+                f"phantom screen: change_at {tuple(steps)!r} does not fit depths {tuple(depths)!r} "
+                "(one increasing frame index per depth after the first)"
+            )
         self.seed, self.frames, self.fps, self.size = seed, frames, fps, tuple(size)
         self.depths, self.change_at, self.width_mm = tuple(depths), tuple(steps), width_mm
         self.preset, self.lateral_scale, self.live, self.style = preset, lateral_scale, bool(live), style
@@ -205,8 +225,10 @@ class PhantomScreenSource(_ClipSource):
         try:
             depths, width_mm = _floats(options.get("depth", "40")), float(options.get("width", 40.0))
             if not depths or not all(math.isfinite(d) for d in depths + (width_mm,)):
-                raise ValueError(f"depth {options.get('depth', '40')!r} and width {options.get('width', '40')!r} (mm) "
-                                 "must be finite numbers")
+                raise ValueError(
+                    f"depth {options.get('depth', '40')!r} and width {options.get('width', '40')!r} (mm) "
+                    "must be finite numbers"
+                )
             return cls(
                 **_common(options, "1280x720"),
                 depths=depths,
@@ -234,8 +256,16 @@ class PhantomScreenSource(_ClipSource):
         from edge.sim import phantom_screen
 
         return phantom_screen.screen_clip(
-            self.seed, self.frames, self.size, self.depths, self.change_at, self.fps, self.width_mm,
-            self.preset, lateral_scale=self.lateral_scale, style=self.style,
+            self.seed,
+            self.frames,
+            self.size,
+            self.depths,
+            self.change_at,
+            self.fps,
+            self.width_mm,
+            self.preset,
+            lateral_scale=self.lateral_scale,
+            style=self.style,
         )
 
     def _frame(self, shot, seq: int) -> Frame:

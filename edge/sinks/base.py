@@ -98,7 +98,9 @@ class LineFile:
                 self._size = whole
             except OSError:
                 pass
-            raise SinkError(f"cannot write {str(self.path)!r}: {e.strerror or e}; it ends with its last whole line") from e
+            raise SinkError(
+                f"cannot write {str(self.path)!r}: {e.strerror or e}; it ends with its last whole line"
+            ) from e
 
     def close(self) -> None:
         if self._fd is not None:

@@ -45,7 +45,9 @@ class ConsoleStatus(Sink):
         for b in frame:
             flag_bits |= b.flags
         flags = ",".join(names(flag_bits)) or "ok"
-        self.stream.write(f"\r{self.prefix}frame {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  {value}  [{flags}]   ")
+        self.stream.write(
+            f"\r{self.prefix}frame {m.seq:5d}  {fps:5.1f} fps  latency {m.latency_s * 1000:6.1f} ms  {value}  [{flags}]   "
+        )
         self.stream.flush()
 
     @staticmethod

@@ -18,8 +18,25 @@ from edge.frame import Measurement, Segmentation
 from edge.measure.quality import names
 from edge.sinks.base import LineFile, Sink
 
-COLUMNS = ("seq", "t_capture", "wall_time", "band", "bands", "thickness", "spread", "unit", "filtered", "low", "high",
-           "flags", "flag_names", "columns", "latency_ms", "model_sha256", "simulated")
+COLUMNS = (
+    "seq",
+    "t_capture",
+    "wall_time",
+    "band",
+    "bands",
+    "thickness",
+    "spread",
+    "unit",
+    "filtered",
+    "low",
+    "high",
+    "flags",
+    "flag_names",
+    "columns",
+    "latency_ms",
+    "model_sha256",
+    "simulated",
+)
 
 
 def _number(v, digits: int) -> str:
@@ -53,7 +70,9 @@ class CsvLog(Sink):
                 with open(self.path, newline="") as f:
                     first = f.readline().rstrip("\r\n")
                 if first != header:
-                    raise SinkError(f"{str(self.path)!r} holds another kind of CSV (header {first[:60]!r}); not appending")
+                    raise SinkError(
+                        f"{str(self.path)!r} holds another kind of CSV (header {first[:60]!r}); not appending"
+                    )
         except OSError as e:
             raise SinkError(f"cannot open the CSV log {str(self.path)!r}: {e.strerror or e}") from e
         self._file.open()
@@ -63,25 +82,29 @@ class CsvLog(Sink):
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
         flag_names = names(m.flags)
-        self._file.write_line(self._line((
-            m.seq,
-            _number(m.t_capture, 6),
-            _number(time.time(), 3),
-            m.band,
-            m.bands,
-            _number(m.thickness, 4),
-            _number(m.spread, 4),
-            m.unit,
-            _number(m.extra.get("filtered"), 4),
-            _number(m.extra.get("low"), 4),
-            _number(m.extra.get("high"), 4),
-            int(m.flags),
-            "|".join(flag_names),
-            m.columns,
-            _number(m.latency_s * 1000, 2),
-            self.model_sha256,
-            int(self.simulated),
-        )))
+        self._file.write_line(
+            self._line(
+                (
+                    m.seq,
+                    _number(m.t_capture, 6),
+                    _number(time.time(), 3),
+                    m.band,
+                    m.bands,
+                    _number(m.thickness, 4),
+                    _number(m.spread, 4),
+                    m.unit,
+                    _number(m.extra.get("filtered"), 4),
+                    _number(m.extra.get("low"), 4),
+                    _number(m.extra.get("high"), 4),
+                    int(m.flags),
+                    "|".join(flag_names),
+                    m.columns,
+                    _number(m.latency_s * 1000, 2),
+                    self.model_sha256,
+                    int(self.simulated),
+                )
+            )
+        )
 
     def close(self) -> None:
         self._file.close()

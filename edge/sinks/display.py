@@ -66,17 +66,20 @@ class DisplaySink(Sink):
         if frame is None:
             return
         t_us = int(m.t_capture * 1e6) & 0xFFFFFFFF
-        wire = [WireMeasurement(
-            thickness=float(b.thickness),
-            spread=float(b.spread),
-            uncertainty=float(b.extra.get("uncertainty", float("nan"))),
-            flags=int(b.flags),
-            unit_mm=b.unit == "mm",
-            model_id=self.model_id,
-            t_capture_us=t_us,
-            band=i,
-            bands=len(frame),
-        ) for i, b in enumerate(frame)]
+        wire = [
+            WireMeasurement(
+                thickness=float(b.thickness),
+                spread=float(b.spread),
+                uncertainty=float(b.extra.get("uncertainty", float("nan"))),
+                flags=int(b.flags),
+                unit_mm=b.unit == "mm",
+                model_id=self.model_id,
+                t_capture_us=t_us,
+                band=i,
+                bands=len(frame),
+            )
+            for i, b in enumerate(frame)
+        ]
         assert self.link is not None  # the pipeline writes only to a sink that opened
         self.link.offer(wire, labels=seg.labels)
         self.link.pump(timeout=0)

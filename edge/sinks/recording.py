@@ -125,8 +125,9 @@ def text_masks(height: int, width: int, lines: list[str]) -> list[np.ndarray]:
     return masks
 
 
-def draw_overlay(image: np.ndarray, m: Measurement | list[Measurement], labels: np.ndarray,
-                 tlf_class: int = 1) -> np.ndarray:
+def draw_overlay(
+    image: np.ndarray, m: Measurement | list[Measurement], labels: np.ndarray, tlf_class: int = 1
+) -> np.ndarray:
     """A BGR copy of the ROI `image` with the TLF band contour (from model-grid `labels`, scaled to
     the image) and the reading drawn on it. `image` itself is left untouched.
 
@@ -174,9 +175,16 @@ class RecordingSink(Sink):
 
     name = "recording"
 
-    def __init__(self, path: str | Path, fps: float | Callable[[], float | None] | None = None, tlf_class: int = 1,
-                 min_free_bytes: int = 100 * 2**20, quality: int = 90, stall_frames: int = 256,
-                 overlay: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | Callable[[], float | None] | None = None,
+        tlf_class: int = 1,
+        min_free_bytes: int = 100 * 2**20,
+        quality: int = 90,
+        stall_frames: int = 256,
+        overlay: bool = True,
+    ):
         self.path = Path(path)
         self.overlay = bool(overlay)
         self._sidecar = LineFile(sidecar_path(self.path))
@@ -212,10 +220,20 @@ class RecordingSink(Sink):
         return float(fps) if fps and math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
 
     def _start_part(self, size: tuple[int, int]) -> None:
-        part = self.path if not self.files else self.path.with_name(f"{self.path.stem}-part{len(self.files) + 1}{self.path.suffix}")
+        part = (
+            self.path
+            if not self.files
+            else self.path.with_name(f"{self.path.stem}-part{len(self.files) + 1}{self.path.suffix}")
+        )
         self._check_space(part)
-        writer = cv2.VideoWriter(str(part), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter.fourcc(*"MJPG"), self._nominal_fps(),
-                                 size, [cv2.VIDEOWRITER_PROP_QUALITY, self.quality])
+        writer = cv2.VideoWriter(
+            str(part),
+            cv2.CAP_OPENCV_MJPEG,
+            cv2.VideoWriter.fourcc(*"MJPG"),
+            self._nominal_fps(),
+            size,
+            [cv2.VIDEOWRITER_PROP_QUALITY, self.quality],
+        )
         if not writer.isOpened():
             raise SinkError(f"cannot open {str(part)!r} for writing an MJPG video of {size[0]}x{size[1]}")
         self._writer, self._size = writer, size
@@ -233,8 +251,10 @@ class RecordingSink(Sink):
         except OSError as e:
             raise SinkError(f"cannot check free space for {str(target)!r}: {e.strerror or e}") from e
         if free < self.min_free_bytes:
-            raise SinkError(f"disk nearly full ({free / 2**20:.0f} MB free, {self.min_free_bytes / 2**20:.0f} MB kept in reserve);"
-                            f" {self.frames} frames kept in {str(target)!r}")
+            raise SinkError(
+                f"disk nearly full ({free / 2**20:.0f} MB free, {self.min_free_bytes / 2**20:.0f} MB kept in reserve);"
+                f" {self.frames} frames kept in {str(target)!r}"
+            )
 
     def _check_growth(self) -> None:
         part = self.files[-1]
@@ -251,8 +271,10 @@ class RecordingSink(Sink):
             per_frame = self._last_bytes / self._grown_frames
             limit = min(limit, 2 + math.ceil(2 * WRITER_BLOCK / max(per_frame, 1.0)))
         if self._stalled >= limit:
-            raise SinkError(f"{str(part)!r} stopped growing over {self._stalled} frames (disk full? write failing?);"
-                            f" about {self._grown_frames} frames of it reached the disk")
+            raise SinkError(
+                f"{str(part)!r} stopped growing over {self._stalled} frames (disk full? write failing?);"
+                f" about {self._grown_frames} frames of it reached the disk"
+            )
 
     def write(self, m: Measurement, seg: Segmentation) -> None:
         if self.dead:
@@ -291,15 +313,32 @@ class RecordingSink(Sink):
         if not self._sidecar_open:
             self._sidecar.open()
             self._sidecar_open = True
-            self._sidecar.write_line(json.dumps({"tlf_edge_recording": SIDECAR_FORMAT, "overlay": self.overlay,
-                                                 "video": self.path.name, "fps": self._nominal_fps()}))
+            self._sidecar.write_line(
+                json.dumps(
+                    {
+                        "tlf_edge_recording": SIDECAR_FORMAT,
+                        "overlay": self.overlay,
+                        "video": self.path.name,
+                        "fps": self._nominal_fps(),
+                    }
+                )
+            )
         if self._t0 is None:
             self._t0 = frame.t_capture
         spacing = None if frame.spacing_mm is None else [round(float(v), 8) for v in frame.spacing_mm]
         source = frame.spacing_source or ("source" if spacing is not None else "none")
-        self._sidecar.write_line(json.dumps({"file": self.files[-1].name, "index": self._part_frames, "seq": int(frame.seq),
-                                             "t": round(frame.t_capture - self._t0, 6), "spacing_mm": spacing,
-                                             "calibration": source}))
+        self._sidecar.write_line(
+            json.dumps(
+                {
+                    "file": self.files[-1].name,
+                    "index": self._part_frames,
+                    "seq": int(frame.seq),
+                    "t": round(frame.t_capture - self._t0, 6),
+                    "spacing_mm": spacing,
+                    "calibration": source,
+                }
+            )
+        )
 
     def close(self) -> None:
         # release() writes the AVI index: after it the part written so far plays anywhere

@@ -121,8 +121,9 @@ class NotifySink(Sink):
 
     name = "systemd"
 
-    def __init__(self, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic,
-                 period: float = 5.0):
+    def __init__(
+        self, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic, period: float = 5.0
+    ):
         self.env = dict(os.environ if env is None else env)
         interval = watchdog_interval(self.env)
         self.period = interval / 3 if interval else period

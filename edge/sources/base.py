@@ -81,8 +81,10 @@ def check_frame_size(width: int, height: int, max_pixels: int, what: str) -> Non
     if width <= 0 or height <= 0:
         raise SourceError(f"{what} has an empty frame size {width}x{height}")
     if width * height > max_pixels:
-        raise SourceError(f"{what} is {width}x{height} pixels, more than [source] max_pixels ({max_pixels}); "
-                          "a larger limit can be set there")
+        raise SourceError(
+            f"{what} is {width}x{height} pixels, more than [source] max_pixels ({max_pixels}); "
+            "a larger limit can be set there"
+        )
 
 
 def _is_index(text: str) -> bool:
@@ -137,12 +139,14 @@ def open_source(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Source:
         return CaptureSource.from_v4l2_url(parts.netloc + parts.path, parse_options(parts.query), max_pixels)
     if scheme in ("file", "dicom"):
         if parts.netloc not in ("", "localhost"):
-            raise SourceError(f"{scheme}:// takes an absolute path ({scheme}:///data/clip), not the host {parts.netloc!r}, "
-                              f"in {url!r}")
+            raise SourceError(
+                f"{scheme}:// takes an absolute path ({scheme}:///data/clip), not the host {parts.netloc!r}, in {url!r}"
+            )
         if parts.fragment:
             raise SourceError(f"{url!r}: a '#' in a {scheme}:// URL is not part of the path (write it as %23)")
-        return _file_source(unquote(parts.path), parse_options(parts.query), dicom=scheme == "dicom", url=url,
-                            max_pixels=max_pixels)
+        return _file_source(
+            unquote(parts.path), parse_options(parts.query), dicom=scheme == "dicom", url=url, max_pixels=max_pixels
+        )
     if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):  # a plain path (or C:\...)
         if _is_index(url.strip()):
             from edge.sources.capture import CaptureSource

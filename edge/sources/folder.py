@@ -112,8 +112,9 @@ class FolderSource(Source):
         if size is None or size[0] * size[1] <= self.max_pixels:
             return False
         self.oversize += 1
-        self.note = self.note or (f"{os.path.basename(path)} is {size[0]}x{size[1]} pixels, "
-                                  f"more than [source] max_pixels ({self.max_pixels})")
+        self.note = self.note or (
+            f"{os.path.basename(path)} is {size[0]}x{size[1]} pixels, more than [source] max_pixels ({self.max_pixels})"
+        )
         return True
 
     def read(self) -> Frame | None:

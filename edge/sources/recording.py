@@ -67,10 +67,20 @@ def read_sidecar(video: str | Path) -> tuple[dict, list[dict]]:
         raise SourceError(f"{path.name!r} is not the sidecar of a tlf-edge recording (format {SIDECAR_FORMAT})")
     frames = records[1:]
     for n, r in enumerate(frames, 2):
-        ok = (isinstance(r, dict) and isinstance(r.get("file"), str) and isinstance(r.get("index"), int)
-              and isinstance(r.get("t"), (int, float)) and (r.get("spacing_mm") is None or (
-                  isinstance(r["spacing_mm"], list) and len(r["spacing_mm"]) == 2
-                  and all(isinstance(v, (int, float)) for v in r["spacing_mm"]))))
+        ok = (
+            isinstance(r, dict)
+            and isinstance(r.get("file"), str)
+            and isinstance(r.get("index"), int)
+            and isinstance(r.get("t"), (int, float))
+            and (
+                r.get("spacing_mm") is None
+                or (
+                    isinstance(r["spacing_mm"], list)
+                    and len(r["spacing_mm"]) == 2
+                    and all(isinstance(v, (int, float)) for v in r["spacing_mm"])
+                )
+            )
+        )
         if not ok or Path(r["file"]).name != r["file"]:
             raise SourceError(f"recording sidecar {path.name!r} line {n} is damaged")
     return records[0], frames
@@ -109,8 +119,10 @@ class RecordingSource(Source):
         self.path = first
         self.header, self._lines = read_sidecar(first)
         if self.header.get("overlay", True):
-            raise SourceError("recorded with the overlay (band contour and reading) drawn into its frames: the model "
-                              "would measure the drawing; record with [recording] overlay = false to re-analyse")
+            raise SourceError(
+                "recorded with the overlay (band contour and reading) drawn into its frames: the model "
+                "would measure the drawing; record with [recording] overlay = false to re-analyse"
+            )
         if not self._lines:
             raise SourceError("the recording lists no frame")
         fps = self.header.get("fps")
@@ -144,11 +156,17 @@ class RecordingSource(Source):
                 self._skip_part()
                 continue
             index = frame.seq + self._part.corrupt  # this frame's position in its part file
-            while self._i < len(self._lines) and self._lines[self._i]["file"] == self._part_name \
-                    and self._lines[self._i]["index"] < index:
+            while (
+                self._i < len(self._lines)
+                and self._lines[self._i]["file"] == self._part_name
+                and self._lines[self._i]["index"] < index
+            ):
                 self._i += 1  # listed, but did not decode
-            if self._i >= len(self._lines) or self._lines[self._i]["file"] != self._part_name \
-                    or self._lines[self._i]["index"] != index:
+            if (
+                self._i >= len(self._lines)
+                or self._lines[self._i]["file"] != self._part_name
+                or self._lines[self._i]["index"] != index
+            ):
                 self.unlisted += 1
                 continue
             line = self._lines[self._i]
