@@ -474,7 +474,7 @@ def test_09_bench_misuse_is_one_line(cart, mount_tmpfs):
     ("phantom://clip?size=0x0", "size '0x0' is too small"),
     ("phantom://clip?seed=-1", "seed '-1' is out of range"),
     ("phantom://clip?frames=0", "frames '0' must be at least 1"),
-    ("phantom://screen?depth=nan", "must be numbers"),
+    ("phantom://screen?depth=nan", "must be finite numbers"),
 ])
 def test_09_phantom_options_out_of_range_are_one_line(cart, url, words):
     source_refused(cart, url, words)

@@ -307,3 +307,27 @@ def test_screens_without_a_bmode_region_are_counted_not_measured():
     stats = screen_pipeline(ListSource([blank, blank, shot.image, shot.image], None), [sink]).run()
     assert stats.frames_without_roi == 2 and [m.seq for m in sink.seen] == [2, 3]
     assert stats.dead_sinks == {} and sink.seen[0].extra["layout"]["seq"] == 2
+
+
+def test_an_interrupt_while_the_threads_start_is_an_interrupt(monkeypatch):
+    """Ctrl-C (or tlf-edge analyze's SIGINT) landing while the pipeline starts its threads ends
+    the run as an interrupt, not as 'cannot join thread before it is started' (which made
+    analyze list the clip as failed)."""
+    import threading
+
+    images, spacing = clip_images(2)
+    seg = Segmenter.create(SegmenterOptions(num_threads=1))
+    start, started = threading.Thread.start, []
+
+    def start_then_interrupt(thread):
+        if len(started) == 1:
+            raise KeyboardInterrupt
+        started.append(thread)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(ListSource(images, spacing), seg, [Collect()], err=io.StringIO()).run()
+    monkeypatch.undo()
+    started[0].join(30)
+    assert not started[0].is_alive()  # the thread that did start was stopped and joined

@@ -427,7 +427,8 @@ class Pipeline:
         finally:
             stop.set()
             for t in threads:
-                if not (abandoned and t is threads[1]):
+                # a thread never started (interrupted while they start) has nothing to join
+                if t.ident is not None and not (abandoned and t is threads[1]):
                     t.join(1.0)
             for sink in live:
                 _close_quietly(sink)
