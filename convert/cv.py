@@ -361,7 +361,7 @@ def summary_markdown(s: dict) -> str:
         f"| mean IoU | {_ms(s['float']['mean_iou'])} | {_ms(s['int8']['mean_iou'])} |",
         f"| band thickness MAE vs mask ({unit}) | {_ms(s['float']['thickness_mae'], 2)} | "
         f"{_ms(s['int8']['thickness_mae'], 2)} |",
-        f"| band Dice, float and int8 apart (|float - int8|) | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
+        f"| band Dice gap between float and int8 (absolute) | | {_ms(s['int8_band_dice_drop'], 4)} (largest "
         f"{s['max_int8_band_dice_drop']:.4f}) |"
         if s["max_int8_band_dice_drop"] is not None
         else "",
@@ -442,7 +442,7 @@ TARGET_KEYS = {
     "band_dice": ("int8 band Dice (mean over folds)", lambda s: s["int8"]["band_dice"]["mean"]),
     "float_band_dice": ("float band Dice (mean over folds)", lambda s: s["float"]["band_dice"]["mean"]),
     "thickness_mae": ("int8 band thickness MAE (mean over folds)", lambda s: s["int8"]["thickness_mae"]["mean"]),
-    "int8_dice_drop": ("band Dice, |float - int8| (largest fold)", lambda s: s["max_int8_band_dice_drop"]),
+    "int8_dice_drop": ("band Dice gap between float and int8 (largest fold)", lambda s: s["max_int8_band_dice_drop"]),
     "fold_minutes": ("training time of a fold, min (longest)", lambda s: s["max_train_minutes"]),
 }
 
