@@ -5,7 +5,8 @@ declared, passes the float-versus-int8 gate on labelled phantom scans, and runs 
 LiteRT runtime through edge.model.segmenter.
 
 One tiny U-Net (base 8, depth 2, 64 px; two heads: a 3-class softmax and a one-channel TLF
-sigmoid) is trained for a few seconds; every structure of the zoo is built from its weights by
+sigmoid) is trained for a few seconds (and, for the fully convolutional structure run at 256 px,
+tuned for a few more on 256 px scans of that field); every structure of the zoo is built from its weights by
 a reparametrisation: a transposed convolution with the 1x1 up-convolution repeated over its 2x2
 kernel (exact), the skip concatenation as two added convolutions (exact), batch normalisation
 with random statistics folded into the convolution before it (exact), the normalisation a
@@ -62,7 +63,6 @@ class Structure:
     prefix: str = ""  # layer names of its own ("" : Keras' automatic names)
     formats: tuple[str, ...] = ("keras", "h5")
     flags: tuple[str, ...] = field(default=())
-    near_limit: bool = False  # the gate judges it near a limit: its verdict is not asserted (it may differ by CPU)
 
     def declared(self) -> list[str]:
         """The quantize flags that declare how this model was fed."""
@@ -97,12 +97,11 @@ ZOO = [
     # One channel of logits (a sigmoid applied by the loss only): two classes at logit 0.
     Structure("binary-logit", head="logit1", formats=("keras",)),
     # A fully convolutional U-Net (keras.Input((None, None, 1)), segmentation_models' default) at
-    # 256 px: converted at --size 256, the grid fixed as the batch is.
-    # The 64 px model on a 64 mm field measures fewer frames (5 of 16 by both float and int8), and its
-    # int8 thickness bias against float is near the 0.05 mm limit (+0.052 mm measured on AMD EPYC with
-    # AVX-512 VNNI: FAILED), so the test asserts the gate's figures, not its verdict.
-    Structure("fully-convolutional-256", size=256, free=True, lists=True, dropout=0.1, formats=("keras",),
-              near_limit=True),
+    # 256 px: converted at --size 256, the grid fixed as the batch is. Its weights are the 64 px
+    # model's tuned on 256 px scans (a 64 mm field, as its calibration and labelled scans are): the
+    # 64 px weights alone measured only 5 of 16 of those frames, int8 against float +0.052 mm, over
+    # the gate's 0.05 mm; tuned, 16 of 16 and -0.007 mm (AMD EPYC with AVX-512 VNNI; see `tuned_at`).
+    Structure("fully-convolutional-256", size=256, free=True, lists=True, dropout=0.1, formats=("keras",)),
     # Keras 2's default `model.save("folder")` (a SavedModel), and a Keras 3 export.
     Structure("savedmodel", dropout=0.1, formats=("savedmodel-keras2", "savedmodel-keras3")),
 ]
@@ -249,6 +248,30 @@ def trained():
     return out
 
 
+@pytest.fixture(scope="session")
+def tuned_at(trained):
+    """The trained U-Net's weights tuned at another size: a 3-class U-Net of `size` px started from
+    them and trained 4 epochs on 96 phantom scans of that size (the same 0.25 mm pixels, a field
+    growing with the size), so a structure run at that size is tested on the field it was trained
+    for. The sigmoid head stays the 64 px model's."""
+    done = {}
+
+    def get(size: int) -> dict:
+        if size not in done:
+            s = Structure(f"trained-{size}", up="upsample", size=size)
+            keras.utils.set_random_seed(4)
+            model, roles = build(keras, s)
+            for role, layer in roles.items():
+                layer.set_weights(trained[role])
+            x, y, _ = small_field_set(96, seed=11, size=size)
+            model.compile(keras.optimizers.Adam(2e-3), "categorical_crossentropy")
+            model.fit(to_float(x, _spec(size)), keras.utils.to_categorical(y, 3), epochs=4, batch_size=8, verbose=0)
+            done[size] = {**trained, **{role: layer.get_weights() for role, layer in roles.items()}}
+        return done[size]
+
+    return get
+
+
 def _spec(size, channels=1):
     from edge.model.preprocess import PreprocessSpec
 
@@ -311,14 +334,14 @@ CASES = [(s, fmt) for s in ZOO for fmt in s.formats]
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, trained, folders):
+def converted(tmp_path_factory, trained, tuned_at, folders):
     done = {}
 
     def get(s: Structure, fmt: str, capsys):
         key = (s.id, fmt)
         if key not in done:
             root = tmp_path_factory.mktemp(f"zoo_{s.id}_{fmt}")
-            path = save(s, fmt, trained, root)
+            path = save(s, fmt, tuned_at(s.size) if s.free else trained, root)
             calib, data = folders(s)
             capsys.readouterr()
             args = ["quantize", str(path), "--calib", str(calib), "--data", str(data), "--out", str(root / "bundle"),
@@ -337,7 +360,7 @@ def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converte
 
     rc, out, err, bundle_path, path, args = converted(s, fmt, capsys)
     gate = [line for line in out.splitlines() if line.startswith("gate ")]
-    assert gate and (rc in (0, 3) if s.near_limit else rc == 0 and gate[0].startswith("gate PASSED")), out + err
+    assert gate and rc == 0 and gate[0].startswith("gate PASSED"), out + err
     figures = [line for line in out.splitlines() if line.startswith("float mean IoU")]
     print(f"{s.id} [{fmt}]: tlf-convert {' '.join(args)}\n  {figures[0]}\n  {gate[0]}")  # shown by pytest -rP
     bundle = load_bundle(bundle_path)
@@ -356,8 +379,8 @@ def test_each_structure_and_format_converts_and_passes_the_gate(s, fmt, converte
     if s.mean:
         assert bundle.spec.mean == s.mean and bundle.spec.std == s.std
     v = m["validation"]
-    # the band is measured, not missed (at 256 px, a 64 mm field, the 64 px model keeps fewer frames' bands)
-    assert v["gate"]["passed"] == (rc == 0) and v["thickness"]["int8_vs_float"]["n"] >= (4 if s.near_limit else 8)
+    # the band is measured, not missed
+    assert v["gate"]["passed"] and v["thickness"]["int8_vs_float"]["n"] >= 8
     assert v["float"]["mean_iou"] - v["int8"]["mean_iou"] <= 0.01 and v["unit"] == "mm"
     assert v["float"]["dice"][1] > 0.5  # the model draws the TLF
     # skip concatenations visible to Keras are split, also through batch normalisation
@@ -380,7 +403,7 @@ def test_the_device_runs_each_bundle_like_the_float_model(s, fmt, converted, cap
     """edge.model.segmenter on ai-edge-litert: labels as the float model draws them on frames of
     another size, scores in logit units whatever the head."""
     rc, _, _, bundle_path, path, _ = converted(s, fmt, capsys)
-    assert rc in (0, 3) if s.near_limit else rc == 0  # 3: the gate judged it; the bundle is written all the same
+    assert rc == 0
     bundle = load_bundle(bundle_path)
     seg = Segmenter(bundle, 2)
     assert seg.runtime == "ai-edge-litert" and seg.classes == (2 if s.binary else 3)
