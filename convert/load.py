@@ -277,15 +277,7 @@ def legacy_h5(readable: Path, path: Path, config: dict, trust_code: bool, object
     try:
         import tf_keras
     except ImportError:
-        what = (
-            f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)"
-            if tf_ops or error is None
-            else f"{_first_line(error)}"
-        )
-        raise QuantizeError(
-            f"Keras 3 cannot read the Keras 2 model {str(path)!r}: {what}; install the Keras 2 "
-            f"reader ({LEGACY_EXTRA}) and run again"
-        ) from error
+        raise _needs_keras2_reader(f"the Keras 2 model {str(path)!r}", tf_ops, error) from error
     try:
         model = tf_keras.models.load_model(readable, compile=False, custom_objects=objects, safe_mode=not trust_code)
     except Exception as e:  # noqa: BLE001
@@ -328,14 +320,7 @@ def legacy_keras_file(readable: Path, path: Path, config: dict, version: str, tr
     try:
         import tf_keras
     except ImportError:
-        what = (
-            f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)"
-            if tf_ops or error is None
-            else f"{_first_line(error)}"
-        )
-        raise QuantizeError(
-            f"Keras 3 cannot read {found}: {what}; install the Keras 2 reader ({LEGACY_EXTRA}) and run again"
-        ) from error
+        raise _needs_keras2_reader(found, tf_ops, error) from error
     try:
         model = tf_keras.models.load_model(readable, compile=False, custom_objects=objects, safe_mode=not trust_code)
     except Exception as e:  # noqa: BLE001
@@ -423,6 +408,18 @@ def _functional_of_sequential(model: keras.Sequential) -> keras.Model:
     if len(inputs) != 1 or len(outputs) != 1:
         return model  # quantize's family check says what is wrong with it
     return keras.Model(inputs[0], outputs[0], name=model.name)
+
+
+def _needs_keras2_reader(found: str, tf_ops, error: Exception | None) -> QuantizeError:
+    """The one line for a Keras 2 file Keras 3 could not read while tf_keras is not installed."""
+    what = (
+        f"its TensorFlow-op layers {tf_ops} (ops called on Keras 2 tensors, e.g. inputs / 255)"
+        if tf_ops or error is None
+        else _first_line(error)
+    )
+    return QuantizeError(
+        f"Keras 3 cannot read {found}: {what}; install the Keras 2 reader ({LEGACY_EXTRA}) and run again"
+    )
 
 
 def _first_line(e: Exception) -> str:

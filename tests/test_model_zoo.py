@@ -768,3 +768,14 @@ def test_a_data_sets_stated_spacing_makes_the_gate_measure_in_mm(converted, fold
     assert stated["thickness"] == explicit["thickness"] and stated["thickness"]["int8_vs_float"]["n"] >= 8
     _, _, native = validate("--native-px")
     assert native["unit"] == "px"
+
+
+def test_a_keras2_file_without_the_keras2_reader_names_the_extra():
+    """Both Keras 2 readers (.h5 and .keras) say the same line when tf_keras is missing."""
+    from convert.load import _needs_keras2_reader
+
+    ops = _needs_keras2_reader("the Keras 2 model 'm.h5'", ["tf.math.truediv"], None)
+    assert str(ops).startswith("Keras 3 cannot read the Keras 2 model 'm.h5': its TensorFlow-op layers")
+    assert "install the Keras 2 reader" in str(ops) and "\n" not in str(ops)
+    other = _needs_keras2_reader("'m.keras'", [], ValueError("bad config\nmore"))
+    assert str(other).startswith("Keras 3 cannot read 'm.keras': bad config;")
