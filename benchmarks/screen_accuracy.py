@@ -39,7 +39,8 @@ from edge.sim import phantom_screen  # noqa: E402
 from edge.model.bundle import DEMO_BUNDLE  # noqa: E402
 from edge.screen.options import CalibrationOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.runtime.pipeline import Pipeline, measure  # noqa: E402
+from edge.runtime.chain import ChainOptions, FrameChain  # noqa: E402
+from edge.runtime.pipeline import Pipeline  # noqa: E402
 from edge.measure.quality import REJECTING  # noqa: E402
 from edge.model.segmenter import Segmenter, SegmenterOptions  # noqa: E402
 from edge.sinks.base import Sink  # noqa: E402
@@ -116,9 +117,10 @@ def bmode_error(truth: list[dict], segmenter, options) -> float:
     """The same model on the clip's B-mode images as rendered (no screen, no video coding): the
     model's own share of the error."""
     values, true = [], []
+    chain = FrameChain(segmenter, ChainOptions(measurement=options, independent=True))
     for i, t in enumerate(truth):
         scan = t["scan"]
-        m = measure(segmenter.segment(Frame(scan.image, 0.0, i, scan.spacing_mm)), options, segmenter.bundle.tlf_class)
+        m = chain(Frame(scan.image, 0.0, i, scan.spacing_mm), cropped=True).measurements[0]
         if not m.flags & REJECTING and math.isfinite(m.thickness):
             values.append(m.thickness)
             true.append(window_median(scan.thickness_mm, options.window))

@@ -82,7 +82,7 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
     warmup = min(120.0, seconds / 4)
     window_s = min(window_s, max(1.0, (seconds - warmup) / 3))
     source = open_source(f"phantom://clip?seed=9&frames=100000000&size={size}")
-    segmenter = Segmenter.create(SegmenterOptions(num_threads=threads or None))
+    segmenter = Segmenter.create(SegmenterOptions(num_threads=threads))
     emulator = DisplayEmulator(320, 240).start()
     meter = Meter()
     recording = RecordingSink(out / "soak.avi", fps=30.0, min_free_bytes=200 * 2**20, tlf_class=segmenter.bundle.tlf_class)

@@ -25,11 +25,11 @@ from edge.measure.thickness import (
     ThicknessOptions,
     band_layering,
     fit_thickness_calibration,
-    measure_thickness,
     window_slice,
 )
 from edge.model.bundle import Bundle, update_manifest
 from edge.model.segmenter import Segmenter
+from edge.runtime.chain import ChainOptions, FrameChain
 from edge.sim import phantom, phantom_screen
 from edge.sim.recipes import RESPONSE_SEEDS, phantom_scan
 
@@ -63,29 +63,21 @@ def measured_scans(
     rows, true thickness mm, mm per model row, band layering contrast), over the measurement window."""
     if images not in RESPONSE_IMAGES:
         raise ValueError(f"response images must be one of {RESPONSE_IMAGES}, not {images!r}")
-    seg = Segmenter(bundle, threads)
+    chain = FrameChain(Segmenter(bundle, threads), ChainOptions(measurement=options, independent=True))
     for i, seed in enumerate(seeds):
         if images == "screens":
             frame, scan = scanner_screen(seed)
         else:
             scan = phantom_scan(seed, machine)
             frame = Frame(scan.image, 0.0, i, scan.spacing_mm)
-        s = seg.segment(frame)
-        r = measure_thickness(
-            s.labels,
-            s.logits,
-            s.spacing_mm,
-            options,
-            s.logit_scale,
-            tlf=bundle.tlf_class,
-            calibration=s.calibration,
-            image=s.image,
-        )
-        if r.flags & REJECTING:
+        result = chain(frame, cropped=True)  # the device's own chain, each image on its own
+        assert result is not None  # a B-mode region already: always measured
+        s, r = result.segmentation, result.results[0]
+        if result.measurements[0].flags & REJECTING:
             continue
         assert (
             s.spacing_mm is not None and s.image is not None
-        )  # phantom frames have a spacing; segment() keeps the model image
+        )  # phantom frames have a spacing; the chain keeps the model image
         h, w = s.labels.shape
         win = window_slice(options, w)
         cols = ((np.arange(w)[win] + 0.5) * scan.image.shape[1] / w).astype(int)  # the scan column under each

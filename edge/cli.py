@@ -235,7 +235,7 @@ def cmd_calibrate(args) -> int:
 
 
 def resolve_options(args):
-    """The config file, then --set overrides, then the dedicated flags; returns the Config."""
+    """The run's Config: the config file, then --set overrides, then the dedicated flags."""
     from edge.runtime.config import RUN_REQUIRED, load_config
 
     flags = {
@@ -247,15 +247,7 @@ def resolve_options(args):
         "log.directory": args.out,
     }
     overrides = list(args.set) + [f"{k}={v}" for k, v in flags.items() if v is not None]
-    cfg = load_config(args.config, overrides, required=RUN_REQUIRED)  # a file must name its devices
-    args.bundle = cfg.model.bundle or str(DEMO_BUNDLE)
-    args.source = cfg.source.url
-    args.display = cfg.display.url if cfg.display.enabled else "none"
-    args.baud = cfg.display.baud
-    args.threads = cfg.model.num_threads or None
-    args.out = cfg.log.directory
-    args.quiet = args.quiet or not cfg.console.enabled
-    return cfg
+    return load_config(args.config, overrides, required=RUN_REQUIRED)  # a file must name its devices
 
 
 def make_run_dir(log_root: Path, cfg) -> Path:
@@ -282,116 +274,38 @@ def remove_if_empty(run_dir: Path) -> None:
 
 
 def cmd_run(args) -> int:
-    from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.model.segmenter import Segmenter
     from edge.runtime.config import check_data_dir, data_paths
-    from edge.runtime.factory import open_source
+    from edge.runtime.factory import build_outputs, open_display, open_source
     from edge.runtime.pipeline import Pipeline
     from edge.sinks import systemd
-    from edge.sinks.base import Sink
-    from edge.sinks.console import ConsoleStatus
-    from edge.sinks.display import DisplaySink
-    from edge.sinks.jsonl import JsonLinesLog
 
     if args.frames is not None and args.frames < 1:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     cfg = resolve_options(args)
     check_data_dir(cfg)  # an existing, writable folder (not created: an unmounted drive is refused)
     log_root, recording_root = data_paths(cfg)  # both under [storage] data_dir, symlinks resolved
-    source = open_source(args.source, max_pixels=cfg.source.max_pixels)
-    segmenter = Segmenter.create(SegmenterOptions(bundle=args.bundle, num_threads=args.threads))
-    simulated = source.simulated  # the phantom scanner: every output says so
-    display_sink = None
-    emulator = None
-    if args.display == "emulate":
-        from firmware_bridge.emulator import DisplayEmulator
-
-        emulator = DisplayEmulator().start()
-        assert emulator.port is not None  # start() opened its pty
-        display_sink = DisplaySink(
-            emulator.port, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated
-        )
-    elif args.display != "none":
-        display_sink = DisplaySink(
-            args.display, segmenter.bundle.model_id, args.baud, segmenter.bundle.tlf_class, simulated
-        )
-        display_sink.claim()  # a port another program holds (a second runtime) is refused here
-    run_dir = make_run_dir(log_root, cfg)
-    sinks: list[Sink] = (
-        [JsonLinesLog(run_dir / "frames.jsonl", segmenter.bundle.sha256, simulated)] if cfg.log.jsonl else []
-    )
-    if display_sink is not None:
-        sinks.append(display_sink)
-    if cfg.log.csv:
-        from edge.sinks.csvlog import CsvLog
-
-        sinks.append(CsvLog(run_dir / "frames.csv", segmenter.bundle.sha256, simulated))
-    if cfg.recording.enabled:
-        from edge.sinks.recording import RecordingSink
-
-        if cfg.recording.include_full_screen:
-            print(
-                "tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored",
-                file=sys.stderr,
-            )
-        sinks.append(
-            RecordingSink.in_folder(
-                recording_root,
-                fps=lambda: source.fps,
-                tlf_class=segmenter.bundle.tlf_class,
-                min_free_bytes=int(cfg.recording.min_free_mb * 2**20),
-                overlay=cfg.recording.overlay,
-            )
-        )
-    if not args.quiet:
-        sinks.append(ConsoleStatus(hz=cfg.console.hz, simulated=simulated))
-    # Last, so it runs after every other output: under systemd, READY=1 on the first measurement
-    # and WATCHDOG=1 while they flow (edge/sinks/systemd.py); outside systemd it does nothing.
-    sinks.append(systemd.NotifySink())
-    pipeline = Pipeline(
-        source, segmenter, sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration
-    )
-    stopped_by = []
-
-    def on_signal(signum, _frame):
-        stopped_by.append(signal.Signals(signum).name)
-        systemd.stopping()
-        pipeline.stop_event.set()
-
-    # SIGHUP too: an SSH session that closes must stop the run as cleanly as systemd's SIGTERM.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    problems = []
+    source = open_source(cfg.source.url, max_pixels=cfg.source.max_pixels)
+    segmenter = Segmenter.create(cfg.model)
+    display = open_display(cfg.display, segmenter, source.simulated)  # a port another program holds is refused here
     try:
-        failed = None
-        try:
-            stats = pipeline.run(max_frames=args.frames)
-        except EdgeError as e:
-            stats = pipeline.stats
-            if stats is None or not stats.measured:  # refused at its first frame (an [roi] rect off the screen)
-                remove_if_empty(run_dir)
-                raise
-            failed = str(e)  # ended mid-run (a capture card that gave up): what was measured is summarised
-        display = None
-        if emulator is not None:
-            emulator.wait_idle(timeout=2.0)
-            try:
-                emulator.render_png(run_dir / "display.png")
-            except OSError as e:
-                problems.append(f"display.png not written: {e.strerror or e}")
-            display = {"emulated": True, "frames_received": emulator.frames_received, "crc_errors": emulator.crc_errors}
-        if display_sink is not None:
-            display = {**(display or {}), **display_report(display_sink)}
+        run_dir = make_run_dir(log_root, cfg)
+        console = not args.quiet and cfg.console.enabled
+        outputs = build_outputs(cfg, segmenter, source, run_dir, recording_root, display, console)
+        pipeline = Pipeline(
+            source, segmenter, outputs.sinks, cfg.measurement, cfg.temporal, roi=cfg.roi, calibration=cfg.calibration
+        )
+        stats, failed, stopped_by, shown = _run_until_done(pipeline, args.frames, display, run_dir)
     finally:
         systemd.stopping()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if emulator is not None:
-            emulator.stop()
-    summary = summarize(stats, segmenter, args, display, simulated)
-    summary["source_note"] = getattr(source, "note", "") or None
+        display.stop()
+    summary = summarize(stats, segmenter, cfg, shown, source.simulated, outputs.scoring)
+    summary["source_note"] = source.note or None
     summary["stopped_by"] = stopped_by[0] if stopped_by else None
     summary["nothing_measured"] = nothing_measured(stats, stopped_by)
     summary["failed"] = failed
     print_summary(summary, run_dir)
+    problems = shown.pop("problems", []) if shown else []
     problems += [f"{name} output stopped: {why}" for name, why in stats.dead_sinks.items() if name in ("log", "csv")]
     try:
         write_json(run_dir / "summary.json", summary)
@@ -404,6 +318,54 @@ def cmd_run(args) -> int:
     if problems:
         raise RunFailed("; ".join(problems))
     return 0
+
+
+def _run_until_done(pipeline, frames: int | None, display, run_dir: Path):
+    """Run the pipeline until it ends or a signal stops it; (stats, why it failed mid-run or None,
+    the signals that stopped it, what reached the display). A run refused at its first frame
+    leaves no run folder and raises."""
+    from edge.sinks import systemd
+
+    stopped_by: list[str] = []
+
+    def on_signal(signum, _frame):
+        stopped_by.append(signal.Signals(signum).name)
+        systemd.stopping()
+        pipeline.stop_event.set()
+
+    # SIGHUP too: an SSH session that closes must stop the run as cleanly as systemd's SIGTERM.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        failed = None
+        try:
+            stats = pipeline.run(max_frames=frames)
+        except EdgeError as e:
+            stats = pipeline.stats
+            if stats is None or not stats.measured:  # refused at its first frame (an [roi] rect off the screen)
+                remove_if_empty(run_dir)
+                raise
+            failed = str(e)  # ended mid-run (a capture card that gave up): what was measured is summarised
+        return stats, failed, stopped_by, _display_outcome(display, run_dir)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _display_outcome(display, run_dir: Path) -> dict | None:
+    """What reached the display: the emulator's decoded frames and its picture (display.png), the
+    serial link's statistics; "problems" lists what could not be written."""
+    if display.sink is None:
+        return None
+    shown: dict = {"problems": []}
+    emulator = display.emulator
+    if emulator is not None:
+        emulator.wait_idle(timeout=2.0)
+        try:
+            emulator.render_png(run_dir / "display.png")
+        except OSError as e:
+            shown["problems"].append(f"display.png not written: {e.strerror or e}")
+        shown.update(emulated=True, frames_received=emulator.frames_received, crc_errors=emulator.crc_errors)
+    return {**shown, **display_report(display.sink)}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -475,8 +437,10 @@ def display_report(sink) -> dict:
     }
 
 
-def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
-    ms = stats.measurements  # the most recent ones: values, latency and truth are over these
+def summarize(stats, segmenter, cfg, display, simulated: bool = False, scoring=None) -> dict:
+    """The run summary (summary.json): the model, the source, counts, speed, thickness, layout,
+    the display; for the phantom scanner, the scores against its truth (edge.sinks.scoring)."""
+    ms = stats.measurements  # the most recent ones: values and latency are over these
     ok = [m for m in ms if not (m.flags & REJECTING) and not math.isnan(m.thickness)]
     accepted = [m for m in ok if m.band == 0]  # the TLF, or the most superficial band of a two-class model
     by_band = {}
@@ -490,14 +454,13 @@ def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
             }
     lat = np.array([m.latency_s for m in ms]) * 1000
     values = np.array([m.thickness for m in accepted])
-    truths = np.array([m.extra["truth_mm"] for m in accepted if "truth_mm" in m.extra])
     out = {
-        "bundle": str(args.bundle),
+        "bundle": str(cfg.model.bundle_path),
         "model_sha256": segmenter.bundle.sha256,
         "runtime": segmenter.runtime,
         "threads": segmenter.num_threads,
         "thickness_calibration": segmenter.calibration.fitted_on if segmenter.calibration is not None else None,
-        "source": args.source,
+        "source": cfg.source.url,
         "simulated": bool(simulated),
         "frames": stats.frames,
         "accepted": stats.accepted,
@@ -528,10 +491,12 @@ def summarize(stats, segmenter, args, display, simulated: bool = False) -> dict:
         "display": display,
         "layout": _layout_summary(stats),
     }
-    if truths.size:
-        out["truth_median_mm"] = round(float(np.median(truths)), 3)
-        out["error_median_mm"] = round(out["thickness_median"] - out["truth_median_mm"], 3)
-        out["abs_error_mean_mm"] = round(float(np.mean(np.abs(values[: truths.size] - truths))), 3)
+    scored = scoring.summary() if scoring is not None else None
+    if scored is not None and "truth_median_mm" in scored:
+        out["scored"] = scored
+        out["truth_median_mm"] = scored["truth_median_mm"]
+        out["error_median_mm"] = scored["error_median_mm"]
+        out["abs_error_mean_mm"] = scored["abs_error_mean_mm"]
     return out
 
 

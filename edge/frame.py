@@ -18,16 +18,16 @@ class Frame:
     image: uint8, HxW (grayscale) or HxWx3 (BGR), already cropped to the B-mode region.
     t_capture: time.monotonic() when the source produced it; every latency is measured from here.
     spacing_mm: (row, column) pixel spacing of `image` in mm, or None when not calibrated.
-    truth: ground truth when the source knows it (the phantom), else None.
     spacing_source: where spacing_mm came from (edge.screen.spacing sources: "config",
     "depth_mm", "source", "screen", "none", "refused"); "" when nothing said.
+    Ground truth never travels with a frame: a source that knows it (the phantom scanner) gives it
+    by `seq` (edge.sources.base.Source.truth).
     """
 
     image: np.ndarray
     t_capture: float
     seq: int
     spacing_mm: tuple[float, float] | None = None
-    truth: dict | None = None
     spacing_source: str = ""
 
 

@@ -1,4 +1,4 @@
-"""Per-band measurement on the device (edge.measure.bands, edge.runtime.pipeline.measure_frame): a two-class
+"""Per-band measurement on the device (edge.measure.bands, edge.runtime.chain.measure_frame): a two-class
 model's bands are found in its own label map, ordered by depth and each measured as validation
 measures it; logs, CSV and the display carry the band index; the three-class TLF stays one band."""
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import APO_SIZE, apo_crops
 from edge.measure.bands import band_thickness, band_zones, measure_bands
 from edge.frame import Frame, Segmentation
-from edge.runtime.pipeline import measure_frame
+from edge.runtime.chain import measure_frame
 from edge.model.preprocess import PreprocessSpec, resize_labels
 from edge.measure.quality import Quality
 from edge.measure.thickness import ThicknessOptions, measure_thickness

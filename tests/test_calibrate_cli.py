@@ -17,7 +17,7 @@ from edge.ops import doctor
 from edge.screen import ocr
 from edge.runtime.config import load_config
 from edge.frame import Frame, Segmentation
-from edge.runtime.pipeline import measure
+from edge.runtime.chain import measure
 from edge.measure.quality import Quality
 from edge.measure.thickness import ThicknessOptions
 

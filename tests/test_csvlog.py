@@ -9,7 +9,7 @@ from edge.sim import phantom
 from edge.sinks.csvlog import COLUMNS, CsvLog
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
-from edge.runtime.pipeline import measure, smooth
+from edge.runtime.chain import measure, smooth
 from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
 from edge.measure.quality import Quality
 from edge.measure.temporal import TemporalFilter

@@ -18,7 +18,7 @@ from edge.model.bundle import DEMO_BUNDLE, load_bundle, update_manifest
 from edge.measure.domain import IMAGE_FEATURES, DomainModel, fit_domain, image_features, margin_features
 from edge.errors import BundleError
 from edge.frame import Frame
-from edge.runtime.pipeline import measure_frame
+from edge.runtime.chain import measure_frame
 from edge.screen.prepare import Prepare
 from edge.model.preprocess import to_model_image
 from edge.measure.quality import REJECTING, Quality

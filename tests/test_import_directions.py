@@ -125,7 +125,7 @@ def loaded_after(code: str) -> list[str]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", ["edge.runtime.pipeline", "edge.runtime.config", "edge.runtime.factory", "edge.cli",
+@pytest.mark.parametrize("module", ["edge.runtime.pipeline", "edge.runtime.chain", "edge.runtime.config", "edge.runtime.factory", "edge.cli",
                                     "edge.ops.bench", "edge.ops.doctor", "edge.sinks.display", "edge.screen.prepare"])
 def test_importing_the_runtime_loads_no_simulator(module):
     assert loaded_after(f"import {module}") == []

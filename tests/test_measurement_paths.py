@@ -28,7 +28,7 @@ from convert.validate import compare, gate  # noqa: E402
 from edge.ops.bench import accuracy_pass, stage_pass  # noqa: E402
 from edge.data.dataset import LabelledFrame, labelled_frames, phantom_dataset_config, write_dataset  # noqa: E402
 from edge.frame import Frame  # noqa: E402
-from edge.runtime.pipeline import measure  # noqa: E402
+from edge.runtime.chain import measure  # noqa: E402
 from edge.model.preprocess import to_float  # noqa: E402
 from edge.model.segmenter import Segmenter  # noqa: E402
 from edge.sinks.base import Sink  # noqa: E402

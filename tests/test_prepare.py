@@ -39,6 +39,12 @@ def frames_of(url: str) -> list[Frame]:
         return list(src)
 
 
+def with_truth(url: str) -> list[tuple[Frame, dict]]:
+    """The source's frames, each with its truth (kept by the source, matched by seq)."""
+    with open_source(url) as src:
+        return [(f, src.truth(f.seq)) for f in src]
+
+
 def no_scale_screen(seed: int = 6) -> tuple[np.ndarray, tuple]:
     """A screen with the B-mode on flat chrome and nothing else: no scale, no text."""
     shot = ps.screen(seed, (640, 480))
@@ -49,17 +55,16 @@ def no_scale_screen(seed: int = 6) -> tuple[np.ndarray, tuple]:
 
 
 def test_screen_frames_are_cropped_and_calibrated_and_a_depth_change_is_one_event():
-    frames = frames_of(SCREEN.format(seed=4, frames=8, at=4))
+    frames = with_truth(SCREEN.format(seed=4, frames=8, at=4))
     prepare = Prepare(RoiOptions(min_gap=1), CalibrationOptions())
     events = []
-    for f in frames:
+    for f, truth in frames:
         out, event = prepare(f, cropped=False)
         events += [event] if event else []
-        truth = f.truth
         assert edge_error(prepare.roi, truth["roi"]) <= 2, f.seq
         assert out.image.shape[:2] == (prepare.roi[3], prepare.roi[2])  # the ROI, not the screen
         assert rel_error(out.spacing_mm, truth["spacing_mm"]) < 0.01, f.seq
-        assert out.truth is f.truth and out.seq == f.seq
+        assert out.seq == f.seq and out.t_capture == f.t_capture
     first, change = events
     assert first.initial and first.seq == 0 and first.calibration == "screen"
     assert not change.initial and change.seq == 4
@@ -81,23 +86,24 @@ def test_config_spacing_overrides_the_source_and_the_screen():
     clip = frames_of("phantom://clip?seed=2&frames=1&size=200x200")[0]
     out, event = Prepare(calibration=CalibrationOptions(spacing_mm=(0.2,)))(clip, cropped=True)
     assert out.spacing_mm == (0.2, 0.2) and event.calibration == "config"
-    screen = frames_of("phantom://screen?seed=5&frames=1&size=640x480")[0]
+    screen, truth = with_truth("phantom://screen?seed=5&frames=1&size=640x480")[0]
     out, event = Prepare(calibration=CalibrationOptions(spacing_mm=(0.1, 0.12)))(screen)
     assert out.spacing_mm == (0.1, 0.12) and event.calibration == "config"
-    assert edge_error(event.roi, screen.truth["roi"]) <= 2
+    assert edge_error(event.roi, truth["roi"]) <= 2
 
 
 def test_a_manual_rect_is_cropped_without_detection():
     def fail(image):
         raise AssertionError("a manual ROI must not be detected")
 
-    screen = frames_of("phantom://screen?seed=5&frames=2&size=1024x768")
-    x, y, w, h = screen[0].truth["roi"]
+    shots = with_truth("phantom://screen?seed=5&frames=2&size=1024x768")
+    screen, truth = [f for f, _ in shots], shots[0][1]
+    x, y, w, h = truth["roi"]
     prepare = Prepare(RoiOptions(rect=(x, y, w, h)), detector=fail)
     outs = [prepare(f) for f in screen]
     assert outs[0][0].image.shape[:2] == (h, w) and outs[1][1] is None
     assert np.array_equal(outs[0][0].image, screen[0].image[y : y + h, x : x + w])
-    assert rel_error(outs[0][0].spacing_mm, screen[0].truth["spacing_mm"]) < 0.01  # the scale is still read
+    assert rel_error(outs[0][0].spacing_mm, truth["spacing_mm"]) < 0.01  # the scale is still read
 
 
 def test_a_screen_without_a_scale_has_no_spacing():
@@ -130,10 +136,10 @@ def test_a_screen_without_an_image_gives_no_frame():
 
 
 def test_screen_source_truth_is_per_roi_column():
-    f = frames_of("phantom://screen?seed=3&frames=1&size=640x480&depth=45")[0]
+    f, truth = with_truth("phantom://screen?seed=3&frames=1&size=640x480&depth=45")[0]
     assert f.image.shape == (480, 640, 3) and f.spacing_mm is None
-    x, y, w, h = f.truth["roi"]
-    assert f.truth["thickness_mm"].shape == (w,) and f.truth["depth_mm"] == 45.0
+    x, y, w, h = truth["roi"]
+    assert truth["thickness_mm"].shape == (w,) and truth["depth_mm"] == 45.0
     assert PhantomScreenSource.cropped is False
     t = np.linspace(1.0, 2.0, 256)
     assert column_truth(t, 512)[[0, -1]] == pytest.approx([1.0, 2.0], abs=0.01)

@@ -15,7 +15,8 @@ import pytest
 from edge.sim import phantom
 from edge.errors import SinkError
 from edge.frame import Frame, Segmentation
-from edge.runtime.pipeline import Pipeline, RunStats, measure, smooth
+from edge.runtime.chain import measure, smooth
+from edge.runtime.pipeline import Pipeline, RunStats
 from edge.model.preprocess import PreprocessSpec, model_spacing, resize_labels
 from edge.sinks.recording import BAND_COLOUR, RecordingSink, draw_overlay, overlay_text
 from edge.sinks.base import Sink
@@ -35,7 +36,7 @@ def phantom_outputs(n, shape=ROI, seeds=(3, 4), colour=False):
     for i in range(n):
         s = scans[i % len(scans)]
         image = cv2.cvtColor(s.image, cv2.COLOR_GRAY2BGR) if colour else s.image
-        frame = Frame(image, t_capture=i / 30, seq=i, spacing_mm=s.spacing_mm, truth={"thickness_mm": s.thickness_mm})
+        frame = Frame(image, t_capture=i / 30, seq=i, spacing_mm=s.spacing_mm)
         spacing = model_spacing(s.spacing_mm, s.image.shape, SPEC)
         seg = Segmentation(frame, resize_labels(s.labels, SPEC), None, spacing, t_done=i / 30 + 0.01)
         m = smooth(measure(seg, ThicknessOptions()), temporal, spacing)
@@ -184,15 +185,14 @@ def test_the_pipeline_reports_the_full_disk_and_other_sinks_go_on(tmp_path, outp
         def write(self, m, seg):
             self.seen += 1
 
-    class Host:  # just what Pipeline._emit needs
-        err = io.StringIO()
+    from edge.runtime.pipeline import _deliver  # how the output thread hands a measurement to the sinks
 
-    keep, stats = Keep(), RunStats()
+    err, keep, stats = io.StringIO(), Keep(), RunStats()
     live = [RecordingSink(tmp_path / "r.avi").open(), keep]
     for m, seg in outputs[:3]:
-        live = Pipeline._emit(Host, live, m, seg, stats)
+        live = _deliver(err, live, stats, lambda sink, m=m, seg=seg: sink.write(m, seg))
     assert keep.seen == 3 and live == [keep]
-    report = Host.err.getvalue().strip()
+    report = err.getvalue().strip()
     assert report.startswith("recording output stopped: SinkError: disk nearly full") and "\n" not in report
     assert "recording" in stats.dead_sinks
 

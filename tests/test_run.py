@@ -25,9 +25,11 @@ def test_run_writes_log_summary_and_display_and_loads_no_tensorflow(tmp_path):
     lines = (run_dir / "frames.jsonl").read_text().splitlines()
     assert len(lines) == 12
     rec = json.loads(lines[0])
-    assert {"seq", "t_capture", "thickness", "spread", "flags", "latency_ms", "model_sha256", "truth_mm"} <= set(rec)
+    assert {"seq", "t_capture", "thickness", "spread", "flags", "latency_ms", "model_sha256"} <= set(rec)
+    assert "truth_mm" not in rec  # the truth is scored apart (edge.sinks.scoring), not logged as a reading
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["frames"] == 12
+    assert summary["scored"]["frames"] == 12 and summary["scored"]["thickness_frames"] == summary["accepted"]
     assert summary["display"]["frames_received"] >= 1 and summary["display"]["crc_errors"] == 0
     assert (run_dir / "display.png").stat().st_size > 0
     assert abs(summary["error_median_mm"]) <= 0.3

@@ -19,10 +19,10 @@ def test_physical_cores_is_sane():
 
 
 def test_default_threads_are_the_physical_cores():
-    seg = Segmenter.create(SegmenterOptions())
-    assert seg.num_threads == physical_cores()
-    with pytest.raises(EdgeError):
-        Segmenter.create(SegmenterOptions(num_threads=0))
+    seg = Segmenter.create(SegmenterOptions())  # the config's [model] section: 0 threads is "not set"
+    assert seg.num_threads == physical_cores() and SegmenterOptions(num_threads=0).threads == physical_cores()
+    with pytest.raises(EdgeError, match=r"\[model\] num_threads"):
+        SegmenterOptions(num_threads=-1)
 
 
 def test_lookup_fill_equals_quantizing_a_float_input():

@@ -160,7 +160,7 @@ def test_measurement_inverts_the_response_in_mm_and_leaves_pixels_alone():
 
 def test_the_device_measures_with_the_bundles_calibration():
     from edge.sim import phantom
-    from edge.runtime.pipeline import measure
+    from edge.runtime.chain import measure
     from edge.model.segmenter import Segmenter
     from edge.measure.thickness import ThicknessOptions
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BundleError, EdgeError
+from edge.errors import BundleError, EdgeError, require_option
 from edge.frame import Frame, Segmentation
 from edge.host import physical_cores, usable_cpus
 from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
@@ -80,8 +80,25 @@ def interpreter_class():
 
 @dataclass(frozen=True)
 class SegmenterOptions:
-    bundle: str | Path = DEMO_BUNDLE
-    num_threads: int | None = None  # None: the physical cores
+    """The segmenter's options: the config's [model] section. Empty and zero are "not set"."""
+
+    bundle: str = ""  # model bundle folder; empty: the bundled demo model
+    num_threads: int = 0  # LiteRT threads; 0: the physical cores
+
+    def __post_init__(self):
+        require_option(
+            "model", "num_threads", self.num_threads, self.num_threads >= 0, "must be 0 (physical cores) or more"
+        )
+
+    @property
+    def bundle_path(self) -> Path:
+        """The bundle folder: the one named, or the bundled demo model."""
+        return Path(self.bundle) if str(self.bundle) else DEMO_BUNDLE
+
+    @property
+    def threads(self) -> int:
+        """The LiteRT thread count: the one set, or the physical cores."""
+        return self.num_threads or physical_cores()
 
 
 class Segmenter:
@@ -128,8 +145,8 @@ class Segmenter:
 
     @classmethod
     def create(cls, options: SegmenterOptions = SegmenterOptions()) -> Segmenter:
-        threads = check_threads(options.num_threads if options.num_threads is not None else physical_cores())
-        bundle = load_bundle(options.bundle)
+        threads = check_threads(options.threads)
+        bundle = load_bundle(options.bundle_path)
         if bundle.gate_failures:
             print(
                 f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "

@@ -35,20 +35,20 @@ from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
 from edge.host import cpu_flags, cpu_name, physical_cores
 from edge.measure.metrics import scores
-from edge.measure.temporal import TemporalFilter
 from edge.measure.thickness import ThicknessOptions, measure_thickness
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
-from edge.model.preprocess import resize_labels, to_model_image
+from edge.model.preprocess import resize_labels
 from edge.model.segmenter import Segmenter
 from edge.numbers import rounded
 from edge.ops.doctor import FAST_INT8_FLAGS
+from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.factory import open_source
-from edge.runtime.pipeline import Pipeline, measure, measure_frame, smooth
+from edge.runtime.pipeline import Pipeline
 from edge.screen.options import CalibrationOptions, RoiOptions
-from edge.screen.prepare import Prepare
 from edge.sinks.base import Sink
 from edge.sinks.display import DisplaySink
 from edge.sinks.jsonl import JsonLinesLog
+from edge.sinks.scoring import ScoringSink
 
 STAGES = ("capture", "roi", "preprocess", "invoke", "postprocess", "sinks")
 DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"
@@ -81,72 +81,60 @@ def percentiles(values_ms) -> dict:
 
 
 def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[Sink]) -> tuple[dict, dict]:
-    """Times each stage one after the other; also scores the model against phantom truth.
+    """Times each stage of the per-frame chain one after the other; also scores the model against
+    phantom truth.
 
-    The roi stage is the runtime's own (edge.screen.prepare with the default [roi] and [calibration]
+    The chain is the runtime's own (edge.runtime.chain with the default [roi] and [calibration]
     options, as `tlf-edge run` without a config): a full screen is cut to its B-mode region and
     calibrated, a source that delivers the region already passes through. Screens on which no
-    region is found are not measured (they count in the capture stage only).
+    region is found are not measured (they count in the capture stage only). The preprocess stage
+    holds the freeze check and the resize to the model grid; postprocess the argmax, the
+    measurement, the out-of-domain guard and the temporal filter.
     """
     times: dict[str, list[float]] = {s: [] for s in STAGES}  # ms per frame
-    spec, options = segmenter.spec, ThicknessOptions()
-    temporal: dict[int, TemporalFilter] = {}  # one per band, as the pipeline keeps them
-    domain = segmenter.bundle.domain
-    prepare = Prepare(RoiOptions(), CalibrationOptions())
-    ious, thick_err = [], []
-    for sink in sinks:
-        sink.open()
+    chain = FrameChain(segmenter, ChainOptions(roi=RoiOptions(), calibration=CalibrationOptions()))
     with open_source(source_url) as source:
-        cropped = bool(getattr(source, "cropped", False))  # known once open
+        scoring = ScoringSink(source.truth, chain.options.measurement, segmenter.spec, segmenter.classes)
+        for sink in sinks:
+            sink.open()
         for _ in range(frames):
             t0 = time.perf_counter()
             frame = source.read()
             if frame is None:
                 break
             t1 = time.perf_counter()
-            frame, _ = prepare(frame, cropped)
+            frame, _ = chain.crop(frame, source.cropped, source.calibration)
             if frame is None:
                 continue
-            t1b = time.perf_counter()
-            model_image = to_model_image(frame.image, spec)
             t2 = time.perf_counter()
-            raw = segmenter.infer(model_image)
+            inference = chain.infer(frame)
             t3 = time.perf_counter()
-            seg = segmenter.segmentation(frame, raw, image=model_image)  # the runtime's labels and logit-unit scores
-            ms = [
-                smooth(m, temporal.setdefault(m.band, TemporalFilter()), seg.spacing_mm)
-                for m in measure_frame(
-                    seg, options, segmenter.bundle.tlf_class, domain=domain, classes=segmenter.classes
-                )
-            ]
+            result = chain.finish(inference)
             t4 = time.perf_counter()
             for sink in sinks:
-                for m in ms:
-                    sink.write(m, seg)
+                for m in result.measurements:
+                    sink.write(m, result.segmentation)
             t5 = time.perf_counter()
-            for name, a, b in zip(STAGES, (t0, t1, t1b, t2, t3, t4), (t1, t1b, t2, t3, t4, t5)):
-                times[name].append((b - a) * 1000)
-            if frame.truth is not None and "labels" in frame.truth:
-                ious.append(
-                    scores(resize_labels(frame.truth["labels"], spec), seg.labels, segmenter.classes)["mean_iou"]
-                )
-                m = ms[0]
-                if "truth_mm" in m.extra and not math.isnan(m.thickness):
-                    thick_err.append(abs(m.thickness - m.extra["truth_mm"]))
+            for m in result.measurements:
+                scoring.write(m, result.segmentation)
+            invoke = inference.t_done - inference.t_invoke
+            for name, ms in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2 - invoke, invoke, t4 - t3, t5 - t4)):
+                times[name].append(ms * 1000)
     for sink in sinks:
         sink.close()
     if not times["invoke"]:
         raise RunFailed(
             f"the source {source_url!r} delivered no frame to measure"
-            + (" (no B-mode region found on its screens)" if prepare.frames_without_roi else "")
+            + (" (no B-mode region found on its screens)" if chain.prepare and chain.prepare.frames_without_roi else "")
         )
+    scored = scoring.summary() or {}
     accuracy = {}
-    if ious:
+    if "mean_iou" in scored:
         accuracy = {
-            "frames": len(ious),
-            "mean_iou": round(float(np.mean(ious)), 4),
-            "thickness_mae_mm": round(float(np.mean(thick_err)), 4) if thick_err else None,
-            "measured_frames": len(thick_err),
+            "frames": scored["iou_frames"],
+            "mean_iou": scored["mean_iou"],
+            "thickness_mae_mm": scored.get("abs_error_mean_mm"),
+            "measured_frames": scored["thickness_frames"],
         }
     return times, accuracy
 
@@ -204,16 +192,17 @@ def accuracy_pass(
 
     Segmentation scores are pooled over all images on the model grid (truth resized by nearest
     neighbour); `per_image_mean_iou` is the mean of the images' own mean IoUs. Thickness: the
-    runtime's own calls (`Segmenter.segment`, then `edge.runtime.pipeline.measure`: sub-pixel, from the
-    scores in logit units, log-probabilities for a softmax model) against the same measurement
-    on the true mask with the model's class count; frames where either is rejected are counted,
-    not scored.
+    runtime's per-frame chain (edge.runtime.chain, each image on its own: sub-pixel, from the
+    scores in logit units, log-probabilities for a softmax model, with the out-of-domain guard)
+    against the same measurement on the true mask with the model's class count; frames where
+    either is rejected are counted, not scored.
     """
     spec, tlf, k = segmenter.spec, segmenter.bundle.tlf_class, segmenter.classes
     truths, preds, per_image = [], [], []
     device_mm, truth_mm, exact_mm = [], [], []
     unit = None
     t0 = time.perf_counter()
+    chain = FrameChain(segmenter, ChainOptions(measurement=options, independent=True))
     for i, f in enumerate(frames):
         if f.classes and len(f.classes) != k:
             raise DatasetError(
@@ -227,11 +216,12 @@ def accuracy_pass(
                 f"labels of {f.stem!r} hold class {top} but the model has {k} classes "
                 f"{segmenter.bundle.manifest.get('classes')}"
             )
-        seg = segmenter.segment(Frame(f.image, 0.0, i, f.spacing_mm))
+        result = chain(Frame(f.image, 0.0, i, f.spacing_mm), cropped=True)
+        assert result is not None  # without [roi] options every frame is measured as it is
+        seg, device = result.segmentation, result.measurements[0]
         truths.append(truth)
         preds.append(seg.labels)
         per_image.append(scores(truth, seg.labels, k)["mean_iou"])
-        device = measure(seg, options, tlf)
         device_mm.append(device.thickness)
         truth_mm.append(measure_thickness(truth, None, seg.spacing_mm, options, tlf=tlf, classes=k).value)
         exact_mm.append(f.exact_mm if f.exact_mm is not None else math.nan)

@@ -43,6 +43,7 @@ from edge.errors import ConfigError
 from edge.errors import require_option as _require
 from edge.measure.temporal import TemporalOptions
 from edge.measure.thickness import ThicknessOptions
+from edge.model.segmenter import SegmenterOptions
 from edge.screen.options import CalibrationOptions, RoiOptions
 from firmware_bridge.ports import BAUD_RANGE
 
@@ -68,15 +69,6 @@ class SourceOptions:
             64 * 64 <= self.max_pixels <= 2**31,
             "must be between 4096 (64x64) and 2147483648",
         )
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    bundle: str = ""  # model bundle folder; empty: the bundled demo model
-    num_threads: int = 0  # LiteRT threads; 0: the physical cores
-
-    def __post_init__(self):
-        _require("model", "num_threads", self.num_threads, self.num_threads >= 0, "must be 0 (physical cores) or more")
 
 
 @dataclass(frozen=True)
@@ -157,7 +149,7 @@ class Config:
     source: SourceOptions = field(default_factory=SourceOptions)
     roi: RoiOptions = field(default_factory=RoiOptions)
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-    model: ModelOptions = field(default_factory=ModelOptions)
+    model: SegmenterOptions = field(default_factory=SegmenterOptions)
     measurement: ThicknessOptions = field(default_factory=ThicknessOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     display: DisplayOptions = field(default_factory=DisplayOptions)

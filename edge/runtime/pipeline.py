@@ -26,114 +26,20 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from edge.errors import SignalLost
-from edge.frame import Measurement, Segmentation
-from edge.measure.bands import measure_bands, per_band
-from edge.measure.freeze import FreezeDetector
+from edge.frame import Measurement
 from edge.measure.quality import REJECTING, Quality, names
-from edge.measure.temporal import TemporalFilter, TemporalOptions
-from edge.measure.thickness import ThicknessOptions, measure_thickness, window_slice
-from edge.model.preprocess import to_model_image
+from edge.measure.temporal import TemporalOptions
+from edge.measure.thickness import ThicknessOptions
 from edge.model.segmenter import Segmenter
+from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.queues import BLOCK, KEEP_NEWEST, BoundedQueue
 from edge.screen.options import CalibrationOptions, RoiOptions
-from edge.screen.prepare import LayoutEvent, Prepare
+from edge.screen.prepare import LayoutEvent
 from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
-
-
-def measure_frame(
-    seg: Segmentation,
-    options: ThicknessOptions,
-    tlf_class: int = 1,
-    frozen: bool = False,
-    domain=None,
-    classes: int | None = None,
-) -> list[Measurement]:
-    """Thickness and quality of every band of one segmentation, superficial first.
-
-    A three-class model's TLF is one band (one measurement); a two-class model's bands are each
-    measured on its own (edge.measure.bands: the bands the model drew, by depth). domain: the bundle's
-    edge.measure.domain.DomainModel, or None; a frame it finds unlike the training images is flagged
-    OUT_OF_DOMAIN and not measured (thickness NaN), with the reason in `extra["out_of_domain"]`.
-    Truth is attached when the frame carries it.
-    """
-    if classes is None:
-        classes = seg.logits.shape[-1] if seg.logits is not None else max(3, tlf_class + 1)
-    if per_band(classes):
-        results = measure_bands(
-            seg.labels,
-            seg.logits,
-            seg.spacing_mm,
-            options,
-            seg.logit_scale,
-            band=tlf_class,
-            calibration=seg.calibration,
-            image=seg.image,
-        )
-    else:
-        results = [
-            measure_thickness(
-                seg.labels,
-                seg.logits,
-                seg.spacing_mm,
-                options,
-                seg.logit_scale,
-                tlf=tlf_class,
-                calibration=seg.calibration,
-                image=seg.image,
-            )
-        ]
-    frame = seg.frame
-    source = frame.spacing_source or ("source" if frame.spacing_mm is not None else "none")
-    extra = {"t_invoke_done": seg.t_done, "calibration": source}
-    flags = (Quality.FROZEN if frozen else Quality.OK) | (
-        Quality.SCALE_UNCERTAIN if source == "refused" else Quality.OK
-    )
-    if domain is not None and seg.image is not None:
-        check = domain.check(seg.image, seg.logits, seg.logit_scale)
-        extra["domain_distance"] = round(check.distance, 3)
-        extra["domain_margin"] = round(check.margin, 3)
-        if check.out:
-            flags |= Quality.OUT_OF_DOMAIN
-            extra["out_of_domain"] = check.reason()
-    truth = seg.frame.truth
-    if truth is not None and "thickness_mm" in truth:
-        t = np.asarray(truth["thickness_mm"])
-        extra["truth_mm"] = float(np.median(t[window_slice(options, t.size)]))
-    now = time.monotonic()
-    out = []
-    for i, r in enumerate(results):
-        measured = not flags & Quality.OUT_OF_DOMAIN
-        out.append(
-            Measurement(
-                seq=seg.frame.seq,
-                t_capture=seg.frame.t_capture,
-                thickness=r.value if measured else float("nan"),
-                spread=r.spread if measured else float("nan"),
-                unit=r.unit,
-                flags=r.flags | flags,
-                columns=r.columns,
-                latency_s=now - seg.frame.t_capture,
-                extra={"coverage": round(r.coverage, 3), **extra},
-                band=i,
-                bands=len(results),
-            )
-        )
-    return out
-
-
-def measure(
-    seg: Segmentation, options: ThicknessOptions, tlf_class: int = 1, frozen: bool = False, domain=None
-) -> Measurement:
-    """The first (most superficial) band's measurement of `measure_frame`: the TLF of a
-    three-class model."""
-    return measure_frame(seg, options, tlf_class, frozen, domain)[0]
-
 
 KEEP_MEASUREMENTS = 2000  # the most recent measurements kept in RunStats (the sinks see them all)
 IDLE_S = 0.25  # without a measurement for this long, the output thread calls each sink's idle()
@@ -204,15 +110,8 @@ class RunStats:
         return self.frames / dt if dt > 0 else 0.0
 
 
-def smooth(m: Measurement, temporal: TemporalFilter, spacing_mm) -> Measurement:
-    """Add the temporal filter's estimate and its 95 % band to a measurement (OUTLIER when rejected)."""
-    est = temporal(m, scale=spacing_mm)
-    extra = {**m.extra, "filtered": est.value, "low": est.low, "high": est.high, "uncertainty": est.uncertainty}
-    return replace(m, flags=est.flags, extra=extra)
-
-
 class Pipeline:
-    """source -> [prepare] -> segmenter -> measure -> temporal filter -> sinks, on three threads.
+    """source -> the per-frame chain (edge.runtime.chain) -> sinks, on three threads.
 
     roi, calibration: the config's [roi] and [calibration] sections. Given either (tlf-edge run
     always gives both), each frame goes through `Prepare` first: a full screen is cut down to its
@@ -231,25 +130,14 @@ class Pipeline:
         roi: RoiOptions | None = None,
         calibration: CalibrationOptions | None = None,
     ):
-        self.source, self.segmenter, self.sinks, self.options, self.err = source, segmenter, list(sinks), options, err
-        self.prepare: Prepare | None = None
-        if roi is not None or calibration is not None:
-            self.prepare = Prepare(roi or RoiOptions(), calibration or CalibrationOptions())
-        self.temporal_options = temporal
-        self.temporal: dict[int, TemporalFilter] = {}  # one filter per band index
-        self.domain = segmenter.bundle.domain  # the out-of-domain guard's statistics, or None
-        self.freeze = FreezeDetector()
+        self.source, self.segmenter, self.sinks, self.err = source, segmenter, list(sinks), err
+        self.chain = FrameChain(segmenter, ChainOptions(options, temporal, roi, calibration))
         self.stop_event = threading.Event()
         self.stats: RunStats | None = None
-
-    def filter_of(self, band: int) -> TemporalFilter:
-        """The temporal filter of one band index (each band's thickness is smoothed apart)."""
-        if band not in self.temporal:
-            self.temporal[band] = TemporalFilter(self.temporal_options)
-        return self.temporal[band]
-
-    def _emit(self, live: list[Sink], m: Measurement, seg: Segmentation, stats: RunStats) -> list[Sink]:
-        return _deliver(self.err, live, stats, lambda sink: sink.write(m, seg))
+        # Layout events wait here until the first measured frame at or after them: the frames
+        # queue may drop the very frame that carried one.
+        self._pending: list[LayoutEvent] = []
+        self._pending_lock = threading.Lock()
 
     def run(self, max_frames: int | None = None) -> RunStats:
         """Run until the source ends, `max_frames` are done or `stop_event` is set.
@@ -262,6 +150,39 @@ class Pipeline:
         that reached the outputs is in the log. An exception in any stage is re-raised here.
         """
         stats = self.stats = RunStats(t_start=time.monotonic())  # kept when run() raises: what was done till then
+        self._live = self._open_sinks(stats)
+        self._frames = BoundedQueue(2, KEEP_NEWEST if self.source.live else BLOCK, "frames")
+        self._results = BoundedQueue(16, BLOCK, "measurements")
+        self.queues = (self._frames, self._results)
+        self._errors: list[BaseException] = []
+        self._max_frames = max_frames
+        self._abandoned = False
+        threads = [
+            threading.Thread(target=self._guarded(fn), name=f"tlf-{fn.__name__.strip('_')}", daemon=True)
+            for fn in (self._capture, self._infer, self._output)
+        ]
+        try:
+            for t in threads:
+                t.start()
+            self._wait(threads)
+        finally:
+            self.stop_event.set()
+            for t in threads:
+                # a thread never started (interrupted while they start) has nothing to join
+                if t.ident is not None and not (self._abandoned and t is threads[1]):
+                    t.join(1.0)
+            for sink in self._live:
+                _close_quietly(sink)
+            stats.t_end = time.monotonic()
+            stats.dropped_frames = self._frames.dropped + self.source.dropped
+            stats.corrupt_frames = int(self.source.corrupt)
+            stats.oversize_frames = int(self.source.oversize)
+            stats.source_reconnects = int(self.source.reconnects)
+        if self._errors:
+            raise self._errors[0]
+        return stats
+
+    def _open_sinks(self, stats: RunStats) -> list[Sink]:
         live: list[Sink] = []
         for sink in self.sinks:
             try:
@@ -270,176 +191,144 @@ class Pipeline:
                 sink.dead = f"{type(e).__name__}: {e}"
                 stats.dead_sinks[sink.name] = sink.dead
                 self.err.write(f"{sink.name} output not started: {sink.dead}\n")
-        segmenter = self.segmenter
-        frames = BoundedQueue(2, KEEP_NEWEST if self.source.live else BLOCK, "frames")
-        results = BoundedQueue(16, BLOCK, "measurements")
-        self.queues = (frames, results)
-        errors: list[BaseException] = []
-        stop = self.stop_event
-        # Layout events wait here until the first measured frame at or after them: the frames
-        # queue may drop the very frame that carried one.
-        pending: list[LayoutEvent] = []
-        pending_lock = threading.Lock()
+        return live
 
-        def capture():
-            n = 0
-            outage = _Outage(self.err)
+    def _guarded(self, fn):
+        def body():
             try:
-                with self.source:
-                    cropped = bool(getattr(self.source, "cropped", False))  # known once open
-                    while not stop.is_set() and (max_frames is None or n < max_frames):
-                        try:
-                            frame = self.source.read()
-                        except SignalLost as e:
-                            if outage.lost(e):
-                                stats.signal_losses += 1
-                            # Told at every attempt, not only the first: a sink can tell a source
-                            # still being retried from a stalled pipeline (a watchdog keeps quiet).
-                            results.put(StatusChange(NO_SIGNAL, str(e), time.monotonic()), force=True)
-                            stop.wait(e.retry_in)
-                            continue
-                        if outage.since is not None:
-                            stats.no_signal_s += outage.back()
-                            results.put(StatusChange(RUNNING, "signal back", time.monotonic()), force=True)
-                        if frame is None:
-                            break
-                        if self.prepare is not None:
-                            frame, event = self.prepare(frame, cropped, getattr(self.source, "calibration", None))
-                            if event is not None:
-                                with pending_lock:
-                                    pending.append(event)
-                                    stats.layout_events.append(event)
-                            if frame is None:  # no B-mode region on this screen (yet), or a changing one
-                                if self.prepare.tracker.unsettled:
-                                    stats.frames_layout_changing += 1
-                                elif self.prepare.tracker.misfit:
-                                    stats.frames_rect_misfit += 1
-                                else:
-                                    stats.frames_without_roi += 1
-                                continue
-                        if frames.put(frame, stop):
-                            n += 1
-            finally:
-                if outage.since is not None:
-                    stats.no_signal_s += time.monotonic() - outage.since
-                frames.put(_END, force=True)
+                fn()
+            except BaseException as e:  # handed to the caller of run()
+                self._errors.append(e)
+                self.stop_event.set()
 
-        def due_events(seq: int) -> dict:
-            with pending_lock:
-                due = [e for e in pending if e.seq <= seq]
-                pending[:] = [e for e in pending if e.seq > seq]
-            return {("layout" if e.initial else "layout_event"): e.as_dict() for e in due}
+        body.__name__ = fn.__name__
+        return body
 
-        def infer():
-            try:
-                while (frame := frames.get()) is not _END:
-                    if stop.is_set() and not errors:  # asked to stop: frames not yet segmented are let go
-                        stats.unprocessed_at_stop += 1
-                        continue
-                    frozen = self.freeze(frame.image)
-                    t0 = time.monotonic()
-                    image = to_model_image(frame.image, segmenter.spec)
-                    raw = segmenter.infer(image)
-                    # With the output thread gone (an error), a full queue must not hold this thread.
-                    results.put((frame, raw, image, frozen, t0, time.monotonic()), stop if errors else None)
-            finally:
-                results.put(_END, force=True)
+    def _wait(self, threads: list[threading.Thread]) -> None:
+        """Wait for the output thread; once stopped, let a stuck source and, after STOP_GRACE_S,
+        the model's last frame go."""
+        stop, stopped_at = self.stop_event, None
+        while threads[2].is_alive():
+            threads[2].join(0.1)
+            if not stop.is_set():
+                continue
+            if threads[0].is_alive():
+                threads[0].join(0.5)  # a source stuck in read() must not hold up the stop
+                self._frames.put(_END, force=True)
+            stopped_at = stopped_at or time.monotonic()
+            late = time.monotonic() - stopped_at > STOP_GRACE_S
+            if not self._errors and not self._abandoned and threads[1].is_alive() and late:
+                # The model is still on its last frame (a starved CPU, a hung delegate): that
+                # frame is let go, and the outputs close with everything measured before it.
+                self._abandoned = True
+                assert self.stats is not None
+                self.stats.unprocessed_at_stop += 1
+                self._results.put(_END, force=True)
 
-        def measured(frame, raw, image, frozen: bool, t0: float, t_done: float):
-            seg = segmenter.segmentation(frame, raw, t_done, image=image)
-            ms = measure_frame(
-                seg, self.options, segmenter.bundle.tlf_class, frozen, self.domain, getattr(segmenter, "classes", None)
-            )
-            timing = {
-                "wait_ms": (t0 - frame.t_capture) * 1000,
-                "infer_ms": (t_done - t0) * 1000,
-                **due_events(frame.seq),
-            }
-            ms = [
-                replace(m, extra={**m.extra, **timing})
-                for m in (smooth(m, self.filter_of(m.band), seg.spacing_mm) for m in ms)
-            ]
-            return ms, seg
-
-        def output():
-            nonlocal live
-            while True:
-                try:
-                    item = results.get(timeout=IDLE_S)
-                except TimeoutError:  # no signal, or a slow source: keep the links alive
-                    live = _deliver(self.err, live, stats, lambda sink: getattr(sink, "idle", _nothing)())
-                    continue
-                if item is _END:
-                    break
-                if isinstance(item, StatusChange):
-                    live = _deliver(
-                        self.err,
-                        live,
-                        stats,
-                        lambda sink, change=item: getattr(sink, "status", _nothing)(change.code, change.text),
-                    )
-                    continue
-                ms, seg = measured(*item)
-                if stats.t_first_measurement is None:
-                    stats.t_first_measurement = time.monotonic()
-                stats.add(ms)
-                for m in ms:
-                    live = self._emit(live, m, seg, stats)
-
-        def guarded(fn):
-            def body():
-                try:
-                    fn()
-                except BaseException as e:  # handed to the caller of run()
-                    errors.append(e)
-                    stop.set()
-
-            return body
-
-        threads = [
-            threading.Thread(target=guarded(fn), name=f"tlf-{fn.__name__}", daemon=True)
-            for fn in (capture, infer, output)
-        ]
-        stopped_at = None
-        abandoned = False
+    def _capture(self) -> None:
+        """The capture thread: read, survive lost signal, cut to the B-mode region, queue."""
+        stats, stop, results = self.stats, self.stop_event, self._results
+        assert stats is not None
+        n, outage = 0, _Outage(self.err)
         try:
-            for t in threads:
-                t.start()
-            while threads[2].is_alive():
-                threads[2].join(0.1)
-                if not stop.is_set():
-                    continue
-                if threads[0].is_alive():
-                    threads[0].join(0.5)  # a source stuck in read() must not hold up the stop
-                    frames.put(_END, force=True)
-                stopped_at = stopped_at or time.monotonic()
-                if (
-                    not errors
-                    and not abandoned
-                    and threads[1].is_alive()
-                    and time.monotonic() - stopped_at > STOP_GRACE_S
-                ):
-                    # The model is still on its last frame (a starved CPU, a hung delegate): that
-                    # frame is let go, and the outputs close with everything measured before it.
-                    abandoned = True
-                    stats.unprocessed_at_stop += 1
-                    results.put(_END, force=True)
+            with self.source:
+                while not stop.is_set() and (self._max_frames is None or n < self._max_frames):
+                    try:
+                        frame = self.source.read()
+                    except SignalLost as e:
+                        if outage.lost(e):
+                            stats.signal_losses += 1
+                        # Told at every attempt, not only the first: a sink can tell a source
+                        # still being retried from a stalled pipeline (a watchdog keeps quiet).
+                        results.put(StatusChange(NO_SIGNAL, str(e), time.monotonic()), force=True)
+                        stop.wait(e.retry_in)
+                        continue
+                    if outage.since is not None:
+                        stats.no_signal_s += outage.back()
+                        results.put(StatusChange(RUNNING, "signal back", time.monotonic()), force=True)
+                    if frame is None:
+                        break
+                    frame = self._crop(frame)
+                    if frame is not None and self._frames.put(frame, stop):
+                        n += 1
         finally:
-            stop.set()
-            for t in threads:
-                # a thread never started (interrupted while they start) has nothing to join
-                if t.ident is not None and not (abandoned and t is threads[1]):
-                    t.join(1.0)
-            for sink in live:
-                _close_quietly(sink)
-            stats.t_end = time.monotonic()
-            stats.dropped_frames = frames.dropped + getattr(self.source, "dropped", 0)
-            stats.corrupt_frames = int(getattr(self.source, "corrupt", 0))
-            stats.oversize_frames = int(getattr(self.source, "oversize", 0))
-            stats.source_reconnects = int(getattr(self.source, "reconnects", 0))
-        if errors:
-            raise errors[0]
-        return stats
+            if outage.since is not None:
+                stats.no_signal_s += time.monotonic() - outage.since
+            self._frames.put(_END, force=True)
+
+    def _crop(self, frame):
+        """The chain's capture stage; a frame without a B-mode region is counted and let go."""
+        stats = self.stats
+        assert stats is not None
+        out, event = self.chain.crop(frame, self.source.cropped, self.source.calibration)
+        if event is not None:
+            with self._pending_lock:
+                self._pending.append(event)
+                stats.layout_events.append(event)
+        prepare = self.chain.prepare
+        if out is None and prepare is not None:  # no B-mode region on this screen (yet), or a changing one
+            if prepare.tracker.unsettled:
+                stats.frames_layout_changing += 1
+            elif prepare.tracker.misfit:
+                stats.frames_rect_misfit += 1
+            else:
+                stats.frames_without_roi += 1
+        return out
+
+    def _infer(self) -> None:
+        """The inference thread: the chain's freeze check, resize and invoke."""
+        stats, results = self.stats, self._results
+        assert stats is not None
+        try:
+            while (frame := self._frames.get()) is not _END:
+                if self.stop_event.is_set() and not self._errors:  # asked to stop: frames not yet segmented are let go
+                    stats.unprocessed_at_stop += 1
+                    continue
+                inference = self.chain.infer(frame)
+                # With the output thread gone (an error), a full queue must not hold this thread.
+                results.put(inference, self.stop_event if self._errors else None)
+        finally:
+            results.put(_END, force=True)
+
+    def _due_events(self, seq: int) -> dict:
+        with self._pending_lock:
+            due = [e for e in self._pending if e.seq <= seq]
+            self._pending[:] = [e for e in self._pending if e.seq > seq]
+        return {("layout" if e.initial else "layout_event"): e.as_dict() for e in due}
+
+    def _output(self) -> None:
+        """The output thread: the chain's measurement and temporal filter, then every sink."""
+        stats = self.stats
+        assert stats is not None
+        while True:
+            try:
+                item = self._results.get(timeout=IDLE_S)
+            except TimeoutError:  # no signal, or a slow source: keep the links alive
+                self._live = _deliver(self.err, self._live, stats, lambda sink: getattr(sink, "idle", _nothing)())
+                continue
+            if item is _END:
+                break
+            if isinstance(item, StatusChange):
+                self._live = _deliver(
+                    self.err,
+                    self._live,
+                    stats,
+                    lambda sink, change=item: getattr(sink, "status", _nothing)(change.code, change.text),
+                )
+                continue
+            timing = {
+                "wait_ms": (item.t_resize - item.frame.t_capture) * 1000,
+                "infer_ms": (item.t_done - item.t_resize) * 1000,
+                **self._due_events(item.frame.seq),
+            }
+            result = self.chain.finish(item, timing)
+            if stats.t_first_measurement is None:
+                stats.t_first_measurement = time.monotonic()
+            stats.add(result.measurements)
+            for m in result.measurements:
+                self._live = _deliver(
+                    self.err, self._live, stats, lambda sink, m=m, seg=result.segmentation: sink.write(m, seg)
+                )
 
 
 _END = object()  # end of stream between the pipeline's threads

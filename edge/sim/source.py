@@ -1,4 +1,4 @@
-"""The built-in phantom scanner as a frame source, with ground truth on every frame.
+"""The built-in phantom scanner as a frame source, with the ground truth of every frame.
 
 phantom://clip    the B-mode region alone, calibrated (as a DICOM file cropped to its region)
 phantom://screen  the whole scanner screen around it, uncalibrated (as a capture card delivers it)
@@ -6,12 +6,16 @@ phantom://screen  the whole scanner screen around it, uncalibrated (as a capture
 By default every frame is delivered as fast as it is rendered (like a file: nothing is dropped).
 With live=1 frames come at `fps` on the wall clock like a scanner's video output, and the source
 is live: when inference is slower than the scanner the newest frame wins and the rest are dropped.
+The truth stays out of the frames: `source.truth(seq)` gives it for the last TRUTH_KEPT frames,
+which edge.sinks.scoring matches to the measurements by sequence number.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +27,7 @@ from edge.sources.base import Source, check_frame_size, check_options, flag_opti
 
 COMMON_OPTIONS = {"seed", "frames", "fps", "size", "live"}
 MIN_SIDE = 16  # pixels: smaller pictures hold no anatomy
+TRUTH_KEPT = 512  # frames whose truth a phantom source keeps (the pipeline's queues hold far fewer)
 
 
 def _check_known(options: dict[str, str], own: set[str], what: str) -> None:
@@ -75,8 +80,8 @@ class _Pacer:
 
 class _ClipSource(Source):
     """A phantom clip as a source: `_items()` starts the clip, `_frame(item, seq)` turns one of its
-    items into a Frame; frames come at `fps` on `clock` when `live` (the wall clock unless a
-    test gives its own clock and sleep)."""
+    items into a Frame and its truth; frames come at `fps` on `clock` when `live` (the wall clock
+    unless a test gives its own clock and sleep)."""
 
     fps: float
     live: bool
@@ -88,12 +93,21 @@ class _ClipSource(Source):
     def _items(self):
         raise NotImplementedError
 
-    def _frame(self, item, seq: int) -> Frame:
+    def _frame(self, item, seq: int) -> tuple[Frame, dict]:
         raise NotImplementedError
+
+    def truth(self, seq: int) -> dict | None:
+        """The truth of frame `seq` (None once it is older than the last TRUTH_KEPT frames)."""
+        if self._clip is None:  # not opened yet
+            return None
+        with self._truth_lock:
+            return self._truths.get(seq)
 
     def open(self):
         self._clip = self._items()
         self._seq = 0
+        self._truths: OrderedDict[int, dict] = OrderedDict()
+        self._truth_lock = threading.Lock()
         self._pacer = _Pacer(self.fps, self.clock, self.sleep) if self.live else None
         return self
 
@@ -105,8 +119,13 @@ class _ClipSource(Source):
             return None
         if self._pacer is not None:
             self._pacer.wait(self._seq)
+        frame, truth = self._frame(item, self._seq)
         self._seq += 1
-        return self._frame(item, self._seq - 1)
+        with self._truth_lock:  # read by the pipeline's output thread
+            self._truths[frame.seq] = truth
+            while len(self._truths) > TRUTH_KEPT:
+                self._truths.popitem(last=False)
+        return frame
 
 
 class PhantomSource(_ClipSource):
@@ -150,9 +169,9 @@ class PhantomSource(_ClipSource):
         width, height = self.size
         return phantom.clip(self.seed, frames=self.frames, fps=self.fps, shape=(height, width), machine=self.preset)
 
-    def _frame(self, scan, seq: int) -> Frame:
+    def _frame(self, scan, seq: int) -> tuple[Frame, dict]:
         truth = {"thickness_mm": scan.thickness_mm, "labels": scan.labels}
-        return Frame(scan.image, self.clock(), seq, spacing_mm=scan.spacing_mm, truth=truth)
+        return Frame(scan.image, self.clock(), seq, spacing_mm=scan.spacing_mm), truth
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -268,14 +287,14 @@ class PhantomScreenSource(_ClipSource):
             style=self.style,
         )
 
-    def _frame(self, shot, seq: int) -> Frame:
+    def _frame(self, shot, seq: int) -> tuple[Frame, dict]:
         truth = {
             "roi": tuple(shot.roi),
             "spacing_mm": tuple(shot.spacing_mm),
             "depth_mm": shot.depth_mm,
             "thickness_mm": column_truth(shot.scan.thickness_mm, shot.roi[2]),
         }
-        return Frame(shot.image, self.clock(), seq, spacing_mm=None, truth=truth)
+        return Frame(shot.image, self.clock(), seq, spacing_mm=None), truth
 
 
 def open_phantom(parts, max_pixels: int) -> Source:

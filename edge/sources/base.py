@@ -9,19 +9,38 @@ has given up, SourceError.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from edge.errors import SourceError
 from edge.frame import Frame
 
+if TYPE_CHECKING:
+    from edge.screen.spacing import Calibration
+
 
 class Source:
-    """Base class; also a usable fake in tests (it yields nothing)."""
+    """Base class; also a usable fake in tests (it yields nothing).
+
+    The attributes below are what the runtime reads of every source; a source sets those it
+    knows (`cropped` and `calibration` once open, the counts as it goes).
+    """
 
     live: bool = False
     simulated: bool = False  # the built-in phantom scanner: its readings are nobody's
-    dropped: int = 0
+    cropped: bool = False  # its frames are the B-mode region already (no screen around them)
+    calibration: Calibration | None = None  # what the source states of its spacing (a DICOM region), if anything
     fps: float | None = None  # nominal frame rate, when the source knows it
+    dropped: int = 0  # frames a live source let go because a newer one came
+    corrupt: int = 0  # frames it could not decode (skipped)
+    oversize: int = 0  # frames larger than [source] max_pixels (skipped)
+    reconnects: int = 0  # times a live source reopened its device
+    note: str = ""  # one line about the source for the run summary (why frames were skipped)
+
+    def truth(self, seq: int) -> dict | None:
+        """Ground truth of frame `seq`, when the source knows it (the phantom scanner keeps it for
+        its recent frames; edge.sinks.scoring matches it to measurements by sequence number)."""
+        return None
 
     def open(self) -> Source:
         return self
