@@ -100,6 +100,12 @@ def test_frames_carry_no_truth_and_the_phantom_keeps_it_by_seq():
         truths = [src.truth(f.seq) for f in frames]
     assert [t["thickness_mm"].shape for t in truths] == [(96,)] * 3
     assert not np.array_equal(truths[0]["thickness_mm"], truths[2]["thickness_mm"])  # the scene moves
+    from edge.sim.source import TRUTH_KEPT
+
+    with open_source(f"phantom://clip?seed=4&frames={TRUTH_KEPT + 2}&size=32x32") as src:
+        last = list(src)[-1].seq
+        kept = [seq for seq in range(last + 1) if src.truth(seq) is not None]
+    assert kept == list(range(last + 1 - TRUTH_KEPT, last + 1))  # a bounded store: the oldest go first
 
 
 def test_the_scoring_sink_matches_measurements_to_the_truth_by_seq():

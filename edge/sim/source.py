@@ -27,7 +27,10 @@ from edge.sources.base import Source, check_frame_size, check_options, flag_opti
 
 COMMON_OPTIONS = {"seed", "frames", "fps", "size", "live"}
 MIN_SIDE = 16  # pixels: smaller pictures hold no anatomy
-TRUTH_KEPT = 512  # frames whose truth a phantom source keeps (the pipeline's queues hold far fewer)
+# Frames whose truth a phantom source keeps: more than the pipeline can hold between reading a
+# frame and writing its measurement (2 queued frames, 16 queued results, one frame in each of
+# its three threads), few enough that the labels kept stay a few MB.
+TRUTH_KEPT = 32
 
 
 def _check_known(options: dict[str, str], own: set[str], what: str) -> None:
