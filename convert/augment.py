@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import cv2
 import numpy as np
 
+from convert.errors import ConvertError
+
 PARTS = ("flip", "rotate", "scale", "translate", "gain", "contrast", "gamma", "speckle", "blur", "attenuation")
 
 
@@ -48,21 +50,21 @@ class AugmentOptions:
             v = getattr(self, f.name)
             if f.name == "flip":
                 if not isinstance(v, bool):
-                    raise ValueError(f"augmentation flip must be true or false, not {v!r}")
+                    raise ConvertError(f"augmentation flip must be true or false, not {v!r}")
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise ValueError(f"augmentation {f.name} must be a number >= 0, not {v!r}")
+                raise ConvertError(f"augmentation {f.name} must be a number >= 0, not {v!r}")
         if not 0 <= self.probability <= 1:
-            raise ValueError(f"augmentation probability must be in 0-1, not {self.probability!r}")
+            raise ConvertError(f"augmentation probability must be in 0-1, not {self.probability!r}")
         if self.rotate > 45 or self.scale >= 0.5 or self.translate >= 0.5:
-            raise ValueError("augmentation rotate must be at most 45 degrees, scale and translate under 0.5")
+            raise ConvertError("augmentation rotate must be at most 45 degrees, scale and translate under 0.5")
 
     def without(self, parts) -> AugmentOptions:
         """These options with the named parts switched off (ValueError naming an unknown part)."""
         parts = [p.strip() for p in parts if p.strip()]
         unknown = sorted(set(parts) - set(PARTS))
         if unknown:
-            raise ValueError(f"unknown augmentation part(s) {unknown}; the parts are {', '.join(PARTS)}")
+            raise ConvertError(f"unknown augmentation part(s) {unknown}; the parts are {', '.join(PARTS)}")
         return replace(self, **{p: (False if p == "flip" else 0.0) for p in parts})  # type: ignore[arg-type]  # flip's off is False, the others' 0.0
 
     @property

@@ -12,6 +12,7 @@ import numpy as np
 from convert.errors import ConvertError, missing_extra
 from convert.quiet import native_output_hidden
 from edge.cli_help import conventions
+from edge.errors import EdgeError
 from edge.sim.recipes import (
     CALIBRATION_SEEDS,
     DOMAIN_SEEDS,
@@ -318,7 +319,7 @@ def main(argv=None) -> int:
             raise
         print(f"tlf-convert: error: {extra}", file=sys.stderr)
         return 2
-    except (ConvertError, ValueError, OSError) as e:
+    except (ConvertError, EdgeError, OSError) as e:  # bad input; any other exception is a defect: a traceback
         print(f"tlf-convert: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -371,7 +372,7 @@ def training_options(args, classes: int, has_data: bool):
         try:
             weights = tuple(float(v) for v in args.class_weights.split(","))
         except ValueError:
-            raise ValueError(f"--class-weights {args.class_weights!r} is not comma-separated numbers") from None
+            raise ConvertError(f"--class-weights {args.class_weights!r} is not comma-separated numbers") from None
     return TrainOptions(
         epochs=args.epochs,
         batch_size=args.batch,
@@ -427,7 +428,7 @@ def recipe_options(args, has_data: bool) -> dict:
     if has_data and not args.no_augment:
         augment = AugmentOptions().without(args.augment_off.split(","))
     elif args.augment_off and not has_data:
-        raise ValueError("--augment-off needs --data (the phantom stream is not augmented)")
+        raise ConvertError("--augment-off needs --data (the phantom stream is not augmented)")
     return {
         "loss": args.loss,
         "dice_weight": args.dice_weight,
@@ -500,9 +501,9 @@ def read_float_model(args, spec=None):
 def _float_path(args) -> str | None:
     path = getattr(args, "model", None) or getattr(args, "float_model", None)
     if args.weights and path:
-        raise ValueError("give a model file or --weights, not both")
+        raise ConvertError("give a model file or --weights, not both")
     if not args.weights and not path:
-        raise ValueError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
+        raise ConvertError("give the float model (a .keras or .h5 file or a SavedModel folder) or --weights FILE")
     return path
 
 
@@ -513,7 +514,7 @@ def builder_options(args, spec=None) -> dict:
     else:
         h, w = _grid(args.size) or (256, 256)
         if h != w:
-            raise ValueError(f"--size {args.size}: the built-in U-Net of --weights is square; give --size N")
+            raise ConvertError(f"--size {args.size}: the built-in U-Net of --weights is square; give --size N")
         size = h
     return {
         "input_size": size,
@@ -544,7 +545,7 @@ def _numbers(text: str | None, what: str):
     try:
         values = tuple(_fraction(v) for v in text.split(","))
     except (ValueError, ZeroDivisionError):
-        raise ValueError(
+        raise ConvertError(
             f"{what} {text!r} is not a number or comma-separated numbers (e.g. 1/255, 0.5 or 0.485,0.456,0.406)"
         ) from None
     return values[0] if len(values) == 1 else values
@@ -569,10 +570,10 @@ def declared_spec(args, model_path: Path | None, height: int, width: int, channe
         _numbers(args.std, "--std"),
     )
     if isinstance(scale, tuple):
-        raise ValueError(f"--input-scale {args.input_scale!r} is one number")
+        raise ConvertError(f"--input-scale {args.input_scale!r} is one number")
     if base is None and scale is None:
         name = model_path.name if model_path is not None else "the model"
-        raise ValueError(
+        raise ConvertError(
             f"how was {name} fed in training? declare it: --input-scale 1/255 (pixels scaled to 0-1), "
             "--input-scale 1 (raw 0-255 pixels), and --mean/--std if it was normalised after that"
         )
@@ -603,7 +604,7 @@ def cmd_train(args) -> int:
         val_data = (x[val], y[val])
         train_data = (x[~val], y[~val])
     elif args.dataset_config:
-        raise ValueError("--dataset-config needs --data")
+        raise ConvertError("--dataset-config needs --data")
     opts = training_options(args, classes, bool(args.data))
     best = train(
         Path(args.out),
@@ -625,7 +626,7 @@ def validation_split(images: np.ndarray, seed: int) -> np.ndarray:
     from convert.folds import look_alike_groups, split_groups, thumbnail
 
     if len(images) < 2:
-        raise ValueError(f"training on --data needs at least 2 images (one for validation), got {len(images)}")
+        raise ConvertError(f"training on --data needs at least 2 images (one for validation), got {len(images)}")
     groups = look_alike_groups(np.stack([thumbnail(im) for im in images]))
     held = split_groups(groups, 0.2, seed)
     if held.all():  # one group holds every image: fall back to a random fifth
@@ -641,10 +642,10 @@ def cmd_cv(args) -> int:
     from edge.model.preprocess import PreprocessSpec
 
     if args.folds < 2:
-        raise ValueError(f"--folds must be at least 2, not {args.folds}")
+        raise ConvertError(f"--folds must be at least 2, not {args.folds}")
     targets = parse_targets(args.targets)
     if args.spacing_mm and args.model_px:
-        raise ValueError("give --spacing-mm or --model-px, not both")
+        raise ConvertError("give --spacing-mm or --model-px, not both")
     spacing = "model" if args.model_px else "native"
     if args.spacing_mm:
         spacing = tuple(float(v) for v in args.spacing_mm.split(","))
@@ -653,12 +654,14 @@ def cmd_cv(args) -> int:
         try:
             only = [int(v) for v in args.only.split(",")]
         except ValueError:
-            raise ValueError(f"--only {args.only!r} is not comma-separated fold numbers") from None
+            raise ConvertError(f"--only {args.only!r} is not comma-separated fold numbers") from None
     config = (
         read_dataset_config(Path(args.dataset_config)) if args.dataset_config else load_dataset_config(Path(args.data))
     )
     if config.legacy:
-        raise ValueError(f"{args.data!r} has no dataset.json/.toml: give one (or --dataset-config) naming the classes")
+        raise ConvertError(
+            f"{args.data!r} has no dataset.json/.toml: give one (or --dataset-config) naming the classes"
+        )
     spec = PreprocessSpec(height=args.size, width=args.size, interpolation=args.interpolation)
     opts = training_options(args, len(config.classes), True)
     summary = cross_validate(
@@ -708,7 +711,7 @@ def model_classes(config, labels: np.ndarray) -> int:
         return len(config.classes)
     top = int(labels.max())
     if top >= MAX_LEGACY_CLASSES:
-        raise ValueError(
+        raise ConvertError(
             f"the masks hold the value {top} and the data set has no config: give it a dataset.json "
             "(or --dataset-config) saying how to read them, e.g. binary 0/255 masks"
         )
@@ -721,7 +724,7 @@ def data_spacings(args, shapes, spec, config=None):
     own pixels), else the data set's spacing_mm (mm per image pixel, in its dataset.json or
     --dataset-config: mm per model pixel of each image), else model pixels. A note says which."""
     if args.native_px and args.spacing_mm:
-        raise ValueError("give --spacing-mm or --native-px, not both")
+        raise ConvertError("give --spacing-mm or --native-px, not both")
     if args.native_px:
         return [(h / spec.height, w / spec.width) for h, w in shapes], "px"
     if args.spacing_mm:
@@ -753,16 +756,16 @@ def calibration_images(source: str, n: int, spec) -> np.ndarray:
 
     folder = Path(source)
     if not folder.is_dir():
-        raise ValueError(f"calibration source {source!r} is neither 'phantom' nor a folder")
+        raise ConvertError(f"calibration source {source!r} is neither 'phantom' nor a folder")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
     images = []
     for path in paths:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR if spec.channels == 3 else cv2.IMREAD_GRAYSCALE)
         if img is None:
-            raise ValueError(f"cannot read calibration image {str(path)!r}")
+            raise ConvertError(f"cannot read calibration image {str(path)!r}")
         images.append(to_model_image(img, spec))
     if not images:
-        raise ValueError(f"no images in calibration folder {source!r}")
+        raise ConvertError(f"no images in calibration folder {source!r}")
     return np.stack(images)
 
 
@@ -779,13 +782,13 @@ def model_grid(model, size: tuple[int, int] | None, text: str | None) -> tuple[i
     h, w = model.input_shape[1:3]
     if size is None:
         if h is None or w is None:
-            raise ValueError(
+            raise ConvertError(
                 f"model {model.name!r} takes images of any size ({h}x{w} px): give the grid it was trained "
                 "at with --size, e.g. --size 256 (or --size HxW)"
             )
         return h, w
     if (h is not None and h != size[0]) or (w is not None and w != size[1]):
-        raise ValueError(f"--size {text}: the model takes {h}x{w} images")
+        raise ConvertError(f"--size {text}: the model takes {h}x{w} images")
     return size
 
 
@@ -984,7 +987,7 @@ def cmd_demo_bundle(args) -> int:
         work = work / "stage5"
     info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
     if not info.get("prior_corrected"):
-        raise ValueError(f"{str(best)!r} was not saved by a weighted training (no prior correction recorded)")
+        raise ConvertError(f"{str(best)!r} was not saved by a weighted training (no prior correction recorded)")
     if "preprocess" in info:
         spec = PreprocessSpec.from_dict(info["preprocess"])  # a reused model keeps what it was trained with
     model = load_keras_model(best)
@@ -1097,14 +1100,14 @@ def validate_and_record(
 
 
 def read_bundle(path):
-    """A verified bundle, or ValueError with the loader's one line."""
+    """A verified bundle, or ConvertError with the loader's one line."""
     from edge.errors import BundleError
     from edge.model.bundle import load_bundle
 
     try:
         return load_bundle(path)
     except BundleError as e:
-        raise ValueError(str(e)) from e
+        raise ConvertError(str(e)) from e
 
 
 def cmd_domain(args) -> int:
@@ -1113,7 +1116,7 @@ def cmd_domain(args) -> int:
     bundle = read_bundle(args.bundle)
     spec = bundle.spec
     if args.n < 4 or args.heldout_n < 2:
-        raise ValueError("--n must be at least 4 and --heldout-n at least 2")
+        raise ConvertError("--n must be at least 4 and --heldout-n at least 2")
     if args.train == "phantom":
         train, train_name = phantom_domain_images(args.n, spec)
     else:
@@ -1194,14 +1197,14 @@ def cmd_validate(args) -> int:
     unit = None
     if args.data == "phantom":
         if args.dataset_config or args.native_px:
-            raise ValueError("--dataset-config and --native-px need a --data folder")
+            raise ConvertError("--dataset-config and --native-px need a --data folder")
         images, labels, spacings, groups = phantom_validation_set(args.n, spec)
         native = None
         set_name = phantom_set_name(args.n)
     else:
         images, labels, config, shapes, native = labelled_set(args.data, spec, args.dataset_config)
         if not config.legacy and len(config.classes) != len(bundle.manifest["classes"]):
-            raise ValueError(
+            raise ConvertError(
                 f"the data set has {len(config.classes)} classes {list(config.classes)} but the bundle "
                 f"has {len(bundle.manifest['classes'])} {bundle.manifest['classes']}"
             )
@@ -1254,7 +1257,7 @@ def checked_float_model(args, bundle) -> dict:
         f"{', builder ' + str(recorded['builder']) if recorded.get('builder') else ''})"
     )
     if not args.other_model:
-        raise ValueError(
+        raise ConvertError(
             f"{line}: validate against that model, or pass --other-model to validate against this one "
             "(the bundle's validation record then names it)"
         )
@@ -1269,9 +1272,9 @@ def _pair(text: str, what: str, kind=float) -> tuple:
     try:
         a, b = (kind(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"{what} {text!r} is not AxB (e.g. 256x256)") from None
+        raise ConvertError(f"{what} {text!r} is not AxB (e.g. 256x256)") from None
     if a <= 0 or b <= 0:
-        raise ValueError(f"{what} {text!r} must be positive")
+        raise ConvertError(f"{what} {text!r} must be positive")
     return a, b
 
 
@@ -1285,7 +1288,7 @@ def cmd_phantom(args) -> int:
     field = _pair(args.field_mm, "--field-mm", float)
     machine = phantom.preset(args.preset) if args.preset else None
     if args.n < 1:
-        raise ValueError(f"--n must be at least 1, not {args.n}")
+        raise ConvertError(f"--n must be at least 1, not {args.n}")
     config = phantom_dataset_config(args.mask, args.base, spacing_mm=(field[0] / shape[0], field[1] / shape[1]))
     scans = (
         phantom.scan(args.seed + i, shape, machine, field, wide=args.wide, artefacts=args.artefacts)
@@ -1399,7 +1402,7 @@ def cmd_augment_sheet(args) -> int:
     from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
     if args.images < 1 or args.per_image < 1 or not 64 <= args.tile <= 512:
-        raise ValueError("need --images >= 1, --per-image >= 1 and --tile in 64-512")
+        raise ConvertError("need --images >= 1, --per-image >= 1 and --tile in 64-512")
     options = AugmentOptions().without(args.augment_off.split(","))
     spec = PreprocessSpec(height=args.size, width=args.size)
     config = (
@@ -1430,7 +1433,7 @@ def cmd_contact_sheet(args) -> int:
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
     if not presets or args.per_row < 1 or not 64 <= args.tile <= 512:
-        raise ValueError("need at least one preset, --per-row >= 1 and --tile in 64-512")
+        raise ConvertError("need at least one preset, --per-row >= 1 and --tile in 64-512")
     sheet = contact_sheet(args.seed, presets, args.per_row, args.tile, args.wide, args.artefacts)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -459,14 +459,14 @@ def parse_targets(text: str | None) -> list[tuple[str, str, float]]:
                 key, _, value = part.partition(op)
                 key = key.strip()
                 if key not in TARGET_KEYS:
-                    raise ValueError(f"unknown target {key!r}; targets are {', '.join(TARGET_KEYS)}")
+                    raise ConvertError(f"unknown target {key!r}; targets are {', '.join(TARGET_KEYS)}")
                 try:
                     out.append((key, op, float(value)))
                 except ValueError:
-                    raise ValueError(f"target {part!r}: {value!r} is not a number") from None
+                    raise ConvertError(f"target {part!r}: {value!r} is not a number") from None
                 break
         else:
-            raise ValueError(f"target {part!r} is not NAME>=VALUE or NAME<=VALUE")
+            raise ConvertError(f"target {part!r} is not NAME>=VALUE or NAME<=VALUE")
     return out
 
 

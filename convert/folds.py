@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from convert.errors import ConvertError
+
 THUMB = 48
 SIMILAR = 0.8  # thumbnail correlation that makes two images one group
 
@@ -68,7 +70,7 @@ def group_folds(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     (ties in a seeded order), each to the fold with the fewest images so far."""
     n_groups = int(groups.max()) + 1
     if not 2 <= folds <= n_groups:
-        raise ValueError(f"{folds} folds need 2 to {n_groups} look-alike groups (the set has {n_groups})")
+        raise ConvertError(f"{folds} folds need 2 to {n_groups} look-alike groups (the set has {n_groups})")
     sizes = np.bincount(groups, minlength=n_groups)
     rng = np.random.default_rng(seed)
     order = sorted(rng.permutation(n_groups), key=lambda g: -sizes[g])

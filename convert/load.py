@@ -33,6 +33,7 @@ from pathlib import Path
 
 import keras
 
+from convert.errors import ConvertError
 from convert.quantize import QuantizeError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -442,7 +443,7 @@ def weights_into_unet(path: str | Path, **options) -> keras.Model:
         raise QuantizeError(f"no weights file at {str(path)!r}")
     try:
         model = build_unet(batch_size=None, **options)
-    except ValueError as e:
+    except (ConvertError, ValueError) as e:
         raise QuantizeError(f"cannot build the U-Net for --weights: {e}") from e
     described = " ".join(f"{k}={v}" for k, v in options.items())
     suffix = ".weights.h5" if path.name.endswith(".weights.h5") else ".keras" if file_kind(path) == "keras" else ".h5"

@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 import edge
-from convert.calibration import check_calibration
-from convert.errors import QuantizeError  # noqa: F401  (raised here, and imported from here by callers)
+from convert.errors import ConvertError, QuantizeError  # noqa: F401  (QuantizeError: raised here, and imported from here by callers)
 from convert.feeding import check_predictions
 from convert.quiet import export_announcement_hidden, on_console
+from convert.representative import check_representative_set
 from edge.model.bundle import OUTPUT_KINDS, Bundle, write_bundle
 from edge.model.preprocess import PreprocessSpec, to_float
 from edge.model.segmenter import interpreter_class
@@ -433,7 +433,7 @@ def quantize_to_bundle(
     tlf_class: the index of the TLF class (default: the class named "tlf", else 1). output_kind:
     "logits", "softmax" or "sigmoid"; it is read from the converted graph's last op (SOFTMAX,
     LOGISTIC, else logits) and recorded in the manifest for the device; given, it must agree.
-    The calibration set is checked first (see convert.calibration); `reference` is validation
+    The calibration set is checked first (see convert.representative); `reference` is validation
     data it must resemble. Then the float model must give more than one class on it
     (`check_prediction=False` for images that truly show one class), and labels that follow its
     input's level unless none of the common scales gives such labels (`check_preprocessing=False`
@@ -463,10 +463,10 @@ def quantize_to_bundle(
     try:
         float_model = model
         model, notes = export_plan(model)
-    except ValueError as e:
+    except (ConvertError, ValueError) as e:
         raise QuantizeError(str(e)) from e
     calib_stats = (
-        check_calibration(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
+        check_representative_set(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
     )
 
     def check_feeding(kind: str) -> None:

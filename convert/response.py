@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convert.errors import ConvertError
 from edge.frame import Frame
 from edge.measure.quality import REJECTING
 from edge.measure.thickness import (
@@ -62,7 +63,7 @@ def measured_scans(
     quality checks accept: (seed, result, band height as drawn in model rows, true height in model
     rows, true thickness mm, mm per model row, band layering contrast), over the measurement window."""
     if images not in RESPONSE_IMAGES:
-        raise ValueError(f"response images must be one of {RESPONSE_IMAGES}, not {images!r}")
+        raise ConvertError(f"response images must be one of {RESPONSE_IMAGES}, not {images!r}")
     chain = FrameChain(Segmenter(bundle, threads), ChainOptions(measurement=options, independent=True))
     for i, seed in enumerate(seeds):
         if images == "screens":

@@ -17,6 +17,7 @@ import numpy as np
 
 from convert.augment import AugmentOptions, augment_batch
 from convert.data import edge_weights, phantom_batch, phantom_coverage_batch
+from convert.errors import ConvertError
 from convert.unet import build_unet
 from edge.measure.metrics import scores
 from edge.model.preprocess import PreprocessSpec, to_float
@@ -64,13 +65,13 @@ class TrainOptions:
 
     def __post_init__(self):
         if self.loss not in LOSSES:
-            raise ValueError(f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
+            raise ConvertError(f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
         if self.select is not None and self.select not in SELECTIONS:
-            raise ValueError(f"selection {self.select!r} is not one of {', '.join(SELECTIONS)}")
+            raise ConvertError(f"selection {self.select!r} is not one of {', '.join(SELECTIONS)}")
         if not 0 <= self.band_class < self.classes:
-            raise ValueError(f"band class {self.band_class!r} is not one of {self.classes} classes")
+            raise ConvertError(f"band class {self.band_class!r} is not one of {self.classes} classes")
         if self.loss != "ce" and (self.height_weight or self.coverage_targets):
-            raise ValueError("the band-height term and coverage targets go with the cross-entropy loss only")
+            raise ConvertError("the band-height term and coverage targets go with the cross-entropy loss only")
 
     @property
     def selection(self) -> str:
@@ -390,9 +391,9 @@ def train(
         batch_size=None,
     )
     if options.class_weights is not None and len(options.class_weights) != options.classes:
-        raise ValueError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
+        raise ConvertError(f"{len(options.class_weights)} class weights given for {options.classes} classes")
     if options.augment is not None and train_data is None:
-        raise ValueError("augmentation is for labelled images; the phantom stream draws new scenes every step")
+        raise ConvertError("augmentation is for labelled images; the phantom stream draws new scenes every step")
     compile_model(
         model,
         learning_rate_of(options, steps_per_epoch(train_data, phantom_steps, options.batch_size)),
@@ -509,7 +510,7 @@ def learning_rate_of(options: TrainOptions, steps: int):
     if options.final_learning_rate is None:
         return options.learning_rate
     if not 0 < options.final_learning_rate <= options.learning_rate:
-        raise ValueError(
+        raise ConvertError(
             f"final learning rate {options.final_learning_rate!r} must be in (0, {options.learning_rate!r}]"
         )
     return keras.optimizers.schedules.CosineDecay(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from convert.errors import ConvertError
+
 
 def build_unet(
     input_size: int = 256,
@@ -27,9 +29,9 @@ def build_unet(
     `output`: "logits" (default, for sub-pixel boundaries) or "softmax".
     """
     if output not in ("logits", "softmax"):
-        raise ValueError(f"output must be 'logits' or 'softmax', not {output!r}")
+        raise ConvertError(f"output must be 'logits' or 'softmax', not {output!r}")
     if input_size % (2**depth):
-        raise ValueError(f"input_size {input_size} must be divisible by 2**depth = {2**depth}")
+        raise ConvertError(f"input_size {input_size} must be divisible by 2**depth = {2**depth}")
     inp = keras.Input((input_size, input_size, channels), batch_size=batch_size, name="image")
     x = inp
     skips = []
@@ -210,7 +212,7 @@ def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = Fals
     try:
         ready = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
     except ValueError as e:
-        raise ValueError(f"cannot rewrite model {model.name!r} for export: {e}") from e
+        raise ConvertError(f"cannot rewrite model {model.name!r} for export: {e}") from e
     if not notes:
         return ready
     lines = [

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from convert.errors import ConvertError  # noqa: E402
+
 from convert.augment import NONE, PARTS, AugmentOptions, augment, augment_batch, sample_rng
 from edge.data.dataset import iter_dataset, read_dataset_config
 from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
@@ -98,9 +100,9 @@ def test_each_part_can_be_switched_off_and_all_off_is_the_identity(real):
     none = replace(NONE, probability=1.0)
     img, lab, applied = augment(images[0], labels[0], none, sample_rng(0, 0, 0))
     assert applied == {} and np.array_equal(img, images[0]) and np.array_equal(lab, labels[0])
-    with pytest.raises(ValueError, match="unknown augmentation part.*'mirror'"):
+    with pytest.raises(ConvertError, match="unknown augmentation part.*'mirror'"):
         AugmentOptions().without(["mirror"])
-    with pytest.raises(ValueError, match="rotate must be at most 45"):
+    with pytest.raises(ConvertError, match="rotate must be at most 45"):
         AugmentOptions(rotate=90)
 
 

@@ -76,3 +76,32 @@ def test_the_exit_codes_text_is_what_the_parsers_print():
     conventions(parser, sub)
     assert sub.choices["go"].description == "Do the thing."
     assert sub.choices["go"].epilog == parser.epilog
+
+
+def test_bad_input_is_one_line_and_a_defect_is_a_traceback(monkeypatch, tmp_path, capsys):
+    """The converter's exception family (convert.errors) is what a user can fix: one line, exit 2.
+    Anything else is a defect in the product and keeps its traceback, not disguised as bad input."""
+    from convert.errors import ConvertError
+
+    argv = ["phantom", "--out", str(tmp_path / "p"), "--n", "1"]
+
+    def bad_input(args):
+        raise ConvertError("the folder holds no images")
+
+    def defect(args):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(convert.cli, "cmd_phantom", bad_input)
+    assert convert.cli.main(argv) == 2
+    assert capsys.readouterr().err == "tlf-convert: error: the folder holds no images\n"
+    monkeypatch.setattr(convert.cli, "cmd_phantom", defect)
+    with pytest.raises(ValueError, match="broadcast"):
+        convert.cli.main(argv)
+
+
+def test_a_real_bad_option_is_a_convert_error_line(tmp_path, capsys):
+    """The options' own checks raise the family: an unknown augmentation part, a bad class weight."""
+    pytest.importorskip("tensorflow")
+    code = convert.cli.main(["train", "--out", str(tmp_path / "m"), "--class-weights", "1,x", "--epochs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["tlf-convert: error: --class-weights '1,x' is not comma-separated numbers"]

@@ -87,7 +87,7 @@ def test_int8_agrees_with_float_on_unseen_phantoms(tiny_bundle, tiny_model_path,
 )
 def test_degenerate_calibration_sets_are_refused(case, match, tiny_model_path, tiny_spec, tiny_val, tmp_path):
     from conftest import small_field_set
-    from convert.calibration import CalibrationError
+    from convert.representative import RepresentativeSetError
 
     good = small_field_set(16, seed=7)[0]
     rng = np.random.default_rng(0)
@@ -98,16 +98,16 @@ def test_degenerate_calibration_sets_are_refused(case, match, tiny_model_path, t
         "unlike": ((good // 4).astype(np.uint8), tiny_val[0]),
     }[case]
     model = load_keras_model(tiny_model_path)
-    with pytest.raises(CalibrationError, match=match):
+    with pytest.raises(RepresentativeSetError, match=match):
         quantize_to_bundle(model, calib, tiny_spec, tmp_path / "b", reference=reference)
     assert not (tmp_path / "b").exists()
 
 
 def test_calibration_set_like_the_validation_data_is_accepted(tiny_val):
     from conftest import small_field_set
-    from convert.calibration import check_calibration
+    from convert.representative import check_representative_set
 
-    stats = check_calibration(small_field_set(16, seed=7)[0], reference=tiny_val[0])
+    stats = check_representative_set(small_field_set(16, seed=7)[0], reference=tiny_val[0])
     assert stats["images"] == 16 and stats["histogram_distance_to_validation"] < 0.2
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convert.errors import ConvertError  # noqa: E402
+
 from conftest import APO_CONFIG, REALDATA, SHARED_ABSENT, small_field_set
 from convert.folds import correlations, group_folds, look_alike_groups, thumbnail
 
@@ -23,7 +25,7 @@ def test_group_folds_deal_whole_groups_and_balance_the_folds():
     sizes = np.bincount(folds, minlength=3)
     assert sizes.sum() == 12 and sizes.max() - sizes.min() <= 1
     assert np.array_equal(folds, group_folds(groups, 3, seed=0))
-    with pytest.raises(ValueError, match="9 folds need 2 to 8 look-alike groups"):
+    with pytest.raises(ConvertError, match="9 folds need 2 to 8 look-alike groups"):
         group_folds(groups, 9, seed=0)
 
 

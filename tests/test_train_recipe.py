@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pytest
 
+from convert.errors import ConvertError  # noqa: E402
+
 keras = pytest.importorskip("keras")
 
 from conftest import APO_CONFIG, APO_FEW  # noqa: E402
@@ -27,9 +29,9 @@ def test_the_studys_recipe_is_the_default():
     assert TrainOptions(classes=3, select="val_loss").selection == "val_loss"
     assert TrainOptions(class_weights=(1, 6, 1)).prior_shift and not TrainOptions(class_weights=(1, 6, 1),
                                                                                     loss="focal").prior_shift
-    with pytest.raises(ValueError, match="loss 'l2' is not one of ce, dice_ce, focal"):
+    with pytest.raises(ConvertError, match="loss 'l2' is not one of ce, dice_ce, focal"):
         TrainOptions(loss="l2")
-    with pytest.raises(ValueError, match="selection 'dice'"):
+    with pytest.raises(ConvertError, match="selection 'dice'"):
         TrainOptions(select="dice")
 
 

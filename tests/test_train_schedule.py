@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convert.errors import ConvertError  # noqa: E402
+
 pytest.importorskip("tensorflow")
 
 
@@ -29,7 +31,7 @@ def test_cosine_decay_runs_from_the_rate_to_the_final_rate_over_all_epochs():
 def test_a_final_rate_above_the_rate_is_refused():
     from convert.train import TrainOptions, learning_rate_of
 
-    with pytest.raises(ValueError, match="final learning rate"):
+    with pytest.raises(ConvertError, match="final learning rate"):
         learning_rate_of(TrainOptions(learning_rate=1e-4, final_learning_rate=1e-3), steps=10)
 
 
