@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from edge.sim import phantom_screen  # noqa: E402
 from edge.model.bundle import DEMO_BUNDLE  # noqa: E402
-from edge.screen.options import CalibrationOptions, RoiOptions  # noqa: E402
+from edge.screen.options import SpacingOptions, RoiOptions  # noqa: E402
 from edge.frame import Frame  # noqa: E402
 from edge.runtime.chain import ChainOptions, FrameChain  # noqa: E402
 from edge.runtime.pipeline import Pipeline  # noqa: E402
@@ -90,7 +90,7 @@ def one_seed(seed: int, frames: int, size, segmenter, folder: Path) -> dict:
     truth = record(path, seed, frames, size, options.window)
     keep = Keep()
     stats = Pipeline(VideoSource(path), segmenter, [keep], options, roi=RoiOptions(),
-                     calibration=CalibrationOptions()).run()
+                     calibration=SpacingOptions()).run()
     events = stats.layout_events
     roi_err, spacing_err = 0, 0.0
     for m, spacing, _ in keep.items:

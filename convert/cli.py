@@ -1175,7 +1175,7 @@ def cmd_thickness_response(args) -> int:
 
 
 def print_response(bundle, figures: dict) -> None:
-    cal = bundle.thickness_calibration
+    cal = bundle.thickness_response
     print(
         f"thickness response: measured rows = {cal.a:+.3f} {cal.b:+.4f}*true {cal.c:+.3f}*s {cal.d:+.4f}*true*s "
         f"{cal.e:+.3f}*L (s {cal.s_range[0]:.4f}-{cal.s_range[1]:.4f} mm per row, L the band's layering contrast; "

@@ -1,10 +1,10 @@
 """A bundle's thickness response on phantom images of known thickness, fitted for the device to
-invert (edge.measure.thickness.ThicknessCalibration).
+invert (edge.measure.thickness.ThicknessResponse).
 
 Each image gives one point: the int8 model's band height (median over the measurement window's
 columns, in model rows, as drawn) against the true height over the same columns, at the
 image's mm per model row, with the band's layering contrast (edge.measure.thickness.band_layering).
-Two sets of images, from seeds no training, int8 calibration or validation image uses:
+Two sets of images, from seeds no training, int8 representative set or validation image uses:
   screens: the phantom scanner as a cart sees it: its whole screen (the `default` look, depth
            30-50 mm), cropped to the B-mode region (the exact one) and reduced to the model
            input as the device does; the response of the cart's own scanner (the demo bundle's).
@@ -22,10 +22,10 @@ from convert.errors import ConvertError
 from edge.frame import Frame
 from edge.measure.quality import REJECTING
 from edge.measure.thickness import (
-    ThicknessCalibration,
     ThicknessOptions,
+    ThicknessResponse,
     band_layering,
-    fit_thickness_calibration,
+    fit_thickness_response,
     window_slice,
 )
 from edge.model.bundle import Bundle, update_manifest
@@ -113,8 +113,8 @@ def phantom_points(
 
 def fit_phantom_response(
     bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens", layering: bool = True
-) -> tuple[ThicknessCalibration, dict]:
-    """The fitted calibration and its figures: points used, and the mean and mean absolute error
+) -> tuple[ThicknessResponse, dict]:
+    """The fitted response and its figures: points used, and the mean and mean absolute error
     (mm) of the thickness before and after the correction on those points. layering: False fits
     the response without its layering term (e = 0)."""
     m, t, s, lay = phantom_points(bundle, n, threads, images=images)
@@ -123,7 +123,7 @@ def fit_phantom_response(
         "scans": "phantom scans (the training's random looks)",
     }[images]
     name = f"{m.size} of {n} {what}, seeds {RESPONSE_SEEDS}-{RESPONSE_SEEDS + n - 1}"
-    cal = fit_thickness_calibration(m, t, s, fitted_on=name, layering=lay if layering else None)
+    cal = fit_thickness_response(m, t, s, fitted_on=name, layering=lay if layering else None)
     corrected = np.array([cal.correct(np.array([mi]), si, li)[0] for mi, si, li in zip(m, s, lay)])
     before, after = (m - t) * s, (corrected - t) * s
     figures = {
@@ -139,7 +139,7 @@ def fit_phantom_response(
 def write_phantom_response(
     bundle: Bundle, n: int = 1000, threads: int = 2, images: str = "screens", layering: bool = True
 ) -> tuple[Bundle, dict]:
-    """Fit the bundle's response (the model as drawn: a calibration already in the manifest plays
+    """Fit the bundle's response (the model as drawn: a response already in the manifest plays
     no part) and record it in the manifest, replacing any earlier one; the bundle is verified again."""
     cal, figures = fit_phantom_response(bundle, n, threads, images, layering)
     return update_manifest(bundle, thickness_calibration={**cal.to_dict(), **figures}), figures

@@ -45,7 +45,7 @@ def compare(
     classes = seg.classes
     depth: list[int]  # each band's depth rank in its image (two-class models)
     f_pred, q_pred, f_th, q_th, t_th, owner, depth = [], [], [], [], [], [], []
-    q_drawn = []  # int8 thickness without the bundle's thickness calibration (when it has one)
+    q_drawn = []  # int8 thickness without the bundle's thickness response (when it has one)
     for i, (img, lab, sp) in enumerate(zip(images, labels, spacings)):
         # Measure on scores in logit units, as the runtime does: softmax and sigmoid probabilities
         # become log-probabilities (their differences are the logit differences).
@@ -59,12 +59,12 @@ def compare(
         tlf = bundle.tlf_class
         # The device applies the bundle's thickness response (a function of mm per model row) only
         # in mm; float is measured alike, so int8-float stays a comparison of the models.
-        cal = seg.calibration if unit in (None, "mm") and sp is not None else None
+        cal = seg.response if unit in (None, "mm") and sp is not None else None
         if classes == 2:
             zones = band_zones(lab, tlf)
-            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, calibration=cal, image=img)
+            f_th += band_thickness(f_pred[-1], zones, logits_f, sp, band=tlf, response=cal, image=img)
             q_th += band_thickness(
-                q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf, calibration=cal, image=img
+                q_pred[-1], zones, logits_q, sp, logit_scale=seg.logit_scale, band=tlf, response=cal, image=img
             )
             if native_labels is not None:
                 t_th += native_band_thickness(native_labels[i], lab, zones, sp, tlf)
@@ -74,7 +74,7 @@ def compare(
             depth += range(1, len(zones) + 1)
             continue
         f_th.append(
-            measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, calibration=cal, image=img).value
+            measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, response=cal, image=img).value
         )
         q_th.append(
             measure_thickness(
@@ -83,7 +83,7 @@ def compare(
                 sp,
                 logit_scale=seg.logit_scale,
                 tlf=tlf,
-                calibration=cal,
+                response=cal,
                 image=img,
             ).value
         )

@@ -459,7 +459,7 @@ def summarize(stats, segmenter, cfg, display, simulated: bool = False, scoring=N
         "model_sha256": segmenter.bundle.sha256,
         "runtime": segmenter.runtime,
         "threads": segmenter.num_threads,
-        "thickness_calibration": segmenter.calibration.fitted_on if segmenter.calibration is not None else None,
+        "thickness_response": segmenter.response.fitted_on if segmenter.response is not None else None,
         "source": cfg.source.url,
         "simulated": bool(simulated),
         "frames": stats.frames,
@@ -521,8 +521,8 @@ def print_summary(s: dict, run_dir: Path) -> None:
     unit = s["unit"] or ""
     print("tlf-edge run summary")
     print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
-    if s.get("thickness_calibration"):
-        print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_calibration']})")
+    if s.get("thickness_response"):
+        print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_response']})")
     print(
         f"  source     {s['source']}"
         + (" (SIMULATED: the built-in phantom scanner, no patient)" if s["simulated"] else "")

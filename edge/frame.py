@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from edge.measure.thickness import ThicknessCalibration
+    from edge.measure.thickness import ThicknessResponse
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ class Segmentation:
     spacing_mm: tuple[float, float] | None
     t_done: float
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
-    calibration: ThicknessCalibration | None = (
-        None  # the bundle's edge.measure.thickness.ThicknessCalibration, if it has one
-    )
+    response: ThicknessResponse | None = None  # the bundle's edge.measure.thickness.ThicknessResponse, if it has one
     image: np.ndarray | None = None
 
 

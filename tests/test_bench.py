@@ -78,7 +78,7 @@ def test_folder_scores_match_a_direct_computation(tmp_path, segmenter):
         pred = np.argmax(logits, -1).astype(np.uint8)
         truth = resize_labels(s.labels, spec)
         sp = model_spacing(spacing, s.image.shape, spec)
-        dev = measure_thickness(pred, logits, sp, logit_scale=segmenter.logit_scale, calibration=segmenter.calibration,
+        dev = measure_thickness(pred, logits, sp, logit_scale=segmenter.logit_scale, response=segmenter.response,
                                image=image).value
         ref = measure_thickness(truth, None, sp).value
         truths.append(truth), preds.append(pred)

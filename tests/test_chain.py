@@ -20,7 +20,7 @@ from edge.ops.bench import stage_pass
 from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.factory import open_source
 from edge.runtime.pipeline import Pipeline
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import SpacingOptions, RoiOptions
 from edge.sim import phantom_screen
 from edge.sinks.base import Sink
 from edge.sinks.scoring import ScoringSink
@@ -70,7 +70,7 @@ def test_pipeline_bench_and_the_chain_measure_each_frame_alike(segmenter, frozen
     threaded pipeline and the chain give the same one. Bench keeps the default filter: its
     measurements and flags are compared."""
     path, n = frozen_screen_video
-    screen = dict(roi=RoiOptions(), calibration=CalibrationOptions())
+    screen = dict(roi=RoiOptions(), calibration=SpacingOptions())
     ageless = TemporalOptions(window_s=0.0)
     piped = Keep()
     Pipeline(open_source(str(path)), segmenter, [piped], temporal=ageless, err=io.StringIO(), **screen).run()

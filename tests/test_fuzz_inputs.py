@@ -181,7 +181,7 @@ def test_the_manifest_loader_returns_a_usable_bundle_or_one_bundle_error(bundle_
         one_line(e)
         return
     assert sealed or manifest == BASE  # an unsealed edit never loads
-    b.spec, b.thickness_calibration, b.tlf_class, b.classes, b.output_kind, b.gate_failures, b.model_id  # noqa: B018
+    b.spec, b.thickness_response, b.tlf_class, b.classes, b.output_kind, b.gate_failures, b.model_id  # noqa: B018
 
 
 @FUZZ

@@ -188,10 +188,10 @@ class RoiOnly(Collect):
 
 
 def screen_pipeline(source, sinks, **kw):
-    from edge.screen.options import CalibrationOptions, RoiOptions
+    from edge.screen.options import SpacingOptions, RoiOptions
 
     seg = Segmenter.create(SegmenterOptions(num_threads=1))
-    return Pipeline(source, seg, sinks, err=io.StringIO(), roi=RoiOptions(min_gap=1, **kw), calibration=CalibrationOptions())
+    return Pipeline(source, seg, sinks, err=io.StringIO(), roi=RoiOptions(min_gap=1, **kw), calibration=SpacingOptions())
 
 
 def edge_error(rect, truth):
@@ -227,7 +227,7 @@ def test_no_frame_is_measured_with_the_old_region_while_a_layout_change_waits_fo
     """Detections are at least min_gap frames apart; a depth change sooner after one must not be
     cut with the old rectangle and measured with the old scale in the meantime."""
     from edge.sim import phantom_screen as ps
-    from edge.screen.options import CalibrationOptions, RoiOptions
+    from edge.screen.options import SpacingOptions, RoiOptions
     from edge.runtime.factory import open_source
 
     path = tmp_path / "screen.avi"
@@ -235,7 +235,7 @@ def test_no_frame_is_measured_with_the_old_region_while_a_layout_change_waits_fo
     sink = RoiOnly(truth, (480, 640))
     seg = Segmenter.create(SegmenterOptions(num_threads=1))
     stats = Pipeline(open_source(str(path)), seg, [sink], err=io.StringIO(), roi=RoiOptions(min_gap=8),
-                     calibration=CalibrationOptions()).run()
+                     calibration=SpacingOptions()).run()
     assert stats.dead_sinks == {} and stats.layout_changes == 1
     measured = [m.seq for m in sink.seen]
     assert measured[:3] == [0, 1, 2] and measured[-1] == 13  # before the change, and after the new region

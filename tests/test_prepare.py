@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.sim import phantom_screen as ps
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import SpacingOptions, RoiOptions
 from edge.errors import SourceError
 from edge.frame import Frame
 from edge.screen.prepare import Prepare
@@ -56,7 +56,7 @@ def no_scale_screen(seed: int = 6) -> tuple[np.ndarray, tuple]:
 
 def test_screen_frames_are_cropped_and_calibrated_and_a_depth_change_is_one_event():
     frames = with_truth(SCREEN.format(seed=4, frames=8, at=4))
-    prepare = Prepare(RoiOptions(min_gap=1), CalibrationOptions())
+    prepare = Prepare(RoiOptions(min_gap=1), SpacingOptions())
     events = []
     for f, truth in frames:
         out, event = prepare(f, cropped=False)
@@ -84,10 +84,10 @@ def test_a_cropped_source_passes_through_with_its_own_spacing():
 
 def test_config_spacing_overrides_the_source_and_the_screen():
     clip = frames_of("phantom://clip?seed=2&frames=1&size=200x200")[0]
-    out, event = Prepare(calibration=CalibrationOptions(spacing_mm=(0.2,)))(clip, cropped=True)
+    out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.2,)))(clip, cropped=True)
     assert out.spacing_mm == (0.2, 0.2) and event.calibration == "config"
     screen, truth = with_truth("phantom://screen?seed=5&frames=1&size=640x480")[0]
-    out, event = Prepare(calibration=CalibrationOptions(spacing_mm=(0.1, 0.12)))(screen)
+    out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.1, 0.12)))(screen)
     assert out.spacing_mm == (0.1, 0.12) and event.calibration == "config"
     assert edge_error(event.roi, truth["roi"]) <= 2
 

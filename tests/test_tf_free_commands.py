@@ -75,7 +75,7 @@ def test_thickness_response_without_tensorflow(tmp_path):
     r = run_without_tensorflow(["thickness-response", str(dst), "--n", "16"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "thickness response: measured rows" in r.stdout
-    assert "of 16 phantom scanner screens" in load_bundle(dst).thickness_calibration.fitted_on
+    assert "of 16 phantom scanner screens" in load_bundle(dst).thickness_response.fitted_on
 
 
 def test_augment_sheet_without_tensorflow(tmp_path):

@@ -68,7 +68,7 @@ def measure_bands(
     options: ThicknessOptions = ThicknessOptions(),
     logit_scale: float = 1.0,
     band: int = 1,
-    calibration=None,
+    response=None,
     image: np.ndarray | None = None,
     zones: list[np.ndarray] | None = None,
 ) -> list[ThicknessResult]:
@@ -79,7 +79,7 @@ def measure_bands(
     measurement of the whole map (flagged, NO_BAND at least), so a frame always reports.
     logits: (H, W, 2) scores of background and band, or None; they are presented to
     `measure_thickness` as (background, band, background) so both edges interpolate between the
-    band and the background. calibration: the bundle's thickness response, as the device applies it
+    band and the background. response: the bundle's thickness response, as the device applies it
     (image: the model input, for a response with a layering term).
     """
     if zones is None:
@@ -95,7 +95,7 @@ def measure_bands(
             options=options,
             logit_scale=logit_scale,
             tlf=1,
-            calibration=calibration,
+            response=response,
             image=image,
         )
         for z in zones
@@ -110,13 +110,13 @@ def band_thickness(
     options: ThicknessOptions = ThicknessOptions(),
     logit_scale: float = 1.0,
     band: int = 1,
-    calibration=None,
+    response=None,
     image: np.ndarray | None = None,
 ) -> list[float]:
     """Thickness of the band in each of the given zones (NaN where `measure_thickness` rejects it)."""
     return [
         r.value
-        for r in measure_bands(labels, logits, spacing_mm, options, logit_scale, band, calibration, image, zones=zones)
+        for r in measure_bands(labels, logits, spacing_mm, options, logit_scale, band, response, image, zones=zones)
     ]
 
 

@@ -26,7 +26,7 @@ class ThicknessOptions:
 
 
 @dataclass(frozen=True)
-class ThicknessCalibration:
+class ThicknessResponse:
     """A bundle's measured thickness response and its inverse.
 
     On images of known thickness the model's band, in model rows, was found to follow
@@ -53,11 +53,11 @@ class ThicknessCalibration:
     def __post_init__(self):
         lo, hi = self.s_range
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-            raise ValueError(f"thickness calibration: bad s_range {self.s_range!r}")
+            raise ValueError(f"thickness response: bad s_range {self.s_range!r}")
         if not all(math.isfinite(v) for v in (self.a, self.b, self.c, self.d, self.e)):
-            raise ValueError("thickness calibration: coefficients must be finite numbers")
+            raise ValueError("thickness response: coefficients must be finite numbers")
         if min(self.slope(lo), self.slope(hi)) < self.MIN_SLOPE:
-            raise ValueError(f"thickness calibration: slope b + d*s under {self.MIN_SLOPE} in {self.s_range!r}")
+            raise ValueError(f"thickness response: slope b + d*s under {self.MIN_SLOPE} in {self.s_range!r}")
 
     def slope(self, s):
         return self.b + self.d * s
@@ -82,12 +82,12 @@ class ThicknessCalibration:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> ThicknessCalibration:
+    def from_dict(cls, d: dict) -> ThicknessResponse:
         if not isinstance(d, dict):
-            raise ValueError(f"thickness calibration must be an object, not {type(d).__name__}")
+            raise ValueError(f"thickness response must be an object, not {type(d).__name__}")
         missing = [k for k in ("a", "b", "c", "d", "s_range") if k not in d]  # other keys: figures, for people
         if missing:
-            raise ValueError(f"thickness calibration lacks {missing}")
+            raise ValueError(f"thickness response lacks {missing}")
         try:
             lo, hi = (float(v) for v in d["s_range"])
             return cls(
@@ -100,11 +100,11 @@ class ThicknessCalibration:
                 float(d.get("e", 0.0)),
             )
         except (TypeError, ValueError, OverflowError) as e:
-            raise ValueError(f"thickness calibration: {e}") from e
+            raise ValueError(f"thickness response: {e}") from e
 
 
-def fit_thickness_calibration(measured, true, s, fitted_on: str = "", layering=None) -> ThicknessCalibration:
-    """Least squares of `ThicknessCalibration`'s form on per-image (measured, true) vertical
+def fit_thickness_response(measured, true, s, fitted_on: str = "", layering=None) -> ThicknessResponse:
+    """Least squares of `ThicknessResponse`'s form on per-image (measured, true) vertical
     extents in model rows at s mm per model row (NaNs dropped); layering: each image's
     `band_layering` (None: a response without that term)."""
     m, t, s = (np.asarray(v, np.float64) for v in (measured, true, s))
@@ -112,11 +112,11 @@ def fit_thickness_calibration(measured, true, s, fitted_on: str = "", layering=N
     ok = np.isfinite(m) & np.isfinite(t) & np.isfinite(s) & np.isfinite(L)
     m, t, s, L = m[ok], t[ok], s[ok], L[ok]
     if m.size < 8:
-        raise ValueError(f"a thickness calibration needs at least 8 measured images, got {m.size}")
+        raise ValueError(f"a thickness response needs at least 8 measured images, got {m.size}")
     cols = [np.ones_like(t), t, s, t * s] + ([] if layering is None else [L])
     coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), m, rcond=None)
     a, b, c, d, *e = (float(v) for v in coef)
-    return ThicknessCalibration(a, b, c, d, (float(s.min()), float(s.max())), fitted_on, e[0] if e else 0.0)
+    return ThicknessResponse(a, b, c, d, (float(s.min()), float(s.max())), fitted_on, e[0] if e else 0.0)
 
 
 LAYERING_DEPTHS = np.linspace(0.1, 0.9, 9)  # where across the band (0 top edge, 1 bottom) band_layering samples
@@ -254,7 +254,7 @@ def measure_thickness(
     logit_scale: float = 1.0,
     tlf: int = 1,
     classes: int | None = None,
-    calibration: ThicknessCalibration | None = None,
+    response: ThicknessResponse | None = None,
     image: np.ndarray | None = None,
 ) -> ThicknessResult:
     """Thickness of the TLF band, perpendicular to its local direction.
@@ -262,7 +262,7 @@ def measure_thickness(
     spacing_mm: (row, column) mm per pixel of `labels` (anisotropic allowed); without it the
     result is in pixels and flagged UNCALIBRATED. classes: how many classes the model has
     (default: the logits' last axis, else 3); see `neighbours` for the order check.
-    calibration: the bundle's thickness response, inverted per column (only with a spacing:
+    response: the bundle's thickness response, inverted per column (only with a spacing:
     it is a function of the pixel size in mm). image: the model input the labels were drawn
     from; a response with a layering term (e != 0) needs it.
     """
@@ -274,13 +274,13 @@ def measure_thickness(
     sy, sx = spacing_mm if spacing_mm is not None else (1.0, 1.0)
     vertical = edges.bottom - edges.top
     win = window_slice(options, w)
-    if calibration is not None and spacing_mm is not None:
+    if response is not None and spacing_mm is not None:
         layering = 0.0
-        if calibration.e:
+        if response.e:
             if image is None:
                 raise ValueError("this thickness response has a layering term: measure_thickness needs the model image")
             layering = band_layering(image, edges, win)
-        vertical = calibration.correct(vertical, sy, layering if math.isfinite(layering) else 0.0)
+        vertical = response.correct(vertical, sy, layering if math.isfinite(layering) else 0.0)
     slope = _local_slope((edges.top + edges.bottom) / 2, edges.valid, options.slope_window) * (sy / sx)
     per_column = vertical * sy * np.cos(np.arctan(slope))
 

@@ -53,12 +53,14 @@ class Bundle:
         return int(self.sha256[:8], 16)
 
     @property
-    def thickness_calibration(self):
-        """The bundle's edge.measure.thickness.ThicknessCalibration, or None (checked on load)."""
-        from edge.measure.thickness import ThicknessCalibration
+    def thickness_response(self):
+        """The bundle's edge.measure.thickness.ThicknessResponse, or None (checked on load). The
+        manifest keeps it under its first name, "thickness_calibration", which every sealed
+        bundle records (renaming the key would break their manifest hash)."""
+        from edge.measure.thickness import ThicknessResponse
 
         d = self.manifest.get("thickness_calibration")
-        return None if d is None else ThicknessCalibration.from_dict(d)
+        return None if d is None else ThicknessResponse.from_dict(d)
 
     @property
     def domain(self):
@@ -166,7 +168,7 @@ def load_bundle(path: str | Path, sealed: bool = True) -> Bundle:
         raise BundleError(f"bad preprocessing spec in {str(manifest_path)!r}: {e}") from e
     bundle = Bundle(path=path, manifest=manifest, spec=spec)
     try:
-        _ = bundle.thickness_calibration, bundle.domain  # both parsed now: a bad entry is refused at load
+        _ = bundle.thickness_response, bundle.domain  # both parsed now: a bad entry is refused at load
     except (TypeError, ValueError) as e:
         raise BundleError(f"manifest {str(manifest_path)!r}: {e}") from e
     return bundle

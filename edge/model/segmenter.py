@@ -109,7 +109,7 @@ class Segmenter:
         self.spec = bundle.spec
         self.num_threads = check_threads(num_threads)
         num_threads = self.num_threads
-        self.calibration = bundle.thickness_calibration  # None: thickness as the model draws it
+        self.response = bundle.thickness_response  # None: thickness as the model draws it
         cls, self.runtime = interpreter_class()
         try:
             with _native_info_held_back():
@@ -227,7 +227,7 @@ class Segmenter:
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         t_done = time.monotonic() if t_done is None else t_done
         image = to_model_image(frame.image, self.spec) if image is None else image
-        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.calibration, image)
+        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.response, image)
 
 
 @contextlib.contextmanager

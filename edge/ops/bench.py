@@ -44,7 +44,7 @@ from edge.ops.doctor import FAST_INT8_FLAGS
 from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.factory import open_source
 from edge.runtime.pipeline import Pipeline
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import RoiOptions, SpacingOptions
 from edge.sinks.base import Sink
 from edge.sinks.display import DisplaySink
 from edge.sinks.jsonl import JsonLinesLog
@@ -92,7 +92,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
     measurement, the out-of-domain guard and the temporal filter.
     """
     times: dict[str, list[float]] = {s: [] for s in STAGES}  # ms per frame
-    chain = FrameChain(segmenter, ChainOptions(roi=RoiOptions(), calibration=CalibrationOptions()))
+    chain = FrameChain(segmenter, ChainOptions(roi=RoiOptions(), calibration=SpacingOptions()))
     with open_source(source_url) as source:
         scoring = ScoringSink(source.truth, chain.options.measurement, segmenter.spec, segmenter.classes)
         for sink in sinks:
@@ -286,7 +286,7 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
         latency,
     ]
     pipeline = Pipeline(
-        open_source(source_url), segmenter, sinks, err=io.StringIO(), roi=RoiOptions(), calibration=CalibrationOptions()
+        open_source(source_url), segmenter, sinks, err=io.StringIO(), roi=RoiOptions(), calibration=SpacingOptions()
     )
     t_run = time.monotonic()
     stats = pipeline.run(max_frames=frames)

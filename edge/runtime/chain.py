@@ -29,7 +29,7 @@ from edge.measure.temporal import TemporalFilter, TemporalOptions
 from edge.measure.thickness import ThicknessOptions, ThicknessResult, measure_thickness
 from edge.model.preprocess import to_model_image
 from edge.model.segmenter import Segmenter
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import RoiOptions, SpacingOptions
 from edge.screen.prepare import LayoutEvent, Prepare
 from edge.screen.spacing import Calibration
 
@@ -44,7 +44,7 @@ class ChainOptions:
     measurement: ThicknessOptions = field(default_factory=ThicknessOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     roi: RoiOptions | None = None
-    calibration: CalibrationOptions | None = None
+    calibration: SpacingOptions | None = None
     independent: bool = False
 
 
@@ -90,7 +90,7 @@ def band_results(seg: Segmentation, options: ThicknessOptions, tlf_class: int, c
             options,
             seg.logit_scale,
             band=tlf_class,
-            calibration=seg.calibration,
+            response=seg.response,
             image=seg.image,
         )
     return [
@@ -101,7 +101,7 @@ def band_results(seg: Segmentation, options: ThicknessOptions, tlf_class: int, c
             options,
             seg.logit_scale,
             tlf=tlf_class,
-            calibration=seg.calibration,
+            response=seg.response,
             image=seg.image,
         )
     ]
@@ -163,7 +163,7 @@ class FrameChain:
         self.segmenter, self.options = segmenter, options
         self.prepare: Prepare | None = None
         if options.roi is not None or options.calibration is not None:
-            self.prepare = Prepare(options.roi or RoiOptions(), options.calibration or CalibrationOptions())
+            self.prepare = Prepare(options.roi or RoiOptions(), options.calibration or SpacingOptions())
         self.freeze = None if options.independent else FreezeDetector()
         self.temporal: dict[int, TemporalFilter] = {}  # one filter per band index
         self.domain = segmenter.bundle.domain  # the out-of-domain guard's statistics, or None

@@ -44,7 +44,7 @@ from edge.errors import require_option as _require
 from edge.measure.temporal import TemporalOptions
 from edge.measure.thickness import ThicknessOptions
 from edge.model.segmenter import SegmenterOptions
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import RoiOptions, SpacingOptions
 from firmware_bridge.ports import BAUD_RANGE
 
 VERSION = 1
@@ -148,7 +148,7 @@ def _check_measurement(o: ThicknessOptions) -> None:
 class Config:
     source: SourceOptions = field(default_factory=SourceOptions)
     roi: RoiOptions = field(default_factory=RoiOptions)
-    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    calibration: SpacingOptions = field(default_factory=SpacingOptions)
     model: SegmenterOptions = field(default_factory=SegmenterOptions)
     measurement: ThicknessOptions = field(default_factory=ThicknessOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)

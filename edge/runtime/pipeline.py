@@ -36,7 +36,7 @@ from edge.measure.thickness import ThicknessOptions
 from edge.model.segmenter import Segmenter
 from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.queues import BLOCK, KEEP_NEWEST, BoundedQueue
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import RoiOptions, SpacingOptions
 from edge.screen.prepare import LayoutEvent
 from edge.sinks.base import NO_SIGNAL, RUNNING, Sink
 from edge.sources.base import Source
@@ -128,7 +128,7 @@ class Pipeline:
         temporal: TemporalOptions = TemporalOptions(),
         err=sys.stderr,
         roi: RoiOptions | None = None,
-        calibration: CalibrationOptions | None = None,
+        calibration: SpacingOptions | None = None,
     ):
         self.source, self.segmenter, self.sinks, self.err = source, segmenter, list(sinks), err
         self.chain = FrameChain(segmenter, ChainOptions(options, temporal, roi, calibration))

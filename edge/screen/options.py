@@ -33,7 +33,11 @@ class RoiOptions:
 
 
 @dataclass(frozen=True)
-class CalibrationOptions:
+class SpacingOptions:
+    """How the pixel spacing (mm per pixel) is found: the config's [calibration] section, named for
+    what the operator does (calibrate the scale), not for the int8 representative set or the
+    thickness response."""
+
     spacing_mm: tuple[float, ...] = ()  # [row, column] or [both] mm per pixel; empty: source or screen
     tick_mm: float = 0.0  # mm between two ticks of the screen scale (1, 2, 2.5, 5, 10, 20); 0: read the numbers
     square_pixels: bool = True  # with only a depth scale on screen, take the pixels as square

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from edge.frame import Frame
-from edge.screen.options import CalibrationOptions, RoiOptions
+from edge.screen.options import RoiOptions, SpacingOptions
 from edge.screen.roi import RoiTracker, crop_frame, detect_roi, manual_roi
 from edge.screen.spacing import UNKNOWN, Calibration, Calibrator, from_config, from_depth, from_source
 
@@ -84,7 +84,7 @@ class Prepare:
     def __init__(
         self,
         roi: RoiOptions = RoiOptions(),
-        calibration: CalibrationOptions = CalibrationOptions(),
+        calibration: SpacingOptions = SpacingOptions(),
         detector=detect_roi,
     ):
         manual = None

@@ -1,4 +1,4 @@
-"""A bundle's thickness response (edge.measure.thickness.ThicknessCalibration): its inverse, its fit, its
+"""A bundle's thickness response (edge.measure.thickness.ThicknessResponse): its inverse, its fit, its
 place in the manifest, and its use by the device's measurement."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from edge.model.bundle import DEMO_BUNDLE, load_bundle, write_manifest
 from edge.errors import BundleError
 from edge.frame import Frame
-from edge.measure.thickness import (ThicknessCalibration, band_edges, band_layering, fit_thickness_calibration,
+from edge.measure.thickness import (ThicknessResponse, band_edges, band_layering, fit_thickness_response,
                             measure_thickness)
 
-CAL = ThicknessCalibration(a=2.0, b=1.04, c=-7.7, d=-0.9, s_range=(0.117, 0.195), fitted_on="test")
-LAYERED = ThicknessCalibration(a=1.0, b=0.97, c=-8.6, d=-0.1, s_range=(0.117, 0.195), fitted_on="test", e=17.7)
+CAL = ThicknessResponse(a=2.0, b=1.04, c=-7.7, d=-0.9, s_range=(0.117, 0.195), fitted_on="test")
+LAYERED = ThicknessResponse(a=1.0, b=0.97, c=-8.6, d=-0.1, s_range=(0.117, 0.195), fitted_on="test", e=17.7)
 
 
 def forward(cal, true, s, layering=0.0):
@@ -37,9 +37,9 @@ def test_correct_inverts_a_response_with_a_layering_term(true, s, layering):
 
 
 def test_the_layering_term_travels_through_the_manifest_and_an_older_response_has_none():
-    assert ThicknessCalibration.from_dict(LAYERED.to_dict()) == LAYERED
+    assert ThicknessResponse.from_dict(LAYERED.to_dict()) == LAYERED
     older = {k: v for k, v in CAL.to_dict().items() if k != "e"}
-    assert ThicknessCalibration.from_dict(older).e == 0.0
+    assert ThicknessResponse.from_dict(older).e == 0.0
 
 
 def test_pixel_sizes_outside_the_fitted_range_use_its_nearest_end():
@@ -59,14 +59,14 @@ def test_the_fit_recovers_a_known_response_from_noisy_points():
     s = rng.uniform(0.117, 0.195, 3000)
     measured = forward(CAL, true, s) + rng.normal(0, 0.5, true.size)
     measured[::50] = np.nan  # unmeasured images are left out
-    fit = fit_thickness_calibration(measured, true, s, fitted_on="synthetic")
+    fit = fit_thickness_response(measured, true, s, fitted_on="synthetic")
     # c and d trade off against each other; the response they describe is what must come back.
     t, sg = np.meshgrid(np.linspace(3, 25, 12), np.linspace(0.117, 0.195, 6))
     assert np.abs(forward(fit, t, sg) - forward(CAL, t, sg)).max() < 0.1  # model rows
     assert fit.s_range[0] == pytest.approx(0.117, abs=1e-3) and fit.s_range[1] == pytest.approx(0.195, abs=1e-3)
     assert fit.fitted_on == "synthetic"
     with pytest.raises(ValueError, match="at least 8"):
-        fit_thickness_calibration(measured[:5], true[:5], s[:5])
+        fit_thickness_response(measured[:5], true[:5], s[:5])
 
 
 def test_the_fit_recovers_the_layering_term():
@@ -75,9 +75,9 @@ def test_the_fit_recovers_the_layering_term():
     s = rng.uniform(0.117, 0.195, 3000)
     layering = rng.uniform(0.005, 0.05, 3000)
     measured = forward(LAYERED, true, s, layering) + rng.normal(0, 0.3, true.size)
-    fit = fit_thickness_calibration(measured, true, s, layering=layering)
+    fit = fit_thickness_response(measured, true, s, layering=layering)
     assert fit.e == pytest.approx(LAYERED.e, rel=0.05)
-    assert fit_thickness_calibration(measured, true, s).e == 0.0  # without layering: the older form
+    assert fit_thickness_response(measured, true, s).e == 0.0  # without layering: the older form
 
 
 def speckle_band(profile_of_u, seed=0, h=120, w=160, top=50.3, height=14.6):
@@ -115,8 +115,8 @@ def test_band_layering_tells_bright_sublayers_from_a_uniform_band():
 def test_a_response_with_a_layering_term_needs_the_model_image():
     image, labels = speckle_band(lambda u: np.ones_like(u))
     with pytest.raises(ValueError, match="model image"):
-        measure_thickness(labels, None, (0.15, 0.15), calibration=LAYERED)
-    with_image = measure_thickness(labels, None, (0.15, 0.15), calibration=LAYERED, image=image).value
+        measure_thickness(labels, None, (0.15, 0.15), response=LAYERED)
+    with_image = measure_thickness(labels, None, (0.15, 0.15), response=LAYERED, image=image).value
     layering = band_layering(image, band_edges(labels), slice(40, 120))
     assert with_image == pytest.approx(LAYERED.correct(np.array([15.0]), 0.15, layering)[0] * 0.15, rel=1e-6)
 
@@ -151,10 +151,10 @@ def band(top=40, height=12, h=100, w=120):
 def test_measurement_inverts_the_response_in_mm_and_leaves_pixels_alone():
     labels = band(height=12)
     s = 0.16
-    value = measure_thickness(labels, None, (s, s), calibration=CAL).value
+    value = measure_thickness(labels, None, (s, s), response=CAL).value
     assert value == pytest.approx(CAL.correct(np.array([12.0]), s)[0] * s, rel=1e-6)
     assert value != pytest.approx(12 * s, abs=0.01)
-    px = measure_thickness(labels, None, None, calibration=CAL)  # no scale: no calibration either
+    px = measure_thickness(labels, None, None, response=CAL)  # no scale: no calibration either
     assert px.unit == "px" and px.value == pytest.approx(12.0)
 
 
@@ -165,19 +165,19 @@ def test_the_device_measures_with_the_bundles_calibration():
     from edge.measure.thickness import ThicknessOptions
 
     bundle = load_bundle(DEMO_BUNDLE)
-    assert bundle.thickness_calibration is not None  # the demo bundle carries its phantom response
+    assert bundle.thickness_response is not None  # the demo bundle carries its phantom response
     seg = Segmenter(bundle, 1)
     scan = phantom.scan(3, (256, 256), "default", field_mm=(50.0, 40.0))
     s = seg.segment(Frame(scan.image, 0.0, 0, scan.spacing_mm))
-    assert s.calibration == bundle.thickness_calibration
+    assert s.response == bundle.thickness_response
     device = measure(s, ThicknessOptions()).thickness
     kw = dict(logit_scale=s.logit_scale, tlf=bundle.tlf_class)
-    with_image = measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.calibration, image=s.image, **kw)
+    with_image = measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.response, image=s.image, **kw)
     assert device == with_image.value
     assert device != measure_thickness(s.labels, s.logits, s.spacing_mm, **kw).value
-    assert bundle.thickness_calibration.e != 0  # the demo's response has the layering term: it needs the image
+    assert bundle.thickness_response.e != 0  # the demo's response has the layering term: it needs the image
     with pytest.raises(ValueError, match="model image"):
-        measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.calibration, **kw)
+        measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.response, **kw)
 
 
 @pytest.mark.parametrize("images, fitted_on", [("screens", "of 40 phantom scanner screens"),
@@ -190,10 +190,10 @@ def test_thickness_response_fits_a_bundle_and_records_it_in_the_manifest(tmp_pat
     m = json.loads((dst / "manifest.json").read_text())
     del m["thickness_calibration"]
     write_manifest(dst, m)
-    assert load_bundle(dst).thickness_calibration is None
+    assert load_bundle(dst).thickness_response is None
     assert main(["thickness-response", str(dst), "--n", "40", "--images", images]) == 0
     out = capsys.readouterr().out
-    cal = load_bundle(dst).thickness_calibration
+    cal = load_bundle(dst).thickness_response
     recorded = load_bundle(dst).manifest["thickness_calibration"]
     assert fitted_on in cal.fitted_on and recorded["points"] >= 30 and cal.e != 0
     assert abs(recorded["bias_mm_after"]) < 0.01 < abs(recorded["bias_mm_before"])  # the fit removes its own bias
