@@ -11,6 +11,7 @@ import numpy as np
 
 from convert.errors import ConvertError, missing_extra
 from convert.quiet import native_output_hidden
+from edge import logs
 from edge.cli_help import conventions
 from edge.errors import EdgeError
 from edge.sim.recipes import (
@@ -21,6 +22,8 @@ from edge.sim.recipes import (
     STAGE5_SEED_OFFSET,
     held_out_look,
 )
+
+log = logs.get(__name__)
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
 NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
@@ -295,6 +298,7 @@ def main(argv=None) -> int:
 
     conventions(p, sub, codes=(0, 1, 2, 3, 130))
     args = p.parse_args(argv)
+    logs.one_line("tlf-convert")  # every warning of the product: one line on stderr
     args.argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
         "train": cmd_train,
@@ -1243,10 +1247,11 @@ def checked_float_model(args, bundle) -> dict:
     given = float_identity(args, bundle.spec)
     recorded = bundle.manifest.get("float_model")
     if not isinstance(recorded, dict):
-        print(
-            f"tlf-convert: warning: bundle {str(bundle.path)!r} does not record the float model it was made from "
-            f"(made before tlf-convert recorded it): validating against {given['name']!r} unchecked",
-            file=sys.stderr,
+        log.warning(
+            "bundle %r does not record the float model it was made from (made before tlf-convert recorded it): "
+            "validating against %r unchecked",
+            str(bundle.path),
+            given["name"],
         )
         return {**given, "made_from": None}
     if same_model(recorded, given):
@@ -1261,10 +1266,7 @@ def checked_float_model(args, bundle) -> dict:
             f"{line}: validate against that model, or pass --other-model to validate against this one "
             "(the bundle's validation record then names it)"
         )
-    print(
-        f"tlf-convert: warning: {line}; validating against it (--other-model), as the validation record says",
-        file=sys.stderr,
-    )
+    log.warning("%s; validating against it (--other-model), as the validation record says", line)
     return {**given, "made_from": False}
 
 

@@ -15,9 +15,12 @@ from convert.errors import ConvertError, QuantizeError  # noqa: F401  (QuantizeE
 from convert.feeding import check_predictions
 from convert.quiet import export_announcement_hidden, on_console
 from convert.representative import check_representative_set
+from edge import logs
 from edge.model.bundle import OUTPUT_KINDS, Bundle, write_bundle
 from edge.model.preprocess import PreprocessSpec, to_float
 from edge.model.segmenter import interpreter_class
+
+log = logs.get(__name__)
 
 DEFAULT_CLASSES = ["above", "tlf", "below"]
 DEFAULT_CLASSES_2 = ["background", "tlf"]
@@ -112,9 +115,7 @@ def check_family(model: keras.Model, spec: PreprocessSpec | None = None) -> dict
     if not (MIN_SIDE <= h <= hi and MIN_SIDE <= w <= hi):
         raise QuantizeError(f"model {model.name!r} takes {h}x{w} px; the family takes {lo}-{hi} px per side")
     if h < lo or w < lo:
-        print(
-            f"tlf-convert: warning: model {model.name!r} takes {h}x{w} px, below the family's {lo} px", file=sys.stderr
-        )
+        log.warning("model %r takes %dx%d px, below the family's %d px", model.name, h, w, lo)
     if len(shape_out) != 4 or tuple(shape_out[1:3]) != (h, w):
         raise QuantizeError(
             f"model {model.name!r} outputs {shape_out}; the family outputs one score per class and pixel, "
@@ -376,7 +377,7 @@ def check_graph(
     )
     if not allow_partitions:
         raise QuantizeError(line + "; --allow-partitions converts it all the same")
-    print(f"tlf-convert: warning: {line}", file=sys.stderr)
+    log.warning("%s", line)
     return [line]
 
 

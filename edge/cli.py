@@ -83,6 +83,9 @@ def main(argv=None) -> int:
     add_analyze(sub)
     conventions(parser, sub)
     args = parser.parse_args(argv)
+    from edge import logs
+
+    logs.one_line("tlf-edge")  # every warning of the product: one line on stderr
     quiet_third_parties()
     try:
         if args.command == "run":

@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge", "convert", "firmware_bridge")
 BELOW = ("edge.sources", "edge.screen", "edge.measure", "edge.model", "edge.sinks")
-SHARED = ("edge.errors", "edge.frame", "edge.host", "edge.numbers")
+SHARED = ("edge.errors", "edge.frame", "edge.host", "edge.logs", "edge.numbers")
 ABOVE = ("edge.runtime", "edge.cli", "edge.ops", "edge.sim")
 
 

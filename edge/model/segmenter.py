@@ -28,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import logs
 from edge.errors import BundleError, EdgeError, require_option
 from edge.frame import Frame, Segmentation
 from edge.host import physical_cores, usable_cpus
 from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
+
+log = logs.get(__name__)
 
 MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)
 
@@ -49,10 +52,11 @@ def check_threads(num_threads, warn: bool = True) -> int:
     cpus = usable_cpus()
     if num_threads > cpus:
         if warn:
-            print(
-                f"tlf-edge: warning: {num_threads} LiteRT threads asked for, but this machine gives tlf-edge "
-                f"{cpus} CPU(s): using {cpus}",
-                file=sys.stderr,
+            log.warning(
+                "%d LiteRT threads asked for, but this machine gives tlf-edge %d CPU(s): using %d",
+                num_threads,
+                cpus,
+                cpus,
             )
         return cpus
     return num_threads
@@ -148,11 +152,7 @@ class Segmenter:
         threads = check_threads(options.threads)
         bundle = load_bundle(options.bundle_path)
         if bundle.gate_failures:
-            print(
-                f"tlf-edge: warning: model {bundle.sha256[:12]} failed its int8 validation: "
-                f"{'; '.join(bundle.gate_failures)}",
-                file=sys.stderr,
-            )
+            log.warning("model %s failed its int8 validation: %s", bundle.sha256[:12], "; ".join(bundle.gate_failures))
         return cls(bundle, threads)
 
     def _check_contract(self) -> None:

@@ -8,13 +8,14 @@ anywhere else on the way.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge import sources
+from edge import logs, sources
 from edge.sources.base import DEFAULT_MAX_PIXELS, Source, split_url
+
+log = logs.get(__name__)
 
 if TYPE_CHECKING:
     from edge.model.segmenter import Segmenter
@@ -110,10 +111,7 @@ def build_outputs(
         from edge.sinks.recording import RecordingSink
 
         if cfg.recording.include_full_screen:
-            print(
-                "tlf-edge: warning: recordings hold the B-mode region only; include_full_screen is ignored",
-                file=sys.stderr,
-            )
+            log.warning("recordings hold the B-mode region only; include_full_screen is ignored")
         out.sinks.append(
             RecordingSink.in_folder(
                 recording_root,
