@@ -1270,6 +1270,16 @@ def checked_float_model(args, bundle) -> dict:
     return {**given, "made_from": False}
 
 
+def checked_preset(name: str):
+    """The phantom scanner preset `name`, or ConvertError listing the known ones."""
+    from edge.sim import phantom
+
+    try:
+        return phantom.preset(name)
+    except ValueError as e:  # the simulator's own message: the name and the presets there are
+        raise ConvertError(str(e)) from None
+
+
 def _pair(text: str, what: str, kind=float) -> tuple:
     try:
         a, b = (kind(v) for v in text.lower().split("x"))
@@ -1288,7 +1298,7 @@ def cmd_phantom(args) -> int:
 
     shape = _pair(args.size, "--size", int)
     field = _pair(args.field_mm, "--field-mm", float)
-    machine = phantom.preset(args.preset) if args.preset else None
+    machine = checked_preset(args.preset) if args.preset else None
     if args.n < 1:
         raise ConvertError(f"--n must be at least 1, not {args.n}")
     config = phantom_dataset_config(args.mask, args.base, spacing_mm=(field[0] / shape[0], field[1] / shape[1]))
@@ -1342,7 +1352,7 @@ def contact_sheet(
     width = label_w + per_row * 2 * tile
     rows: list[np.ndarray] = []
     for r, name in enumerate(presets):
-        m = phantom.preset(name)
+        m = checked_preset(name)
         row = np.full((tile, width, 3), 24, np.uint8)
         text(row, name, (6, 20), 0.5)
         desc = [f"{m.dynamic_range_db:.0f} dB DR", f"gain {m.gain_db:+.0f}"]

@@ -123,7 +123,10 @@ def fit_phantom_response(
         "scans": "phantom scans (the training's random looks)",
     }[images]
     name = f"{m.size} of {n} {what}, seeds {RESPONSE_SEEDS}-{RESPONSE_SEEDS + n - 1}"
-    cal = fit_thickness_response(m, t, s, fitted_on=name, layering=lay if layering else None)
+    try:
+        cal = fit_thickness_response(m, t, s, fitted_on=name, layering=lay if layering else None)
+    except ValueError as e:  # too few images the bundle measures, or a fit that is not invertible
+        raise ConvertError(f"cannot fit the thickness response of {str(bundle.path)!r}: {e}") from None
     corrected = np.array([cal.correct(np.array([mi]), si, li)[0] for mi, si, li in zip(m, s, lay)])
     before, after = (m - t) * s, (corrected - t) * s
     figures = {

@@ -108,7 +108,7 @@ def test_all_above_masks_give_the_counted_scores(tmp_path, segmenter):
 
 
 def test_spacing_flag_overrides_the_data_set(tmp_path, segmenter, monkeypatch):
-    monkeypatch.setattr(segmenter, "calibration", None)  # the bundle's response applies in mm only: compare as drawn
+    monkeypatch.setattr(segmenter, "response", None)  # the bundle's response applies in mm only: compare as drawn
     ss = scans(2, (256, 256))
     write_dataset(tmp_path, [s.image for s in ss], [s.labels for s in ss], phantom_dataset_config())
     px = accuracy_pass(segmenter, labelled_frames(tmp_path), "px")

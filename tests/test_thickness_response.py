@@ -124,11 +124,11 @@ def test_a_response_with_a_layering_term_needs_the_model_image():
 @pytest.mark.parametrize("bad, message", [
     ({"a": 0, "b": 1, "c": 0, "d": 0}, "lacks"),
     ({"a": 0, "b": 0.2, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "slope"),
-    ({"a": "x", "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "thickness calibration"),
+    ({"a": "x", "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "thickness response"),
     ({"a": 0, "b": 1, "c": 0, "d": 0, "s_range": [0.2, 0.1]}, "s_range"),
     ({"a": float("nan"), "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "finite"),
     ([1, 2], "object"),
-    ({"a": 10**400, "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "thickness calibration"),
+    ({"a": 10**400, "b": 1, "c": 0, "d": 0, "s_range": [0.1, 0.2]}, "thickness response"),
 ])
 def test_a_malformed_calibration_in_a_manifest_is_refused_in_one_line(tmp_path, bad, message):
     dst = tmp_path / "bundle"
@@ -172,12 +172,12 @@ def test_the_device_measures_with_the_bundles_calibration():
     assert s.response == bundle.thickness_response
     device = measure(s, ThicknessOptions()).thickness
     kw = dict(logit_scale=s.logit_scale, tlf=bundle.tlf_class)
-    with_image = measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.response, image=s.image, **kw)
+    with_image = measure_thickness(s.labels, s.logits, s.spacing_mm, response=s.response, image=s.image, **kw)
     assert device == with_image.value
     assert device != measure_thickness(s.labels, s.logits, s.spacing_mm, **kw).value
     assert bundle.thickness_response.e != 0  # the demo's response has the layering term: it needs the image
     with pytest.raises(ValueError, match="model image"):
-        measure_thickness(s.labels, s.logits, s.spacing_mm, calibration=s.response, **kw)
+        measure_thickness(s.labels, s.logits, s.spacing_mm, response=s.response, **kw)
 
 
 @pytest.mark.parametrize("images, fitted_on", [("screens", "of 40 phantom scanner screens"),
