@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from edge.sim import phantom
+import edge.sim.render
+from edge.sim import phantom, texture
 
 
 def test_complex_normal_is_circular_gaussian_with_unit_variance_per_part():
-    z = phantom._complex_normal(np.random.default_rng(3), (512, 512))
+    z = texture.complex_normal(np.random.default_rng(3), (512, 512))
     assert z.dtype == np.complex64 and z.shape == (512, 512)
     re, im = z.real.astype(np.float64).ravel(), z.imag.astype(np.float64).ravel()
     n = re.size
@@ -31,12 +32,12 @@ def test_complex_normal_is_circular_gaussian_with_unit_variance_per_part():
 
 
 def test_complex_normal_is_reproducible_and_fills_out():
-    a = phantom._complex_normal(np.random.default_rng(11), (64, 80))
+    a = texture.complex_normal(np.random.default_rng(11), (64, 80))
     out = np.zeros((64, 80), np.complex64)
-    b = phantom._complex_normal(np.random.default_rng(11), (64, 80), out)
+    b = texture.complex_normal(np.random.default_rng(11), (64, 80), out)
     assert b is out
     np.testing.assert_array_equal(a, b)
-    c = phantom._complex_normal(np.random.default_rng(12), (64, 80))
+    c = texture.complex_normal(np.random.default_rng(12), (64, 80))
     assert not np.array_equal(a, c)
 
 
@@ -44,7 +45,7 @@ def test_complex_normal_is_reproducible_and_fills_out():
 def test_fibre_field_has_unit_spread_and_the_gaussian_blur_correlation(sig_x):
     """White noise blurred by a Gaussian of sigma s has the autocorrelation exp(-d^2 / (4 s^2)) at a
     lag of d pixels; the decimated blur of long sigmas must keep it."""
-    field = phantom._fibre_field(np.random.default_rng(5), (256, 2048), (sig_x, 1.0))
+    field = texture._fibre_field(np.random.default_rng(5), (256, 2048), (sig_x, 1.0))
     assert field.shape == (256, 2048) and field.dtype == np.float32
     field = field.astype(np.float64)
     assert field.std() == pytest.approx(1.0, abs=1e-3)
@@ -64,7 +65,7 @@ def test_fibre_field_is_as_strong_at_the_image_edges_as_in_the_middle(sig_x):
     """A frame without a lateral margin (a new scene) must not blur its noise against a mirrored
     border: that counts the same noise twice and makes the edge columns brighter and streakier."""
     rng = np.random.default_rng(8)
-    fields = np.concatenate([phantom._fibre_field(rng, (32, 256), (sig_x, 1.0)) for _ in range(150)])
+    fields = np.concatenate([texture._fibre_field(rng, (32, 256), (sig_x, 1.0)) for _ in range(150)])
     spread = fields.std(axis=0)
     edge = max(4, int(sig_x))
     for side in (spread[:edge], spread[-edge:]):
@@ -75,14 +76,14 @@ def test_single_frame_texture_is_only_as_wide_as_its_slide(monkeypatch):
     """A new scene draws no lateral margin unless its anatomy slides; a slid scene gets room for its
     whole slide (tissue and muscle), so its texture really moves instead of stopping at the edge."""
     pads = []
-    texture = phantom._Texture
+    original = texture.Texture
 
     def recording(*args, **kwargs):
-        t = texture(*args, **kwargs)
+        t = original(*args, **kwargs)
         pads.append(t.pad)
         return t
 
-    monkeypatch.setattr(phantom, "_Texture", recording)
+    monkeypatch.setattr(edge.sim.render, "Texture", recording)
     phantom.render(phantom.Anatomy(), seed=4)
     a = phantom.Anatomy(slide_mm=2.0, muscle_slide_mm=-1.0)
     phantom.render(a, seed=4)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edge.sim import phantom
+from edge.sim import machine, phantom, texture, tissue
 
 
 def assert_band_matches_truth(s):
@@ -77,11 +77,11 @@ def test_rf_envelope_equals_a_fine_grid_rf_line_detected_by_fft_hilbert():
     m, a, shape = phantom.probe(10.0, rf=True), phantom.Anatomy(), (64, 48)
     h, w = shape
     sy, sx = a.depth_mm / h, a.width_mm / w
-    tex = phantom._Texture(np.random.default_rng(5), shape, (sy, sx))
+    tex = texture.Texture(np.random.default_rng(5), shape, (sy, sx))
     y = ((np.arange(h, dtype=np.float32) + 0.5) * sy)[:, None]
     x = ((np.arange(w, dtype=np.float32) + 0.5) * sx)[None, :]
-    field = tex.window(tex.scatter, 0) * phantom._echogenicity(a, y, x, tex, 0.0)[0]
-    i_part, q_part = phantom._beamform(field, m, sy, sx, 5, tex, 0.0)
+    field = tex.window(tex.scatter, 0) * tissue.echogenicity(a, y, x, tex, 0.0)[0]
+    i_part, q_part = machine.beamform(field, m, sy, sx, 5, tex, 0.0)
 
     lam = phantom.SPEED_OF_SOUND_MM_US / 10.0
     k = max(1, math.ceil(sy / (lam / 8))) | 1
@@ -99,9 +99,9 @@ def test_rf_envelope_equals_a_fine_grid_rf_line_detected_by_fft_hilbert():
     spec = np.fft.rfft(rf, n=4096, axis=0)
     spec[1:2048] *= 2
     analytic = np.fft.ifft(spec, n=4096, axis=0)[: h * k][k // 2 :: k]
-    kx = phantom._gauss(m.lateral_psf_mm / sx)
+    kx = machine._gauss(m.lateral_psf_mm / sx)
     kx = kx / np.sqrt((kx**2).sum())
-    blur = lambda v: cv2.sepFilter2D(v.astype(np.float32), -1, kx, phantom._ONE)  # noqa: E731
+    blur = lambda v: cv2.sepFilter2D(v.astype(np.float32), -1, kx, machine._ONE)  # noqa: E731
     ref = np.hypot(blur(analytic.real), blur(analytic.imag))
     got = np.hypot(i_part, q_part)
     inner = slice(6, -6)  # away from the top and bottom borders
