@@ -1,4 +1,4 @@
-"""The MAC count of a .tflite file and the int8 peak model tlf-edge bench measures the machine with.
+"""tlf-edge bench's per-frame budget, the MAC count of a .tflite file and the int8 peak model.
 
 No figure here depends on the machine's speed or load: the tests check structure, units and
 consistency (a stage's thread CPU never exceeds its wall time, the ratio is the rates' ratio),
@@ -7,16 +7,20 @@ and the MAC count against a count made by hand."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
+import time
 from pathlib import Path
 
 import pytest
 
 from edge.model.macs import count_macs, op_macs
+from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented
 from edge.ops.peak import PEAK_FILTERS, PEAK_INPUT, PEAK_KERNEL, PEAK_MODEL
 from edge.runtime.config import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
+SINK_STAGES = ["display sink", "log sink"]
 
 
 def op_table(path: Path) -> list[tuple]:
@@ -81,3 +85,109 @@ def test_the_peak_model_is_package_data():
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edge"]
     inside = PEAK_MODEL.relative_to(REPO / "edge").as_posix()
     assert any(fnmatch.fnmatch(inside, pattern) for pattern in data)
+
+
+# The stage meter
+
+
+def test_nested_stages_keep_their_own_time_only():
+    meter = StageMeter()
+    with meter.stage("outer"):
+        with meter.stage("inner"):
+            time.sleep(0.02)  # wall time without CPU
+    meter.end_frame()
+    (frame,) = meter.frames
+    inner_cpu, inner_wall, _ = frame["inner"]
+    outer_cpu, outer_wall, _ = frame["outer"]
+    assert inner_wall >= 0.02 and inner_cpu < inner_wall / 2
+    assert 0 <= outer_wall < inner_wall and outer_cpu >= 0
+    b = meter.budget(["outer", "inner", "absent"])
+    assert b["frames"] == 1 and b["stages"]["absent"]["frames"] == 0 and b["stages"]["absent"]["cpu_ms_p50"] == 0
+    assert b["stages"]["inner"]["wall_ms_p50"] == round(inner_wall * 1000, 3)
+
+
+def test_a_discarded_frame_is_not_counted():
+    meter = StageMeter()
+    with meter.stage("decode"):
+        pass
+    meter.discard_frame()
+    assert meter.frames == [] and meter.budget(["decode"]) == {"frames": 0, "stages": {}}
+
+
+def test_instrumenting_leaves_the_chain_as_it_was(tiny_bundle):
+    from edge.model.segmenter import Segmenter
+    from edge.runtime.chain import ChainOptions, FrameChain
+    from edge.screen.options import CalibrationOptions, RoiOptions
+
+    seg = Segmenter(tiny_bundle, 1)
+    chain = FrameChain(seg, ChainOptions(roi=RoiOptions(), calibration=CalibrationOptions()))
+    before = (dict(vars(chain)), dict(vars(seg)), dict(vars(seg.interpreter)), dict(vars(chain.prepare.tracker)))
+    with instrumented(chain, StageMeter()):
+        assert "infer" in vars(seg) and "invoke" in vars(seg.interpreter)
+    assert (dict(vars(chain)), dict(vars(seg)), dict(vars(seg.interpreter)), dict(vars(chain.prepare.tracker))) == before
+
+
+# The bench report on a tiny bundle
+
+
+@pytest.fixture(scope="module")
+def report(tiny_bundle, tmp_path_factory):
+    from edge.ops.bench import run_bench
+
+    out = tmp_path_factory.mktemp("bench")
+    run_bench(tiny_bundle.path, source="phantom://screen?seed=4&frames=8&size=480x360", frames=6, threads=(1,),
+              out=out)
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text(), tiny_bundle
+
+
+def test_the_budget_names_every_stage_and_its_thread(report):
+    saved, _, bundle = report
+    (run,) = saved["runs"]
+    b = run["budget"]
+    assert 1 <= b["frames"] <= 6
+    assert list(b["stages"]) == [*THREADS, *SINK_STAGES]
+    for name, st in b["stages"].items():
+        assert st["thread"] == THREADS.get(name, "output")
+        assert set(st) == {"thread", "cpu_ms_p50", "cpu_ms_mean", "wall_ms_p50", "process_cpu_ms_p50", "frames"}
+        if name == "domain guard":  # only for a bundle with the statistics of its training images
+            assert st["frames"] == (b["frames"] if bundle.domain is not None else 0)
+        elif name not in ("roi", "spacing"):  # the screen's trackers may rest on a settled screen
+            assert st["frames"] == b["frames"], name
+        assert min(st["cpu_ms_p50"], st["cpu_ms_mean"], st["wall_ms_p50"]) >= 0
+        if name != MODEL_STAGE:  # one thread's CPU within its own wall time (clock steps aside)
+            assert st["cpu_ms_p50"] <= st["wall_ms_p50"] + 0.05, name
+    assert b["stages"]["roi"]["frames"] >= 1  # a whole screen: the B-mode region is tracked
+    for name in ("decode", "crop", "resize", "int8 lookup", MODEL_STAGE, "argmax", "measurement", *SINK_STAGES):
+        assert b["stages"][name]["wall_ms_p50"] > 0, name
+
+
+def test_the_cpu_outside_the_model_is_the_sum_of_the_other_stages(report):
+    saved, _, _ = report
+    b = saved["runs"][0]["budget"]
+    others = [st["cpu_ms_mean"] for name, st in b["stages"].items() if name != MODEL_STAGE]
+    assert b["outside_model_cpu_ms"]["mean"] == pytest.approx(sum(others), abs=0.01)
+    assert b["outside_model_cpu_ms"]["p50"] > 0
+    by_thread = b["thread_cpu_ms_mean"]
+    assert set(by_thread) == {"capture", "inference", "output"}
+    assert sum(by_thread.values()) == pytest.approx(sum(st["cpu_ms_mean"] for st in b["stages"].values()), abs=0.01)
+
+
+def test_the_invoke_rate_is_beside_the_peak(report):
+    saved, md, bundle = report
+    run = saved["runs"][0]
+    rate = run["int8_rate"]
+    assert rate["threads"] == run["threads"] == 1
+    assert rate["model_gmac"] == round(count_macs(bundle.model_path).total / 1e9, 4) > 0
+    assert rate["invoke_ms_p50"] == run["budget"]["stages"][MODEL_STAGE]["wall_ms_p50"]
+    assert rate["invoke_cpu_ms_p50"] == run["budget"]["stages"][MODEL_STAGE]["cpu_ms_p50"]
+    for key in ("invoke_gmac_per_s", "peak_gmac_per_s", "peak_invoke_ms_p50", "of_peak", "invoke_gmac_per_cpu_s",
+                "peak_gmac_per_cpu_s", "of_peak_by_cpu"):
+        assert math.isfinite(rate[key]) and rate[key] > 0, key
+    assert rate["of_peak"] == pytest.approx(rate["invoke_gmac_per_s"] / rate["peak_gmac_per_s"], rel=0.01)
+    assert rate["of_peak_by_cpu"] == pytest.approx(rate["invoke_gmac_per_cpu_s"] / rate["peak_gmac_per_cpu_s"],
+                                                   rel=0.01)
+    assert "| stage | thread in `tlf-edge run` | CPU ms p50 | CPU ms mean | wall ms p50 |" in md
+    assert "| invoke | inference |" in md and "| display sink | output |" in md
+    assert "CPU outside the model:" in md
+    assert f"peak int8 {rate['peak_gmac_per_s']} GMAC/s" in md and f"ratio {rate['of_peak']}, at 1 thread(s)" in md
+    assert f"ratio {rate['of_peak_by_cpu']}." in md
