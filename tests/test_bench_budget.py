@@ -9,11 +9,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from edge.host import all_threads_cpu
 from edge.model.macs import count_macs, op_macs
 from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented
 from edge.ops.peak import PEAK_FILTERS, PEAK_INPUT, PEAK_KERNEL, PEAK_MODEL
@@ -97,13 +99,35 @@ def test_nested_stages_keep_their_own_time_only():
             time.sleep(0.02)  # wall time without CPU
     meter.end_frame()
     (frame,) = meter.frames
-    inner_cpu, inner_wall, _ = frame["inner"]
-    outer_cpu, outer_wall, _ = frame["outer"]
+    inner_cpu, inner_wall = frame["inner"]
+    outer_cpu, outer_wall = frame["outer"]
     assert inner_wall >= 0.02 and inner_cpu < inner_wall / 2
     assert 0 <= outer_wall < inner_wall and outer_cpu >= 0
     b = meter.budget(["outer", "inner", "absent"])
     assert b["frames"] == 1 and b["stages"]["absent"]["frames"] == 0 and b["stages"]["absent"]["cpu_ms_p50"] == 0
     assert b["stages"]["inner"]["wall_ms_p50"] == round(inner_wall * 1000, 3)
+
+
+def test_all_threads_cpu_counts_another_thread():
+    spun, done = threading.Event(), threading.Event()
+    own = []
+
+    def spin():
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.03:  # 30 ms of this thread's CPU, however slow the machine
+            pass
+        own.append(time.thread_time() - t0)
+        spun.set()
+        done.wait(10)  # alive while it is counted
+
+    before = all_threads_cpu()
+    worker = threading.Thread(target=spin)
+    worker.start()
+    assert spun.wait(30)
+    after = all_threads_cpu()
+    done.set()
+    worker.join()
+    assert after - before >= own[0] >= 0.03
 
 
 def test_a_discarded_frame_is_not_counted():
@@ -148,7 +172,7 @@ def test_the_budget_names_every_stage_and_its_thread(report):
     assert list(b["stages"]) == [*THREADS, *SINK_STAGES]
     for name, st in b["stages"].items():
         assert st["thread"] == THREADS.get(name, "output")
-        assert set(st) == {"thread", "cpu_ms_p50", "cpu_ms_mean", "wall_ms_p50", "process_cpu_ms_p50", "frames"}
+        assert set(st) == {"thread", "cpu_ms_p50", "cpu_ms_mean", "wall_ms_p50", "frames"}
         if name == "domain guard":  # only for a bundle with the statistics of its training images
             assert st["frames"] == (b["frames"] if bundle.domain is not None else 0)
         elif name not in ("roi", "spacing"):  # the screen's trackers may rest on a settled screen

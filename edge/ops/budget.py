@@ -10,9 +10,10 @@ the length of the pass: the chain computes what it always computes. What stays i
 once its parts are taken out is named for what it holds (the crop copies the B-mode region; the
 resize is what remains of the inference stage; the measurement what remains of the output stage).
 
-Invoke runs on the interpreter's threads, not only on the calling one: its CPU time is the whole
-process's during the invoke (nothing else runs in the sequential pass). Every stage also keeps the
-process's CPU time (`process_cpu_ms`), which counts helper threads (OpenCV's, the decoder's).
+Invoke runs on the interpreter's threads, not only on the calling one: its CPU time is that of
+every thread of the process during the invoke (edge.host.all_threads_cpu; nothing else runs in the
+sequential pass). The other stages count their own thread only: work a library hands to helper
+threads of its own (a decoder's, OpenCV's) is not in their CPU time, only in their wall time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from edge.host import all_threads_cpu
 
 # Stage -> the thread of `tlf-edge run` that runs it (edge.runtime.pipeline); sinks are added as
 # "<name> sink" on the output thread.
@@ -41,7 +44,7 @@ THREADS = {
     "temporal filter": "output",
 }
 MODEL_STAGE = "invoke"
-WHOLE_PROCESS = {MODEL_STAGE}  # stages whose CPU is the process's (the interpreter's threads)
+WHOLE_PROCESS = {MODEL_STAGE}  # stages whose CPU is that of all the process's threads (the interpreter's)
 
 
 def sink_stage(name: str) -> str:
@@ -55,30 +58,29 @@ class StageMeter:
     was not measured."""
 
     def __init__(self) -> None:
-        self.frames: list[dict[str, tuple[float, float, float]]] = []  # stage -> (cpu, wall, process cpu) s
+        self.frames: list[dict[str, tuple[float, float]]] = []  # stage -> (cpu, wall) s
         self._frame: dict[str, list[float]] = {}
-        self._stack: list[list[float]] = []  # the children's (thread cpu, wall, process cpu) of each open stage
+        self._stack: list[list[float]] = []  # the children's (thread cpu, wall) of each open stage
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        c0, w0, p0 = time.thread_time(), time.perf_counter(), time.process_time()
-        self._stack.append([0.0, 0.0, 0.0])
+        whole = name in WHOLE_PROCESS
+        a0 = all_threads_cpu() if whole else 0.0
+        c0, w0 = time.thread_time(), time.perf_counter()
+        self._stack.append([0.0, 0.0])
         try:
             yield
         finally:
-            c, w, p = time.thread_time() - c0, time.perf_counter() - w0, time.process_time() - p0
+            c, w = time.thread_time() - c0, time.perf_counter() - w0
+            a = all_threads_cpu() - a0 if whole else c
             inner = self._stack.pop()
-            own = [c - inner[0], w - inner[1], p - inner[2]]
-            if name in WHOLE_PROCESS:
-                own[0] = own[2]
-            totals = self._frame.setdefault(name, [0.0, 0.0, 0.0])
-            for k in range(3):
-                totals[k] += own[k]
+            totals = self._frame.setdefault(name, [0.0, 0.0])
+            totals[0] += a - inner[0]
+            totals[1] += w - inner[1]
             if self._stack:
                 outer = self._stack[-1]
                 outer[0] += c
                 outer[1] += w
-                outer[2] += p
 
     def timed(self, name: str, fn: Callable) -> Callable:
         """`fn` timed as stage `name` at each call."""
@@ -90,29 +92,27 @@ class StageMeter:
         return call
 
     def end_frame(self) -> None:
-        self.frames.append({k: (v[0], v[1], v[2]) for k, v in self._frame.items()})
+        self.frames.append({k: (v[0], v[1]) for k, v in self._frame.items()})
         self._frame = {}
 
     def discard_frame(self) -> None:
         self._frame = {}
 
     def budget(self, stages: list[str]) -> dict:
-        """The budget: "stages": stage -> {thread, cpu_ms_p50, cpu_ms_mean, wall_ms_p50, process_cpu_ms_p50,
-        frames} over the frames closed, a stage absent from a frame counting 0 there (`frames`: in
+        """The budget: "stages": stage -> {thread, cpu_ms_p50, cpu_ms_mean, wall_ms_p50, frames} over the frames closed, a stage absent from a frame counting 0 there (`frames`: in
         how many it ran); "outside_model_cpu_ms": p50 and mean of the CPU of every stage but the
         invoke, summed per frame; "thread_cpu_ms_mean": each thread's stages' mean CPU per frame."""
         n = len(self.frames)
         out: dict[str, Any] = {"frames": n, "stages": {}}
         if n == 0:
             return out
-        per_stage = {s: np.array([f.get(s, (0.0, 0.0, 0.0)) for f in self.frames]) * 1000 for s in stages}
+        per_stage = {s: np.array([f.get(s, (0.0, 0.0)) for f in self.frames]) * 1000 for s in stages}
         for s, v in per_stage.items():
             out["stages"][s] = {
                 "thread": THREADS.get(s, "output"),
                 "cpu_ms_p50": _ms(np.median(v[:, 0])),
                 "cpu_ms_mean": _ms(v[:, 0].mean()),
                 "wall_ms_p50": _ms(np.median(v[:, 1])),
-                "process_cpu_ms_p50": _ms(np.median(v[:, 2])),
                 "frames": sum(s in f for f in self.frames),
             }
         others = sum(v[:, 0] for s, v in per_stage.items() if s != MODEL_STAGE)
