@@ -65,6 +65,7 @@ class StageMeter:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         whole = name in WHOLE_PROCESS
+        outer_c0, outer_w0 = time.thread_time(), time.perf_counter()
         a0 = all_threads_cpu() if whole else 0.0
         c0, w0 = time.thread_time(), time.perf_counter()
         self._stack.append([0.0, 0.0])
@@ -77,10 +78,10 @@ class StageMeter:
             totals = self._frame.setdefault(name, [0.0, 0.0])
             totals[0] += a - inner[0]
             totals[1] += w - inner[1]
-            if self._stack:
+            if self._stack:  # the enclosing stage loses this one whole, the clock readings too
                 outer = self._stack[-1]
-                outer[0] += c
-                outer[1] += w
+                outer[0] += time.thread_time() - outer_c0
+                outer[1] += time.perf_counter() - outer_w0
 
     def timed(self, name: str, fn: Callable) -> Callable:
         """`fn` timed as stage `name` at each call."""
