@@ -405,7 +405,7 @@ def budget_lines(run: dict) -> list[str]:
     b, rate = run["budget"], run["int8_rate"]
     lines = [
         f"Per-frame budget at {run['threads']} interpreter thread(s) (sequential pass, {b['frames']} measured "
-        "frames; CPU: the stage's own thread, invoke: the whole process; each stage without the ones inside it):",
+        "frames; CPU: the stage's own thread, invoke: all the process's threads; each stage without the ones inside it):",
         "",
         "| stage | thread in `tlf-edge run` | CPU ms p50 | CPU ms mean | wall ms p50 |",
         "| --- | --- | --- | --- | --- |",
