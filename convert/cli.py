@@ -25,8 +25,9 @@ from edge.sim.recipes import (
 
 log = logs.get(__name__)
 
-# The commands that run a Keras model or the TFLite converter; the others work without TensorFlow.
-NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate"}  # `domain` runs the int8 model only
+# The commands that run a Keras model or the TFLite converter; the others work without TensorFlow
+# (`domain` runs the int8 model only).
+NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate", "peak-model"}
 
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
 DATASET_CONFIG_HELP = (
@@ -277,6 +278,14 @@ def main(argv=None) -> int:
     cs.add_argument("--wide", action="store_true", help="scenes from the wider ranges")
     cs.add_argument("--artefacts", type=float, default=0.0, help="probability of each artefact kind per image")
 
+    pk = sub.add_parser(
+        "peak-model",
+        help="write the int8 convolution tlf-edge bench measures the machine's int8 peak with "
+        "(shipped as edge/models/peak/int8_conv.tflite)",
+    )
+    pk.add_argument("--out", default="edge/models/peak/int8_conv.tflite", help=".tflite file to write")
+    pk.add_argument("--seed", type=int, default=0, help="seed of the weights and the representative set")
+
     ag = sub.add_parser(
         "augment-sheet",
         help="a PNG of labelled images beside augmented copies as training draws them, with their label outlines",
@@ -311,6 +320,7 @@ def main(argv=None) -> int:
         "validate": cmd_validate,
         "phantom": cmd_phantom,
         "contact-sheet": cmd_contact_sheet,
+        "peak-model": cmd_peak_model,
     }
     try:
         with native_output_hidden(args.verbose):  # native libraries' notices (TensorFlow, LiteRT, OpenCV)
@@ -1452,6 +1462,16 @@ def cmd_contact_sheet(args) -> int:
     if not cv2.imwrite(str(out), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"cannot write {str(out)!r}")
     print(f"contact sheet {sheet.shape[1]}x{sheet.shape[0]} written to {out} ({out.stat().st_size // 1024} KB)")
+    return 0
+
+
+def cmd_peak_model(args) -> int:
+    from convert.peak import write_peak_model
+    from edge.model.macs import count_macs
+
+    out = write_peak_model(args.out, args.seed)
+    macs = count_macs(out)
+    print(f"peak model written to {out} ({out.stat().st_size // 1024} KB, {macs.gmac:.3f} GMAC per invoke)")
     return 0
 
 

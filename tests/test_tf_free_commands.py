@@ -107,6 +107,7 @@ def test_domain_statistics_without_tensorflow(tmp_path):
     ["quantize", "model.keras", "--out", "b"],
     ["validate", "bundle", "--float", "model.keras"],
     ["demo-bundle", "--out", "b", "--work", "w"],
+    ["peak-model", "--out", "peak.tflite"],
 ])
 def test_a_command_that_needs_tensorflow_says_which_extra_in_one_line(args, tmp_path):
     r = run_without_tensorflow(args, tmp_path)

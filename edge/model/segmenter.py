@@ -82,6 +82,20 @@ def interpreter_class():
     raise EdgeError("no LiteRT interpreter installed: pip install ai-edge-litert")
 
 
+def open_interpreter(model_path: str | Path, num_threads: int):
+    """(interpreter with its tensors allocated, runtime name) for the .tflite file at `model_path`
+    with `num_threads` threads (LiteRT's XNNPACK delegate applied, as the interpreter does by
+    default), or BundleError."""
+    cls, runtime = interpreter_class()
+    try:
+        with _native_info_held_back():
+            interp = cls(model_path=str(model_path), num_threads=num_threads)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise BundleError(f"LiteRT cannot load {str(model_path)!r}: {e}") from e
+    return interp, runtime
+
+
 @dataclass(frozen=True)
 class SegmenterOptions:
     """The segmenter's options: the config's [model] section. Empty and zero are "not set"."""
@@ -114,13 +128,7 @@ class Segmenter:
         self.num_threads = check_threads(num_threads)
         num_threads = self.num_threads
         self.response = bundle.thickness_response  # None: thickness as the model draws it
-        cls, self.runtime = interpreter_class()
-        try:
-            with _native_info_held_back():
-                self._interp = cls(model_path=str(bundle.model_path), num_threads=num_threads)
-                self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise BundleError(f"LiteRT cannot load {str(bundle.model_path)!r}: {e}") from e
+        self._interp, self.runtime = open_interpreter(bundle.model_path, num_threads)
         inp = self._interp.get_input_details()
         out = self._interp.get_output_details()
         if len(inp) != 1 or len(out) != 1:
@@ -174,6 +182,11 @@ class Segmenter:
         scale, _ = self._out["quantization"]
         if self._out["dtype"] in (np.int8, np.uint8) and not scale > 0:
             raise BundleError(f"quantized output needs a positive scale, has {scale!r}")
+
+    @property
+    def interpreter(self):
+        """The LiteRT interpreter `infer` invokes, for tools that time or inspect it (tlf-edge bench)."""
+        return self._interp
 
     @property
     def classes(self) -> int:

@@ -1,8 +1,12 @@
 """`tlf-edge bench`: qualify a cart with one command.
 
 Per-stage latency (capture and decode, preprocessing, invoke, postprocessing and measurement,
-sinks) at p50/p90/p99 from a sequential pass; end-to-end frames/s and latency from capture to the
-display write from the threaded pipeline; peak resident memory, CPU use, model size, start to
+sinks) at p50/p90/p99 from a sequential pass, and from the same pass the per-frame budget: each
+part of the chain's CPU and wall time with the thread of `tlf-edge run` that runs it
+(edge.ops.budget); the invoke's achieved int8 GMAC/s (the model's MACs counted from its .tflite,
+edge.model.macs) beside the machine's int8 peak measured at the same thread count
+(edge.ops.peak); end-to-end frames/s and latency from capture to the display write from the
+threaded pipeline; peak resident memory, CPU use, model size, start to
 first measurement, on-device accuracy against phantom truth, and a device fingerprint. Writes
 bench.json, bench.md and latency_hist.png.
 
@@ -37,10 +41,13 @@ from edge.host import cpu_flags, cpu_name, physical_cores
 from edge.measure.metrics import scores
 from edge.measure.thickness import ThicknessOptions, measure_thickness
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.macs import count_macs
 from edge.model.preprocess import resize_labels
 from edge.model.segmenter import Segmenter
 from edge.numbers import rounded
+from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented, sink_stage
 from edge.ops.doctor import FAST_INT8_FLAGS
+from edge.ops.peak import gmac_per_s, peak_int8
 from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.factory import open_source
 from edge.runtime.pipeline import Pipeline
@@ -80,7 +87,7 @@ def percentiles(values_ms) -> dict:
     return {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (50, 90, 99)}
 
 
-def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[Sink]) -> tuple[dict, dict]:
+def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[Sink]) -> tuple[dict, dict, StageMeter]:
     """Times each stage of the per-frame chain one after the other; also scores the model against
     phantom truth.
 
@@ -89,32 +96,41 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
     calibrated, a source that delivers the region already passes through. Screens on which no
     region is found are not measured (they count in the capture stage only). The preprocess stage
     holds the freeze check and the resize to the model grid; postprocess the argmax, the
-    measurement, the out-of-domain guard and the temporal filter.
+    measurement, the out-of-domain guard and the temporal filter. The same pass times the parts
+    of these stages on their own, CPU and wall (edge.ops.budget), over the measured frames.
     """
     times: dict[str, list[float]] = {s: [] for s in STAGES}  # ms per frame
     chain = FrameChain(segmenter, ChainOptions(roi=RoiOptions(), calibration=SpacingOptions()))
-    with open_source(source_url) as source:
+    meter = StageMeter()
+    with open_source(source_url) as source, instrumented(chain, meter):
         scoring = ScoringSink(source.truth, chain.options.measurement, segmenter.spec, segmenter.classes)
         for sink in sinks:
             sink.open()
         for _ in range(frames):
             t0 = time.perf_counter()
-            frame = source.read()
+            with meter.stage("decode"):
+                frame = source.read()
             if frame is None:
                 break
             t1 = time.perf_counter()
-            frame, _ = chain.crop(frame, source.cropped, source.calibration)
+            with meter.stage("crop"):
+                frame, _ = chain.crop(frame, source.cropped, source.calibration)
             if frame is None:
+                meter.discard_frame()
                 continue
             t2 = time.perf_counter()
-            inference = chain.infer(frame)
+            with meter.stage("resize"):
+                inference = chain.infer(frame)
             t3 = time.perf_counter()
-            result = chain.finish(inference)
+            with meter.stage("measurement"):
+                result = chain.finish(inference)
             t4 = time.perf_counter()
             for sink in sinks:
-                for m in result.measurements:
-                    sink.write(m, result.segmentation)
+                with meter.stage(sink_stage(sink.name)):
+                    for m in result.measurements:
+                        sink.write(m, result.segmentation)
             t5 = time.perf_counter()
+            meter.end_frame()
             for m in result.measurements:
                 scoring.write(m, result.segmentation)
             invoke = inference.t_done - inference.t_invoke
@@ -136,7 +152,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             "thickness_mae_mm": scored.get("abs_error_mean_mm"),
             "measured_frames": scored["thickness_frames"],
         }
-    return times, accuracy
+    return times, accuracy, meter
 
 
 def parse_spacing(text: str | None) -> tuple[float, float] | None:
@@ -274,11 +290,41 @@ class _Latency(Sink):
         self.ms.append((time.monotonic() - m.t_capture) * 1000)
 
 
-def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work: Path) -> dict:
+def invoke_rate(model_macs: int, budget: dict, peak: dict) -> dict:
+    """The model's achieved int8 rate (its MACs over the median invoke of the stage pass) beside
+    the peak convolution's at the same thread count, and their ratio; the same by CPU time (the
+    process's during the invoke), which a machine shared with other work stretches less."""
+    invoke = budget["stages"][MODEL_STAGE]
+    invoke_ms, invoke_cpu_ms = invoke["wall_ms_p50"], invoke["cpu_ms_p50"]
+    rate = gmac_per_s(model_macs, invoke_ms) if invoke_ms else None
+    cpu_rate = gmac_per_s(model_macs, invoke_cpu_ms) if invoke_cpu_ms else None
+    peak_cpu_rate = peak["gmac_per_cpu_s"]
+    return {
+        "threads": peak["threads"],
+        "model_gmac": round(model_macs / 1e9, 4),
+        "invoke_ms_p50": invoke_ms,
+        "invoke_gmac_per_s": round(rate, 1) if rate else None,
+        "peak_gmac_per_s": peak["gmac_per_s"],
+        "peak_invoke_ms_p50": peak["invoke_ms_p50"],
+        "of_peak": round(rate / peak["gmac_per_s"], 3) if rate else None,
+        "invoke_cpu_ms_p50": invoke_cpu_ms,
+        "invoke_gmac_per_cpu_s": round(cpu_rate, 1) if cpu_rate else None,
+        "peak_gmac_per_cpu_s": peak_cpu_rate,
+        "of_peak_by_cpu": round(cpu_rate / peak_cpu_rate, 3) if cpu_rate and peak_cpu_rate else None,
+    }
+
+
+def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work: Path, model_macs: int) -> dict:
     t_start = time.monotonic()
     cpu0 = os.times()
     segmenter = Segmenter(load_bundle(bundle_path), threads)
-    times, accuracy = stage_pass(segmenter, source_url, frames, [DisplaySink("loop://", segmenter.bundle.model_id)])
+    stage_sinks: list[Sink] = [
+        DisplaySink("loop://", segmenter.bundle.model_id),
+        JsonLinesLog(work / f"stage_pass_t{threads}.jsonl", segmenter.bundle.sha256),
+    ]
+    times, accuracy, meter = stage_pass(segmenter, source_url, frames, stage_sinks)
+    budget = meter.budget([*THREADS, *(sink_stage(s.name) for s in stage_sinks)])
+    rate = invoke_rate(model_macs, budget, peak_int8(segmenter.num_threads))
     latency = _Latency()
     sinks = [
         JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
@@ -297,6 +343,8 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
         "threads": threads,
         "frames": stats.frames,
         "stage_ms": {name: percentiles(v) for name, v in times.items()},
+        "budget": budget,
+        "int8_rate": rate,
         "invoke_fps": round(invoke_fps, 2) if invoke_fps else None,
         "pipeline_fps": round(stats.fps, 2),
         "pipeline_vs_invoke": round(stats.fps / invoke_fps, 3) if invoke_fps else None,
@@ -351,6 +399,41 @@ def histogram_png(results: list[dict], path: Path, width: int = 640, height: int
     cv2.imwrite(str(path), img)
 
 
+def budget_lines(run: dict) -> list[str]:
+    """One run's per-frame budget table (stage, thread of `tlf-edge run`, CPU and wall ms), the
+    CPU outside the model, and the invoke's int8 rate beside the peak convolution's."""
+    b, rate = run["budget"], run["int8_rate"]
+    lines = [
+        f"Per-frame budget at {run['threads']} interpreter thread(s) (sequential pass, {b['frames']} measured "
+        "frames; CPU: the stage's own thread, invoke: all the process's threads; each stage without the ones inside it):",
+        "",
+        "| stage | thread in `tlf-edge run` | CPU ms p50 | CPU ms mean | wall ms p50 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, st in b["stages"].items():
+        ran = "" if st["frames"] else " (not run)"
+        lines.append(
+            f"| {name}{ran} | {st['thread']} | {st['cpu_ms_p50']} | {st['cpu_ms_mean']} | {st['wall_ms_p50']} |"
+        )
+    out = b.get("outside_model_cpu_ms")
+    if out:
+        lines += [
+            "",
+            f"CPU outside the model: {out['p50']} ms per frame (p50 of the per-frame sum; mean {out['mean']}). "
+            "Mean CPU ms per frame by thread: "
+            + ", ".join(f"{t} {ms}" for t, ms in b["thread_cpu_ms_mean"].items())
+            + ".",
+        ]
+    lines.append(
+        f"Invoke: {rate['invoke_gmac_per_s']} GMAC/s ({rate['model_gmac']} GMAC per frame in {rate['invoke_ms_p50']} ms); "
+        f"peak int8 {rate['peak_gmac_per_s']} GMAC/s (one 3x3 int8 convolution, {rate['peak_invoke_ms_p50']} ms); "
+        f"ratio {rate['of_peak']}, at {rate['threads']} thread(s). By CPU time (all the interpreter's threads): "
+        f"{rate['invoke_gmac_per_cpu_s']} against {rate['peak_gmac_per_cpu_s']} GMAC per CPU-second, "
+        f"ratio {rate['of_peak_by_cpu']}."
+    )
+    return lines
+
+
 def markdown(report: dict) -> str:
     fp = report["device"]
     lines = [
@@ -373,6 +456,8 @@ def markdown(report: dict) -> str:
             f"| {r['threads']} | {st} | {r['invoke_fps']} | {r['pipeline_fps']} | {lat['p50']}/{lat['p90']} | "
             f"{r['start_to_first_measurement_s']} | {r['cpu_percent']} |"
         )
+    for r in report["runs"]:
+        lines += ["", *budget_lines(r)]
     best = report.get("best_threads")
     if best:
         lines += [
@@ -436,7 +521,8 @@ def run_bench(
     b = load_bundle(bundle)
     classes = len(b.manifest["classes"])
     labelled = labelled_data(data, spacing_mm, model_classes=classes) if data is not None else None  # fail now
-    runs = [bench_threads(bundle, source, frames, t, out) for t in threads]
+    model_macs = count_macs(b.model_path).total
+    runs = [bench_threads(bundle, source, frames, t, out, model_macs) for t in threads]
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # before scoring holds the masks
     accuracy = accuracy_pass(Segmenter(b, max(threads)), labelled, str(data)) if labelled is not None else None
     report = {
