@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.frame import Frame
 from edge.measure.bands import band_thickness, band_zones
 from edge.measure.metrics import scores
-from edge.measure.thickness import measure_thickness
+from edge.measure.thickness import ThicknessOptions, measure_thickness
 from edge.model.bundle import Bundle
 from edge.model.preprocess import to_float
 from edge.model.segmenter import Segmenter, scores_in_logit_units
+from edge.runtime.chain import ChainOptions, FrameChain, band_results
 
 
 def compare(
@@ -26,6 +28,8 @@ def compare(
     native_labels=None,
 ) -> dict:
     """Scores of the float model and of the bundle's int8 model against the labels, and thickness errors.
+    The int8 model runs through the device's per-frame chain (edge.runtime.chain, from the model
+    image on); the float model's scores are measured with the same measurement.
 
     images: uint8 (N,H,W,C) model images; labels: (N,H,W); spacings: per-image (row, col) mm per
     model pixel, or None for pixel units. groups: an optional name per image (e.g. the scanner
@@ -43,6 +47,9 @@ def compare(
     """
     seg = Segmenter(bundle, threads)
     classes = seg.classes
+    # The int8 side through the device's own per-frame chain, each image on its own; the bundle's
+    # thickness response only where the spacing is mm (it is a function of mm per model row).
+    chain = FrameChain(seg, ChainOptions(independent=True, thickness_response=unit in (None, "mm")))
     depth: list[int]  # each band's depth rank in its image (two-class models)
     f_pred, q_pred, f_th, q_th, t_th, owner, depth = [], [], [], [], [], [], []
     q_drawn = []  # int8 thickness without the bundle's thickness response (when it has one)
@@ -52,10 +59,11 @@ def compare(
         logits_f = scores_in_logit_units(
             np.asarray(float_model(to_float(img, bundle.spec)[None], training=False))[0], seg.output_kind
         )
-        raw_q = seg.infer(img)
+        result = chain.from_model_image(Frame(img, 0.0, i, sp), img)
+        q = result.segmentation
         f_pred.append(np.argmax(logits_f, -1))
-        q_pred.append(seg.labels(raw_q))
-        logits_q = seg.logits(raw_q)
+        q_pred.append(q.labels)
+        logits_q = q.logits
         tlf = bundle.tlf_class
         # The device applies the bundle's thickness response (a function of mm per model row) only
         # in mm; float is measured alike, so int8-float stays a comparison of the models.
@@ -76,21 +84,9 @@ def compare(
         f_th.append(
             measure_thickness(f_pred[-1].astype(np.uint8), logits_f, sp, tlf=tlf, response=cal, image=img).value
         )
-        q_th.append(
-            measure_thickness(
-                q_pred[-1].astype(np.uint8),
-                logits_q,
-                sp,
-                logit_scale=seg.logit_scale,
-                tlf=tlf,
-                response=cal,
-                image=img,
-            ).value
-        )
-        if cal is not None:
-            q_drawn.append(
-                measure_thickness(q_pred[-1].astype(np.uint8), logits_q, sp, logit_scale=seg.logit_scale, tlf=tlf).value
-            )
+        q_th.append(result.results[0].value)
+        if cal is not None:  # the same band as drawn, before the response
+            q_drawn.append(band_results(q, ThicknessOptions(), tlf, classes, with_response=False)[0].value)
         t_th.append(measure_thickness(lab, None, sp, tlf=tlf, classes=classes).value)
         owner.append(i)
     f_pred, q_pred = np.stack(f_pred), np.stack(q_pred)

@@ -39,13 +39,15 @@ class ChainOptions:
     """measurement, temporal: the config's [measurement] and [temporal]. roi, calibration: its
     [roi] and [calibration]; with neither, frames reach the model as the source delivers them (a
     source of B-mode regions). independent: each frame is a picture of its own (no freeze check,
-    no temporal filter)."""
+    no temporal filter). thickness_response: apply the bundle's thickness response (in mm only);
+    off to measure the band as the model drew it, or where the spacing is not mm."""
 
     measurement: ThicknessOptions = field(default_factory=ThicknessOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     roi: RoiOptions | None = None
     calibration: SpacingOptions | None = None
     independent: bool = False
+    thickness_response: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,13 @@ class FrameResult:
         return self.segmentation.frame
 
 
-def band_results(seg: Segmentation, options: ThicknessOptions, tlf_class: int, classes: int) -> list[ThicknessResult]:
+def band_results(
+    seg: Segmentation, options: ThicknessOptions, tlf_class: int, classes: int, with_response: bool = True
+) -> list[ThicknessResult]:
     """The thickness results of one segmentation: one band for a three-class model, each band
-    the model drew for a two-class model (edge.measure.bands), superficial first."""
+    the model drew for a two-class model (edge.measure.bands), superficial first. with_response:
+    the bundle's thickness response applied (when the segmentation has one and a spacing)."""
+    response = seg.response if with_response else None
     if per_band(classes):
         return measure_bands(
             seg.labels,
@@ -90,7 +96,7 @@ def band_results(seg: Segmentation, options: ThicknessOptions, tlf_class: int, c
             options,
             seg.logit_scale,
             band=tlf_class,
-            response=seg.response,
+            response=response,
             image=seg.image,
         )
     return [
@@ -101,7 +107,7 @@ def band_results(seg: Segmentation, options: ThicknessOptions, tlf_class: int, c
             options,
             seg.logit_scale,
             tlf=tlf_class,
-            response=seg.response,
+            response=response,
             image=seg.image,
         )
     ]
@@ -195,13 +201,21 @@ class FrameChain:
         i = inference
         seg = self.segmenter.segmentation(i.frame, i.raw, i.t_done, image=i.image)
         tlf = self.segmenter.bundle.tlf_class
-        results = band_results(seg, self.options.measurement, tlf, self.classes or class_count(seg, tlf))
+        classes = self.classes or class_count(seg, tlf)
+        results = band_results(seg, self.options.measurement, tlf, classes, self.options.thickness_response)
         ms = measurements(seg, results, i.frozen, self.domain)
         if not self.options.independent:
             ms = [smooth(m, self.filter_of(m.band), seg.spacing_mm) for m in ms]
         if extra:
             ms = [replace(m, extra={**m.extra, **extra}) for m in ms]
         return FrameResult(seg, ms, results, i.frozen)
+
+    def from_model_image(self, frame: Frame, image: np.ndarray) -> FrameResult:
+        """The chain from a model image on: `image` is `frame`'s image already made by
+        edge.model.preprocess.to_model_image (a validation set's); invoke, then the output stage."""
+        t = time.monotonic()
+        raw = self.segmenter.infer(image)
+        return self.finish(Inference(frame, image, raw, False, t, t, t, time.monotonic()))
 
     def filter_of(self, band: int) -> TemporalFilter:
         """The temporal filter of one band index (each band's thickness is smoothed apart)."""
