@@ -22,11 +22,24 @@ from edge.runtime.config import SourceOptions
 DEFAULT_SOURCE = SourceOptions.url
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The tlf-edge command line: one small function per group of subcommands."""
     parser = argparse.ArgumentParser(
         prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_bundle_tools(sub)
+    _add_checks(sub)
+    _add_calibrate(sub)
+    from edge.analyze.cli import add_parser as add_analyze
+
+    add_analyze(sub)
+    conventions(parser, sub)
+    return parser
+
+
+def _add_run(sub) -> None:
     run = sub.add_parser(
         "run", help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)"
     )
@@ -40,12 +53,18 @@ def main(argv=None) -> int:
     run.add_argument("--frames", type=int, default=None, help="stop after this many frames")
     run.add_argument("--out", help="folder under which the run folder is made (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def _add_bundle_tools(sub) -> None:
     info = sub.add_parser("info", help="verify a bundle and print its manifest")
     info.add_argument("bundle", nargs="?", default=str(DEMO_BUNDLE))
     seal = sub.add_parser(
         "seal", help="seal the manifest of a bundle made before manifests were sealed (check its content first)"
     )
     seal.add_argument("bundle")
+
+
+def _add_checks(sub) -> None:
     doctor = sub.add_parser("doctor", help="check capture device, display port, model, disk, CPU and config")
     doctor.add_argument("--config", help="TOML config file (default: the built-in defaults)")
     bench = sub.add_parser("bench", help="measure per-stage latency, fps, memory and accuracy on this device")
@@ -65,6 +84,9 @@ def main(argv=None) -> int:
         help="mm per pixel (row,column) of the --data images; "
         "overrides the data set's spacing_mm (thickness in pixels without either)",
     )
+
+
+def _add_calibrate(sub) -> None:
     calibrate = sub.add_parser(
         "calibrate",
         help="mm per pixel from two points a known distance apart on a still "
@@ -78,58 +100,25 @@ def main(argv=None) -> int:
         help="two points in image pixels, e.g. two ticks of the depth scale",
     )
     calibrate.add_argument("--mm", required=True, type=float, help="their distance in mm (e.g. 10 for 1 cm apart)")
-    from edge.analyze.cli import add_parser as add_analyze
 
-    add_analyze(sub)
-    conventions(parser, sub)
-    args = parser.parse_args(argv)
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     from edge import logs
 
     logs.one_line("tlf-edge")  # every warning of the product: one line on stderr
     quiet_third_parties()
+    commands = {  # looked up at each call, so a command can be replaced (tests do)
+        "run": cmd_run,
+        "doctor": cmd_doctor,
+        "bench": cmd_bench,
+        "seal": cmd_seal,
+        "calibrate": cmd_calibrate,
+        "analyze": cmd_analyze,
+        "info": cmd_info,
+    }
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "doctor":
-            from edge.ops.doctor import main as doctor_main
-
-            return doctor_main(args.config)
-        if args.command == "bench":
-            return cmd_bench(args)
-        if args.command == "seal":
-            from edge.model.bundle import seal_bundle
-
-            bundle, now = seal_bundle(args.bundle)
-            print(
-                f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
-                f"(manifest sha256 {bundle.manifest['manifest_sha256'][:12]}..., model sha256 {bundle.sha256[:12]}...)"
-            )
-            return 0
-        if args.command == "calibrate":
-            return cmd_calibrate(args)
-        if args.command == "analyze":
-            from edge.analyze.cli import cmd_analyze
-
-            return cmd_analyze(args)
-        if args.command == "info":
-            try:
-                bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
-            except BundleError:
-                unsealed = _unsealed(args.bundle)
-                if unsealed is not None:  # made before manifests were sealed: shown, so it can be checked
-                    print(json.dumps(unsealed.manifest, indent=2))
-                raise
-            shown = dict(bundle.manifest)
-            if isinstance(shown.get("domain"), dict) and "reference" in shown["domain"]:
-                ref = shown["domain"]["reference"]  # hundreds of rows of numbers: said, not printed
-                shown["domain"] = {**shown["domain"], "reference": f"<{len(ref)} training images' statistics>"}
-            print(json.dumps(shown, indent=2))
-            print(
-                f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 "
-                f"{bundle.manifest['manifest_sha256'][:12]}...",
-                file=sys.stderr,
-            )
-            return 0
+        return commands[args.command](args)
     except RunFailed as e:  # the run went, but failed or measured nothing
         print(f"tlf-edge: error: {e}", file=sys.stderr)
         return 1
@@ -142,7 +131,49 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 1
+
+
+def cmd_doctor(args) -> int:
+    from edge.ops.doctor import main as doctor_main
+
+    return doctor_main(args.config)
+
+
+def cmd_seal(args) -> int:
+    from edge.model.bundle import seal_bundle
+
+    bundle, now = seal_bundle(args.bundle)
+    print(
+        f"{bundle.path}: manifest {'sealed' if now else 'already sealed'} "
+        f"(manifest sha256 {bundle.manifest['manifest_sha256'][:12]}..., model sha256 {bundle.sha256[:12]}...)"
+    )
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from edge.analyze.cli import cmd_analyze as analyze
+
+    return analyze(args)
+
+
+def cmd_info(args) -> int:
+    try:
+        bundle = load_bundle(args.bundle)  # verifies the model and the manifest against their hashes
+    except BundleError:
+        unsealed = _unsealed(args.bundle)
+        if unsealed is not None:  # made before manifests were sealed: shown, so it can be checked
+            print(json.dumps(unsealed.manifest, indent=2))
+        raise
+    shown = dict(bundle.manifest)
+    if isinstance(shown.get("domain"), dict) and "reference" in shown["domain"]:
+        ref = shown["domain"]["reference"]  # hundreds of rows of numbers: said, not printed
+        shown["domain"] = {**shown["domain"], "reference": f"<{len(ref)} training images' statistics>"}
+    print(json.dumps(shown, indent=2))
+    print(
+        f"verified: model sha256 {bundle.sha256[:12]}..., manifest sha256 {bundle.manifest['manifest_sha256'][:12]}...",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _unsealed(path):

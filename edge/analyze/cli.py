@@ -78,11 +78,11 @@ def _importable(module: str) -> bool:
 
 def cmd_analyze(args) -> int:
     from edge.analyze import report
-    from edge.analyze.inputs import clip_id, content_hash, find_clips
-    from edge.analyze.run import AnalysisJob, Task, config_digest, identity, run_tasks
+    from edge.analyze.inputs import find_clips
+    from edge.analyze.run import AnalysisJob, config_digest, run_tasks
     from edge.cli import out_folder
     from edge.host import physical_cores
-    from edge.model.bundle import DEMO_BUNDLE, load_bundle
+    from edge.model.bundle import load_bundle
     from edge.runtime.config import load_config
 
     problem = missing_extra(args.engine)
@@ -94,7 +94,7 @@ def cmd_analyze(args) -> int:
         raise EdgeError(f"--workers must be from 1 to 1024, got {args.workers}")
     overrides = list(args.set) + ([f"model.bundle={args.bundle}"] if args.bundle else [])
     cfg = load_config(args.config, overrides)
-    bundle = load_bundle(cfg.model.bundle or DEMO_BUNDLE)
+    bundle = load_bundle(cfg.model.bundle_path)
     out = out_folder(args.out)
     clips, notes = find_clips(args.inputs, out)
     if not clips:
@@ -103,25 +103,7 @@ def cmd_analyze(args) -> int:
         print(f"tlf-edge: note: {note}", file=sys.stderr)
     report.clean_leftovers(out)
     config_sha = config_digest(cfg)
-    order, seen, tasks, summaries = [], set(), [], {}
-    for clip in clips:
-        clip = replace(clip, path=os.path.abspath(clip.path), files=tuple(os.path.abspath(f) for f in clip.files))
-        try:
-            digest = content_hash(clip)
-        except OSError as e:
-            digest = "unreadable-" + os.urandom(8).hex()
-            clip = replace(clip, error=f"cannot read it: {e.strerror or e}")
-        cid = clip_id(clip, digest, args.keep_names)
-        if cid in seen:  # the same content twice among the inputs
-            continue
-        seen.add(cid)
-        order.append(cid)
-        ids = identity(bundle, config_sha, digest)
-        done = report.read_summary(out, cid)
-        if done is not None and done.get("status") == "done" and done.get("key") == ids["key"]:
-            summaries[cid] = done
-        else:
-            tasks.append(Task(clip, cid, ids))
+    order, tasks, summaries = plan_tasks(clips, bundle, config_sha, out, args.keep_names)
     workers = args.workers or (None if args.engine == "ray" else physical_cores())
     job = AnalysisJob(str(bundle.path), cfg, args.keep_names)
     skipped = len(order) - len(tasks)
@@ -187,6 +169,36 @@ def cmd_analyze(args) -> int:
             f"{', ...' if len(failed) > 3 else ''}); clips.csv gives each reason"
         )
     return 0
+
+
+def plan_tasks(clips, bundle, config_sha: str, out, keep_names: bool):
+    """(clip ids in input order, the tasks still to run, the summaries of clips already analysed
+    with this bundle and config). The same content given twice is analysed once; a clip that
+    cannot be read becomes a task that reports why."""
+    from edge.analyze import report
+    from edge.analyze.inputs import clip_id, content_hash
+    from edge.analyze.run import Task, identity
+
+    order, seen, tasks, summaries = [], set(), [], {}
+    for clip in clips:
+        clip = replace(clip, path=os.path.abspath(clip.path), files=tuple(os.path.abspath(f) for f in clip.files))
+        try:
+            digest = content_hash(clip)
+        except OSError as e:
+            digest = "unreadable-" + os.urandom(8).hex()
+            clip = replace(clip, error=f"cannot read it: {e.strerror or e}")
+        cid = clip_id(clip, digest, keep_names)
+        if cid in seen:  # the same content twice among the inputs
+            continue
+        seen.add(cid)
+        order.append(cid)
+        ids = identity(bundle, config_sha, digest)
+        done = report.read_summary(out, cid)
+        if done is not None and done.get("status") == "done" and done.get("key") == ids["key"]:
+            summaries[cid] = done
+        else:
+            tasks.append(Task(clip, cid, ids))
+    return order, tasks, summaries
 
 
 def _interrupt(signum, frame):

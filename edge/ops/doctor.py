@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import EdgeError
-from edge.model.bundle import DEMO_BUNDLE, load_bundle
+from edge.model.bundle import load_bundle
 
 if TYPE_CHECKING:
     from edge.runtime.config import Config
@@ -207,7 +207,7 @@ def run_checks(config_path: str | None = None) -> list[Check]:
             check_source(cfg.source.url, service),
             check_scale(cfg),
             check_display(cfg.display.url if cfg.display.enabled else "none", cfg.display.baud, service),
-            check_bundle(cfg.model.bundle or str(DEMO_BUNDLE)),
+            check_bundle(str(cfg.model.bundle_path)),
             check_disk(str(_log_directory(cfg)), cfg),
         ]
     checks.append(check_cpu())
