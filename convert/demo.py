@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convert.commands import print_domain, print_response, record_phantom_domain, validate_and_record
 from convert.errors import ConvertError
 from convert.inputs import calibration_images, phantom_set_name, phantom_validation_set
 from edge.sim.recipes import STAGE4_SEED_OFFSET, STAGE5_SEED_OFFSET
 
+if TYPE_CHECKING:
+    from convert.train import TrainOptions
+
 DEMO_CLASS_WEIGHTS = (1.0, 6.0, 1.0)  # above, TLF, below
+CUBIC_STAGES = ("stage4", "stage5")  # trained on images reduced to the model grid by the cubic kernel
 
 
 def cmd_demo_bundle(args) -> int:
@@ -32,112 +37,19 @@ def cmd_demo_bundle(args) -> int:
     model's thickness response is fitted on the phantom scanner's screens (known thickness) and recorded in the
     manifest (convert.response); the validation then measures as the device does, with it.
     """
-    import shutil
-
+    from convert.load import model_identity
     from convert.quantize import load_keras_model, quantize_to_bundle
     from convert.response import write_phantom_response
-    from convert.train import TrainOptions, read_history, train
     from convert.validate import GateLimits
-    from edge.model.preprocess import PreprocessSpec
 
-    spec_early, spec = PreprocessSpec(), PreprocessSpec(interpolation="cubic")
-    stage1 = TrainOptions(
-        epochs=args.epochs, seed=args.seed, patience=args.epochs, class_weights=DEMO_CLASS_WEIGHTS, select="val_loss"
-    )
-    stage2 = TrainOptions(
-        epochs=args.finetune_epochs,
-        seed=args.seed + 1,
-        patience=args.finetune_epochs,
-        class_weights=DEMO_CLASS_WEIGHTS,
-        label_smoothing=0.1,
-        learning_rate=3e-4,
-        final_learning_rate=3e-5,
-        select="val_loss",
-    )
-    stage3 = TrainOptions(
-        epochs=args.polish_epochs,
-        seed=args.seed + 2,
-        patience=args.polish_epochs,
-        class_weights=DEMO_CLASS_WEIGHTS,
-        label_smoothing=0.1,
-        learning_rate=1e-4,
-        final_learning_rate=1e-5,
-        select="val_loss",
-    )
-    stage4 = TrainOptions(
-        epochs=args.cubic_epochs,
-        seed=args.seed + STAGE4_SEED_OFFSET,
-        patience=args.cubic_epochs,
-        class_weights=DEMO_CLASS_WEIGHTS,
-        label_smoothing=0.1,
-        learning_rate=1e-4,
-        final_learning_rate=1e-5,
-        select="val_loss",
-    )
-    stage5 = TrainOptions(
-        epochs=args.more_epochs,
-        seed=args.seed + STAGE5_SEED_OFFSET,
-        patience=args.more_epochs,
-        class_weights=DEMO_CLASS_WEIGHTS,
-        label_smoothing=0.1,
-        learning_rate=1e-4,
-        final_learning_rate=1e-5,
-        select="val_loss",
-    )
-    stages = {"stage1": stage1, "stage2": stage2, "stage3": stage3, "stage4": stage4, "stage5": stage5}
+    stages = demo_stages(args)
     if args.model:
         best, work = Path(args.model), Path(args.model).parent
     else:
-        work = Path(args.work)
-        train(work / "stage1", spec_early, stage1, phantom_steps=args.steps, verbose=2)
-        train(
-            work / "stage2",
-            spec_early,
-            stage2,
-            phantom_steps=args.steps,
-            verbose=2,
-            init_weights=work / "stage1" / "last.keras",
-        )
-        train(
-            work / "stage3",
-            spec_early,
-            stage3,
-            phantom_steps=args.steps,
-            verbose=2,
-            init_weights=work / "stage2" / "last.keras",
-        )
-        train(
-            work / "stage4",
-            spec,
-            stage4,
-            phantom_steps=args.steps,
-            verbose=2,
-            init_weights=work / "stage3" / "last.keras",
-        )
-        best = train(
-            work / "stage5",
-            spec,
-            stage5,
-            phantom_steps=args.steps,
-            verbose=2,
-            init_weights=work / "stage4" / "last.keras",
-        )
-        work = work / "stage5"
-    info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
-    if not info.get("prior_corrected"):
-        raise ConvertError(f"{str(best)!r} was not saved by a weighted training (no prior correction recorded)")
-    if "preprocess" in info:
-        spec = PreprocessSpec.from_dict(info["preprocess"])  # a reused model keeps what it was trained with
+        best, work = train_stages(stages, Path(args.work), args.steps)
+    spec = trained_spec(best, work)
     model = load_keras_model(best)
     calib = calibration_images("phantom", 200, spec)
-    history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []
-    training = {
-        "phantom_images": sum(o.epochs for o in stages.values()) * args.steps * stage1.batch_size,
-        **{name: vars(o) for name, o in stages.items()},
-        "final": history[-1] if history else {},
-    }
-    from convert.load import model_identity
-
     identity = model_identity(best)
     bundle = quantize_to_bundle(
         model,
@@ -145,18 +57,17 @@ def cmd_demo_bundle(args) -> int:
         spec,
         args.out,
         progress=True,
-        extra={"training": training, "name": "tlf-demo-phantom", "float_model": identity},
+        extra={
+            "training": training_record(stages, args.steps, work),
+            "name": "tlf-demo-phantom",
+            "float_model": identity,
+        },
     )
     bundle, figures = write_phantom_response(bundle, args.response_n)
     print_response(bundle, figures)
     bundle = record_phantom_domain(bundle, 600, 220)
     print_domain(bundle)
-    (bundle.path / "training").mkdir(exist_ok=True)
-    for stage in stages:
-        for name in ("history.csv", "history.png"):
-            src = work.parent / stage / name
-            if src.is_file():
-                shutil.copy(src, bundle.path / "training" / f"{stage}_{name}")
+    copy_histories(stages, work, bundle.path / "training")
     images, labels, spacings, looks = phantom_validation_set(args.validate_n, spec)
     passed = validate_and_record(
         bundle,
@@ -172,3 +83,86 @@ def cmd_demo_bundle(args) -> int:
     )
     print(f"demo bundle written: {bundle.path}")
     return 0 if passed else 3
+
+
+def demo_stages(args) -> dict[str, TrainOptions]:
+    """The five stages' TrainOptions by name, in training order (see cmd_demo_bundle): each as
+    long as its --*-epochs, never stopped early, class-weighted, its best epoch by loss."""
+    from convert.train import TrainOptions
+
+    settled = (0.1, 1e-4, 1e-5)  # label smoothing, learning rate, the rate it decays to
+    plan: dict[str, tuple[int, int, tuple[float, float, float | None]]] = {
+        "stage1": (args.epochs, args.seed, (0.0, 1e-3, None)),
+        "stage2": (args.finetune_epochs, args.seed + 1, (0.1, 3e-4, 3e-5)),
+        "stage3": (args.polish_epochs, args.seed + 2, settled),
+        "stage4": (args.cubic_epochs, args.seed + STAGE4_SEED_OFFSET, settled),
+        "stage5": (args.more_epochs, args.seed + STAGE5_SEED_OFFSET, settled),
+    }
+    return {
+        name: TrainOptions(
+            epochs=epochs,
+            seed=seed,
+            patience=epochs,
+            class_weights=DEMO_CLASS_WEIGHTS,
+            label_smoothing=smoothing,
+            learning_rate=rate,
+            final_learning_rate=final,
+            select="val_loss",
+        )
+        for name, (epochs, seed, (smoothing, rate, final)) in plan.items()
+    }
+
+
+def train_stages(stages: dict[str, TrainOptions], work: Path, steps: int) -> tuple[Path, Path]:
+    """Train the stages in turn on `steps` phantom batches per epoch, each into work/STAGE and
+    from the last weights of the one before. Returns the last stage's best model and folder."""
+    from convert.train import train
+    from edge.model.preprocess import PreprocessSpec
+
+    best, previous = None, None
+    for name, options in stages.items():
+        spec = PreprocessSpec(interpolation="cubic") if name in CUBIC_STAGES else PreprocessSpec()
+        best = train(work / name, spec, options, phantom_steps=steps, verbose=2, init_weights=previous)
+        previous = work / name / "last.keras"
+    assert best is not None and previous is not None  # the stages are never empty
+    return best, previous.parent
+
+
+def trained_spec(best: Path, work: Path):
+    """The preprocessing the model `best` was trained with, from the train.json in `work` (the
+    last stages' cubic reduction when it records none); ConvertError when the training was not
+    weighted (the prior correction the bundle relies on is missing)."""
+    from edge.model.preprocess import PreprocessSpec
+
+    info = json.loads((work / "train.json").read_text()) if (work / "train.json").is_file() else {}
+    if not info.get("prior_corrected"):
+        raise ConvertError(f"{str(best)!r} was not saved by a weighted training (no prior correction recorded)")
+    if "preprocess" in info:
+        return PreprocessSpec.from_dict(info["preprocess"])  # a reused model keeps what it was trained with
+    return PreprocessSpec(interpolation="cubic")
+
+
+def training_record(stages: dict[str, TrainOptions], steps: int, work: Path) -> dict:
+    """The manifest's account of the training: phantom images seen, each stage's options, and
+    the last epoch's figures from the history in `work`."""
+    from convert.train import read_history
+
+    history = read_history(work / "history.csv") if (work / "history.csv").is_file() else []
+    return {
+        "phantom_images": sum(o.epochs for o in stages.values()) * steps * stages["stage1"].batch_size,
+        **{name: vars(o) for name, o in stages.items()},
+        "final": history[-1] if history else {},
+    }
+
+
+def copy_histories(stages: dict[str, TrainOptions], work: Path, folder: Path) -> None:
+    """Each stage's history.csv and history.png (beside the last stage's folder `work`) into
+    `folder`, as STAGE_history.csv and STAGE_history.png."""
+    import shutil
+
+    folder.mkdir(exist_ok=True)
+    for stage in stages:
+        for name in ("history.csv", "history.png"):
+            src = work.parent / stage / name
+            if src.is_file():
+                shutil.copy(src, folder / f"{stage}_{name}")
