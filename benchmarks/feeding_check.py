@@ -32,19 +32,20 @@ def main(argv=None) -> int:
     p.add_argument("--calib-n", type=int, default=16)
     p.add_argument("--size", help="N or HxW for a model of any size")
     p.add_argument("--trust-code", action="store_true")
-    from convert.cli import add_preprocess_options
+    from convert.options import add_preprocess_options
 
     add_preprocess_options(p)
     args = p.parse_args(argv)
 
     from convert import feeding
-    from convert.cli import _grid, calibration_images, declared_spec, labelled_set, model_grid
     from convert.errors import QuantizeError
+    from convert.inputs import calibration_images, labelled_set
+    from convert.options import declared_spec, model_grid, parse_grid
     from convert.quantize import check_family, load_keras_model, with_fixed_batch
     from edge.measure.metrics import scores
 
     model = load_keras_model(args.model, trust_code=args.trust_code)
-    h, w = model_grid(model, _grid(args.size), args.size)
+    h, w = model_grid(model, parse_grid(args.size), args.size)
     spec = declared_spec(args, Path(args.model), h, w, model.input_shape[-1])
     model = with_fixed_batch(model, h, w) if None in model.input_shape[1:3] else model
     family = check_family(model, spec)

@@ -9,6 +9,7 @@ import re
 import pytest
 
 import convert.cli
+import convert.commands
 import edge.cli
 import firmware_bridge.cli
 from edge.cli_help import package_version
@@ -61,7 +62,7 @@ def test_an_interrupted_command_exits_130(monkeypatch, tmp_path):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(convert.cli, "cmd_phantom", interrupted)
+    monkeypatch.setattr(convert.commands, "cmd_phantom", interrupted)
     assert convert.cli.main(["phantom", "--out", str(tmp_path / "p"), "--n", "1"]) == 130
     monkeypatch.setattr(edge.cli, "cmd_calibrate", interrupted)
     assert edge.cli.main(["calibrate", str(tmp_path / "x.png"), "--points", "0,0,0,10", "--mm", "1"]) == 130
@@ -91,10 +92,10 @@ def test_bad_input_is_one_line_and_a_defect_is_a_traceback(monkeypatch, tmp_path
     def defect(args):
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(convert.cli, "cmd_phantom", bad_input)
+    monkeypatch.setattr(convert.commands, "cmd_phantom", bad_input)
     assert convert.cli.main(argv) == 2
     assert capsys.readouterr().err == "tlf-convert: error: the folder holds no images\n"
-    monkeypatch.setattr(convert.cli, "cmd_phantom", defect)
+    monkeypatch.setattr(convert.commands, "cmd_phantom", defect)
     with pytest.raises(ValueError, match="broadcast"):
         convert.cli.main(argv)
 

@@ -220,7 +220,7 @@ def phantom_args(out, **kw):
 
 @pytest.mark.parametrize("mask, fmt", [("index", "png"), ("palette", "tif"), ("binary", "jpg")])
 def test_phantom_command_writes_a_data_set_in_the_format(tmp_path, mask, fmt):
-    from convert.cli import cmd_phantom
+    from convert.commands import cmd_phantom
 
     assert cmd_phantom(phantom_args(tmp_path, mask=mask, image_format=fmt, wide=True, artefacts=0.3)) == 0
     got = data.read_dataset(tmp_path)

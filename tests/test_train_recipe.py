@@ -89,7 +89,7 @@ def test_train_on_real_images_follows_band_dice_and_augments_by_default(loss, tm
     assert len(rows) == 8 or len(rows) - 1 - best == 3  # ran out of epochs, or stopped `patience` after the best
     # the validation images are the ones train kept apart (a fifth, by look-alike group): the saved
     # model gives them the band Dice of the kept epoch
-    from convert.cli import validation_split
+    from convert.inputs import validation_split
 
     _, x, y, _, _, _, _ = read_set(APO_FEW, PreprocessSpec(64, 64), APO_CONFIG)
     val = validation_split(x, 1)

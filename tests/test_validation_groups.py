@@ -32,7 +32,7 @@ def test_compare_gives_each_group_its_own_scores_and_thickness(tiny_bundle, tiny
 
 
 def test_phantom_validation_set_cycles_the_presets_on_held_out_seeds():
-    from convert.cli import phantom_validation_set
+    from convert.inputs import phantom_validation_set
     from edge.sim.recipes import PHANTOM_DATA_SEEDS
     from convert.data import phantom_sample
     from edge.sim import phantom
@@ -50,7 +50,7 @@ def test_phantom_validation_set_cycles_the_presets_on_held_out_seeds():
 def test_phantom_data_on_the_device_is_convert_s_validation_set():
     """'phantom[:N]' (tlf-edge bench --data, edge.data.dataset) holds the same held-out scenes, in the same
     looks, as tlf-convert's validation set: on-device accuracy and the gate score the same images."""
-    from convert.cli import phantom_validation_set
+    from convert.inputs import phantom_validation_set
     from edge.ops.bench import labelled_data
     from edge.model.preprocess import PreprocessSpec, resize_labels, to_model_image
 
