@@ -284,6 +284,25 @@ def test_marks_alone_or_an_ambiguous_step_are_refused():
     assert tiny.step_mm is None and "no step" in tiny.reason
 
 
+def test_a_fine_pitch_on_a_small_screen_is_not_taken_for_every_other_mark():
+    """2 mm ticks 9.4 px apart (a 640x480 screen at 80 mm): a pair 9 px apart proposes the grid;
+    refitted only through the marks near it, then further out, it holds all 41, where a grid of
+    every other mark (18.8 px, a 4 mm step no such scale has) would once win."""
+    pos = 49.5 + 9.4 * np.arange(41)
+    pos = np.floor(pos) + 0.5  # marks on whole rows, as a screen draws them
+    keep = sr._evenly_spaced(pos)
+    assert keep.all()
+    index, pitch = sr._fit_pitch(pos[keep])
+    assert pitch == pytest.approx(9.4, rel=0.005) and index[-1] == 40
+
+
+def test_fine_ticks_of_a_small_screen_read_within_1_percent(needs_ocr):
+    shot = ps.screen(11, (640, 480), depth_mm=80.0, style="green_2mm")  # once read 18.9 px a step: refused
+    cal, readings = from_screen(shot.image, detect_roi(shot.image))
+    assert cal.source == "screen", cal.note
+    assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 2.0
+
+
 # --- DICOM regions and the live calibrator -----------------------------------------------------
 
 
