@@ -303,6 +303,31 @@ def test_fine_ticks_of_a_small_screen_read_within_1_percent(needs_ocr):
     assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 2.0
 
 
+def test_labels_read_straight_or_mirrored_the_one_that_makes_a_scale_counts():
+    ends = row(n=7, pitch=60.0, period=None)  # 1 cm ticks, 0 and 60 (mm) at the ends: 360 px = 60 mm
+    # "60" read straight, its mirror read as "0" (once kept for having more numbers: no scale);
+    # the "0" at the top reads the same either way and joins the straight reading.
+    readings = sr._orientations({6: 60.0}, {0: 0.0, 6: 0.0})
+    assert ((0.0, 0), (60.0, 6)) in readings
+    v = sr._one_orientation([sr.interpret(ends, lab, (), 360.0) for lab in readings])
+    assert v.step_mm == 10.0
+    # Both readings make a scale but of different steps (10 mm and 2 mm a tick): refused.
+    both = [sr.interpret(ends, lab, (), 360.0) for lab in (((0.0, 0), (6.0, 6)), ((0.0, 0), (1.2, 6)))]
+    assert [b.step_mm for b in both] == [10.0, 2.0]
+    v = sr._one_orientation(both)
+    assert v.step_mm is None and "straight and mirrored" in v.reason
+
+
+@pytest.mark.parametrize("size,seed,depth", [((640, 480), 52177, 45.0), ((1920, 1080), 455132, 65.0)])
+def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr):
+    """Screens of that style once refused: image speckle beside a tick taken for a label, or the
+    mirrored reading of the labels ("0", "0") kept over the straight one ("60")."""
+    shot = ps.screen(seed, size, depth_mm=depth, style="mm_ends")
+    cal, readings = from_screen(shot.image, detect_roi(shot.image))
+    assert cal.source == "screen", cal.note
+    assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 10.0
+
+
 # --- DICOM regions and the live calibrator -----------------------------------------------------
 
 

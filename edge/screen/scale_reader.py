@@ -486,7 +486,9 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
     """The characters beside each long tick of a vertical tick row (each tick, without a regular
     long-tick pattern), within a label height of its row, the ticks blanked: (crops, the step
     index each belongs to, text height). The image is not blanked: a detected region may reach
-    into a label next to it; image speckle is not character-sized and drops out."""
+    into a label next to it. But a scale's numbers are drawn on the chrome, all on one side:
+    when some lie outside the image, speckle inside it (character-sized at some depths) is no
+    label."""
     if row.kind != "ticks" or row.direction != (0.0, 1.0):
         return [], [], 0.0
     v = brightness(image)
@@ -507,8 +509,12 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
     if len(boxes) == 0:
         return [], [], 0.0
     text_px = float(np.median(boxes[:, 3]))
-    tol = min(0.45 * pitch, 2.5 * text_px)
+    if roi is not None:
+        outside = ~_in_image(boxes, roi, (x0, y0))
+        if outside.any():
+            boxes = boxes[outside]
     cy = boxes[:, 1] + boxes[:, 3] / 2
+    tol = min(0.45 * pitch, 2.5 * text_px)
     crops, owners = [], []
     for a in anchors:
         ya = row.points[a, 1] - y0
@@ -523,14 +529,26 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
     return crops, owners, text_px
 
 
+def _in_image(boxes: np.ndarray, roi, origin: tuple[int, int]) -> np.ndarray:
+    """Which boxes (x, y, w, h, offset by `origin` on screen) have their centre on the B-mode
+    image (its mask, or its rectangle without one)."""
+    x, y, w, h = _rect(roi)
+    cx = (boxes[:, 0] + boxes[:, 2] / 2 + origin[0]).astype(int) - x
+    cy = (boxes[:, 1] + boxes[:, 3] / 2 + origin[1]).astype(int) - y
+    inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+    mask = getattr(roi, "mask", None)
+    if mask is not None and mask.shape == (h, w):
+        inside[inside] = mask[cy[inside], cx[inside]]
+    return inside
+
+
 def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
     """The labels beside each of `rows` and the depth readouts on screen, in one OCR run.
 
-    Returns ([labels of each row: ((value, step index), ...)], readouts in mm). Label cuts are
-    read as they are and mirrored (a capture flipped left to right); the orientation giving more
-    numbers is kept. Without OCR: ([(), ...], ())."""
+    Returns ([the labels of each row as read straight and mirrored (a capture flipped left to
+    right): (((value, step index), ...), ...)], readouts in mm). Without OCR: ([((),), ...], ())."""
     if ocr.available() is not None:
-        return [() for _ in rows], ()
+        return [((),) for _ in rows], ()
     crops, sizes = [], []
     owner: list[tuple] = []  # ("label", row, step, flipped) or ("readout",)
     for r, row in enumerate(rows):
@@ -582,14 +600,23 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
             labels[r][int(flip)][k] = value
         else:
             readouts.add(value)
-    out = []
-    for straight, flipped in labels:
-        best, other = (straight, flipped) if len(straight) >= len(flipped) else (flipped, straight)
-        for k, val in other.items():  # a "0" or "8" reads the same mirrored: one missed either way counts
-            if k not in best and val in (0.0, 8.0):
-                best[k] = val
-        out.append(tuple(sorted(((val, k) for k, val in best.items()), key=lambda t: t[1])))
-    return out, tuple(sorted(readouts))
+    return [_orientations(straight, flipped) for straight, flipped in labels], tuple(sorted(readouts))
+
+
+def _orientations(straight: dict[int, float], flipped: dict[int, float]) -> tuple[tuple, ...]:
+    """The labels of one row as read straight and as read mirrored, each ((value, step), ...),
+    the same reading once. A "0" or "8" reads the same either way: one missed in one
+    orientation counts from the other."""
+    out: list[tuple] = []
+    for own, other in ((straight, flipped), (flipped, straight)):
+        merged = dict(own)
+        for k, val in other.items():
+            if k not in merged and val in (0.0, 8.0):
+                merged[k] = val
+        pairs = tuple(sorted(((val, k) for k, val in merged.items()), key=lambda t: t[1]))
+        if pairs not in out:
+            out.append(pairs)
+    return tuple(out)
 
 
 def _label_at(boxes: np.ndarray, t0: float, t1: float, text_px: float) -> np.ndarray | None:
@@ -755,23 +782,29 @@ def read_depth_scale(image: np.ndarray, roi, tick_mm: float | None = None) -> tu
             distinct.append(row)  # a row that is a subset of one kept holds nothing new
     labels, readouts = read_numbers(image, roi, distinct)
     _, top, _, h = _rect(roi)
-    verdicts = [
-        interpret(
-            row,
-            lab,
-            readouts,
-            extent_px(row, roi),
-            tick_mm,
-            _fill(roi),
-            h,
-            abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px),
-        )
-        for row, lab in zip(distinct, labels)
-    ]
+    verdicts = []
+    for row, readings in zip(distinct, labels):
+        at_top = abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px)
+        each = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h, at_top) for lab in readings]
+        verdicts.append(_one_orientation(each))
     for v in verdicts:
         if v.step_mm is not None:
             return v, rows
     return verdicts[0], rows
+
+
+def _one_orientation(each: list[Verdict]) -> Verdict:
+    """One row's verdict from its labels read straight and mirrored: the screen is one or the
+    other, so a reading whose numbers make no scale is the wrong one, and the other counts.
+    Both confirming the same step is that step; two different steps are refused."""
+    sure = [v for v in each if v.step_mm is not None]
+    steps = {v.step_mm for v in sure if v.step_mm is not None}
+    if len(steps) == 1:
+        return sure[0]
+    if len(steps) > 1:
+        say = " or ".join(f"{_fmt(t)} mm" for t in sorted(steps))
+        return Verdict(each[0].row, None, f"labels read straight and mirrored give steps of {say}")
+    return each[0]
 
 
 def _fill(roi) -> float:
