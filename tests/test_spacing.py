@@ -328,6 +328,22 @@ def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr
     assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 10.0
 
 
+@pytest.mark.parametrize("conf,used", [((34.0, 60.0), True), ((60.0, 34.0), True), ((34.0, 34.0), False)])
+def test_a_readout_read_the_same_twice_counts_at_the_surer_reading(conf, used, monkeypatch):
+    """Two readings of a readout line at two enlargements ("11cm" on the Philips CX50 once read
+    at 34 and 60): the same depth twice counts when either reading is sure; both unsure, not."""
+    shot = ps.screen(3, (1024, 768), depth_mm=110.0, style="cm_blue")
+    monkeypatch.setattr(ocr, "available", lambda: None)
+
+    def read_words(crops, text_px, whitelist=None, in_line=False):
+        half = len(crops) // 2  # each cut is given twice: first and second reading
+        return [ocr.Word("11cm", j, (0.0, 0.0, 10.0, 5.0), conf[j >= half]) for j in range(len(crops))]
+
+    monkeypatch.setattr(ocr, "read_words", read_words)
+    _, readouts = sr.read_numbers(shot.image, shot.roi, [])
+    assert readouts == ((110.0,) if used else ())
+
+
 # --- DICOM regions and the live calibrator -----------------------------------------------------
 
 

@@ -586,7 +586,7 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
         # the first reading only (the second may only cancel it): it is a whole line of small
         # text, and a second chance to read it is a second chance to misread it.
         if a_val is not None and b_val is not None:
-            if a_val != b_val or a_conf < sure:
+            if a_val != b_val or max(a_conf, b_conf) < sure:  # the same number twice: the surer reading counts
                 continue
             value = a_val
         elif a_val is not None and a_conf >= sure:
