@@ -318,14 +318,17 @@ def test_labels_read_straight_or_mirrored_the_one_that_makes_a_scale_counts():
     assert v.step_mm is None and "straight and mirrored" in v.reason
 
 
-@pytest.mark.parametrize("size,seed,depth", [((640, 480), 52177, 45.0), ((1920, 1080), 455132, 65.0)])
+@pytest.mark.parametrize("size,seed,depth", [((640, 480), 52177, 45.0), ((1920, 1080), 455132, 65.0),
+                                             ((1024, 768), 278768, 75.0), ((1280, 720), 807834, 70.0)])
 def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr):
-    """Screens of that style once refused: image speckle beside a tick taken for a label, or the
-    mirrored reading of the labels ("0", "0") kept over the straight one ("60")."""
+    """Screens of that style once refused: image speckle beside a tick taken for a label, the
+    mirrored reading of the labels ("0", "0") kept over the straight one ("60"), or the labels'
+    height guessed from image speckle (6 px for 10 px labels), so that they were not cut."""
     shot = ps.screen(seed, size, depth_mm=depth, style="mm_ends")
     cal, readings = from_screen(shot.image, detect_roi(shot.image))
     assert cal.source == "screen", cal.note
     assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 10.0
+    assert f"labels ['0', '{10 * int(depth // 10)}']" in cal.note  # the last whole cm
 
 
 @pytest.mark.parametrize("conf,used", [((34.0, 60.0), True), ((60.0, 34.0), True), ((34.0, 34.0), False)])

@@ -482,13 +482,16 @@ def _rect(roi) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.ndarray], list[int], float]:
+def _label_crops(
+    image: np.ndarray, row: MarkRow, roi=None, level: bool = False
+) -> tuple[list[np.ndarray], list[int], float]:
     """The characters beside each long tick of a vertical tick row (each tick, without a regular
     long-tick pattern), within a label height of its row, the ticks blanked: (crops, the step
     index each belongs to, text height). The image is not blanked: a detected region may reach
     into a label next to it. But a scale's numbers are drawn on the chrome, all on one side:
     when some lie outside the image, speckle inside it (character-sized at some depths) is no
-    label."""
+    label. The text height is that of all character-sized marks around, or (level) of those on
+    the chrome level with the ticks that may carry a number: speckle can outnumber the labels."""
     if row.kind != "ticks" or row.direction != (0.0, 1.0):
         return [], [], 0.0
     v = brightness(image)
@@ -514,6 +517,9 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
         if outside.any():
             boxes = boxes[outside]
     cy = boxes[:, 1] + boxes[:, 3] / 2
+    if level:
+        beside = np.abs(cy[:, None] - (row.points[anchors, 1] - y0)[None, :]).min(axis=1) <= 0.45 * pitch
+        text_px = float(np.median(boxes[beside, 3] if beside.any() else boxes[:, 3]))
     tol = min(0.45 * pitch, 2.5 * text_px)
     crops, owners = [], []
     for a in anchors:
@@ -543,35 +549,78 @@ def _in_image(boxes: np.ndarray, roi, origin: tuple[int, int]) -> np.ndarray:
 
 
 def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
-    """The labels beside each of `rows` and the depth readouts on screen, in one OCR run.
+    """The labels beside each of `rows` and the depth readouts on screen, in one OCR run (and
+    a second for the rows whose labels make no scale, cut at their own text height).
 
     Returns ([the labels of each row as read straight and mirrored (a capture flipped left to
     right): (((value, step index), ...), ...)], readouts in mm). Without OCR: ([((),), ...], ())."""
     if ocr.available() is not None:
         return [((),) for _ in rows], ()
-    crops, sizes = [], []
+    crops: list[np.ndarray] = []
+    sizes: list[float] = []
     owner: list[tuple] = []  # ("label", row, step, flipped) or ("readout",)
     for r, row in enumerate(rows):
-        cs, steps, tp = _label_crops(image, row, roi)
-        for flip in (False, True):
-            for c, k in zip(cs, steps):
-                crops.append(c[:, ::-1] if flip else c)
-                sizes.append(tp)
-                owner.append(("label", r, k, flip))
+        _add_labels(crops, sizes, owner, r, _label_crops(image, row, roi))
     for c, tp in _readout_crops(image, roi):
         crops.append(c)
         sizes.append(tp)
         owner.append(("readout",))
-    # Each cut is read twice, at two enlargements: a number counts when both readings give it,
-    # or one gives it surely and the other no number at all; two different numbers cancel, so a
-    # misread at one size ("60" as "3") does not make a scale on its own.
+    labels: list[tuple[dict[int, float], dict[int, float]]] = [({}, {}) for _ in rows]
+    readouts = set()
+    for who, value in zip(owner, _read_twice(crops, sizes, owner)):
+        if value is None:
+            continue
+        if who[0] == "label":
+            _, r, k, flip = who
+            labels[r][int(flip)][k] = value
+        else:
+            readouts.add(value)
+    # The text height of a row's labels is guessed from the character-sized marks around them;
+    # where image speckle outnumbers them the guess is too small and the labels are not cut.
+    # Rows whose labels make no scale are cut again at the height of the marks level with
+    # their ticks, and read in a run of their own (what else is on a sheet sways Tesseract);
+    # those readings only fill steps the first left unread.
+    crops, sizes, owner = [], [], []
+    for r, (row, (straight, flipped)) in enumerate(zip(rows, labels)):
+        if any(len(lab) >= 2 and _label_step(lab)[0] is not None for lab in _orientations(straight, flipped)):
+            continue
+        first, again = _label_crops(image, row, roi), _label_crops(image, row, roi, level=True)
+        if again[0] and abs(again[2] / max(first[2], 1.0) - 1) > 0.15:
+            _add_labels(crops, sizes, owner, r, again)
+    for who, value in zip(owner, _read_twice(crops, sizes, owner)):
+        if value is not None:
+            _, r, k, flip = who
+            labels[r][int(flip)].setdefault(k, value)
+    return [_orientations(straight, flipped) for straight, flipped in labels], tuple(sorted(readouts))
+
+
+def _add_labels(crops: list, sizes: list, owner: list, r: int, cut) -> None:
+    """A row's label cuts as they are and mirrored, with their text height and owner."""
+    cs, steps, tp = cut
+    for flip in (False, True):
+        for c, k in zip(cs, steps):
+            crops.append(c[:, ::-1] if flip else c)
+            sizes.append(tp)
+            owner.append(("label", r, k, flip))
+
+
+def _read_twice(crops: list[np.ndarray], sizes: list[float], owner: list[tuple]) -> list[float | None]:
+    """The number each cut says (a label's value, a readout's depth in mm), or None.
+
+    Each cut is read twice, at two enlargements, in one OCR run: a number counts when both
+    readings give it (the surer one sure), or one gives it surely and the other no number at
+    all; two different numbers cancel, so a misread at one size ("60" as "3") does not make a
+    scale on its own. A readout comes from the first reading only (the second may only cancel
+    it): it is a whole line of small text, and a second chance to read it is a second chance to
+    misread it."""
+    if not crops:
+        return []
     n = len(crops)
     words = ocr.read_words(crops + crops, sizes + [t * ocr.TEXT_PX / ocr.ALT_TEXT_PX for t in sizes], in_line=True)
     texts: dict[int, list] = {}
     for wd in words:
         texts.setdefault(wd.crop, []).append(wd)
-    labels: list[tuple[dict[int, float], dict[int, float]]] = [({}, {}) for _ in rows]
-    readouts = set()
+    out: list[float | None] = []
     for i, who in enumerate(owner):
         parse = ocr.number if who[0] == "label" else ocr.depth_readout
         sure = ocr.SURE if who[0] == "label" else ocr.READOUT_SURE
@@ -579,28 +628,17 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
         for j in (i, i + n):
             ws = sorted(texts.get(j, []), key=lambda wd: wd.box[0])
             joined = ("" if who[0] == "label" else " ").join(wd.text for wd in ws)
-            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0), bool(ws)))
-        (a_val, a_conf, a_any), (b_val, b_conf, b_any) = got
-        # two numbers that differ: neither is trusted; one reading will do while the other
-        # gives no number there (a lone digit is often missed at one size). A readout comes from
-        # the first reading only (the second may only cancel it): it is a whole line of small
-        # text, and a second chance to read it is a second chance to misread it.
+            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0)))
+        (a_val, a_conf), (b_val, b_conf) = got
         if a_val is not None and b_val is not None:
-            if a_val != b_val or max(a_conf, b_conf) < sure:  # the same number twice: the surer reading counts
-                continue
-            value = a_val
+            out.append(a_val if a_val == b_val and max(a_conf, b_conf) >= sure else None)
         elif a_val is not None and a_conf >= sure:
-            value = a_val
+            out.append(a_val)
         elif b_val is not None and b_conf >= sure and who[0] == "label":
-            value = b_val
+            out.append(b_val)
         else:
-            continue
-        if who[0] == "label":
-            _, r, k, flip = who
-            labels[r][int(flip)][k] = value
-        else:
-            readouts.add(value)
-    return [_orientations(straight, flipped) for straight, flipped in labels], tuple(sorted(readouts))
+            out.append(None)
+    return out
 
 
 def _orientations(straight: dict[int, float], flipped: dict[int, float]) -> tuple[tuple, ...]:
