@@ -284,6 +284,69 @@ def test_marks_alone_or_an_ambiguous_step_are_refused():
     assert tiny.step_mm is None and "no step" in tiny.reason
 
 
+def test_a_fine_pitch_on_a_small_screen_is_not_taken_for_every_other_mark():
+    """2 mm ticks 9.4 px apart (a 640x480 screen at 80 mm): a pair 9 px apart proposes the grid;
+    refitted only through the marks near it, then further out, it holds all 41, where a grid of
+    every other mark (18.8 px, a 4 mm step no such scale has) would once win."""
+    pos = 49.5 + 9.4 * np.arange(41)
+    pos = np.floor(pos) + 0.5  # marks on whole rows, as a screen draws them
+    keep = sr._evenly_spaced(pos)
+    assert keep.all()
+    index, pitch = sr._fit_pitch(pos[keep])
+    assert pitch == pytest.approx(9.4, rel=0.005) and index[-1] == 40
+
+
+def test_fine_ticks_of_a_small_screen_read_within_1_percent(needs_ocr):
+    shot = ps.screen(11, (640, 480), depth_mm=80.0, style="green_2mm")  # once read 18.9 px a step: refused
+    cal, readings = from_screen(shot.image, detect_roi(shot.image))
+    assert cal.source == "screen", cal.note
+    assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 2.0
+
+
+def test_labels_read_straight_or_mirrored_the_one_that_makes_a_scale_counts():
+    ends = row(n=7, pitch=60.0, period=None)  # 1 cm ticks, 0 and 60 (mm) at the ends: 360 px = 60 mm
+    # "60" read straight, its mirror read as "0" (once kept for having more numbers: no scale);
+    # the "0" at the top reads the same either way and joins the straight reading.
+    readings = sr._orientations({6: 60.0}, {0: 0.0, 6: 0.0})
+    assert ((0.0, 0), (60.0, 6)) in readings
+    v = sr._one_orientation([sr.interpret(ends, lab, (), 360.0) for lab in readings])
+    assert v.step_mm == 10.0
+    # Both readings make a scale but of different steps (10 mm and 2 mm a tick): refused.
+    both = [sr.interpret(ends, lab, (), 360.0) for lab in (((0.0, 0), (6.0, 6)), ((0.0, 0), (1.2, 6)))]
+    assert [b.step_mm for b in both] == [10.0, 2.0]
+    v = sr._one_orientation(both)
+    assert v.step_mm is None and "straight and mirrored" in v.reason
+
+
+@pytest.mark.parametrize("size,seed,depth", [((640, 480), 52177, 45.0), ((1920, 1080), 455132, 65.0),
+                                             ((1024, 768), 278768, 75.0), ((1280, 720), 807834, 70.0)])
+def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr):
+    """Screens of that style once refused: image speckle beside a tick taken for a label, the
+    mirrored reading of the labels ("0", "0") kept over the straight one ("60"), or the labels'
+    height guessed from image speckle (6 px for 10 px labels), so that they were not cut."""
+    shot = ps.screen(seed, size, depth_mm=depth, style="mm_ends")
+    cal, readings = from_screen(shot.image, detect_roi(shot.image))
+    assert cal.source == "screen", cal.note
+    assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 10.0
+    assert f"labels ['0', '{10 * int(depth // 10)}']" in cal.note  # the last whole cm
+
+
+@pytest.mark.parametrize("conf,used", [((34.0, 60.0), True), ((60.0, 34.0), True), ((34.0, 34.0), False)])
+def test_a_readout_read_the_same_twice_counts_at_the_surer_reading(conf, used, monkeypatch):
+    """Two readings of a readout line at two enlargements ("11cm" on the Philips CX50 once read
+    at 34 and 60): the same depth twice counts when either reading is sure; both unsure, not."""
+    shot = ps.screen(3, (1024, 768), depth_mm=110.0, style="cm_blue")
+    monkeypatch.setattr(ocr, "available", lambda: None)
+
+    def read_words(crops, text_px, whitelist=None, in_line=False):
+        half = len(crops) // 2  # each cut is given twice: first and second reading
+        return [ocr.Word("11cm", j, (0.0, 0.0, 10.0, 5.0), conf[j >= half]) for j in range(len(crops))]
+
+    monkeypatch.setattr(ocr, "read_words", read_words)
+    _, readouts = sr.read_numbers(shot.image, shot.roi, [])
+    assert readouts == ((110.0,) if used else ())
+
+
 # --- DICOM regions and the live calibrator -----------------------------------------------------
 
 

@@ -99,23 +99,31 @@ def _threshold(v: np.ndarray, allowed: np.ndarray, level: float = 0.3) -> tuple[
 def _evenly_spaced(pos: np.ndarray) -> np.ndarray:
     """The largest subset of sorted positions on one regular grid (a stray mark drops out).
 
-    Each pair of neighbours proposes a grid; the grid is refitted through the marks on it (one
-    pair's pitch is too rough for twenty steps) and the marks counted again."""
+    Each pair of neighbours proposes a grid; the grid is refitted through the marks on it near
+    the pair, then through those twice as far, and so on (one pair's pitch is too rough for
+    twenty steps: on a small screen a pitch of 9.4 px proposed as 9 would put the far marks on
+    the wrong steps, and a grid of every other mark would hold more), and the marks counted
+    again."""
     best = np.zeros(len(pos), bool)
     for i in range(len(pos) - 1):
         for j in (i + 1, i + 2):
             if j >= len(pos) or pos[j] - pos[i] < 3:
                 continue
             origin, pitch = pos[i], pos[j] - pos[i]
-            for _ in range(3):
+            reach = 4.0  # steps from the pair
+            for _ in range(12):
                 k = np.round((pos - origin) / pitch)
-                fit = np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0
+                near = np.abs(pos - pos[i]) <= reach * pitch
+                fit = (np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0) & near
                 if fit.sum() < 3 or len(np.unique(k[fit])) < 3:
                     break
                 pitch_new, origin = np.polyfit(k[fit], pos[fit], 1)
                 if pitch_new < 3:
                     break
                 pitch = pitch_new
+                if near.all():
+                    break
+                reach *= 2
             k = np.round((pos - origin) / pitch)
             fit = np.abs((pos - origin) / pitch - k) * pitch <= 0.04 * pitch + 1.0
             _, first = np.unique(k[fit], return_index=True)  # one mark per grid position
@@ -474,11 +482,16 @@ def _rect(roi) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.ndarray], list[int], float]:
+def _label_crops(
+    image: np.ndarray, row: MarkRow, roi=None, level: bool = False
+) -> tuple[list[np.ndarray], list[int], float]:
     """The characters beside each long tick of a vertical tick row (each tick, without a regular
     long-tick pattern), within a label height of its row, the ticks blanked: (crops, the step
     index each belongs to, text height). The image is not blanked: a detected region may reach
-    into a label next to it; image speckle is not character-sized and drops out."""
+    into a label next to it. But a scale's numbers are drawn on the chrome, all on one side:
+    when some lie outside the image, speckle inside it (character-sized at some depths) is no
+    label. The text height is that of all character-sized marks around, or (level) of those on
+    the chrome level with the ticks that may carry a number: speckle can outnumber the labels."""
     if row.kind != "ticks" or row.direction != (0.0, 1.0):
         return [], [], 0.0
     v = brightness(image)
@@ -499,8 +512,15 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
     if len(boxes) == 0:
         return [], [], 0.0
     text_px = float(np.median(boxes[:, 3]))
-    tol = min(0.45 * pitch, 2.5 * text_px)
+    if roi is not None:
+        outside = ~_in_image(boxes, roi, (x0, y0))
+        if outside.any():
+            boxes = boxes[outside]
     cy = boxes[:, 1] + boxes[:, 3] / 2
+    if level:
+        beside = np.abs(cy[:, None] - (row.points[anchors, 1] - y0)[None, :]).min(axis=1) <= 0.45 * pitch
+        text_px = float(np.median(boxes[beside, 3] if beside.any() else boxes[:, 3]))
+    tol = min(0.45 * pitch, 2.5 * text_px)
     crops, owners = [], []
     for a in anchors:
         ya = row.points[a, 1] - y0
@@ -515,37 +535,92 @@ def _label_crops(image: np.ndarray, row: MarkRow, roi=None) -> tuple[list[np.nda
     return crops, owners, text_px
 
 
-def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
-    """The labels beside each of `rows` and the depth readouts on screen, in one OCR run.
+def _in_image(boxes: np.ndarray, roi, origin: tuple[int, int]) -> np.ndarray:
+    """Which boxes (x, y, w, h, offset by `origin` on screen) have their centre on the B-mode
+    image (its mask, or its rectangle without one)."""
+    x, y, w, h = _rect(roi)
+    cx = (boxes[:, 0] + boxes[:, 2] / 2 + origin[0]).astype(int) - x
+    cy = (boxes[:, 1] + boxes[:, 3] / 2 + origin[1]).astype(int) - y
+    inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+    mask = getattr(roi, "mask", None)
+    if mask is not None and mask.shape == (h, w):
+        inside[inside] = mask[cy[inside], cx[inside]]
+    return inside
 
-    Returns ([labels of each row: ((value, step index), ...)], readouts in mm). Label cuts are
-    read as they are and mirrored (a capture flipped left to right); the orientation giving more
-    numbers is kept. Without OCR: ([(), ...], ())."""
+
+def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
+    """The labels beside each of `rows` and the depth readouts on screen, in one OCR run (and
+    a second for the rows whose labels make no scale, cut at their own text height).
+
+    Returns ([the labels of each row as read straight and mirrored (a capture flipped left to
+    right): (((value, step index), ...), ...)], readouts in mm). Without OCR: ([((),), ...], ())."""
     if ocr.available() is not None:
-        return [() for _ in rows], ()
-    crops, sizes = [], []
+        return [((),) for _ in rows], ()
+    crops: list[np.ndarray] = []
+    sizes: list[float] = []
     owner: list[tuple] = []  # ("label", row, step, flipped) or ("readout",)
     for r, row in enumerate(rows):
-        cs, steps, tp = _label_crops(image, row, roi)
-        for flip in (False, True):
-            for c, k in zip(cs, steps):
-                crops.append(c[:, ::-1] if flip else c)
-                sizes.append(tp)
-                owner.append(("label", r, k, flip))
+        _add_labels(crops, sizes, owner, r, _label_crops(image, row, roi))
     for c, tp in _readout_crops(image, roi):
         crops.append(c)
         sizes.append(tp)
         owner.append(("readout",))
-    # Each cut is read twice, at two enlargements: a number counts when both readings give it,
-    # or one gives it surely and the other no number at all; two different numbers cancel, so a
-    # misread at one size ("60" as "3") does not make a scale on its own.
+    labels: list[tuple[dict[int, float], dict[int, float]]] = [({}, {}) for _ in rows]
+    readouts = set()
+    for who, value in zip(owner, _read_twice(crops, sizes, owner)):
+        if value is None:
+            continue
+        if who[0] == "label":
+            _, r, k, flip = who
+            labels[r][int(flip)][k] = value
+        else:
+            readouts.add(value)
+    # The text height of a row's labels is guessed from the character-sized marks around them;
+    # where image speckle outnumbers them the guess is too small and the labels are not cut.
+    # Rows whose labels make no scale are cut again at the height of the marks level with
+    # their ticks, and read in a run of their own (what else is on a sheet sways Tesseract);
+    # those readings only fill steps the first left unread.
+    crops, sizes, owner = [], [], []
+    for r, (row, (straight, flipped)) in enumerate(zip(rows, labels)):
+        if any(len(lab) >= 2 and _label_step(lab)[0] is not None for lab in _orientations(straight, flipped)):
+            continue
+        first, again = _label_crops(image, row, roi), _label_crops(image, row, roi, level=True)
+        if again[0] and abs(again[2] / max(first[2], 1.0) - 1) > 0.15:
+            _add_labels(crops, sizes, owner, r, again)
+    for who, value in zip(owner, _read_twice(crops, sizes, owner)):
+        if value is not None:
+            _, r, k, flip = who
+            labels[r][int(flip)].setdefault(k, value)
+    return [_orientations(straight, flipped) for straight, flipped in labels], tuple(sorted(readouts))
+
+
+def _add_labels(crops: list, sizes: list, owner: list, r: int, cut) -> None:
+    """A row's label cuts as they are and mirrored, with their text height and owner."""
+    cs, steps, tp = cut
+    for flip in (False, True):
+        for c, k in zip(cs, steps):
+            crops.append(c[:, ::-1] if flip else c)
+            sizes.append(tp)
+            owner.append(("label", r, k, flip))
+
+
+def _read_twice(crops: list[np.ndarray], sizes: list[float], owner: list[tuple]) -> list[float | None]:
+    """The number each cut says (a label's value, a readout's depth in mm), or None.
+
+    Each cut is read twice, at two enlargements, in one OCR run: a number counts when both
+    readings give it (the surer one sure), or one gives it surely and the other no number at
+    all; two different numbers cancel, so a misread at one size ("60" as "3") does not make a
+    scale on its own. A readout comes from the first reading only (the second may only cancel
+    it): it is a whole line of small text, and a second chance to read it is a second chance to
+    misread it."""
+    if not crops:
+        return []
     n = len(crops)
     words = ocr.read_words(crops + crops, sizes + [t * ocr.TEXT_PX / ocr.ALT_TEXT_PX for t in sizes], in_line=True)
     texts: dict[int, list] = {}
     for wd in words:
         texts.setdefault(wd.crop, []).append(wd)
-    labels: list[tuple[dict[int, float], dict[int, float]]] = [({}, {}) for _ in rows]
-    readouts = set()
+    out: list[float | None] = []
     for i, who in enumerate(owner):
         parse = ocr.number if who[0] == "label" else ocr.depth_readout
         sure = ocr.SURE if who[0] == "label" else ocr.READOUT_SURE
@@ -553,35 +628,33 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
         for j in (i, i + n):
             ws = sorted(texts.get(j, []), key=lambda wd: wd.box[0])
             joined = ("" if who[0] == "label" else " ").join(wd.text for wd in ws)
-            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0), bool(ws)))
-        (a_val, a_conf, a_any), (b_val, b_conf, b_any) = got
-        # two numbers that differ: neither is trusted; one reading will do while the other
-        # gives no number there (a lone digit is often missed at one size). A readout comes from
-        # the first reading only (the second may only cancel it): it is a whole line of small
-        # text, and a second chance to read it is a second chance to misread it.
+            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0)))
+        (a_val, a_conf), (b_val, b_conf) = got
         if a_val is not None and b_val is not None:
-            if a_val != b_val or a_conf < sure:
-                continue
-            value = a_val
+            out.append(a_val if a_val == b_val and max(a_conf, b_conf) >= sure else None)
         elif a_val is not None and a_conf >= sure:
-            value = a_val
+            out.append(a_val)
         elif b_val is not None and b_conf >= sure and who[0] == "label":
-            value = b_val
+            out.append(b_val)
         else:
-            continue
-        if who[0] == "label":
-            _, r, k, flip = who
-            labels[r][int(flip)][k] = value
-        else:
-            readouts.add(value)
-    out = []
-    for straight, flipped in labels:
-        best, other = (straight, flipped) if len(straight) >= len(flipped) else (flipped, straight)
-        for k, val in other.items():  # a "0" or "8" reads the same mirrored: one missed either way counts
-            if k not in best and val in (0.0, 8.0):
-                best[k] = val
-        out.append(tuple(sorted(((val, k) for k, val in best.items()), key=lambda t: t[1])))
-    return out, tuple(sorted(readouts))
+            out.append(None)
+    return out
+
+
+def _orientations(straight: dict[int, float], flipped: dict[int, float]) -> tuple[tuple, ...]:
+    """The labels of one row as read straight and as read mirrored, each ((value, step), ...),
+    the same reading once. A "0" or "8" reads the same either way: one missed in one
+    orientation counts from the other."""
+    out: list[tuple] = []
+    for own, other in ((straight, flipped), (flipped, straight)):
+        merged = dict(own)
+        for k, val in other.items():
+            if k not in merged and val in (0.0, 8.0):
+                merged[k] = val
+        pairs = tuple(sorted(((val, k) for k, val in merged.items()), key=lambda t: t[1]))
+        if pairs not in out:
+            out.append(pairs)
+    return tuple(out)
 
 
 def _label_at(boxes: np.ndarray, t0: float, t1: float, text_px: float) -> np.ndarray | None:
@@ -747,23 +820,29 @@ def read_depth_scale(image: np.ndarray, roi, tick_mm: float | None = None) -> tu
             distinct.append(row)  # a row that is a subset of one kept holds nothing new
     labels, readouts = read_numbers(image, roi, distinct)
     _, top, _, h = _rect(roi)
-    verdicts = [
-        interpret(
-            row,
-            lab,
-            readouts,
-            extent_px(row, roi),
-            tick_mm,
-            _fill(roi),
-            h,
-            abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px),
-        )
-        for row, lab in zip(distinct, labels)
-    ]
+    verdicts = []
+    for row, readings in zip(distinct, labels):
+        at_top = abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px)
+        each = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h, at_top) for lab in readings]
+        verdicts.append(_one_orientation(each))
     for v in verdicts:
         if v.step_mm is not None:
             return v, rows
     return verdicts[0], rows
+
+
+def _one_orientation(each: list[Verdict]) -> Verdict:
+    """One row's verdict from its labels read straight and mirrored: the screen is one or the
+    other, so a reading whose numbers make no scale is the wrong one, and the other counts.
+    Both confirming the same step is that step; two different steps are refused."""
+    sure = [v for v in each if v.step_mm is not None]
+    steps = {v.step_mm for v in sure if v.step_mm is not None}
+    if len(steps) == 1:
+        return sure[0]
+    if len(steps) > 1:
+        say = " or ".join(f"{_fmt(t)} mm" for t in sorted(steps))
+        return Verdict(each[0].row, None, f"labels read straight and mirrored give steps of {say}")
+    return each[0]
 
 
 def _fill(roi) -> float:
