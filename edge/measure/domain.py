@@ -85,16 +85,17 @@ _GREY = np.arange(256, dtype=np.float32) / np.float32(255.0)  # each grey level 
 def image_features(model_image: np.ndarray) -> np.ndarray:
     """The 20 image statistics (IMAGE_FEATURES) of a uint8 model image (H, W) or (H, W, C).
 
-    The grey-level statistics come from the image's 256-bin histogram, the sums from OpenCV's
-    double-precision reductions, without a temporary array per term (the features as before to
-    float32 rounding; tests/test_domain_features.py keeps the former code to prove it)."""
+    The grey-level statistics come from the image's 256-bin histogram, every mean from one of
+    OpenCV's double-precision reductions, and the terms after the blurs reuse the blurs' buffers
+    (the features as before to float32 rounding; tests/test_domain_features.py keeps the former
+    code to prove it)."""
     img = np.asarray(model_image)
     g8: np.ndarray = (
         img.reshape(img.shape[:2]) if img.ndim == 2 or img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     )
     h, w = g8.shape
     n = h * w
-    counts = np.bincount(g8.ravel(), minlength=256)
+    counts = cv2.calcHist([g8], [0], None, [256], [0, 256]).ravel().astype(np.int64)  # exact below 2**24 pixels
     n_inside = n - int(counts[: BLANK_LEVEL + 1].sum())
     use_inside = n_inside / n > 0.05
     hist = counts.astype(np.float64)
@@ -102,22 +103,28 @@ def image_features(model_image: np.ndarray) -> np.ndarray:
         hist[: BLANK_LEVEL + 1] = 0
     total = hist.sum()
     cdf = np.cumsum(hist) / max(total, 1.0)
-    r = cdf.astype(np.float32)[g8]  # each pixel's grey-level rank, 0-1 (0 outside the image area)
+    r = cv2.LUT(g8, cdf.astype(np.float32))  # each pixel's grey-level rank, 0-1 (0 outside the image area)
     grey = [*_grey_statistics(hist, total), 1.0 - n_inside / n, float(counts[SATURATED_LEVEL:].sum()) / n]
     b1, b2, b4, b8 = (cv2.GaussianBlur(r, (0, 0), s) for s in (1, 2, 4, 8))
     texture = [cv2.norm(a, b, cv2.NORM_L1) / n for a, b in ((r, b1), (b1, b2), (b2, b4), (b4, b8))]
-    gy = cv2.Sobel(b1, cv2.CV_32F, 0, 1)
-    gx = cv2.Sobel(b1, cv2.CV_32F, 1, 0)
-    jxx, jyy, jxy = (cv2.blur(cv2.multiply(a, b), (15, 15)) for a, b in ((gx, gx), (gy, gy), (gx, gy)))
-    num = cv2.magnitude(cv2.subtract(jxx, jyy), jxy * np.float32(2.0))
+    # the structure tensor and the speckle's correlation in the blurs' buffers: a fresh array
+    # costs more here (its pages first touched) than the arithmetic on it
+    gy = cv2.Sobel(b1, cv2.CV_32F, 0, 1, dst=b2)
+    gx = cv2.Sobel(b1, cv2.CV_32F, 1, 0, dst=b8)
+    anisotropy = (cv2.norm(gy, cv2.NORM_L1) / n) / (cv2.norm(gx, cv2.NORM_L1) / n + 1e-6)
+    jxy = cv2.blur(cv2.multiply(gx, gy, dst=b1), (15, 15), dst=b1)
+    jyy = cv2.blur(cv2.multiply(gy, gy, dst=gy), (15, 15), dst=gy)
+    jxx = cv2.blur(cv2.multiply(gx, gx, dst=gx), (15, 15), dst=gx)
+    num = cv2.subtract(jxx, jyy)
     den = cv2.add(jxx, jyy, dst=jxx)
     den += np.float32(1e-6)
+    jxy *= np.float32(2.0)
+    num = cv2.magnitude(num, jxy, num)  # sqrt((jxx - jyy)^2 + 4 jxy^2)
     coherence = cv2.sumElems(cv2.divide(num, den, dst=num))[0] / n
-    anisotropy = (cv2.norm(gy, cv2.NORM_L1) / n) / (cv2.norm(gx, cv2.NORM_L1) / n + 1e-6)
     z = cv2.subtract(r, b4, dst=b4)
     power = cv2.norm(z, cv2.NORM_L2SQR) / n + 1e-8
-    axial = cv2.sumElems(cv2.multiply(z[2:], z[:-2]))[0] / ((h - 2) * w) / power
-    lateral = cv2.sumElems(cv2.multiply(z[:, 2:], z[:, :-2]))[0] / (h * (w - 2)) / power
+    axial = cv2.sumElems(cv2.multiply(z[2:], z[:-2], dst=jyy[2:]))[0] / ((h - 2) * w) / power
+    lateral = cv2.sumElems(cv2.multiply(z[:, 2:], z[:, :-2], dst=jxy[:, 2:]))[0] / (h * (w - 2)) / power
     rows = cv2.reduce(r, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel()
     depth = [float(rows[i * h // 4 : (i + 1) * h // 4].sum()) / ((i + 1) * h // 4 - i * h // 4) / w for i in range(4)]
     across = float(cv2.reduce(r, 0, cv2.REDUCE_AVG, dtype=cv2.CV_64F).std())
