@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.measure.scores import best_two
 from edge.numbers import rounded
 
 IMAGE_FEATURES = (
@@ -157,26 +158,15 @@ def margin_features(logits: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
     UNCERTAIN_LOGITS.
 
     Int8 scores differ by one of 256 steps, so their summaries come from a histogram of the
-    steps; the second-best of three scores is their median (exact, ties included)."""
+    steps."""
     x = np.asarray(logits)
-    k = x.shape[-1]
-    if k == 2:
-        best, second = x[..., 1], x[..., 0]
-    elif k == 3:
-        a, b, c = x[..., 0], x[..., 1], x[..., 2]
-        best = np.maximum(np.maximum(a, b), c)
-        second = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
-    else:  # the two largest scores of each pixel
-        top = np.partition(x, k - 2, axis=-1)
-        best, second = top[..., -1], top[..., -2]
+    best, second = best_two(x)
     scale = np.float32(logit_scale)
     if x.dtype in (np.int8, np.uint8):
-        steps = best.astype(np.int16) - second
-        counts = np.bincount((np.abs(steps) if k == 2 else steps).ravel(), minlength=256)
+        counts = np.bincount((best.astype(np.int16) - second).ravel(), minlength=256)
         values = np.arange(len(counts), dtype=np.float32) * scale  # each step in logit units, as float32
         return np.array([*_summaries(counts, values)], np.float64)
-    m = best.astype(np.float32) - second
-    m = (np.abs(m) if k == 2 else m).ravel() * scale
+    m = (best.astype(np.float32) - second).ravel() * scale
     return np.array([float(m.mean()), _percentile10(m), float((m < UNCERTAIN_LOGITS).mean())], np.float64)
 
 
