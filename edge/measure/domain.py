@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.measure.scores import best_two
 from edge.numbers import rounded
 
 IMAGE_FEATURES = (
@@ -79,63 +80,111 @@ BLANK_LEVEL = 2  # grey levels at or below this are blank (outside the scanner's
 SATURATED_LEVEL = 250
 
 
+_GREY = np.arange(256, dtype=np.float32) / np.float32(255.0)  # each grey level as image_features scales it
+
+
 def image_features(model_image: np.ndarray) -> np.ndarray:
-    """The 20 image statistics (IMAGE_FEATURES) of a uint8 model image (H, W) or (H, W, C)."""
+    """The 20 image statistics (IMAGE_FEATURES) of a uint8 model image (H, W) or (H, W, C).
+
+    The grey-level statistics come from the image's 256-bin histogram, every mean from one of
+    OpenCV's double-precision reductions, and the terms after the blurs reuse the blurs' buffers
+    (the features as before to float32 rounding; tests/test_domain_features.py keeps the former
+    code to prove it)."""
     img = np.asarray(model_image)
     g8: np.ndarray = (
         img.reshape(img.shape[:2]) if img.ndim == 2 or img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     )
     h, w = g8.shape
-    inside = g8 > BLANK_LEVEL
-    use_inside = inside.mean() > 0.05
-    g = g8.astype(np.float32) / 255.0
-    v = g[inside] if use_inside else g.ravel()
-    hist = np.bincount(g8.ravel(), minlength=256).astype(np.float64)
+    n = h * w
+    counts = cv2.calcHist([g8], [0], None, [256], [0, 256]).ravel().astype(np.int64)  # exact below 2**24 pixels
+    n_inside = n - int(counts[: BLANK_LEVEL + 1].sum())
+    use_inside = n_inside / n > 0.05
+    hist = counts.astype(np.float64)
     if use_inside:
         hist[: BLANK_LEVEL + 1] = 0
-    cdf = np.cumsum(hist) / max(hist.sum(), 1.0)
-    r = cdf[g8].astype(np.float32)  # each pixel's grey-level rank, 0-1
-    r[~inside if use_inside else np.zeros_like(inside)] = 0.0
-    grey = [
-        float(v.mean()),
-        float(v.std()),
-        *(float(q) for q in np.percentile(v, [5, 50, 95])),
-        float(1.0 - inside.mean()),
-        float((g8 >= SATURATED_LEVEL).mean()),
-    ]
+    total = hist.sum()
+    cdf = np.cumsum(hist) / max(total, 1.0)
+    r = cv2.LUT(g8, cdf.astype(np.float32))  # each pixel's grey-level rank, 0-1 (0 outside the image area)
+    grey = [*_grey_statistics(hist, total), 1.0 - n_inside / n, float(counts[SATURATED_LEVEL:].sum()) / n]
     b1, b2, b4, b8 = (cv2.GaussianBlur(r, (0, 0), s) for s in (1, 2, 4, 8))
-    texture = [
-        float(np.abs(r - b1).mean()),
-        float(np.abs(b1 - b2).mean()),
-        float(np.abs(b2 - b4).mean()),
-        float(np.abs(b4 - b8).mean()),
-    ]
-    gy = cv2.Sobel(b1, cv2.CV_32F, 0, 1)
-    gx = cv2.Sobel(b1, cv2.CV_32F, 1, 0)
-    jxx, jyy, jxy = (cv2.blur(a, (15, 15)) for a in (gx * gx, gy * gy, gx * gy))
-    coherence = float((np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-6)).mean())
-    anisotropy = float(np.abs(gy).mean() / (np.abs(gx).mean() + 1e-6))
-    z = r - b4
-    power = float((z * z).mean()) + 1e-8
-    axial = float((z[2:] * z[:-2]).mean() / power)
-    lateral = float((z[:, 2:] * z[:, :-2]).mean() / power)
-    depth = [float(r[i * h // 4 : (i + 1) * h // 4].mean()) for i in range(4)]
-    across = float(r.mean(axis=0).std())
+    texture = [cv2.norm(a, b, cv2.NORM_L1) / n for a, b in ((r, b1), (b1, b2), (b2, b4), (b4, b8))]
+    # the structure tensor and the speckle's correlation in the blurs' buffers: a fresh array
+    # costs more here (its pages first touched) than the arithmetic on it
+    gy = cv2.Sobel(b1, cv2.CV_32F, 0, 1, dst=b2)
+    gx = cv2.Sobel(b1, cv2.CV_32F, 1, 0, dst=b8)
+    anisotropy = (cv2.norm(gy, cv2.NORM_L1) / n) / (cv2.norm(gx, cv2.NORM_L1) / n + 1e-6)
+    jxy = cv2.blur(cv2.multiply(gx, gy, dst=b1), (15, 15), dst=b1)
+    jyy = cv2.blur(cv2.multiply(gy, gy, dst=gy), (15, 15), dst=gy)
+    jxx = cv2.blur(cv2.multiply(gx, gx, dst=gx), (15, 15), dst=gx)
+    num = cv2.subtract(jxx, jyy)
+    den = cv2.add(jxx, jyy, dst=jxx)
+    den += np.float32(1e-6)
+    jxy *= np.float32(2.0)
+    num = cv2.magnitude(num, jxy, num)  # sqrt((jxx - jyy)^2 + 4 jxy^2)
+    coherence = cv2.sumElems(cv2.divide(num, den, dst=num))[0] / n
+    z = cv2.subtract(r, b4, dst=b4)
+    power = cv2.norm(z, cv2.NORM_L2SQR) / n + 1e-8
+    axial = cv2.sumElems(cv2.multiply(z[2:], z[:-2], dst=jyy[2:]))[0] / ((h - 2) * w) / power
+    lateral = cv2.sumElems(cv2.multiply(z[:, 2:], z[:, :-2], dst=jxy[:, 2:]))[0] / (h * (w - 2)) / power
+    rows = cv2.reduce(r, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel()
+    depth = [float(rows[i * h // 4 : (i + 1) * h // 4].sum()) / ((i + 1) * h // 4 - i * h // 4) / w for i in range(4)]
+    across = float(cv2.reduce(r, 0, cv2.REDUCE_AVG, dtype=cv2.CV_64F).std())
     return np.array(grey + texture + [coherence, anisotropy, axial, lateral] + depth + [across], np.float64)
+
+
+def _grey_statistics(hist: np.ndarray, total: float) -> tuple[float, ...]:
+    """Mean, standard deviation and 5th, 50th and 95th percentiles (numpy's default linear
+    interpolation between order statistics) of the grey levels counted in `hist`."""
+    grey = _GREY.astype(np.float64)
+    mean = float(hist @ grey) / total
+    spread = math.sqrt(float(hist @ (grey - mean) ** 2) / total)
+    cum = np.cumsum(hist)
+    return mean, spread, *(_counted_percentile(cum, _GREY, q) for q in (5, 50, 95))
+
+
+def _counted_percentile(cum: np.ndarray, values: np.ndarray, q: float) -> float:
+    """np.percentile(.., q) (its default linear interpolation between the two order statistics
+    around (n - 1) * q / 100) of a sample given as cumulative counts `cum` of sorted `values`."""
+    n = int(cum[-1])
+    at = (n - 1) * q / 100
+    lo = math.floor(at)
+    a, b = (float(values[np.searchsorted(cum, k, side="right")]) for k in (lo, min(lo + 1, n - 1)))
+    return a + (b - a) * (at - lo)
 
 
 def margin_features(logits: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
     """The model's confidence in one frame (MARGIN_FEATURES): of each pixel's best minus
     second-best class score in logit units, the mean, the 10th percentile and the share under
-    UNCERTAIN_LOGITS."""
+    UNCERTAIN_LOGITS.
+
+    Int8 scores differ by one of 256 steps, so their summaries come from a histogram of the
+    steps."""
     x = np.asarray(logits)
-    if x.shape[-1] == 2:
-        m = np.abs(x[..., 1].astype(np.float32) - x[..., 0])
-    else:  # the two largest scores of each pixel
-        top = np.partition(x, x.shape[-1] - 2, axis=-1)
-        m = top[..., -1].astype(np.float32) - top[..., -2]
-    m = m.ravel() * np.float32(logit_scale)
-    return np.array([float(m.mean()), float(np.percentile(m, 10)), float((m < UNCERTAIN_LOGITS).mean())], np.float64)
+    best, second = best_two(x)
+    scale = np.float32(logit_scale)
+    if x.dtype in (np.int8, np.uint8):
+        counts = np.bincount((best.astype(np.int16) - second).ravel(), minlength=256)
+        values = np.arange(len(counts), dtype=np.float32) * scale  # each step in logit units, as float32
+        return np.array([*_summaries(counts, values)], np.float64)
+    m = (best.astype(np.float32) - second).ravel() * scale
+    return np.array([float(m.mean()), _percentile10(m), float((m < UNCERTAIN_LOGITS).mean())], np.float64)
+
+
+def _summaries(counts: np.ndarray, values: np.ndarray) -> tuple[float, float, float]:
+    """margin_features of the margins counted in `counts`, one count per (sorted) value."""
+    n = int(counts.sum())
+    p10 = _counted_percentile(np.cumsum(counts), values, 10)
+    return float(counts @ values.astype(np.float64)) / n, p10, float(counts[values < UNCERTAIN_LOGITS].sum()) / n
+
+
+def _percentile10(m: np.ndarray) -> float:
+    """np.percentile(m, 10) of a flat array, from the two order statistics it interpolates."""
+    at = (len(m) - 1) * 0.1
+    lo = math.floor(at)
+    hi = min(lo + 1, len(m) - 1)
+    part = np.partition(m, [lo, hi])
+    a, b = float(part[lo]), float(part[hi])
+    return a + (b - a) * (at - lo)
 
 
 @dataclass(frozen=True)

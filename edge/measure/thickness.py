@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge.measure.quality import REJECTING, Quality
+from edge.measure.scores import best_two
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 
     top = first.astype(np.float64)
     bottom = last.astype(np.float64) + 1.0
     if logits is not None:
-        top, bottom = _subpixel(logits.astype(np.float32), first, last, top, bottom, tlf, above, below)
+        top, bottom = _subpixel(np.asarray(logits), first, last, top, bottom, tlf, above, below)
     top = np.where(valid, top, np.nan)
     bottom = np.where(valid, bottom, np.nan)
     return BandEdges(top, bottom, valid, present, order_error, fragmented)
@@ -214,22 +215,26 @@ def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 
 
 def _subpixel(logits, first, last, top, bottom, tlf, above, below):
     """Move each edge to where the band's logit crosses the strongest logit of the classes on
-    that side (linear interpolation)."""
+    that side (linear interpolation). Only the two rows around each edge are read, as float32."""
     h, w = logits.shape[:2]
     cols = np.arange(w)
-    side_above = logits[..., above].max(axis=-1) if len(above) > 1 else logits[..., int(above[0])]
-    side_below = logits[..., below].max(axis=-1) if len(below) > 1 else logits[..., int(below[0])]
+    above, below = np.asarray(above), np.asarray(below)
+
+    def scores(rows):  # each column's scores at `rows`: the band's, the strongest above and below
+        x = logits[rows, cols].astype(np.float32)
+        return x[:, tlf], x[:, above].max(axis=-1), x[:, below].max(axis=-1)
+
     # Top edge: between row first-1 (above wins) and row first (TLF wins).
     r0 = np.clip(first - 1, 0, h - 1)
-    d0 = side_above[r0, cols] - logits[r0, cols, tlf]
-    d1 = side_above[first, cols] - logits[first, cols, tlf]
+    (t0, a0, _), (t1, a1, _) = scores(r0), scores(first)
+    d0, d1 = a0 - t0, a1 - t1
     ok = (first >= 1) & (d0 > 0) & (d1 <= 0)
     frac = np.divide(d0, d0 - d1, out=np.full(w, 0.5, np.float32), where=ok)
     top = np.where(ok, r0 + 0.5 + frac, top)
     # Bottom edge: between row last (TLF wins) and row last+1 (below wins).
     r1 = np.clip(last + 1, 0, h - 1)
-    e0 = logits[last, cols, tlf] - side_below[last, cols]
-    e1 = logits[r1, cols, tlf] - side_below[r1, cols]
+    (t0, _, b0), (t1, _, b1) = scores(last), scores(r1)
+    e0, e1 = t0 - b0, t1 - b1
     ok = (last + 1 < h) & (e0 > 0) & (e1 <= 0)
     frac = np.divide(e0, e0 - e1, out=np.full(w, 0.5, np.float32), where=ok)
     bottom = np.where(ok, last + 0.5 + frac, bottom)
@@ -244,6 +249,13 @@ def _local_slope(centre: np.ndarray, valid: np.ndarray, span: int) -> np.ndarray
     filled = np.interp(np.arange(centre.size), idx, centre[idx])
     smooth = cv2.blur(filled.reshape(1, -1).astype(np.float32), (span, 1), borderType=cv2.BORDER_REPLICATE).ravel()
     return np.gradient(smooth)
+
+
+def band_margin(labels: np.ndarray, logits: np.ndarray, columns: slice, tlf: int) -> np.float32:
+    """The mean of the best minus the second-best score (float32, in the logits' unit) over the
+    band's pixels in `columns`."""
+    best, second = best_two(logits[:, columns][labels[:, columns] == tlf].astype(np.float32))
+    return np.float32((best - second).mean())
 
 
 def measure_thickness(
@@ -295,10 +307,7 @@ def measure_thickness(
     if edges.fragmented[win].sum() > options.max_order_errors * n_win:
         flags |= Quality.FRAGMENTED
     if logits is not None and valid_win.any():
-        band = labels[:, win] == tlf
-        srt = np.sort(logits[:, win].astype(np.float32), axis=-1)
-        margin = (srt[..., -1] - srt[..., -2])[band].mean() * logit_scale
-        if margin < options.min_margin:
+        if band_margin(labels, logits, win, tlf) * logit_scale < options.min_margin:
             flags |= Quality.LOW_CONFIDENCE
     values = per_column[win][valid_win]
     if flags & REJECTING or values.size == 0:

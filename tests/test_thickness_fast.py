@@ -1,0 +1,101 @@
+"""The measurement step (edge.measure.thickness) with less work per frame: the band's edges read
+only the rows around them and the band's margin takes the best two scores without sorting. The
+results must be the former ones bit for bit; the former code is kept below, verbatim, as the
+reference (`_subpixel` as it was, and the margin as `measure_thickness` computed it)."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+import pytest
+
+from edge.frame import Frame
+from edge.measure import thickness
+from edge.measure.scores import best_two
+from edge.measure.thickness import ThicknessOptions, band_margin, measure_thickness, neighbours, window_slice
+from edge.model.segmenter import Segmenter, SegmenterOptions
+from edge.sim.render import scan
+
+
+# ---- the former code (edge/measure/thickness.py before issue 25), verbatim ----
+def old_subpixel(logits, first, last, top, bottom, tlf, above, below):
+    """Move each edge to where the band's logit crosses the strongest logit of the classes on
+    that side (linear interpolation)."""
+    h, w = logits.shape[:2]
+    cols = np.arange(w)
+    side_above = logits[..., above].max(axis=-1) if len(above) > 1 else logits[..., int(above[0])]
+    side_below = logits[..., below].max(axis=-1) if len(below) > 1 else logits[..., int(below[0])]
+    # Top edge: between row first-1 (above wins) and row first (TLF wins).
+    r0 = np.clip(first - 1, 0, h - 1)
+    d0 = side_above[r0, cols] - logits[r0, cols, tlf]
+    d1 = side_above[first, cols] - logits[first, cols, tlf]
+    ok = (first >= 1) & (d0 > 0) & (d1 <= 0)
+    frac = np.divide(d0, d0 - d1, out=np.full(w, 0.5, np.float32), where=ok)
+    top = np.where(ok, r0 + 0.5 + frac, top)
+    # Bottom edge: between row last (TLF wins) and row last+1 (below wins).
+    r1 = np.clip(last + 1, 0, h - 1)
+    e0 = logits[last, cols, tlf] - side_below[last, cols]
+    e1 = logits[r1, cols, tlf] - side_below[r1, cols]
+    ok = (last + 1 < h) & (e0 > 0) & (e1 <= 0)
+    frac = np.divide(e0, e0 - e1, out=np.full(w, 0.5, np.float32), where=ok)
+    bottom = np.where(ok, last + 0.5 + frac, bottom)
+    return top, bottom
+
+
+def old_band_margin(labels, logits, win, tlf, logit_scale):
+    band = labels[:, win] == tlf
+    srt = np.sort(logits[:, win].astype(np.float32), axis=-1)
+    margin = (srt[..., -1] - srt[..., -2])[band].mean() * logit_scale
+    return margin
+
+
+# ---- the comparison ----
+@functools.cache
+def segmentations():
+    """(labels, logits, logit_scale, spacing, image) of the demo model on phantom scans, and of
+    random scores of 2 to 4 classes in int8 and float32 (ties included)."""
+    seg = Segmenter.create(SegmenterOptions(num_threads=1))
+    out = []
+    for seed in range(8):
+        s = seg.segment(Frame(scan(seed, (320, 400), wide=seed > 4).image, time.monotonic(), seed, spacing_mm=(0.1, 0.12)))
+        out.append((s.labels, s.logits, s.logit_scale, s.spacing_mm, s.image, s.response))
+    rng = np.random.default_rng(5)
+    for k in (2, 3, 4):
+        rows = np.arange(96)[:, None, None]
+        centre = np.array([20, 45, 70, 90][: k - 1])  # class boundaries down the image
+        smooth = -np.abs(rows - np.r_[10, (centre[:-1] + centre[1:]) / 2, 95][:k]) + rng.normal(0, 4, (96, 64, k))
+        for x, scale in ((np.clip(np.round(smooth), -128, 127).astype(np.int8), 0.25), (smooth.astype(np.float32), 1.0)):
+            out.append((np.argmax(x, axis=-1).astype(np.uint8), x, scale, (0.2, 0.2), None, None))
+    return out
+
+
+@pytest.mark.parametrize("case", range(14))
+def test_the_measurement_is_the_former_one_bit_for_bit(case, monkeypatch):
+    labels, logits, scale, spacing, image, response = segmentations()[case]
+    k = logits.shape[-1]
+    for tlf in range(k) if k > 2 else (1,):
+        args = (labels, logits, spacing, ThicknessOptions(), scale, tlf, k, response, image)
+        new = measure_thickness(*args)
+        with monkeypatch.context() as m:
+            m.setattr(thickness, "_subpixel", lambda lg, *a: old_subpixel(lg.astype(np.float32), *a))
+            m.setattr(thickness, "band_margin", lambda lb, lg, win, t: old_band_margin(lb, lg, win, t, 1.0))
+            old = measure_thickness(*args)
+        assert new.flags == old.flags and new.columns == old.columns and new.coverage == old.coverage
+        assert np.array_equal(new.value, old.value, equal_nan=True) and np.array_equal(new.spread, old.spread, equal_nan=True)
+        assert np.array_equal(new.per_column, old.per_column, equal_nan=True)
+        for a, b in zip(vars(new.edges).values(), vars(old.edges).values()):
+            assert np.array_equal(a, b, equal_nan=True)
+        win = window_slice(ThicknessOptions(), labels.shape[1])
+        if (labels[:, win] == tlf).any():
+            assert band_margin(labels, logits, win, tlf) * scale == old_band_margin(labels, logits, win, tlf, scale)
+
+
+def test_the_best_two_scores_are_the_last_two_of_a_sort():
+    rng = np.random.default_rng(2)
+    for k in (2, 3, 4, 5):
+        for x in (rng.integers(-3, 3, (50, 40, k)).astype(np.int8), rng.normal(size=(50, 40, k)).astype(np.float32)):
+            best, second = best_two(x)
+            srt = np.sort(x, axis=-1)
+            assert np.array_equal(best, srt[..., -1]) and np.array_equal(second, srt[..., -2])
