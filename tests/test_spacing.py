@@ -331,6 +331,18 @@ def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr
     assert f"labels ['0', '{10 * int(depth // 10)}']" in cal.note  # the last whole cm
 
 
+@pytest.mark.parametrize("size,seed,depth", [((640, 480), 69585, 110.0), ((800, 600), 229818, 115.0),
+                                             ((640, 480), 624040, 125.0)])
+def test_a_sector_scale_starts_at_its_apex_not_at_a_letter_above_it(size, seed, depth, needs_ocr):
+    """Sector screens once refused ("readout 110 mm ... 12 steps"): a piece of the title's
+    letters lies on the dots' line one step above the virtual apex and was counted as a dot.
+    The scale starts at the apex (where the fan's edges meet): no mark before it counts."""
+    shot = ps.screen(seed, size, depth_mm=depth, style="sector_dots")
+    cal, readings = from_screen(shot.image, detect_roi(shot.image))
+    assert cal.source == "screen", cal.note
+    assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and readings[0].mm_per_tick == 10.0
+    assert len(readings[0].positions) == int(depth // 10) + 1  # a dot at each cm from 0 at the apex
+
 @pytest.mark.parametrize("conf,used", [((34.0, 60.0), True), ((60.0, 34.0), True), ((34.0, 34.0), False)])
 def test_a_readout_read_the_same_twice_counts_at_the_surer_reading(conf, used, monkeypatch):
     """Two readings of a readout line at two enlargements ("11cm" on the Philips CX50 once read

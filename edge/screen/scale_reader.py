@@ -292,25 +292,27 @@ def _dots_at(
             best = (run, sel[first])
     if best is None:
         return []
-    sel = best[1]
-    p = pts[sel]
-    order = np.argsort(p[:, 1] + 1e-3 * p[:, 0])  # down the screen
-    p = p[order]
+    row = _line_of_dots(pts[best[1]] + np.asarray(origin, float), span_min)
+    return [] if row is None else [row]
+
+
+def _line_of_dots(p: np.ndarray, span_min: float) -> MarkRow | None:
+    """The row of dots at screen points `p` (on one line), or None when they are not evenly
+    spaced over `span_min` px or too many steps lack their dot."""
+    p = p[np.argsort(p[:, 1] + 1e-3 * p[:, 0])]  # down the screen
     u = p[-1] - p[0]
     u = u / max(np.hypot(*u), 1e-9)
     pos = (p - p[0]) @ u
     fit = _fit_pitch(pos)
     if fit is None or pos[-1] < span_min:
-        return []
+        return None
     index, pitch = fit
     if len(index) < 0.6 * (index[-1] + 1):
-        return []
-    ox, oy = origin
-    p = p + np.array([ox, oy])
+        return None
     x0, y0 = np.floor(p.min(axis=0)).astype(int) - 3
     x1, y1 = np.ceil(p.max(axis=0)).astype(int) + 3
     band = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-    return [MarkRow("dots", p, index, pitch, (float(u[0]), float(u[1])), np.zeros(len(p), bool), None, band)]
+    return MarkRow("dots", p, index, pitch, (float(u[0]), float(u[1])), np.zeros(len(p), bool), None, band)
 
 
 def _search_area(shape, rect, mask, v: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
@@ -367,9 +369,48 @@ def find_rows(image: np.ndarray, roi, axis: str = "depth") -> list[MarkRow]:
     (X0, Y0, BW, BH), allowed = _search_area(v.shape, rect, mask, v)
     area = v[Y0 : Y0 + BH, X0 : X0 + BW]
     span_min = 0.35 * rect[3]
-    dots = [r for r in _dot_rows(area, allowed, span_min, (X0, Y0)) if _along_a_sector_edge(r, rect, mask)]
-    rows = _tick_rows(area, allowed, span_min, (X0, Y0)) + dots
+    dots = [_from_the_apex(r, rect, mask, span_min) for r in _dot_rows(area, allowed, span_min, (X0, Y0))]
+    rows = _tick_rows(area, allowed, span_min, (X0, Y0))
+    rows += [r for r in dots if r is not None and _along_a_sector_edge(r, rect, mask)]
     return sorted(rows, key=lambda r: -len(r.index))
+
+
+def _apex(rect, mask) -> tuple[float, float] | None:
+    """Where a sector image's two straight edges meet (screen x, y): its virtual apex, at or
+    above its top. The edges are fitted over the middle of the rows from the image's top to its
+    widest row (above the arc's corners); None when they do not open downwards (no sector)."""
+    if mask is None or mask.mean() > 0.9:
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) < 10:
+        return None
+    left = mask[rows].argmax(axis=1).astype(float)
+    right = (mask.shape[1] - mask[rows, ::-1].argmax(axis=1)).astype(float)
+    top, widest = rows[0], rows[int(np.argmax(right - left))]
+    sel = (rows >= top + 0.15 * (widest - top)) & (rows <= top + 0.85 * (widest - top))
+    if sel.sum() < 5:
+        return None
+    ys = rows[sel] + 0.5
+    (sl, cl), (sr, cr) = np.polyfit(ys, left[sel], 1), np.polyfit(ys, right[sel], 1)
+    if not sl < 0 < sr:
+        return None
+    ya = (cl - cr) / (sr - sl)
+    x, y, _, _ = rect
+    return float(x + sr * ya + cr), float(y + ya)
+
+
+def _from_the_apex(row: MarkRow, rect, mask, span_min: float) -> MarkRow | None:
+    """A row of dots without the marks before its sector's virtual apex: depth 0 is at the apex
+    (a phased array) or below it (a curved array's skin line), so a mark more than half a step
+    before it lies on something else on the line (a letter of the title above the image)."""
+    apex = _apex(rect, mask)
+    if apex is None:
+        return row
+    u = np.array(row.direction)
+    before = (row.points - np.array(apex)) @ u < -0.5 * row.pitch_px
+    if not before.any():
+        return row
+    return _line_of_dots(row.points[~before], span_min)
 
 
 def _along_a_sector_edge(row: MarkRow, rect, mask) -> bool:
