@@ -67,16 +67,15 @@ class Meter:
 
 
 def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256", threads: int = 0) -> dict:
-    from firmware_bridge.emulator import DisplayEmulator
-
-    from edge.sinks.csvlog import CsvLog
-    from edge.runtime.pipeline import Pipeline
-    from edge.sinks.recording import RecordingSink
     from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.runtime.factory import open_source
+    from edge.runtime.pipeline import Pipeline
     from edge.sinks.console import ConsoleStatus
+    from edge.sinks.csvlog import CsvLog
     from edge.sinks.display import DisplaySink
     from edge.sinks.jsonl import JsonLinesLog
-    from edge.runtime.factory import open_source
+    from edge.sinks.recording import RecordingSink
+    from firmware_bridge.emulator import DisplayEmulator
 
     out.mkdir(parents=True, exist_ok=True)
     warmup = min(120.0, seconds / 4)
@@ -85,11 +84,19 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
     segmenter = Segmenter.create(SegmenterOptions(num_threads=threads))
     emulator = DisplayEmulator(320, 240).start()
     meter = Meter()
-    recording = RecordingSink(out / "soak.avi", fps=30.0, min_free_bytes=200 * 2**20, tlf_class=segmenter.bundle.tlf_class)
+    recording = RecordingSink(
+        out / "soak.avi", fps=30.0, min_free_bytes=200 * 2**20, tlf_class=segmenter.bundle.tlf_class
+    )
     display = DisplaySink(emulator.port, segmenter.bundle.model_id, 921600, segmenter.bundle.tlf_class)
     devnull = open(os.devnull, "w")
-    sinks = [JsonLinesLog(out / "frames.jsonl", segmenter.bundle.sha256), CsvLog(out / "frames.csv", segmenter.bundle.sha256),
-             display, recording, ConsoleStatus(devnull), meter]
+    sinks = [
+        JsonLinesLog(out / "frames.jsonl", segmenter.bundle.sha256),
+        CsvLog(out / "frames.csv", segmenter.bundle.sha256),
+        display,
+        recording,
+        ConsoleStatus(devnull),
+        meter,
+    ]
     err = open(out / "stderr.log", "w", buffering=1)
     pipeline = Pipeline(source, segmenter, sinks, err=err)
 
@@ -144,21 +151,37 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
         "seconds": round(seconds, 1),
         "warmup_s": round(warmup, 1),
         "frames": stats.frames,
-        "fps": {"window_s": round(window_s, 1), "windows": len(fps), **percentiles(fps),
-                "overall": round(stats.fps, 2)},
-        "rss_mb": {"start": round(samples[0][1], 1) if samples else None, "after_warmup": None if warm is None else round(warm, 1),
-                   "end": None if end is None else round(end, 1), "peak": round(max(s[1] for s in samples), 1) if samples else None},
+        "fps": {
+            "window_s": round(window_s, 1),
+            "windows": len(fps),
+            **percentiles(fps),
+            "overall": round(stats.fps, 2),
+        },
+        "rss_mb": {
+            "start": round(samples[0][1], 1) if samples else None,
+            "after_warmup": None if warm is None else round(warm, 1),
+            "end": None if end is None else round(end, 1),
+            "peak": round(max(s[1] for s in samples), 1) if samples else None,
+        },
         "rss_growth_mb": growth,
         "rss_trend_mb": trend,
         "log_lines": {"jsonl": jsonl, "csv": csv_rows, "lost": (stats.frames - jsonl) + (stats.frames - csv_rows)},
         "recording": {"frames": recorded, "lost": stats.frames - recorded, "bytes": (out / "soak.avi").stat().st_size},
-        "display": {"frames_sent": display.link_stats.get("frames_sent") if display.link_stats else None,
-                    "frames_received": shown, "crc_errors": crc},
+        "display": {
+            "frames_sent": display.link_stats.get("frames_sent") if display.link_stats else None,
+            "frames_received": shown,
+            "crc_errors": crc,
+        },
         "dead_outputs": stats.dead_sinks,
         "dropped_frames": stats.dropped_frames,
     }
-    report["ok"] = bool(growth is not None and growth <= MAX_GROWTH_MB and report["log_lines"]["lost"] == 0
-                        and report["recording"]["lost"] == 0 and not stats.dead_sinks)
+    report["ok"] = bool(
+        growth is not None
+        and growth <= MAX_GROWTH_MB
+        and report["log_lines"]["lost"] == 0
+        and report["recording"]["lost"] == 0
+        and not stats.dead_sinks
+    )
     return report
 
 
