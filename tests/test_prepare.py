@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -71,6 +72,26 @@ def test_screen_frames_are_cropped_and_calibrated_and_a_depth_change_is_one_even
     assert "ROI" in change.reason and "scale" in change.reason
     assert change.spacing_mm[0] == pytest.approx(change.old_spacing_mm[0] * 50 / 40, rel=0.01)
     json.dumps(change.as_dict())  # goes to the measurement log as is
+
+
+def test_the_roi_checks_and_the_scale_share_one_grayscale_per_frame(monkeypatch):
+    frames = frames_of(SCREEN.format(seed=4, frames=3, at=99))
+    prepare = Prepare(RoiOptions(min_gap=1), SpacingOptions())
+    seen: list[tuple] = []
+    for part in (prepare.tracker, prepare.calibrator):
+        update = part.update
+        monkeypatch.setattr(part, "update", lambda *a, _u=update, **k: seen.append((a[0], k["gray"])) or _u(*a, **k))
+    for f in frames:
+        prepare(f, cropped=False)
+    assert len(seen) == 2 * len(frames)
+    for (screen, by_roi), (_, by_scale) in zip(seen[::2], seen[1::2]):
+        assert by_roi is by_scale  # one conversion, not one per check
+        assert np.array_equal(by_roi, cv2.cvtColor(screen, cv2.COLOR_BGR2GRAY))
+    manual = Prepare(RoiOptions(rect=(10, 10, 64, 64)), SpacingOptions(spacing_mm=(0.1, 0.1)))
+    update = manual.tracker.update
+    monkeypatch.setattr(manual.tracker, "update", lambda *a, **k: seen.append(k["gray"]) or update(*a, **k))
+    manual(frames[0], cropped=False)
+    assert seen[-1] is None  # neither needs it: no grayscale made
 
 
 def test_a_cropped_source_passes_through_with_its_own_spacing():
