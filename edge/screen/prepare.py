@@ -129,7 +129,7 @@ class Prepare:
         # one grayscale of the screen for the ROI's checks and the scale's
         reads_scale = self.fixed is None and self.depth_mm is None
         gray = screen_gray(frame.image) if self.tracker.manual is None or reads_scale else None
-        roi, roi_change = self.tracker.update(frame.image, frame.seq, gray=gray)
+        roi, roi_change = self.tracker.update(frame.image, frame.seq, gray=gray, colour=frame.colour)
         if roi is None:
             self.frames_without_roi += 1
             return None, None
@@ -139,7 +139,7 @@ class Prepare:
         if self.fixed is not None or self.depth_mm is not None or frame.spacing_mm is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).
             cal, scale_change = self.calibrator.update(
-                frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq, gray=gray
+                frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq, gray=gray, colour=frame.colour
             )
             why = scale_change.reason if scale_change is not None else "spacing changed"
             if self.stated is not None and cal.spacing_mm is None and cal.source == "none":

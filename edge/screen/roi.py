@@ -412,10 +412,11 @@ _KEEP = object()
 
 def crop_frame(frame: Frame, roi: Roi, spacing_mm=_KEEP) -> Frame:
     """The ROI Frame for a full-screen Frame: only the ROI pixels (a copy, blank outside the
-    mask). spacing_mm: the calibrated (row, column) spacing, or None; by default the frame's own
-    (cropping does not change the spacing)."""
+    mask), of the frame's image as it is (only the grayscale of a frame decoded so). spacing_mm:
+    the calibrated (row, column) spacing, or None; by default the frame's own (cropping does not
+    change the spacing)."""
     spacing = frame.spacing_mm if spacing_mm is _KEEP else spacing_mm
-    return replace(frame, image=crop(frame.image, roi), spacing_mm=spacing)
+    return replace(frame, image=crop(frame.image, roi), spacing_mm=spacing, colour=None)
 
 
 @dataclass(frozen=True)
@@ -477,10 +478,15 @@ class RoiTracker:
         self._restless = False  # a detection after a failed check found the same rectangle
 
     def update(
-        self, image: np.ndarray, seq: int | None = None, gray: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        seq: int | None = None,
+        gray: np.ndarray | None = None,
+        colour: Callable[[], np.ndarray] | None = None,
     ) -> tuple[Roi | None, LayoutChange | None]:
         """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change).
-        gray: the frame's screen_gray, when the caller has it already."""
+        gray: the frame's screen_gray, when the caller has it already. colour: the screen in
+        colour when `image` is only its grayscale (Frame.colour), for a detection."""
         self._frames += 1
         self.unsettled = self.misfit = False
         if self.manual is not None:
@@ -504,7 +510,7 @@ class RoiTracker:
             if reason is None:
                 self.unsettled = self._suspect > 0 and not self._restless
                 return self.roi, None
-        return self._detect(image, gray, seq, reason)
+        return self._detect(image if colour is None else colour(), gray, seq, reason)
 
     def _check(self, gray: np.ndarray) -> str | None:
         moved = self._moved(gray)

@@ -268,10 +268,17 @@ class Calibrator:
         return new, self._report(ScaleChange(seq, old, new, reason))
 
     def update(
-        self, image: np.ndarray, roi, roi_changed: bool = False, seq: int | None = None, gray: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        roi,
+        roi_changed: bool = False,
+        seq: int | None = None,
+        gray: np.ndarray | None = None,
+        colour: Callable[[], np.ndarray] | None = None,
     ):
         """(Calibration, ScaleChange | None) for this frame. gray: the frame's grayscale, when
-        the caller has it already."""
+        the caller has it already. colour: the screen in colour when `image` is only its
+        grayscale (Frame.colour), for a reading."""
         if self.fixed is not None:
             if self.current is None:
                 self.current = self.fixed
@@ -303,7 +310,7 @@ class Calibrator:
         if reason is None:
             return self.current, None
         self._since = 0
-        new, self._readings = from_screen(image, roi, self.tick_mm, self.square_pixels)
+        new, self._readings = from_screen(image if colour is None else colour(), roi, self.tick_mm, self.square_pixels)
         self._signature = self._signatures(g)
         return self._set(new, seq, reason)
 

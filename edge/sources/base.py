@@ -36,6 +36,10 @@ class Source:
     oversize: int = 0  # frames larger than [source] max_pixels (skipped)
     reconnects: int = 0  # times a live source reopened its device
     note: str = ""  # one line about the source for the run summary (why frames were skipped)
+    # Set by the runtime before open when its model takes grayscale: a source that can decode
+    # less (a video of JPEG frames) then delivers each frame's grayscale, its colour on demand
+    # (Frame.colour). Others ignore it.
+    grayscale_only: bool = False
 
     def truth(self, seq: int) -> dict | None:
         """Ground truth of frame `seq`, when the source knows it (the phantom scanner keeps it for

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
@@ -23,7 +25,9 @@ class VideoSource(Source):
     default frames come as fast as they decode. A frame that fails to decode is skipped and
     counted in `corrupt`; frames missing at the end of a truncated file are counted too.
     `max_bad` failures in a row end the clip. A video whose frames hold more than `max_pixels`
-    pixels is refused at open.
+    pixels is refused at open. With `grayscale_only` set, a video of JPEG frames (MJPEG, what
+    capture cards record) is read as its encoded frames, and each is decoded to its grayscale
+    only (about half the cost of a colour decode); its colour is decoded when asked for.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class VideoSource(Source):
         self._seq = 0
         self._t0 = 0.0
         self._shape: tuple[int, ...] | None = None  # the last good frame's: a frame of another size is broken
+        self.encoded = False  # frames are read as JPEG data and decoded here (grayscale_only on MJPEG)
 
     @classmethod
     def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSource:
@@ -63,6 +68,8 @@ class VideoSource(Source):
             cap.release()
             check_frame_size(w, h, self.max_pixels, f"video {self.path!r}")
         self._cap = cap
+        self.encoded = self.grayscale_only and _jpeg_frames(cap) and self._reads_encoded()
+        cap = self._cap  # (opened again to switch to encoded frames)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
@@ -72,13 +79,38 @@ class VideoSource(Source):
         self._t0 = self._clock()
         return self
 
+    def _reads_encoded(self) -> bool:
+        """Switch the capture to encoded frames if its first frame then decodes as a JPEG;
+        otherwise (or if the switch fails) reopen it to decode as usual."""
+        assert self._cap is not None
+        if self._cap.set(cv2.CAP_PROP_FORMAT, -1):
+            ok, data = self._cap.read()
+            if ok and data is not None and data.size and cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) is not None:
+                self._cap.release()
+                self._cap = cv2.VideoCapture(self.path)
+                if self._cap.isOpened() and self._cap.set(cv2.CAP_PROP_FORMAT, -1):
+                    return True
+        self._cap.release()
+        self._cap = cv2.VideoCapture(self.path)
+        return False
+
+    def _decode(self) -> tuple[np.ndarray | None, Callable[[], np.ndarray] | None]:
+        """The next frame's image (None when it cannot be had) and, for an encoded frame, its colour."""
+        assert self._cap is not None
+        ok, data = self._cap.read()
+        if not ok:
+            return None, None
+        if not self.encoded:
+            return to_uint8_image(data), None
+        gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data is not None and data.size else None
+        return (None, None) if gray is None else (gray, _colour_of(data.copy(), gray))
+
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"video {self.path!r} read before open()")
         bad = 0  # failures since the last good frame
         while True:
-            ok, img = self._cap.read()
-            img = to_uint8_image(img) if ok else None
+            img, colour = self._decode()
             if img is not None and self._shape is not None and img.shape != self._shape:
                 img = None  # a broken frame decoded at another size
             if img is not None:
@@ -98,7 +130,7 @@ class VideoSource(Source):
             wait = due - self._clock()
             if wait > 0:
                 self._sleep(wait)
-        frame = Frame(img, self._clock(), self._seq)
+        frame = Frame(img, self._clock(), self._seq, colour=colour)
         self._seq += 1
         return frame
 
@@ -106,3 +138,21 @@ class VideoSource(Source):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _jpeg_frames(cap: cv2.VideoCapture) -> bool:
+    """The video's frames are JPEG pictures (MJPEG)."""
+    code = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+    return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).upper() in ("MJPG", "JPEG", "AVRN", "LJPG")
+
+
+def _colour_of(data: np.ndarray, gray: np.ndarray) -> Callable[[], np.ndarray]:
+    """The colour picture of JPEG `data`, decoded at the first call and kept (its grayscale as
+    three channels should the colour decode fail where the grayscale one did not)."""
+
+    @functools.cache
+    def colour() -> np.ndarray:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        return img if img is not None else cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+    return colour
