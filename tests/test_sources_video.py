@@ -126,6 +126,37 @@ def test_grayscale_only_leaves_other_codecs_decoded_as_usual(tmp_path):
     assert [level(f) for f in frames] == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("grayscale_only", [False, True])
+def test_a_looped_clip_starts_again_with_frame_numbers_and_pacing_going_on(tmp_path, grayscale_only):
+    path = numbered_clip(tmp_path / "n.avi", n=5, fps=25.0)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    data[starts[2] : starts[2] + 400] = bytes(400)  # frame 2 cannot be decoded
+    path.write_bytes(bytes(data))
+    url = open_source(f"file://{path}?loop=1&pace=1")
+    assert isinstance(url, VideoSource) and url.loop and url.pace
+    now = [0.0]
+    src = VideoSource(path, pace=True, loop=True, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    src.grayscale_only = grayscale_only
+    src.open()
+    frames = [src.read() for _ in range(10)]
+    assert [level(f) for f in frames] == [0, 1, 3, 4, 0, 1, 3, 4, 0, 1]
+    assert [f.seq for f in frames] == list(range(10)) and src.passes == 2 and src.corrupt == 2
+    assert [f.t_capture for f in frames] == pytest.approx([k / 25.0 for k in range(10)])
+    src.close()
+
+
+def test_a_looped_clip_without_one_good_frame_ends(tmp_path):
+    path = tmp_path / "bad.avi"
+    numbered_clip(path, n=3)
+    data = bytearray(path.read_bytes())
+    for i in [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]:
+        data[i : i + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+    src = VideoSource(path, loop=True).open()
+    assert src.read() is None and src.passes == 0
+
+
 def test_missing_file_is_one_clear_error(tmp_path):
     with pytest.raises(SourceError, match="no such video file .*nothing.mp4"):
         VideoSource(tmp_path / "nothing.mp4").open()
