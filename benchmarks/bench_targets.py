@@ -13,10 +13,8 @@ Every `tlf-edge` command runs in a child process, as a user runs it:
    pipeline's frames/s end to end (decode, B-mode region and calibration, preprocessing, invoke,
    measurement, display link), the invoke-only rate (1000 / median invoke of its sequential
    pass) and the per-frame budget (each stage's CPU, the CPU outside the model, edge.ops.budget).
-4. The soak: `tlf-edge run --source 'file:///VIDEO?pace=1'` on the 1280x720 clip played over and
-   over, stopped by SIGTERM after --soak-minutes. The video source does not loop, so the clip is
-   first written out to the soak's length (for 10 minutes at 60 fps about 3 GB, and on a busy
-   2-core machine 55 s of decoding and encoding per minute of soak). Latency per frame comes from
+4. The soak: `tlf-edge run --source 'file:///VIDEO?pace=1&loop=1'`, the 1280x720 clip played
+   over and over at its 60 fps, stopped by SIGTERM after --soak-minutes. Latency per frame comes from
    the run's frames log: p99 over the whole soak, and of each minute (the first frame, which waits
    for the screen's layout, left out), the last against the first. Resident memory is sampled
    every 0.5 s and judged as benchmarks/soak.py judges its own (a warm-up left out, growth from
@@ -60,7 +58,6 @@ from edge.ops.budget import MODEL_STAGE  # noqa: E402
 CLI = "import sys; from edge.cli import main; sys.exit(main())"
 FPS = 60.0  # the screen videos' frame rate: the paced source's
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-START_MARGIN_S = 10.0  # frames of the soak video beyond its length: the run's start-up reads none of them
 FPS_720P, OF_INVOKE, OUTSIDE_MODEL_MS, FPS_1080P = 80.0, 0.85, 2.0, 60.0
 LATENCY_P99_MS, LATENCY_GROWTH = 35.0, 1.1  # p99 of the last minute at most 1.1x that of the first
 PEAK_RSS_MB, START_S = 150.0, 1.5
@@ -80,37 +77,6 @@ def write_screen_video(path: Path, frames: int, size: tuple[int, int], seed: int
         part = path.with_suffix(".part.avi")
         phantom_screen.write_clip(part, seed, frames=frames, fps=FPS, size=size)
         os.replace(part, path)
-    return time.perf_counter() - t0
-
-
-def loop_video(clip: Path, path: Path, frames: int) -> float:
-    """`frames` frames of `clip` played over and over, written to `path` (MJPG at the clip's frame
-    rate) unless it exists; the seconds it took."""
-    import cv2
-
-    t0 = time.perf_counter()
-    if path.exists():
-        return 0.0
-    part = path.with_suffix(".part.avi")
-    writer, written = None, 0
-    try:
-        while written < frames:
-            cap = cv2.VideoCapture(str(clip))
-            before = written
-            while written < frames and (got := cap.read())[0]:
-                img = got[1]
-                if writer is None:
-                    fourcc = cv2.VideoWriter.fourcc(*"MJPG")
-                    writer = cv2.VideoWriter(str(part), fourcc, cap.get(cv2.CAP_PROP_FPS), img.shape[1::-1])
-                writer.write(img)
-                written += 1
-            cap.release()
-            if written == before:
-                sys.exit(f"bench_targets: no frame could be read from {clip}")
-    finally:
-        if writer is not None:
-            writer.release()
-    os.replace(part, path)
     return time.perf_counter() - t0
 
 
@@ -212,10 +178,9 @@ def soak(clip: Path, work: Path, minutes: float) -> dict:
     """`tlf-edge run` on `clip` played over and over, paced at FPS, for `minutes`: its latency over
     time (windows of a minute, a third of the soak when shorter) and its memory."""
     seconds = minutes * 60
-    video = work / f"{clip.stem}_soak_{minutes:g}min.avi"
-    took = loop_video(clip, video, round((seconds + START_MARGIN_S) * FPS))
-    print(f"wrote the {minutes:g} min soak video in {took:.0f} s", flush=True)
-    run = run_tlf(video.resolve().as_uri() + "?pace=1", work / "soak", stop_after_s=seconds)  # options need file://
+    run = run_tlf(
+        clip.resolve().as_uri() + "?pace=1&loop=1", work / "soak", stop_after_s=seconds
+    )  # options need file://
     samples = run.pop("rss_samples")
     warmup = warmup_s(samples[-1][0]) if samples else 0.0
     return {

@@ -6,9 +6,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,23 +41,6 @@ def test_a_pipeline_slower_than_the_source_is_seen_behind_its_schedule(tmp_path)
     r = bt.latency_over_time(tmp_path / "frames.jsonl", 60.0)
     assert abs(r["fps"] - 30) < 0.1 and abs(r["behind_schedule_s"] - 299 / 60) < 0.01
     assert len(r["window_p99_ms"]) == 1 and r["last_vs_first_p99"] is None
-
-
-def test_loop_video_plays_the_clip_over_and_over(tmp_path):
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 60.0, (32, 24))
-    for i in range(5):
-        writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
-    writer.release()
-    bt.loop_video(clip, tmp_path / "long.avi", 12)
-    cap = cv2.VideoCapture(str(tmp_path / "long.avi"))
-    means = []
-    while (got := cap.read())[0]:
-        means.append(round(float(got[1].mean()) / 40))
-    assert cap.get(cv2.CAP_PROP_FPS) == 60.0
-    cap.release()
-    assert means == [0, 1, 2, 3, 4] * 2 + [0, 1]
-    assert not list(tmp_path.glob("*.part.avi"))
 
 
 def test_venv_size_names_the_largest_packages(tmp_path):
