@@ -33,12 +33,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 MAX_GROWTH_MB = 5.0
+SAMPLE_S = 0.5  # seconds between two memory samples
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of process `pid` (this one by default), MB."""
+    with open(f"/proc/{pid}/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def warmup_s(seconds: float) -> float:
+    """The start of a run of `seconds` that the memory figures leave out: a quarter, at most 2 minutes."""
+    return min(120.0, seconds / 4)
+
+
+def memory(samples: list[tuple[float, float]], warmup: float) -> dict:
+    """What resident memory did over a run, from `samples` (seconds since the start, MB) taken
+    every SAMPLE_S: MB at the start, after the warm-up and at the end (each the median of the
+    samples in the first / last 10 s after the warm-up), the peak, the growth (end less after the
+    warm-up) and the trend (the median of each tenth of the time after the warm-up: a leak climbs
+    steadily, a bounded buffer levels)."""
+    after = [mb for t, mb in samples if t >= warmup]
+    span = max(1, min(round(10 / SAMPLE_S), len(after) // 3))
+    warm = float(np.median(after[:span])) if after else None
+    end = float(np.median(after[-span:])) if after else None
+    tenths = np.array_split(np.array(after), min(10, len(after))) if after else []
+    return {
+        "start": round(samples[0][1], 1) if samples else None,
+        "after_warmup": None if warm is None else round(warm, 1),
+        "end": None if end is None else round(end, 1),
+        "peak": round(max(mb for _, mb in samples), 1) if samples else None,
+        "growth": None if warm is None or end is None else round(end - warm, 2),
+        "trend": [round(float(np.median(part)), 1) for part in tenths if part.size],
+    }
 
 
 def percentiles(values, qs=(5, 50, 95)) -> dict:
@@ -67,29 +95,36 @@ class Meter:
 
 
 def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256", threads: int = 0) -> dict:
-    from firmware_bridge.emulator import DisplayEmulator
-
-    from edge.sinks.csvlog import CsvLog
-    from edge.runtime.pipeline import Pipeline
-    from edge.sinks.recording import RecordingSink
     from edge.model.segmenter import Segmenter, SegmenterOptions
+    from edge.runtime.factory import open_source
+    from edge.runtime.pipeline import Pipeline
     from edge.sinks.console import ConsoleStatus
+    from edge.sinks.csvlog import CsvLog
     from edge.sinks.display import DisplaySink
     from edge.sinks.jsonl import JsonLinesLog
-    from edge.runtime.factory import open_source
+    from edge.sinks.recording import RecordingSink
+    from firmware_bridge.emulator import DisplayEmulator
 
     out.mkdir(parents=True, exist_ok=True)
-    warmup = min(120.0, seconds / 4)
+    warmup = warmup_s(seconds)
     window_s = min(window_s, max(1.0, (seconds - warmup) / 3))
     source = open_source(f"phantom://clip?seed=9&frames=100000000&size={size}")
     segmenter = Segmenter.create(SegmenterOptions(num_threads=threads))
     emulator = DisplayEmulator(320, 240).start()
     meter = Meter()
-    recording = RecordingSink(out / "soak.avi", fps=30.0, min_free_bytes=200 * 2**20, tlf_class=segmenter.bundle.tlf_class)
+    recording = RecordingSink(
+        out / "soak.avi", fps=30.0, min_free_bytes=200 * 2**20, tlf_class=segmenter.bundle.tlf_class
+    )
     display = DisplaySink(emulator.port, segmenter.bundle.model_id, 921600, segmenter.bundle.tlf_class)
     devnull = open(os.devnull, "w")
-    sinks = [JsonLinesLog(out / "frames.jsonl", segmenter.bundle.sha256), CsvLog(out / "frames.csv", segmenter.bundle.sha256),
-             display, recording, ConsoleStatus(devnull), meter]
+    sinks = [
+        JsonLinesLog(out / "frames.jsonl", segmenter.bundle.sha256),
+        CsvLog(out / "frames.csv", segmenter.bundle.sha256),
+        display,
+        recording,
+        ConsoleStatus(devnull),
+        meter,
+    ]
     err = open(out / "stderr.log", "w", buffering=1)
     pipeline = Pipeline(source, segmenter, sinks, err=err)
 
@@ -102,7 +137,7 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
             samples.append((time.monotonic() - t0, rss_mb(), meter.frames))
             if samples[-1][0] >= seconds:
                 pipeline.stop_event.set()
-            done.wait(0.5)
+            done.wait(SAMPLE_S)
 
     sampler = threading.Thread(target=sample, name="soak-sampler", daemon=True)
     sampler.start()
@@ -118,12 +153,7 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
         devnull.close()
         err.close()
 
-    after = [s for s in samples if s[0] >= warmup]
-    span = max(1, min(20, len(after) // 3))  # 10 s of samples at 0.5 s
-    warm = float(np.median([s[1] for s in after[:span]])) if after else None
-    end = float(np.median([s[1] for s in after[-span:]])) if after else None
-    tenths = np.array_split(np.array([s[1] for s in after]), min(10, len(after))) if after else []
-    trend = [round(float(np.median(part)), 1) for part in tenths if part.size]  # flat, or filling up?
+    mem = memory([(t, mb) for t, mb, _ in samples], warmup)
     fps = []
     edges = np.arange(warmup, samples[-1][0] + 1e-9, window_s) if samples else []
     for a, b in zip(edges, edges[1:]):
@@ -139,26 +169,36 @@ def soak(seconds: float, out: Path, window_s: float = 10.0, size: str = "256x256
     cap = cv2.VideoCapture(str(out / "soak.avi"))
     recorded = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     cap.release()
-    growth = None if warm is None else round(end - warm, 2)
     report = {
         "seconds": round(seconds, 1),
         "warmup_s": round(warmup, 1),
         "frames": stats.frames,
-        "fps": {"window_s": round(window_s, 1), "windows": len(fps), **percentiles(fps),
-                "overall": round(stats.fps, 2)},
-        "rss_mb": {"start": round(samples[0][1], 1) if samples else None, "after_warmup": None if warm is None else round(warm, 1),
-                   "end": None if end is None else round(end, 1), "peak": round(max(s[1] for s in samples), 1) if samples else None},
-        "rss_growth_mb": growth,
-        "rss_trend_mb": trend,
+        "fps": {
+            "window_s": round(window_s, 1),
+            "windows": len(fps),
+            **percentiles(fps),
+            "overall": round(stats.fps, 2),
+        },
+        "rss_mb": {k: mem[k] for k in ("start", "after_warmup", "end", "peak")},
+        "rss_growth_mb": mem["growth"],
+        "rss_trend_mb": mem["trend"],
         "log_lines": {"jsonl": jsonl, "csv": csv_rows, "lost": (stats.frames - jsonl) + (stats.frames - csv_rows)},
         "recording": {"frames": recorded, "lost": stats.frames - recorded, "bytes": (out / "soak.avi").stat().st_size},
-        "display": {"frames_sent": display.link_stats.get("frames_sent") if display.link_stats else None,
-                    "frames_received": shown, "crc_errors": crc},
+        "display": {
+            "frames_sent": display.link_stats.get("frames_sent") if display.link_stats else None,
+            "frames_received": shown,
+            "crc_errors": crc,
+        },
         "dead_outputs": stats.dead_sinks,
         "dropped_frames": stats.dropped_frames,
     }
-    report["ok"] = bool(growth is not None and growth <= MAX_GROWTH_MB and report["log_lines"]["lost"] == 0
-                        and report["recording"]["lost"] == 0 and not stats.dead_sinks)
+    report["ok"] = bool(
+        mem["growth"] is not None
+        and mem["growth"] <= MAX_GROWTH_MB
+        and report["log_lines"]["lost"] == 0
+        and report["recording"]["lost"] == 0
+        and not stats.dead_sinks
+    )
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,14 @@ class Frame:
     seq: int
     spacing_mm: tuple[float, float] | None = None
     spacing_source: str = ""
+    # When `image` is only the grayscale of a colour screen (a source asked for grayscale,
+    # Source.grayscale_only): the screen in colour, decoded when first called. Reading a scale or
+    # finding the B-mode region needs colour; the checks of every frame do not.
+    colour: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def screen(self) -> np.ndarray:
+        """The frame's image in colour when the source decoded only its grayscale, else the image."""
+        return self.image if self.colour is None else self.colour()
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,9 @@ def test_pipeline_bench_and_the_chain_measure_each_frame_alike(segmenter, frozen
     benched = Keep()
     stage_pass(segmenter, str(path), n, [benched])
     chain, direct = FrameChain(segmenter, ChainOptions(temporal=ageless, **screen)), []
-    with open_source(str(path)) as source:
+    source = open_source(str(path))
+    source.grayscale_only = chain.grayscale_input  # as the pipeline asks it: the grayscale of each JPEG frame
+    with source:
         for frame in source:
             result = chain(frame, source.cropped, source.calibration)
             direct += result.measurements if result is not None else []

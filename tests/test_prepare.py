@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -71,6 +72,26 @@ def test_screen_frames_are_cropped_and_calibrated_and_a_depth_change_is_one_even
     assert "ROI" in change.reason and "scale" in change.reason
     assert change.spacing_mm[0] == pytest.approx(change.old_spacing_mm[0] * 50 / 40, rel=0.01)
     json.dumps(change.as_dict())  # goes to the measurement log as is
+
+
+def test_the_roi_checks_and_the_scale_share_one_grayscale_per_frame(monkeypatch):
+    frames = frames_of(SCREEN.format(seed=4, frames=3, at=99))
+    prepare = Prepare(RoiOptions(min_gap=1), SpacingOptions())
+    seen: list[tuple] = []
+    for part in (prepare.tracker, prepare.calibrator):
+        update = part.update
+        monkeypatch.setattr(part, "update", lambda *a, _u=update, **k: seen.append((a[0], k["gray"])) or _u(*a, **k))
+    for f in frames:
+        prepare(f, cropped=False)
+    assert len(seen) == 2 * len(frames)
+    for (screen, by_roi), (_, by_scale) in zip(seen[::2], seen[1::2]):
+        assert by_roi is by_scale  # one conversion, not one per check
+        assert np.array_equal(by_roi, cv2.cvtColor(screen, cv2.COLOR_BGR2GRAY))
+    manual = Prepare(RoiOptions(rect=(10, 10, 64, 64)), SpacingOptions(spacing_mm=(0.1, 0.1)))
+    update = manual.tracker.update
+    monkeypatch.setattr(manual.tracker, "update", lambda *a, **k: seen.append(k["gray"]) or update(*a, **k))
+    manual(frames[0], cropped=False)
+    assert seen[-1] is None  # neither needs it: no grayscale made
 
 
 def test_a_cropped_source_passes_through_with_its_own_spacing():
@@ -200,3 +221,37 @@ def test_chrome_that_moves_by_itself_costs_frames_once_then_is_left_out_of_the_c
     assert 0 < len(held) <= 6 and held == list(range(held[0], held[0] + len(held)))  # one run, at most min_gap long
     assert prepare.frames_layout_changing == len(held) and prepare.frames_without_roi == 0
     assert all(f is not None for f in results[held[-1] + 1 :]) and held[-1] < 15
+
+
+def test_a_grayscale_decoded_screen_video_is_cut_and_calibrated_from_its_colour(tmp_path):
+    """With the model on grayscale, `tlf-edge run` reads a video of JPEG frames as grayscale and
+    decodes a frame's colour only to find the B-mode region or read the scale: the same region
+    and spacing as from the colour frames, the crop being the grayscale of the B-mode region."""
+    from edge.sources.video import VideoSource
+
+    path = tmp_path / "screen.avi"
+    truth = ps.write_clip(path, 3, frames=5, size=(1024, 768), depths=(40.0, 50.0), change_at=3)
+    results = {}
+    for grayscale_only in (False, True):
+        src = VideoSource(path)
+        src.grayscale_only = grayscale_only
+        prepare = Prepare(RoiOptions(min_gap=1), SpacingOptions())
+        with src:
+            results[grayscale_only] = [(prepare(f, cropped=False)[0], prepare.roi) for f in src]
+    for (gray, rect), (full, full_rect), t in zip(results[True], results[False], truth):
+        assert gray.image.ndim == 2 and gray.colour is None and full.image.ndim == 3
+        assert edge_error(rect, full_rect) <= 1 and edge_error(rect, t["roi"]) <= 2
+        assert rel_error(gray.spacing_mm, t["spacing_mm"]) < 0.01
+        assert rel_error(gray.spacing_mm, full.spacing_mm) < 0.005
+
+
+def test_the_pipeline_asks_a_source_for_grayscale_when_its_model_takes_grayscale(tiny_bundle):
+    from edge.model.segmenter import Segmenter
+    from edge.runtime.pipeline import Pipeline
+    from edge.sources.base import Source
+
+    source = Source()
+    segmenter = Segmenter(tiny_bundle, 1)
+    assert segmenter.spec.channels == 1
+    Pipeline(source, segmenter, [])
+    assert source.grayscale_only

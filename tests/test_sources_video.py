@@ -70,27 +70,91 @@ def test_pacing_waits_for_each_frame_time(tmp_path):
     assert [f.t_capture for f in frames] == pytest.approx([100.0 + k / 25.0 for k in range(6)])
 
 
-def test_a_corrupt_frame_is_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("grayscale_only", [False, True])
+def test_a_corrupt_frame_is_skipped_and_counted(tmp_path, grayscale_only):
     path = numbered_clip(tmp_path / "n.avi")
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG starts
     assert len(starts) == 12
     data[starts[5] : starts[5] + 400] = bytes(400)  # frame 5 loses its header
     path.write_bytes(bytes(data))
-    src = VideoSource(path).open()
-    frames = list(src)
+    src = VideoSource(path)
+    src.grayscale_only = grayscale_only
+    frames = list(src.open())
+    assert src.encoded == grayscale_only
     assert src.corrupt == 1 and len(frames) == 11
     assert [level(f) for f in frames] == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
 
 
-def test_a_truncated_file_ends_early_and_counts_the_lost_frames(tmp_path):
+@pytest.mark.parametrize("grayscale_only", [False, True])
+def test_a_truncated_file_ends_early_and_counts_the_lost_frames(tmp_path, grayscale_only):
     path = numbered_clip(tmp_path / "n.avi")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    src = VideoSource(path).open()
-    frames = list(src)
+    src = VideoSource(path)
+    src.grayscale_only = grayscale_only
+    frames = list(src.open())
     assert 4 <= len(frames) < 12
     assert len(frames) + src.corrupt == 12
+
+
+def test_grayscale_only_decodes_the_gray_of_jpeg_frames_and_their_colour_on_demand(screen_avi):
+    path, _ = screen_avi
+    with VideoSource(path) as src:
+        full = list(src)
+    gray_src = VideoSource(path)
+    gray_src.grayscale_only = True
+    with gray_src:
+        frames = list(gray_src)
+    assert gray_src.encoded and len(frames) == len(full) and gray_src.corrupt == 0
+    for f, c in zip(frames, full):
+        assert f.image.shape == c.image.shape[:2] and f.image.dtype == np.uint8 and f.seq == c.seq
+        # two JPEG decoders: the same picture to a few levels (chroma upsampling differs)
+        assert np.abs(f.image.astype(int) - cv2.cvtColor(c.image, cv2.COLOR_BGR2GRAY)).max() <= 4
+        colour = f.screen()
+        assert colour.shape == c.image.shape and np.abs(colour.astype(int) - c.image).mean() < 2
+        assert f.screen() is colour  # decoded once
+    assert c.colour is None and c.screen() is c.image  # a colour-decoded frame is its own screen
+
+
+def test_grayscale_only_leaves_other_codecs_decoded_as_usual(tmp_path):
+    path = numbered_clip(tmp_path / "n.avi", n=4, fourcc="XVID")
+    src = VideoSource(path)
+    src.grayscale_only = True
+    frames = list(src.open())
+    assert not src.encoded and len(frames) == 4 and frames[0].image.ndim == 3 and frames[0].colour is None
+    assert [level(f) for f in frames] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("grayscale_only", [False, True])
+def test_a_looped_clip_starts_again_with_frame_numbers_and_pacing_going_on(tmp_path, grayscale_only):
+    path = numbered_clip(tmp_path / "n.avi", n=5, fps=25.0)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    data[starts[2] : starts[2] + 400] = bytes(400)  # frame 2 cannot be decoded
+    path.write_bytes(bytes(data))
+    url = open_source(f"file://{path}?loop=1&pace=1")
+    assert isinstance(url, VideoSource) and url.loop and url.pace
+    now = [0.0]
+    src = VideoSource(path, pace=True, loop=True, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    src.grayscale_only = grayscale_only
+    src.open()
+    frames = [src.read() for _ in range(10)]
+    assert [level(f) for f in frames] == [0, 1, 3, 4, 0, 1, 3, 4, 0, 1]
+    assert [f.seq for f in frames] == list(range(10)) and src.passes == 2 and src.corrupt == 2
+    assert [f.t_capture for f in frames] == pytest.approx([k / 25.0 for k in range(10)])
+    src.close()
+
+
+def test_a_looped_clip_without_one_good_frame_ends(tmp_path):
+    path = tmp_path / "bad.avi"
+    numbered_clip(path, n=3)
+    data = bytearray(path.read_bytes())
+    for i in [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]:
+        data[i : i + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+    src = VideoSource(path, loop=True).open()
+    assert src.read() is None and src.passes == 0
 
 
 def test_missing_file_is_one_clear_error(tmp_path):

@@ -13,8 +13,14 @@ import pytest
 
 from edge.frame import Frame
 from edge.measure import thickness
-from edge.measure.scores import best_two
-from edge.measure.thickness import ThicknessOptions, band_margin, measure_thickness, neighbours, window_slice
+from edge.measure.scores import best_class, best_two
+from edge.measure.thickness import (
+    ThicknessOptions,
+    band_margin,
+    measure_thickness,
+    quartiles,
+    window_slice,
+)
 from edge.model.segmenter import Segmenter, SegmenterOptions
 from edge.sim.render import scan
 
@@ -81,6 +87,8 @@ def test_the_measurement_is_the_former_one_bit_for_bit(case, monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(thickness, "_subpixel", lambda lg, *a: old_subpixel(lg.astype(np.float32), *a))
             m.setattr(thickness, "band_margin", lambda lb, lg, win, t: old_band_margin(lb, lg, win, t, 1.0))
+            m.setattr(thickness, "quartiles", lambda v: np.percentile(v, [25, 50, 75]))
+            m.setattr(thickness, "_other_than", lambda lb, classes: ~np.isin(lb, classes))
             old = measure_thickness(*args)
         assert new.flags == old.flags and new.columns == old.columns and new.coverage == old.coverage
         assert np.array_equal(new.value, old.value, equal_nan=True) and np.array_equal(new.spread, old.spread, equal_nan=True)
@@ -99,3 +107,18 @@ def test_the_best_two_scores_are_the_last_two_of_a_sort():
             best, second = best_two(x)
             srt = np.sort(x, axis=-1)
             assert np.array_equal(best, srt[..., -1]) and np.array_equal(second, srt[..., -2])
+
+
+def test_the_best_class_is_the_argmax():
+    rng = np.random.default_rng(3)
+    for k in (2, 3, 4):
+        for x in (rng.integers(-2, 2, (60, 50, k)).astype(np.int8), rng.normal(size=(60, 50, k)).astype(np.float32)):
+            got = best_class(x)  # the int8 case is full of ties, which go to the first class
+            assert got.dtype == np.uint8 and np.array_equal(got, np.argmax(x, axis=-1))
+
+
+def test_the_quartiles_are_numpys_percentiles_to_the_bit():
+    rng = np.random.default_rng(4)
+    for n in [*range(1, 40), 97, 128, 255, 256, 1000]:
+        for v in (rng.normal(1.5, 0.3, n), rng.integers(0, 4, n).astype(np.float64) * 0.37, np.full(n, 2.1)):
+            assert np.array_equal(quartiles(v), np.percentile(v, [25, 50, 75])), n

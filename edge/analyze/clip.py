@@ -89,6 +89,14 @@ class ClipTimeline:
     def __getattr__(self, name):  # cropped, corrupt, oversize, dropped, note, ...
         return getattr(self.source, name)
 
+    @property
+    def grayscale_only(self) -> bool:  # set by the pipeline: for the wrapped source to read
+        return bool(getattr(self.source, "grayscale_only", False))
+
+    @grayscale_only.setter
+    def grayscale_only(self, value: bool) -> None:
+        self.source.grayscale_only = value
+
 
 def frame_row(m: Measurement, seg: Segmentation) -> dict:
     """The frames.jsonl record of one measurement: only what the clip's content decides (no

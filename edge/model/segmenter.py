@@ -32,6 +32,7 @@ from edge import logs
 from edge.errors import BundleError, EdgeError, require_option
 from edge.frame import Frame, Segmentation
 from edge.host import physical_cores, usable_cpus
+from edge.measure.scores import best_class
 from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
 
@@ -221,7 +222,7 @@ class Segmenter:
     def labels(self, raw: np.ndarray) -> np.ndarray:
         """The label map (H, W) uint8 of a raw output of `infer`: the class with the highest score
         (a binary head: the second class where its probability exceeds 0.5)."""
-        return np.argmax(self.logits(raw) if self.binary else raw, axis=-1).astype(np.uint8)
+        return best_class(self.logits(raw) if self.binary else raw)
 
     def segment(self, frame: Frame) -> Segmentation:
         """Preprocess the frame's B-mode image, run the model and take the argmax."""

@@ -102,7 +102,9 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
     times: dict[str, list[float]] = {s: [] for s in STAGES}  # ms per frame
     chain = FrameChain(segmenter, ChainOptions(roi=RoiOptions(), calibration=SpacingOptions()))
     meter = StageMeter()
-    with open_source(source_url) as source, instrumented(chain, meter):
+    source = open_source(source_url)
+    source.grayscale_only = chain.grayscale_input  # as in `tlf-edge run`
+    with source, instrumented(chain, meter):
         scoring = ScoringSink(source.truth, chain.options.measurement, segmenter.spec, segmenter.classes)
         for sink in sinks:
             sink.open()

@@ -175,6 +175,11 @@ class FrameChain:
         self.domain = segmenter.bundle.domain  # the out-of-domain guard's statistics, or None
         self.classes: int | None = getattr(segmenter, "classes", None)
 
+    @property
+    def grayscale_input(self) -> bool:
+        """The model takes grayscale: a source need decode no more of a frame (Source.grayscale_only)."""
+        return self.segmenter.spec.channels == 1
+
     def crop(
         self, frame: Frame, cropped: bool = False, stated: Calibration | None = None
     ) -> tuple[Frame | None, LayoutEvent | None]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from edge.frame import Frame
 from edge.screen.options import RoiOptions, SpacingOptions
-from edge.screen.roi import RoiTracker, crop_frame, detect_roi, manual_roi
+from edge.screen.roi import RoiTracker, crop_frame, detect_roi, manual_roi, screen_gray
 from edge.screen.spacing import UNKNOWN, Calibration, Calibrator, from_config, from_depth, from_source
 
 
@@ -126,7 +126,10 @@ class Prepare:
         )
         if cropped:
             return self._pass_through(frame)
-        roi, roi_change = self.tracker.update(frame.image, frame.seq)
+        # one grayscale of the screen for the ROI's checks and the scale's
+        reads_scale = self.fixed is None and self.depth_mm is None
+        gray = screen_gray(frame.image) if self.tracker.manual is None or reads_scale else None
+        roi, roi_change = self.tracker.update(frame.image, frame.seq, gray=gray, colour=frame.colour)
         if roi is None:
             self.frames_without_roi += 1
             return None, None
@@ -136,7 +139,7 @@ class Prepare:
         if self.fixed is not None or self.depth_mm is not None or frame.spacing_mm is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).
             cal, scale_change = self.calibrator.update(
-                frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq
+                frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq, gray=gray, colour=frame.colour
             )
             why = scale_change.reason if scale_change is not None else "spacing changed"
             if self.stated is not None and cal.spacing_mm is None and cal.source == "none":

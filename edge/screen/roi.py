@@ -64,7 +64,8 @@ def manual_roi(x: int, y: int, w: int, h: int, shape: tuple[int, ...] | None = N
     return Roi(x, y, w, h, np.ones((h, w), bool), "manual")
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
+def screen_gray(image: np.ndarray) -> np.ndarray:
+    """The grayscale of a screen (the image itself when it is grayscale already)."""
     if image.ndim == 2:
         return image
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -183,7 +184,7 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     H, W = image.shape[:2]
     f = 2 if min(H, W) >= 600 else 1
     small = cv2.resize(image, (W // f, H // f), interpolation=cv2.INTER_AREA) if f > 1 else image
-    gsmall = _gray(small)
+    gsmall = screen_gray(small)
     k = max(9, round(min(gsmall.shape) / 24)) | 1
     box = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
 
@@ -258,7 +259,7 @@ def _without_ringing(image: np.ndarray, mask: np.ndarray, most: int = 4) -> np.n
     H, W = mask.shape
     if w <= 4 * most or h <= 4 * most or mask.sum() < 0.95 * w * h:
         return mask
-    gray = _gray(image).astype(np.float32)
+    gray = screen_gray(image).astype(np.float32)
     box = gray[y : y + h, x : x + w]
 
     def ringing(lines: np.ndarray, outside: np.ndarray) -> int:
@@ -296,7 +297,7 @@ def _without_side_lines(image: np.ndarray, mask: np.ndarray, most: int = 24) -> 
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     if w <= 4 * most or mask.sum() < 0.95 * w * h:
         return mask
-    box = _gray(image)[y : y + h, x : x + w].astype(np.int16)
+    box = screen_gray(image)[y : y + h, x : x + w].astype(np.int16)
     flat = (np.abs(box - np.median(box, axis=0)) <= 12).mean(axis=0) >= 0.85
     if flat.all():
         return mask
@@ -325,7 +326,7 @@ def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, regio
     strip = image[:, c0:c1]
     unlike = _differs(strip, colours, tol)
     pieces = cv2.morphologyEx(unlike.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    gray = _gray(strip).astype(np.int16)
+    gray = screen_gray(strip).astype(np.int16)
     textured = _local_std(gray, 5) > 2.0
     n, lab, stats, _ = cv2.connectedComponentsWithStats(pieces, connectivity=8)
     out = region.copy()
@@ -411,10 +412,11 @@ _KEEP = object()
 
 def crop_frame(frame: Frame, roi: Roi, spacing_mm=_KEEP) -> Frame:
     """The ROI Frame for a full-screen Frame: only the ROI pixels (a copy, blank outside the
-    mask). spacing_mm: the calibrated (row, column) spacing, or None; by default the frame's own
-    (cropping does not change the spacing)."""
+    mask), of the frame's image as it is (only the grayscale of a frame decoded so). spacing_mm:
+    the calibrated (row, column) spacing, or None; by default the frame's own (cropping does not
+    change the spacing)."""
     spacing = frame.spacing_mm if spacing_mm is _KEEP else spacing_mm
-    return replace(frame, image=crop(frame.image, roi), spacing_mm=spacing)
+    return replace(frame, image=crop(frame.image, roi), spacing_mm=spacing, colour=None)
 
 
 @dataclass(frozen=True)
@@ -475,8 +477,16 @@ class RoiTracker:
         self._failed: tuple[np.ndarray | None, list] = (None, [])  # what the last failed check saw
         self._restless = False  # a detection after a failed check found the same rectangle
 
-    def update(self, image: np.ndarray, seq: int | None = None) -> tuple[Roi | None, LayoutChange | None]:
-        """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change)."""
+    def update(
+        self,
+        image: np.ndarray,
+        seq: int | None = None,
+        gray: np.ndarray | None = None,
+        colour: Callable[[], np.ndarray] | None = None,
+    ) -> tuple[Roi | None, LayoutChange | None]:
+        """The ROI for this frame, and a LayoutChange when it changed (also sent to on_change).
+        gray: the frame's screen_gray, when the caller has it already. colour: the screen in
+        colour when `image` is only its grayscale (Frame.colour), for a detection."""
         self._frames += 1
         self.unsettled = self.misfit = False
         if self.manual is not None:
@@ -490,7 +500,7 @@ class RoiTracker:
                 self.roi = self.manual
                 return self.roi, self._report(LayoutChange(seq, None, self.manual, "manual"))
             return self.roi, None
-        gray = _gray(image)
+        gray = screen_gray(image) if gray is None else gray
         if self.roi is None:
             reason = "first frame" if self.detections == 0 else "no ROI yet"
             if self._frames - self._last_detect < self.min_gap and self.detections:
@@ -500,7 +510,7 @@ class RoiTracker:
             if reason is None:
                 self.unsettled = self._suspect > 0 and not self._restless
                 return self.roi, None
-        return self._detect(image, gray, seq, reason)
+        return self._detect(image if colour is None else colour(), gray, seq, reason)
 
     def _check(self, gray: np.ndarray) -> str | None:
         moved = self._moved(gray)

@@ -267,8 +267,18 @@ class Calibrator:
             return old, None
         return new, self._report(ScaleChange(seq, old, new, reason))
 
-    def update(self, image: np.ndarray, roi, roi_changed: bool = False, seq: int | None = None):
-        """(Calibration, ScaleChange | None) for this frame."""
+    def update(
+        self,
+        image: np.ndarray,
+        roi,
+        roi_changed: bool = False,
+        seq: int | None = None,
+        gray: np.ndarray | None = None,
+        colour: Callable[[], np.ndarray] | None = None,
+    ):
+        """(Calibration, ScaleChange | None) for this frame. gray: the frame's grayscale, when
+        the caller has it already. colour: the screen in colour when `image` is only its
+        grayscale (Frame.colour), for a reading."""
         if self.fixed is not None:
             if self.current is None:
                 self.current = self.fixed
@@ -288,7 +298,7 @@ class Calibrator:
                 seq,
                 "first frame" if self.current is None else "ROI changed",
             )
-        g = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        g = gray if gray is not None else image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         self._since += 1
         reason = None
         if self.current is None or not self._readings and self._since >= self.retry_every:
@@ -300,7 +310,7 @@ class Calibrator:
         if reason is None:
             return self.current, None
         self._since = 0
-        new, self._readings = from_screen(image, roi, self.tick_mm, self.square_pixels)
+        new, self._readings = from_screen(image if colour is None else colour(), roi, self.tick_mm, self.square_pixels)
         self._signature = self._signatures(g)
         return self._set(new, seq, reason)
 

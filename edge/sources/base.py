@@ -36,6 +36,10 @@ class Source:
     oversize: int = 0  # frames larger than [source] max_pixels (skipped)
     reconnects: int = 0  # times a live source reopened its device
     note: str = ""  # one line about the source for the run summary (why frames were skipped)
+    # Set by the runtime before open when its model takes grayscale: a source that can decode
+    # less (a video of JPEG frames) then delivers each frame's grayscale, its colour on demand
+    # (Frame.colour). Others ignore it.
+    grayscale_only: bool = False
 
     def truth(self, seq: int) -> dict | None:
         """Ground truth of frame `seq`, when the source knows it (the phantom scanner keeps it for
@@ -134,6 +138,7 @@ def open_source(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Source:
         give_up=600: end the run after that many s without signal; absent: keep trying)
     gst://videotestsrc ! videoconvert ! appsink  an OpenCV GStreamer pipeline
     file:///data/clip.mp4?pace=1, /data/clip.avi                        a video file
+        (pace=1: at its frame rate; loop=1: played over and over)
     /data/frames/, /data/frames/*.png, /data/one.png                    image files
     dicom:///data/cine.dcm?region=0&crop=1, /data/cine.dcm              a DICOM file
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
@@ -23,7 +25,10 @@ class VideoSource(Source):
     default frames come as fast as they decode. A frame that fails to decode is skipped and
     counted in `corrupt`; frames missing at the end of a truncated file are counted too.
     `max_bad` failures in a row end the clip. A video whose frames hold more than `max_pixels`
-    pixels is refused at open.
+    pixels is refused at open. loop: at the end, start again from the first frame (a clip played
+    over and over, as for a soak test; frame numbers and pacing go on). With `grayscale_only` set, a video of JPEG frames (MJPEG, what
+    capture cards record) is read as its encoded frames, and each is decoded to its grayscale
+    only (about half the cost of a colour decode); its colour is decoded when asked for.
     """
 
     def __init__(
@@ -34,8 +39,11 @@ class VideoSource(Source):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        loop: bool = False,
     ):
         self.path = str(path)
+        self.loop = bool(loop)
+        self.passes = 0  # times the clip was started again (loop)
         self.max_pixels = int(max_pixels)
         self.pace, self.max_bad = bool(pace), int(max_bad)
         self._clock, self._sleep = clock, sleep
@@ -43,13 +51,17 @@ class VideoSource(Source):
         self.frame_count = 0  # from the container; 0 when unknown
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
+        self._in_pass = 0  # frames of this pass through the file read so far, good or counted corrupt
+        self._good_in_pass = 0
         self._t0 = 0.0
         self._shape: tuple[int, ...] | None = None  # the last good frame's: a frame of another size is broken
+        self.encoded = False  # frames are read as JPEG data and decoded here (grayscale_only on MJPEG)
 
     @classmethod
     def from_url(cls, path: str, options: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSource:
-        check_options(options, {"pace"}, "video")
-        return cls(path, pace=flag_option(options, "pace", False), max_pixels=max_pixels)
+        check_options(options, {"pace", "loop"}, "video")
+        pace, loop = flag_option(options, "pace", False), flag_option(options, "loop", False)
+        return cls(path, pace=pace, max_pixels=max_pixels, loop=loop)
 
     def open(self) -> VideoSource:
         if not Path(self.path).is_file():
@@ -63,42 +75,89 @@ class VideoSource(Source):
             cap.release()
             check_frame_size(w, h, self.max_pixels, f"video {self.path!r}")
         self._cap = cap
+        self.encoded = self.grayscale_only and _jpeg_frames(cap) and self._reads_encoded()
+        cap = self._cap  # (opened again to switch to encoded frames)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
-        self._seq = 0
+        self._seq = self._in_pass = self._good_in_pass = self.passes = 0
         self.corrupt = 0
         self._shape = None
         self._t0 = self._clock()
         return self
+
+    def _again(self) -> bool:
+        """With `loop`, start the file again (when this pass gave a frame); False at the end."""
+        if not self.loop or not self._good_in_pass:
+            return False
+        assert self._cap is not None
+        self._cap.release()
+        self._cap = cv2.VideoCapture(self.path)
+        if not self._cap.isOpened() or (self.encoded and not self._cap.set(cv2.CAP_PROP_FORMAT, -1)):
+            return False
+        self._in_pass = self._good_in_pass = 0
+        self.passes += 1
+        return True
+
+    def _reads_encoded(self) -> bool:
+        """Switch the capture to encoded frames if its first frame then decodes as a JPEG;
+        otherwise (or if the switch fails) reopen it to decode as usual."""
+        assert self._cap is not None
+        if self._cap.set(cv2.CAP_PROP_FORMAT, -1):
+            ok, data = self._cap.read()
+            if ok and data is not None and data.size and cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) is not None:
+                self._cap.release()
+                self._cap = cv2.VideoCapture(self.path)
+                if self._cap.isOpened() and self._cap.set(cv2.CAP_PROP_FORMAT, -1):
+                    return True
+        self._cap.release()
+        self._cap = cv2.VideoCapture(self.path)
+        return False
+
+    def _decode(self) -> tuple[np.ndarray | None, Callable[[], np.ndarray] | None]:
+        """The next frame's image (None when it cannot be had) and, for an encoded frame, its colour."""
+        assert self._cap is not None
+        ok, data = self._cap.read()
+        if not ok:
+            return None, None
+        if not self.encoded:
+            return to_uint8_image(data), None
+        gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data is not None and data.size else None
+        return (None, None) if gray is None else (gray, _colour_of(data.copy(), gray))
 
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"video {self.path!r} read before open()")
         bad = 0  # failures since the last good frame
         while True:
-            ok, img = self._cap.read()
-            img = to_uint8_image(img) if ok else None
+            img, colour = self._decode()
             if img is not None and self._shape is not None and img.shape != self._shape:
                 img = None  # a broken frame decoded at another size
             if img is not None:
                 self.corrupt += bad
+                self._in_pass += bad + 1
+                self._good_in_pass += 1
                 break
-            if self.frame_count and self._seq + self.corrupt + bad >= self.frame_count:
+            end = bool(self.frame_count) and self._in_pass + bad >= self.frame_count
+            if end:
                 self.corrupt += bad  # the container's count is reached: the end
-                return None
-            bad += 1
-            if bad > self.max_bad:
+            elif bad + 1 > self.max_bad:
                 if self.frame_count:  # truncated: what the container promised is lost
-                    self.corrupt += self.frame_count - self._seq - self.corrupt
-                return None  # (with no count known, failures at the end are just the end)
+                    self.corrupt += self.frame_count - self._in_pass
+                end = True  # (with no count known, failures at the end are just the end)
+            if end:
+                if not self._again():
+                    return None
+                bad = 0
+                continue
+            bad += 1
         self._shape = img.shape
         if self.pace and self.fps:
             due = self._t0 + self._seq / self.fps
             wait = due - self._clock()
             if wait > 0:
                 self._sleep(wait)
-        frame = Frame(img, self._clock(), self._seq)
+        frame = Frame(img, self._clock(), self._seq, colour=colour)
         self._seq += 1
         return frame
 
@@ -106,3 +165,21 @@ class VideoSource(Source):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _jpeg_frames(cap: cv2.VideoCapture) -> bool:
+    """The video's frames are JPEG pictures (MJPEG)."""
+    code = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+    return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).upper() in ("MJPG", "JPEG", "AVRN", "LJPG")
+
+
+def _colour_of(data: np.ndarray, gray: np.ndarray) -> Callable[[], np.ndarray]:
+    """The colour picture of JPEG `data`, decoded at the first call and kept (its grayscale as
+    three channels should the colour decode fail where the grayscale one did not)."""
+
+    @functools.cache
+    def colour() -> np.ndarray:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        return img if img is not None else cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+    return colour

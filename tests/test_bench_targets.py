@@ -1,0 +1,80 @@
+"""benchmarks/bench_targets.py's own parts on small made-up inputs: the soak's latency windows from
+a frames log, the looped video, the venv's size, and the rows with their verdicts. The benchmark
+itself is run by hand (its docstring says how)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("bench_targets", REPO / "benchmarks" / "bench_targets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bt = load()
+
+
+def write_log(path: Path, latencies: list[float], fps: float = 60.0, bands: int = 2) -> None:
+    with open(path, "w") as f:
+        for seq, ms in enumerate(latencies):
+            for band in range(bands):  # one line per band, the frame's latency on each
+                f.write(json.dumps({"seq": seq, "t_capture": 100 + seq / fps, "band": band, "latency_ms": ms}) + "\n")
+
+
+def test_latency_windows_leave_the_first_frame_out_and_compare_the_last_with_the_first(tmp_path):
+    lat = [2000.0] + [10.0] * 1199 + [20.0] * 600  # 30 s at 60 fps: the last 10 s twice as slow
+    write_log(tmp_path / "frames.jsonl", lat)
+    r = bt.latency_over_time(tmp_path / "frames.jsonl", 10.0)
+    assert r["frames"] == 1800 and r["first_frame_ms"] == 2000.0
+    assert r["window_p99_ms"] == [10.0, 10.0, 20.0] and r["last_vs_first_p99"] == 2.0
+    assert abs(r["fps"] - 60) < 0.1 and abs(r["behind_schedule_s"]) < 0.01
+    assert r["latency_ms"]["p50"] == 10.0 and r["parts_ms_p50"] == {}
+
+
+def test_a_pipeline_slower_than_the_source_is_seen_behind_its_schedule(tmp_path):
+    write_log(tmp_path / "frames.jsonl", [10.0] * 300, fps=30.0, bands=1)  # read at 30 of the 60 fps
+    r = bt.latency_over_time(tmp_path / "frames.jsonl", 60.0)
+    assert abs(r["fps"] - 30) < 0.1 and abs(r["behind_schedule_s"] - 299 / 60) < 0.01
+    assert len(r["window_p99_ms"]) == 1 and r["last_vs_first_p99"] is None
+
+
+def test_venv_size_names_the_largest_packages(tmp_path):
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    for name, kb in (("big", 300), ("small", 20), ("mid", 100)):
+        (site / name).mkdir(parents=True)
+        (site / name / "blob").write_bytes(b"x" * kb * 1024)
+    size = bt.venv_size(tmp_path / "venv")
+    assert list(size["largest_mb"]) == ["big", "mid", "small"]
+    assert size["venv_mb"] >= size["site_packages_mb"] >= 0.4
+    row = bt.venv_row(size)
+    assert row["verdict"] == "measured" and row["measured"] == size["venv_mb"]
+    assert bt.venv_row(None)["verdict"] == "not measured"
+
+
+def bench_json(pipeline_fps: float, invoke_fps: float) -> dict:
+    stage = {"thread": "capture", "cpu_ms_p50": 1.5, "cpu_ms_mean": 1.6, "wall_ms_p50": 1.7, "frames": 10}
+    budget = {
+        "frames": 10,
+        "stages": {"decode": stage, "invoke": {**stage, "thread": "inference", "cpu_ms_p50": 9.0}},
+        "outside_model_cpu_ms": {"p50": 1.5, "mean": 1.6},
+        "thread_cpu_ms_mean": {"capture": 1.6, "inference": 9.1},
+    }
+    run = {"pipeline_fps": pipeline_fps, "invoke_fps": invoke_fps, "budget": budget}
+    run["pipeline_vs_invoke"] = round(pipeline_fps / invoke_fps, 3)
+    return {"device": {"physical_cores": 2}, "runs": [run], "peak_rss_mb": 160.0}
+
+
+def test_rows_give_each_target_its_verdict():
+    runs = [{"summary": {"fps": 88.0}, "launch_to_first_s": 0.7, "peak_rss_mb": 120.0}]
+    rows = bt.speed_rows("1280x720 MJPEG", bench_json(90.0, 100.0), 80.0, "2 threads", runs)
+    assert [r["verdict"] for r in rows] == ["met (+12 %)", "met (+6 %)", "met (+25 %)"]
+    assert "decode 1.5" in rows[0]["detail"] and "[88.0] fps" in rows[0]["detail"]
+    (full_hd,) = bt.speed_rows("1920x1080 MJPEG", bench_json(30.0, 100.0), 60.0, "2 threads")
+    assert full_hd["verdict"] == "missed (-50 %)" and full_hd["goal"] == ">= 60 fps"
+    assert bt.memory_row(runs, 30, None, bench_json(1, 1))["verdict"] == "met (+20 %)"
+    assert [r["verdict"] for r in bt.soak_rows(None, 10.0)] == ["not measured"] * 3
