@@ -162,12 +162,19 @@ def number(text: str) -> float | None:
     return float(t.replace(",", ".")) if _NUMBER.match(t) else None
 
 
-def depth_readout(line: str) -> float | None:
+def depth_readout(line: str, point: tuple[int, int] | None = None) -> float | None:
     """The depth in mm a readout line states ("11cm" -> 110, "Depth 40 mm" -> 40), else None.
-    Only a line that is nothing but a depth counts: "Dist 1.06 cm" is a measurement, not a depth."""
+    Only a line that is nothing but a depth counts: "Dist 1.06 cm" is a measurement, not a depth.
+
+    point: (digits before, digits after) a decimal point seen in the line's picture (Tesseract
+    drops the point of small text: "7.5cm" read as "75cm"); it is put into a number read without
+    one that has exactly that many digits, else the line is read as it is."""
     m = _READOUT.match(" ".join(_ascii(line).split()))
     if m is None:
         return None
-    value = float(m.group(1).translate(_AS_DIGIT).replace(",", "."))
+    digits = m.group(1)
+    if point is not None and "." not in digits and "," not in digits and len(digits) == sum(point) and min(point) >= 1:
+        digits = f"{digits[: point[0]]}.{digits[point[0] :]}"
+    value = float(digits.translate(_AS_DIGIT).replace(",", "."))
     mm = value * 10.0 if m.group(2).lower() == "cm" else value
     return mm if 5.0 <= mm <= 400.0 else None
