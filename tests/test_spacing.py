@@ -318,6 +318,18 @@ def test_labels_read_straight_or_mirrored_the_one_that_makes_a_scale_counts():
     assert v.step_mm is None and "straight and mirrored" in v.reason
 
 
+def test_a_label_with_a_leading_zero_is_a_misread():
+    """The mirror of "60" read as "03" made the mirrored labels 0 and 3, a scale of 5 mm steps
+    beside the straight one's 10 mm: refused. No scale writes "03": that reading is no label."""
+    assert [ocr.number(t) for t in ("0", "03", "05", "00", "60", "0.5", "O", "l0")] == [0.0, None, None, None, 60.0,
+                                                                                       0.5, 0.0, 10.0]
+    ends = row(n=7, pitch=60.0, period=None)  # 1 cm ticks, 0 and 60 (mm) at the ends
+    straight = {6: ocr.number("60")}
+    flipped = {k: v for k, v in ((0, ocr.number("0")), (6, ocr.number("03"))) if v is not None}
+    v = sr._one_orientation([sr.interpret(ends, lab, (), 360.0) for lab in sr._orientations(straight, flipped)])
+    assert v.step_mm == 10.0, v.reason
+
+
 @pytest.mark.parametrize("size,seed,depth", [((640, 480), 52177, 45.0), ((1920, 1080), 455132, 65.0),
                                              ((1024, 768), 278768, 75.0), ((1280, 720), 807834, 70.0)])
 def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr):

@@ -139,7 +139,8 @@ def read_words(
     return words
 
 
-_NUMBER = re.compile(r"^\d{1,3}(?:[.,]\d{1,2})?$")
+# No scale labels a mark "03": a leading zero is a misread (the mirror of "60" read as "03").
+_NUMBER = re.compile(r"^(?:0|[1-9]\d{0,2})(?:[.,]\d{1,2})?$")
 # A depth readout is a short line of its own: "11cm", "4.0 cm", "D 4cm", "Depth 40 mm", "D:4.5cm".
 _READOUT = re.compile(r"^(?i:d(?:epth|ep)?\.?\s*[:=]?\s*)?([\dlIi|!oO]{1,3}(?:[.,][\dlIi|oO]{1,2})?)\s*((?i:cm|mm))$")
 # Screen fonts draw 1 with a flag and 0 round: Tesseract often reads them as letters.
@@ -157,7 +158,8 @@ def _ascii(text: str) -> str:
 
 
 def number(text: str) -> float | None:
-    """A plain number ("3", "40", "2.5"; "l0", "so" and "O" read as 10, 50 and 0), else None."""
+    """A plain number ("3", "40", "2.5", "0.5"; "l0", "so" and "O" read as 10, 50 and 0), else None
+    ("03" among them: no scale writes a leading zero)."""
     t = text.strip().translate(_LABEL_DIGIT)
     return float(t.replace(",", ".")) if _NUMBER.match(t) else None
 
