@@ -318,6 +318,18 @@ def test_labels_read_straight_or_mirrored_the_one_that_makes_a_scale_counts():
     assert v.step_mm is None and "straight and mirrored" in v.reason
 
 
+def test_a_label_with_a_leading_zero_is_a_misread():
+    """The mirror of "60" read as "03" made the mirrored labels 0 and 3, a scale of 5 mm steps
+    beside the straight one's 10 mm: refused. No scale writes "03": that reading is no label."""
+    assert [ocr.number(t) for t in ("0", "03", "05", "00", "60", "0.5", "O", "l0")] == [0.0, None, None, None, 60.0,
+                                                                                       0.5, 0.0, 10.0]
+    ends = row(n=7, pitch=60.0, period=None)  # 1 cm ticks, 0 and 60 (mm) at the ends
+    straight = {6: ocr.number("60")}
+    flipped = {k: v for k, v in ((0, ocr.number("0")), (6, ocr.number("03"))) if v is not None}
+    v = sr._one_orientation([sr.interpret(ends, lab, (), 360.0) for lab in sr._orientations(straight, flipped)])
+    assert v.step_mm == 10.0, v.reason
+
+
 @pytest.mark.parametrize("size,seed,depth", [((640, 480), 52177, 45.0), ((1920, 1080), 455132, 65.0),
                                              ((1024, 768), 278768, 75.0), ((1280, 720), 807834, 70.0)])
 def test_0_and_the_depth_in_mm_at_the_ends_are_read(size, seed, depth, needs_ocr):
@@ -355,11 +367,72 @@ def test_a_readout_read_the_same_twice_counts_at_the_surer_reading(conf, used, m
         return [ocr.Word("11cm", j, (0.0, 0.0, 10.0, 5.0), conf[j >= half]) for j in range(len(crops))]
 
     monkeypatch.setattr(ocr, "read_words", read_words)
-    _, readouts = sr.read_numbers(shot.image, shot.roi, [])
+    _, readouts, _ = sr.read_numbers(shot.image, shot.roi, [])
     assert readouts == ((110.0,) if used else ())
 
 
 # --- DICOM regions and the live calibrator -----------------------------------------------------
+
+
+# --- decimal points Tesseract drops ---------------------------------------------------------
+
+
+def text_line(text: str, scale: float, font: int) -> np.ndarray:
+    """A line of screen text, bright on dark chrome, through a JPEG encode as a capture holds it."""
+    img = np.full((40, 200, 3), 14, np.uint8)
+    cv2.putText(img, text, (6, 28), font, scale, (220, 220, 220), 1, cv2.LINE_AA)
+    return cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_COLOR)
+
+
+@pytest.mark.parametrize("font", [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX])
+@pytest.mark.parametrize("scale", [0.5, 1.0])  # digits 9 and 17 px high
+def test_a_decimal_point_is_seen_where_the_screen_draws_one(font, scale):
+    for text, point in (("7.5cm", (1, 1)), ("Depth 2.5 cm", (1, 1)), ("12.5cm", (2, 1)), ("4.0 cm", (1, 1))):
+        assert sr.decimal_point(text_line(text, scale, font)) == point, text
+    for plain in ("16cm", "11cm", "Depth 40 mm", "D 4cm", "10:23:00"):  # no point, and a colon is none
+        assert sr.decimal_point(text_line(plain, scale, font)) is None, plain
+
+
+def test_a_dropped_decimal_point_is_put_back_only_where_the_digits_fit():
+    assert ocr.depth_readout("75cm") is None  # 75 cm: no B-mode is that deep
+    assert ocr.depth_readout("75cm", (1, 1)) == 75.0
+    assert ocr.depth_readout("Depth 25cm", (1, 1)) == 25.0
+    assert ocr.depth_readout("125cm", (2, 1)) == 125.0
+    assert ocr.depth_readout("7.5cm", (1, 1)) == 75.0  # read with its point: as it is
+    assert ocr.depth_readout("Depth 40 mm", (1, 1)) is None  # 4.0 mm, no depth
+    # Digits that do not match the point's (three read, one and one seen): as read.
+    assert ocr.depth_readout("160cm", (1, 1)) is None and ocr.depth_readout("16cm", (2, 1)) == 160.0
+
+
+@pytest.mark.parametrize("seed,depth", [(374696, 75.0), (335620, 75.0)])
+def test_a_sector_readout_whose_point_tesseract_drops_is_read(seed, depth, tmp_path, needs_ocr):
+    """640x480 sector screens through MJPEG once refused: their "7.5cm" read as "75cm" (no depth)."""
+    shot = ps.screen(seed, (640, 480), depth_mm=depth, style="sector_dots")
+    path = tmp_path / "sector.avi"
+    ps.write_video(path, iter([shot]), fourcc="MJPG")
+    ok, img = cv2.VideoCapture(str(path)).read()
+    assert ok
+    cal, readings = from_screen(img, detect_roi(img))
+    assert cal.source == "screen", cal.note
+    assert rel_err(cal.spacing_mm, shot.spacing_mm) < 0.01 and "readout 75 mm" in cal.note
+
+
+def test_a_point_that_leaves_two_steps_is_refused(monkeypatch):
+    """A speck taken for a point would make "16cm" 1.6 cm: 16 dots a cm apart would be 1 mm apart.
+    When the readout as Tesseract read it confirms another step, the screen is refused."""
+    shot = ps.screen(3, (1024, 768), depth_mm=160.0, style="sector_dots")
+    roi = detect_roi(shot.image)
+    numbers = {"pointed": (16.0,), "as read": (160.0,)}
+    monkeypatch.setattr(sr, "read_numbers", lambda img, roi, rows: ([((),) for _ in rows], numbers["pointed"],
+                                                                     numbers["as read"]))
+    v, _ = sr.read_depth_scale(shot.image, roi)
+    assert v.step_mm is None and "decimal point" in v.reason and "1 or 10 mm" in v.reason
+    # Each alone confirms its step: 16 mm on 1 mm dots, 160 mm on 1 cm dots.
+    numbers["as read"] = numbers["pointed"]
+    assert sr.read_depth_scale(shot.image, roi)[0].step_mm == 1.0
+    numbers["pointed"] = numbers["as read"] = (160.0,)
+    v, _ = sr.read_depth_scale(shot.image, roi)
+    assert v.step_mm == 10.0 and rel_err((v.mm_per_px,), shot.spacing_mm[:1]) < 0.01
 
 
 def test_spacing_from_a_real_dicom_region():

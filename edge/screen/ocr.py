@@ -139,7 +139,8 @@ def read_words(
     return words
 
 
-_NUMBER = re.compile(r"^\d{1,3}(?:[.,]\d{1,2})?$")
+# No scale labels a mark "03": a leading zero is a misread (the mirror of "60" read as "03").
+_NUMBER = re.compile(r"^(?:0|[1-9]\d{0,2})(?:[.,]\d{1,2})?$")
 # A depth readout is a short line of its own: "11cm", "4.0 cm", "D 4cm", "Depth 40 mm", "D:4.5cm".
 _READOUT = re.compile(r"^(?i:d(?:epth|ep)?\.?\s*[:=]?\s*)?([\dlIi|!oO]{1,3}(?:[.,][\dlIi|oO]{1,2})?)\s*((?i:cm|mm))$")
 # Screen fonts draw 1 with a flag and 0 round: Tesseract often reads them as letters.
@@ -157,17 +158,25 @@ def _ascii(text: str) -> str:
 
 
 def number(text: str) -> float | None:
-    """A plain number ("3", "40", "2.5"; "l0", "so" and "O" read as 10, 50 and 0), else None."""
+    """A plain number ("3", "40", "2.5", "0.5"; "l0", "so" and "O" read as 10, 50 and 0), else None
+    ("03" among them: no scale writes a leading zero)."""
     t = text.strip().translate(_LABEL_DIGIT)
     return float(t.replace(",", ".")) if _NUMBER.match(t) else None
 
 
-def depth_readout(line: str) -> float | None:
+def depth_readout(line: str, point: tuple[int, int] | None = None) -> float | None:
     """The depth in mm a readout line states ("11cm" -> 110, "Depth 40 mm" -> 40), else None.
-    Only a line that is nothing but a depth counts: "Dist 1.06 cm" is a measurement, not a depth."""
+    Only a line that is nothing but a depth counts: "Dist 1.06 cm" is a measurement, not a depth.
+
+    point: (digits before, digits after) a decimal point seen in the line's picture (Tesseract
+    drops the point of small text: "7.5cm" read as "75cm"); it is put into a number read without
+    one that has exactly that many digits, else the line is read as it is."""
     m = _READOUT.match(" ".join(_ascii(line).split()))
     if m is None:
         return None
-    value = float(m.group(1).translate(_AS_DIGIT).replace(",", "."))
+    digits = m.group(1)
+    if point is not None and "." not in digits and "," not in digits and len(digits) == sum(point) and min(point) >= 1:
+        digits = f"{digits[: point[0]]}.{digits[point[0] :]}"
+    value = float(digits.translate(_AS_DIGIT).replace(",", "."))
     mm = value * 10.0 if m.group(2).lower() == "cm" else value
     return mm if 5.0 <= mm <= 400.0 else None

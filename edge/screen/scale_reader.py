@@ -497,6 +497,64 @@ def _lines(boxes: np.ndarray, shape, specks=()) -> list[tuple[int, int, int, int
     return out
 
 
+def decimal_point(crop: np.ndarray) -> tuple[int, int] | None:
+    """The decimal point a line of text clearly shows: (digits before it, digits after it), else None.
+
+    Tesseract drops the point of small text ("7.5cm" read as "75cm", "Depth 2.5 cm" as "25cm")
+    though the mark is plain to see. The line's marks are taken at 60 % of its contrast (where a
+    point touching a digit at the background's level stands apart) and those sharing columns
+    make one character (the two strokes of a small "5"). A point is a character at most 0.4
+    digit heights across, on the baseline, between two digit-high characters (from the
+    baseline to the digits' top, at most 0.9 digit heights wide: one digit), each at most half
+    a digit height away. The digits on each side are the digit-high characters that run on from
+    there, at most 0.35 digit heights apart (a letter of the unit is lower, a space wider).
+    Anything less clear (no such speck, or two) is no point."""
+    g = brightness(crop).astype(np.float32)
+    bg, top = float(np.median(g)), float(np.percentile(g, 99))
+    if top - bg < 40:
+        return None
+    n, _, st, _ = cv2.connectedComponentsWithStats((g > bg + 0.6 * (top - bg)).astype(np.uint8), connectivity=8)
+    chars: list[list[int]] = []  # x0, y0, x1, y1 of the marks sharing columns, left to right
+    for x, y, w, h, _ in sorted(st[1:].tolist()):
+        if chars and x < chars[-1][2]:
+            c = chars[-1]
+            c[1], c[2], c[3] = min(c[1], y), max(c[2], x + w), max(c[3], y + h)
+        else:
+            chars.append([x, y, x + w, y + h])
+    if len(chars) < 3:
+        return None
+    x0, y0, x1, y1 = (np.array(v, np.float64) for v in zip(*chars))
+    w, h = x1 - x0, y1 - y0
+    base = float(np.median(y1[h >= 0.6 * h.max()]))  # where the characters stand
+    on = np.abs(y1 - base) <= 1
+    if not on.any():
+        return None
+    cap = float(np.median(h[on & (h >= 0.85 * h[on].max())]))  # the digits' height
+    digit = on & (np.abs(y0 - (base - cap)) <= max(1.0, 0.12 * cap)) & (w <= 0.9 * cap)
+    speck = (h <= max(2.0, 0.4 * cap)) & (w <= max(2.0, 0.4 * cap)) & (np.abs(y1 - base) <= max(1.0, 0.15 * cap))
+
+    def run(i: int, step: int) -> int:
+        """Digits from character i on, leftwards (step -1) or rightwards (+1), close together."""
+        count = 1
+        while 0 <= i + step < len(chars):
+            j = i + step
+            if not digit[j] or (x0[i] - x1[j] if step < 0 else x0[j] - x1[i]) > 0.35 * cap:
+                break
+            count, i = count + 1, j
+        return count
+
+    found = [
+        (run(p - 1, -1), run(p + 1, 1))
+        for p in np.flatnonzero(speck)
+        if 0 < p < len(chars) - 1
+        and digit[p - 1]
+        and digit[p + 1]
+        and x0[p] - x1[p - 1] <= 0.5 * cap
+        and x0[p + 1] - x1[p] <= 0.5 * cap
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def _readout_crops(image: np.ndarray, roi) -> list[tuple[np.ndarray, float]]:
     """Short lines of text outside the B-mode, where a depth readout may be: (crop, text height).
 
@@ -594,28 +652,34 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
     a second for the rows whose labels make no scale, cut at their own text height).
 
     Returns ([the labels of each row as read straight and mirrored (a capture flipped left to
-    right): (((value, step index), ...), ...)], readouts in mm). Without OCR: ([((),), ...], ())."""
+    right): (((value, step index), ...), ...)], readouts in mm, the readouts as Tesseract read
+    them: without the decimal points it dropped and `decimal_point` put back). Without OCR:
+    ([((),), ...], (), ())."""
     if ocr.available() is not None:
-        return [((),) for _ in rows], ()
+        return [((),) for _ in rows], (), ()
     crops: list[np.ndarray] = []
     sizes: list[float] = []
-    owner: list[tuple] = []  # ("label", row, step, flipped) or ("readout",)
+    owner: list[tuple] = []  # ("label", row, step, flipped) or ("readout", decimal point)
     for r, row in enumerate(rows):
         _add_labels(crops, sizes, owner, r, _label_crops(image, row, roi))
     for c, tp in _readout_crops(image, roi):
         crops.append(c)
         sizes.append(tp)
-        owner.append(("readout",))
+        owner.append(("readout", decimal_point(c)))
     labels: list[tuple[dict[int, float], dict[int, float]]] = [({}, {}) for _ in rows]
-    readouts = set()
-    for who, value in zip(owner, _read_twice(crops, sizes, owner)):
-        if value is None:
-            continue
+    readouts, as_read = set(), set()
+    words = _read_twice(crops, sizes)
+    plain = [("readout", None) if who[0] == "readout" else who for who in owner]
+    for who, value, unpointed in zip(owner, _accepted(words, owner), _accepted(words, plain)):
         if who[0] == "label":
-            _, r, k, flip = who
-            labels[r][int(flip)][k] = value
-        else:
+            if value is not None:
+                _, r, k, flip = who
+                labels[r][int(flip)][k] = value
+            continue
+        if value is not None:
             readouts.add(value)
+        if unpointed is not None:
+            as_read.add(unpointed)
     # The text height of a row's labels is guessed from the character-sized marks around them;
     # where image speckle outnumbers them the guess is too small and the labels are not cut.
     # Rows whose labels make no scale are cut again at the height of the marks level with
@@ -628,11 +692,12 @@ def read_numbers(image: np.ndarray, roi, rows: list[MarkRow]):
         first, again = _label_crops(image, row, roi), _label_crops(image, row, roi, level=True)
         if again[0] and abs(again[2] / max(first[2], 1.0) - 1) > 0.15:
             _add_labels(crops, sizes, owner, r, again)
-    for who, value in zip(owner, _read_twice(crops, sizes, owner)):
+    for who, value in zip(owner, _accepted(_read_twice(crops, sizes), owner)):
         if value is not None:
             _, r, k, flip = who
             labels[r][int(flip)].setdefault(k, value)
-    return [_orientations(straight, flipped) for straight, flipped in labels], tuple(sorted(readouts))
+    orientations = [_orientations(straight, flipped) for straight, flipped in labels]
+    return orientations, tuple(sorted(readouts)), tuple(sorted(as_read))
 
 
 def _add_labels(crops: list, sizes: list, owner: list, r: int, cut) -> None:
@@ -645,15 +710,8 @@ def _add_labels(crops: list, sizes: list, owner: list, r: int, cut) -> None:
             owner.append(("label", r, k, flip))
 
 
-def _read_twice(crops: list[np.ndarray], sizes: list[float], owner: list[tuple]) -> list[float | None]:
-    """The number each cut says (a label's value, a readout's depth in mm), or None.
-
-    Each cut is read twice, at two enlargements, in one OCR run: a number counts when both
-    readings give it (the surer one sure), or one gives it surely and the other no number at
-    all; two different numbers cancel, so a misread at one size ("60" as "3") does not make a
-    scale on its own. A readout comes from the first reading only (the second may only cancel
-    it): it is a whole line of small text, and a second chance to read it is a second chance to
-    misread it."""
+def _read_twice(crops: list[np.ndarray], sizes: list[float]) -> list[tuple[list[ocr.Word], list[ocr.Word]]]:
+    """Each cut read twice, at two enlargements, in one OCR run: its words at each (left to right)."""
     if not crops:
         return []
     n = len(crops)
@@ -661,21 +719,38 @@ def _read_twice(crops: list[np.ndarray], sizes: list[float], owner: list[tuple])
     texts: dict[int, list] = {}
     for wd in words:
         texts.setdefault(wd.crop, []).append(wd)
+
+    def in_order(j: int) -> list[ocr.Word]:
+        return sorted(texts.get(j, []), key=lambda wd: wd.box[0])
+
+    return [(in_order(i), in_order(i + n)) for i in range(n)]
+
+
+def _accepted(readings: list, owner: list[tuple]) -> list[float | None]:
+    """The number each cut says (a label's value, a readout's depth in mm), or None, from its two
+    readings (`_read_twice`).
+
+    A number counts when both readings give it (the surer one sure), or one gives it surely and
+    the other no number at all; two different numbers cancel, so a misread at one size ("60"
+    as "3") does not make a scale on its own. A readout comes from the first reading only (the
+    second may only cancel it): it is a whole line of small text, and a second chance to read
+    it is a second chance to misread it. A readout's owner carries the decimal point seen in
+    its cut (`decimal_point`), put where Tesseract left it out."""
     out: list[float | None] = []
-    for i, who in enumerate(owner):
-        parse = ocr.number if who[0] == "label" else ocr.depth_readout
-        sure = ocr.SURE if who[0] == "label" else ocr.READOUT_SURE
+    for (first, second), who in zip(readings, owner):
+        label = who[0] == "label"
+        sure = ocr.SURE if label else ocr.READOUT_SURE
         got = []
-        for j in (i, i + n):
-            ws = sorted(texts.get(j, []), key=lambda wd: wd.box[0])
-            joined = ("" if who[0] == "label" else " ").join(wd.text for wd in ws)
-            got.append((parse(joined) if ws else None, min((wd.confidence for wd in ws), default=0.0)))
+        for ws in (first, second):
+            joined = ("" if label else " ").join(wd.text for wd in ws)
+            value = (ocr.number(joined) if label else ocr.depth_readout(joined, who[1])) if ws else None
+            got.append((value, min((wd.confidence for wd in ws), default=0.0)))
         (a_val, a_conf), (b_val, b_conf) = got
         if a_val is not None and b_val is not None:
             out.append(a_val if a_val == b_val and max(a_conf, b_conf) >= sure else None)
         elif a_val is not None and a_conf >= sure:
             out.append(a_val)
-        elif b_val is not None and b_conf >= sure and who[0] == "label":
+        elif b_val is not None and b_conf >= sure and label:
             out.append(b_val)
         else:
             out.append(None)
@@ -859,17 +934,37 @@ def read_depth_scale(image: np.ndarray, roi, tick_mm: float | None = None) -> tu
     for row in rows:
         if len(distinct) < 3 and not any(_overlap(row.band, d.band) > 0.5 for d in distinct):
             distinct.append(row)  # a row that is a subset of one kept holds nothing new
-    labels, readouts = read_numbers(image, roi, distinct)
+    labels, readouts, as_read = read_numbers(image, roi, distinct)
     _, top, _, h = _rect(roi)
     verdicts = []
     for row, readings in zip(distinct, labels):
         at_top = abs(row.points[0, 1] - top) <= max(3.0, 0.25 * row.pitch_px)
-        each = [interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h, at_top) for lab in readings]
+        each = []
+        for lab in readings:
+            v = interpret(row, lab, readouts, extent_px(row, roi), tick_mm, _fill(roi), h, at_top)
+            if as_read != readouts and v.step_mm is not None:
+                v = _point_checked(v, interpret(row, lab, as_read, extent_px(row, roi), tick_mm, _fill(roi), h, at_top))
+            each.append(v)
         verdicts.append(_one_orientation(each))
     for v in verdicts:
         if v.step_mm is not None:
             return v, rows
     return verdicts[0], rows
+
+
+def _point_checked(v: Verdict, unpointed: Verdict) -> Verdict:
+    """A verdict on a readout whose decimal point was put back from the picture (`v`), against
+    the verdict on the readout as Tesseract read it: when that confirms another step (a speck
+    taken for a point would make "16cm" 16 mm, 1 mm dots), which one the screen says is unsure."""
+    if unpointed.step_mm is None or unpointed.step_mm == v.step_mm:
+        return v
+    return Verdict(
+        v.row,
+        None,
+        f"{'; '.join(v.evidence)} with the decimal point seen on screen, {'; '.join(unpointed.evidence)} "
+        f"without it: steps of {_fmt(v.step_mm or 0)} or {_fmt(unpointed.step_mm)} mm",
+        v.evidence,
+    )
 
 
 def _one_orientation(each: list[Verdict]) -> Verdict:
