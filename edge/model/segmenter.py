@@ -195,10 +195,17 @@ class Segmenter:
 
     def infer(self, model_image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) model image -> raw output (H, W, K) in the model's output dtype."""
+        return self.run(self.input_tensor(model_image))
+
+    def input_tensor(self, model_image: np.ndarray) -> np.ndarray:
+        """The model's input (H, W, C) for a uint8 model image: through the int8 lookup table, or
+        normalised to float. A new array each call: it may be made on another thread than `run`."""
         if self._lut is not None:
-            tensor = fill_int8(self._lut, model_image)
-        else:
-            tensor = to_float(model_image, self.spec).astype(self._in["dtype"])
+            return fill_int8(self._lut, model_image)
+        return to_float(model_image, self.spec).astype(self._in["dtype"])
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Invoke the model on an `input_tensor`: its raw output (H, W, K), a copy."""
         self._interp.set_tensor(self._in["index"], tensor[None])
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"])[0]

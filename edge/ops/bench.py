@@ -122,7 +122,9 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
                 continue
             t2 = time.perf_counter()
             with meter.stage("resize"):
-                inference = chain.infer(frame)
+                staged = chain.model_input(frame)
+            with meter.stage("tensor copy"):
+                inference = chain.invoke(staged)
             t3 = time.perf_counter()
             with meter.stage("measurement"):
                 result = chain.finish(inference)
