@@ -49,7 +49,7 @@ def _add_run(sub) -> None:
     run.add_argument("--source", help=f"frame source URL (default: {DEFAULT_SOURCE})")
     run.add_argument("--display", help="serial port URL of the display, 'emulate' (default) or 'none'")
     run.add_argument("--baud", type=int, help="display link baud rate (default 115200)")
-    run.add_argument("--threads", type=int, help="LiteRT threads (default: physical cores)")
+    run.add_argument("--threads", type=int, help="LiteRT threads (default: the physical cores but one, at least 1)")
     run.add_argument("--frames", type=int, default=None, help="stop after this many frames")
     run.add_argument("--out", help="folder under which the run folder is made (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no live status line")

@@ -151,7 +151,7 @@ def test_instrumenting_leaves_the_chain_as_it_was(tiny_bundle):
     chain = FrameChain(seg, ChainOptions(roi=RoiOptions(), calibration=SpacingOptions()))
     before = (dict(vars(chain)), dict(vars(seg)), dict(vars(seg.interpreter)), dict(vars(chain.prepare.tracker)))
     with instrumented(chain, StageMeter()):
-        assert "infer" in vars(seg) and "invoke" in vars(seg.interpreter)
+        assert "input_tensor" in vars(seg) and "invoke" in vars(seg.interpreter)
     assert (dict(vars(chain)), dict(vars(seg)), dict(vars(seg.interpreter)), dict(vars(chain.prepare.tracker))) == before
 
 

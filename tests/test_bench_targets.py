@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -56,7 +58,7 @@ def test_venv_size_names_the_largest_packages(tmp_path):
     assert bt.venv_row(None)["verdict"] == "not measured"
 
 
-def bench_json(pipeline_fps: float, invoke_fps: float) -> dict:
+def bench_json(pipeline_fps: float, invoke_fps: float, threads: int = 2) -> dict:
     stage = {"thread": "capture", "cpu_ms_p50": 1.5, "cpu_ms_mean": 1.6, "wall_ms_p50": 1.7, "frames": 10}
     budget = {
         "frames": 10,
@@ -64,17 +66,43 @@ def bench_json(pipeline_fps: float, invoke_fps: float) -> dict:
         "outside_model_cpu_ms": {"p50": 1.5, "mean": 1.6},
         "thread_cpu_ms_mean": {"capture": 1.6, "inference": 9.1},
     }
-    run = {"pipeline_fps": pipeline_fps, "invoke_fps": invoke_fps, "budget": budget}
+    run = {"threads": threads, "pipeline_fps": pipeline_fps, "invoke_fps": invoke_fps, "budget": budget}
     run["pipeline_vs_invoke"] = round(pipeline_fps / invoke_fps, 3)
     return {"device": {"physical_cores": 2}, "runs": [run], "peak_rss_mb": 160.0}
 
 
 def test_rows_give_each_target_its_verdict():
     runs = [{"summary": {"fps": 88.0}, "launch_to_first_s": 0.7, "peak_rss_mb": 120.0}]
-    rows = bt.speed_rows("1280x720 MJPEG", bench_json(90.0, 100.0), 80.0, "2 threads", runs)
+    rows = bt.speed_rows("1280x720 MJPEG", bench_json(90.0, 100.0), 80.0, "2 threads", 2, runs)
     assert [r["verdict"] for r in rows] == ["met (+12 %)", "met (+6 %)", "met (+25 %)"]
     assert "decode 1.5" in rows[0]["detail"] and "[88.0] fps" in rows[0]["detail"]
-    (full_hd,) = bt.speed_rows("1920x1080 MJPEG", bench_json(30.0, 100.0), 60.0, "2 threads")
+    (full_hd,) = bt.speed_rows("1920x1080 MJPEG", bench_json(30.0, 100.0), 60.0, "2 threads", 2)
     assert full_hd["verdict"] == "missed (-50 %)" and full_hd["goal"] == ">= 60 fps"
     assert bt.memory_row(runs, 30, None, bench_json(1, 1))["verdict"] == "met (+20 %)"
     assert [r["verdict"] for r in bt.soak_rows(None, 10.0)] == ["not measured"] * 3
+
+
+def test_the_default_thread_count_is_judged_against_the_best_one():
+    one, two = bench_json(50.0, 70.0, threads=1), bench_json(45.0, 120.0, threads=2)
+    both = {**two, "runs": [*one["runs"], *two["runs"]]}
+    at_two = bt.thread_row("1280x720 MJPEG", both, 2)
+    assert at_two["measured"] == 0.9 and at_two["verdict"].startswith("missed")
+    assert "1: 50.0, 2: 45.0; the most at 1" in at_two["detail"]
+    assert bt.thread_row("1280x720 MJPEG", both, 1)["verdict"] == "met (+3 %)"
+    (row,) = bt.speed_rows("1920x1080 MJPEG", both, 60.0, "1 thread", 1)
+    assert row["measured"] == 50.0  # the default count's run
+
+
+def test_the_readme_table_replaces_only_what_lies_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{bt.README_BEGIN}\nold table\n{bt.README_END}\nafter\n")
+    device = {"cpu": "AMD EPYC", "physical_cores": 2, "int8_features": ["avx2", "avx512_vnni"]}
+    rows = bt.speed_rows("1920x1080 MJPEG", bench_json(30.0, 100.0), 60.0, "2 threads", 2)
+    bt.write_readme(readme, bt.readme_block(device, {"start": [0.5], "end": [0.7]}, rows, "bench_targets.py --x"))
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert "AMD EPYC" in text and "avx512_vnni" in text and "| 1920x1080 MJPEG: end-to-end fps" in text
+    assert "missed (-50 %)" in text and "bench_targets.py --x" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="markers"):
+        bt.write_readme(readme, "table")

@@ -116,10 +116,13 @@ def test_an_exception_in_the_inference_or_output_thread_reaches_the_caller(where
     class BadSegmenter:
         bundle, spec = real.bundle, real.spec
 
-        def infer(self, model_image):
+        def input_tensor(self, model_image):
+            return real.input_tensor(model_image)
+
+        def run(self, tensor):
             if where == "infer":
                 raise ValueError("model exploded")
-            return real.infer(model_image)
+            return real.run(tensor)
 
         def segmentation(self, frame, raw, t_done=None, image=None):
             raise ValueError("model exploded")

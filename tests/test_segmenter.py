@@ -9,7 +9,8 @@ from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 from edge.frame import Frame
 from edge.host import physical_cores
-from edge.model.segmenter import Segmenter, SegmenterOptions
+from edge.model import segmenter as segmenter_module
+from edge.model.segmenter import Segmenter, SegmenterOptions, default_threads
 
 
 def test_physical_cores_is_sane():
@@ -18,9 +19,13 @@ def test_physical_cores_is_sane():
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
 
 
-def test_default_threads_are_the_physical_cores():
+def test_default_threads_are_the_physical_cores_but_one(monkeypatch):
     seg = Segmenter.create(SegmenterOptions())  # the config's [model] section: 0 threads is "not set"
-    assert seg.num_threads == physical_cores() and SegmenterOptions(num_threads=0).threads == physical_cores()
+    assert seg.num_threads == default_threads() == SegmenterOptions(num_threads=0).threads
+    for cores, threads in ((1, 1), (2, 1), (4, 3), (8, 7)):  # a core is left to the capture and output threads
+        monkeypatch.setattr(segmenter_module, "physical_cores", lambda n=cores: n)
+        assert default_threads() == SegmenterOptions().threads == threads
+    assert SegmenterOptions(num_threads=2).threads == 2
     with pytest.raises(EdgeError, match=r"\[model\] num_threads"):
         SegmenterOptions(num_threads=-1)
 

@@ -41,6 +41,14 @@ log = logs.get(__name__)
 MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)
 
 
+def default_threads() -> int:
+    """LiteRT threads when none are set: the physical cores but one, at least one. The pipeline's
+    capture and output threads need a core beside the interpreter's; with both cores of a 2-core
+    cart given to the interpreter the invoke is faster but the pipeline gives fewer frames end to
+    end (docs/performance.md; `tlf-edge bench --threads 1,2` measures it on any cart)."""
+    return max(1, physical_cores() - 1)
+
+
 def check_threads(num_threads, warn: bool = True) -> int:
     """The LiteRT thread count to use for `num_threads`: a whole number from 1 to MAX_THREADS, or
     EdgeError. More than the CPUs this process may use only slows the interpreter down, so such a
@@ -48,7 +56,7 @@ def check_threads(num_threads, warn: bool = True) -> int:
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
         raise EdgeError(
             f"LiteRT threads (model.num_threads, --threads) must be a whole number from 1 to "
-            f"{MAX_THREADS}; got {num_threads!r} (best: the {physical_cores()} physical cores)"
+            f"{MAX_THREADS}; got {num_threads!r} (default: {default_threads()}, the physical cores but one)"
         )
     cpus = usable_cpus()
     if num_threads > cpus:
@@ -102,11 +110,15 @@ class SegmenterOptions:
     """The segmenter's options: the config's [model] section. Empty and zero are "not set"."""
 
     bundle: str = ""  # model bundle folder; empty: the bundled demo model
-    num_threads: int = 0  # LiteRT threads; 0: the physical cores
+    num_threads: int = 0  # LiteRT threads; 0: the physical cores but one (default_threads)
 
     def __post_init__(self):
         require_option(
-            "model", "num_threads", self.num_threads, self.num_threads >= 0, "must be 0 (physical cores) or more"
+            "model",
+            "num_threads",
+            self.num_threads,
+            self.num_threads >= 0,
+            "must be 0 (the physical cores but one) or more",
         )
 
     @property
@@ -116,8 +128,8 @@ class SegmenterOptions:
 
     @property
     def threads(self) -> int:
-        """The LiteRT thread count: the one set, or the physical cores."""
-        return self.num_threads or physical_cores()
+        """The LiteRT thread count: the one set, or default_threads()."""
+        return self.num_threads or default_threads()
 
 
 class Segmenter:
@@ -195,10 +207,17 @@ class Segmenter:
 
     def infer(self, model_image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) model image -> raw output (H, W, K) in the model's output dtype."""
+        return self.run(self.input_tensor(model_image))
+
+    def input_tensor(self, model_image: np.ndarray) -> np.ndarray:
+        """The model's input (H, W, C) for a uint8 model image: through the int8 lookup table, or
+        normalised to float. A new array each call: it may be made on another thread than `run`."""
         if self._lut is not None:
-            tensor = fill_int8(self._lut, model_image)
-        else:
-            tensor = to_float(model_image, self.spec).astype(self._in["dtype"])
+            return fill_int8(self._lut, model_image)
+        return to_float(model_image, self.spec).astype(self._in["dtype"])
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Invoke the model on an `input_tensor`: its raw output (H, W, K), a copy."""
         self._interp.set_tensor(self._in["index"], tensor[None])
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"])[0]

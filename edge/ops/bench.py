@@ -43,7 +43,7 @@ from edge.measure.thickness import ThicknessOptions, measure_thickness
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.model.macs import count_macs
 from edge.model.preprocess import resize_labels
-from edge.model.segmenter import Segmenter
+from edge.model.segmenter import Segmenter, default_threads
 from edge.numbers import rounded
 from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented, sink_stage
 from edge.ops.doctor import FAST_INT8_FLAGS
@@ -122,7 +122,9 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
                 continue
             t2 = time.perf_counter()
             with meter.stage("resize"):
-                inference = chain.infer(frame)
+                staged = chain.model_input(frame)
+            with meter.stage("tensor copy"):
+                inference = chain.invoke(staged)
             t3 = time.perf_counter()
             with meter.stage("measurement"):
                 result = chain.finish(inference)
@@ -466,7 +468,7 @@ def markdown(report: dict) -> str:
             "",
             f"Most frames end to end: {best['threads']} interpreter thread(s), {best['pipeline_fps']} fps "
             f"({best['of_invoke']}x the invoke-only rate). On this device set `[model] num_threads = "
-            f"{best['threads']}` (`tlf-edge run --threads {best['threads']}`); the default is the physical cores.",
+            f"{best['threads']}` (`tlf-edge run --threads {best['threads']}`); the default is {default_threads()} (the physical cores but one).",
         ]
     acc = report["runs"][0]["accuracy"] if report["runs"] else {}
     if acc:

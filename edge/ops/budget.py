@@ -8,7 +8,9 @@ place, by wrapping the callables the chain already calls (the ROI tracker, the s
 freeze check, the LUT fill and the invoke, the argmax, the domain guard, the temporal filter) for
 the length of the pass: the chain computes what it always computes. What stays in an outer stage
 once its parts are taken out is named for what it holds (the crop copies the B-mode region; the
-resize is what remains of the inference stage; the measurement what remains of the output stage).
+resize is what remains of the stage before the model, the tensor copy what remains of the model's
+call beside the invoke: the input set and the output read; the measurement what remains of the
+output stage).
 
 Invoke runs on the interpreter's threads, not only on the calling one: its CPU time is that of
 every thread of the process during the invoke (edge.host.all_threads_cpu; nothing else runs in the
@@ -34,9 +36,10 @@ THREADS = {
     "roi": "capture",
     "spacing": "capture",
     "crop": "capture",
-    "freeze check": "inference",
-    "resize": "inference",
-    "int8 lookup": "inference",
+    "freeze check": "capture",
+    "resize": "capture",
+    "int8 lookup": "capture",
+    "tensor copy": "inference",
     "invoke": "inference",
     "argmax": "output",
     "measurement": "output",
@@ -168,7 +171,7 @@ def instrumented(chain, meter: StageMeter) -> Iterator[None]:
             stack.enter_context(_replaced(calibrator, "update", meter.timed("spacing", calibrator.update)))
         if chain.freeze is not None:
             stack.enter_context(_replaced(chain, "freeze", meter.timed("freeze check", chain.freeze)))
-        stack.enter_context(_replaced(seg, "infer", meter.timed("int8 lookup", seg.infer)))
+        stack.enter_context(_replaced(seg, "input_tensor", meter.timed("int8 lookup", seg.input_tensor)))
         interp = seg.interpreter
         stack.enter_context(_replaced(interp, "invoke", meter.timed(MODEL_STAGE, interp.invoke)))
         stack.enter_context(_replaced(seg, "segmentation", meter.timed("argmax", seg.segmentation)))

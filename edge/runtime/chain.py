@@ -5,9 +5,11 @@
 
 The chain runs prepare (the B-mode region and its spacing, edge.screen.prepare) -> freeze check ->
 resize to the model grid -> int8 invoke -> argmax -> thickness and quality of every band ->
-out-of-domain guard -> temporal filter. `tlf-edge run`'s pipeline calls its three stages from its
-three threads (`crop` on the capture thread, `infer` on the inference thread, `finish` on the
-output thread); `tlf-edge bench`, the validation of a labelled set, the thickness-response fit
+out-of-domain guard -> temporal filter. `tlf-edge run`'s pipeline calls its stages from its three
+threads (`crop` and `model_input` on the capture thread, `invoke` on the inference thread,
+`finish` on the output thread): the inference thread does nothing but invoke the model, so that it
+waits for Python's interpreter lock as seldom as it can (each call out to a C library lets it go
+and takes it back). `tlf-edge bench`, the validation of a labelled set, the thickness-response fit
 and the benchmarks call the chain whole, so a frame is measured the same way by each of them.
 A set of independent pictures (a labelled set, the response's images) is measured with
 `independent=True`: each frame alone, without the freeze check and the temporal filter, which
@@ -48,6 +50,20 @@ class ChainOptions:
     calibration: SpacingOptions | None = None
     independent: bool = False
     thickness_response: bool = True
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A frame made ready for the model: its model image and the model's input tensor, and
+    whether it repeats the frame before it; the times (time.monotonic()) of the freeze check's
+    start and of the resize's."""
+
+    frame: Frame
+    image: np.ndarray
+    tensor: np.ndarray
+    frozen: bool
+    t_start: float
+    t_resize: float
 
 
 @dataclass(frozen=True)
@@ -191,14 +207,24 @@ class FrameChain:
         return self.prepare(frame, cropped, stated)
 
     def infer(self, frame: Frame) -> Inference:
-        """The inference stage: freeze check, resize to the model grid, invoke."""
+        """Freeze check, resize to the model grid, input tensor, invoke: `invoke(model_input(frame))`."""
+        return self.invoke(self.model_input(frame))
+
+    def model_input(self, frame: Frame) -> ModelInput:
+        """The stage before the model: freeze check, resize to the model grid, input tensor."""
         t_start = time.monotonic()
         frozen = self.freeze(frame.image) if self.freeze is not None else False
         t_resize = time.monotonic()
         image = to_model_image(frame.image, self.segmenter.spec)
+        tensor = self.segmenter.input_tensor(image)
+        return ModelInput(frame, image, tensor, frozen, t_start, t_resize)
+
+    def invoke(self, staged: ModelInput) -> Inference:
+        """The inference stage: the model on a `model_input`."""
         t_invoke = time.monotonic()
-        raw = self.segmenter.infer(image)
-        return Inference(frame, image, raw, frozen, t_start, t_resize, t_invoke, time.monotonic())
+        raw = self.segmenter.run(staged.tensor)
+        s = staged
+        return Inference(s.frame, s.image, raw, s.frozen, s.t_start, s.t_resize, t_invoke, time.monotonic())
 
     def finish(self, inference: Inference, extra: dict | None = None) -> FrameResult:
         """The output stage: argmax, thickness and quality of every band, the out-of-domain guard

@@ -18,7 +18,7 @@ defaults are the demo: the phantom scanner and the emulated display.
 
 Empty and zero values stand for "not set" where TOML has no null: `roi.rect = []` detects the
 B-mode region, `calibration.spacing_mm = []` takes the spacing from the source or the screen,
-`model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the physical cores.
+`model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the physical cores but one.
 The config holds options only, never runtime state.
 """
 

@@ -1,9 +1,10 @@
 """The runtime's pipeline: source -> ROI + calibration -> segmenter -> measurement -> sinks.
 
 The pipeline owns the threads (capture, inference, output); sources, the segmenter and sinks
-start none of their own. The inference thread does as little as it can beside the model (freeze
-check, resize to the model grid, invoke): argmax, measurement and the temporal filter run on the
-output thread, so that they overlap the next invoke on a core the interpreter leaves free.
+start none of their own. The inference thread does nothing but invoke the model: the freeze
+check, the resize to the model grid and the input tensor are made on the capture thread, argmax,
+measurement and the temporal filter on the output thread, so that they overlap the next invoke on
+a core the interpreter leaves free, and the inference thread seldom waits for the interpreter lock.
 Given ROI and calibration options, the capture thread cuts each screen down to its B-mode region
 (edge.screen.prepare) before anything else sees it; a change of layout is noted on the first
 measurement after it (`extra["layout_event"]`; the first layout as `extra["layout"]`).
@@ -250,7 +251,7 @@ class Pipeline:
                     if frame is None:
                         break
                     frame = self._crop(frame)
-                    if frame is not None and self._frames.put(frame, stop):
+                    if frame is not None and self._frames.put(self.chain.model_input(frame), stop):
                         n += 1
         finally:
             if outage.since is not None:
@@ -277,15 +278,15 @@ class Pipeline:
         return out
 
     def _infer(self) -> None:
-        """The inference thread: the chain's freeze check, resize and invoke."""
+        """The inference thread: the chain's invoke."""
         stats, results = self.stats, self._results
         assert stats is not None
         try:
-            while (frame := self._frames.get()) is not _END:
+            while (staged := self._frames.get()) is not _END:
                 if self.stop_event.is_set() and not self._errors:  # asked to stop: frames not yet segmented are let go
                     stats.unprocessed_at_stop += 1
                     continue
-                inference = self.chain.infer(frame)
+                inference = self.chain.invoke(staged)
                 # With the output thread gone (an error), a full queue must not hold this thread.
                 results.put(inference, self.stop_event if self._errors else None)
         finally:
@@ -317,9 +318,9 @@ class Pipeline:
                     lambda sink, change=item: getattr(sink, "status", _nothing)(change.code, change.text),
                 )
                 continue
-            timing = {
-                "wait_ms": (item.t_resize - item.frame.t_capture) * 1000,
-                "infer_ms": (item.t_done - item.t_resize) * 1000,
+            timing = {  # from capture to the model's start (the B-mode region, the model input, the queue), the model
+                "wait_ms": (item.t_invoke - item.frame.t_capture) * 1000,
+                "infer_ms": (item.t_done - item.t_invoke) * 1000,
                 **self._due_events(item.frame.seq),
             }
             result = self.chain.finish(item, timing)
