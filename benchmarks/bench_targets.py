@@ -1,4 +1,4 @@
-"""Issue #25's performance targets, measured on this machine, each with its verdict.
+"""A cart's performance targets, measured on this machine, each with its verdict.
 
     python benchmarks/bench_targets.py [--frames 300] [--soak-minutes 10] [--runtime-venv .venv]
         [--compare compare.json] [--json targets.json] [--markdown targets.md]
@@ -21,11 +21,11 @@ Every `tlf-edge` command runs in a child process, as a user runs it:
    after it to the end).
 5. The disk use of the runtime venv named by --runtime-venv (`make demo`'s .venv: the base install,
    no extras), measured with du; a figure to state, not a target.
-6. Issue #7's targets that still apply, labelled as such: start to first measurement, and with
-   --compare (the JSON of benchmarks/compare_runtimes.py --json) int8 invoke against the other runtimes.
+6. The start to the first measurement, and with --compare (the JSON of
+   benchmarks/compare_runtimes.py --json) the int8 invoke against the other runtimes.
 
-Targets (issue #25): at 1280x720 MJPEG end to end >= 80 fps at the default thread count (the
-physical cores) and >= 0.85x the invoke-only rate there, with about 2 ms of CPU per frame outside
+Targets: at 1280x720 MJPEG end to end >= 80 fps at the default thread count (edge.model.segmenter
+default_threads; every count up to the physical cores is measured too) and >= 0.85x the invoke-only rate there, with about 2 ms of CPU per frame outside
 the model; at 1920x1080 MJPEG >= 60 fps; from a 60 fps paced source latency p99 <= 35 ms, stable
 over 10 minutes (no growth of latency or memory); peak RSS of `tlf-edge run` <= 150 MB. Timings
 depend on the machine's load, printed with the results. Not a test: run it by hand, on a quiet
@@ -397,7 +397,7 @@ def start_row(runs: list[dict]) -> dict:
     inner = [x["summary"].get("start_to_first_measurement_s") for x in runs]
     median = round(float(np.median(cold)), 3) if cold else None
     return row(
-        "issue #7: start to first measurement (launching `tlf-edge run`)",
+        "start to first measurement (launching `tlf-edge run`)",
         START_S,
         "s",
         median,
@@ -407,7 +407,7 @@ def start_row(runs: list[dict]) -> dict:
 
 
 def compare_rows(compare: dict) -> list[dict]:
-    """Issue #7's speed ratios: int8 invoke against the other runtimes, from compare_runtimes.py --json."""
+    """The int8 invoke against the other runtimes on the same weights, from compare_runtimes.py --json."""
     rows = []
     by = {(r["runtime"], r["threads"]): r for r in compare["rows"]}
     for t in sorted({r["threads"] for r in compare["rows"]}):
@@ -423,7 +423,7 @@ def compare_rows(compare: dict) -> list[dict]:
             x = round(other["p50_ms"] / ours["p50_ms"], 2) if other else None
             detail = f"{other['p50_ms']} ms vs ours {ours['p50_ms']} ms (p50)" if other else ""
             goal = f">= {target:g}x" if target > 1 else "> 1x"
-            rows.append(row(f"issue #7: {label}, {t} thread(s)", target, "x", x, True, detail, goal_text=goal))
+            rows.append(row(f"{label}, {t} thread(s)", target, "x", x, True, detail, goal_text=goal))
     return rows
 
 
@@ -472,7 +472,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--soak-minutes", type=float, default=10.0, help="length of the paced soak (0: not run)")
     ap.add_argument("--runtime-venv", type=Path, help="a runtime-only venv (`make demo`'s .venv) to state the size of")
-    ap.add_argument("--compare", help="JSON written by benchmarks/compare_runtimes.py --json (issue #7's ratios)")
+    ap.add_argument("--compare", help="JSON written by benchmarks/compare_runtimes.py --json (the other runtimes)")
     ap.add_argument("--repeat", type=int, default=3, help="cold starts of tlf-edge run (peak RSS and start time)")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--work", help="folder for the videos and the runs, kept (default: a temporary folder)")
