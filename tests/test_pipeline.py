@@ -234,8 +234,10 @@ def test_no_frame_is_measured_with_the_old_region_while_a_layout_change_waits_fo
     from edge.runtime.factory import open_source
 
     path = tmp_path / "screen.avi"
-    truth = ps.write_clip(path, 12, frames=14, size=(640, 480), depths=(40.0, 50.0), change_at=3)
-    sink = RoiOnly(truth, (480, 640))
+    # a size whose depth readout OCR reads (at 640x480 its 7 px "4.0 cm" may read "4.8 cm", and the
+    # scale is then refused: tests/test_prepare.py)
+    truth = ps.write_clip(path, 12, frames=14, size=(1024, 768), depths=(40.0, 50.0), change_at=3)
+    sink = RoiOnly(truth, (768, 1024))
     seg = Segmenter.create(SegmenterOptions(num_threads=1))
     stats = Pipeline(open_source(str(path)), seg, [sink], err=io.StringIO(), roi=RoiOptions(min_gap=8),
                      calibration=SpacingOptions()).run()
