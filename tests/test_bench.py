@@ -26,6 +26,7 @@ def test_bench_report_format_on_a_short_run(tmp_path):
         assert set(r["stage_ms"]) == set(STAGES)
         assert all(r["stage_ms"][s]["p50"] <= r["stage_ms"][s]["p99"] for s in STAGES)
         assert r["invoke_fps"] > 0 and r["pipeline_fps"] > 0 and r["start_to_first_measurement_s"] > 0
+        assert r["pipeline_fps"] >= r["pipeline_fps_from_start"] > 0  # the start left out, or counted
         assert r["capture_to_display_ms"]["p50"] > 0
         assert r["accuracy"]["frames"] == 4 and 0 <= r["accuracy"]["mean_iou"] <= 1
     md = (tmp_path / "bench.md").read_text()

@@ -341,3 +341,13 @@ def test_an_interrupt_while_the_threads_start_is_an_interrupt(monkeypatch):
     monkeypatch.undo()
     started[0].join(30)
     assert not started[0].is_alive()  # the thread that did start was stopped and joined
+
+
+def test_the_steady_rate_leaves_out_the_start():
+    from edge.runtime.pipeline import RunStats
+
+    stats = RunStats(t_start=10.0, t_end=16.0, t_first_measurement=12.0, t_last_measurement=15.5)
+    stats.measured = 141  # 140 frames in the 3.5 s after the first
+    assert stats.steady_fps == pytest.approx(40.0) and stats.fps == pytest.approx(141 / 6)
+    stats.measured = 1
+    assert stats.steady_fps == stats.fps  # one frame has no rate of its own

@@ -69,6 +69,7 @@ class RunStats:
     t_start: float = 0.0
     t_end: float = 0.0
     t_first_measurement: float | None = None
+    t_last_measurement: float | None = None
     dropped_frames: int = 0
     layout_events: list[LayoutEvent] = field(default_factory=list)  # the first layout, then each change
     frames_without_roi: int = 0  # screens on which no B-mode region was found (not measured)
@@ -109,6 +110,15 @@ class RunStats:
     def fps(self) -> float:
         dt = self.t_end - self.t_start
         return self.frames / dt if dt > 0 else 0.0
+
+    @property
+    def steady_fps(self) -> float:
+        """Frames per second from the first measurement to the last: the rate once the screen's
+        region and scale are known (the start, which finds them, left out); `fps` below two."""
+        first, last = self.t_first_measurement, self.t_last_measurement
+        if self.measured < 2 or first is None or last is None or last <= first:
+            return self.fps
+        return (self.measured - 1) / (last - first)
 
 
 class Pipeline:
@@ -324,8 +334,9 @@ class Pipeline:
                 **self._due_events(item.frame.seq),
             }
             result = self.chain.finish(item, timing)
+            stats.t_last_measurement = time.monotonic()
             if stats.t_first_measurement is None:
-                stats.t_first_measurement = time.monotonic()
+                stats.t_first_measurement = stats.t_last_measurement
             stats.add(result.measurements)
             for m in result.measurements:
                 self._live = _deliver(
