@@ -223,8 +223,8 @@ class FrameChain:
         """The inference stage: the model on a `model_input`."""
         t_invoke = time.monotonic()
         raw = self.segmenter.run(staged.tensor)
-        s = staged
-        return Inference(s.frame, s.image, raw, s.frozen, s.t_start, s.t_resize, t_invoke, time.monotonic())
+        frame, image, frozen = staged.frame, staged.image, staged.frozen
+        return Inference(frame, image, raw, frozen, staged.t_start, staged.t_resize, t_invoke, time.monotonic())
 
     def finish(self, inference: Inference, extra: dict | None = None) -> FrameResult:
         """The output stage: argmax, thickness and quality of every band, the out-of-domain guard
