@@ -90,10 +90,7 @@ class VideoSource(Source):
         """With `loop`, start the file again (when this pass gave a frame); False at the end."""
         if not self.loop or not self._good_in_pass:
             return False
-        assert self._cap is not None
-        self._cap.release()
-        self._cap = cv2.VideoCapture(self.path)
-        if not self._cap.isOpened() or (self.encoded and not self._cap.set(cv2.CAP_PROP_FORMAT, -1)):
+        if not self._reopen(self.encoded):
             return False
         self._in_pass = self._good_in_pass = 0
         self.passes += 1
@@ -106,13 +103,17 @@ class VideoSource(Source):
         if self._cap.set(cv2.CAP_PROP_FORMAT, -1):
             ok, data = self._cap.read()
             if ok and data is not None and data.size and cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) is not None:
-                self._cap.release()
-                self._cap = cv2.VideoCapture(self.path)
-                if self._cap.isOpened() and self._cap.set(cv2.CAP_PROP_FORMAT, -1):
+                if self._reopen(encoded=True):
                     return True
+        self._reopen(encoded=False)
+        return False
+
+    def _reopen(self, encoded: bool) -> bool:
+        """Open the file again from its first frame (as encoded frames when `encoded`); False if that fails."""
+        assert self._cap is not None
         self._cap.release()
         self._cap = cv2.VideoCapture(self.path)
-        return False
+        return self._cap.isOpened() and (not encoded or self._cap.set(cv2.CAP_PROP_FORMAT, -1))
 
     def _decode(self) -> tuple[np.ndarray | None, Callable[[], np.ndarray] | None]:
         """The next frame's image (None when it cannot be had) and, for an encoded frame, its colour."""
