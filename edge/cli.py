@@ -49,7 +49,11 @@ def _add_run(sub) -> None:
     run.add_argument("--source", help=f"frame source URL (default: {DEFAULT_SOURCE})")
     run.add_argument("--display", help="serial port URL of the display, 'emulate' (default) or 'none'")
     run.add_argument("--baud", type=int, help="display link baud rate (default 115200)")
-    run.add_argument("--threads", type=int, help="LiteRT threads (default: the physical cores but one, at least 1)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="LiteRT threads (default: the count `tlf-edge bench` measured best in the data folder, else the physical cores but one)",
+    )
     run.add_argument("--frames", type=int, default=None, help="stop after this many frames")
     run.add_argument("--out", help="folder under which the run folder is made (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no live status line")
@@ -309,7 +313,8 @@ def remove_if_empty(run_dir: Path) -> None:
 
 def cmd_run(args) -> int:
     from edge.model.segmenter import Segmenter
-    from edge.runtime.config import check_data_dir, data_paths
+    from edge.model.threads import BENCH_FILE
+    from edge.runtime.config import check_data_dir, data_paths, data_root
     from edge.runtime.factory import build_outputs, open_display, open_source
     from edge.runtime.pipeline import Pipeline
     from edge.sinks import systemd
@@ -320,7 +325,7 @@ def cmd_run(args) -> int:
     check_data_dir(cfg)  # an existing, writable folder (not created: an unmounted drive is refused)
     log_root, recording_root = data_paths(cfg)  # both under [storage] data_dir, symlinks resolved
     source = open_source(cfg.source.url, max_pixels=cfg.source.max_pixels)
-    segmenter = Segmenter.create(cfg.model)
+    segmenter = Segmenter.create(cfg.model, bench=data_root(cfg) / BENCH_FILE)
     display = open_display(cfg.display, segmenter, source.simulated)  # a port another program holds is refused here
     try:
         run_dir = make_run_dir(log_root, cfg)
@@ -493,6 +498,7 @@ def summarize(stats, segmenter, cfg, display, simulated: bool = False, scoring=N
         "model_sha256": segmenter.bundle.sha256,
         "runtime": segmenter.runtime,
         "threads": segmenter.num_threads,
+        "threads_chosen_by": segmenter.threads_chosen_by,
         "thickness_response": segmenter.response.fitted_on if segmenter.response is not None else None,
         "source": cfg.source.url,
         "simulated": bool(simulated),
@@ -554,7 +560,8 @@ def _layout_summary(stats) -> dict | None:
 def print_summary(s: dict, run_dir: Path) -> None:
     unit = s["unit"] or ""
     print("tlf-edge run summary")
-    print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']}, {s['threads']} threads)")
+    print(f"  model      {s['bundle']} (sha256 {s['model_sha256'][:12]}, {s['runtime']})")
+    print(f"  threads    {s['threads']} LiteRT thread(s): {s['threads_chosen_by']}")
     if s.get("thickness_response"):
         print(f"  response   thickness corrected by the bundle's measured response ({s['thickness_response']})")
     print(

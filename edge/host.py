@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import time
@@ -64,6 +65,28 @@ def physical_cores() -> int:
     if cores:
         return max(1, min(logical, len(cores)))
     return max(1, logical)
+
+
+FAST_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "avx2", "asimddp"}  # instruction sets that speed up int8 kernels
+
+
+def device_identity() -> dict:
+    """What a speed measured on this machine depends on: the CPU's name, architecture, physical
+    cores and int8 instruction sets (a measurement made with other values is of another machine)."""
+    return {
+        "cpu": cpu_name(),
+        "machine": platform.machine(),
+        "physical_cores": physical_cores(),
+        "int8_features": sorted(cpu_flags() & FAST_INT8_FLAGS),
+    }
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a Python distribution ("ai-edge-litert"), or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 TASKS = Path("/proc/self/task")

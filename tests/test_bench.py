@@ -35,7 +35,8 @@ def test_bench_report_format_on_a_short_run(tmp_path):
     best = saved["best_threads"]
     assert best["threads"] == fastest["threads"] and best["pipeline_fps"] == fastest["pipeline_fps"]
     assert best["of_invoke"] == round(fastest["pipeline_fps"] / fastest["invoke_fps"], 3)
-    assert f"set `[model] num_threads = {best['threads']}`" in md
+    assert f"Most frames end to end: {best['threads']} interpreter thread(s)" in md
+    assert "`tlf-edge run` takes this count by itself" in md and saved["measured_at"]
     assert (tmp_path / "latency_hist.png").stat().st_size > 1000
 
 

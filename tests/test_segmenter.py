@@ -9,8 +9,8 @@ from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.errors import EdgeError
 from edge.frame import Frame
 from edge.host import physical_cores
-from edge.model import segmenter as segmenter_module
-from edge.model.segmenter import Segmenter, SegmenterOptions, default_threads
+from edge.model.segmenter import Segmenter, SegmenterOptions
+from edge.model.threads import default_threads
 
 
 def test_physical_cores_is_sane():
@@ -19,12 +19,10 @@ def test_physical_cores_is_sane():
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
 
 
-def test_default_threads_are_the_physical_cores_but_one(monkeypatch):
+def test_default_threads_are_the_physical_cores_but_one():
     seg = Segmenter.create(SegmenterOptions())  # the config's [model] section: 0 threads is "not set"
     assert seg.num_threads == default_threads() == SegmenterOptions(num_threads=0).threads
-    for cores, threads in ((1, 1), (2, 1), (4, 3), (8, 7)):  # a core is left to the capture and output threads
-        monkeypatch.setattr(segmenter_module, "physical_cores", lambda n=cores: n)
-        assert default_threads() == SegmenterOptions().threads == threads
+    assert seg.threads_chosen_by == "the physical cores but one"  # no bench report given (tests/test_threads.py)
     assert SegmenterOptions(num_threads=2).threads == 2
     with pytest.raises(EdgeError, match=r"\[model\] num_threads"):
         SegmenterOptions(num_threads=-1)

@@ -31,22 +31,15 @@ import numpy as np
 from edge import logs
 from edge.errors import BundleError, EdgeError, require_option
 from edge.frame import Frame, Segmentation
-from edge.host import physical_cores, usable_cpus
+from edge.host import usable_cpus
 from edge.measure.scores import best_class
 from edge.model.bundle import DEMO_BUNDLE, Bundle, load_bundle
 from edge.model.preprocess import fill_int8, int8_lookup, model_spacing, to_float, to_model_image
+from edge.model.threads import choose_threads, default_threads
 
 log = logs.get(__name__)
 
 MAX_THREADS = 64  # more LiteRT threads than any cart has cores; thousands exhaust the process (LiteRT crashes)
-
-
-def default_threads() -> int:
-    """LiteRT threads when none are set: the physical cores but one, at least one. The pipeline's
-    capture and output threads need a core beside the interpreter's; with both cores of a 2-core
-    cart given to the interpreter the invoke is faster but the pipeline gives fewer frames end to
-    end (docs/performance.md; `tlf-edge bench --threads 1,2` measures it on any cart)."""
-    return max(1, physical_cores() - 1)
 
 
 def check_threads(num_threads, warn: bool = True) -> int:
@@ -110,7 +103,7 @@ class SegmenterOptions:
     """The segmenter's options: the config's [model] section. Empty and zero are "not set"."""
 
     bundle: str = ""  # model bundle folder; empty: the bundled demo model
-    num_threads: int = 0  # LiteRT threads; 0: the physical cores but one (default_threads)
+    num_threads: int = 0  # LiteRT threads; 0: as measured by `tlf-edge bench`, else the physical cores but one
 
     def __post_init__(self):
         require_option(
@@ -135,8 +128,9 @@ class SegmenterOptions:
 class Segmenter:
     """Runs one bundle's int8 model on B-mode frames; see the module docstring for the contract."""
 
-    def __init__(self, bundle: Bundle, num_threads: int):
+    def __init__(self, bundle: Bundle, num_threads: int, threads_chosen_by: str = "given"):
         self.bundle = bundle
+        self.threads_chosen_by = threads_chosen_by  # why this thread count (edge.model.threads.ThreadChoice)
         self.spec = bundle.spec
         self.num_threads = check_threads(num_threads)
         num_threads = self.num_threads
@@ -169,12 +163,15 @@ class Segmenter:
             self.logit_scale = self.output_scale
 
     @classmethod
-    def create(cls, options: SegmenterOptions = SegmenterOptions()) -> Segmenter:
-        threads = check_threads(options.threads)
+    def create(cls, options: SegmenterOptions = SegmenterOptions(), bench: Path | None = None) -> Segmenter:
+        """The segmenter of the [model] options. bench: a `tlf-edge bench` report whose thread count
+        measured best on this machine is used when the options set none (edge.model.threads)."""
+        check_threads(options.threads)  # a bad count is refused before the model loads
         bundle = load_bundle(options.bundle_path)
         if bundle.gate_failures:
             log.warning("model %s failed its int8 validation: %s", bundle.sha256[:12], "; ".join(bundle.gate_failures))
-        return cls(bundle, threads)
+        choice = choose_threads(options.num_threads, bench, bundle.sha256)
+        return cls(bundle, choice.threads, choice.why)
 
     def _check_contract(self) -> None:
         m = self.bundle.manifest

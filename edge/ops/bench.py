@@ -19,7 +19,6 @@ on the true mask (and, for phantom frames, against the phantom's exact thickness
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import math
@@ -37,16 +36,16 @@ import numpy as np
 from edge.data.dataset import DatasetError, LabelledFrame, labelled_frames, phantom_count
 from edge.errors import EdgeError, RunFailed
 from edge.frame import Frame
-from edge.host import cpu_flags, cpu_name, physical_cores
+from edge.host import device_identity, installed_version
 from edge.measure.metrics import scores
 from edge.measure.thickness import ThicknessOptions, measure_thickness
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.model.macs import count_macs
 from edge.model.preprocess import resize_labels
-from edge.model.segmenter import Segmenter, default_threads
+from edge.model.segmenter import Segmenter
+from edge.model.threads import default_threads
 from edge.numbers import rounded
 from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented, sink_stage
-from edge.ops.doctor import FAST_INT8_FLAGS
 from edge.ops.peak import gmac_per_s, peak_int8
 from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.factory import open_source
@@ -62,19 +61,12 @@ DEFAULT_SOURCE = "phantom://clip?seed=11&frames=120&size=400x400"
 
 
 def fingerprint() -> dict:
-    try:
-        litert = importlib.metadata.version("ai-edge-litert")
-    except importlib.metadata.PackageNotFoundError:
-        litert = None
     return {
-        "cpu": cpu_name(),
-        "machine": platform.machine(),
-        "physical_cores": physical_cores(),
+        **device_identity(),
         "logical_cpus": os.cpu_count(),
-        "int8_features": sorted(cpu_flags() & FAST_INT8_FLAGS),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "ai_edge_litert": litert,
+        "ai_edge_litert": installed_version("ai-edge-litert"),
         "numpy": np.__version__,
         "opencv": cv2.__version__,
     }
@@ -474,8 +466,9 @@ def markdown(report: dict) -> str:
         lines += [
             "",
             f"Most frames end to end: {best['threads']} interpreter thread(s), {best['pipeline_fps']} fps "
-            f"({best['of_invoke']}x the invoke-only rate). On this device set `[model] num_threads = "
-            f"{best['threads']}` (`tlf-edge run --threads {best['threads']}`); the default is {default_threads()} (the physical cores but one).",
+            f"({best['of_invoke']}x the invoke-only rate). `tlf-edge run` takes this count by itself when this "
+            f"bench.json is `bench/bench.json` in its data folder ([storage] data_dir, else the working directory) "
+            f"and `[model] num_threads` is 0; without it, it uses {default_threads()} (the physical cores but one).",
         ]
     acc = report["runs"][0]["accuracy"] if report["runs"] else {}
     if acc:
@@ -537,6 +530,7 @@ def run_bench(
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # before scoring holds the masks
     accuracy = accuracy_pass(Segmenter(b, max(threads)), labelled, str(data)) if labelled is not None else None
     report = {
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         "device": fingerprint(),
         "bundle": str(bundle),
         "model_sha256": b.sha256,

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 MIN_FREE_BYTES = 1 << 30  # recordings need room: at least 1 GiB free
 # Instruction-set features that make int8 inference fast (x86: VNNI/AVX2; Arm: dot product).
-FAST_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "avx2", "asimddp"}
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ def _is_tlf_edge(cmdline: str) -> bool:
 
 
 def check_cpu() -> Check:
-    from edge.host import cpu_flags, physical_cores
+    from edge.host import FAST_INT8_FLAGS, cpu_flags, physical_cores
 
     flags = cpu_flags()
     fast = sorted(flags & FAST_INT8_FLAGS)

@@ -18,7 +18,7 @@ defaults are the demo: the phantom scanner and the emulated display.
 
 Empty and zero values stand for "not set" where TOML has no null: `roi.rect = []` detects the
 B-mode region, `calibration.spacing_mm = []` takes the spacing from the source or the screen,
-`model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the physical cores but one.
+`model.bundle = ""` is the bundled demo model, `model.num_threads = 0` uses the count `tlf-edge bench` measured best in the data folder, else the physical cores but one.
 The config holds options only, never runtime state.
 """
 
@@ -391,6 +391,11 @@ def check_data_dir(config: Config) -> None:
         raise ConfigError(f"[storage] data_dir {text!r}{problem}")
 
 
+def data_root(config: Config) -> Path:
+    """[storage] data_dir, or the working directory when it is empty."""
+    return Path(config.storage.data_dir).expanduser() if config.storage.data_dir else Path()
+
+
 def data_paths(config: Config) -> tuple[Path, Path]:
     """The folders the runtime writes to: (log directory, recording folder).
 
@@ -399,7 +404,7 @@ def data_paths(config: Config) -> tuple[Path, Path]:
     symlink inside it that points elsewhere: real paths are compared) is a ConfigError naming
     the key: the runtime writes nothing outside its data directory.
     """
-    root = Path(config.storage.data_dir).expanduser() if config.storage.data_dir else Path()
+    root = data_root(config)
     paths = []
     for section, key, value in (
         ("log", "directory", config.log.directory),
