@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 
+import threading
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -286,10 +289,42 @@ def test_tracker_checks_periodically_without_reporting_an_unchanged_layout():
         calls.append(1)
         return detect_roi(img)
 
-    tracker = RoiTracker(redetect_every=5, detector=counting)
+    tracker = RoiTracker(redetect_every=5, detector=counting, lag=1)
     shot = ps.screen(5, (640, 480))
     events = [tracker.update(shot.image, i)[1] for i in range(12)]
     assert len(calls) == 3 and sum(e is not None for e in events) == 1
+
+
+def test_a_routine_detection_runs_beside_the_frames_and_is_taken_lag_frames_later():
+    """A layout change the cheap checks cannot see (the detector alone knows it) is found by the
+    routine detection on its own thread and reported exactly `lag` frames after the frame it
+    looked at, however long the detection takes; a check that fails meanwhile drops it."""
+    shot = ps.screen(5, (640, 480))
+    first = detect_roi(shot.image)
+    moved = replace(first, x=first.x + 6)
+    threads, answers = [], iter([first, moved])
+
+    def detector(img):
+        threads.append(threading.current_thread().name)
+        return next(answers)
+
+    tracker = RoiTracker(redetect_every=4, detector=detector, lag=3)
+    events = {i: tracker.update(shot.image, i)[1] for i in range(8)}
+    assert threads == ["MainThread", "roi-detect"]  # the first frame at once, the routine one beside
+    changed = {i: e for i, e in events.items() if e is not None}
+    assert sorted(changed) == [0, 7]  # started on frame 4 (the tracker's 5th), taken 3 frames later
+    assert changed[7].reason == "periodic check" and changed[7].new == moved and tracker.roi == moved
+
+    tracker = RoiTracker(redetect_every=4, detector=lambda img: first, lag=3)
+    tracker.update(shot.image, 0)
+    for i in range(1, 5):
+        tracker.update(shot.image, i)  # the routine detection starts on frame 4
+    assert tracker._routine is not None
+    changed_screen = shot.image.copy()
+    changed_screen[: first.y, :] = 255 - changed_screen[: first.y, :]  # the chrome above the image changes
+    tracker.min_gap = 1
+    tracker.update(changed_screen, 5)
+    assert tracker._routine is None  # detected at once; the routine result is dropped
 
 
 def test_tracker_keeps_the_last_roi_when_the_image_goes_away():

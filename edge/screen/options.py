@@ -12,7 +12,9 @@ from edge.screen.spacing import SPACING_RANGE_MM
 @dataclass(frozen=True)
 class RoiOptions:
     rect: tuple[int, ...] = ()  # [x, y, w, h] in screen pixels; empty: detect the B-mode region
-    redetect_every: int = 300  # frames between routine re-detections (0: only on a layout change)
+    redetect_every: int = (
+        300  # frames between routine re-detections, run beside the frames (0: only on a layout change)
+    )
     persist: int = 1  # frames a layout check must fail in a row before detecting again
     min_gap: int = 15  # frames at least between two detections
     tol: int = 2  # pixels an edge may move before the region counts as changed

@@ -12,6 +12,7 @@ full-screen Frame into a ROI Frame whose pixels outside the mask are blanked.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -447,6 +448,12 @@ class RoiTracker:
     a failed check no longer makes the tracker unsettled (such a screen cannot tell its own motion
     from a layout change between detections; it is measured as before, and detected again when due).
 
+    The routine detection every `redetect_every` frames, with nothing seen to change, runs beside
+    the frames on a thread of its own (a detection costs tens of milliseconds, which would hold
+    up a few frames of a live source each time), and what it found is taken `lag` frames after
+    the frame it looked at, waiting for it then if need be; so the frames and results are the same
+    however fast the machine. A check that fails meanwhile detects at once and drops that result.
+
     manual: a fixed Roi (see manual_roi): never detected, never changed.
     """
 
@@ -459,8 +466,11 @@ class RoiTracker:
         tol: int = 2,
         on_change: Callable[[LayoutChange], None] | None = None,
         detector: Callable[[np.ndarray], Roi | None] = detect_roi,
+        lag: int = 8,
     ):
         self.manual, self.redetect_every, self.persist = manual, int(redetect_every), int(persist)
+        self.lag = max(1, int(lag))
+        self._routine: _Detection | None = None  # the routine detection running beside the frames
         self.min_gap, self.tol, self.on_change, self.detector = int(min_gap), int(tol), on_change, detector
         self.roi: Roi | None = None
         self.detections = 0
@@ -509,6 +519,13 @@ class RoiTracker:
             reason = self._check(gray)
             if reason is None:
                 self.unsettled = self._suspect > 0 and not self._restless
+                if self._routine is not None and self._frames - self._routine.frame >= self.lag:
+                    found, self._routine = self._routine.result(), None
+                    return self._adopt(found, gray, seq, "periodic check")
+                if self._routine is None and 0 < self.redetect_every <= self._frames - self._last_detect:
+                    self._last_detect = self._frames
+                    self.detections += 1
+                    self._routine = _Detection(self.detector, image, colour, self._frames)
                 return self.roi, None
         return self._detect(image if colour is None else colour(), gray, seq, reason)
 
@@ -518,21 +535,23 @@ class RoiTracker:
         due = self._frames - self._last_detect
         if moved and self._suspect >= self.persist and due >= self.min_gap:
             return moved
-        if self.redetect_every > 0 and due >= self.redetect_every:
-            return "periodic check"
         return None
 
     def _detect(self, image, gray, seq, reason):
         self._last_detect = self._frames
         self._suspect = 0
         self.detections += 1
-        new = self.detector(image)
+        self._routine = None  # a routine detection still running looked at an older screen
+        return self._adopt(self.detector(image), gray, seq, reason)
+
+    def _adopt(self, new: Roi | None, gray, seq, reason):
+        """The region after a detection that found `new` (None: nothing) for the frame of `gray`."""
         old = self.roi
         if new is None:
             if old is not None:  # keep the last one; the references follow the screen
                 self._remember(gray, old)
             return old, None
-        if new.near(old, self.tol):
+        if old is not None and new.near(old, self.tol):
             if reason != "periodic check":
                 self._restless = True
             self._learn_volatile()
@@ -644,3 +663,29 @@ class RoiTracker:
         if self.on_change is not None:
             self.on_change(change)
         return change
+
+
+class _Detection:
+    """`detector` on one screen, on a thread of its own; `result()` waits for it (an exception in
+    the detector is raised there, on the caller's thread)."""
+
+    def __init__(self, detector, image: np.ndarray, colour: Callable[[], np.ndarray] | None, frame: int):
+        self.frame = frame  # the tracker's frame count when it started
+        self._found: Roi | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(detector, image, colour), name="roi-detect", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, detector, image, colour) -> None:
+        try:
+            self._found = detector(image if colour is None else colour())
+        except BaseException as e:  # handed to the caller's thread by result()
+            self._error = e
+
+    def result(self) -> Roi | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._found
