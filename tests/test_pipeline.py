@@ -351,3 +351,21 @@ def test_the_steady_rate_leaves_out_the_start():
     assert stats.steady_fps == pytest.approx(40.0) and stats.fps == pytest.approx(141 / 6)
     stats.measured = 1
     assert stats.steady_fps == stats.fps  # one frame has no rate of its own
+
+
+def test_a_live_video_file_is_queued_keep_newest_with_its_arrival_times(tmp_path):
+    from test_sources_video import FakeClock, numbered_clip
+
+    from edge.sources.video import VideoSource
+
+    clock = FakeClock()
+    source = VideoSource(numbered_clip(tmp_path / "n.avi", n=6, fps=32.0), live=True, clock=clock, sleep=clock.sleep)
+    keep = Collect()
+    pipeline = Pipeline(source, Segmenter.create(SegmenterOptions(num_threads=1)), [keep], err=io.StringIO())
+    stats = pipeline.run()
+    frames_q, _ = pipeline.queues
+    assert frames_q.policy == "keep-newest"
+    seqs = [m.seq for m in keep.seen]
+    assert seqs == sorted(set(seqs)) and set(seqs) <= set(range(6)) and seqs[-1] == 5  # the newest always wins
+    assert [m.t_capture for m in keep.seen] == [100.0 + s / 32.0 for s in seqs]
+    assert stats.measured + stats.dropped_frames == 6 and source.dropped == 0  # (the fake clock waits for each)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import cv2
 import numpy as np
 import pytest
@@ -26,6 +28,29 @@ def numbered_clip(path, n=12, size=(160, 120), fourcc="MJPG", fps=30.0):
 
 def level(frame) -> int:
     return int(round(float(frame.image[5:30, 5:30].mean()) / 10))
+
+
+def damage_frame(path, i):
+    """Frame `i` of an MJPEG clip loses its JPEG header (it no longer decodes)."""
+    data = bytearray(path.read_bytes())
+    starts = [k for k in range(len(data) - 1) if data[k] == 0xFF and data[k + 1] == 0xD8]
+    data[starts[i] : starts[i] + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+
+
+class FakeClock:
+    """A source's clock and sleep: time moves only when slept or advanced, never by itself."""
+
+    def __init__(self, t: float = 100.0):
+        self.t = t
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +203,97 @@ def test_unknown_video_option_is_rejected(screen_avi):
 def test_read_before_open_is_an_error(screen_avi):
     with pytest.raises(SourceError, match="before open"):
         VideoSource(screen_avi[0]).read()
+
+
+def live_clip(path, clock, **kw):
+    return VideoSource(path, live=True, clock=clock, sleep=clock.sleep, **kw)
+
+
+def read_slowly(src, clock, periods, fps, most=100):
+    """The frames a reader gets that takes `periods` frame times after each one."""
+    frames = []
+    while len(frames) < most and (frame := src.read()) is not None:
+        frames.append(frame)
+        clock.t += periods / fps
+    return frames
+
+
+@pytest.mark.parametrize("grayscale_only", [False, True])
+def test_live_a_slow_reader_gets_the_newest_frame_and_the_overtaken_ones_are_dropped(tmp_path, grayscale_only):
+    clock = FakeClock()  # 32 fps: every time below is exact in binary
+    src = live_clip(numbered_clip(tmp_path / "n.avi", n=12, fps=32.0), clock)
+    src.grayscale_only = grayscale_only
+    src.open()
+    assert src.live and src.pace and src.encoded == grayscale_only
+    frames = read_slowly(src, clock, 2.5, 32.0)
+    src.close()
+    # frame n arrives at 100 + n/32; each read comes 2.5 frame times after the one before; the
+    # last frame of the clip has nothing after it to overtake it
+    assert [f.seq for f in frames] == [0, 2, 5, 7, 10, 11]
+    assert [level(f) for f in frames] == [f.seq for f in frames]
+    assert [f.t_capture for f in frames] == [100.0 + f.seq / 32.0 for f in frames]
+    assert src.dropped == 6 and src.corrupt == 0 and clock.slept == []
+
+
+def test_live_a_fast_reader_gets_every_frame_each_at_its_arrival(tmp_path):
+    clock = FakeClock()
+    src = live_clip(numbered_clip(tmp_path / "n.avi", n=6, fps=25.0), clock).open()
+    frames = list(src)
+    assert [f.seq for f in frames] == [level(f) for f in frames] == list(range(6))
+    assert [f.t_capture for f in frames] == pytest.approx([100.0 + k / 25.0 for k in range(6)])
+    assert clock.slept == pytest.approx([1 / 25.0] * 5)  # the first frame arrives at the first read
+    assert src.dropped == 0
+
+
+@pytest.mark.parametrize("grayscale_only", [False, True])
+def test_live_and_loop_number_the_frames_across_passes_with_gaps_for_the_corrupt(tmp_path, grayscale_only):
+    path = numbered_clip(tmp_path / "n.avi", n=5, fps=25.0)
+    damage_frame(path, 2)
+    clock = FakeClock(0.0)
+    src = live_clip(path, clock, loop=True)
+    src.grayscale_only = grayscale_only
+    src.open()
+    frames = [src.read() for _ in range(8)]
+    assert [level(f) for f in frames] == [0, 1, 3, 4, 0, 1, 3, 4]
+    assert [f.seq for f in frames] == [0, 1, 3, 4, 5, 6, 8, 9]  # frame 2 of each pass is corrupt
+    assert [f.t_capture for f in frames] == pytest.approx([f.seq / 25.0 for f in frames])
+    assert src.passes == 1 and src.corrupt == 2 and src.dropped == 0
+    src.close()
+
+
+def test_live_and_loop_drop_across_the_end_of_a_pass(tmp_path):
+    clock = FakeClock()
+    src = live_clip(numbered_clip(tmp_path / "n.avi", n=5, fps=32.0), clock, loop=True).open()
+    frames = read_slowly(src, clock, 2.5, 32.0, most=8)
+    src.close()
+    assert [f.seq for f in frames] == [0, 2, 5, 7, 10, 12, 15, 17]
+    assert [level(f) for f in frames] == [f.seq % 5 for f in frames]
+    assert [f.t_capture for f in frames] == [100.0 + f.seq / 32.0 for f in frames]
+    assert src.passes == 3 and src.dropped == frames[-1].seq + 1 - len(frames) and clock.slept == []
+
+
+def with_stated_rate(path, rate: int):
+    """`path`, an AVI file, stating `rate` frames per second in its stream header."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"strh") + 8 + 20  # dwScale, dwRate of the AVI stream header
+    data[at : at + 8] = struct.pack("<II", 1, rate)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_live_is_refused_for_a_video_without_a_usable_frame_rate(tmp_path):
+    path = with_stated_rate(numbered_clip(tmp_path / "n.avi", n=3), 5000)
+    with VideoSource(path) as src:  # played as fast as it decodes, it is fine
+        assert src.fps is None and len(list(src)) == 3
+    with pytest.raises(SourceError, match=r"live=1 needs the frame rate of video .*n\.avi.*5000 fps"):
+        VideoSource(path, live=True).open()
+
+
+def test_file_url_with_live_option_gives_a_live_source(screen_avi):
+    path, _ = screen_avi
+    src = open_source(f"file://{path}?live=1&loop=1")
+    assert isinstance(src, VideoSource) and src.live and src.pace and src.loop
+    assert not VideoSource.live  # the class stays a file's: only this instance is live
+    assert not open_source(f"file://{path}?pace=1").live
+    with pytest.raises(SourceError, match="live='2' is not 1 or 0"):
+        open_source(f"file://{path}?live=2")

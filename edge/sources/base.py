@@ -138,7 +138,8 @@ def open_source(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Source:
         give_up=600: end the run after that many s without signal; absent: keep trying)
     gst://videotestsrc ! videoconvert ! appsink  an OpenCV GStreamer pipeline
     file:///data/clip.mp4?pace=1, /data/clip.avi                        a video file
-        (pace=1: at its frame rate; loop=1: played over and over)
+        (pace=1: at its frame rate; live=1: as the card delivered it, the newest frame wins;
+        loop=1: played over and over)
     /data/frames/, /data/frames/*.png, /data/one.png                    image files
     dicom:///data/cine.dcm?region=0&crop=1, /data/cine.dcm              a DICOM file
 
