@@ -6,15 +6,19 @@
 Every `tlf-edge` command runs in a child process, as a user runs it:
 1. Phantom scanner-screen videos are written with OpenCV (edge.sim.phantom_screen, MJPG, 60 fps),
    --frames frames each at 1280x720 and at 1920x1080 (what most capture cards deliver).
-2. `tlf-edge run --source VIDEO --quiet` on the 1280x720 video, --repeat times: its peak
-   resident memory (the kernel's, wait4), the time from launching the command to the first line
-   of its frames log, and the LiteRT thread count it uses without --threads (its summary).
-3. `tlf-edge bench --source VIDEO --threads N` on each video at that count: the threaded
-   pipeline's frames/s end to end (decode, B-mode region and calibration, preprocessing, invoke,
-   measurement, display link), the invoke-only rate (1000 / median invoke of its sequential
-   pass) and the per-frame budget (each stage's CPU, the CPU outside the model, edge.ops.budget).
-4. The soak: `tlf-edge run --source 'file:///VIDEO?pace=1&loop=1'`, the 1280x720 clip played
-   over and over at its 60 fps, stopped by SIGTERM after --soak-minutes. Latency per frame comes from
+2. `tlf-edge bench --source VIDEO --threads 1,...,N` (every count up to the physical cores) on
+   each video: the threaded pipeline's frames/s end to end (decode, B-mode region and
+   calibration, preprocessing, invoke, measurement, display link), the invoke-only rate (1000 /
+   median invoke of its sequential pass) and the per-frame budget (each stage's CPU, the CPU
+   outside the model, edge.ops.budget).
+3. `tlf-edge run --source VIDEO --quiet` on the 1280x720 video, --repeat times, each in a data
+   folder holding the 1280x720 bench's report as bench/bench.json, as on a cart where bench ran
+   once: its peak resident memory (the kernel's, wait4), the time from launching the command to
+   the first line of its frames log, and the LiteRT thread count it then uses without --threads
+   and why (its summary).
+4. The soak: `tlf-edge run --source 'file:///VIDEO?live=1&loop=1'`, the 1280x720 clip played
+   over and over as a live 60 fps source (frames the pipeline is too late for are dropped, as a
+   capture card drops them), stopped by SIGTERM after --soak-minutes. Latency per frame comes from
    the run's frames log: p99 over the whole soak, and of each minute (the first frame, which waits
    for the screen's layout, left out), the last against the first. Resident memory is sampled
    every 0.5 s and judged as benchmarks/soak.py judges its own (a warm-up left out, growth from
@@ -24,9 +28,10 @@ Every `tlf-edge` command runs in a child process, as a user runs it:
 6. The start to the first measurement, and with --compare (the JSON of
    benchmarks/compare_runtimes.py --json) the int8 invoke against the other runtimes.
 
-Targets: at 1280x720 MJPEG end to end >= 80 fps at the default thread count (edge.model.segmenter
-default_threads; every count up to the physical cores is measured too) and >= 0.85x the invoke-only rate there, with about 2 ms of CPU per frame outside
-the model; at 1920x1080 MJPEG >= 60 fps; from a 60 fps paced source latency p99 <= 35 ms, stable
+Targets: at 1280x720 MJPEG end to end >= 80 fps at the default thread count (edge.model.threads:
+what bench measured best, else the physical cores but one) and >= 0.85x the invoke-only rate
+there, with about 2 ms of CPU per frame outside
+the model; at 1920x1080 MJPEG >= 60 fps; from a 60 fps live source latency p99 <= 35 ms, stable
 over 10 minutes (no growth of latency or memory); peak RSS of `tlf-edge run` <= 150 MB. Timings
 depend on the machine's load, printed with the results. Not a test: run it by hand, on a quiet
 machine for figures to quote.
@@ -57,7 +62,7 @@ from edge.host import physical_cores  # noqa: E402
 from edge.ops.budget import MODEL_STAGE  # noqa: E402
 
 CLI = "import sys; from edge.cli import main; sys.exit(main())"
-FPS = 60.0  # the screen videos' frame rate: the paced source's
+FPS = 60.0  # the screen videos' frame rate: the live source's
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 FPS_720P, OF_INVOKE, OUTSIDE_MODEL_MS, FPS_1080P = 80.0, 0.85, 2.0, 60.0
 BEST_SHARE = 0.97  # the default thread count's fps against the best count's (runs differ by a few %)
@@ -94,14 +99,20 @@ def run_bench(video: Path, frames: int, threads: str, out: Path) -> dict:
     return json.loads((out / "bench.json").read_text())
 
 
-def run_tlf(source: str, work: Path, frames: int | None = None, stop_after_s: float | None = None) -> dict:
-    """One `tlf-edge run --source SOURCE --quiet` from launch, in `work` (emptied first): seconds from
+def run_tlf(
+    source: str, work: Path, frames: int | None = None, stop_after_s: float | None = None, bench_json: Path | None = None
+) -> dict:
+    """One `tlf-edge run --source SOURCE --quiet` from launch, in `work` (emptied first, then given
+    `bench_json` as its data folder's bench/bench.json, whose thread count the run takes): seconds from
     launch to the first line of its frames log, its peak resident memory (wait4), its memory every
     SAMPLE_S (seconds since launch, MB), its summary and its frames log. With `stop_after_s` it is
     sent SIGTERM that long after its first logged frame (it stops cleanly and writes its summary)."""
     if work.exists():
         shutil.rmtree(work)  # a run folder of an earlier invocation
     work.mkdir(parents=True)
+    if bench_json is not None:
+        (work / "bench").mkdir()
+        shutil.copy(bench_json, work / "bench" / "bench.json")
     runs = work / "runs"
     cmd = [sys.executable, "-c", CLI, "run", "--source", source, "--quiet", "--out", str(runs)]
     cmd += ["--frames", str(frames)] if frames else []
@@ -145,9 +156,9 @@ def latency_over_time(frames_log: Path, window_s: float) -> dict:
     capture to the resize; infer: resize and invoke); p99 of each `window_s` of the run in order,
     the first frame left out (it waits for the screen's layout to be found: start to first
     measurement, a target of its own), and the last window's against the first's; frames per
-    second, and how far the last frame was read behind the source's FPS schedule (a paced video
-    is not live: a slower pipeline falls behind instead of dropping frames, and latency counts
-    from the moment a frame is read)."""
+    second, and how far the last frame was read behind the source's FPS schedule (a live source
+    drops the frames a slower pipeline cannot take, so it stays near 0; latency counts from each
+    frame's arrival)."""
     first: dict[int, dict] = {}
     for line in frames_log.read_text().splitlines():
         r = json.loads(line)
@@ -178,13 +189,13 @@ def latency_over_time(frames_log: Path, window_s: float) -> dict:
     }
 
 
-def soak(clip: Path, work: Path, minutes: float) -> dict:
-    """`tlf-edge run` on `clip` played over and over, paced at FPS, for `minutes`: its latency over
-    time (windows of a minute, a third of the soak when shorter) and its memory."""
+def soak(clip: Path, work: Path, minutes: float, bench_json: Path | None = None) -> dict:
+    """`tlf-edge run` on `clip` played over and over as a live source at FPS (late frames dropped,
+    as a capture card drops them), for `minutes`: its latency over time (windows of a minute, a
+    third of the soak when shorter), its dropped frames and its memory."""
     seconds = minutes * 60
-    run = run_tlf(
-        clip.resolve().as_uri() + "?pace=1&loop=1", work / "soak", stop_after_s=seconds
-    )  # options need file://
+    url = clip.resolve().as_uri() + "?live=1&loop=1"  # options need file://
+    run = run_tlf(url, work / "soak", stop_after_s=seconds, bench_json=bench_json)
     samples = run.pop("rss_samples")
     warmup = warmup_s(samples[-1][0]) if samples else 0.0
     return {
@@ -318,7 +329,7 @@ def thread_row(label: str, bench: dict, threads: int) -> dict:
 
 
 def soak_rows(s: dict | None, minutes: float) -> list[dict]:
-    label = f"60 fps paced 1280x720 MJPEG, {minutes:g} min"
+    label = f"60 fps live 1280x720 MJPEG, {minutes:g} min"
     if s is None:
         lat, mem, ran = {}, {}, "not run (--soak-minutes 0)"
     else:
@@ -326,10 +337,10 @@ def soak_rows(s: dict | None, minutes: float) -> list[dict]:
         ran = f"{lat.get('frames')} frames over {lat.get('seconds')} s, {s['summary']['threads']} threads"
     pct = lat.get("latency_ms", {})
     kept = (
-        f"; the pipeline kept up with {lat['fps']} of the source's {FPS:g} fps and read its last frame "
-        f"{lat['behind_schedule_s']} s late (a video file is not live: nothing is dropped, and latency "
-        "counts from the read)"
-        if lat.get("fps")
+        f"; the pipeline measured {lat['fps']} of the source's {FPS:g} frames per second, "
+        f"{s['summary'].get('dropped_frames')} frames dropped as a capture card drops them (latency counts "
+        "from each frame's arrival)"
+        if s is not None and lat.get("fps")
         else ""
     )
     parts = ", ".join(f"{k.removesuffix('_ms')} {ms} ms" for k, ms in lat.get("parts_ms_p50", {}).items())
@@ -470,7 +481,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--frames", type=int, default=300, help="frames of each screen video (the soak plays it over and over)"
     )
-    ap.add_argument("--soak-minutes", type=float, default=10.0, help="length of the paced soak (0: not run)")
+    ap.add_argument("--soak-minutes", type=float, default=10.0, help="length of the live soak (0: not run)")
     ap.add_argument("--runtime-venv", type=Path, help="a runtime-only venv (`make demo`'s .venv) to state the size of")
     ap.add_argument("--compare", help="JSON written by benchmarks/compare_runtimes.py --json (the other runtimes)")
     ap.add_argument("--repeat", type=int, default=3, help="cold starts of tlf-edge run (peak RSS and start time)")
@@ -514,18 +525,21 @@ def measure(args, work: Path) -> dict:
             flush=True,
         )
 
-    runs = [run_tlf(str(videos["720p"]), work / f"run{i}", frames=args.frames) for i in range(args.repeat)]
-    threads = runs[0]["summary"]["threads"]  # what `tlf-edge run` uses without --threads
-    print(f"tlf-edge run x{args.repeat} done: {threads} threads by default (load {os.getloadavg()[0]:.2f})", flush=True)
-    counts = ",".join(str(t) for t in range(1, max(threads, physical_cores()) + 1))  # which count is best, too
+    counts = ",".join(str(t) for t in range(1, physical_cores() + 1))  # every count up to the physical cores
     bench = {name: run_bench(v, args.frames, counts, work / f"bench_{name}") for name, v in videos.items()}
     print(f"tlf-edge bench at 1280x720 and 1920x1080 done (load {os.getloadavg()[0]:.2f})", flush=True)
-    soaked = soak(videos["720p"], work, args.soak_minutes) if args.soak_minutes else None
+    # as on a cart: bench once in the data folder, then every run takes the thread count it measured best
+    measured = work / "bench_720p" / "bench.json"
+    runs = [run_tlf(str(videos["720p"]), work / f"run{i}", args.frames, bench_json=measured) for i in range(args.repeat)]
+    threads, chosen_by = runs[0]["summary"]["threads"], runs[0]["summary"]["threads_chosen_by"]
+    print(f"tlf-edge run x{args.repeat} done: {threads} threads, {chosen_by} (load {os.getloadavg()[0]:.2f})", flush=True)
+    soaked = soak(videos["720p"], work, args.soak_minutes, measured) if args.soak_minutes else None
     if soaked:
         print(f"soak done (load {os.getloadavg()[0]:.2f})", flush=True)
     size = venv_size(args.runtime_venv) if args.runtime_venv else None
 
-    default = f"{threads} threads (the default; {bench['720p']['device']['physical_cores']} physical cores)"
+    how = "as tlf-edge bench measured best" if chosen_by.startswith("measured") else "the physical cores but one"
+    default = f"{threads} threads (the default, {how})"
     rows = [
         *speed_rows("1280x720 MJPEG", bench["720p"], FPS_720P, default, threads, runs),
         thread_row("1280x720 MJPEG", bench["720p"], threads),
@@ -547,6 +561,7 @@ def measure(args, work: Path) -> dict:
         "frames": args.frames,
         "videos": {name: str(v) for name, v in videos.items()},
         "default_threads": threads,
+        "threads_chosen_by": chosen_by,
         "bench_runs": {name: b["runs"] for name, b in bench.items()},
         "runs": runs,
         "soak": soaked,

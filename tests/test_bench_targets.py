@@ -106,3 +106,14 @@ def test_the_readme_table_replaces_only_what_lies_between_its_markers(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit, match="markers"):
         bt.write_readme(readme, "table")
+
+
+def test_soak_rows_judge_a_live_soak_and_name_its_dropped_frames(tmp_path):
+    write_log(tmp_path / "frames.jsonl", [30.0] * 900 + [40.0] * 900)
+    latency = bt.latency_over_time(tmp_path / "frames.jsonl", 10.0)
+    memory = {"warmup_s": 5.0, "after_warmup": 140.0, "end": 141.0, "growth": 1.0, "trend": 0.1}
+    soaked = {"latency": latency, "memory": memory, "peak_rss_mb": 145.0, "summary": {"threads": 2, "dropped_frames": 7}}
+    p99, growth, rss = bt.soak_rows(soaked, 0.5)
+    assert p99["target"].startswith("60 fps live 1280x720 MJPEG") and p99["measured"] == 40.0
+    assert p99["verdict"].startswith("missed") and "7 frames dropped as a capture card drops them" in p99["detail"]
+    assert growth["measured"] == round(40.0 / 30.0, 3) and rss["verdict"].startswith("met")
