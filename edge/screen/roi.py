@@ -434,7 +434,7 @@ class RoiTracker:
     """Follows the B-mode region of a live screen, detecting it again only when needed.
 
     Every frame costs two cheap checks: (1) a coarse signature of the chrome outside the ROI
-    (the screen shrunk 8x; a changed label, a moved scale), and (2) thin strips just inside and
+    (its mean level in 8x8 cells, from a sixteenth of its pixels; a changed label, a moved scale), and (2) thin strips just inside and
     just outside the ROI edges: image pixels must stay inside, chrome outside. A check that
     fails for `persist` frames in a row, or every `redetect_every` frames, triggers detection;
     a new rectangle (more than `tol` px off on any edge) is adopted and reported. Detections are
@@ -575,8 +575,12 @@ class RoiTracker:
     # -- the cheap checks ------------------------------------------------------------------
 
     def _signature(self, gray: np.ndarray) -> np.ndarray:
+        """The screen's mean level in cells of 8x8 pixels, from every 4th pixel of every 4th row
+        (a sixteenth of the screen, read on every frame: the chrome is flat colour and still text,
+        and a layout change alters many cells at once)."""
         h, w = gray.shape
-        return cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.int16)
+        sample = np.ascontiguousarray(gray[1::4, 1::4]) if h >= 8 and w >= 8 else gray
+        return cv2.resize(sample, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.int16)
 
     def _strip_boxes(self, gray: np.ndarray, roi: Roi):
         """(inside box, outside box) pairs, one per ROI edge, each 3 px thick, 2 px off the edge."""
