@@ -11,7 +11,8 @@ Every `tlf-edge` command runs in a child process, as a user runs it:
    calibration, preprocessing, invoke, measurement, display link), the invoke-only rate (1000 /
    median invoke of its sequential pass) and the per-frame budget (each stage's CPU, the CPU
    outside the model, edge.ops.budget).
-3. `tlf-edge run --source VIDEO --quiet` on the 1280x720 video, --repeat times, each in a data
+3. `tlf-edge run --source VIDEO --display PORT --quiet` (PORT: a pty this process reads and
+   discards, a display that only listens: edge.ops.drain) on the 1280x720 video, --repeat times, each in a data
    folder holding the 1280x720 bench's report as bench/bench.json, as on a cart where bench ran
    once: its peak resident memory (the kernel's, wait4), the time from launching the command to
    the first line of its frames log, and the LiteRT thread count it then uses without --threads
@@ -60,6 +61,7 @@ import numpy as np  # noqa: E402
 from benchmarks.soak import MAX_GROWTH_MB, SAMPLE_S, memory, rss_mb, warmup_s  # noqa: E402
 from edge.host import physical_cores  # noqa: E402
 from edge.ops.budget import MODEL_STAGE  # noqa: E402
+from edge.ops.drain import DrainedPort  # noqa: E402
 
 CLI = "import sys; from edge.cli import main; sys.exit(main())"
 FPS = 60.0  # the screen videos' frame rate: the live source's
@@ -100,10 +102,16 @@ def run_bench(video: Path, frames: int, threads: str, out: Path) -> dict:
 
 
 def run_tlf(
-    source: str, work: Path, frames: int | None = None, stop_after_s: float | None = None, bench_json: Path | None = None
+    source: str,
+    work: Path,
+    frames: int | None = None,
+    stop_after_s: float | None = None,
+    bench_json: Path | None = None,
+    display: str | None = None,
 ) -> dict:
     """One `tlf-edge run --source SOURCE --quiet` from launch, in `work` (emptied first, then given
-    `bench_json` as its data folder's bench/bench.json, whose thread count the run takes): seconds from
+    `bench_json` as its data folder's bench/bench.json, whose thread count the run takes), writing
+    to the serial port `display` (the default: the display emulator, in the run's process): seconds from
     launch to the first line of its frames log, its peak resident memory (wait4), its memory every
     SAMPLE_S (seconds since launch, MB), its summary and its frames log. With `stop_after_s` it is
     sent SIGTERM that long after its first logged frame (it stops cleanly and writes its summary)."""
@@ -116,6 +124,7 @@ def run_tlf(
     runs = work / "runs"
     cmd = [sys.executable, "-c", CLI, "run", "--source", source, "--quiet", "--out", str(runs)]
     cmd += ["--frames", str(frames)] if frames else []
+    cmd += ["--display", display] if display else []
     samples: list[tuple[float, float]] = []
     with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
         t0 = time.perf_counter()
@@ -189,13 +198,13 @@ def latency_over_time(frames_log: Path, window_s: float) -> dict:
     }
 
 
-def soak(clip: Path, work: Path, minutes: float, bench_json: Path | None = None) -> dict:
+def soak(clip: Path, work: Path, minutes: float, bench_json: Path | None = None, display: str | None = None) -> dict:
     """`tlf-edge run` on `clip` played over and over as a live source at FPS (late frames dropped,
     as a capture card drops them), for `minutes`: its latency over time (windows of a minute, a
     third of the soak when shorter), its dropped frames and its memory."""
     seconds = minutes * 60
     url = clip.resolve().as_uri() + "?live=1&loop=1"  # options need file://
-    run = run_tlf(url, work / "soak", stop_after_s=seconds, bench_json=bench_json)
+    run = run_tlf(url, work / "soak", stop_after_s=seconds, bench_json=bench_json, display=display)
     samples = run.pop("rss_samples")
     warmup = warmup_s(samples[-1][0]) if samples else 0.0
     return {
@@ -530,10 +539,14 @@ def measure(args, work: Path) -> dict:
     print(f"tlf-edge bench at 1280x720 and 1920x1080 done (load {os.getloadavg()[0]:.2f})", flush=True)
     # as on a cart: bench once in the data folder, then every run takes the thread count it measured best
     measured = work / "bench_720p" / "bench.json"
-    runs = [run_tlf(str(videos["720p"]), work / f"run{i}", args.frames, bench_json=measured) for i in range(args.repeat)]
-    threads, chosen_by = runs[0]["summary"]["threads"], runs[0]["summary"]["threads_chosen_by"]
-    print(f"tlf-edge run x{args.repeat} done: {threads} threads, {chosen_by} (load {os.getloadavg()[0]:.2f})", flush=True)
-    soaked = soak(videos["720p"], work, args.soak_minutes, measured) if args.soak_minutes else None
+    with DrainedPort() as display:  # the display: a serial port that only listens, as on a cart
+        runs = [
+            run_tlf(str(videos["720p"]), work / f"run{i}", args.frames, bench_json=measured, display=display)
+            for i in range(args.repeat)
+        ]
+        threads, chosen_by = runs[0]["summary"]["threads"], runs[0]["summary"]["threads_chosen_by"]
+        print(f"tlf-edge run x{args.repeat} done: {threads} threads, {chosen_by} (load {os.getloadavg()[0]:.2f})")
+        soaked = soak(videos["720p"], work, args.soak_minutes, measured, display) if args.soak_minutes else None
     if soaked:
         print(f"soak done (load {os.getloadavg()[0]:.2f})", flush=True)
     size = venv_size(args.runtime_venv) if args.runtime_venv else None

@@ -6,7 +6,7 @@ part of the chain's CPU and wall time with the thread of `tlf-edge run` that run
 (edge.ops.budget); the invoke's achieved int8 GMAC/s (the model's MACs counted from its .tflite,
 edge.model.macs) beside the machine's int8 peak measured at the same thread count
 (edge.ops.peak); end-to-end frames/s and latency from capture to the display write from the
-threaded pipeline; peak resident memory, CPU use, model size, start to
+threaded pipeline (the display written to a serial port that only listens, edge.ops.drain); peak resident memory, CPU use, model size, start to
 first measurement, on-device accuracy against phantom truth, and a device fingerprint. Writes
 bench.json, bench.md and latency_hist.png.
 
@@ -46,6 +46,7 @@ from edge.model.segmenter import Segmenter
 from edge.model.threads import default_threads
 from edge.numbers import rounded
 from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented, sink_stage
+from edge.ops.drain import DrainedPort
 from edge.ops.peak import gmac_per_s, peak_int8
 from edge.runtime.chain import ChainOptions, FrameChain
 from edge.runtime.factory import open_source
@@ -314,24 +315,26 @@ def bench_threads(bundle_path, source_url: str, frames: int, threads: int, work:
     t_start = time.monotonic()
     cpu0 = os.times()
     segmenter = Segmenter(load_bundle(bundle_path), threads)
-    stage_sinks: list[Sink] = [
-        DisplaySink("loop://", segmenter.bundle.model_id),
-        JsonLinesLog(work / f"stage_pass_t{threads}.jsonl", segmenter.bundle.sha256),
-    ]
-    times, accuracy, meter = stage_pass(segmenter, source_url, frames, stage_sinks)
+    with DrainedPort() as port:  # the display: a serial port that only listens, as on a cart
+        stage_sinks: list[Sink] = [
+            DisplaySink(port, segmenter.bundle.model_id),
+            JsonLinesLog(work / f"stage_pass_t{threads}.jsonl", segmenter.bundle.sha256),
+        ]
+        times, accuracy, meter = stage_pass(segmenter, source_url, frames, stage_sinks)
     budget = meter.budget([*THREADS, *(sink_stage(s.name) for s in stage_sinks)])
     rate = invoke_rate(model_macs, budget, peak_int8(segmenter.num_threads))
     latency = _Latency()
-    sinks = [
-        JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
-        DisplaySink("loop://", segmenter.bundle.model_id),
-        latency,
-    ]
-    pipeline = Pipeline(
-        open_source(source_url), segmenter, sinks, err=io.StringIO(), roi=RoiOptions(), calibration=SpacingOptions()
-    )
-    t_run = time.monotonic()
-    stats = pipeline.run(max_frames=frames)
+    with DrainedPort() as port:
+        sinks = [
+            JsonLinesLog(work / f"frames_t{threads}.jsonl", segmenter.bundle.sha256),
+            DisplaySink(port, segmenter.bundle.model_id),
+            latency,
+        ]
+        pipeline = Pipeline(
+            open_source(source_url), segmenter, sinks, err=io.StringIO(), roi=RoiOptions(), calibration=SpacingOptions()
+        )
+        t_run = time.monotonic()
+        stats = pipeline.run(max_frames=frames)
     cpu1 = os.times()
     wall = time.monotonic() - t_start
     invoke_fps = 1000.0 / np.median(times["invoke"]) if times["invoke"] else None
