@@ -4,7 +4,6 @@ subcommand, and the exit codes."""
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import PackageNotFoundError, version
 
 EXIT_CODES = {
     0: "ok",
@@ -17,12 +16,26 @@ EXIT_CODES = {
 
 def package_version() -> str:
     """The installed distribution's version, or the source tree's when it is not installed."""
-    try:
-        return version("tlf-edge")
-    except PackageNotFoundError:
+    from edge.host import installed_version
+
+    found = installed_version("tlf-edge")
+    if found is None:
         from edge import __version__
 
         return __version__
+    return found
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked for (reading the installed distributions costs a
+    start of every command tens of milliseconds)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
 
 
 def exit_code_text(codes) -> str:
@@ -32,7 +45,7 @@ def exit_code_text(codes) -> str:
 def conventions(parser: argparse.ArgumentParser, sub, codes=(0, 1, 2, 130)) -> None:
     """Give `parser` --version and the exit codes, and each subcommand of `sub` (its
     add_subparsers action) a description (its help line, when it has none) and the exit codes."""
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_Version, help="show the program's version number and exit")
     text = exit_code_text(codes)
     parser.epilog = text
     helps = {a.dest: a.help for a in sub._choices_actions}  # argparse keeps each help line only here

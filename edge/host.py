@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import time
@@ -83,6 +82,8 @@ def device_identity() -> dict:
 
 def installed_version(distribution: str) -> str | None:
     """The installed version of a Python distribution ("ai-edge-litert"), or None."""
+    import importlib.metadata  # (not at start: it reads every installed distribution's metadata)
+
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
