@@ -6,6 +6,7 @@ verdicts. The former code is kept below, verbatim, as the reference."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -135,6 +136,15 @@ def test_the_image_features_are_the_former_ones_on_real_phantom_and_edge_case_im
     images = real_images + phantom_images() + list(edge_case_images().values())
     for im in images:
         assert_same(image_features(im), old_image_features(im), IMAGE_FEATURES)
+
+
+def test_threads_computing_features_at_once_each_write_into_their_own_arrays():
+    images = phantom_images() + [edge_case_images()["noise 128x96"]]  # two sizes: a thread's arrays replaced
+    expected = [image_features(im) for im in images]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(image_features, images * 6))
+    for new, old in zip(got, expected * 6):
+        assert_same(new, old, IMAGE_FEATURES)
 
 
 def test_the_mostly_blank_image_uses_every_pixel():
