@@ -579,3 +579,18 @@ def test_cm_labels_with_3_short_ticks_between_are_never_read_4x(styled_screens, 
     cal, readings = from_screen(img, detect_roi(img))
     assert cal.spacing_mm is None and cal.source == "refused"
     assert readings[0].px_per_tick == pytest.approx(2.5 / shot.spacing_mm[0], rel=0.02)
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("3", "3")])
+def test_each_tesseract_run_gets_one_openmp_thread_unless_the_environment_says(given, expected):
+    """Tesseract's OpenMP threads slow a strip of labels down and would spin on the interpreter's
+    cores: the OCR module limits them to one, and an OMP_THREAD_LIMIT already set is kept."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_THREAD_LIMIT"}
+    if given is not None:
+        env["OMP_THREAD_LIMIT"] = given
+    code = "import os, edge.screen.ocr; print(os.environ['OMP_THREAD_LIMIT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
