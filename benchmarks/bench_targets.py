@@ -281,7 +281,7 @@ def speed_rows(
     outside = r["budget"]["outside_model_cpu_ms"]
     detail = f"invoke-only {r['invoke_fps']} fps; {budget_detail(r)}; {cores} physical cores"
     if runs:
-        detail += f"; `tlf-edge run` (emulated display): {[x['summary']['fps'] for x in runs]} fps"
+        detail += f"; `tlf-edge run` (display on a pty that only listens; the whole run, start included): {[x['summary']['fps'] for x in runs]} fps"
     rows = [row(f"{label}: end-to-end fps, {default}", fps_goal, "fps", r["pipeline_fps"], True, detail)]
     if runs is None:
         return rows
