@@ -499,25 +499,36 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     ap.add_argument("--readme", type=Path, help="write the table into this README, between its markers")
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        help="measure nothing: print (and with --readme write) the table of this --json report",
+    )
     args = ap.parse_args(argv)
     if args.frames < 1 or args.repeat < 1 or args.soak_minutes < 0:
         ap.error("--frames and --repeat must be at least 1, --soak-minutes at least 0")
     if args.runtime_venv is not None and not args.runtime_venv.is_dir():
         ap.error(f"--runtime-venv {str(args.runtime_venv)!r} is not a folder")
-    if args.work:
+    command = " ".join(["python benchmarks/bench_targets.py", *(argv if argv is not None else sys.argv[1:])])
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        command = (
+            report.get("command") or f"python benchmarks/bench_targets.py (the run that wrote {args.from_json.name})"
+        )
+    elif args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         report = measure(args, Path(args.work))
     else:
         with tempfile.TemporaryDirectory(prefix="bench_targets_") as tmp:
             report = measure(args, Path(tmp))
+    report.setdefault("command", command)
     text = markdown(report["device"], report["load_average"], report["targets"])
     print("\n" + text)
-    if args.json:
+    if args.json and not args.from_json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(text)
     if args.readme:
-        command = " ".join(["python benchmarks/bench_targets.py", *(argv if argv is not None else sys.argv[1:])])
         write_readme(args.readme, readme_block(report["device"], report["load_average"], report["targets"], command))
     return 0
 

@@ -117,3 +117,17 @@ def test_soak_rows_judge_a_live_soak_and_name_its_dropped_frames(tmp_path):
     assert p99["target"].startswith("60 fps live 1280x720 MJPEG") and p99["measured"] == 40.0
     assert p99["verdict"].startswith("missed") and "7 frames dropped as a capture card drops them" in p99["detail"]
     assert growth["measured"] == round(40.0 / 30.0, 3) and rss["verdict"].startswith("met")
+
+
+def test_a_saved_report_writes_the_readme_table_without_measuring(tmp_path, capsys):
+    rows = [{"target": "peak RSS", "goal": "<= 150 MB", "measured": 146.9, "unit": "MB", "verdict": "met (+2 %)", "detail": "d"}]
+    device = {"cpu": "AMD EPYC", "physical_cores": 2, "int8_features": ["avx2"]}
+    report = {"device": device, "load_average": {"start": [1.0], "end": [2.0]}, "targets": rows, "command": "python x --y"}
+    (tmp_path / "targets.json").write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bt.README_BEGIN}\nold table\n{bt.README_END}\nrest\n")
+    assert bt.main(["--from-json", str(tmp_path / "targets.json"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and "| peak RSS | <= 150 MB | 146.9 MB | met (+2 %) |" in text
+    assert "by `python x --y`" in text and text.endswith(f"{bt.README_END}\nrest\n")
+    assert "| peak RSS |" in capsys.readouterr().out
