@@ -13,11 +13,12 @@ interpreter: 1 is the figure to quote). Prints the CPU and whether it has AVX-51
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +37,15 @@ def features_of(rev: str):
     source = subprocess.run(
         ["git", "-C", str(REPO), "show", f"{rev}:edge/measure/domain.py"], capture_output=True, text=True, check=True
     ).stdout
-    module = types.ModuleType(f"domain_at_{rev}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:edge/measure/domain.py", "exec"), module.__dict__)
+    name = f"domain_at_{''.join(c if c.isalnum() else '_' for c in rev)}"
+    folder = Path(tempfile.mkdtemp(prefix="domain_features_"))
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
     return module.image_features
 
 
@@ -60,8 +67,10 @@ def main(argv=None) -> int:
     cv2.setNumThreads(args.threads)
     flags = next((b.get("flags", "") for b in cpuinfo() if "flags" in b), "").split()
     avx512 = sorted(f for f in flags if f.startswith("avx512"))
-    print(f"CPU {cpu_name()}, {os.cpu_count()} logical CPUs; AVX-512: {', '.join(avx512) or 'no'}; "
-          f"AVX2: {'yes' if 'avx2' in flags else 'no'}; OpenCV {cv2.__version__} at {cv2.getNumThreads()} thread(s)")
+    print(
+        f"CPU {cpu_name()}, {os.cpu_count()} logical CPUs; AVX-512: {', '.join(avx512) or 'no'}; "
+        f"AVX2: {'yes' if 'avx2' in flags else 'no'}; OpenCV {cv2.__version__} at {cv2.getNumThreads()} thread(s)"
+    )
     images = [scan(seed).image for seed in range(8)]
     rows = {f"{args.against} (git show)": features_of(args.against), "this checkout": image_features}
     for fn in rows.values():
@@ -72,8 +81,10 @@ def main(argv=None) -> int:
             times[name].append(one_round(fn, images, args.calls))
     for name, t in times.items():
         total, system = np.array(t).T
-        print(f"{name:28s} median {np.median(total):.3f} ms (system {np.median(system):.3f}), "
-              f"best {total.min():.3f} ms per call; {args.rounds} rounds of {args.calls}")
+        print(
+            f"{name:28s} median {np.median(total):.3f} ms (system {np.median(system):.3f}), "
+            f"best {total.min():.3f} ms per call; {args.rounds} rounds of {args.calls}"
+        )
     return 0
 
 
