@@ -24,8 +24,11 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 demo: $(VENV)/.runtime
 	$(BIN)/tlf-edge run
 
+# Two pytest workers (pytest-xdist), each taking whole test files, so that a file's models are
+# trained once per run. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The linter and the type checker, configured in pyproject.toml ([tool.ruff], [tool.mypy]).
 lint: $(VENV)/.dev
