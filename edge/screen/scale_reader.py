@@ -79,9 +79,7 @@ class Verdict:
         return None if self.step_mm is None else self.step_mm / self.row.pitch_px
 
 
-def brightness(image: np.ndarray) -> np.ndarray:
-    """Per pixel the brightest channel: coloured marks (green, yellow, blue) count as bright."""
-    return image if image.ndim == 2 else image.max(axis=2)
+brightness = ocr.brightness  # per pixel the brightest channel: coloured marks count as bright
 
 
 def _threshold(v: np.ndarray, allowed: np.ndarray, level: float = 0.3) -> tuple[np.ndarray, float] | None:
