@@ -131,3 +131,21 @@ def test_a_saved_report_writes_the_readme_table_without_measuring(tmp_path, caps
     assert "old table" not in text and "| peak RSS | <= 150 MB | 146.9 MB | met (+2 %) |" in text
     assert "by `python x --y`" in text and text.endswith(f"{bt.README_END}\nrest\n")
     assert "| peak RSS |" in capsys.readouterr().out
+
+
+def test_children_keep_their_compiled_bytecode_in_the_work_folder(tmp_path, monkeypatch):
+    """A cart's pip install compiles every module: a measured start must not compile tlf-edge's
+    modules again because this shell sets PYTHONDONTWRITEBYTECODE."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = bt.env(tmp_path)
+    assert "PYTHONDONTWRITEBYTECODE" not in env and str(REPO) in env["PYTHONPATH"].split(":")
+    code = "import edge.host, sys; print(edge.host.__file__, sys.dont_write_bytecode)"
+    cmd = [sys.executable, "-c", code]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tmp_path)
+    source, dont_write = out.stdout.split()
+    assert dont_write == "False" and Path(source) == REPO / "edge" / "host.py"
+    cached = list((tmp_path / bt.PYCACHE).rglob("host.*.pyc"))
+    assert [p.parent.name for p in cached] == ["edge"], cached
