@@ -80,7 +80,7 @@ def env(work: Path) -> dict:
     """The environment of a `tlf-edge` child: this checkout on PYTHONPATH, and its compiled
     bytecode kept in `work`/pycache, as on a cart, whose pip install compiles every module once.
     Where PYTHONDONTWRITEBYTECODE is set (or the checkout cannot be written), every start would
-    compile tlf-edge's modules again: about 0.15 s of the start on a 2-core EPYC. The first child
+    compile tlf-edge's modules again, which a cart never does. The first child
     (`tlf-edge bench`) writes the cache; the runs whose start is measured read it."""
     out = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
