@@ -253,3 +253,47 @@ def test_on_a_slow_cart_the_estimate_still_ends_window_s_after_the_probe_is_lift
     assert math.isfinite(f(m(float("nan"), 6, flags=Quality.NO_BAND, t=3.0)).value)  # 0.5 s after the last
     e = f(m(float("nan"), 7, flags=Quality.NO_BAND, t=3.6))  # 1.1 s after the last value
     assert math.isnan(e.value) and e.n_used == 0
+
+
+def _numpy_estimate(window, options):
+    """The filter's estimate of a full window as numpy computes it (np.median throughout), and
+    whether its newest value is an inlier: what the filter computed before its medians were
+    Python's."""
+    from edge.measure.temporal import MAD_EFFICIENCY, MAD_TO_SIGMA, MEDIAN_SE, _t95
+
+    values = np.array(window, np.float64)
+
+    def sigma(v, med):
+        return max(MAD_TO_SIGMA * float(np.median(np.abs(v - med))), options.min_sigma * abs(med))
+
+    med = float(np.median(values))
+    inliers = np.abs(values - med) <= options.k * sigma(values, med)
+    used = values[inliers]
+    n = used.size
+    if n < options.min_samples:
+        return math.nan, math.nan, bool(inliers[-1])
+    m = float(np.median(used))
+    half = _t95(max(1, round(MAD_EFFICIENCY * (n - 1)))) * MEDIAN_SE * sigma(used, m) / math.sqrt(n)
+    return m, half, bool(inliers[-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.1, 5.0, allow_nan=False), min_size=3, max_size=15),
+    st.sampled_from([0.0, 0.02, 0.1]),
+    st.integers(0, 3),
+)
+def test_the_estimate_is_numpys_median_to_the_bit(values, min_sigma, repeats):
+    # repeated values make ties and even-sized halves, where a median takes the mean of two
+    values = values + values[: repeats * 2]
+    values = values[:15]
+    options = TemporalOptions(window_frames=15, window_s=0.0, min_sigma=min_sigma)
+    f = TemporalFilter(options)
+    out = feed(f, values)[-1]
+    value, half, inlier = _numpy_estimate(values, options)
+    if math.isnan(value):
+        assert math.isnan(out.value)
+    else:
+        assert out.value == value and out.high - out.value == pytest.approx(half, rel=1e-12)
+        assert (out.low, out.high) == (value - half, value + half)
+    assert bool(out.flags & Quality.OUTLIER) == (not inlier)
