@@ -216,12 +216,14 @@ def margin_features(logits: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
     UNCERTAIN_LOGITS.
 
     Int8 scores differ by one of 256 steps, so their summaries come from a histogram of the
-    steps."""
+    steps: best minus second is 0-255, which uint8 arithmetic on the scores' bytes gives exactly
+    (modulo 256, also for int8), counted by OpenCV's histogram (exact below 2**24 pixels)."""
     x = np.asarray(logits)
     best, second = best_two(x)
     scale = np.float32(logit_scale)
     if x.dtype in (np.int8, np.uint8):
-        counts = np.bincount((best.astype(np.int16) - second).ravel(), minlength=256)
+        steps = np.subtract(best.view(np.uint8), second.view(np.uint8)).reshape(-1, 1)
+        counts = cv2.calcHist([steps], [0], None, [256], [0, 256]).ravel().astype(np.int64)
         values = np.arange(len(counts), dtype=np.float32) * scale  # each step in logit units, as float32
         return np.array([*_summaries(counts, values)], np.float64)
     m = (best.astype(np.float32) - second).ravel() * scale
