@@ -130,9 +130,9 @@ def band_layering(image: np.ndarray, edges: BandEdges, columns: slice) -> float:
     band of uniform brightness in speckle, 0.02-0.04 for one of bright sublayers. image: the
     model's input (H, W) or (H, W, C; channels averaged), of which `edges` were drawn. NaN without
     a valid column."""
-    img = np.asarray(image, np.float32)
-    if img.ndim == 3:
-        img = img.mean(axis=2)
+    img = np.asarray(image)
+    if img.ndim == 3:  # one channel as it is; several averaged, as float32
+        img = img[..., 0] if img.shape[2] == 1 else img.astype(np.float32).mean(axis=2)
     h, w = img.shape
     cols = np.arange(w)[columns]
     top, bottom = edges.top[columns], edges.bottom[columns]
@@ -143,7 +143,9 @@ def band_layering(image: np.ndarray, edges: BandEdges, columns: slice) -> float:
     rows = top + LAYERING_DEPTHS[:, None] * (bottom - top) - 0.5  # row coordinate of pixel centres is i + 0.5
     r0 = np.clip(np.floor(rows).astype(int), 0, h - 2)
     f = np.clip(rows - r0, 0.0, 1.0)
-    profile = (img[r0, cols] * (1 - f) + img[r0 + 1, cols] * f).mean(axis=1)
+    # only the pixels sampled become float32 (a grayscale image's grey levels, exactly)
+    top_px, next_px = img[r0, cols].astype(np.float32), img[r0 + 1, cols].astype(np.float32)
+    profile = (top_px * (1 - f) + next_px * f).mean(axis=1)
     mean = float(profile.mean())
     return float(profile.std() / mean) if mean > 0 else float("nan")
 
