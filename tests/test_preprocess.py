@@ -115,3 +115,16 @@ def test_per_channel_int8_lookup_equals_quantizing_the_float_input():
 def test_bad_declarations_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PreprocessSpec(channels=3, **kwargs)
+
+
+def test_one_int8_lookup_gives_numpys_codes_for_every_image_layout():
+    from edge.model.preprocess import fill_int8
+
+    rng = np.random.default_rng(2)
+    lut = int8_lookup(PreprocessSpec(height=8, width=8, channels=1), 0.0173, -7)
+    assert lut.shape == (256,) and lut.dtype == np.int8
+    grey = rng.integers(0, 256, (64, 48), dtype=np.uint8)
+    colour = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    for img in (grey, grey[..., None], colour, grey[:, ::2], colour[::2, ::3], np.zeros((0, 5, 1), np.uint8)):
+        got = fill_int8(lut, img)
+        assert got.dtype == np.int8 and got.shape == img.shape and np.array_equal(got, lut[img])

