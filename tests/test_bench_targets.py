@@ -2,23 +2,13 @@
 a frames log, the looped video, the venv's size, and the rows with their verdicts. The benchmark
 itself is run by hand (its docstring says how)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_module import REPO, load
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("bench_targets", REPO / "benchmarks" / "bench_targets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bt = load()
+bt = load("bench_targets")
 
 
 def write_log(path: Path, latencies: list[float], fps: float = 60.0, bands: int = 2) -> None:

@@ -1,24 +1,14 @@
 """benchmarks/jpeg_decode.py on a small MJPEG video written by OpenCV: every decode size is
 decoded and reported with its frame size; a file that is no video is refused in one line."""
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from benchmark_module import load
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("jpeg_decode", REPO / "benchmarks" / "jpeg_decode.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-jd = load()
+jd = load("jpeg_decode")
 
 
 def mjpeg(path: Path, frames: int = 4, size=(160, 120)) -> Path:

@@ -293,13 +293,9 @@ def test_phantom_screen_videos_meet_the_accuracy_target(tmp_path):
     benchmarks/screen_accuracy.py's seeds, both of a uniform TLF (the kind that read thin before
     the response had its layering term), 24 frames each (40 mm, then 50 mm; the first frames
     after the change go to finding the new layout)."""
-    import importlib.util
-    from pathlib import Path
+    from benchmark_module import load
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "screen_accuracy.py"
-    spec = importlib.util.spec_from_file_location("screen_accuracy", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("screen_accuracy")
     segmenter = Segmenter.create(SegmenterOptions(num_threads=1))
     for seed in (202, 404):
         r = bench.one_seed(seed, 24, (1280, 720), segmenter, tmp_path)
