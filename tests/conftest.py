@@ -47,6 +47,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{len(missing)} test(s) skipped: {SHARED_ABSENT}; the copies in tests/data ran")
 
 
+@pytest.fixture
+def needs_ocr():
+    """Skips a test that reads a screen's numbers where OCR is not installed; fails it in CI,
+    which installs it."""
+    from edge.screen import ocr
+
+    why = ocr.available()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"OCR is missing in CI: {why} (.ci/run installs tesseract-ocr)")
+        pytest.skip(f"OCR is not installed: {why}")
+
+
 @pytest.fixture(scope="session")
 def tiny_spec():
     from edge.model.preprocess import PreprocessSpec

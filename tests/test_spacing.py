@@ -31,15 +31,6 @@ def rel_err(found, truth):
 
 
 @pytest.fixture
-def needs_ocr():
-    why = ocr.available()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"OCR is missing in CI: {why} (.ci/run installs tesseract-ocr)")
-        pytest.skip(f"OCR is not installed: {why}")
-
-
-@pytest.fixture
 def without_ocr(monkeypatch):
     monkeypatch.setattr(ocr, "available", lambda: "OCR switched off for this test")
 

@@ -15,6 +15,7 @@ pixels where the scale was found change, and reports a `ScaleChange`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.screen import scale_reader
+from edge.screen import ocr, scale_reader
 
 # mm per pixel a B-mode image can have (the config's own bounds): a spacing outside, stated by a
 # file or read off a screen, is a wrong one, and is not used (thickness in pixels instead).
@@ -310,7 +311,11 @@ class Calibrator:
         if reason is None:
             return self.current, None
         self._since = 0
-        new, self._readings = from_screen(image if colour is None else colour(), roi, self.tick_mm, self.square_pixels)
+        # Tesseract starts while the marks are found, for a reading that is waited for (the first,
+        # a new layout's); not for the retries on a screen that showed no marks, which seldom OCR.
+        with ocr.started_ahead() if reason != "retry" else contextlib.nullcontext():
+            screen = image if colour is None else colour()
+            new, self._readings = from_screen(screen, roi, self.tick_mm, self.square_pixels)
         self._signature = self._signatures(g)
         return self._set(new, seq, reason)
 
