@@ -34,7 +34,13 @@ def test_each_decode_size_is_timed_with_its_frame_size(tmp_path, capsys):
         ("colour", "160x120"),
     ):
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
-        assert size in line and "CPU ms per frame: median" in line
+        assert size in line and "CPU ms per frame: median" in line and line.endswith("page faults")
+
+
+def test_each_picture_can_be_freed_before_the_next(tmp_path, capsys):
+    video = mjpeg(tmp_path / "screen.avi")
+    assert jd.main(["--video", str(video), "--frames", "3", "--rounds", "1", "--held", "0"]) == 0
+    assert "0 decoded pictures kept alive" in capsys.readouterr().out
 
 
 def test_a_file_that_is_no_video_is_refused(tmp_path):
