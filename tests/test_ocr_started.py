@@ -110,10 +110,7 @@ def test_a_process_not_used_is_stopped(needs_ocr, monkeypatch):
 
 
 def test_a_started_process_that_died_leaves_the_reading_to_pytesseract(needs_ocr):
-    crop = np.zeros((20, 60, 3), np.uint8)
-    import cv2
-
-    cv2.putText(crop, "40", (8, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    crop = label_crop()
     want = ocr.read_words([crop], [12.0], in_line=True)
     with ocr.started_ahead():
         proc = ocr._started.proc
@@ -121,3 +118,57 @@ def test_a_started_process_that_died_leaves_the_reading_to_pytesseract(needs_ocr
         proc.wait()
         got = ocr.read_words([crop], [12.0], in_line=True)
     assert got == want and [w.text for w in got] == ["40"]
+
+
+def label_crop():
+    import cv2
+
+    crop = np.zeros((20, 60, 3), np.uint8)
+    cv2.putText(crop, "40", (8, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    return crop
+
+
+def test_the_block_ending_by_an_exception_stops_the_process(needs_ocr):
+    try:
+        with ocr.started_ahead():
+            proc = ocr._started.proc
+            raise KeyError("the reading failed")
+    except KeyError:
+        pass
+    assert proc.returncode is not None and ocr._started.proc is None
+
+
+def test_only_this_thread_and_the_plain_config_take_the_process(needs_ocr, monkeypatch):
+    import threading
+
+    import pytesseract
+
+    runs = []
+    real = pytesseract.image_to_data
+    monkeypatch.setattr(pytesseract, "image_to_data", lambda *a, **k: runs.append(k["config"]) or real(*a, **k))
+    with ocr.started_ahead():
+        proc = ocr._started.proc
+        other: list = []
+        t = threading.Thread(target=lambda: other.extend(ocr.read_words([label_crop()], [12.0], in_line=True)))
+        t.start()
+        t.join()
+        assert [w.text for w in other] == ["40"] and runs == [ocr.SPARSE]  # the other thread ran pytesseract
+        digits = ocr.read_words([label_crop()], [12.0], whitelist="0123456789", in_line=True)
+        assert [w.text for w in digits] == ["40"] and len(runs) == 2 and "whitelist" in runs[1]
+        assert ocr._started.proc is proc and proc.returncode is None  # still waiting for its picture
+        mine = ocr.read_words([label_crop()], [12.0], in_line=True)
+        assert [w.text for w in mine] == ["40"] and len(runs) == 2 and proc.returncode == 0
+    assert ocr._started.proc is None
+
+
+def test_a_failure_reading_the_started_process_reads_nothing(needs_ocr, monkeypatch):
+    import pytesseract.pytesseract as pt
+
+    def broken(*args):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "not text")
+
+    monkeypatch.setattr(pt, "file_to_dict", broken)
+    with ocr.started_ahead():
+        proc = ocr._started.proc
+        assert ocr.read_words([label_crop()], [12.0], in_line=True) == []  # as pytesseract failing would
+    assert proc.returncode is not None

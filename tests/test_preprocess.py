@@ -128,3 +128,5 @@ def test_one_int8_lookup_gives_numpys_codes_for_every_image_layout():
     for img in (grey, grey[..., None], colour, grey[:, ::2], colour[::2, ::3], np.zeros((0, 5, 1), np.uint8)):
         got = fill_int8(lut, img)
         assert got.dtype == np.int8 and got.shape == img.shape and np.array_equal(got, lut[img])
+    wide = lut.astype(np.int64)  # a table of another dtype is indexed as numpy indexes it
+    assert fill_int8(wide, colour).dtype == np.int64 and np.array_equal(fill_int8(wide, colour), lut[colour])

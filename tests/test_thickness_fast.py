@@ -141,7 +141,7 @@ def test_the_best_two_scores_are_the_last_two_of_a_sort():
     rng = np.random.default_rng(2)
     for k in (2, 3, 4, 5):
         for y in (rng.integers(-3, 3, (50, 40, k)).astype(np.int8), rng.normal(size=(50, 40, k)).astype(np.float32)):
-            for x in (y, y[:, ::2], y.reshape(-1, k), y.astype(np.float64)):  # split planes, and views
+            for x in (y, y[:, ::2], y.reshape(-1, k), y.astype(np.float64), y[:0]):  # split planes, views, empty
                 best, second = best_two(x)
                 srt = np.sort(x, axis=-1)
                 assert np.array_equal(best, srt[..., -1]) and np.array_equal(second, srt[..., -2])
@@ -151,7 +151,7 @@ def test_the_best_class_is_the_argmax():
     rng = np.random.default_rng(3)
     for k in (2, 3, 4):
         for y in (rng.integers(-2, 2, (60, 50, k)).astype(np.int8), rng.normal(size=(60, 50, k)).astype(np.float32)):
-            for x in (y, y[:, ::2], y.reshape(-1, k)):  # split planes, and views
+            for x in (y, y[:, ::2], y.reshape(-1, k), y[:0]):  # split planes, views, empty
                 got = best_class(x)  # the int8 case is full of ties, which go to the first class
                 assert got.dtype == np.uint8 and np.array_equal(got, np.argmax(x, axis=-1))
 

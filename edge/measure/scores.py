@@ -15,7 +15,7 @@ _SPLIT_DTYPES = (np.int8, np.uint8, np.float32)
 def _classes(x: np.ndarray) -> list[np.ndarray]:
     """The K class planes of scores (..., K): contiguous copies for a model output (H, W, K) of
     `_SPLIT_DTYPES` (cv2.split), else views along the last axis."""
-    if x.ndim == 3 and x.dtype in _SPLIT_DTYPES and x.shape[2] <= 4 and x.flags.c_contiguous:
+    if x.ndim == 3 and x.size and x.dtype in _SPLIT_DTYPES and x.shape[2] <= 4 and x.flags.c_contiguous:
         return list(cv2.split(x))
     return [x[..., i] for i in range(x.shape[-1])]
 

@@ -155,7 +155,7 @@ def fill_int8(lookup: np.ndarray, model_image: np.ndarray) -> np.ndarray:
     One table for every channel: OpenCV's LUT (the same codes as numpy's indexing, in a third of
     its time)."""
     if lookup.ndim == 1:
-        if model_image.dtype == np.uint8 and model_image.size and lookup.shape == (256,):
+        if model_image.dtype == np.uint8 and model_image.size and lookup.shape == (256,) and lookup.dtype == np.int8:
             return cv2.LUT(model_image, lookup).reshape(model_image.shape)
         return lookup[model_image]
     return lookup[model_image, np.arange(lookup.shape[1])]

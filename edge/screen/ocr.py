@@ -84,10 +84,11 @@ _started = threading.local()  # the calling thread's Tesseract started ahead (`s
 
 @contextlib.contextmanager
 def started_ahead() -> Iterator[None]:
-    """Within the block, the thread's first `read_words` without a whitelist goes to a Tesseract
+    """Within the block, the thread's first `read_words` of SPARSE alone goes to a Tesseract
     process started when the block begins, reading its picture from standard input: Tesseract
-    loads its language model (about 0.15 s on a 2-core EPYC) while the caller finds the marks and
-    cuts the crops to read, on the other core. The same command line as pytesseract's, the
+    loads its language model while the caller finds the marks and cuts the crops to read, on the
+    other core (a 1280x720 screen's first layout and scale: 0.71 s against 0.83 on the 2-core
+    EPYC, benchmarks/first_frame.py). The same command line as pytesseract's, the
     picture read from a pipe instead of a file, the same words. A process not used is stopped
     when the block ends; without OCR nothing is started."""
     if available() is not None or getattr(_started, "proc", None) is not None:
@@ -198,8 +199,8 @@ def read_words(
         config = SPARSE  # sparse text: readouts are scattered words
     if whitelist:
         config += f" -c tessedit_char_whitelist={whitelist}"
-    data = None if whitelist else _data_from_started(sheet)
     try:
+        data = _data_from_started(sheet) if config == SPARSE else None
         if data is None:
             data = pytesseract.image_to_data(sheet, config=config, output_type=pytesseract.Output.DICT)
     except Exception:  # Tesseract failed on this picture: nothing read (the caller refuses)
