@@ -188,6 +188,13 @@ def add_quantize(sub) -> None:
         help="convert even when XNNPACK cannot take the graph whole (the cost is printed)",
     )
     p.add_argument(
+        "--transpose-as-depth-to-space",
+        action="store_true",
+        help="export each Conv2DTranspose whose kernel equals its stride (2x2, stride 2) as a 1x1 convolution "
+        "and a depth-to-space: the same function, several times faster in int8 on some CPUs "
+        "(benchmarks/layer_rates.py); run the gate (--data) on the result",
+    )
+    p.add_argument(
         "--data",
         help="labelled folder (images/, masks/): the calibration set must resemble it, "
         "and the float-versus-int8 gate runs on it",

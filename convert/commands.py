@@ -136,6 +136,7 @@ def cmd_quantize(args) -> int:
         progress=sys.stdout.isatty(),
         check_prediction=not args.allow_one_class,
         allow_partitions=args.allow_partitions,
+        transpose_as_depth_to_space=args.transpose_as_depth_to_space,
         check_preprocessing=not args.trust_preprocessing,
         extra={"float_model": identity},
     )

@@ -28,12 +28,19 @@ def peak_keras(seed: int = 0) -> keras.Model:
 
 def peak_tflite(seed: int = 0) -> bytes:
     """The int8 .tflite bytes of `peak_keras(seed)`, calibrated on seeded normal noise."""
-    model = peak_keras(seed)
+    return int8_tflite(peak_keras(seed), seed)
+
+
+def int8_tflite(model: keras.Model, seed: int = 0) -> bytes:
+    """The full-integer int8 .tflite bytes of a Keras model of one fixed-shape input, as the
+    U-Net is converted (per-channel weights, int8 input and output), calibrated on seeded normal
+    noise."""
+    shape = tuple(int(v) for v in model.inputs[0].shape)
     rng = np.random.default_rng(seed)
 
     def representative():
         for _ in range(CALIBRATION_SAMPLES):
-            yield [rng.standard_normal(PEAK_INPUT).astype(np.float32)]
+            yield [rng.standard_normal(shape).astype(np.float32)]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

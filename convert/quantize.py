@@ -424,6 +424,7 @@ def quantize_to_bundle(
     check_prediction: bool = True,
     allow_partitions: bool = False,
     check_preprocessing: bool = True,
+    transpose_as_depth_to_space: bool = False,
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
@@ -441,6 +442,8 @@ def quantize_to_bundle(
     to convert as declared all the same); see convert.feeding.
     `check_calibration_set=False` (which skips both checks) exists only to build deliberately bad
     models for testing the validation gate. allow_partitions: convert a graph XNNPACK does not take whole, with a warning.
+    transpose_as_depth_to_space: export each 2x2, stride 2 Conv2DTranspose as a 1x1 convolution
+    and a depth-to-space (convert.unet.export_ready), several times faster on some CPUs.
     """
     from convert.load import single_io
     from convert.unet import export_plan
@@ -463,7 +466,7 @@ def quantize_to_bundle(
         raise QuantizeError(f"tlf_class must be a class index 0-{n_classes - 1}, not {tlf_class!r}")
     try:
         float_model = model
-        model, notes = export_plan(model)
+        model, notes = export_plan(model, transpose_as_depth_to_space)
     except (ConvertError, ValueError) as e:
         raise QuantizeError(str(e)) from e
     calib_stats = (

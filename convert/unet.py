@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from convert.errors import ConvertError
@@ -82,23 +83,27 @@ def split_skip_connections(model: keras.Model) -> keras.Model:
     return _rewrite(model, split=True, upsample=False)
 
 
-def export_ready(model: keras.Model) -> keras.Model:
+def export_ready(model: keras.Model, blockwise_transpose: bool = False) -> keras.Model:
     """The same function built from ops that int8 keeps accurate and XNNPACK takes whole.
 
     Splits the skip connections (see split_skip_connections) and replaces each nearest-neighbour
     UpSampling2D with a square factor n (which TensorFlow exports as TILE, an op XNNPACK does not
     take, splitting the graph) by n*n copies of its input along the channels and a DEPTH_TO_SPACE:
-    the same pixels, exactly. Other layers are shared with `model`; a model needing neither
-    rewrite is returned unchanged.
+    the same pixels, exactly. With `blockwise_transpose`, also each Conv2DTranspose whose square
+    kernel equals its stride (the U-Net's 2x2, stride 2) by a 1x1 Conv2D into k*k times the
+    channels and a DEPTH_TO_SPACE: the same function in float (XNNPACK's int8 TRANSPOSE_CONV of
+    few channels is many times slower on some CPUs), but other int8 rounding, so not by default
+    until the gate says it costs nothing. Other layers are shared with `model`; a model needing
+    none of the rewrites is returned unchanged.
     """
-    return export_plan(model)[0]
+    return export_plan(model, blockwise_transpose)[0]
 
 
-def export_plan(model: keras.Model) -> tuple[keras.Model, list[str]]:
+def export_plan(model: keras.Model, blockwise_transpose: bool = False) -> tuple[keras.Model, list[str]]:
     """export_ready's model, and one line per concatenation the split could not reach, naming the
     layer that keeps it and what that costs."""
     _last_axis_batchnorm(model)
-    return _rewrite(model, split=True, upsample=True, notes=True)
+    return _rewrite(model, split=True, upsample=True, notes=True, blockwise_transpose=blockwise_transpose)
 
 
 def _last_axis_batchnorm(model: keras.Model) -> None:
@@ -150,6 +155,69 @@ def _nearest_square_upsampling(layer) -> bool:
     )
 
 
+class DepthToSpace(layers.Layer):
+    """Depth-to-space by `factor`: each pixel's factor*factor groups of channels become a
+    factor x factor block of pixels (TensorFlow's depth_to_space order)."""
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        import tensorflow as tf  # convert/ only: the device never sees this layer, only its op
+
+        return tf.nn.depth_to_space(x, self.factor)
+
+    def compute_output_shape(self, shape):
+        n = self.factor
+        return (
+            shape[0],
+            None if shape[1] is None else shape[1] * n,
+            None if shape[2] is None else shape[2] * n,
+            None if shape[3] is None else shape[3] // (n * n),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _blockwise_transpose_conv(layer) -> bool:
+    """A Conv2DTranspose whose square kernel equals its stride (2x2, stride 2, as U-Nets
+    upsample): its output blocks do not overlap, so it is a 1x1 convolution and a depth-to-space."""
+    if type(layer) is not layers.Conv2DTranspose or layer.data_format != "channels_last":
+        return False
+    k, s = tuple(layer.kernel_size), tuple(layer.strides)
+    return (
+        k[0] == k[1] == s[0] == s[1] > 1
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.padding in ("same", "valid")
+        and getattr(layer, "output_padding", None) is None
+    )
+
+
+def _as_conv_and_depth_to_space(layer: layers.Conv2DTranspose, x):
+    """layer(x) as a 1x1 Conv2D into k*k times the channels, a DepthToSpace(k), then the layer's
+    activation: the same function. XNNPACK runs int8 TRANSPOSE_CONV of few channels at a few per
+    cent of its convolution rate on some CPUs (docs/performance.md, benchmarks/layer_rates.py)."""
+    k = int(layer.kernel_size[0])
+    # kernel (k, k, filters, in): output (k i + a, k j + b, o) gets x(i, j, c) K[a, b, o, c]
+    kernel, *bias = layer.get_weights()
+    filters, channels = kernel.shape[2], kernel.shape[3]
+    # depth_to_space takes channel (a k + b) filters + o of pixel (i, j) to output (k i + a, k j + b, o)
+    weights = [kernel.transpose(3, 0, 1, 2).reshape(1, 1, channels, k * k * filters)]
+    if bias:
+        weights.append(np.tile(bias[0], k * k))
+    conv = layers.Conv2D(k * k * filters, 1, use_bias=bool(bias), name=f"{layer.name}_1x1")
+    y = DepthToSpace(k, name=f"{layer.name}_d2s")(conv(x))
+    conv.set_weights(weights)
+    act = getattr(layer.activation, "__name__", "linear")
+    if act == "linear":
+        return y
+    if act == "relu":
+        return layers.ReLU(name=f"{layer.name}_relu")(y)
+    return layers.Activation(layer.activation, name=f"{layer.name}_{act}")(y)
+
+
 # Layers that are the identity at inference: a split reaches through them.
 _INFERENCE_IDENTITY = (
     layers.Dropout,
@@ -164,10 +232,11 @@ _INFERENCE_IDENTITY = (
 _PER_CHANNEL = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU)
 
 
-def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = False):
+def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = False, blockwise_transpose: bool = False):
     concat = split and any(isinstance(layer, layers.Concatenate) for layer in model.layers)
     tile = upsample and any(_nearest_square_upsampling(layer) for layer in model.layers)
-    if not (concat or tile):
+    blocks = blockwise_transpose and any(_blockwise_transpose_conv(layer) for layer in model.layers)
+    if not (concat or tile or blocks):
         return (model, []) if notes else model
     parts: dict[int, list] = {}  # id(a concatenation's output, or what it became per channel) -> its parts
     origin: dict[int, str] = {}  # the same ids -> the concatenation's name
@@ -203,6 +272,8 @@ def _rewrite(model: keras.Model, split: bool, upsample: bool, notes: bool = Fals
             return out
         if tile and _nearest_square_upsampling(layer) and arg is not None:
             return RepeatUpsample(layer.size[0], name=layer.name)(arg)
+        if blocks and _blockwise_transpose_conv(layer) and arg is not None and not split_in and not kwargs:
+            return _as_conv_and_depth_to_space(layer, arg)
         if concat:
             for t in (args[0] if isinstance(args[0], (list, tuple)) else args[:1]) if args else ():
                 if id(t) in origin:
