@@ -5,8 +5,8 @@ declared, passes the float-versus-int8 gate on labelled phantom scans, and runs 
 LiteRT runtime through edge.model.segmenter.
 
 One tiny U-Net (base 8, depth 2, 64 px; two heads: a 3-class softmax and a one-channel TLF
-sigmoid) is trained for a few seconds (and, for the fully convolutional structure run at 256 px,
-tuned for a few more on 256 px scans of that field); every structure of the zoo is built from its weights by
+sigmoid), trained once by tests/zoo_weights.py and kept in tests/data/zoo_unet; every structure of
+the zoo is built from its weights by
 a reparametrisation: a transposed convolution with the 1x1 up-convolution repeated over its 2x2
 kernel (exact), the skip concatenation as two added convolutions (exact), batch normalisation
 with random statistics folded into the convolution before it (exact), the normalisation a
@@ -230,20 +230,12 @@ def transplant(roles: dict, trained: dict, s: Structure) -> None:
 
 @pytest.fixture(scope="session")
 def trained():
-    """The trained U-Net's weights by role: one training, two heads (3-class softmax, TLF sigmoid)."""
-    s = Structure("trained", up="upsample")
-    keras.utils.set_random_seed(4)
-    body, roles = build(keras, s)
-    x_last = roles["logits"].input
-    binary = keras.layers.Conv2D(1, 1, activation="sigmoid", name="binary")
-    two = keras.Model(body.input, [body.output, binary(x_last)])
-    x, y, _ = small_field_set(320, seed=1)
-    two.compile(keras.optimizers.Adam(3e-3), ["categorical_crossentropy", "binary_crossentropy"])
-    two.fit(to_float(x, _spec(64)), [keras.utils.to_categorical(y, 3), (y == 1)[..., None].astype(np.float32)],
-            epochs=8, batch_size=16, verbose=0)
-    out = {role: layer.get_weights() for role, layer in roles.items()}
-    out["binary"] = binary.get_weights()
-    return out
+    """The trained U-Net's weights by role (two heads: 3-class softmax, TLF sigmoid), kept in the
+    repository so that every machine converts the same model (tests/zoo_weights.py says why and
+    wrote them)."""
+    from zoo_weights import load
+
+    return load()
 
 
 def _spec(size, channels=1):
