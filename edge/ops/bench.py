@@ -44,7 +44,7 @@ from edge.model.macs import count_macs
 from edge.model.preprocess import resize_labels
 from edge.model.segmenter import Segmenter
 from edge.model.threads import default_threads
-from edge.numbers import rounded
+from edge.numbers import rounded, significant
 from edge.ops.budget import MODEL_STAGE, THREADS, StageMeter, instrumented, sink_stage
 from edge.ops.drain import DrainedPort
 from edge.ops.peak import gmac_per_s, peak_int8
@@ -303,11 +303,11 @@ def invoke_rate(model_macs: int, budget: dict, peak: dict) -> dict:
         "invoke_gmac_per_s": round(rate, 1) if rate else None,
         "peak_gmac_per_s": peak["gmac_per_s"],
         "peak_invoke_ms_p50": peak["invoke_ms_p50"],
-        "of_peak": round(rate / peak["gmac_per_s"], 3) if rate else None,
+        "of_peak": significant(rate / peak["gmac_per_s"]) if rate else None,
         "invoke_cpu_ms_p50": invoke_cpu_ms,
         "invoke_gmac_per_cpu_s": round(cpu_rate, 1) if cpu_rate else None,
         "peak_gmac_per_cpu_s": peak_cpu_rate,
-        "of_peak_by_cpu": round(cpu_rate / peak_cpu_rate, 3) if cpu_rate and peak_cpu_rate else None,
+        "of_peak_by_cpu": significant(cpu_rate / peak_cpu_rate) if cpu_rate and peak_cpu_rate else None,
     }
 
 
