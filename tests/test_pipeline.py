@@ -166,7 +166,41 @@ def test_stop_event_ends_an_endless_live_source_promptly():
     assert not worker.is_alive()
     assert source.n - reads_at_stop <= 1
     frames_q, _ = pipeline.queues
-    assert frames_q.policy == "keep-newest" and frames_q.high_water <= 2
+    assert frames_q.policy == "keep-newest" and frames_q.capacity == 1 and frames_q.high_water <= 1
+
+
+def test_a_live_sources_newest_frame_replaces_the_one_waiting_for_the_model():
+    """While the model is on frame 0 a live source delivers frames 1-5: only the newest waits,
+    so the next frame segmented is 5 (with two waiting it was 4, a frame the screen had left)."""
+    import threading
+
+    images, spacing = clip_images(6)
+    ended = threading.Event()
+
+    class Live(ListSource):
+        live = True
+
+        def read(self):
+            frame = super().read()
+            if frame is None:
+                ended.set()  # frames 1-5 are queued by now: each is put before the next read
+            return frame
+
+    segmenter = Segmenter.create(SegmenterOptions(num_threads=1))
+    real_run, calls = segmenter.run, []
+
+    def run(tensor):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            assert ended.wait(120)
+        return real_run(tensor)
+
+    segmenter.run = run
+    keep = Collect()
+    pipeline = Pipeline(Live(images, spacing), segmenter, [keep], err=io.StringIO())
+    stats = pipeline.run()
+    assert [m.seq for m in keep.seen] == [0, 5]
+    assert stats.dropped_frames == 4 and pipeline.queues[0].high_water == 1
 
 
 # -- full scanner screens: only the B-mode region travels on ----------------------------------

@@ -46,6 +46,11 @@ KEEP_MEASUREMENTS = 2000  # the most recent measurements kept in RunStats (the s
 IDLE_S = 0.25  # without a measurement for this long, the output thread calls each sink's idle()
 NOTE_EVERY_S = 60.0  # during a long outage, a "still no signal" line this often
 STOP_GRACE_S = 0.3  # once stopped, how long the model may take to finish its frame
+# Frames made ready for the model that may wait for it. A live source's newest frame replaces the
+# one waiting, so a frame waits at most for the invoke under way: with two waiting, a model slower
+# than the source showed each frame about one invoke later than it could. A file's frames all
+# count, so two wait, and reading runs a frame ahead of the model.
+LIVE_WAITING, FILE_WAITING = 1, 2
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,8 @@ class Pipeline:
         """
         stats = self.stats = RunStats(t_start=time.monotonic())  # kept when run() raises: what was done till then
         self._live = self._open_sinks(stats)
-        self._frames = BoundedQueue(2, KEEP_NEWEST if self.source.live else BLOCK, "frames")
+        live = self.source.live
+        self._frames = BoundedQueue(LIVE_WAITING if live else FILE_WAITING, KEEP_NEWEST if live else BLOCK, "frames")
         self._results = BoundedQueue(16, BLOCK, "measurements")
         self.queues = (self._frames, self._results)
         self._errors: list[BaseException] = []
