@@ -118,8 +118,9 @@ def run_tlf(
     stop_after_s: float | None = None,
     bench_json: Path | None = None,
     display: str | None = None,
+    settings: tuple[str, ...] = (),
 ) -> dict:
-    """One `tlf-edge run --source SOURCE --quiet` from launch, in `work` (emptied first, then given
+    """One `tlf-edge run --source SOURCE --quiet` (and a --set for each of `settings`) from launch, in `work` (emptied first, then given
     `bench_json` as its data folder's bench/bench.json, whose thread count the run takes), writing
     to the serial port `display` (the default: the display emulator, in the run's process): seconds from
     launch to the first line of its frames log, its peak resident memory (wait4), its memory every
@@ -135,6 +136,7 @@ def run_tlf(
     cmd = [sys.executable, "-c", CLI, "run", "--source", source, "--quiet", "--out", str(runs)]
     cmd += ["--frames", str(frames)] if frames else []
     cmd += ["--display", display] if display else []
+    cmd += [a for kv in settings for a in ("--set", kv)]
     samples: list[tuple[float, float]] = []
     with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
         t0 = time.perf_counter()
@@ -208,13 +210,20 @@ def latency_over_time(frames_log: Path, window_s: float) -> dict:
     }
 
 
-def soak(clip: Path, work: Path, minutes: float, bench_json: Path | None = None, display: str | None = None) -> dict:
+def soak(
+    clip: Path,
+    work: Path,
+    minutes: float,
+    bench_json: Path | None = None,
+    display: str | None = None,
+    settings: tuple[str, ...] = (),
+) -> dict:
     """`tlf-edge run` on `clip` played over and over as a live source at FPS (late frames dropped,
     as a capture card drops them), for `minutes`: its latency over time (windows of a minute, a
     third of the soak when shorter), its dropped frames and its memory."""
     seconds = minutes * 60
     url = clip.resolve().as_uri() + "?live=1&loop=1"  # options need file://
-    run = run_tlf(url, work / "soak", stop_after_s=seconds, bench_json=bench_json, display=display)
+    run = run_tlf(url, work / "soak", stop_after_s=seconds, bench_json=bench_json, display=display, settings=settings)
     samples = run.pop("rss_samples")
     warmup = warmup_s(samples[-1][0]) if samples else 0.0
     return {

@@ -139,3 +139,19 @@ def test_children_keep_their_compiled_bytecode_in_the_work_folder(tmp_path, monk
     assert dont_write == "False" and Path(source) == REPO / "edge" / "host.py"
     cached = list((tmp_path / bt.PYCACHE).rglob("host.*.pyc"))
     assert [p.parent.name for p in cached] == ["edge"], cached
+
+
+def test_live_latency_splits_each_frame_and_names_the_slowest(tmp_path):
+    ll = load("live_latency")
+    with open(tmp_path / "frames.jsonl", "w") as f:
+        for seq in range(601):  # the first frame (it waits for the layout) is left out
+            wait, infer, out = (900.0, 20.0, 5.0) if seq == 0 else (10.0, 20.0, 5.0 + 30.0 * (seq == 302))
+            for band in range(2):
+                f.write(json.dumps({"seq": seq, "band": band, "latency_ms": wait + infer + out, "wait_ms": wait,
+                                    "infer_ms": infer}) + "\n")
+    r = ll.parts(tmp_path / "frames.jsonl", slowest=2)
+    assert r["frames"] == 600
+    assert r["ms"]["wait"]["p50"] == 10.0 and r["ms"]["infer"]["p99"] == 20.0 and r["ms"]["output"]["p50"] == 5.0
+    assert r["slowest"][0] == {"seq": 302, "of_roi_cycle": 2, "latency": 65.0, "wait": 10.0, "infer": 20.0,
+                               "output": 35.0}
+    assert r["slowest"][1]["latency"] == 35.0
