@@ -120,6 +120,11 @@ def _last_axis_batchnorm(model: keras.Model) -> None:
                 layer.axis = -1
 
 
+def _upsampled_shape(shape, factor: int, channels):
+    """An NHWC shape with its height and width (None: unknown) times `factor`, and `channels`."""
+    return (shape[0], *(None if d is None else d * factor for d in shape[1:3]), channels)
+
+
 class RepeatUpsample(layers.Layer):
     """Nearest-neighbour upsampling by an integer factor as channel copies plus depth-to-space."""
 
@@ -134,13 +139,7 @@ class RepeatUpsample(layers.Layer):
         return tf.nn.depth_to_space(keras.ops.concatenate([x] * (n * n), axis=-1), n)
 
     def compute_output_shape(self, shape):
-        n = self.factor
-        return (
-            shape[0],
-            None if shape[1] is None else shape[1] * n,
-            None if shape[2] is None else shape[2] * n,
-            shape[3],
-        )
+        return _upsampled_shape(shape, self.factor, shape[3])
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
@@ -169,13 +168,7 @@ class DepthToSpace(layers.Layer):
         return tf.nn.depth_to_space(x, self.factor)
 
     def compute_output_shape(self, shape):
-        n = self.factor
-        return (
-            shape[0],
-            None if shape[1] is None else shape[1] * n,
-            None if shape[2] is None else shape[2] * n,
-            None if shape[3] is None else shape[3] // (n * n),
-        )
+        return _upsampled_shape(shape, self.factor, None if shape[3] is None else shape[3] // self.factor**2)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
