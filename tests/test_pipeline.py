@@ -175,12 +175,14 @@ def test_a_live_sources_newest_frame_replaces_the_one_waiting_for_the_model():
     import threading
 
     images, spacing = clip_images(6)
-    ended = threading.Event()
+    invoking, ended = threading.Event(), threading.Event()
 
     class Live(ListSource):
         live = True
 
         def read(self):
+            if self.i == 1:  # frame 1 comes once the model is on frame 0
+                assert invoking.wait(120)
             frame = super().read()
             if frame is None:
                 ended.set()  # frames 1-5 are queued by now: each is put before the next read
@@ -192,6 +194,7 @@ def test_a_live_sources_newest_frame_replaces_the_one_waiting_for_the_model():
     def run(tensor):
         calls.append(len(calls))
         if len(calls) == 1:
+            invoking.set()
             assert ended.wait(120)
         return real_run(tensor)
 
