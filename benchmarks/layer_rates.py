@@ -18,8 +18,8 @@ passes between layers). The peak convolution's row is the limit. Weights are see
 only. Not a test: run it by hand on a quiet machine.
 
 --exported adds two whole models: convert.unet.build_unet() (the paper-size U-Net, seeded weights)
-converted with its transposed convolutions kept (as `tlf-convert quantize` exports it by
-default) and as `quantize --transpose-as-depth-to-space` exports it (each 2x2, stride 2
+converted as `tlf-convert quantize` exports it by default (its transposed convolutions kept)
+and as `quantize --transpose-as-depth-to-space` exports it (each 2x2, stride 2
 transposed convolution a 1x1 convolution and a depth-to-space), timed in turns, --rounds times
 each.
 """
@@ -166,16 +166,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exported(threads: list[int], runs: int, rounds: int) -> list[dict]:
-    """The paper-size U-Net's invoke with its transposed convolutions and as quantize exports it:
-    one row per thread count and way, the medians of each round's median."""
+    """The paper-size U-Net's invoke as `tlf-convert quantize` exports it (its transposed
+    convolutions kept) and as `quantize --transpose-as-depth-to-space` does: one row per thread
+    count and way, the medians of each round's median."""
     from convert.peak import int8_tflite
     from convert.quantize import with_fixed_batch
-    from convert.unet import build_unet, export_ready, split_skip_connections
+    from convert.unet import build_unet, export_ready
 
     model = build_unet()
     ways = {
-        "transposed convolutions kept": split_skip_connections(model),
-        "as quantize exports it": export_ready(model),
+        "transposed convolutions kept (the default)": export_ready(model),
+        "--transpose-as-depth-to-space": export_ready(model, blockwise_transpose=True),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
