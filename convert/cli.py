@@ -140,6 +140,17 @@ def add_cv(sub) -> None:
         action="store_true",
         help="score the folds done again with their models as they are (no training)",
     )
+    p.add_argument(
+        "--requantize",
+        action="store_true",
+        help="quantize the folds done again from their trained models (into their bundles) and score them "
+        "(no training): copy --out first to compare two exports of the same models",
+    )
+    p.add_argument(
+        "--transpose-as-depth-to-space",
+        action="store_true",
+        help="as tlf-convert quantize's: each 2x2, stride 2 Conv2DTranspose as a 1x1 convolution and a depth-to-space",
+    )
     p.add_argument("--docs", help="also write a Markdown page of the results here (figures beside it)")
     p.add_argument("--title", default="Cross-validation", help="--docs: the page's title")
     p.add_argument(

@@ -98,6 +98,8 @@ def cmd_cv(args) -> int:
         only=only,
         calib_n=args.calib_n,
         verbose=1 if sys.stdout.isatty() else 2,
+        requantize=args.requantize,
+        transpose_as_depth_to_space=args.transpose_as_depth_to_space,
         revalidate=args.revalidate,
     )
     print((Path(args.out) / "summary.md").read_text())

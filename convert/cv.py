@@ -108,6 +108,8 @@ def cross_validate(
     verbose: int = 2,
     log=print,
     revalidate: bool = False,
+    requantize: bool = False,
+    transpose_as_depth_to_space: bool = False,
 ) -> dict:
     """Run (or resume) the cross-validation; returns the summary (also written to OUT/summary.json).
 
@@ -115,7 +117,9 @@ def cross_validate(
     (row, col) mm pair per model pixel. only: the fold numbers to run now (None: all); the
     summary covers the folds done so far. limits: the int8 gate's convert.validate.GateLimits.
     revalidate: score the folds done again (their models and bundles as they are), e.g. after
-    a change of the validation itself; nothing is trained.
+    a change of the validation itself; nothing is trained. requantize: quantize the folds done
+    again from their trained models (into their bundles) and score them; nothing is trained.
+    transpose_as_depth_to_space: quantize_to_bundle's export option, recorded in each result.
     """
     from convert.domain import record_domain
     from convert.quantize import load_keras_model, quantize_to_bundle
@@ -152,21 +156,21 @@ def cross_validate(
         if not 0 <= k < folds:
             raise CrossValidationError(f"fold {k} is not one of 0-{folds - 1}")
         fold = out / f"fold_{k}"
-        if (fold / "result.json").is_file() and not revalidate:
+        again = revalidate or requantize
+        if (fold / "result.json").is_file() and not again:
             log(f"fold {k}: done before, kept ({fold / 'result.json'})")
             continue
-        if revalidate and not (fold / "result.json").is_file():
-            log(f"fold {k}: not done, not revalidated")
+        if again and not (fold / "result.json").is_file():
+            log(f"fold {k}: not done, not {'requantized' if requantize else 'revalidated'}")
             continue
         test = fold_of == k
         rest = np.flatnonzero(~test)
         inner_val = rest[split_groups(groups[rest], VALIDATION_SHARE, seed + k)]
         inner_train = np.setdiff1d(rest, inner_val)
         log(f"fold {k}: training on {inner_train.size} images, validation {inner_val.size}, held out {int(test.sum())}")
-        if revalidate:
+        if again:
             before = json.loads((fold / "result.json").read_text())
             model = load_keras_model(fold / "model" / "model.keras")
-            bundle = load_bundle(fold / "bundle")
             train_s, quantize_s, resumed = (
                 before["seconds"]["train"],
                 before["seconds"]["quantize_and_domain"],
@@ -186,6 +190,9 @@ def cross_validate(
             )
             train_s = time.monotonic() - t0
             model = load_keras_model(best)
+        if again and not requantize:
+            bundle = load_bundle(fold / "bundle")
+        else:
             t1 = time.monotonic()
             calib = images[rest][:calib_n]
             bundle = quantize_to_bundle(
@@ -203,6 +210,7 @@ def cross_validate(
                         "validation_images": [stems[i] for i in inner_val],
                     },
                 },
+                transpose_as_depth_to_space=transpose_as_depth_to_space,
             )
             bundle = record_domain(
                 bundle,
@@ -251,6 +259,7 @@ def cross_validate(
             "resumed": resumed,
             "cpu": cpu_name(),
             "bundle_sha256": bundle.sha256,
+            "export": {"transpose_as_depth_to_space": _transpose_rewritten(bundle)},
         }
         fold_plot(fold / "model" / "history.csv", report, result, fold / "fold.png")
         (fold / "result.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -261,6 +270,11 @@ def cross_validate(
             f"{result['unit']}; trained in {train_s / 60:.1f} min"
         )
     return summarise(out)
+
+
+def _transpose_rewritten(bundle) -> bool:
+    """Whether the bundle's model was exported with --transpose-as-depth-to-space, as its manifest records it."""
+    return bool(bundle.manifest.get("export", {}).get("transpose_as_depth_to_space", False))
 
 
 def _fmt(v) -> str:

@@ -535,6 +535,7 @@ def quantize_to_bundle(
         "ops": graph["ops"],
         "delegate_partitions": graph["delegate_partitions"],
         **({"conversion_notes": notes + partitions} if notes or partitions else {}),
+        "export": {"transpose_as_depth_to_space": bool(transpose_as_depth_to_space)},
         "calibration": calib_stats,
         "created_by": tool_versions(),
         **(extra or {}),

@@ -101,6 +101,20 @@ def test_cv_trains_quantizes_and_validates_each_fold_and_resumes(band_set, tmp_p
     assert "another recipe" in capsys.readouterr().err
     assert main(["cv", "--data", str(band_set), "--out", str(out), *CV, "--revalidate"]) == 0
     assert (out / "fold_0" / "model" / "history.csv").read_text() == history
+    # --requantize on a copy: the same trained models exported another way, scored again, nothing trained
+    import shutil
+
+    other = tmp_path / "cv_d2s"
+    shutil.copytree(out, other)
+    args = ["cv", "--data", str(band_set), "--out", str(other), *CV, "--requantize", "--transpose-as-depth-to-space"]
+    assert main(args) == 0
+    for k in range(3):
+        was, now = (json.loads((d / f"fold_{k}" / "result.json").read_text()) for d in (out, other))
+        ops = json.loads((other / f"fold_{k}" / "bundle" / "manifest.json").read_text())["ops"]
+        assert was["export"] == {"transpose_as_depth_to_space": False} and now["export"] == {"transpose_as_depth_to_space": True}
+        assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops and now["bundle_sha256"] != was["bundle_sha256"]
+        assert now["seconds"]["train"] == was["seconds"]["train"] and now["figures"]["float"] == was["figures"]["float"]
+    assert (other / "fold_0" / "model" / "history.csv").read_text() == history
 
 
 def test_a_resumed_fold_is_left_out_of_the_training_time(tmp_path):
