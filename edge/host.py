@@ -66,9 +66,7 @@ def physical_cores() -> int:
     return max(1, logical)
 
 
-# Instruction sets that speed up int8 kernels (amx_int8: the tile multiply of Intel Xeons from
-# Sapphire Rapids on; the LiteRT wheel may or may not use it, but a machine with it is another machine).
-FAST_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8", "avx2", "asimddp"}
+FAST_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "avx2", "asimddp"}  # instruction sets that speed up int8 kernels
 
 
 def device_identity() -> dict:

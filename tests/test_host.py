@@ -59,9 +59,3 @@ def test_without_cpuinfo_the_platform_answers(tmp_path, monkeypatch):
     assert host.cpuinfo() == [] and host.cpu_flags() == set()
     assert host.cpu_name()
     assert host.physical_cores() == max(1, host.usable_cpus())
-
-
-def test_a_xeon_with_amx_names_it_among_its_int8_features(tmp_path, monkeypatch):
-    (tmp_path / "cpuinfo").write_text(X86.replace("avx512_vnni", "avx512_vnni avx_vnni amx_bf16 amx_tile amx_int8"))
-    monkeypatch.setattr(host, "CPUINFO", tmp_path / "cpuinfo")
-    assert host.device_identity()["int8_features"] == ["amx_int8", "avx2", "avx512_vnni", "avx_vnni"]
