@@ -120,7 +120,8 @@ def run_tlf(
     display: str | None = None,
     settings: tuple[str, ...] = (),
 ) -> dict:
-    """One `tlf-edge run --source SOURCE --quiet` (and a --set for each of `settings`) from launch, in `work` (emptied first, then given
+    """One `tlf-edge run --source SOURCE --quiet` (a --set for each of `settings`) from launch, in
+    `work` (emptied first, then given
     `bench_json` as its data folder's bench/bench.json, whose thread count the run takes), writing
     to the serial port `display` (the default: the display emulator, in the run's process): seconds from
     launch to the first line of its frames log, its peak resident memory (wait4), its memory every

@@ -7,9 +7,7 @@ The 10-minute soak of benchmarks/bench_targets.py, shorter and with each frame's
 three from the run's frames log: wait (from the frame's arrival to the model's start: the B-mode
 region, the model input, the frame waiting for the model), infer (the invoke) and output (the rest:
 waiting for the output thread, argmax, measurement, domain guard, temporal filter). It prints the
-p50/p90/p99 of the whole and of each part, and the slowest frames with their parts and their place
-in the routine ROI detection's cycle (`[roi] redetect_every`, 300 frames by default), so a tail
-that comes from periodic work shows up. With --bench-json the run takes that bench's thread count,
+p50/p90/p99 of the whole and of each part, and the slowest frames with their parts. With --bench-json the run takes that bench's thread count,
 as a cart with bench/bench.json does; without it, the default (the physical cores but one).
 Not a test: timings depend on the machine and its load.
 """
@@ -29,8 +27,6 @@ import numpy as np  # noqa: E402
 
 from benchmarks.bench_targets import soak, write_screen_video  # noqa: E402
 
-REDETECT_EVERY = 300  # [roi] redetect_every's default (edge.screen.options)
-
 
 def parts(frames_log: Path, slowest: int) -> dict:
     """Each frame's latency and its parts (ms; the first record of each frame, the first frame
@@ -40,6 +36,8 @@ def parts(frames_log: Path, slowest: int) -> dict:
         r = json.loads(line)
         first.setdefault(r["seq"], r)
     recs = [first[s] for s in sorted(first)][1:]
+    if not recs:
+        raise SystemExit(f"live_latency: {frames_log} holds fewer than two frames")
     lat = np.array([r["latency_ms"] for r in recs])
     wait = np.array([r["wait_ms"] for r in recs])
     infer = np.array([r["infer_ms"] for r in recs])
@@ -51,7 +49,6 @@ def parts(frames_log: Path, slowest: int) -> dict:
         "slowest": [
             {
                 "seq": recs[i]["seq"],
-                "of_roi_cycle": recs[i]["seq"] % REDETECT_EVERY,
                 **{k: round(float(v[i]), 2) for k, v in split.items()},
             }
             for i in order
@@ -103,15 +100,14 @@ def main(argv=None) -> int:
             report = measure(Path(tmp))
     lat, p = report["latency"], report["parts"]
     settings = f", --set {' '.join(args.set)}" if args.set else ""
-    print(f"{lat['frames']} frames over {lat['seconds']} s ({lat['fps']} fps), threads {report['threads']}{settings}")
+    head = f"{lat['frames']} frames over {lat['seconds']} s ({lat['fps']} fps)"
+    print(f"{head}, threads {report['threads']}{settings}")
     for k, v in p["ms"].items():
         print(f"  {k:8s} p50 {v['p50']:7.2f}  p90 {v['p90']:7.2f}  p99 {v['p99']:7.2f} ms")
     print(f"  p99 of each {lat['window_s']} s: {lat['window_p99_ms']}")
-    print("slowest frames (seq, place in the ROI cycle, latency = wait + infer + output ms):")
+    print("slowest frames (seq, latency = wait + infer + output ms):")
     for r in p["slowest"]:
-        print(
-            f"  {r['seq']:6d} {r['of_roi_cycle']:4d}  {r['latency']:7.2f} = {r['wait']:.2f} + {r['infer']:.2f} + {r['output']:.2f}"
-        )
+        print(f"  {r['seq']:6d}  {r['latency']:7.2f} = {r['wait']:.2f} + {r['infer']:.2f} + {r['output']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -182,7 +182,7 @@ def test_a_live_sources_newest_frame_replaces_the_one_waiting_for_the_model():
 
         def read(self):
             if self.i == 1:  # frame 1 comes once the model is on frame 0
-                assert invoking.wait(120)
+                assert invoking.wait(30)
             frame = super().read()
             if frame is None:
                 ended.set()  # frames 1-5 are queued by now: each is put before the next read
@@ -195,7 +195,7 @@ def test_a_live_sources_newest_frame_replaces_the_one_waiting_for_the_model():
         calls.append(len(calls))
         if len(calls) == 1:
             invoking.set()
-            assert ended.wait(120)
+            assert ended.wait(30)
         return real_run(tensor)
 
     segmenter.run = run

@@ -3,8 +3,8 @@
 `tests/test_model_zoo.py` builds every structure of its zoo from one tiny U-Net's weights. Those
 weights are trained once, here, and kept in the repository rather than trained by each run: a few
 seconds of Adam on two cores land on different weights on different CPUs (TensorFlow's oneDNN
-kernels take other paths on a Xeon with AMX than on an EPYC), and a tiny model trained elsewhere
-quantized 0.013-0.044 mean IoU below its float on that Xeon, which the gate rightly refuses. The
+kernels take other paths on a Xeon with AMX than on an EPYC), and the tiny model trained on that
+Xeon quantized 0.013-0.044 mean IoU below its float, which the gate rightly refuses. The
 zoo tests what conversion does to a model, so they take the same model on every machine:
 
     python tests/zoo_weights.py
