@@ -65,6 +65,10 @@ def cmd_cv(args) -> int:
 
     if args.folds < 2:
         raise ConvertError(f"--folds must be at least 2, not {args.folds}")
+    if args.revalidate and (args.requantize or args.transpose_as_depth_to_space):
+        raise ConvertError(
+            "--revalidate scores the bundles as they are: give --requantize to export the folds' models again"
+        )
     targets = parse_targets(args.targets)
     if args.spacing_mm and args.model_px:
         raise ConvertError("give --spacing-mm or --model-px, not both")

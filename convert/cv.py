@@ -339,6 +339,8 @@ def summarise(out) -> dict:
         "train_minutes": _mean_sd(train_min),
         "max_train_minutes": max(train_min) if train_min else None,
         "cpu": cpu_name(),
+        # how each fold's model was exported (folds of older runs recorded none: the default)
+        "exports": sorted({json.dumps(r.get("export", {"transpose_as_depth_to_space": False})) for r in results}),
         "per_fold": results,
         "recipe": json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").is_file() else None,
     }
@@ -399,6 +401,14 @@ def summary_markdown(s: dict) -> str:
             f"{' (resumed: its last part only)' if r.get('resumed') else ''} |"
         )
     lines.append("")
+    exports = [json.loads(e) for e in s.get("exports", [])]
+    if any(e.get("transpose_as_depth_to_space") for e in exports):
+        lines.append(
+            "Export: --transpose-as-depth-to-space"
+            if len(exports) == 1
+            else "Export: MIXED, some folds with --transpose-as-depth-to-space and some without (see each result.json)"
+        )
+        lines.append("")
     lines.append(f"CPU: {s['cpu']}")
     return "\n".join(x for x in lines if x is not None)
 

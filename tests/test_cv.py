@@ -115,6 +115,12 @@ def test_cv_trains_quantizes_and_validates_each_fold_and_resumes(band_set, tmp_p
         assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops and now["bundle_sha256"] != was["bundle_sha256"]
         assert now["seconds"]["train"] == was["seconds"]["train"] and now["figures"]["float"] == was["figures"]["float"]
     assert (other / "fold_0" / "model" / "history.csv").read_text() == history
+    assert "Export: --transpose-as-depth-to-space\n" in (other / "summary.md").read_text()
+    assert "Export:" not in (out / "summary.md").read_text()
+    capsys.readouterr()
+    assert main(["cv", "--data", str(band_set), "--out", str(other), *CV, "--revalidate",
+                 "--transpose-as-depth-to-space"]) == 2
+    assert "give --requantize" in capsys.readouterr().err
 
 
 def test_a_resumed_fold_is_left_out_of_the_training_time(tmp_path):
