@@ -152,11 +152,11 @@ def cross_validate(
         f"{folds} folds of {', '.join(map(str, plan['fold_sizes']))} images; largest held-out/training correlation "
         f"{max(plan['largest_cross_fold_correlation']):.3f}"
     )
+    again = revalidate or requantize  # folds done are scored again, not skipped
     for k in range(folds) if only is None else only:
         if not 0 <= k < folds:
             raise CrossValidationError(f"fold {k} is not one of 0-{folds - 1}")
         fold = out / f"fold_{k}"
-        again = revalidate or requantize
         if (fold / "result.json").is_file() and not again:
             log(f"fold {k}: done before, kept ({fold / 'result.json'})")
             continue
@@ -339,8 +339,10 @@ def summarise(out) -> dict:
         "train_minutes": _mean_sd(train_min),
         "max_train_minutes": max(train_min) if train_min else None,
         "cpu": cpu_name(),
-        # how each fold's model was exported (folds of older runs recorded none: the default)
-        "exports": sorted({json.dumps(r.get("export", {"transpose_as_depth_to_space": False})) for r in results}),
+        # the folds' export options (folds of older runs recorded none: the default)
+        "transpose_as_depth_to_space": sorted(
+            {r.get("export", {}).get("transpose_as_depth_to_space", False) for r in results}
+        ),
         "per_fold": results,
         "recipe": json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").is_file() else None,
     }
@@ -401,11 +403,11 @@ def summary_markdown(s: dict) -> str:
             f"{' (resumed: its last part only)' if r.get('resumed') else ''} |"
         )
     lines.append("")
-    exports = [json.loads(e) for e in s.get("exports", [])]
-    if any(e.get("transpose_as_depth_to_space") for e in exports):
+    rewritten = s.get("transpose_as_depth_to_space", [])
+    if True in rewritten:
         lines.append(
             "Export: --transpose-as-depth-to-space"
-            if len(exports) == 1
+            if rewritten == [True]
             else "Export: MIXED, some folds with --transpose-as-depth-to-space and some without (see each result.json)"
         )
         lines.append("")
