@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.cli_help import conventions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
+from edge.host import limit_malloc_arenas
 from edge.measure.quality import REJECTING
 from edge.model.bundle import DEMO_BUNDLE, load_bundle
 from edge.runtime.config import SourceOptions
@@ -205,6 +206,7 @@ def cmd_bench(args) -> int:
     from edge.ops.bench import DEFAULT_SOURCE as BENCH_SOURCE
     from edge.ops.bench import markdown, parse_spacing, run_bench
 
+    limit_malloc_arenas()  # as `tlf-edge run` does, so that bench's memory is a run's
     try:
         threads = tuple(int(t) for t in args.threads.split(","))
     except ValueError as e:
@@ -319,6 +321,7 @@ def cmd_run(args) -> int:
     from edge.runtime.pipeline import Pipeline
     from edge.sinks import systemd
 
+    limit_malloc_arenas()  # before the source, the model and the pipeline start their threads
     if args.frames is not None and args.frames < 1:
         raise EdgeError(f"--frames must be at least 1, got {args.frames}")
     cfg = resolve_options(args)

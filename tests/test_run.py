@@ -11,7 +11,9 @@ def run_cli(args, tmp_path, timeout=180):
     code = (
         "import sys; from edge.cli import main; rc = main(sys.argv[1:]);"
         "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow'];"
-        "print('TENSORFLOW LOADED' if bad else 'no tensorflow'); sys.exit(rc)"
+        "print('TENSORFLOW LOADED' if bad else 'no tensorflow');"
+        "net = [m for m in ('ssl', 'http.client', 'urllib.request') if m in sys.modules];"
+        "print(f'network libraries {net}' if net else 'no network libraries'); sys.exit(rc)"
     )
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
 
@@ -20,6 +22,7 @@ def test_run_writes_log_summary_and_display_and_loads_no_tensorflow(tmp_path):
     r = run_cli(["run", "--frames", "12", "--out", str(tmp_path / "runs"), "--source", "phantom://clip?seed=3&frames=30&size=320x320"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "no tensorflow" in r.stdout
+    assert "no network libraries" in r.stdout  # nor their memory (OpenSSL's libraries)
     assert "tlf-edge run summary" in r.stdout and "phantom truth" in r.stdout
     run_dir = next((tmp_path / "runs").iterdir())
     lines = (run_dir / "frames.jsonl").read_text().splitlines()
@@ -120,6 +123,11 @@ def test_recording_and_csv_outputs_from_config(tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     ok, frame = cap.read()
     assert ok and frame.shape[:2] == (260, 300)  # the B-mode region, nothing more
+    # the recording read back as a video source: no network libraries loaded for it either (an
+    # image-header reader that imports urllib.request is imported only for image files)
+    r = run_cli(["run", "--source", str(video), "--display", "none", "--quiet", "--out", str(tmp_path / "again")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no network libraries" in r.stdout
 
 
 def test_doctor_and_bench_commands(tmp_path):

@@ -10,6 +10,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.screen import ocr
 from edge.sim import phantom_screen as ps
@@ -17,7 +19,7 @@ from edge.screen import scale_reader as sr
 from edge.screen.spacing import (Calibration, Calibrator, from_config, from_depth, from_dicom_region, from_points,
                               from_screen, from_source, read_scale)
 from edge.errors import ConfigError
-from edge.screen.roi import detect_roi, manual_roi
+from edge.screen.roi import Roi, detect_roi, manual_roi
 
 from conftest import APO_FEW, DICOM_DIR, REALDATA, SHARED_ABSENT
 
@@ -233,6 +235,44 @@ def row(n=9, pitch=50.0, period=2):
     long = (idx % period == 0) if period else np.zeros(n, bool)
     pts = np.stack([np.full(n, 600.0), 100.0 + pitch * idx], axis=1)
     return sr.MarkRow("ticks", pts, idx, pitch, (0.0, 1.0), long, period, (595, 98, 10, int(pitch * (n - 1)) + 4))
+
+
+def every_pixels_extent(row_, roi):
+    """extent_px measured over every image pixel of the ROI, as it was before outlines."""
+    ys, xs = np.nonzero(roi.mask)
+    (ux, uy), p0 = row_.direction, row_.points[0]
+    return float(((xs + roi.x + 0.5 - p0[0]) * ux + (ys + roi.y + 0.5 - p0[1]) * uy).max())
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 2 * np.pi), st.floats(-300.0, 900.0), st.floats(-300.0, 900.0))
+def test_extent_from_the_outlines_is_that_of_every_pixel(seed, angle, px, py):
+    """The farthest image pixel along any direction, from any first mark, read off the mask's
+    outlines: the same number as over every pixel, on masks of several pieces, with holes, ragged
+    edges and single pixels (to rounding: points on the outline's farthest edge are equally far,
+    each rounded its own way)."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(1, 90, 2))
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 5))):
+        cx, cy, ax, ay = (int(v) for v in rng.integers(0, 90, 4))
+        cv2.ellipse(mask, (cx, cy), (ax // 2, ay // 3), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    mask[rng.random((h, w)) < rng.uniform(0, 0.3)] ^= 1  # holes and stray pixels
+    if not mask.any():
+        mask[int(rng.integers(h)), int(rng.integers(w))] = 1
+    roi = Roi(int(rng.integers(0, 700)), int(rng.integers(0, 400)), w, h, mask.astype(bool))
+    r = replace(row(), points=np.array([[px, py], [px, py + 1.0]]), direction=(float(np.cos(angle)), float(np.sin(angle))))
+    assert sr.extent_px(r, roi) == pytest.approx(every_pixels_extent(r, roi), rel=1e-12, abs=1e-9)
+
+
+def test_extent_of_a_real_sector_is_that_of_every_pixel():
+    """A real phased-array sector's detected mask (a fan with a curved bottom), along its dots' row."""
+    img, _, _ = dicom_screen("JPGLosslessP14SV1_1s_1f_8b.dcm")
+    roi = detect_roi(img)
+    assert roi.mask.mean() < 0.95  # a fan, not a rectangle
+    for angle in np.linspace(0, 2 * np.pi, 17):
+        r = replace(row(), direction=(float(np.cos(angle)), float(np.sin(angle))))
+        assert sr.extent_px(r, roi) == pytest.approx(every_pixels_extent(r, roi), rel=1e-12)
 
 
 def test_labels_pick_the_step_and_a_whole_factor_off_is_refused():

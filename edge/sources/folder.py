@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import cv2
-import imagesize
 import numpy as np
 
 from edge.errors import SourceError
@@ -63,7 +62,13 @@ def _regular(path) -> bool:
 
 
 def header_size(path: str) -> tuple[int, int] | None:
-    """(width, height) from an image file's header, None when the header does not tell."""
+    """(width, height) from an image file's header, None when the header does not tell.
+
+    imagesize is imported here, not with the module: it imports urllib.request, and with it
+    http, email and ssl (OpenSSL's libraries), 8.6 MB of resident memory that a run from a video
+    or a capture card, which imports this module for `to_uint8_image`, would hold for nothing."""
+    import imagesize
+
     try:
         w, h = imagesize.get(path)
     except Exception:  # a damaged header can fail in many ways; decoding will tell
