@@ -128,10 +128,10 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     as MALLOC_ARENA_MAX would; True when it took effect. Called before a run starts its threads:
     each thread that allocates gets a pool of its own, up to 8 per core, and each keeps the
     frame-sized buffers its thread freed, so that a run's capture, model and output threads hold
-    three sets of them. Two pools take 8 MB less resident memory at the same speed and with no
-    more page faults (`tlf-edge run` on a 1280x720 video: 164.8 against 156.5 MB peak,
-    docs/performance.md). A MALLOC_ARENA_MAX in the environment is left to the C library, and
-    outside glibc nothing is done."""
+    three sets of them. Two pools take 9.5 MB less resident memory at the same speed and with no
+    more page faults (`tlf-edge run` of a 1280x720 video on the 2-core AVX2 EPYC: a peak of
+    142.1 MB against 151.7 with MALLOC_ARENA_MAX=16, glibc's default there). A MALLOC_ARENA_MAX
+    in the environment is left to the C library, and outside glibc nothing is done."""
     if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
         return False
     try:
