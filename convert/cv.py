@@ -118,7 +118,8 @@ def cross_validate(
     summary covers the folds done so far. limits: the int8 gate's convert.validate.GateLimits.
     revalidate: score the folds done again (their models and bundles as they are), e.g. after
     a change of the validation itself; nothing is trained. requantize: quantize the folds done
-    again from their trained models (into their bundles) and score them; nothing is trained.
+    again from their trained models and score them, each new bundle and validation written
+    beside the fold's and swapped in before its result.json is; nothing is trained.
     transpose_as_depth_to_space: quantize_to_bundle's export option, recorded in each result.
     """
     from convert.domain import record_domain
@@ -190,6 +191,12 @@ def cross_validate(
             )
             train_s = time.monotonic() - t0
             model = load_keras_model(best)
+        # --requantize writes the new bundle and its validation beside the fold's own, swapped in
+        # once scored: a run stopped meanwhile leaves the fold as its result.json describes it
+        staged = again and requantize
+        bundle_dir, validation_dir = (fold / (name + STAGED if staged else name) for name in ("bundle", "validation"))
+        for d in (bundle_dir, validation_dir) if staged else ():
+            shutil.rmtree(d, ignore_errors=True)  # left by a --requantize stopped before its swap
         if again and not requantize:
             bundle = load_bundle(fold / "bundle")
         else:
@@ -199,7 +206,7 @@ def cross_validate(
                 model,
                 calib,
                 spec,
-                fold / "bundle",
+                bundle_dir,
                 classes=class_names,
                 reference=calib,
                 extra={
@@ -233,7 +240,7 @@ def cross_validate(
             native_labels=[native[i] for i in sel] if classes == 2 else None,
         )
         failures = gate(report, limits)
-        summary = write_report(report, images[sel], labels[sel], fold / "validation", failures)
+        summary = write_report(report, images[sel], labels[sel], validation_dir, failures)
         bundle = update_manifest(
             bundle,
             validation={
@@ -243,6 +250,9 @@ def cross_validate(
             },
         )
         validate_s = time.monotonic() - t2
+        if staged:
+            _swap_in(validation_dir, fold / "validation")
+            bundle = load_bundle(_swap_in(bundle_dir, fold / "bundle"))
         train_info = json.loads((fold / "model" / "train.json").read_text())
         result = {
             "fold": k,
@@ -270,6 +280,20 @@ def cross_validate(
             f"{result['unit']}; trained in {train_s / 60:.1f} min"
         )
     return summarise(out)
+
+
+STAGED = ".requantized"  # suffix of the folders a --requantize writes before they replace the fold's
+
+
+def _swap_in(new: Path, old: Path) -> Path:
+    """Folder `new` in place of folder `old` (set aside first, then removed); `old`'s path."""
+    aside = old.with_name(old.name + ".replaced")
+    shutil.rmtree(aside, ignore_errors=True)
+    if old.exists():
+        old.rename(aside)
+    new.rename(old)
+    shutil.rmtree(aside, ignore_errors=True)
+    return old
 
 
 def _transpose_rewritten(bundle) -> bool:

@@ -121,6 +121,30 @@ def test_cv_trains_quantizes_and_validates_each_fold_and_resumes(band_set, tmp_p
     assert main(["cv", "--data", str(band_set), "--out", str(other), *CV, "--revalidate",
                  "--transpose-as-depth-to-space"]) == 2
     assert "give --requantize" in capsys.readouterr().err
+    # a --requantize stopped while it scores leaves the fold as its result.json says; the next one
+    # clears what the stopped one left and swaps its own bundle in
+    import convert.validate
+    from edge.model.bundle import load_bundle
+
+    fold0 = other / "fold_0"
+    was = json.loads((fold0 / "result.json").read_text())
+    real_compare = convert.validate.compare
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    convert.validate.compare = stopped
+    try:
+        assert main(["cv", "--data", str(band_set), "--out", str(other), *CV, "--requantize", "--only", "0"]) == 130
+    finally:
+        convert.validate.compare = real_compare
+    assert (fold0 / "bundle.requantized" / "model.tflite").is_file()  # quantized, not yet swapped in
+    assert load_bundle(fold0 / "bundle").sha256 == was["bundle_sha256"]
+    assert json.loads((fold0 / "result.json").read_text()) == was
+    assert main(["cv", "--data", str(band_set), "--out", str(other), *CV, "--requantize", "--only", "0"]) == 0
+    now = json.loads((fold0 / "result.json").read_text())
+    assert now["export"] == {"transpose_as_depth_to_space": False} and load_bundle(fold0 / "bundle").sha256 == now["bundle_sha256"]
+    assert sorted(p.name for p in fold0.iterdir() if "." in p.name) == ["fold.png", "result.json"]  # nothing left aside
 
 
 def test_a_resumed_fold_is_left_out_of_the_training_time(tmp_path):
