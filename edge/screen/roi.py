@@ -73,10 +73,14 @@ def screen_gray(image: np.ndarray) -> np.ndarray:
 
 
 def _local_std(gray: np.ndarray, k: int) -> np.ndarray:
+    """The standard deviation of the grey levels over each pixel's k x k neighbourhood (float32),
+    in three image-sized arrays: each step writes over one no longer needed (a full-height strip
+    of a 1920x1080 screen took 17.7 MB with a fresh array per step, 10.6 MB so)."""
     g = gray.astype(np.float32)
     m = cv2.blur(g, (k, k))
-    m2 = cv2.blur(g * g, (k, k))
-    return np.sqrt(np.maximum(m2 - m * m, 0.0))
+    m2 = cv2.blur(np.multiply(g, g, out=g), (k, k))
+    var = np.subtract(m2, np.multiply(m, m, out=m), out=m2)
+    return np.sqrt(np.maximum(var, 0.0, out=var), out=var)
 
 
 def _largest(mask: np.ndarray, prefer: np.ndarray | None = None) -> np.ndarray | None:
@@ -206,13 +210,28 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     comp = _largest(opened(textured | _differs(small, colours, tol)) > 0, prefer=hull0)
     if comp is None or comp.sum() < min_fraction * gsmall.size:
         return None
-    hull1 = _hull(comp | comp0)
+    mask = _full_size_region(image, _hull(comp | comp0), comp0, colours, tol, f, k)
+    if mask is None:
+        return None
+    mask = _with_aligned_pieces(image, colours, tol, mask)
+    if mask.sum() < min_fraction * H * W:  # image pixels, not the outline: a few bright arcs are not an image
+        return None
+    mask = _without_side_lines(image, _without_ringing(image, _hull(mask)))
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    return Roi(int(x), int(y), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
 
-    # Full size, inside the bounding box of the coarse outline (plus a margin).
+
+def _full_size_region(
+    image: np.ndarray, hull1: np.ndarray, comp0: np.ndarray, colours: np.ndarray, tol: int, f: int, k: int
+) -> np.ndarray | None:
+    """detect_roi's step (4), at full size inside the bounding box of the coarse outline `hull1`
+    (plus a margin): the screen-sized mask of the image pixels, or None. (Its own function, so
+    that its crop-sized arrays are gone before the next steps make theirs.)"""
+    H, W = image.shape[:2]
     pad = 6 + f
-    ys, xs = np.nonzero(hull1)
-    x0, y0 = max(0, xs.min() * f - pad), max(0, ys.min() * f - pad)
-    x1, y1 = min(W, (xs.max() + 1) * f + pad), min(H, (ys.max() + 1) * f + pad)
+    bx, by, bw, bh = cv2.boundingRect(hull1.astype(np.uint8))
+    x0, y0 = max(0, bx * f - pad), max(0, by * f - pad)
+    x1, y1 = min(W, (bx + bw) * f + pad), min(H, (by + bh) * f + pad)
     inside = _up(hull1, f, (H, W))[y0:y1, x0:x1]
     near = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (2 * pad + 1, 2 * pad + 1)))
     fine = (_differs(image[y0:y1, x0:x1], colours, tol) & (near > 0)).astype(np.uint8)
@@ -236,12 +255,7 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
         return None
     mask = np.zeros((H, W), bool)
     mask[y0:y1, x0:x1] = region
-    mask = _with_aligned_pieces(image, colours, tol, mask)
-    if mask.sum() < min_fraction * H * W:  # image pixels, not the outline: a few bright arcs are not an image
-        return None
-    mask = _without_side_lines(image, _without_ringing(image, _hull(mask)))
-    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-    return Roi(int(x), int(y), int(w), int(h), mask[y : y + h, x : x + w].copy(), "detected")
+    return mask
 
 
 def _without_ringing(image: np.ndarray, mask: np.ndarray, most: int = 4) -> np.ndarray:
