@@ -44,8 +44,8 @@ def measure(size: tuple[int, int], repeat: int) -> dict:
     for _ in range(repeat):
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
         before = _status_mb("VmRSS")
-        found = []
-        t = threading.Thread(target=lambda: found.append(detect_roi(image)), name="roi-detect")
+        found: list = []
+        t = threading.Thread(target=lambda out: out.append(detect_roi(image)), args=(found,), name="roi-detect")
         t.start()
         t.join()
         above.append(round(_status_mb("VmHWM") - before, 1))
