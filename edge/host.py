@@ -128,10 +128,12 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     as MALLOC_ARENA_MAX would; True when it took effect. Called before a run starts its threads:
     each thread that allocates gets a pool of its own, up to 8 per core, and each keeps the
     frame-sized buffers its thread freed, so that a run's capture, model and output threads hold
-    three sets of them. Two pools take 9.5 MB less resident memory at the same speed and with no
-    more page faults (`tlf-edge run` of a 1280x720 video on the 2-core AVX2 EPYC: a peak of
-    142.1 MB against 151.7 with MALLOC_ARENA_MAX=16, glibc's default there). A MALLOC_ARENA_MAX
-    in the environment is left to the C library, and outside glibc nothing is done."""
+    three sets of them (and the ROI tracker's detection thread, started anew every 300 frames,
+    one more). On the 2-core AVX2 EPYC, `python benchmarks/peak_memory.py --env
+    MALLOC_ARENA_MAX=16` (glibc's default there) measured a 300-frame run's peak at 142.3 MB
+    against 143.8, a small share of that run's memory; it is kept for the threads a long run
+    starts. A MALLOC_ARENA_MAX in the environment is left to the C library, and outside glibc
+    nothing is done."""
     if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
         return False
     try:
