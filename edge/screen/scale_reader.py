@@ -830,8 +830,8 @@ def extent_px(row: MarkRow, roi) -> float:
     A distance along a direction is largest at a corner of the pixels' outline, so only the
     points of the mask's outer outlines are measured (OpenCV's contours, straight runs reduced to
     their ends): the same distance as over every image pixel (to rounding: the pixels along the
-    farthest edge are equally far), without the image-sized coordinate arrays that took 13 MB at
-    a 568x568 B-mode, at the run's peak of memory."""
+    farthest edge are equally far), without the image-sized arrays of coordinates and distances
+    (8 bytes each per image pixel, at least 7.7 MB at a 568x568 B-mode) at the run's peak of memory."""
     rect = roi.rect if hasattr(roi, "rect") else tuple(int(t) for t in roi)
     x, y, w, h = rect
     mask = getattr(roi, "mask", None)
