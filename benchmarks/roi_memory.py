@@ -4,7 +4,10 @@ ROI tracker's routine detection runs beside a live source's frames in `tlf-edge 
 peak of the arrays it holds at once (numpy's and OpenCV's results, as tracemalloc sees them: the
 same on every run, where the resident peak depends on what the allocator kept from before).
 
-    python benchmarks/roi_memory.py [--sizes 1280x720,1920x1080] [--repeat 8]
+    python benchmarks/roi_memory.py [--sizes 1280x720,1920x1080] [--repeat 8] [--checkout DIR]
+
+--checkout measures another checkout's code (a `git worktree` of an older commit; it needs
+edge.host.limit_malloc_arenas, from 8556122 on).
 
 Linux only: the peak is the kernel's VmHWM, reset before each detection (/proc/self/clear_refs).
 Each size is measured in a fresh process (the allocator's state after one size would shape the
@@ -67,14 +70,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1280x720,1920x1080")
     ap.add_argument("--repeat", type=int, default=8)
+    ap.add_argument("--checkout", type=Path, default=ROOT, help="the checkout whose code is measured")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a child's size
     args = ap.parse_args()
     if args.one:
+        sys.path.insert(0, str(args.checkout))  # its edge, not this one's (imported by measure)
         w, h = (int(v) for v in args.one.split("x"))
         print(json.dumps(measure((w, h), args.repeat)))
         return
     for size in args.sizes.split(","):
         cmd = [sys.executable, __file__, "--one", size, "--repeat", str(args.repeat)]
+        cmd += ["--checkout", str(args.checkout.resolve())]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         rest = statistics.median(r["above_mb"][1:]) if len(r["above_mb"]) > 1 else None
         print(

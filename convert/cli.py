@@ -143,7 +143,8 @@ def add_cv(sub) -> None:
     p.add_argument(
         "--requantize",
         action="store_true",
-        help="quantize the folds done again from their trained models (into their bundles) and score them "
+        help="quantize the folds done again from their trained models and score them, each new bundle "
+        "swapped in once scored "
         "(no training): copy --out first to compare two exports of the same models",
     )
     p.add_argument(

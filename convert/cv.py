@@ -119,7 +119,9 @@ def cross_validate(
     revalidate: score the folds done again (their models and bundles as they are), e.g. after
     a change of the validation itself; nothing is trained. requantize: quantize the folds done
     again from their trained models and score them, each new bundle and validation written
-    beside the fold's and swapped in before its result.json is; nothing is trained.
+    beside the fold's and swapped in just before its result.json is replaced; nothing is trained.
+    (A stop between those renames can leave the new validation beside the old bundle and result,
+    until the fold is requantized again.)
     transpose_as_depth_to_space: quantize_to_bundle's export option, recorded in each result.
     """
     from convert.domain import record_domain
@@ -195,6 +197,8 @@ def cross_validate(
         # once scored: a run stopped meanwhile leaves the fold as its result.json describes it
         staged = again and requantize
         bundle_dir, validation_dir = (fold / (name + STAGED if staged else name) for name in ("bundle", "validation"))
+        for name in ("bundle", "validation") if staged else ():
+            _restore_aside(fold / name)  # a --requantize stopped between a swap's two renames
         for d in (bundle_dir, validation_dir) if staged else ():
             shutil.rmtree(d, ignore_errors=True)  # left by a --requantize stopped before its swap
         if again and not requantize:
@@ -250,9 +254,6 @@ def cross_validate(
             },
         )
         validate_s = time.monotonic() - t2
-        if staged:
-            _swap_in(validation_dir, fold / "validation")
-            bundle = load_bundle(_swap_in(bundle_dir, fold / "bundle"))
         train_info = json.loads((fold / "model" / "train.json").read_text())
         result = {
             "fold": k,
@@ -272,7 +273,12 @@ def cross_validate(
             "export": {"transpose_as_depth_to_space": _transpose_rewritten(bundle)},
         }
         fold_plot(fold / "model" / "history.csv", report, result, fold / "fold.png")
-        (fold / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+        if staged:  # the new folders in place, then at once the result that describes them
+            _swap_in(validation_dir, fold / "validation")
+            _swap_in(bundle_dir, fold / "bundle")
+        part = fold / "result.json.part"
+        part.write_text(json.dumps(result, indent=1) + "\n")
+        part.replace(fold / "result.json")
         f, q = result["figures"]["float"], result["figures"]["int8"]
         log(
             f"fold {k}: band Dice float {f['band_dice']:.3f} int8 {q['band_dice']:.3f}; mean IoU {f['mean_iou']:.3f} / "
@@ -285,15 +291,25 @@ def cross_validate(
 STAGED = ".requantized"  # suffix of the folders a --requantize writes before they replace the fold's
 
 
+ASIDE = ".replaced"  # suffix of a fold's folder set aside while its replacement moves in
+
+
 def _swap_in(new: Path, old: Path) -> Path:
     """Folder `new` in place of folder `old` (set aside first, then removed); `old`'s path."""
-    aside = old.with_name(old.name + ".replaced")
+    aside = old.with_name(old.name + ASIDE)
     shutil.rmtree(aside, ignore_errors=True)
     if old.exists():
         old.rename(aside)
     new.rename(old)
     shutil.rmtree(aside, ignore_errors=True)
     return old
+
+
+def _restore_aside(folder: Path) -> None:
+    """A fold's folder back in place when a stopped swap left it set aside and nothing in its place."""
+    aside = folder.with_name(folder.name + ASIDE)
+    if aside.is_dir() and not folder.exists():
+        aside.rename(folder)
 
 
 def _transpose_rewritten(bundle) -> bool:

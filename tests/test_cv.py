@@ -165,3 +165,22 @@ def test_a_resumed_fold_is_left_out_of_the_training_time(tmp_path):
     table = (tmp_path / "summary.md").read_text()
     assert "1.5 (resumed: its last part only)" in table
     assert "over the 1 folds trained in one go, not the 1 resumed" in table
+
+
+def test_a_swap_stopped_between_its_renames_is_put_back(tmp_path):
+    """_swap_in sets the fold's folder aside, moves the new one in, removes the old; a fold whose
+    folder a stopped swap left only set aside gets it back before the next --requantize."""
+    from convert.cv import _restore_aside, _swap_in
+
+    fold = tmp_path / "fold_0"
+    for name, text in (("bundle", "old"), ("bundle.requantized", "new")):
+        (fold / name).mkdir(parents=True)
+        (fold / name / "model.tflite").write_text(text)
+    assert _swap_in(fold / "bundle.requantized", fold / "bundle") == fold / "bundle"
+    assert (fold / "bundle" / "model.tflite").read_text() == "new" and sorted(p.name for p in fold.iterdir()) == ["bundle"]
+    (fold / "bundle").rename(fold / "bundle.replaced")  # stopped after the first rename
+    _restore_aside(fold / "bundle")
+    assert (fold / "bundle" / "model.tflite").read_text() == "new" and not (fold / "bundle.replaced").exists()
+    (fold / "bundle.replaced").mkdir()  # a set-aside copy beside a folder in place is not restored
+    _restore_aside(fold / "bundle")
+    assert (fold / "bundle" / "model.tflite").read_text() == "new"

@@ -351,7 +351,7 @@ def test_manual_tracker_never_detects():
 
 
 def test_local_std_in_place_is_the_former_formula_to_the_bit():
-    """_local_std writes each step over an array it no longer needs (half the memory of a
+    """_local_std writes each step over an array it no longer needs (a third less memory in a
     detection): the same float32 numbers as the former expression, on real and phantom screens'
     grey levels, flat chrome and noise, at both window sizes detection uses."""
     from edge.screen.roi import _local_std, screen_gray
