@@ -197,10 +197,10 @@ def cross_validate(
         # once scored: a run stopped meanwhile leaves the fold as its result.json describes it
         staged = again and requantize
         bundle_dir, validation_dir = (fold / (name + STAGED if staged else name) for name in ("bundle", "validation"))
-        for name in ("bundle", "validation") if staged else ():
-            _restore_aside(fold / name)  # a --requantize stopped between a swap's two renames
-        for d in (bundle_dir, validation_dir) if staged else ():
-            shutil.rmtree(d, ignore_errors=True)  # left by a --requantize stopped before its swap
+        if staged:  # what a stopped --requantize left: a folder set aside, or new ones not swapped in
+            for name in ("bundle", "validation"):
+                _restore_aside(fold / name)
+                shutil.rmtree(fold / (name + STAGED), ignore_errors=True)
         if again and not requantize:
             bundle = load_bundle(fold / "bundle")
         else:

@@ -129,10 +129,10 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     process has 8 pools, which a run's start is). Called before a run starts its threads:
     each thread that allocates gets a pool of its own, up to 8 per core, and each may keep the
     buffers its thread freed (the capture, model and output threads of a run, and the ROI
-    tracker's detection thread, started anew every 300 frames). On the 2-core AVX2 EPYC, `python benchmarks/peak_memory.py --env
-    MALLOC_ARENA_MAX=16` (glibc's default there) measured a 300-frame run's peak at 142.3 MB
-    against 143.8, a small share of that run's memory; it is kept for the threads a long run
-    starts. A MALLOC_ARENA_MAX in the environment is left to the C library, and outside glibc
+    tracker's detection thread, started anew every 300 frames). On the 2-core AVX2 EPYC,
+    `python benchmarks/peak_memory.py --env MALLOC_ARENA_MAX=16` (glibc's default there)
+    measured a 300-frame run's peak at 142.3 MB against 143.8, a small share of that run's
+    memory; it is kept for the threads a long run starts. A MALLOC_ARENA_MAX in the environment is left to the C library, and outside glibc
     nothing is done."""
     if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
         return False
