@@ -4,7 +4,7 @@ a bundle's model, alone, through the same LiteRT interpreter and XNNPACK delegat
     pip install -e ".[convert]"
     python benchmarks/layer_rates.py                      # the demo bundle, 1 and 2 threads
     python benchmarks/layer_rates.py --bundle build/mybundle --threads 2 --json rates.json
-    python benchmarks/layer_rates.py --exported          # also: a U-Net with and without the rewrite
+    python benchmarks/layer_rates.py --exported          # also: a U-Net with and without the rewrites
 
 `tlf-edge bench` puts the model's GMAC/s beside one large int8 convolution's (edge.ops.peak). When
 the ratio is low, this says where: every CONV_2D and TRANSPOSE_CONV shape of the model (input,
@@ -17,11 +17,12 @@ layers alone do not show (pooling, additions, the output layer's requantization,
 passes between layers). The peak convolution's row is the limit. Weights are seeded noise: speed
 only. Not a test: run it by hand on a quiet machine.
 
---exported adds two whole models: convert.unet.build_unet() (the paper-size U-Net, seeded weights)
-converted as `tlf-convert quantize` exports it by default (its transposed convolutions kept)
-and as `quantize --transpose-as-depth-to-space` exports it (each 2x2, stride 2
-transposed convolution a 1x1 convolution and a depth-to-space), timed in turns, --rounds times
-each.
+--exported adds three whole models: convert.unet.build_unet() (the paper-size U-Net, seeded
+weights) as the converter makes it (its transposed convolutions kept), as `tlf-convert quantize`
+writes it by default (each 2x2, stride 2 transposed convolution a 1x1 convolution and a
+depth-to-space in the int8 graph, convert.blockwise: the same outputs) and as `quantize
+--transpose-as-depth-to-space` exports it (the same pair made in Keras before converting), timed
+in turns, --rounds times each. A DEPTH_TO_SPACE is not timed alone: it is in the whole model's row.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="bundle folder (default: the demo bundle)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--exported", action="store_true", help="also time a U-Net with and without the export rewrite")
-    ap.add_argument("--rounds", type=int, default=2, help="turns of the two whole models (--exported)")
+    ap.add_argument("--exported", action="store_true", help="also time a U-Net with and without the rewrites")
+    ap.add_argument("--rounds", type=int, default=2, help="turns of the three whole models (--exported)")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)
@@ -166,24 +167,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exported(threads: list[int], runs: int, rounds: int) -> list[dict]:
-    """The paper-size U-Net's invoke as `tlf-convert quantize` exports it (its transposed
-    convolutions kept) and as `quantize --transpose-as-depth-to-space` does: one row per thread
-    count and way, the medians of each round's median."""
+    """The paper-size U-Net's invoke as the converter makes it (its transposed convolutions
+    kept), as `tlf-convert quantize` writes it by default (those rewritten in the int8 graph,
+    convert.blockwise, the same outputs) and as `quantize --transpose-as-depth-to-space` does
+    (rewritten in Keras before converting): one row per thread count and way, the medians of
+    each round's median."""
+    from convert.blockwise import blockwise_transpose_convs
     from convert.peak import int8_tflite
     from convert.quantize import with_fixed_batch
     from convert.unet import build_unet, export_ready
 
     model = build_unet()
+    converted = int8_tflite(with_fixed_batch(export_ready(model)))
     ways = {
-        "transposed convolutions kept (the default)": export_ready(model),
-        "--transpose-as-depth-to-space": export_ready(model, blockwise_transpose=True),
+        "as converted (TRANSPOSE_CONV)": converted,
+        "rewritten in the int8 graph (the default)": blockwise_transpose_convs(converted)[0],
+        "--transpose-as-depth-to-space": int8_tflite(with_fixed_batch(export_ready(model, blockwise_transpose=True))),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
-        for k, (way, m) in enumerate(ways.items()):
+        for k, (way, model_bytes) in enumerate(ways.items()):
             paths[way] = Path(tmp) / f"unet{k}.tflite"
-            paths[way].write_bytes(int8_tflite(with_fixed_batch(m)))
+            paths[way].write_bytes(model_bytes)
         for n in threads:
             ms: dict[str, list[float]] = {way: [] for way in ways}
             for _ in range(max(1, rounds)):

@@ -20,7 +20,7 @@ from edge.errors import EdgeError
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow
 # (`domain` runs the int8 model only).
-NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate", "peak-model"}
+NEEDS_TENSORFLOW = {"train", "cv", "quantize", "demo-bundle", "validate", "peak-model", "rewrite"}
 
 DATASET_CONFIG_HELP = (
     "data-set config file (dataset.json or .toml) to read --data with, instead of the one beside "
@@ -63,6 +63,7 @@ def command(name: str):
         "demo-bundle": demo.cmd_demo_bundle,
         "thickness-response": commands.cmd_thickness_response,
         "domain": commands.cmd_domain,
+        "rewrite": commands.cmd_rewrite,
         "augment-sheet": sheets.cmd_augment_sheet,
         "validate": commands.cmd_validate,
         "phantom": commands.cmd_phantom,
@@ -202,9 +203,10 @@ def add_quantize(sub) -> None:
     p.add_argument(
         "--transpose-as-depth-to-space",
         action="store_true",
-        help="export each Conv2DTranspose whose kernel equals its stride (2x2, stride 2) as a 1x1 convolution "
-        "and a depth-to-space: the same function, several times faster in int8 on some CPUs "
-        "(benchmarks/layer_rates.py); run the gate (--data) on the result",
+        help="make each Conv2DTranspose whose kernel equals its stride (2x2, stride 2) a 1x1 convolution and a "
+        "depth-to-space in Keras, before converting: the same function in float, rounded otherwise in int8. "
+        "Without it the same pair is written into the int8 graph after converting, with the same outputs "
+        "as the transposed convolution (the default); run the gate (--data) on the result",
     )
     p.add_argument(
         "--data",
@@ -328,6 +330,22 @@ def add_domain(sub) -> None:
     p.add_argument("--heldout-n", type=int, default=220, help="phantom held-out images")
 
 
+def add_rewrite(sub) -> None:
+    p = sub.add_parser(
+        "rewrite",
+        help="make a bundle's int8 graph faster with the same outputs: each transposed convolution "
+        "whose kernel equals its stride as a 1x1 convolution and a depth-to-space (what quantize "
+        "now does itself); in place, kept only when the outputs stay identical here",
+    )
+    p.add_argument("bundle")
+    p.add_argument(
+        "--images",
+        help="also compare the two graphs' outputs on the images of this folder ('phantom': phantom scenes); "
+        "seeded random inputs and the two constant ones are always compared",
+    )
+    p.add_argument("--n", type=int, default=64, help="the most images read from --images")
+
+
 def add_phantom(sub) -> None:
     p = sub.add_parser("phantom", help="write a labelled phantom data set (images/, masks/ and dataset.json)")
     p.add_argument("--out", required=True)
@@ -402,6 +420,7 @@ SUBCOMMANDS = (
     add_thickness_response,
     add_validate,
     add_domain,
+    add_rewrite,
     add_phantom,
     add_contact_sheet,
     add_peak_model,

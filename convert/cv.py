@@ -270,7 +270,10 @@ def cross_validate(
             "resumed": resumed,
             "cpu": cpu_name(),
             "bundle_sha256": bundle.sha256,
-            "export": {"transpose_as_depth_to_space": _transpose_rewritten(bundle)},
+            "export": {
+                "transpose_as_depth_to_space": _transpose_rewritten(bundle),
+                "transpose_conv_blockwise": int(bundle.manifest.get("export", {}).get("transpose_conv_blockwise", 0)),
+            },
         }
         fold_plot(fold / "model" / "history.csv", report, result, fold / "fold.png")
         if staged:  # the new folders in place, then at once the result that describes them

@@ -22,6 +22,8 @@ from edge.model.segmenter import interpreter_class
 
 log = logs.get(__name__)
 
+REWRITE_CHECK_IMAGES = 8  # calibration images the rewritten int8 graph must agree on (convert.blockwise)
+
 DEFAULT_CLASSES = ["above", "tlf", "below"]
 DEFAULT_CLASSES_2 = ["background", "tlf"]
 
@@ -443,8 +445,13 @@ def quantize_to_bundle(
     `check_calibration_set=False` (which skips both checks) exists only to build deliberately bad
     models for testing the validation gate. allow_partitions: convert a graph XNNPACK does not take whole, with a warning.
     transpose_as_depth_to_space: export each 2x2, stride 2 Conv2DTranspose as a 1x1 convolution
-    and a depth-to-space (convert.unet.export_ready), several times faster on some CPUs.
+    and a depth-to-space (convert.unet.export_ready) before converting; int8 then rounds its
+    weights per new channel. Without it the converted graph's TRANSPOSE_CONV ops of kernel =
+    stride become the same pair after converting, with the same int8 outputs
+    (convert.blockwise.faster_int8_graph, checked on REWRITE_CHECK_IMAGES calibration images and
+    seeded random inputs; the manifest's export.transpose_conv_blockwise counts them).
     """
+    from convert.blockwise import faster_int8_graph
     from convert.load import single_io
     from convert.unet import export_plan
 
@@ -488,6 +495,10 @@ def quantize_to_bundle(
     if family["output_kind"] is not None:  # known from the last layer: checked before converting
         check_feeding(family["output_kind"])
     model_bytes = convert_int8(model, calibration, spec, progress=progress)
+    rewrite = faster_int8_graph(model_bytes, calibration[:REWRITE_CHECK_IMAGES], spec)
+    model_bytes = rewrite.model_bytes
+    if rewrite.note and not rewrite.rewritten:  # kept as converted: said; rewritten: recorded only (below)
+        notes.append(rewrite.note)
     graph = graph_report(model_bytes)
     if graph["output_op"] in REFUSED_OUTPUT_OPS:
         raise QuantizeError(
@@ -514,6 +525,8 @@ def quantize_to_bundle(
         )
     for note in notes:
         print(f"tlf-convert: note: {note}", file=sys.stderr)
+    if rewrite.rewritten:
+        notes.append(rewrite.note)
     partitions = check_graph(
         graph,
         allow={"SOFTMAX"} if kind == "softmax" else set(),
@@ -535,7 +548,10 @@ def quantize_to_bundle(
         "ops": graph["ops"],
         "delegate_partitions": graph["delegate_partitions"],
         **({"conversion_notes": notes + partitions} if notes or partitions else {}),
-        "export": {"transpose_as_depth_to_space": bool(transpose_as_depth_to_space)},
+        "export": {
+            "transpose_as_depth_to_space": bool(transpose_as_depth_to_space),
+            "transpose_conv_blockwise": rewrite.rewritten,
+        },
         "calibration": calib_stats,
         "created_by": tool_versions(),
         **(extra or {}),
