@@ -402,3 +402,75 @@ def test_a_live_video_file_is_queued_keep_newest_with_its_arrival_times(tmp_path
     assert seqs == sorted(set(seqs)) and set(seqs) <= set(range(6)) and seqs[-1] == 5  # the newest always wins
     assert [m.t_capture for m in keep.seen] == [100.0 + s / 32.0 for s in seqs]
     assert stats.measured + stats.dropped_frames == 6 and source.dropped == 0  # (the fake clock waits for each)
+
+
+EXIT_SCRIPT = """
+import io, sys, cv2, numpy as np
+sys.path.insert(0, {tests!r})
+from test_pipeline import screen_pipeline
+from edge.runtime.factory import open_source
+from edge.screen.roi import detect_roi
+from edge.sinks.base import Sink
+
+class Keep(Sink):
+    name = "keep"
+    def write(self, m, seg):
+        pass
+
+pipeline = screen_pipeline(open_source({clip!r}), [Keep()], redetect_every=4)
+tracker = pipeline.chain.prepare.tracker
+busy = np.zeros((1080, 1920), np.float32)
+
+def slow(image):  # a detection that is still inside OpenCV when the run's last frame is done
+    for _ in range(40):
+        cv2.GaussianBlur(busy, (0, 0), 8)
+    return detect_roi(image)
+
+tracker.detector = lambda image: detect_roi(image) if tracker.detections <= 1 else slow(image)
+stats = pipeline.run()
+print("measured", stats.measured, "detections", tracker.detections, flush=True)
+"""
+
+
+def test_a_run_that_ends_during_a_routine_roi_detection_exits_cleanly(tmp_path):
+    """The routine ROI detection runs on its own thread; a run whose last frame comes while it is
+    inside OpenCV waits for it, instead of leaving the thread there as the process exits (which
+    made OpenCV's thread pool abort the process: "terminate called without an active exception",
+    exit status 134, seen at the end of a 10-minute soak)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from edge.sim import phantom_screen as ps
+
+    clip = tmp_path / "screen.avi"
+    ps.write_clip(clip, 3, frames=6, size=(640, 480))
+    script = EXIT_SCRIPT.format(tests=str(Path(__file__).parent), clip=str(clip))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "terminate called" not in done.stderr and done.returncode == 0, done.stderr[-2000:]
+    assert "measured 6 detections 2" in done.stdout  # the first frame's, and the routine one at the 5th
+
+
+def test_finish_waits_for_a_routine_detection_and_drops_it():
+    import threading
+
+    from edge.screen.roi import RoiTracker, detect_roi
+    from edge.sim import phantom_screen as ps
+
+    shot = ps.screen(5, (640, 480))
+    release, started = threading.Event(), threading.Event()
+
+    def held(image):
+        if tracker.detections > 1:  # the routine one
+            started.set()
+            release.wait(5)
+        return detect_roi(image)
+
+    tracker = RoiTracker(redetect_every=2, detector=held, lag=50)
+    for i in range(3):
+        tracker.update(shot.image, i)
+    assert started.wait(5) and tracker._routine is not None
+    threading.Timer(0.2, release.set).start()
+    tracker.finish()
+    assert release.is_set() and tracker._routine is None
+    assert not [t for t in threading.enumerate() if t.name == "roi-detect"]

@@ -133,6 +133,7 @@ def stage_pass(segmenter: Segmenter, source_url: str, frames: int, sinks: list[S
             invoke = inference.t_done - inference.t_invoke
             for name, ms in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2 - invoke, invoke, t4 - t3, t5 - t4)):
                 times[name].append(ms * 1000)
+    chain.close()
     for sink in sinks:
         sink.close()
     if not times["invoke"]:

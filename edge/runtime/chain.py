@@ -191,6 +191,12 @@ class FrameChain:
         self.domain = segmenter.bundle.domain  # the out-of-domain guard's statistics, or None
         self.classes: int | None = getattr(segmenter, "classes", None)
 
+    def close(self) -> None:
+        """The end of the stream: a routine ROI detection still running is waited for
+        (RoiTracker.finish), so that no thread is left inside OpenCV."""
+        if self.prepare is not None:
+            self.prepare.tracker.finish()
+
     @property
     def grayscale_input(self) -> bool:
         """The model takes grayscale: a source need decode no more of a frame (Source.grayscale_only)."""

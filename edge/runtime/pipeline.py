@@ -189,6 +189,8 @@ class Pipeline:
                 # a thread never started (interrupted while they start) has nothing to join
                 if t.ident is not None and not (self._abandoned and t is threads[1]):
                     t.join(1.0)
+            if not threads[0].is_alive():  # the capture thread, which runs the ROI tracker, has ended
+                self.chain.close()
             for sink in self._live:
                 _close_quietly(sink)
             stats.t_end = time.monotonic()

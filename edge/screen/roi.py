@@ -543,6 +543,15 @@ class RoiTracker:
                 return self.roi, None
         return self._detect(image if colour is None else colour(), gray, seq, reason)
 
+    def finish(self) -> None:
+        """Wait for a routine detection still running (tens of milliseconds) and drop its result:
+        at the end of a run, before the process exits. A thread left inside OpenCV while Python
+        exits makes OpenCV's thread pool abort the process at exit ("terminate called without an
+        active exception"), after the run's outputs are written but with a failed exit status."""
+        routine, self._routine = self._routine, None
+        if routine is not None:
+            routine.wait()
+
     def _check(self, gray: np.ndarray) -> str | None:
         moved = self._moved(gray)
         self._suspect = self._suspect + 1 if moved else 0
@@ -701,6 +710,9 @@ class _Detection:
             self._found = detector(image if colour is None else colour())
         except BaseException as e:  # handed to the caller's thread by result()
             self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def result(self) -> Roi | None:
         self._thread.join()
