@@ -40,8 +40,8 @@ class Rewrite:
 def blockwise_transpose_convs(model_bytes: bytes) -> tuple[bytes, int]:
     """The model with each int8 TRANSPOSE_CONV whose square kernel equals its stride (and whose
     output is the input's size times the stride) as a CONV_2D 1x1 and a DEPTH_TO_SPACE; and how
-    many it rewrote. Any other op, and a transposed convolution that shares its weights or bias
-    with another op, stays as it is. No TRANSPOSE_CONV to rewrite: the same bytes, 0."""
+    many it rewrote. Any other op, and a transposed convolution with per-tensor weights over
+    several channels, stays as it is. No TRANSPOSE_CONV to rewrite: the same bytes, 0."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as fb
 
@@ -61,6 +61,9 @@ def blockwise_transpose_convs(model_bytes: bytes) -> tuple[bytes, int]:
         codes.append(c)
         return len(codes) - 1
 
+    buffer_refs = np.bincount(
+        [t.buffer for graph in model.subgraphs for t in graph.tensors if t.buffer > 0], minlength=len(model.buffers)
+    )  # the exporter gives equal constants one buffer: such a buffer is copied, not edited
     rewritten = 0
     for graph in model.subgraphs:
         uses = np.bincount(
@@ -71,7 +74,7 @@ def blockwise_transpose_convs(model_bytes: bytes) -> tuple[bytes, int]:
         for op in graph.operators:
             pair = None
             if code_of[op.opcodeIndex] == fb.BuiltinOperator.TRANSPOSE_CONV:
-                pair = _as_conv_and_blocks(model, graph, op, uses, fb)
+                pair = _as_conv_and_blocks(model, graph, op, uses, buffer_refs, fb)
             if pair is None:
                 operators.append(op)
                 continue
@@ -89,9 +92,10 @@ def blockwise_transpose_convs(model_bytes: bytes) -> tuple[bytes, int]:
     return bytes(builder.Output()), rewritten
 
 
-def _as_conv_and_blocks(model, graph, op, uses: np.ndarray, fb):
+def _as_conv_and_blocks(model, graph, op, uses: np.ndarray, buffer_refs: np.ndarray, fb):
     """(CONV_2D, DEPTH_TO_SPACE) operators doing `op`'s work, its weight and bias tensors changed
-    in place to the convolution's; None (nothing changed) when `op` is not one this rewrites."""
+    in place to the convolution's (copies of them where another op or tensor shares them, _own);
+    None (nothing changed) when `op` is not one this rewrites."""
     options = op.builtinOptions
     inputs = [int(t) for t in op.inputs]
     if options is None or len(inputs) not in (3, 4) or len(op.outputs) != 1:
@@ -108,8 +112,6 @@ def _as_conv_and_blocks(model, graph, op, uses: np.ndarray, fb):
         return None
     n, h, wd, c = (int(v) for v in x.shape)
     if c != in_ch or [int(v) for v in y.shape] != [n, h * k, wd * k, out_ch]:
-        return None
-    if uses[w_i] != 1 or (b_i >= 0 and uses[b_i] != 1):
         return None
     w_data = model.buffers[w.buffer].data
     if w_data is None or len(w_data) != out_ch * k * k * in_ch:
@@ -128,10 +130,12 @@ def _as_conv_and_blocks(model, graph, op, uses: np.ndarray, fb):
     blocks = k * k
     kernel = np.frombuffer(bytes(bytearray(w_data)), np.int8).reshape(out_ch, k, k, in_ch)
     # output channel (a*k + b)*out_ch + c of the 1x1 convolution is the kernel's (c, a, b)
+    w_i, w = _own(model, graph, w_i, uses, buffer_refs, fb)
     model.buffers[w.buffer].data = np.ascontiguousarray(kernel.transpose(1, 2, 0, 3)).view(np.uint8).ravel()
     w.shape = np.array([blocks * out_ch, 1, 1, in_ch], np.int32)
     _tile(w.quantization, out_ch, blocks)
     if b is not None and bias is not None:
+        b_i, b = _own(model, graph, b_i, uses, buffer_refs, fb)
         model.buffers[b.buffer].data = np.tile(bias, blocks).view(np.uint8)
         b.shape = np.array([blocks * out_ch], np.int32)
         _tile(b.quantization, out_ch, blocks)
@@ -177,8 +181,8 @@ def _zero_bias(model, graph, x, w, channels: int, fb) -> int:
     bias.shape = np.array([channels], np.int32)
     scales = np.asarray(w.quantization.scale, np.float64) * float(np.asarray(x.quantization.scale)[0])
     bias.quantization = fb.QuantizationParametersT()
-    bias.quantization.scale = np.broadcast_to(scales, (channels,)).astype(np.float32)
-    bias.quantization.zeroPoint = np.zeros(channels, np.int64)
+    bias.quantization.scale = scales.astype(np.float32)  # one per weight scale: per channel, or one
+    bias.quantization.zeroPoint = np.zeros(len(scales), np.int64)
     buffer = fb.BufferT()
     buffer.data = np.zeros(channels, np.int32).view(np.uint8)
     model.buffers.append(buffer)
@@ -187,12 +191,36 @@ def _zero_bias(model, graph, x, w, channels: int, fb) -> int:
     return len(graph.tensors) - 1
 
 
+def _own(model, graph, index: int, uses: np.ndarray, buffer_refs: np.ndarray, fb):
+    """(index, tensor) of a constant tensor this op alone reads, with a buffer of its own: the
+    tensor itself when it is so, else a copy of it in a new buffer (the exporter gives equal
+    constants one tensor, or one buffer), which the caller may then change."""
+    tensor = graph.tensors[index]
+    if uses[index] == 1 and buffer_refs[tensor.buffer] == 1:
+        return index, tensor
+    copy = fb.TensorT()
+    copy.name = (tensor.name or b"") + b"/own"
+    copy.type = tensor.type
+    copy.shape = np.array(tensor.shape, np.int32)
+    q = tensor.quantization
+    copy.quantization = fb.QuantizationParametersT()
+    copy.quantization.scale = np.array(q.scale, np.float32)
+    copy.quantization.zeroPoint = np.array(q.zeroPoint, np.int64)
+    copy.quantization.quantizedDimension = q.quantizedDimension
+    buffer = fb.BufferT()
+    buffer.data = np.array(model.buffers[tensor.buffer].data, np.uint8)
+    model.buffers.append(buffer)
+    copy.buffer = len(model.buffers) - 1
+    graph.tensors.append(copy)
+    return len(graph.tensors) - 1, copy
+
+
 def _tileable(q, channels: int) -> bool:
-    """A quantization the rewrite can carry over: one scale, or one per output channel along
-    dimension 0."""
+    """A quantization the rewrite can carry over: one scale per output channel along dimension 0
+    (one channel: one scale)."""
     if q is None or q.scale is None:
         return False
-    return len(q.scale) == 1 or (len(q.scale) == channels and q.quantizedDimension == 0)
+    return len(q.scale) == channels and (channels == 1 or q.quantizedDimension == 0)
 
 
 def _tile(q, channels: int, blocks: int) -> None:
@@ -247,29 +275,69 @@ def differing_outputs(a: bytes, b: bytes, inputs: list[np.ndarray], threads: int
     return differ, compared
 
 
+def delegate_partitions(model_bytes: bytes) -> int:
+    """How many partitions LiteRT's default delegate (XNNPACK) takes the graph in."""
+    from edge.model.segmenter import interpreter_class
+
+    cls, _ = interpreter_class()
+    return [op["op_name"] for op in cls(model_content=model_bytes, num_threads=1)._get_ops_details()].count("DELEGATE")
+
+
+def where_compared() -> str:
+    """The runtime and CPU a comparison ran on, for its note."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edge.host import cpu_name
+    from edge.model.segmenter import interpreter_class
+
+    _, runtime = interpreter_class()
+    try:
+        runtime = f"{runtime} {version(runtime)}"
+    except PackageNotFoundError:
+        pass
+    return f"{runtime} with its default delegate on {cpu_name()}"
+
+
 def faster_int8_graph(model_bytes: bytes, model_images=None, spec=None) -> Rewrite:
     """The model with its non-overlapping transposed convolutions rewritten
-    (blockwise_transpose_convs), when the rewritten graph's outputs equal the original's, run
-    here, on every input of check_inputs (uint8 `model_images` through `spec`, seeded random
-    inputs, the two constant ones); otherwise the model as it came, and a note saying why."""
+    (blockwise_transpose_convs), when the rewritten graph runs in as many XNNPACK partitions and
+    its outputs equal the original's, run here, on every input of check_inputs (uint8
+    `model_images` through `spec`, seeded random inputs, the two constant ones); otherwise the
+    model as it came, and a note saying why."""
     rewritten_bytes, count = blockwise_transpose_convs(model_bytes)
     if not count:
         return Rewrite(model_bytes, 0, 0, "")
-    inputs = check_inputs(model_bytes, model_images, spec, RANDOM_INPUTS)
-    differ, compared = differing_outputs(model_bytes, rewritten_bytes, inputs)
-    which = f"{compared - RANDOM_INPUTS - 2} images, {RANDOM_INPUTS} seeded random inputs and the 2 constant ones"
+    kept = f"{count} TRANSPOSE_CONV op(s) kept as converted"
+    try:
+        before, after = delegate_partitions(model_bytes), delegate_partitions(rewritten_bytes)
+        if after != before:
+            return Rewrite(
+                model_bytes,
+                0,
+                0,
+                f"{kept}: as CONV_2D and DEPTH_TO_SPACE the graph runs in {after} XNNPACK partition(s), not {before}",
+            )
+        inputs = check_inputs(model_bytes, model_images, spec, RANDOM_INPUTS)
+        differ, compared = differing_outputs(model_bytes, rewritten_bytes, inputs)
+    except (RuntimeError, ValueError) as e:  # LiteRT refused the rewritten graph
+        why = " ".join(str(e).split())
+        return Rewrite(model_bytes, 0, 0, f"{kept}: LiteRT cannot run them as CONV_2D and DEPTH_TO_SPACE ({why})")
+    which = (
+        f"{compared - RANDOM_INPUTS - 2} images, {RANDOM_INPUTS} seeded random inputs and the 2 constant ones; "
+        f"{where_compared()}"
+    )
     if differ:
         return Rewrite(
             model_bytes,
             0,
             compared,
-            f"{count} TRANSPOSE_CONV op(s) kept: as CONV_2D and DEPTH_TO_SPACE the int8 outputs differed here on "
-            f"{differ} of {compared} inputs ({which})",
+            f"{kept}: as CONV_2D and DEPTH_TO_SPACE the int8 outputs differed on {differ} of {compared} inputs "
+            f"({which})",
         )
     return Rewrite(
         rewritten_bytes,
         count,
         compared,
         f"{count} TRANSPOSE_CONV op(s) of kernel = stride written as CONV_2D 1x1 and DEPTH_TO_SPACE: "
-        f"the same int8 outputs on all {compared} inputs compared here ({which})",
+        f"the same int8 outputs on all {compared} inputs compared ({which})",
     )

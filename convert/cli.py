@@ -333,15 +333,16 @@ def add_domain(sub) -> None:
 def add_rewrite(sub) -> None:
     p = sub.add_parser(
         "rewrite",
-        help="make a bundle's int8 graph faster with the same outputs: each transposed convolution "
-        "whose kernel equals its stride as a 1x1 convolution and a depth-to-space (what quantize "
-        "now does itself); in place, kept only when the outputs stay identical here",
+        help="write each int8 transposed convolution of a bundle whose kernel equals its stride as a 1x1 "
+        "convolution and a depth-to-space (what quantize now does itself; faster on CPUs where LiteRT's "
+        "int8 transposed convolution is slow); in place, kept only when the outputs stay identical here",
     )
     p.add_argument("bundle")
     p.add_argument(
         "--images",
-        help="also compare the two graphs' outputs on the images of this folder ('phantom': phantom scenes); "
-        "seeded random inputs and the two constant ones are always compared",
+        default="phantom",
+        help="compare the two graphs' outputs on the images of this folder, or on phantom scenes ('phantom', "
+        "the default); seeded random inputs and the two constant ones are compared too",
     )
     p.add_argument("--n", type=int, default=64, help="the most images read from --images")
 

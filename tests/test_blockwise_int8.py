@@ -89,6 +89,41 @@ def test_other_transposed_convolutions_stay(kwargs):
     assert r.model_bytes is converted and r.rewritten == 0 and r.note == ""
 
 
+def test_one_output_channel_without_bias_is_rewritten_on_one_scale():
+    converted = _model(keras.layers.Conv2DTranspose(1, 2, strides=2, padding="same", use_bias=False))
+    rewritten, count = blockwise_transpose_convs(converted)
+    assert count == 1 and "TRANSPOSE_CONV" not in op_names(rewritten)
+    assert differing_outputs(converted, rewritten, check_inputs(converted)) == (0, 6)
+    assert faster_int8_graph(converted).rewritten == 1
+
+
+def test_a_kernel_two_ops_share_is_copied_for_each_not_edited_under_the_other():
+    from ai_edge_litert import schema_py_generated as fb
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 1), batch_size=1)
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    first, second = (keras.layers.Conv2DTranspose(4, 2, strides=2, padding="same") for _ in range(2))
+    out = keras.layers.Conv2D(2, 1)(second(first(a)))
+    second.set_weights(first.get_weights())  # the same kernel: its int8 codes are the same
+    converted = int8_tflite(keras.Model(x, out))
+    model = fb.ModelT.InitFromPackedBuf(converted, 0)
+    graph = model.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    ups = [op for op in graph.operators if codes[op.opcodeIndex] == fb.BuiltinOperator.TRANSPOSE_CONV]
+    assert len(ups) == 2 and ups[0].inputs[1] == ups[1].inputs[1]  # the exporter gave both one kernel tensor
+    shared = converted
+    rewritten, count = blockwise_transpose_convs(shared)
+    assert count == 2
+    assert differing_outputs(shared, rewritten, check_inputs(shared)) == (0, 6)
+    after = fb.ModelT.InitFromPackedBuf(rewritten, 0)
+    tensors = after.subgraphs[0].tensors
+    ones = [t for t in tensors if t.type == fb.TensorType.INT8 and list(t.shape) == [16, 1, 1, 4]]
+    assert len(ones) == 2 and ones[0].buffer != ones[1].buffer  # each 1x1 kernel in a buffer of its own
+    # the transposed kernel is reordered once for each: both hold the same reordered codes
+    assert bytes(after.buffers[ones[0].buffer].data) == bytes(after.buffers[ones[1].buffer].data)
+
+
 def test_a_graph_without_transposed_convolutions_is_returned_as_it_came():
     converted = _model(keras.layers.UpSampling2D(2, interpolation="bilinear"))
     assert blockwise_transpose_convs(converted) == (converted, 0)
@@ -100,7 +135,7 @@ def test_a_rewrite_whose_outputs_differ_is_not_kept(monkeypatch):
     monkeypatch.setattr(blockwise, "blockwise_transpose_convs", lambda model_bytes: (other, 1))
     r = faster_int8_graph(converted)
     assert r.model_bytes is converted and r.rewritten == 0 and r.checked_inputs == 6
-    assert "kept" in r.note and "differed here on" in r.note
+    assert "kept as converted" in r.note and "differed on 6 of 6 inputs" in r.note and "ai-edge-litert" in r.note
 
 
 def _tiny_unet_bundle(tmp_path: Path):
@@ -195,11 +230,30 @@ def test_tlf_convert_rewrite_makes_an_older_bundle_faster_in_place(tmp_path, cap
     assert load_bundle(again).manifest["export"]["transpose_conv_blockwise"] == 2
     assert not (again / ".rewrite.part").exists()
 
+    # stopped before the first rename: the bundle is as it was, and the next run rewrites it
+    third = tmp_path / "third"
+    shutil.copytree(tmp_path / "old", third)
+    kept = write_bundle(third, converted, old)
 
-def test_tlf_convert_rewrite_refuses_a_damaged_bundle_in_one_line(tmp_path, capsys):
+    def stop_at_the_model(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", stop_at_the_model)
+    assert main(["rewrite", str(third)]) == 130
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert load_bundle(third).sha256 == kept.sha256 and (third / ".rewrite.part" / "manifest.json").is_file()
+    assert main(["rewrite", str(third)]) == 0  # that staged manifest names another model: dropped
+    assert load_bundle(third).manifest["export"]["transpose_conv_blockwise"] == 2
+    assert not (third / ".rewrite.part").exists()
+
+
+def test_tlf_convert_rewrite_refuses_a_damaged_bundle_and_bad_options_in_one_line(tmp_path, capsys):
     from convert.cli import main
 
     _, _, _, bundle = _tiny_unet_bundle(tmp_path)
+    capsys.readouterr()
+    assert main(["rewrite", str(bundle.path), "--n", "0"]) == 2
+    assert capsys.readouterr().err == "tlf-convert: error: --n must be at least 1, not 0\n"
     manifest = json.loads((bundle.path / "manifest.json").read_text())
     manifest["tlf_class"] = 0
     (bundle.path / "manifest.json").write_text(json.dumps(manifest))
@@ -208,12 +262,3 @@ def test_tlf_convert_rewrite_refuses_a_damaged_bundle_in_one_line(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tlf-convert: error: ")
 
-
-def test_the_demo_bundle_runs_the_rewritten_graph():
-    from edge.model.bundle import DEMO_BUNDLE, load_bundle
-
-    bundle = load_bundle(DEMO_BUNDLE)
-    ops = op_names(bundle.model_path.read_bytes())
-    assert "TRANSPOSE_CONV" not in ops and ops.count("DEPTH_TO_SPACE") == 4
-    assert bundle.manifest["export"]["transpose_conv_blockwise"] == 4 and sorted(set(ops)) == bundle.manifest["ops"]
-    assert blockwise_transpose_convs(bundle.model_path.read_bytes())[1] == 0
