@@ -194,6 +194,10 @@ def test_tlf_convert_rewrite_makes_an_older_bundle_faster_in_place(tmp_path, cap
     old.update(ops=sorted(set(op_names(converted))), export={"transpose_as_depth_to_space": False})
     before = write_bundle(tmp_path / "old", converted, old)
     assert "TRANSPOSE_CONV" in before.manifest["ops"]
+    from edge.ops import doctor
+
+    hint = doctor.check_bundle(str(before.path))
+    assert hint.ok and "`tlf-convert rewrite`" in hint.detail  # the cart's doctor says what would help
     capsys.readouterr()
     assert main(["rewrite", str(before.path)]) == 0
     out = capsys.readouterr().out
@@ -205,6 +209,7 @@ def test_tlf_convert_rewrite_makes_an_older_bundle_faster_in_place(tmp_path, cap
         assert after.manifest.get(key) == before.manifest.get(key)
     assert differing_outputs(converted, after.model_path.read_bytes(), check_inputs(converted, images, spec))[0] == 0
     assert sorted(p.name for p in after.path.iterdir()) == sorted(p.name for p in before.path.iterdir())
+    assert "`tlf-convert rewrite`" not in doctor.check_bundle(str(before.path)).detail
     # a second run has nothing to do
     assert main(["rewrite", str(before.path)]) == 0
     assert "unchanged" in capsys.readouterr().out
