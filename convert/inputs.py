@@ -163,9 +163,13 @@ def data_spacings(args, shapes, spec, config=None):
 
 
 def calibration_images(source: str, n: int, spec) -> np.ndarray:
+    """Up to `n` uint8 model images: phantom scenes, or the images of a folder (read recursively;
+    of a labelled set, with images/ and masks/, its images/ only)."""
     from convert.data import IMAGE_SUFFIXES, phantom_batch
     from edge.model.preprocess import to_model_image
 
+    if isinstance(n, bool) or int(n) < 1:
+        raise ConvertError(f"the number of images to read must be at least 1, not {n}")
     if source == "phantom":
         return phantom_batch(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + n), spec)[0]
     import cv2
@@ -173,6 +177,8 @@ def calibration_images(source: str, n: int, spec) -> np.ndarray:
     folder = Path(source)
     if not folder.is_dir():
         raise ConvertError(f"calibration source {source!r} is neither 'phantom' nor a folder")
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():  # a labelled set: not its masks
+        folder = folder / "images"
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
     images = []
     for path in paths:

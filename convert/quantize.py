@@ -500,6 +500,13 @@ def quantize_to_bundle(
     if rewrite.note and not rewrite.rewritten:  # kept as converted: said; rewritten: recorded only (below)
         notes.append(rewrite.note)
     graph = graph_report(model_bytes)
+    if "TRANSPOSE_CONV" in graph["ops"] and (rewrite.rewritten or not rewrite.note):  # others than kernel = stride
+        notes.append(
+            f"{graph['op_counts']['TRANSPOSE_CONV']} TRANSPOSE_CONV op(s) stay (a kernel other than its stride): "
+            "LiteRT's int8 transposed convolution runs at a few per cent of its convolution rate on some CPUs "
+            "(benchmarks/layer_rates.py); a 2x2, stride 2 up-convolution is written as a 1x1 convolution and a "
+            "depth-to-space with the same outputs"
+        )
     if graph["output_op"] in REFUSED_OUTPUT_OPS:
         raise QuantizeError(
             f"model {model.name!r} ends in a {graph['output_op']} op; the family outputs logits, "

@@ -267,3 +267,20 @@ def test_tlf_convert_rewrite_refuses_a_damaged_bundle_and_bad_options_in_one_lin
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tlf-convert: error: ")
 
+
+
+def test_quantize_says_when_transposed_convolutions_stay(tmp_path, capsys):
+    from convert.quantize import quantize_to_bundle
+    from edge.model.preprocess import PreprocessSpec
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((64, 64, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    up = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(keras.layers.MaxPooling2D()(a))
+    model = keras.Model(x, keras.layers.Conv2D(3, 1)(keras.layers.Concatenate()([a, up])))
+    images = small_field_set(10, seed=2)[0]
+    bundle = quantize_to_bundle(model, images, PreprocessSpec(64, 64, 1), tmp_path / "b", check_prediction=False,
+                                check_preprocessing=False)
+    assert "TRANSPOSE_CONV" in bundle.manifest["ops"] and bundle.manifest["export"]["transpose_conv_blockwise"] == 0
+    assert any("1 TRANSPOSE_CONV op(s) stay" in n for n in bundle.manifest["conversion_notes"])
+    assert "tlf-convert: note: 1 TRANSPOSE_CONV op(s) stay" in capsys.readouterr().err

@@ -383,3 +383,31 @@ def test_quantize_output_is_quiet_unless_verbose(tiny_model_path, tmp_path):
     verbose = quantize("--verbose")
     assert verbose.returncode == 0, verbose.stderr
     assert "TensorSpec" in verbose.stdout and "bundle written: " in verbose.stdout
+
+
+def test_calibration_images_refuse_a_count_below_one_and_leave_a_labelled_sets_masks_out(tiny_model_path, tmp_path,
+                                                                                       capsys):
+    import cv2
+
+    from convert.cli import main
+    from convert.errors import ConvertError
+    from convert.inputs import calibration_images
+    from edge.model.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(64, 64, 1)
+    for n in (0, -1):
+        with pytest.raises(ConvertError, match="at least 1"):
+            calibration_images("phantom", n, spec)
+    labelled = tmp_path / "set"
+    (labelled / "images").mkdir(parents=True)
+    (labelled / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(labelled / "images" / f"{i}.png"), rng.integers(0, 256, (80, 80), dtype=np.uint8))
+        cv2.imwrite(str(labelled / "masks" / f"{i}.png"), np.full((80, 80), i, np.uint8))
+    images = calibration_images(str(labelled), 10, spec)
+    assert len(images) == 3 and all(im.std() > 20 for im in images)  # the scans, not the flat masks
+    capsys.readouterr()
+    assert main(["quantize", str(tiny_model_path), "--calib-n", "0", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tlf-convert: error: ") and "at least 1, not 0" in err[0]

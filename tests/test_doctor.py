@@ -73,3 +73,16 @@ def test_doctor_on_the_defaults_says_the_demo_source_is_simulated(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     check = doctor.check_source("phantom://clip?frames=2&size=256x256")
     assert check.ok and "SIMULATED" in check.detail
+
+
+def test_doctor_fails_a_bundle_whose_int8_validation_failed(tmp_path):
+    from edge.model.bundle import load_bundle, update_manifest
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, bundle)
+    b = load_bundle(bundle)
+    validation = dict(b.manifest["validation"], gate={"passed": False, "failures": ["int8 mean IoU 0.02 below float"]})
+    update_manifest(b, validation=validation)
+    c = doctor.check_bundle(str(bundle))
+    assert not c.ok and "failed its int8 validation: int8 mean IoU 0.02 below float" in c.detail
+    assert doctor.check_bundle(str(DEMO_BUNDLE)).ok and "rewrite" not in doctor.check_bundle(str(DEMO_BUNDLE)).detail
