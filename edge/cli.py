@@ -130,6 +130,9 @@ def main(argv=None) -> int:
     except EdgeError as e:  # bad input, refused before anything ran
         print(f"tlf-edge: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout went away (`tlf-edge info | head`): nothing to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit then goes nowhere
+        return 128 + signal.SIGPIPE
     except OSError as e:  # the machine refused something (a full disk, a device gone): one line, no traceback
         where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
         print(f"tlf-edge: error: {type(e).__name__}{where}: {e.strerror or e}", file=sys.stderr)

@@ -247,6 +247,17 @@ def test_03_info_verifies_the_sealed_bundle(cart):
     assert "manifest_sha256" in strict_json(r.stdout) and "verified: model sha256" in r.stderr
 
 
+def test_03_a_reader_that_goes_away_ends_info_quietly():
+    """`tlf-edge info | head`: once the pipe's reader has gone, info stops without a word, as a
+    tool killed by SIGPIPE would (exit 141), not with an error line about the pipe."""
+    r, w = os.pipe()
+    os.close(r)  # no reader at all: the first write fails
+    with os.fdopen(w, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "info"], stdout=out, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGPIPE and "Error" not in done.stderr, done.stderr
+
+
 # -- helpers for the cases below ----------------------------------------------------------------
 
 
