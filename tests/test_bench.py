@@ -38,6 +38,15 @@ def test_bench_report_format_on_a_short_run(tmp_path):
     assert f"Most frames end to end: {best['threads']} interpreter thread(s)" in md
     assert "`tlf-edge run` takes this count by itself" in md and saved["measured_at"]
     assert (tmp_path / "latency_hist.png").stat().st_size > 1000
+    # one count measured: the page does not promise that `tlf-edge run` takes it (edge.model.threads does not)
+    from edge.model.threads import choose_threads
+    from edge.ops.bench import markdown
+
+    one = dict(saved, runs=[fastest])
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    assert "measured one thread count only" in choose_threads(0, tmp_path / "one.json", saved["model_sha256"]).why
+    page = markdown(one)
+    assert "takes this count by itself" not in page and "One thread count measured" in page
 
 
 # On-device accuracy on labelled data (bench --data)

@@ -466,7 +466,14 @@ def markdown(report: dict) -> str:
     for r in report["runs"]:
         lines += ["", *budget_lines(r)]
     best = report.get("best_threads")
-    if best:
+    if best and len(report["runs"]) < 2:  # edge.model.threads takes a count only from a comparison
+        lines += [
+            "",
+            f"One thread count measured ({best['threads']}): `tlf-edge run` takes a count from a bench.json only "
+            f"when it compared two or more (`--threads 1,2`); without that it uses {default_threads()} "
+            "(the physical cores but one).",
+        ]
+    elif best:
         lines += [
             "",
             f"Most frames end to end: {best['threads']} interpreter thread(s), {best['pipeline_fps']} fps "
