@@ -715,7 +715,7 @@ class _Detection:
         self._thread.join()
 
     def result(self) -> Roi | None:
-        self._thread.join()
+        self.wait()
         if self._error is not None:
             raise self._error
         return self._found
