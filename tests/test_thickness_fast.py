@@ -1,7 +1,7 @@
 """The measurement step (edge.measure.thickness) with less work per frame: the band's edges read
-only the rows around them, the band's margin takes the best two scores without sorting and the
+only the rows around them and find each column's band from the label map's transpose, the band's margin takes the best two scores without sorting and the
 band's layering makes only the pixels it samples float32. The results must be the former ones bit
-for bit; the former code is kept below, verbatim, as the reference (`_subpixel` and
+for bit; the former code is kept below, verbatim, as the reference (`band_edges`, `_subpixel` and
 `band_layering` as they were, and the margin as `measure_thickness` computed it)."""
 
 from __future__ import annotations
@@ -49,6 +49,29 @@ def old_subpixel(logits, first, last, top, bottom, tlf, above, below):
     frac = np.divide(e0, e0 - e1, out=np.full(w, 0.5, np.float32), where=ok)
     bottom = np.where(ok, last + 0.5 + frac, bottom)
     return top, bottom
+
+
+def old_band_edges(labels, logits=None, tlf=1, above=(0,), below=(2,)):
+    above, below = np.atleast_1d(above), np.atleast_1d(below)
+    h, w = labels.shape
+    is_t = labels == tlf
+    present = is_t.any(axis=0)
+    first = np.argmax(is_t, axis=0)
+    last = h - 1 - np.argmax(is_t[::-1], axis=0)
+    count = is_t.sum(axis=0)
+    fragmented = present & (count != last - first + 1)
+    rows = np.arange(h)[:, None]
+    order_error = present & (
+        (~np.isin(labels, above) & (rows < first)).any(axis=0) | (~np.isin(labels, below) & (rows > last)).any(axis=0)
+    )
+    valid = present & ~fragmented & ~order_error
+    top = first.astype(np.float64)
+    bottom = last.astype(np.float64) + 1.0
+    if logits is not None:
+        top, bottom = old_subpixel(np.asarray(logits).astype(np.float32), first, last, top, bottom, tlf, above, below)
+    top = np.where(valid, top, np.nan)
+    bottom = np.where(valid, bottom, np.nan)
+    return thickness.BandEdges(top, bottom, valid, present, order_error, fragmented)
 
 
 def old_band_layering(image, edges, columns):
@@ -108,7 +131,7 @@ def test_the_measurement_is_the_former_one_bit_for_bit(case, monkeypatch):
             m.setattr(thickness, "_subpixel", lambda lg, *a: old_subpixel(lg.astype(np.float32), *a))
             m.setattr(thickness, "band_margin", lambda lb, lg, win, t: old_band_margin(lb, lg, win, t, 1.0))
             m.setattr(thickness, "quartiles", lambda v: np.percentile(v, [25, 50, 75]))
-            m.setattr(thickness, "_other_than", lambda lb, classes: ~np.isin(lb, classes))
+            m.setattr(thickness, "band_edges", old_band_edges)
             m.setattr(thickness, "band_layering", old_band_layering)
             old = measure_thickness(*args)
         assert new.flags == old.flags and new.columns == old.columns and new.coverage == old.coverage
@@ -119,6 +142,43 @@ def test_the_measurement_is_the_former_one_bit_for_bit(case, monkeypatch):
         win = window_slice(ThicknessOptions(), labels.shape[1])
         if (labels[:, win] == tlf).any():
             assert band_margin(labels, logits, win, tlf) * scale == old_band_margin(labels, logits, win, tlf, scale)
+
+
+def assert_same_edges(new, old):
+    for field, a in vars(new).items():
+        b = getattr(old, field)
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), field
+
+
+def test_the_band_edges_are_the_former_ones_bit_for_bit():
+    """On label maps of bands broken, out of order, missing, at the top and bottom rows, of 2-5
+    classes, with every class as the band and sides that include it, in uint8 and int64 and
+    as views; with and without scores."""
+    rng = np.random.default_rng(7)
+    checked = 0
+    for h, w in ((1, 1), (1, 9), (9, 1), (40, 33), (96, 64)):
+        for k in (2, 3, 5):
+            rows = np.arange(h)[:, None]
+            layers = np.sort(rng.integers(0, h + 1, (k - 1, w)), axis=0)  # class boundaries per column
+            clean = (rows[None] >= layers[:, None, :]).sum(axis=0).astype(np.uint8)  # (h, w), ordered
+            speckled = np.where(rng.random((h, w)) < 0.08, rng.integers(0, k, (h, w)), clean).astype(np.uint8)
+            logits = rng.normal(size=(h, w, k)).astype(np.float32)
+            for labels in (clean, speckled, speckled.astype(np.int64), speckled[:, ::2], np.zeros_like(clean)):
+                if labels.shape[1] == 0:
+                    continue
+                for tlf in range(k):
+                    sides = [thickness.neighbours(tlf, k), ((tlf,), (0,)), (tuple(range(k)), (k - 1,))]
+                    for above, below in sides:
+                        for lg in (None, logits if labels.shape[1] == w else logits[:, ::2]):
+                            new = thickness.band_edges(labels, lg, tlf, above, below)
+                            assert_same_edges(new, old_band_edges(labels, lg, tlf, above, below))
+                            checked += 1
+    assert checked > 500
+    for case in segmentations():  # the demo model's label maps and scores
+        labels, logits = case[0], case[1]
+        above, below = thickness.neighbours(1, logits.shape[-1])
+        new = thickness.band_edges(labels, logits, 1, above, below)
+        assert_same_edges(new, old_band_edges(labels, logits, 1, above, below))
 
 
 def test_the_layering_is_the_former_one_bit_for_bit():

@@ -192,19 +192,26 @@ def neighbours(tlf: int, classes: int) -> tuple[tuple[int, ...], tuple[int, ...]
 
 def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 1, above=(0,), below=(2,)) -> BandEdges:
     """Per-column edges of the band of class `tlf`; `above` / `below`: the classes allowed on
-    each side (anything else there is an order error). With logits the edges are sub-pixel."""
+    each side (anything else there is an order error). With logits the edges are sub-pixel.
+
+    The label map is read column by column from its transpose (each column one contiguous row),
+    where the first of a class in a column is one forward scan and the last one scan of the
+    row reversed: a scan down the columns of the map itself strides through it."""
     above, below = np.atleast_1d(above), np.atleast_1d(below)
     h, w = labels.shape
-    is_t = labels == tlf
-    present = is_t.any(axis=0)
-    first = np.argmax(is_t, axis=0)
-    last = h - 1 - np.argmax(is_t[::-1], axis=0)
-    count = is_t.sum(axis=0)
+    by_column = (
+        cv2.transpose(labels) if labels.dtype == np.uint8 and labels.strides[1] == 1 else np.ascontiguousarray(labels.T)
+    )
+    is_t = by_column == tlf
+    count = cv2.reduce(is_t.view(np.uint8), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    present = count > 0
+    first, last = _first(is_t), _last(is_t)
     fragmented = present & (count != last - first + 1)
-    rows = np.arange(h)[:, None]
+    # A class other than `above` before the band's first row, or other than `below` after its last.
+    other_above, other_below = _other_than(by_column, above), _other_than(by_column, below)
     order_error = present & (
-        (_other_than(labels, above) & (rows < first)).any(axis=0)
-        | (_other_than(labels, below) & (rows > last)).any(axis=0)
+        (other_above.any(axis=1) & (_first(other_above) < first))
+        | (other_below.any(axis=1) & (_last(other_below) > last))
     )
     valid = present & ~fragmented & ~order_error
     top = first.astype(np.float64)
@@ -214,6 +221,17 @@ def band_edges(labels: np.ndarray, logits: np.ndarray | None = None, tlf: int = 
     top = np.where(valid, top, np.nan)
     bottom = np.where(valid, bottom, np.nan)
     return BandEdges(top, bottom, valid, present, order_error, fragmented)
+
+
+def _first(rows: np.ndarray) -> np.ndarray:
+    """The index of each row's first True of a boolean (W, H) array (0 where it has none)."""
+    return np.argmax(rows, axis=1)
+
+
+def _last(rows: np.ndarray) -> np.ndarray:
+    """The index of each row's last True of a boolean (W, H) array (H - 1 where it has none)."""
+    reversed_rows = cv2.flip(rows.view(np.uint8), 1).view(bool)  # a contiguous copy, not a reversed view
+    return rows.shape[1] - 1 - np.argmax(reversed_rows, axis=1)
 
 
 def _other_than(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
