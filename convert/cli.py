@@ -167,8 +167,12 @@ def add_quantize(sub) -> None:
     p.add_argument(
         "model", nargs="?", help="the float model: a .keras or .h5 file or a SavedModel folder (or --weights)"
     )
-    p.add_argument("--calib", default="phantom", help="'phantom' or a folder of images (preprocessed like the device)")
-    p.add_argument("--calib-n", type=int, default=200, help="calibration images to use")
+    p.add_argument(
+        "--calib",
+        help="a folder of images like the cart's (preprocessed like the device), or 'phantom': the "
+        "built-in phantom scanner's scenes, fit for a model of phantom images only (the default, with a note)",
+    )
+    p.add_argument("--calib-n", type=int, default=200, help="calibration images to use (default: 200)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument(
         "--size",
@@ -187,7 +191,8 @@ def add_quantize(sub) -> None:
     p.add_argument(
         "--allow-one-class",
         action="store_true",
-        help="convert even when the float model gives one class to almost every calibration pixel",
+        help="convert even when the float model's labels of the calibration images look degenerate: one class "
+        "on almost every pixel, or almost none of the band class",
     )
     p.add_argument(
         "--trust-preprocessing",

@@ -4,6 +4,7 @@ the exit code; the ones that need TensorFlow import it inside (convert.cli.NEEDS
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -125,7 +126,15 @@ def cmd_quantize(args) -> int:
     if not args.weights:
         h, w = model_grid(model, size, args.size)
     spec = declared_spec(args, Path(args.model or args.weights), h, w, c)
-    calib = calibration_images(args.calib, args.calib_n, spec)
+    calib_source = args.calib or "phantom"
+    calib = calibration_images(calib_source, args.calib_n, spec)
+    if args.calib is None:
+        print(
+            f"tlf-convert: note: calibrating on {len(calib)} phantom scenes (no --calib given): the "
+            "int8 ranges and the out-of-domain statistics then describe phantom images; for a model of real "
+            "scans give --calib a folder of images like the cart's",
+            file=sys.stderr,
+        )
     data = labelled_set(args.data, spec, args.dataset_config) if args.data else None
     config = data[2] if data else read_dataset_config(Path(args.dataset_config)) if args.dataset_config else None
     classes = list(config.classes) if config is not None and not config.legacy else None
@@ -150,11 +159,19 @@ def cmd_quantize(args) -> int:
         bundle,
         calib,
         data[0] if data else calib,
-        f"calibration images ({args.calib})",
+        f"calibration images ({calib_source})",
         f"{args.data} (the gate's labelled set)"
         if data
-        else f"calibration images ({args.calib}; no held-out set given)",
+        else f"calibration images ({calib_source}; no held-out set given)",
     )
+    stale = bundle.path / "validation"
+    if (stale / "validation.json").is_file() or (stale / "validation.md").is_file():  # of the model replaced
+        shutil.rmtree(stale)
+        print(
+            f"tlf-convert: note: removed {stale}: it held the validation of the model this bundle replaces"
+            + ("; this run writes a new one" if data else "; run tlf-convert validate for the new one"),
+            file=sys.stderr,
+        )
     if args.layer_report:
         write_layer_report(model, calib, spec, Path(args.layer_report))
     print(
@@ -271,11 +288,15 @@ def validate_and_record(
     against = {"float_model": float_model} if float_model is not None else {}
     update_manifest(bundle, validation={"set": set_name, "limits": vars(limits), **against, **summary})
     f, q = summary["float"], summary["int8"]
-    th = summary["thickness"]
+    th, unit = summary["thickness"], summary["unit"]
+
+    def figure(value) -> str:  # None: no image measured by both sides
+        return "not measured (no image with a band measured by both)" if value is None else f"{value} {unit}"
+
     print(
         f"float mean IoU {f['mean_iou']:.4f}, int8 {q['mean_iou']:.4f}; TLF Dice int8 {q['dice'][bundle.tlf_class]:.4f}; "
-        f"int8-float thickness bias {th['int8_vs_float'].get('bias')} {summary['unit']}, "
-        f"int8-truth MAE {th['int8_vs_truth'].get('mae')} {summary['unit']}"
+        f"int8-float thickness bias {figure(th['int8_vs_float'].get('bias'))}, "
+        f"int8-truth MAE {figure(th['int8_vs_truth'].get('mae'))}"
     )
     print(
         ("gate PASSED" if not failures else "gate FAILED: " + "; ".join(failures))

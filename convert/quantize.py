@@ -453,7 +453,7 @@ def quantize_to_bundle(
     """
     from convert.blockwise import faster_int8_graph
     from convert.load import single_io
-    from convert.unet import export_plan
+    from convert.unet import DepthToSpace, export_plan
 
     model = single_io(model)
     inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
@@ -476,6 +476,12 @@ def quantize_to_bundle(
         model, notes = export_plan(model, transpose_as_depth_to_space)
     except (ConvertError, ValueError) as e:
         raise QuantizeError(str(e)) from e
+    keras_blockwise = _count_layers(model, DepthToSpace) - _count_layers(float_model, DepthToSpace)
+    if transpose_as_depth_to_space and not keras_blockwise:
+        notes.append(
+            "--transpose-as-depth-to-space: the model has no Conv2DTranspose whose square kernel equals its "
+            "stride, so nothing was rewritten in Keras"
+        )
     calib_stats = (
         check_representative_set(calibration, reference) if check_calibration_set else {"images": int(len(calibration))}
     )
@@ -490,6 +496,7 @@ def quantize_to_bundle(
                 classes,
                 check_one_class=check_prediction,
                 check_level=check_preprocessing,
+                band_class=int(tlf_class),
             )
 
     if family["output_kind"] is not None:  # known from the last layer: checked before converting
@@ -556,7 +563,7 @@ def quantize_to_bundle(
         "delegate_partitions": graph["delegate_partitions"],
         **({"conversion_notes": notes + partitions} if notes or partitions else {}),
         "export": {
-            "transpose_as_depth_to_space": bool(transpose_as_depth_to_space),
+            "transpose_as_depth_to_space": keras_blockwise > 0,  # asked for and applied
             "transpose_conv_blockwise": rewrite.rewritten,
         },
         "calibration": calib_stats,
@@ -564,6 +571,11 @@ def quantize_to_bundle(
         **(extra or {}),
     }
     return write_bundle(out_dir, model_bytes, manifest)
+
+
+def _count_layers(model, kind) -> int:
+    """How many layers of type `kind` a Keras model holds (0 for a graph without layers)."""
+    return sum(isinstance(layer, kind) for layer in getattr(model, "layers", ()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -80,8 +80,29 @@ def test_a_unet_converts_whole_without_transpose_conv_and_agrees_with_float(tmp_
     ops = bundle.manifest["ops"]
     assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops
     assert bundle.manifest["delegate_partitions"] == 1
+    assert bundle.manifest["export"] == {"transpose_as_depth_to_space": True, "transpose_conv_blockwise": 0}
     seg = Segmenter(bundle, 1)
     want = np.argmax(model.predict(np.stack([to_float(im, spec) for im in images]), verbose=0), axis=-1)
     got = np.stack([seg.segment(Frame(im[..., 0], 0.0, i)).labels for i, im in enumerate(images)])
     agreement = float((got == want).mean())
     assert agreement > 0.9
+
+
+def test_asking_for_the_keras_rewrite_of_a_model_without_up_convolutions_records_none(tmp_path, capsys):
+    from convert.quantize import quantize_to_bundle
+    from edge.model.preprocess import PreprocessSpec
+
+    inp = keras.Input((64, 64, 1))
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1)(keras.layers.Conv2D(4, 3, padding="same")(inp)))
+    images = small_field_set(8, seed=7)[0]
+    bundle = quantize_to_bundle(
+        model,
+        images,
+        PreprocessSpec(64, 64, 1),
+        tmp_path / "b",
+        check_prediction=False,
+        check_preprocessing=False,
+        transpose_as_depth_to_space=True,
+    )
+    assert bundle.manifest["export"]["transpose_as_depth_to_space"] is False
+    assert "nothing was rewritten in Keras" in capsys.readouterr().err

@@ -120,17 +120,43 @@ def test_missing_or_bad_model_file_is_a_clear_error(tmp_path):
         load_keras_model(bad)
 
 
-def test_quantize_cli_writes_a_bundle(tiny_model_path, tmp_path):
+def test_quantize_cli_writes_a_bundle(tiny_model_path, tmp_path, capsys):
     from convert.cli import main
     from edge.model.bundle import load_bundle
 
     out = tmp_path / "b"
     report = tmp_path / "layers.csv"
-    assert main(["quantize", str(tiny_model_path), "--calib", "phantom", "--calib-n", "12", "--out", str(out),
+    assert main(["quantize", str(tiny_model_path), "--calib-n", "12", "--out", str(out),
                  "--layer-report", str(report)]) == 0
     assert load_bundle(out).manifest["calibration"]["images"] == 12
     lines = report.read_text().splitlines()
     assert lines[0] == "tensor,snr_db,levels_used" and len(lines) > 5
+    # no --calib: calibrated on phantom scenes, and it says so
+    assert "calibrating on 12 phantom scenes (no --calib given)" in capsys.readouterr().err
+
+
+def test_a_second_quantize_removes_the_validation_of_the_model_it_replaces(tiny_model_path, tmp_path, capsys):
+    import cv2
+
+    from convert.cli import main
+    from edge.model.bundle import load_bundle
+    from edge.sim.render import scan
+
+    out = tmp_path / "b"
+    (out / "validation").mkdir(parents=True)
+    (out / "validation" / "validation.md").write_text("gate PASSED\n")  # the report of a model made before
+    (out / "notes.txt").write_text("the user's own")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(8):  # scans from files: a folder, not the phantom default
+        cv2.imwrite(str(calib / f"{i}.png"), scan(i).image)
+    capsys.readouterr()
+    assert main(["quantize", str(tiny_model_path), "--calib", str(calib), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert not (out / "validation").exists() and (out / "notes.txt").read_text() == "the user's own"
+    assert f"removed {out / 'validation'}: it held the validation of the model this bundle replaces" in err
+    assert "run tlf-convert validate for the new one" in err and "phantom" not in err
+    assert "validation" not in load_bundle(out).manifest
 
 
 def test_quantize_states_the_resize_the_model_was_trained_with(tiny_model_path, tmp_path):
@@ -411,3 +437,30 @@ def test_calibration_images_refuse_a_count_below_one_and_leave_a_labelled_sets_m
     assert main(["quantize", str(tiny_model_path), "--calib-n", "0", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tlf-convert: error: ") and "at least 1, not 0" in err[0]
+
+
+def test_a_model_that_never_draws_the_band_is_refused_unless_allowed(tiny_val, tmp_path, capsys):
+    """A model whose labels of the calibration images hold two classes but not the band (here: above
+    or below by the pixel's level) would measure nothing on the cart: one error line naming the
+    class shares; --allow-one-class converts it, and the gate then says the thickness was not
+    measured instead of printing None."""
+    import keras
+
+    from convert.cli import main
+    from edge.model.bundle import load_bundle
+
+    inp = keras.Input((64, 64, 1))
+    head = keras.layers.Conv2D(3, 1, name="head")
+    model = keras.Model(inp, head(inp))
+    head.set_weights([np.array([1.0, 0.0, -1.0], np.float32).reshape(1, 1, 1, 3), np.array([-0.4, -9.0, 0.4], np.float32)])
+    model.save(tmp_path / "noband.keras")
+    args = ["quantize", str(tmp_path / "noband.keras"), "--input-scale", "1/255", "--calib-n", "16"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("tlf-convert: error: the float model, fed 16 calibration images as declared")
+    assert "gives the band class 'tlf' (output 1) to 0.000% of their pixels" in err[-1]
+    assert "tlf 0.0%" in err[-1] and "--allow-one-class" in err[-1] and not (tmp_path / "a" / "model.tflite").exists()
+    rc = main([*args, "--allow-one-class", "--data", labelled_folder(tmp_path, tiny_val), "--out", str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert rc in (0, 3) and load_bundle(tmp_path / "b").manifest["calibration"]["float_class_shares"][1] == 0
+    assert "int8-float thickness bias not measured (no image with a band measured by both)" in out and "None" not in out
