@@ -210,7 +210,9 @@ def detect_roi(image: np.ndarray, min_fraction: float = 0.04, tol: int = 12) -> 
     comp = _largest(opened(textured | _differs(small, colours, tol)) > 0, prefer=hull0)
     if comp is None or comp.sum() < min_fraction * gsmall.size:
         return None
-    mask = _full_size_region(image, _hull(comp | comp0), comp0, colours, tol, f, k)
+    hull1 = _hull(comp | comp0)
+    del small, gsmall, textured, lab, stats, hull0, outside, comp  # the reduced-size steps' arrays, before full size
+    mask = _full_size_region(image, hull1, comp0, colours, tol, f, k)
     if mask is None:
         return None
     mask = _with_aligned_pieces(image, colours, tol, mask)
@@ -381,6 +383,7 @@ def _with_aligned_pieces(image: np.ndarray, colours: np.ndarray, tol: int, regio
                     continue
             out[:, c0:c1] |= part
             out[gap[0] : gap[1], left : right + 1] = True
+    del pieces, textured, lab  # the pieces' arrays, before the edge rows' and the box's
     # Thin rows at the top and bottom edge that the openings dropped: rows beyond the region in
     # which many pixels differ from the pixel two to their left (speckle, even enlarged; a chrome
     # row, even with a scale's ticks or text, is mostly even) and whose levels spread (not one
