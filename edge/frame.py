@@ -48,6 +48,8 @@ class Segmentation:
     raw int8 logits, or float32 log-probabilities of a softmax or sigmoid model: see
     edge.model.segmenter; their argmax is `labels`), kept for sub-pixel boundaries. spacing_mm: (row, column) spacing of one model
     pixel in mm, or None. image: the model input (HxWxC uint8) the labels were drawn from.
+    pixel_size: (row, column) size of one model pixel in the frame's own pixels (the B-mode
+    region's, which the model grid resamples): without a spacing, thickness is in those pixels.
     """
 
     frame: Frame
@@ -58,6 +60,7 @@ class Segmentation:
     logit_scale: float = 1.0  # real value of one logits step (int8 output scale)
     response: ThicknessResponse | None = None  # the bundle's edge.measure.thickness.ThicknessResponse, if it has one
     image: np.ndarray | None = None
+    pixel_size: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,30 @@ def test_the_scoring_sink_matches_measurements_to_the_truth_by_seq():
     assert s["frames"] == 4 and s["thickness_frames"] == 3  # the rejected frame is counted, not scored
     assert s["abs_error_mean_mm"] == pytest.approx(0.1, abs=1e-4)
     assert ScoringSink(lambda seq: None).summary() is None
+
+
+def test_thickness_without_a_spacing_is_in_the_frames_own_pixels():
+    """Without a spacing the band is measured in pixels of the B-mode region the frame holds, not
+    of the model grid it was resampled to: the same scan at twice the size (each pixel a 2x2
+    block) measures twice the pixels, and the values lie about the true thickness over the true
+    pixel size (the demo model on phantom scans of 320x320 px, where model pixels would read 0.8
+    of it)."""
+    import cv2
+
+    from edge.sim.render import scan
+
+    chain = FrameChain(Segmenter.create(SegmenterOptions(num_threads=1)), ChainOptions(independent=True))
+    to_truth = []
+    for seed in range(8):
+        s = scan(seed, (320, 320))  # 40 x 40 mm: 0.125 mm per pixel, square
+        true_px = float(np.median(s.thickness_mm[window_slice(ThicknessOptions(), 320)])) / s.spacing_mm[0]
+        one, two = (
+            chain(Frame(image, 0.0, seed)).measurements[0]
+            for image in (s.image, cv2.resize(s.image, (640, 640), interpolation=cv2.INTER_NEAREST))
+        )
+        assert one.unit == two.unit == "px" and one.flags & Quality.UNCALIBRATED
+        assert two.thickness / one.thickness == pytest.approx(2.0, rel=0.05)
+        to_truth.append(one.thickness / true_px)
+    assert 0.9 <= float(np.median(to_truth)) <= 1.1  # the model's own bias only: no response in px
+    with_spacing = chain(Frame(s.image, 0.0, 0, spacing_mm=s.spacing_mm)).measurements[0]
+    assert with_spacing.unit == "mm"

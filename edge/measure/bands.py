@@ -71,6 +71,7 @@ def measure_bands(
     response=None,
     image: np.ndarray | None = None,
     zones: list[np.ndarray] | None = None,
+    pixel_size: tuple[float, float] | None = None,
 ) -> list[ThicknessResult]:
     """The `measure_thickness` result of each band, superficial first.
 
@@ -97,6 +98,7 @@ def measure_bands(
             tlf=1,
             response=response,
             image=image,
+            pixel_size=pixel_size,
         )
         for z in zones
     ]

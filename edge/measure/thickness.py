@@ -313,11 +313,14 @@ def measure_thickness(
     classes: int | None = None,
     response: ThicknessResponse | None = None,
     image: np.ndarray | None = None,
+    pixel_size: tuple[float, float] | None = None,
 ) -> ThicknessResult:
     """Thickness of the TLF band, perpendicular to its local direction.
 
     spacing_mm: (row, column) mm per pixel of `labels` (anisotropic allowed); without it the
-    result is in pixels and flagged UNCALIBRATED. classes: how many classes the model has
+    result is in pixels and flagged UNCALIBRATED: pixels of the image the labels were resampled
+    from when `pixel_size` gives the (row, column) size of a label pixel in them (the B-mode
+    region's pixels for the model grid), else pixels of `labels`. classes: how many classes the model has
     (default: the logits' last axis, else 3); see `neighbours` for the order check.
     response: the bundle's thickness response, inverted per column (only with a spacing:
     it is a function of the pixel size in mm). image: the model input the labels were drawn
@@ -328,7 +331,7 @@ def measure_thickness(
     above, below = neighbours(tlf, classes)
     edges = band_edges(labels, logits, tlf=tlf, above=above, below=below)
     h, w = labels.shape
-    sy, sx = spacing_mm if spacing_mm is not None else (1.0, 1.0)
+    sy, sx = spacing_mm if spacing_mm is not None else pixel_size or (1.0, 1.0)
     vertical = edges.bottom - edges.top
     win = window_slice(options, w)
     if response is not None and spacing_mm is not None:

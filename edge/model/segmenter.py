@@ -257,7 +257,11 @@ class Segmenter:
         spacing = model_spacing(frame.spacing_mm, frame.image.shape, self.spec)
         t_done = time.monotonic() if t_done is None else t_done
         image = to_model_image(frame.image, self.spec) if image is None else image
-        return Segmentation(frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.response, image)
+        h, w = frame.image.shape[:2]
+        pixel_size = (h / self.spec.height, w / self.spec.width)
+        return Segmentation(
+            frame, labels, self.logits(raw), spacing, t_done, self.logit_scale, self.response, image, pixel_size
+        )
 
 
 @contextlib.contextmanager

@@ -237,7 +237,9 @@ def accuracy_pass(
         preds.append(seg.labels)
         per_image.append(scores(truth, seg.labels, k)["mean_iou"])
         device_mm.append(device.thickness)
-        truth_mm.append(measure_thickness(truth, None, seg.spacing_mm, options, tlf=tlf, classes=k).value)
+        truth_mm.append(
+            measure_thickness(truth, None, seg.spacing_mm, options, tlf=tlf, classes=k, pixel_size=seg.pixel_size).value
+        )
         exact_mm.append(f.exact_mm if f.exact_mm is not None else math.nan)
         if unit is None:
             unit = device.unit

@@ -114,6 +114,7 @@ def band_results(
             band=tlf_class,
             response=response,
             image=seg.image,
+            pixel_size=seg.pixel_size,
         )
     return [
         measure_thickness(
@@ -125,6 +126,7 @@ def band_results(
             tlf=tlf_class,
             response=response,
             image=seg.image,
+            pixel_size=seg.pixel_size,
         )
     ]
 
@@ -242,7 +244,8 @@ class FrameChain:
         results = band_results(seg, self.options.measurement, tlf, classes, self.options.thickness_response)
         ms = measurements(seg, results, i.frozen, self.domain)
         if not self.options.independent:
-            ms = [smooth(m, self.filter_of(m.band), seg.spacing_mm) for m in ms]
+            scale = seg.spacing_mm if seg.spacing_mm is not None else seg.pixel_size  # what a value is measured in
+            ms = [smooth(m, self.filter_of(m.band), scale) for m in ms]
         if extra:
             ms = [replace(m, extra={**m.extra, **extra}) for m in ms]
         return FrameResult(seg, ms, results, i.frozen)
