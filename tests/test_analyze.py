@@ -267,3 +267,26 @@ def test_analyze_runs_without_tensorflow_and_names_a_missing_extra_in_one_line(t
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "tlf-edge: error: analyze needs the [analyze] extra (missing: pyarrow): pip install 'tlf-edge[analyze]'"]
     assert not (tmp_path / "b").exists()
+
+
+def test_a_folder_of_screenshots_of_several_sizes_measures_every_picture(tmp_path, capsys):
+    """Screenshots of two sizes, alternating, with the chrome changing between pictures of one
+    size: each is looked at on its own (none is skipped while the layout changes, no region of
+    a bigger picture is cut from a smaller one), and the console says how many frames were
+    measured and accepted."""
+    from edge.sim import phantom_screen as ps
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    shots = [ps.screen(seed, size, depth_mm=depth) for seed, (size, depth) in
+             enumerate([((800, 600), 40.0), ((640, 480), 40.0), ((800, 600), 50.0), ((640, 480), 30.0)] * 2)]
+    for i, shot in enumerate(shots):
+        cv2.imwrite(str(folder / f"shot{i + 1}.png"), shot.image)
+    rc = main(["analyze", str(folder), "--out", str(tmp_path / "out"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    (s,) = summaries_of(tmp_path / "out").values()
+    assert s["frames"] == len(shots) and s["frames_layout_changing"] == 0 and s["frames_without_roi"] == 0
+    (row,) = csv.DictReader((tmp_path / "out" / "clips.csv").open())
+    assert row["frames_layout_changing"] == "0"
+    assert f"{s['accepted']} of {len(shots)} measured frames accepted" in out

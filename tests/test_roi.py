@@ -371,3 +371,30 @@ def test_local_std_in_place_is_the_former_formula_to_the_bit():
         for k in (5, 7):
             now, then = _local_std(gray, k), former(gray, k)
             assert now.dtype == then.dtype == np.float32 and np.array_equal(now, then)
+
+
+def test_a_screen_of_another_size_is_detected_at_once_and_a_region_that_no_longer_fits_is_dropped():
+    """Pictures of several sizes in a row (a folder of screenshots, a capture mode change): each
+    new size is detected on its own frame, whatever min_gap says, and a region that does not fit
+    the smaller screen is never handed on when nothing is found there."""
+    big, small = ps.screen(2, (800, 600)), ps.screen(3, (640, 480))
+    tracker = RoiTracker(min_gap=50)
+    for i, shot in enumerate([big, small, big, small]):
+        roi, event = tracker.update(shot.image, i)
+        assert event is not None and edge_error(roi, shot.roi) <= 2, i
+    assert tracker.detections == 4 and not tracker.unsettled
+    found: dict = {}
+    tracker = RoiTracker(min_gap=50, detector=lambda img: found["roi"])
+    found["roi"] = first = detect_roi(big.image)
+    tracker.update(big.image, 0)
+    found["roi"] = None  # the smaller screen shows no region: the big one's must not be kept
+    roi, event = tracker.update(big.image[:400, :500].copy(), 1)
+    assert roi is None and event is not None and event.old is first and event.new is None
+    # A detection within tol of the old region, which no longer fits: the new one is taken.
+    tracker = RoiTracker(min_gap=50, detector=lambda img: found["roi"])
+    found["roi"] = first
+    tracker.update(big.image, 0)
+    shorter = big.image[: first.y + first.h - 1].copy()
+    found["roi"] = replace(first, h=first.h - 1, mask=first.mask[:-1])
+    roi, _ = tracker.update(shorter, 1)
+    assert roi is found["roi"] and roi.y + roi.h <= shorter.shape[0]

@@ -161,7 +161,7 @@ def cmd_analyze(args) -> int:
         return 130
     print(
         f"tlf-edge analyze: {done} of {len(order)} clips analysed ({len(tasks)} now, {skipped} before), "
-        f"{len(failed)} failed; table {out}/clips.csv, clips.parquet; index {out}/index.html"
+        f"{len(failed)} failed; {_frame_totals(rows)}; table {out}/clips.csv, clips.parquet; index {out}/index.html"
     )
     if failed:
         raise RunFailed(
@@ -203,6 +203,23 @@ def plan_tasks(clips, bundle, config_sha: str, out, keep_names: bool):
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _frame_totals(rows: list[dict]) -> str:
+    """The analysed clips' frames in one phrase: accepted of measured, and those not measured."""
+    done = [r for r in rows if r.get("status") == "done"]
+    frames, accepted = (sum(r.get(k) or 0 for r in done) for k in ("frames", "accepted"))
+    skipped = [
+        f"{n} {why}"
+        for key, why in (
+            ("frames_without_roi", "without a B-mode region"),
+            ("frames_layout_changing", "while the layout changed"),
+        )
+        if (n := sum(r.get(key) or 0 for r in done))
+    ]
+    return f"{accepted} of {frames} measured frames accepted" + (
+        f" ({', '.join(skipped)}: not measured)" if skipped else ""
+    )
 
 
 def _config_dict(cfg) -> dict:

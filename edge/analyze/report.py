@@ -72,6 +72,7 @@ TABLE_COLUMNS = (
     ("fps_stated", bool),
     ("duration_s", float),
     ("frames_without_roi", int),
+    ("frames_layout_changing", int),
     ("corrupt_frames", int),
     ("model_sha256", str),
     ("bundle_manifest_sha256", str),

@@ -149,6 +149,8 @@ class Pipeline:
         self.source, self.segmenter, self.sinks, self.err = source, segmenter, list(sinks), err
         self.chain = FrameChain(segmenter, ChainOptions(options, temporal, roi, calibration))
         source.grayscale_only = self.chain.grayscale_input  # before the capture thread opens it
+        if source.stills and self.chain.prepare is not None:  # a changed picture is detected at once
+            self.chain.prepare.tracker.min_gap = 0
         self.stop_event = threading.Event()
         self.stats: RunStats | None = None
         # Layout events wait here until the first measured frame at or after them: the frames

@@ -447,13 +447,21 @@ class LayoutChange:
     reason: str
 
 
+SIZE_CHANGED = "screen size changed"
+
+
+def _fits(roi: Roi, shape: tuple[int, ...]) -> bool:
+    return roi.x + roi.w <= shape[1] and roi.y + roi.h <= shape[0]
+
+
 class RoiTracker:
     """Follows the B-mode region of a live screen, detecting it again only when needed.
 
     Every frame costs two cheap checks: (1) a coarse signature of the chrome outside the ROI
     (its mean level in 8x8 cells, from a sixteenth of its pixels; a changed label, a moved scale), and (2) thin strips just inside and
     just outside the ROI edges: image pixels must stay inside, chrome outside. A check that
-    fails for `persist` frames in a row, or every `redetect_every` frames, triggers detection;
+    fails for `persist` frames in a row, or every `redetect_every` frames, triggers detection (a
+    screen of another size at once: a folder of pictures of several sizes, a capture mode change);
     a new rectangle (more than `tol` px off on any edge) is adopted and reported. Detections are
     at least `min_gap` frames apart, so a dark image (probe lifted) cannot make it thrash; when
     detection finds nothing the last ROI is kept. While a check fails and detection is held back
@@ -495,6 +503,7 @@ class RoiTracker:
         self._last_detect = -(10**9)
         self._suspect = 0
         self._sig: np.ndarray | None = None
+        self._shape: tuple[int, ...] = ()  # the screen's size at the last detection or reference
         self._sig_mask: np.ndarray | None = None
         self._strips: list[tuple] = []  # (inside box, outside box, chrome level, chrome lines) of each edge strip
         self.unsettled = False  # the last frame failed a check and was not followed by a detection
@@ -530,7 +539,7 @@ class RoiTracker:
         gray = screen_gray(image) if gray is None else gray
         if self.roi is None:
             reason = "first frame" if self.detections == 0 else "no ROI yet"
-            if self._frames - self._last_detect < self.min_gap and self.detections:
+            if self._frames - self._last_detect < self.min_gap and self.detections and gray.shape == self._shape:
                 return None, None
         else:
             reason = self._check(gray)
@@ -557,6 +566,8 @@ class RoiTracker:
 
     def _check(self, gray: np.ndarray) -> str | None:
         moved = self._moved(gray)
+        if moved == SIZE_CHANGED:  # certain, not flicker, and the last rectangle may not fit: at once
+            return moved
         self._suspect = self._suspect + 1 if moved else 0
         due = self._frames - self._last_detect
         if moved and self._suspect >= self.persist and due >= self.min_gap:
@@ -564,7 +575,7 @@ class RoiTracker:
         return None
 
     def _detect(self, image, gray, seq, reason):
-        self._last_detect = self._frames
+        self._last_detect, self._shape = self._frames, gray.shape
         self._suspect = 0
         self.detections += 1
         self._routine = None  # a routine detection still running looked at an older screen
@@ -574,10 +585,13 @@ class RoiTracker:
         """The region after a detection that found `new` (None: nothing) for the frame of `gray`."""
         old = self.roi
         if new is None:
+            if old is not None and not _fits(old, gray.shape):  # a smaller screen: no region on it yet
+                self.roi, self._sig, self._strips = None, None, []
+                return None, self._report(LayoutChange(seq, old, None, reason))
             if old is not None:  # keep the last one; the references follow the screen
                 self._remember(gray, old)
             return old, None
-        if old is not None and new.near(old, self.tol):
+        if old is not None and new.near(old, self.tol) and _fits(old, gray.shape):
             if reason != "periodic check":
                 self._restless = True
             self._learn_volatile()
@@ -649,6 +663,7 @@ class RoiTracker:
         return out
 
     def _remember(self, gray: np.ndarray, roi: Roi) -> None:
+        self._shape = gray.shape
         sig = self._signature(gray)
         sh, sw = sig.shape
         keep = np.ones((sh, sw), bool)
@@ -670,9 +685,9 @@ class RoiTracker:
     def _moved(self, gray: np.ndarray) -> str | None:
         self._failed = (None, [])
         assert self._sig is not None and self._sig_mask is not None  # _remember set them with the ROI _check follows
+        if gray.shape != self._shape:
+            return SIZE_CHANGED
         sig = self._signature(gray)
-        if sig.shape != self._sig.shape:
-            return "screen size changed"
         cells = self._sig_mask.sum()
         if cells:
             changed = (np.abs(sig - self._sig) > 20) & self._sig_mask

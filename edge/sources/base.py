@@ -29,6 +29,7 @@ class Source:
     live: bool = False
     simulated: bool = False  # the built-in phantom scanner: its readings are nobody's
     cropped: bool = False  # its frames are the B-mode region already (no screen around them)
+    stills: bool = False  # each frame is a picture of its own (image files): a changed screen is looked at at once
     calibration: Calibration | None = None  # what the source states of its spacing (a DICOM region), if anything
     fps: float | None = None  # nominal frame rate, when the source knows it
     dropped: int = 0  # frames a live source let go because a newer one came

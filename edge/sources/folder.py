@@ -83,6 +83,8 @@ class FolderSource(Source):
     `max_pixels` in `oversize` (the first such is named in `note`).
     """
 
+    stills = True  # pictures, not a live screen: no flicker to wait out before finding a changed layout
+
     def __init__(self, pattern: str, fps: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.pattern = str(pattern)
         self.fps = fps
