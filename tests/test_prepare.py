@@ -103,9 +103,18 @@ def test_a_cropped_source_passes_through_with_its_own_spacing():
     assert outs[0][1].calibration == "source" and outs[0][1].roi == (0, 0, 200, 200)
 
 
-def test_config_spacing_overrides_the_source_and_the_screen():
+def test_a_spacing_the_source_states_wins_over_the_config_which_overrides_the_screen():
+    """The config's [calibration] describes a screen: a source that states its frames' spacing (a
+    DICOM region, here the phantom clip) keeps its own, and the note says the config's was not
+    used; a frame without one (cropped or not) takes the config's."""
     clip = frames_of("phantom://clip?seed=2&frames=1&size=200x200")[0]
-    out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.2,)))(clip, cropped=True)
+    assert clip.spacing_mm is not None
+    for options, what in ((SpacingOptions(spacing_mm=(0.2,)), "spacing_mm"), (SpacingOptions(depth_mm=60.0), "depth_mm")):
+        out, event = Prepare(calibration=options)(clip, cropped=True)
+        assert out.spacing_mm == clip.spacing_mm and event.calibration == "source"
+        assert event.calibration_note == f"stated by the source; the config's [calibration] {what} is for screens and not used"
+    unstated = Frame(clip.image, clip.t_capture, clip.seq)
+    out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.2,)))(unstated, cropped=True)
     assert out.spacing_mm == (0.2, 0.2) and event.calibration == "config"
     screen, truth = with_truth("phantom://screen?seed=5&frames=1&size=640x480")[0]
     out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.1, 0.12)))(screen)

@@ -3,9 +3,10 @@ it a pixel spacing.
 
 A capture card or a screen recording delivers the whole scanner screen, patient fields
 included. `Prepare` turns each such frame into a frame holding the B-mode region only (found by
-`RoiTracker`, or the `[roi] rect` of the config) with the spacing of its pixels: the config's
-`[calibration] spacing_mm` when set, else `[calibration] depth_mm` (the depth set on the
-scanner over the region's height), else the spacing the source states, else the depth scale
+`RoiTracker`, or the `[roi] rect` of the config) with the spacing of its pixels: the spacing the
+source states for its frames (a DICOM file's), else the config's `[calibration] spacing_mm`
+when set, else `[calibration] depth_mm` (the depth set on the scanner over the region's
+height), else the depth scale
 read off the screen (read again whenever the layout changes; used only when the numbers on
 screen confirm it). With none of these the spacing is None and the thickness is reported in
 pixels, flagged UNCALIBRATED (and SCALE_UNCERTAIN when a scale was seen but refused). Every
@@ -13,8 +14,9 @@ frame says where its spacing came from (`Frame.spacing_source`).
 
 A source that already delivers the B-mode region (the phantom clip; a DICOM file cropped to its
 ultrasound region) says so with a true `cropped` attribute; its frames pass through with their
-own spacing (the config's spacing, when set, wins; `[roi] rect` is about screens and is not
-applied to them).
+own spacing (the file's own measurement wins over the config's `[calibration]`, which
+describes a screen: the note says when one was set; without a stated spacing the config's
+applies; `[roi] rect` is about screens and is not applied to them).
 
 Whenever the region or the spacing changes (the operator changed depth or zoom) the stage
 returns a `LayoutEvent`; the first frame's layout comes as an event marked `initial`.
@@ -136,7 +138,7 @@ class Prepare:
         if self.tracker.unsettled:
             self.frames_layout_changing += 1
             return None, None
-        if self.fixed is not None or self.depth_mm is not None or frame.spacing_mm is None:
+        if frame.spacing_mm is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).
             cal, scale_change = self.calibrator.update(
                 frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq, gray=gray, colour=frame.colour
@@ -145,7 +147,7 @@ class Prepare:
             if self.stated is not None and cal.spacing_mm is None and cal.source == "none":
                 cal = self.stated  # no scale on the screen either: say why the source's was not used
         else:  # the source knows the spacing of its whole frame (a DICOM file not cropped)
-            cal, why = from_source(frame.spacing_mm), "source spacing changed"
+            cal, why = self._stated(frame.spacing_mm), "source spacing changed"
         reasons = [f"ROI: {roi_change.reason}"] if roi_change is not None else []
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append(f"scale: {why}")
@@ -157,12 +159,12 @@ class Prepare:
 
     def _pass_through(self, frame: Frame) -> tuple[Frame, LayoutEvent | None]:
         h, w = frame.image.shape[:2]
-        if self.fixed is not None:
+        if frame.spacing_mm is not None:
+            cal = self._stated(frame.spacing_mm)
+        elif self.fixed is not None:
             cal = self.fixed
         elif self.depth_mm is not None:
             cal = from_depth(self.depth_mm, h, w, self.width_mm)
-        elif frame.spacing_mm is not None:
-            cal = from_source(frame.spacing_mm)
         else:
             cal = self.stated or Calibration(None, "none", "the source states no spacing")
         reasons = []
@@ -178,6 +180,16 @@ class Prepare:
         ):
             return frame, event  # the frame says it already (an unset source reads as its own)
         return replace(frame, spacing_mm=spacing, spacing_source=source), event
+
+    def _stated(self, spacing_mm) -> Calibration:
+        """The spacing the source states for its frames (a DICOM region's, the cart's recorded one):
+        it wins over the config's [calibration] spacing_mm and depth_mm, which describe a screen,
+        and the note says so when one is set."""
+        cal = from_source(spacing_mm)
+        if cal.spacing_mm is not None and (self.fixed is not None or self.depth_mm is not None):
+            what = "spacing_mm" if self.fixed is not None else "depth_mm"
+            cal = replace(cal, note=f"{cal.note}; the config's [calibration] {what} is for screens and not used")
+        return cal
 
     def _event(self, seq: int, rect, cal: Calibration, reasons: list[str]) -> LayoutEvent | None:
         """Update the state; an event when this is the first layout or something changed."""

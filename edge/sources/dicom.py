@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
+from edge.screen.scale_reader import DEPTH_RANGE_MM
 from edge.screen.spacing import UNKNOWN, Calibration, from_dicom_region
 from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options, flag_option
 
@@ -66,14 +67,33 @@ def pick_region(ds, shape: tuple[int, int], index: int | None = None):
         if not match or not match[0][2]:
             raise SourceError(f"DICOM region {index!r} does not fit the {cols}x{rows} frame")
         _, rect, _, _, r = match[0]
-        return rect, from_dicom_region(r), f"region {index}"
+        return rect, _shown_extent(from_dicom_region(r), rect), f"region {index}"
     usable = [c for c in candidates if c[2] and c[3]]
     if not usable:
         if any(c[3] for c in candidates):
             return None, UNKNOWN, f"tissue region bounds exceed the {cols}x{rows} frame (resampled file)"
         return None, UNKNOWN, "no 2-D tissue region"
     i, rect, _, _, r = max(usable, key=lambda c: c[1][2] * c[1][3])
-    return rect, from_dicom_region(r), f"region {i}"
+    return rect, _shown_extent(from_dicom_region(r), rect), f"region {i}"
+
+
+def _shown_extent(cal: Calibration, rect) -> Calibration:
+    """`cal`, or no spacing (with the reason) when the region it spans is deeper or wider than a
+    B-mode image shows (DEPTH_RANGE_MM, as a screen's scale is checked): a PhysicalDelta off by a
+    factor (a unit slip) is caught so."""
+    if cal.spacing_mm is None:
+        return cal
+    _, _, w, h = rect
+    depth, width = h * cal.spacing_mm[0], w * cal.spacing_mm[1]
+    lo, hi = DEPTH_RANGE_MM
+    if lo <= depth <= hi and width <= hi:
+        return cal
+    return Calibration(
+        None,
+        "none",
+        f"DICOM region spacing {cal.spacing_mm[0]:g} x {cal.spacing_mm[1]:g} mm per pixel makes the {w}x{h} px "
+        f"region {depth:.0f} mm deep and {width:.0f} mm wide, outside the {lo:g}-{hi:g} mm a B-mode image shows: not used",
+    )
 
 
 def to_display(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
