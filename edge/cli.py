@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run(sub) -> None:
     run = sub.add_parser(
-        "run", help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)"
+        "run",
+        help="run the pipeline (no arguments: bundled model, phantom scanner, emulated display)",
+        description="Run the pipeline (no arguments: bundled model, phantom scanner, emulated display). Ctrl-C, "
+        "SIGTERM or SIGHUP end a run as its source ending does: every frame measured is kept, the summary says "
+        "what stopped it, and the exit status is 0 (1 if nothing was measured).",
     )
     run.add_argument("--config", help="TOML config file (see deploy/tlf-edge.example.toml); flags override it")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config key")
@@ -632,6 +636,8 @@ def print_summary(s: dict, run_dir: Path) -> None:
             print(line)
     if s.get("nothing_measured"):
         print(f"  why        {s['nothing_measured']}")
+    if s.get("stopped_by"):
+        print(f"  stopped    by {s['stopped_by']}, before the source ended (every frame measured until then is kept)")
     if s["corrupt_frames"]:
         print(f"  damaged    {s['corrupt_frames']} source frames could not be decoded (skipped)")
     if s["oversize_frames"]:

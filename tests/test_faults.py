@@ -429,10 +429,11 @@ def test_sigterm_while_recording_leaves_playable_video_and_whole_logs(tmp_path):
             p.kill()
             p.communicate()
     assert p.returncode == 0, err
+    assert "  stopped    by SIGTERM, before the source ended" in out  # the console's summary says so
     run_dir = run_dir_of(tmp_path / "data" / "runs")
     summary = json.loads((run_dir / "summary.json").read_text())
     frames = summary["frames"]
-    assert frames >= 10 and summary["dead_outputs"] == {}
+    assert frames >= 10 and summary["dead_outputs"] == {} and summary["stopped_by"] == "SIGTERM"
     check_logs(run_dir, frames)
     video = next((tmp_path / "data" / "recordings").glob("*.avi"))
     assert len(play(video)) == frames  # every measured frame plays
