@@ -290,3 +290,14 @@ def test_a_folder_of_screenshots_of_several_sizes_measures_every_picture(tmp_pat
     (row,) = csv.DictReader((tmp_path / "out" / "clips.csv").open())
     assert row["frames_layout_changing"] == "0"
     assert f"{s['accepted']} of {len(shots)} measured frames accepted" in out
+
+
+def test_a_dicom_whose_regions_are_not_used_says_why_in_the_table(tmp_path):
+    """pydicom's SonoSite cine states regions beyond its 320x240 frames (a resampled file): its
+    spacing is not used, and the table says so beside what the screen reading found."""
+    pydicom = pytest.importorskip("pydicom")
+    cine = pydicom.data.get_testdata_file("examples_ybr_color.dcm")
+    assert main(["analyze", cine, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    (row,) = csv.DictReader((tmp_path / "out" / "clips.csv").open())
+    assert row["unit"] == "px" and row["spacing_source"] == "none"
+    assert "the DICOM file's regions: tissue region bounds exceed the 320x240 frame (resampled file)" in row["spacing_detail"]

@@ -307,6 +307,8 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 def clip_facts(source: ClipTimeline, stats, rows: list[dict]) -> dict:
     """Where the clip's spacing came from and what the source and the ROI stage met."""
+    from edge.sources.dicom import DicomSource
+
     layouts = [lay for r in rows if (lay := r.get("layout") or r.get("layout_event"))]
     last = layouts[-1] if layouts else {}
     detail = last.get("calibration_note") or ""
@@ -315,6 +317,8 @@ def clip_facts(source: ClipTimeline, stats, rows: list[dict]) -> dict:
         detail = "recorded by the cart: " + ", ".join(sorted(recorded))
     elif getattr(source.source, "calibration", None) is not None and getattr(source.source, "roi", None) is not None:
         detail = f"DICOM {source.source.note}"
+    elif isinstance(source.source, DicomSource) and source.source.note and last.get("spacing_mm") is None:
+        detail = f"{detail}; the DICOM file's regions: {source.source.note}" if detail else source.source.note
     return {
         "spacing_source": last.get("calibration"),
         "spacing_detail": detail,
