@@ -256,12 +256,20 @@ assert "sys.argv.pop(1)" in BLOCKING and "from edge.cli import main" in BLOCKING
 
 
 def test_analyze_runs_without_tensorflow_and_names_a_missing_extra_in_one_line(tmp_path, videos):
-    """As on a cart or a laptop with the [analyze] extra and no [convert]: no TensorFlow needed;
-    without pyarrow (the [analyze] extra not installed) one line says which extra to install."""
+    """As on a cart or a laptop with the [analyze] extra and no [convert]: no TensorFlow needed,
+    and nothing written outside the output folder (matplotlib's font cache included, which it
+    keeps in the home folder unless told otherwise); without pyarrow (the [analyze] extra not
+    installed) one line says which extra to install."""
+    import os
+
     args = ["analyze", str(videos[0]["path"]), "--workers", "1", "--quiet", "--out"]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
     r = subprocess.run([sys.executable, "-c", BLOCKING, "tensorflow,keras,tf_keras", *args, str(tmp_path / "a")],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env={**env, "HOME": str(home)})
     assert r.returncode == 0, r.stderr
+    assert list(home.iterdir()) == [] and (tmp_path / "a" / ".matplotlib").is_dir()
     r = subprocess.run([sys.executable, "-c", BLOCKING, "pyarrow", *args, str(tmp_path / "b")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [

@@ -143,8 +143,10 @@ def test_missing_pydicom_is_one_clear_error(monkeypatch, tmp_path):
 def test_not_a_dicom_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"hello" * 50)
-    with pytest.raises(SourceError, match="cannot read DICOM .*scan.dcm"):
+    with pytest.raises(SourceError, match="cannot read DICOM .*scan.dcm") as e:
         DicomSource(bad).open()
+    assert str(e.value).endswith("not a DICOM file (no 'DICM' marker, no file meta information)")
+    assert "force" not in str(e.value)  # pydicom's advice is for its own callers, not for a user
 
 
 def test_missing_dicom_file_is_one_clear_error(tmp_path):

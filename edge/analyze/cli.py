@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from edge.errors import EdgeError, RunFailed
 
@@ -79,9 +81,7 @@ def _importable(module: str) -> bool:
 def cmd_analyze(args) -> int:
     from edge.analyze import report
     from edge.analyze.inputs import find_clips
-    from edge.analyze.run import AnalysisJob, config_digest, run_tasks
     from edge.cli import out_folder
-    from edge.host import physical_cores
     from edge.model.bundle import load_bundle
     from edge.runtime.config import load_config
 
@@ -102,6 +102,30 @@ def cmd_analyze(args) -> int:
     for note in notes:
         print(f"tlf-edge: note: {note}", file=sys.stderr)
     report.clean_leftovers(out)
+    with _matplotlib_cache_in(out):
+        return _analyze(args, cfg, bundle, out, clips)
+
+
+@contextlib.contextmanager
+def _matplotlib_cache_in(out: Path):
+    """matplotlib keeps its font cache in the user's home unless told otherwise: for the command
+    (and the workers it starts), in a hidden folder of the output folder, which no later run takes
+    for input, as nothing else is written outside it. A MPLCONFIGDIR already set is kept."""
+    if "MPLCONFIGDIR" in os.environ:
+        yield
+        return
+    os.environ["MPLCONFIGDIR"] = str(out / ".matplotlib")
+    try:
+        yield
+    finally:
+        os.environ.pop("MPLCONFIGDIR", None)
+
+
+def _analyze(args, cfg, bundle, out: Path, clips) -> int:
+    from edge.analyze import report
+    from edge.analyze.run import AnalysisJob, config_digest, run_tasks
+    from edge.host import physical_cores
+
     config_sha = config_digest(cfg)
     order, tasks, summaries = plan_tasks(clips, bundle, config_sha, out, args.keep_names)
     workers = args.workers or (None if args.engine == "ray" else physical_cores())

@@ -68,6 +68,7 @@ def single_threaded() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # as the command's own process (edge.cli)
 
 
 class Worker:

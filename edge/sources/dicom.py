@@ -31,6 +31,7 @@ INSTALL_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
 def _import_pydicom():
     try:
         import pydicom
+        import pydicom.errors
         import pydicom.pixels
     except ImportError as e:
         raise SourceError(f"cannot read DICOM: pydicom is not installed ({e}); install the 'dicom' extra") from e
@@ -158,6 +159,10 @@ class DicomSource(Source):
             raise SourceError(f"no such DICOM file {self.path!r}")
         try:
             ds = pydicom.dcmread(self.path)
+        except pydicom.errors.InvalidDicomError as e:  # its text suggests force=True, which no user can give
+            raise SourceError(
+                f"cannot read DICOM {self.path!r}: not a DICOM file (no 'DICM' marker, no file meta information)"
+            ) from e
         except Exception as e:  # pydicom raises several kinds for a damaged or foreign file
             raise SourceError(f"cannot read DICOM {self.path!r}: {type(e).__name__}: {e}") from e
         if "PixelData" not in ds:
