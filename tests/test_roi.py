@@ -390,6 +390,13 @@ def test_a_screen_of_another_size_is_detected_at_once_and_a_region_that_no_longe
     found["roi"] = None  # the smaller screen shows no region: the big one's must not be kept
     roi, event = tracker.update(big.image[:400, :500].copy(), 1)
     assert roi is None and event is not None and event.old is first and event.new is None
+    tracker = RoiTracker(min_gap=50, detector=lambda img: found["roi"])
+    found["roi"] = first
+    tracker.update(big.image, 0)
+    found["roi"] = None  # nor on a bigger screen, where the old rectangle would still fit
+    bigger = cv2.copyMakeBorder(big.image, 0, 100, 0, 100, cv2.BORDER_CONSTANT)
+    roi, event = tracker.update(bigger, 1)
+    assert roi is None and event is not None and event.new is None
     # A detection within tol of the old region, which no longer fits: the new one is taken.
     tracker = RoiTracker(min_gap=50, detector=lambda img: found["roi"])
     found["roi"] = first

@@ -150,7 +150,7 @@ class Pipeline:
         self.chain = FrameChain(segmenter, ChainOptions(options, temporal, roi, calibration))
         source.grayscale_only = self.chain.grayscale_input  # before the capture thread opens it
         if source.stills and self.chain.prepare is not None:  # a changed picture is detected at once
-            self.chain.prepare.tracker.min_gap = 0
+            self.chain.prepare.tracker.min_gap, self.chain.prepare.tracker.persist = 0, 1
         self.stop_event = threading.Event()
         self.stats: RunStats | None = None
         # Layout events wait here until the first measured frame at or after them: the frames

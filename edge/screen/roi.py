@@ -461,7 +461,8 @@ class RoiTracker:
     (its mean level in 8x8 cells, from a sixteenth of its pixels; a changed label, a moved scale), and (2) thin strips just inside and
     just outside the ROI edges: image pixels must stay inside, chrome outside. A check that
     fails for `persist` frames in a row, or every `redetect_every` frames, triggers detection (a
-    screen of another size at once: a folder of pictures of several sizes, a capture mode change);
+    screen of another size at once: a folder of pictures of several sizes, a capture mode change;
+    when nothing is found on it, it has no region: the last one belongs to another layout);
     a new rectangle (more than `tol` px off on any edge) is adopted and reported. Detections are
     at least `min_gap` frames apart, so a dark image (probe lifted) cannot make it thrash; when
     detection finds nothing the last ROI is kept. While a check fails and detection is held back
@@ -496,6 +497,7 @@ class RoiTracker:
         self.manual, self.redetect_every, self.persist = manual, int(redetect_every), int(persist)
         self.lag = max(1, int(lag))
         self._routine: _Detection | None = None  # the routine detection running beside the frames
+        self._dropped: list[_Detection] = []  # routine detections overtaken by a detection of their own
         self.min_gap, self.tol, self.on_change, self.detector = int(min_gap), int(tol), on_change, detector
         self.roi: Roi | None = None
         self.detections = 0
@@ -561,8 +563,9 @@ class RoiTracker:
         exits makes OpenCV's thread pool abort the process at exit ("terminate called without an
         active exception"), after the run's outputs are written but with a failed exit status."""
         routine, self._routine = self._routine, None
-        if routine is not None:
-            routine.wait()
+        for detection in [*self._dropped, *([routine] if routine is not None else [])]:
+            detection.wait()
+        self._dropped = []
 
     def _check(self, gray: np.ndarray) -> str | None:
         moved = self._moved(gray)
@@ -578,21 +581,23 @@ class RoiTracker:
         self._last_detect, self._shape = self._frames, gray.shape
         self._suspect = 0
         self.detections += 1
-        self._routine = None  # a routine detection still running looked at an older screen
+        if self._routine is not None:  # still running, it looked at an older screen: its result is dropped
+            self._dropped = [d for d in self._dropped if d.running] + [self._routine]
+        self._routine = None
         return self._adopt(self.detector(image), gray, seq, reason)
 
     def _adopt(self, new: Roi | None, gray, seq, reason):
         """The region after a detection that found `new` (None: nothing) for the frame of `gray`."""
         old = self.roi
         if new is None:
-            if old is not None and not _fits(old, gray.shape):  # a smaller screen: no region on it yet
+            if old is not None and (reason == SIZE_CHANGED or not _fits(old, gray.shape)):  # no region on it yet
                 self.roi, self._sig, self._strips = None, None, []
                 return None, self._report(LayoutChange(seq, old, None, reason))
             if old is not None:  # keep the last one; the references follow the screen
                 self._remember(gray, old)
             return old, None
         if old is not None and new.near(old, self.tol) and _fits(old, gray.shape):
-            if reason != "periodic check":
+            if reason not in ("periodic check", SIZE_CHANGED):  # a check failed on a screen that did not change
                 self._restless = True
             self._learn_volatile()
             self._remember(gray, old)
@@ -728,6 +733,10 @@ class _Detection:
             self._found = detector(image if colour is None else colour())
         except BaseException as e:  # handed to the caller's thread by result()
             self._error = e
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def wait(self) -> None:
         self._thread.join()
