@@ -309,3 +309,15 @@ def test_a_dicom_whose_regions_are_not_used_says_why_in_the_table(tmp_path):
     (row,) = csv.DictReader((tmp_path / "out" / "clips.csv").open())
     assert row["unit"] == "px" and row["spacing_source"] == "none"
     assert "the DICOM file's regions: tissue region bounds exceed the 320x240 frame (resampled file)" in row["spacing_detail"]
+
+
+def test_a_dicoms_own_spacing_wins_over_the_configs_and_the_table_says_so(tmp_path):
+    """A mixed analysis with [calibration] depth_mm set for its screen videos: the real Philips
+    file keeps the spacing its region states (0.262 mm per pixel), and its row says the config's
+    was not used."""
+    pytest.importorskip("pydicom")
+    dicom = DICOM_DIR / "OBXXXX1A.dcm"
+    assert main(["analyze", str(dicom), "--out", str(tmp_path / "out"), "--quiet", "--set", "calibration.depth_mm=60"]) == 0
+    (row,) = csv.DictReader((tmp_path / "out" / "clips.csv").open())
+    assert float(row["spacing_row_mm"]) == pytest.approx(0.26228788, rel=1e-6) and row["spacing_source"] == "source"
+    assert row["spacing_detail"] == "DICOM region 0; the config's [calibration] depth_mm is for screens and not used"

@@ -114,8 +114,12 @@ def test_a_spacing_the_source_states_wins_over_the_config_which_overrides_the_sc
         assert out.spacing_mm == clip.spacing_mm and event.calibration == "source"
         assert event.calibration_note == f"stated by the source; the config's [calibration] {what} is for screens and not used"
     unstated = Frame(clip.image, clip.t_capture, clip.seq)
-    out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.2,)))(unstated, cropped=True)
-    assert out.spacing_mm == (0.2, 0.2) and event.calibration == "config"
+    implausible = Frame(clip.image, clip.t_capture, clip.seq, spacing_mm=(20.0, 20.0))  # refused: not used
+    for frame in (unstated, implausible):
+        out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.2,)))(frame, cropped=True)
+        assert out.spacing_mm == (0.2, 0.2) and event.calibration == "config"
+    out, event = Prepare()(implausible, cropped=True)  # without a config: no spacing, and why
+    assert out.spacing_mm is None and "outside 0.001-10 mm: not used" in event.calibration_note
     screen, truth = with_truth("phantom://screen?seed=5&frames=1&size=640x480")[0]
     out, event = Prepare(calibration=SpacingOptions(spacing_mm=(0.1, 0.12)))(screen)
     assert out.spacing_mm == (0.1, 0.12) and event.calibration == "config"

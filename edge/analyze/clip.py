@@ -312,11 +312,14 @@ def clip_facts(source: ClipTimeline, stats, rows: list[dict]) -> dict:
     layouts = [lay for r in rows if (lay := r.get("layout") or r.get("layout_event"))]
     last = layouts[-1] if layouts else {}
     detail = last.get("calibration_note") or ""
+    unused = next((part for part in detail.split("; ") if part.startswith("the config's [calibration]")), None)
     recorded = getattr(source.source, "calibrations", None)
     if recorded:
         detail = "recorded by the cart: " + ", ".join(sorted(recorded))
     elif getattr(source.source, "calibration", None) is not None and getattr(source.source, "roi", None) is not None:
         detail = f"DICOM {source.source.note}"
+    if unused and unused not in detail:  # the source's own spacing won over the config's
+        detail += f"; {unused}"
     elif isinstance(source.source, DicomSource) and source.source.note and last.get("spacing_mm") is None:
         detail = f"{detail}; the DICOM file's regions: {source.source.note}" if detail else source.source.note
     return {

@@ -138,7 +138,8 @@ class Prepare:
         if self.tracker.unsettled:
             self.frames_layout_changing += 1
             return None, None
-        if frame.spacing_mm is None:
+        stated_cal = self._source_spacing(frame.spacing_mm)
+        if stated_cal is None:
             # The config's spacing, or the scale on the screen (read again on a layout change).
             cal, scale_change = self.calibrator.update(
                 frame.image, roi, roi_changed=roi_change is not None, seq=frame.seq, gray=gray, colour=frame.colour
@@ -147,7 +148,7 @@ class Prepare:
             if self.stated is not None and cal.spacing_mm is None and cal.source == "none":
                 cal = self.stated  # no scale on the screen either: say why the source's was not used
         else:  # the source knows the spacing of its whole frame (a DICOM file not cropped)
-            cal, why = self._stated(frame.spacing_mm), "source spacing changed"
+            cal, why = stated_cal, "source spacing changed"
         reasons = [f"ROI: {roi_change.reason}"] if roi_change is not None else []
         if self.calibration is not None and not cal.close_to(self.calibration):
             reasons.append(f"scale: {why}")
@@ -159,8 +160,9 @@ class Prepare:
 
     def _pass_through(self, frame: Frame) -> tuple[Frame, LayoutEvent | None]:
         h, w = frame.image.shape[:2]
-        if frame.spacing_mm is not None:
-            cal = self._stated(frame.spacing_mm)
+        stated_cal = self._source_spacing(frame.spacing_mm)
+        if stated_cal is not None:
+            cal = stated_cal
         elif self.fixed is not None:
             cal = self.fixed
         elif self.depth_mm is not None:
@@ -181,12 +183,19 @@ class Prepare:
             return frame, event  # the frame says it already (an unset source reads as its own)
         return replace(frame, spacing_mm=spacing, spacing_source=source), event
 
-    def _stated(self, spacing_mm) -> Calibration:
-        """The spacing the source states for its frames (a DICOM region's, the cart's recorded one):
-        it wins over the config's [calibration] spacing_mm and depth_mm, which describe a screen,
-        and the note says so when one is set."""
+    def _source_spacing(self, spacing_mm) -> Calibration | None:
+        """The spacing the source states for its frames (a DICOM region's, the cart's recorded one),
+        or None to calibrate as for a frame that states none. A stated spacing wins over the
+        config's [calibration] spacing_mm and depth_mm, which describe a screen (the note says so
+        when one is set); one refused as implausible gives way to them, or, without them, says why
+        there is none."""
+        if spacing_mm is None:
+            return None
         cal = from_source(spacing_mm)
-        if cal.spacing_mm is not None and (self.fixed is not None or self.depth_mm is not None):
+        configured = self.fixed is not None or self.depth_mm is not None
+        if cal.spacing_mm is None:
+            return None if configured else cal
+        if configured:
             what = "spacing_mm" if self.fixed is not None else "depth_mm"
             cal = replace(cal, note=f"{cal.note}; the config's [calibration] {what} is for screens and not used")
         return cal
