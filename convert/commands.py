@@ -150,6 +150,7 @@ def cmd_quantize(args) -> int:
         reference=data[0] if data else None,
         progress=sys.stdout.isatty(),
         check_prediction=not args.allow_one_class,
+        check_band=not args.allow_one_class,
         allow_partitions=args.allow_partitions,
         transpose_as_depth_to_space=args.transpose_as_depth_to_space,
         check_preprocessing=not args.trust_preprocessing,

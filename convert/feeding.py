@@ -113,24 +113,16 @@ def check_predictions(
     band_class: int | None = None,
 ) -> list[float]:
     """Stop when the float model, fed the calibration images through the declared preprocessing,
-    gives degenerate labels (check_one_class: one class on almost every pixel, the same labels
-    for every image, or almost no pixel of `band_class`, the class whose thickness the device
-    measures) or labels that do not follow the input's level while they do under a common
-    alternative scale (check_level); see the module docstring. Returns the class shares."""
+    gives degenerate labels (check_one_class: one class on almost every pixel or the same labels
+    for every image), labels that do not follow the input's level while they do under a common
+    alternative scale (check_level; see the module docstring), or, with check_one_class and a
+    `band_class` (the class whose thickness the device measures), almost no pixel of it.
+    Returns the class shares."""
     images = calibration[:PREDICTION_IMAGES]
     declared = reading(model, images, spec, kind)
     shares = np.bincount(declared.labels.ravel(), minlength=len(classes)) / declared.labels.size
     if check_one_class:
         _check_degenerate(model, images, spec, kind, classes, declared.labels)
-        if band_class is not None and shares[band_class] < MIN_BAND_SHARE:
-            raise QuantizeError(
-                f"the float model, fed {len(images)} calibration images as declared ({spec.describe()}), gives the "
-                f"band class {classes[band_class]!r} (output {band_class}) to {shares[band_class]:.3%} of their pixels "
-                f"({' / '.join(f'{n} {v:.1%}' for n, v in zip(classes, shares))}): the device would measure no band. "
-                "Check the class order (--class-names: the band is the class named tlf) and that --calib holds "
-                "images of the band, "
-                "or pass --allow-one-class to convert all the same"
-            )
     if check_level and declared.moved < STILL and _degenerate(declared.labels, len(classes)) is None:
         followers = []
         for flags, other in level_alternatives(spec).items():
@@ -148,6 +140,14 @@ def check_predictions(
                 "preprocessing probably does not match its training; declare it with --input-scale (and "
                 "--mean/--std), or pass --trust-preprocessing to convert as declared"
             )
+    if check_one_class and band_class is not None and shares[band_class] < MIN_BAND_SHARE:  # after the scale's check
+        raise QuantizeError(
+            f"the float model, fed {len(images)} calibration images as declared ({spec.describe()}), gives the "
+            f"band class {classes[band_class]!r} (output {band_class}) to {shares[band_class]:.3%} of their pixels "
+            f"({' / '.join(f'{n} {v:.1%}' for n, v in zip(classes, shares))}): the device would measure no band. "
+            "Check the class order (--class-names: the band is the class named tlf) and that --calib holds "
+            "images of the band, or pass --allow-one-class to convert all the same"
+        )
     return [round(float(v), 4) for v in shares]
 
 

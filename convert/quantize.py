@@ -427,6 +427,7 @@ def quantize_to_bundle(
     allow_partitions: bool = False,
     check_preprocessing: bool = True,
     transpose_as_depth_to_space: bool = False,
+    check_band: bool = False,
 ) -> Bundle:
     """Convert `model` to int8 with `calibration` and write a verified bundle to `out_dir`.
 
@@ -442,6 +443,8 @@ def quantize_to_bundle(
     (`check_prediction=False` for images that truly show one class), and labels that follow its
     input's level unless none of the common scales gives such labels (`check_preprocessing=False`
     to convert as declared all the same); see convert.feeding.
+    check_band: also refuse a float model that gives the band class (tlf_class) to almost no
+    calibration pixel (`tlf-convert quantize`; a cross-validation fold is scored instead).
     `check_calibration_set=False` (which skips both checks) exists only to build deliberately bad
     models for testing the validation gate. allow_partitions: convert a graph XNNPACK does not take whole, with a warning.
     transpose_as_depth_to_space: export each 2x2, stride 2 Conv2DTranspose as a 1x1 convolution
@@ -496,7 +499,7 @@ def quantize_to_bundle(
                 classes,
                 check_one_class=check_prediction,
                 check_level=check_preprocessing,
-                band_class=int(tlf_class),
+                band_class=int(tlf_class) if check_band else None,
             )
 
     if family["output_kind"] is not None:  # known from the last layer: checked before converting
