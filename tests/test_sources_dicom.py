@@ -159,12 +159,12 @@ def test_a_dicom_without_pixels_is_one_clear_error():
         DicomSource(get_testdata_file("rtplan.dcm")).open()
 
 
-@pytest.mark.parametrize("factor, used", [(1.0, True), (10.0, False), (0.03, False)])
+@pytest.mark.parametrize("factor, used", [(1.0, True), (0.05, True), (10.0, False), (0.01, False)])
 def test_a_region_spacing_that_makes_the_image_deeper_or_shallower_than_a_b_mode_is_not_used(tmp_path, factor, used):
     """A real Philips file (its region 459 px deep at 0.262 mm per pixel: 120 mm) with its
-    PhysicalDelta off by a unit slip: 10x is a 1.2 m deep image, 0.03x a 3.6 mm one; neither a
-    B-mode shows (the 10-300 mm a screen's scale is held to), so the spacing is not used, with the
-    reason, and the thickness is in pixels."""
+    PhysicalDelta off by a unit slip: 10x is a 1.2 m deep image, 0.01x a 1.2 mm one; neither a
+    B-mode shows (3-300 mm deep), so the spacing is not used, with the reason, and the thickness
+    is in pixels; 0.05x (6 mm deep, as a high-frequency probe shows) is used."""
     ds = pydicom.dcmread(DICOM / "OBXXXX1A.dcm")
     for region in ds.SequenceOfUltrasoundRegions:
         region.PhysicalDeltaX, region.PhysicalDeltaY = (float(v) * factor for v in (region.PhysicalDeltaX, region.PhysicalDeltaY))
@@ -173,7 +173,7 @@ def test_a_region_spacing_that_makes_the_image_deeper_or_shallower_than_a_b_mode
     src, frames = frames_of(path)
     assert src.cropped and src.roi == (120, 60, 680, 459)
     if used:
-        assert frames[0].spacing_mm == pytest.approx((0.26228787661969977,) * 2)
+        assert frames[0].spacing_mm == pytest.approx((0.26228787661969977 * factor,) * 2)
         return
     assert src.calibration.spacing_mm is None and frames[0].spacing_mm is None
-    assert "outside the 10-300 mm a B-mode image shows: not used" in src.note
+    assert "beyond the 3-300 mm deep and 600 mm wide a B-mode image shows: not used" in src.note

@@ -21,7 +21,6 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.screen.scale_reader import DEPTH_RANGE_MM
 from edge.screen.spacing import UNKNOWN, Calibration, from_dicom_region
 from edge.sources.base import DEFAULT_MAX_PIXELS, Source, check_frame_size, check_options, flag_option
 
@@ -78,22 +77,30 @@ def pick_region(ds, shape: tuple[int, int], index: int | None = None):
     return rect, _shown_extent(from_dicom_region(r), rect), f"region {i}"
 
 
+# The depth and width a tissue region of a B-mode image can show: a high-frequency probe's or a
+# zoomed region's few millimetres to an abdominal 30 cm; a phased array's 90-degree sector is
+# about 1.4 times as wide as it is deep.
+REGION_DEPTH_MM = (3.0, 300.0)
+REGION_WIDTH_MM = 600.0
+
+
 def _shown_extent(cal: Calibration, rect) -> Calibration:
-    """`cal`, or no spacing (with the reason) when the region it spans is deeper or wider than a
-    B-mode image shows (DEPTH_RANGE_MM, as a screen's scale is checked): a PhysicalDelta off by a
-    factor (a unit slip) is caught so."""
+    """`cal`, or no spacing (with the reason) when the region it spans is deeper, shallower or
+    wider than a B-mode image shows (REGION_DEPTH_MM, REGION_WIDTH_MM): a PhysicalDelta off by a
+    factor of ten or more (a unit slip) is caught so, on all but very shallow or very deep images."""
     if cal.spacing_mm is None:
         return cal
     _, _, w, h = rect
     depth, width = h * cal.spacing_mm[0], w * cal.spacing_mm[1]
-    lo, hi = DEPTH_RANGE_MM
-    if lo <= depth <= hi and width <= hi:
+    lo, hi = REGION_DEPTH_MM
+    if lo <= depth <= hi and width <= REGION_WIDTH_MM:
         return cal
     return Calibration(
         None,
         "none",
         f"DICOM region spacing {cal.spacing_mm[0]:g} x {cal.spacing_mm[1]:g} mm per pixel makes the {w}x{h} px "
-        f"region {depth:.0f} mm deep and {width:.0f} mm wide, outside the {lo:g}-{hi:g} mm a B-mode image shows: not used",
+        f"region {depth:.3g} mm deep and {width:.3g} mm wide, beyond the {lo:g}-{hi:g} mm deep and "
+        f"{REGION_WIDTH_MM:g} mm wide a B-mode image shows: not used",
     )
 
 
