@@ -637,7 +637,7 @@ def print_summary(s: dict, run_dir: Path) -> None:
     if s.get("nothing_measured"):
         print(f"  why        {s['nothing_measured']}")
     if s.get("stopped_by"):
-        print(f"  stopped    by {s['stopped_by']}, before the source ended (every frame measured until then is kept)")
+        print(f"  stopped    by {s['stopped_by']} (every frame measured until then is kept)")
     if s["corrupt_frames"]:
         print(f"  damaged    {s['corrupt_frames']} source frames could not be decoded (skipped)")
     if s["oversize_frames"]:

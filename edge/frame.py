@@ -74,7 +74,7 @@ class Measurement:
 
     seq: int
     t_capture: float
-    thickness: float  # mm when `unit` is "mm", model pixels when "px"; NaN when not measurable
+    thickness: float  # mm when `unit` is "mm", pixels of the frame's B-mode region when "px"; NaN when not measurable
     spread: float  # interquartile range over the measured columns, same unit
     unit: str
     flags: int

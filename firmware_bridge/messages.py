@@ -183,7 +183,7 @@ class Measurement:
     spread: float
     uncertainty: float  # NaN when unknown
     flags: int  # the runtime's quality bits
-    unit_mm: bool  # False: model pixels (uncalibrated)
+    unit_mm: bool  # False: image pixels (uncalibrated)
     model_id: int  # u32
     t_capture_us: int  # u32, wraps
     band: int = 0  # u8, 0 = the most superficial band of the frame

@@ -11,7 +11,7 @@ class Quality(enum.IntFlag):
     ORDER = 2  # classes not in anatomical order (above, TLF, below) in too many columns
     FRAGMENTED = 4  # the band is broken into pieces within columns
     LOW_CONFIDENCE = 8  # the model's logit margin on the band is small
-    UNCALIBRATED = 16  # no mm scale known: thickness is in model pixels
+    UNCALIBRATED = 16  # no mm scale known: thickness is in the image's pixels
     FROZEN = 32  # the frame repeats the previous one
     OUTLIER = 64  # rejected by the temporal filter
     SCALE_UNCERTAIN = 128  # a scale is on screen but its numbers do not confirm it: thickness in px

@@ -109,7 +109,7 @@ typedef struct {
 typedef struct {
     float thickness, spread, uncertainty; /* NaN when not measurable / unknown */
     uint32_t flags, model_id, t_capture_us;
-    uint8_t unit_mm; /* 0: model pixels (uncalibrated) */
+    uint8_t unit_mm; /* 0: image pixels (uncalibrated) */
     uint8_t band;    /* 0 = the most superficial band of the frame */
     uint8_t bands;   /* bands the frame reports (1 for the single TLF band, and for 25-byte payloads) */
 } tlf_measurement;
