@@ -15,7 +15,7 @@ from convert.errors import ConvertError, missing_extra
 from convert.options import add_model_options, add_preprocess_options, add_training_options
 from convert.quiet import native_output_hidden
 from edge import logs
-from edge.cli_help import conventions
+from edge.cli_help import Parser, conventions
 from edge.errors import EdgeError
 
 # The commands that run a Keras model or the TFLite converter; the others work without TensorFlow
@@ -86,7 +86,7 @@ def require_tensorflow(command: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The whole command line, a subparser per command in the order --help lists them."""
-    p = argparse.ArgumentParser(prog="tlf-convert", description="Host-side training and int8 conversion for tlf-edge.")
+    p = Parser(prog="tlf-convert", description="Host-side training and int8 conversion for tlf-edge.")
     p.add_argument(
         "--verbose",
         action="store_true",

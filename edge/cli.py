@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.cli_help import conventions
+from edge.cli_help import Parser, conventions
 from edge.errors import BundleError, ConfigError, EdgeError, RunFailed
 from edge.host import limit_malloc_arenas
 from edge.measure.quality import REJECTING
@@ -25,9 +25,7 @@ DEFAULT_SOURCE = SourceOptions.url
 
 def build_parser() -> argparse.ArgumentParser:
     """The tlf-edge command line: one small function per group of subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart."
-    )
+    parser = Parser(prog="tlf-edge", description="Live TLF segmentation and thickness on an ultrasound cart.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_bundle_tools(sub)

@@ -4,6 +4,7 @@ subcommand, and the exit codes."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 EXIT_CODES = {
     0: "ok",
@@ -12,6 +13,17 @@ EXIT_CODES = {
     3: "validation gate failed",
     130: "interrupted",
 }
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors end in the line every other refusal prints:
+    "tlf-edge: error: run: ..." rather than "tlf-edge run: error: ..." (its subcommands' parsers
+    are of this class too)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        tool, _, command = self.prog.partition(" ")
+        self.exit(2, f"{tool}: error: {command + ': ' if command else ''}{message}\n")
 
 
 def package_version() -> str:

@@ -27,8 +27,18 @@ def _version() -> str:
         return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the form of the other refusals, "tlf-bridge: error: demo: ..." (the bridge
+    does not import tlf-edge's own command-line helpers)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        tool, _, command = self.prog.partition(" ")
+        self.exit(2, f"{tool}: error: {command + ': ' if command else ''}{message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tlf-bridge", description="TLF display link tools", epilog=EXIT_CODES)
+    p = _Parser(prog="tlf-bridge", description="TLF display link tools", epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 

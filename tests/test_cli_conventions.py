@@ -106,3 +106,18 @@ def test_a_real_bad_option_is_a_convert_error_line(tmp_path, capsys):
     code = convert.cli.main(["train", "--out", str(tmp_path / "m"), "--class-weights", "1,x", "--epochs", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["tlf-convert: error: --class-weights '1,x' is not comma-separated numbers"]
+
+
+@pytest.mark.parametrize("tool, args, line", [
+    ("tlf-edge", ["run", "--frames", "x"], "tlf-edge: error: run: argument --frames: invalid int value: 'x'"),
+    ("tlf-edge", ["analyze"], "tlf-edge: error: analyze: the following arguments are required: INPUT, --out"),
+    ("tlf-convert", ["rewrite"], "tlf-convert: error: rewrite: the following arguments are required: bundle"),
+    ("tlf-bridge", ["demo", "loop://", "--seconds", "x"], "tlf-bridge: error: demo: argument --seconds: invalid"),
+])
+def test_a_usage_error_ends_in_the_tools_one_error_line(tool, args, line, capsys):
+    """argparse's own refusals end as every other one does: "TOOL: error: ...", naming the subcommand."""
+    with pytest.raises(SystemExit) as exit_:
+        TOOLS[tool](args)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(line), last
