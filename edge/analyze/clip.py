@@ -28,6 +28,7 @@ from edge.analyze.inputs import Clip
 from edge.frame import Measurement, Segmentation
 from edge.measure.quality import REJECTING, Quality, names
 from edge.numbers import rounded
+from edge.screen.prepare import CONFIG_NOT_USED
 from edge.sinks.base import Sink
 from edge.sources.folder import FolderSource
 
@@ -312,7 +313,7 @@ def clip_facts(source: ClipTimeline, stats, rows: list[dict]) -> dict:
     layouts = [lay for r in rows if (lay := r.get("layout") or r.get("layout_event"))]
     last = layouts[-1] if layouts else {}
     detail = last.get("calibration_note") or ""
-    unused = next((part for part in detail.split("; ") if part.startswith("the config's [calibration]")), None)
+    unused = next((part for part in detail.split("; ") if part.startswith(CONFIG_NOT_USED.split("{")[0])), None)
     recorded = getattr(source.source, "calibrations", None)
     if recorded:
         detail = "recorded by the cart: " + ", ".join(sorted(recorded))

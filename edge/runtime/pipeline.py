@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge.errors import SignalLost
 from edge.frame import Measurement
@@ -147,10 +147,10 @@ class Pipeline:
         calibration: SpacingOptions | None = None,
     ):
         self.source, self.segmenter, self.sinks, self.err = source, segmenter, list(sinks), err
+        if source.stills and (roi is not None or calibration is not None):  # a changed picture is detected at once
+            roi = replace(roi or RoiOptions(), min_gap=0, persist=1)
         self.chain = FrameChain(segmenter, ChainOptions(options, temporal, roi, calibration))
         source.grayscale_only = self.chain.grayscale_input  # before the capture thread opens it
-        if source.stills and self.chain.prepare is not None:  # a changed picture is detected at once
-            self.chain.prepare.tracker.min_gap, self.chain.prepare.tracker.persist = 0, 1
         self.stop_event = threading.Event()
         self.stats: RunStats | None = None
         # Layout events wait here until the first measured frame at or after them: the frames

@@ -71,6 +71,9 @@ class LayoutEvent:
         }
 
 
+CONFIG_NOT_USED = "the config's [calibration] {} is for screens and not used"  # a Calibration note's part
+
+
 class Prepare:
     """Callable: `prepare(frame, cropped)` -> (ROI frame or None, LayoutEvent or None).
 
@@ -197,7 +200,7 @@ class Prepare:
             return None if configured else cal
         if configured:
             what = "spacing_mm" if self.fixed is not None else "depth_mm"
-            cal = replace(cal, note=f"{cal.note}; the config's [calibration] {what} is for screens and not used")
+            cal = replace(cal, note=f"{cal.note}; {CONFIG_NOT_USED.format(what)}")
         return cal
 
     def _event(self, seq: int, rect, cal: Calibration, reasons: list[str]) -> LayoutEvent | None:
